@@ -1,0 +1,1 @@
+"""The `halfopen` command line: thin; parses, calls the pieces, renders."""

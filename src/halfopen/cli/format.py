@@ -1,0 +1,51 @@
+"""Small text helpers for human output."""
+
+from __future__ import annotations
+
+
+def duration_ms(ms: int | None) -> str:
+    """Milliseconds as a short human duration.
+
+    >>> [duration_ms(x) for x in (0, 850, 12_300, 200_000, 7_500_000, 200_000_000)]
+    ['0ms', '850ms', '12.3s', '3m20s', '2h05m', '2d07h']
+    """
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms}ms"
+    s = ms / 1000
+    if s < 60:
+        return f"{s:.1f}s"
+    s = int(s)
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def endpoint(addr: str, port: int) -> str:
+    """ss's way: '10.0.0.1:80', '[::1]:443'; port 0 (a listener's peer) is '*'.
+
+    >>> endpoint("::", 0), endpoint("10.0.0.1", 80)
+    ('[::]:*', '10.0.0.1:80')
+    """
+    port_text = "*" if port == 0 else str(port)
+    if ":" in addr:
+        return f"[{addr}]:{port_text}"
+    return f"{addr}:{port_text}"
+
+
+def table(rows: list[list[str]], header: list[str], right: set[int] = frozenset()) -> str:
+    """Align columns; columns in `right` are right-aligned (numbers)."""
+    widths = [len(h) for h in header]
+    for row in rows:
+        for i, cell in enumerate(row):
+            if len(cell) > widths[i]:
+                widths[i] = len(cell)
+    lines = []
+    for row in [header] + rows:
+        cells = [cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+                 for i, cell in enumerate(row)]
+        lines.append(" ".join(cells).rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,89 @@
+"""Entry point: the command group, lazy subcommands, and error -> exit code.
+
+Each subcommand lives in its own module, imported only when it runs, so
+`halfopen sockets` does not pay for the doctor or the exporter.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import EXIT_USAGE, HalfopenError
+
+# command name -> (module, attribute, one-line help)
+COMMANDS = {
+    "sockets": ("halfopen.cli.sockets_cmd", "sockets", "List TCP sockets with owners and tcp_info."),
+    "doctor": ("halfopen.cli.doctor_cmd", "doctor", "Name the cause of half-open and exhaustion problems."),
+    "fix": ("halfopen.cli.fix_cmd", "fix", "Plan, apply, persist or roll back the doctor's fixes."),
+    "kill": ("halfopen.cli.kill_cmd", "kill", "Destroy matching sockets (SOCK_DESTROY); dry run without --yes."),
+    "keepalive": ("halfopen.cli.keepalive_cmd", "keepalive", "Retrofit TCP keepalive onto a running process's sockets."),
+    "watch": ("halfopen.cli.watch_cmd", "watch", "Live view of socket states, leaks and findings."),
+    "exporter": ("halfopen.cli.exporter_cmd", "exporter", "Serve Prometheus metrics."),
+    "report": ("halfopen.cli.report_cmd", "report", "Turn a recorded history into an HTML report."),
+    "lab": ("halfopen.cli.lab_cmd", "lab", "Reproduce each failure in network namespaces, diagnose and fix it."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name, (module, _a, _h) in COMMANDS.items() if _available(module)]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS or not _available(COMMANDS[name][0]):
+            return None
+        module, attr, _help = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _available(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="halfopen")
+def cli() -> None:
+    """Find, explain and fix TCP half-open connections and the exhaustion they cause.
+
+    Exit codes: 0 ok, 1 warning, 2 critical, 3 could not check, 64 usage error.
+    """
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; a command returns its exit code (None means 0)."""
+    try:
+        result = cli.main(args=argv, prog_name="halfopen", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("halfopen: interrupted", err=True)
+        return 130
+    except click.UsageError as exc:
+        click.echo(f"halfopen: {exc.format_message()}", err=True)
+        return EXIT_USAGE
+    except click.ClickException as exc:
+        click.echo(f"halfopen: {exc.format_message()}", err=True)
+        return exc.exit_code
+    except HalfopenError as exc:
+        click.echo(f"halfopen: {exc}", err=True)
+        return exc.exit_code
+    except BrokenPipeError:
+        # `halfopen sockets | head`: the reader left; say nothing.
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        click.echo("halfopen: interrupted", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

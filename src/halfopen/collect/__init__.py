@@ -1,0 +1,1 @@
+"""Read-only collectors: the kernel's view, turned into model records."""

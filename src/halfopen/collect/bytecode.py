@@ -1,0 +1,161 @@
+"""Compile a Filter into what the kernel can run: a state mask and bytecode.
+
+The bytecode is inet_diag's little filter language (include/uapi/linux/
+inet_diag.h: struct inet_diag_bc_op, inet_diag_hostcond), checked by
+inet_diag_bc_audit() and run by inet_diag_bc_run() in net/ipv4/inet_diag.c.
+Each op jumps `yes` bytes forward when its condition holds, else `no` bytes;
+the program accepts a socket when it lands exactly on its end.
+
+Compiled blocks follow iproute2's ssfilter_bytecompile(): a block of length L
+ends at L when true and at L + 4 when false, so blocks concatenate for "and",
+and a JMP glues "or" and "not".
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+
+from ..model.filter import And, Expr, Filter, HostIs, Not, Or, OwnerIs, PortCmp, StateIs
+from ..model.states import ALL_STATES
+
+BC_JMP = 1
+BC_S_GE, BC_S_LE, BC_D_GE, BC_D_LE = 2, 3, 4, 5
+BC_S_COND, BC_D_COND = 7, 8
+BC_S_EQ, BC_D_EQ = 11, 12
+
+OP = struct.Struct("=BBH")  # code, yes, no
+HOSTCOND = struct.Struct("=BBxxi")  # family, prefix_len, port (-1: any)
+
+
+@dataclass(frozen=True, slots=True)
+class KernelFilter:
+    """What the kernel is asked to filter, and whether that is the whole filter."""
+
+    states: int
+    bytecode: bytes
+    exact: bool  # True: userspace need not check the filter again
+
+
+def compile_filter(flt: Filter) -> KernelFilter:
+    expr = flt.expr
+    if expr is None:
+        return KernelFilter(ALL_STATES, b"", True)
+    kernel_expr = _kernel_part(expr)
+    code = _compile(kernel_expr) if kernel_expr is not None else b""
+    return KernelFilter(_state_superset(expr), code, _is_exact(expr))
+
+
+def _conjuncts(expr: Expr) -> list[Expr]:
+    if isinstance(expr, And):
+        return _conjuncts(expr.left) + _conjuncts(expr.right)
+    return [expr]
+
+
+def _has(expr: Expr, kinds: tuple[type, ...]) -> bool:
+    if isinstance(expr, (And, Or)):
+        return _has(expr.left, kinds) or _has(expr.right, kinds)
+    if isinstance(expr, Not):
+        return _has(expr.inner, kinds)
+    return isinstance(expr, kinds)
+
+
+def _is_exact(expr: Expr) -> bool:
+    """Exact when no owner words and state words only as top-level conjuncts."""
+    return all(isinstance(c, StateIs) or not _has(c, (StateIs, OwnerIs))
+               for c in _conjuncts(expr))
+
+
+def _state_superset(expr: Expr) -> int:
+    """A state mask holding every state the filter could accept."""
+    if isinstance(expr, StateIs):
+        return expr.mask
+    if isinstance(expr, And):
+        return _state_superset(expr.left) & _state_superset(expr.right)
+    if isinstance(expr, Or):
+        return _state_superset(expr.left) | _state_superset(expr.right)
+    return ALL_STATES
+
+
+def _kernel_part(expr: Expr) -> Expr | None:
+    """The loosest filter made only of words the bytecode has; None = all."""
+    if isinstance(expr, (PortCmp, HostIs)):
+        return expr
+    if isinstance(expr, And):
+        left, right = _kernel_part(expr.left), _kernel_part(expr.right)
+        if left is None or right is None:
+            return left or right
+        return And(left, right)
+    if isinstance(expr, Or):
+        left, right = _kernel_part(expr.left), _kernel_part(expr.right)
+        return None if left is None or right is None else Or(left, right)
+    if isinstance(expr, Not) and not _has(expr.inner, (StateIs, OwnerIs)):
+        return expr
+    return None
+
+
+def _op(code: int, yes: int, no: int) -> bytes:
+    return OP.pack(code, yes, no)
+
+
+def _leaf(body_code: int, payload: bytes) -> bytes:
+    size = OP.size + len(payload)
+    return _op(body_code, size, size + 4) + payload
+
+
+def _port_op(side: str, op: str, port: int) -> bytes:
+    s = side == "s"
+    if op == "eq":
+        return _leaf(BC_S_EQ if s else BC_D_EQ, _op(0, 0, port))
+    if op == "ge":
+        return _leaf(BC_S_GE if s else BC_D_GE, _op(0, 0, port))
+    if op == "le":
+        return _leaf(BC_S_LE if s else BC_D_LE, _op(0, 0, port))
+    inverse = {"ne": "eq", "gt": "le", "lt": "ge"}[op]
+    return _negate(_port_op(side, inverse, port))
+
+
+def _host_op(leaf: HostIs) -> bytes:
+    port = -1 if leaf.port is None else leaf.port
+    if leaf.network is None:
+        cond = HOSTCOND.pack(socket.AF_UNSPEC, 0, port)
+    else:
+        family = socket.AF_INET if leaf.network.version == 4 else socket.AF_INET6
+        cond = HOSTCOND.pack(family, leaf.network.prefixlen, port)
+        cond += leaf.network.network_address.packed
+    return _leaf(BC_S_COND if leaf.side == "s" else BC_D_COND, cond)
+
+
+def _negate(block: bytes) -> bytes:
+    # true lands on the JMP, which skips to L+8 (false); false lands on L+4 (true).
+    return block + _op(BC_JMP, 4, 8)
+
+
+def _relocate_false(block: bytes, reloc: int) -> bytes:
+    """Move the jumps to `block`'s false exit by `reloc` bytes (ssfilter_patch)."""
+    out = bytearray(block)
+    pos, remaining = 0, len(block)
+    while remaining > 0:
+        code, yes, no = OP.unpack_from(out, pos)
+        if no == remaining + 4:
+            OP.pack_into(out, pos, code, yes, no + reloc)
+        pos += yes
+        remaining -= yes
+    return bytes(out)
+
+
+def _compile(expr: Expr) -> bytes:
+    if isinstance(expr, PortCmp):
+        return _port_op(expr.side, expr.op, expr.port)
+    if isinstance(expr, HostIs):
+        return _host_op(expr)
+    if isinstance(expr, And):
+        left, right = _compile(expr.left), _compile(expr.right)
+        return _relocate_false(left, len(right)) + right
+    if isinstance(expr, Or):
+        left, right = _compile(expr.left), _compile(expr.right)
+        return left + _op(BC_JMP, 4, len(right) + 4) + right
+    if isinstance(expr, Not):
+        return _negate(_compile(expr.inner))
+    raise TypeError(f"not a kernel filter word: {expr!r}")

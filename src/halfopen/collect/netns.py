@@ -1,0 +1,131 @@
+"""Network namespaces: find them, name them, and enter one for a while.
+
+A namespace is identified by the inode of its nsfs file (/proc/PID/ns/net,
+/run/netns/NAME: `ip netns` bind-mounts them there). Entering one uses
+setns(2) on the calling thread; sockets opened inside stay in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ..errors import NamespaceError, NotPermitted
+
+CLONE_NEWNET = 0x40000000  # include/uapi/linux/sched.h
+NETNS_RUN_DIR = "/run/netns"
+HOST = "host"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    name: str  # "host", the /run/netns name, or "net:[INODE]"
+    inode: int
+    path: str  # an nsfs file to open for setns
+
+
+def _inode(path: str) -> int:
+    return os.stat(path).st_ino
+
+
+def current(proc: str = "/proc") -> Namespace:
+    path = f"{proc}/thread-self/ns/net"
+    return Namespace(HOST, _inode(path), path)
+
+
+def named(name: str, run_dir: str = NETNS_RUN_DIR) -> Namespace:
+    path = os.path.join(run_dir, name)
+    if "/" in name or not os.path.exists(path):
+        have = ", ".join(sorted(list_named(run_dir))) or "none"
+        raise NamespaceError(f"unknown network namespace {name!r}; in {run_dir}: {have}")
+    return Namespace(name, _inode(path), path)
+
+
+def of_pid(pid: int, proc: str = "/proc") -> Namespace:
+    path = f"{proc}/{pid}/ns/net"
+    try:
+        inode = _inode(path)
+    except FileNotFoundError:
+        raise NamespaceError(f"no process with pid {pid}") from None
+    except PermissionError:
+        raise NotPermitted(f"may not read the network namespace of pid {pid} (not root?)") \
+            from None
+    return Namespace(label(inode, proc), inode, path)
+
+
+def list_named(run_dir: str = NETNS_RUN_DIR) -> dict[str, int]:
+    try:
+        names = os.listdir(run_dir)
+    except FileNotFoundError:
+        return {}
+    found = {}
+    for name in names:
+        with contextlib.suppress(OSError):
+            found[name] = _inode(os.path.join(run_dir, name))
+    return found
+
+
+def label(inode: int, proc: str = "/proc", run_dir: str = NETNS_RUN_DIR) -> str:
+    """The name a person would use: 'host', the ip-netns name, or 'net:[INODE]'."""
+    if inode == _inode(f"{proc}/thread-self/ns/net"):
+        return HOST
+    for name, ino in list_named(run_dir).items():
+        if ino == inode:
+            return name
+    return f"net:[{inode}]"
+
+
+def all_namespaces(proc: str = "/proc", run_dir: str = NETNS_RUN_DIR) -> list[Namespace]:
+    """Every distinct namespace of running processes and of /run/netns."""
+    own = current(proc)
+    found: dict[int, Namespace] = {own.inode: own}
+    for name, inode in sorted(list_named(run_dir).items()):
+        found.setdefault(inode, Namespace(name, inode, os.path.join(run_dir, name)))
+    for entry in os.listdir(proc):
+        if not entry.isdigit():
+            continue
+        path = f"{proc}/{entry}/ns/net"
+        try:
+            inode = _inode(path)
+        except OSError:  # gone, or not ours to see
+            continue
+        found.setdefault(inode, Namespace(f"net:[{inode}]", inode, path))
+    return list(found.values())
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+@contextlib.contextmanager
+def entered(ns: Namespace, proc: str = "/proc") -> Iterator[None]:
+    """Run the body inside `ns` (this thread only), then come back."""
+    if ns.name == HOST and ns.inode == _inode(f"{proc}/thread-self/ns/net"):
+        yield
+        return
+    home = os.open(f"{proc}/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            target = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NamespaceError(f"network namespace {ns.name} is gone") from None
+        try:
+            _setns(target)
+        except PermissionError:
+            raise NotPermitted(f"may not enter network namespace {ns.name}: "
+                               "setns needs CAP_SYS_ADMIN") from None
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            _setns(home)
+    finally:
+        os.close(home)

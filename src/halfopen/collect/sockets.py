@@ -1,0 +1,125 @@
+"""Stream every TCP socket a query asks for: sock_diag first, /proc as fallback.
+
+The filter's states and port/address conditions go into the kernel request
+(collect.bytecode); what the kernel cannot check (pid, comm, uid, states
+under "or"/"not") is checked here. Owners are scanned only when asked for
+or when the filter needs them.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from ..model.filter import Filter
+from ..model.socket import Socket
+from ..model.states import ALL_STATES
+from . import bytecode, netlink, netns, owners, procfs_tcp, sock_diag
+
+SOURCES = ("auto", "sock_diag", "procfs")
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    filter: Filter = Filter(None)
+    tcp_info: bool = False  # INET_DIAG_INFO and SKMEMINFO
+    owners: bool = False
+    namespaces: tuple[netns.Namespace, ...] = ()  # () = this thread's namespace
+    source: str = "auto"
+    families: tuple[int, ...] = (4, 6)
+    proc: str = "/proc"
+
+
+@dataclass(slots=True)
+class Collection:
+    """The streamed sockets, and what was learnt about how they were read."""
+
+    sockets: Iterator[Socket]
+    source: str
+    owner_map: owners.OwnerMap | None
+    notes: list[str] = field(default_factory=list)
+
+
+def _open_sources(query: Query) -> tuple[str, list[tuple[netns.Namespace, object]], list[str]]:
+    """Open one reader per namespace: a sock_diag socket or procfs files."""
+    spaces = query.namespaces or (netns.current(query.proc),)
+    notes: list[str] = []
+    source = query.source
+    if source in ("auto", "sock_diag"):
+        opened = []
+        try:
+            for ns in spaces:
+                with netns.entered(ns, query.proc):
+                    opened.append((ns, netlink.open_sock_diag()))
+            return "sock_diag", opened, notes
+        except OSError as exc:
+            for _ns, s in opened:
+                s.close()
+            if source == "sock_diag":
+                raise
+            notes.append(f"sock_diag unavailable ({exc.strerror or exc}): read /proc/net/tcp "
+                         "instead (no cookie, tcp_info, memory or shutdown bits)")
+    files = []
+    for ns in spaces:
+        with netns.entered(ns, query.proc):
+            files.append((ns, _open_tables(query.families)))
+    return "procfs", files, notes
+
+
+def _open_tables(families: tuple[int, ...]) -> list[tuple[int, object]]:
+    tables = []
+    for family in families:
+        path = "/proc/thread-self/net/tcp" + ("" if family == 4 else "6")
+        try:
+            tables.append((family, open(path)))
+        except FileNotFoundError:  # kernel without IPv6
+            continue
+    return tables
+
+
+def collect(query: Query) -> Collection:
+    """Start reading; the returned Collection streams its sockets lazily."""
+    kernel = bytecode.compile_filter(query.filter)
+    source, readers, notes = _open_sources(query)
+    owner_map = None
+    if query.owners or query.filter.needs_owners:
+        owner_map = owners.scan(query.proc)
+        if owner_map.denied:
+            notes.append(f"not root: owners of {owner_map.denied} other users' processes "
+                         "are not shown")
+    check = None if (source == "sock_diag" and kernel.exact) else query.filter.predicate()
+    if query.filter.is_empty:
+        check = None
+    stream = _stream(source, readers, query, kernel, owner_map, check)
+    return Collection(stream, source, owner_map, notes)
+
+
+def _stream(source, readers, query, kernel, owner_map, check) -> Iterator[Socket]:
+    ext = sock_diag.EXT_INFO | sock_diag.EXT_SKMEMINFO if query.tcp_info else 0
+    holders = owner_map.owners if owner_map is not None else None
+    addresses = sock_diag.AddressCache()
+    for ns, reader in readers:
+        if source == "sock_diag":
+            parts = []
+            for family, number in ((socket.AF_INET, 4), (socket.AF_INET6, 6)):
+                if number in query.families:
+                    parts.append(sock_diag.dump_sockets(
+                        reader, family, kernel.states, ext, kernel.bytecode, ns.name, addresses))
+        else:
+            parts = [procfs_tcp.parse_table(f, family, ns.name, f.name) for family, f in reader]
+        try:
+            for part in parts:
+                for sock in part:
+                    if kernel.states != ALL_STATES and not kernel.states >> sock.state & 1:
+                        continue  # procfs path: the kernel did not filter
+                    if holders is not None:
+                        sock.owners = holders.get(sock.inode, ())
+                    if check is None or check(sock):
+                        yield sock
+        finally:
+            if source == "sock_diag":
+                reader.close()
+            else:
+                for _family, f in reader:
+                    f.close()
