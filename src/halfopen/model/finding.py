@@ -1,0 +1,62 @@
+"""A Finding: one diagnosed problem, its evidence, its fixes and why.
+
+The JSON shape is the contract in DESIGN.md ("Findings (doctor --json)").
+`Fix.params` carries what `halfopen fix` needs to apply an automatic fix:
+
+    action "sysctl"    params {"key": "net.ipv4.tcp_keepalive_time", "value": "300", "netns": "host"}
+    action "prlimit"   params {"pid": 812, "resource": "nofile", "soft": 65536}
+    action "keepalive" params {"pid": 812, "idle": 60, "interval": 10, "count": 6}
+    action "kill"      params {"filter": "state close-wait pid 812"}
+    action "config"    params {"file": "/etc/nginx/nginx.conf", "snippet": "..."}  (never automatic)
+    action "code"      params {}                                                   (never automatic)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SEVERITIES = ("ok", "info", "warning", "critical", "unknown")
+SEVERITY_RANK = {"ok": 0, "info": 0, "warning": 1, "critical": 2, "unknown": 3}
+
+
+@dataclass(slots=True)
+class Evidence:
+    what: str  # snake_case name of the measured value
+    value: Any
+    source: str  # where it was read: "sock_diag", "/proc/net/netstat", "tcp_info" ...
+    note: str = ""
+
+
+@dataclass(slots=True)
+class Fix:
+    action: str
+    command: str  # exact command or snippet a person could run or paste
+    automatic: bool  # True: `halfopen fix` can apply it
+    params: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass(slots=True)
+class Finding:
+    id: str  # a rule id from DESIGN.md
+    severity: str  # "info", "warning", "critical", "unknown"
+    cause: str
+    title: str
+    subject: dict[str, Any] = field(default_factory=dict)  # pid, comm, netns, port ...
+    evidence: list[Evidence] = field(default_factory=list)
+    fixes: list[Fix] = field(default_factory=list)
+    why: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Finding":
+        return cls(
+            id=d["id"], severity=d["severity"], cause=d["cause"], title=d["title"],
+            subject=dict(d.get("subject", {})),
+            evidence=[Evidence(**e) for e in d.get("evidence", [])],
+            fixes=[Fix(**f) for f in d.get("fixes", [])],
+            why=d.get("why", ""),
+        )
