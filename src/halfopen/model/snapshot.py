@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UsageError
+from .host import HostFacts
 from .process import Process
 from .socket import Socket
 
@@ -27,6 +28,9 @@ class Snapshot:
     sockets: list[Socket]
     processes: dict[int, Process] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Host collectors' facts (counters, limits, conntrack, kernel log); None
+    # when not collected. Named host_facts because `host` is the host name.
+    host_facts: HostFacts | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -37,6 +41,7 @@ class Snapshot:
                            "socket_inodes": p.socket_inodes}
                           for p in self.processes.values()],
             "sockets": [s.to_dict() for s in self.sockets],
+            "host_facts": None if self.host_facts is None else self.host_facts.to_dict(),
         }
 
     @classmethod
@@ -49,6 +54,8 @@ class Snapshot:
             namespaces=list(d["namespaces"]), notes=list(d.get("notes", [])),
             processes={p["pid"]: Process(**p) for p in d.get("processes", [])},
             sockets=[Socket.from_dict(s) for s in d["sockets"]],
+            host_facts=(HostFacts.from_dict(d["host_facts"])
+                        if d.get("host_facts") is not None else None),
         )
 
     def save(self, path: str) -> None:
