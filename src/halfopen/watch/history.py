@@ -1,0 +1,338 @@
+"""History: samples appended to an SQLite file, and the reader API over it.
+
+One writer per file, any number of readers. The writer holds an exclusive
+flock(2) on the database file for its whole life; a second writer is told who
+holds it and stops. The kernel drops the lock when the holder dies, even by
+SIGKILL, so there is never a stale lock to clean up. Each sample is one
+transaction in WAL mode: a writer killed mid-run loses at most the sample in
+flight. An existing file is only ever appended to; a file that is not ours
+(not SQLite, or SQLite with another application_id) is refused untouched.
+
+Schema (PRAGMA user_version = SCHEMA_VERSION, application_id = APP_ID):
+
+    meta(key, value)                        app, created_at, host, writer_pid
+    samples(id, t, host, conntrack_count, conntrack_max, file_nr, file_max, doctor)
+    state_counts(sample_id, netns, state, n)
+    proc_states(sample_id, pid, comm, state, n)
+    proc_fds(sample_id, pid, comm, fds, fd_limit, oldest_close_wait_s)
+    listeners(sample_id, netns, addr, port, pid, comm, accept_queue, backlog, syn_recv)
+    counters(sample_id, name, value)
+    findings(sample_id, id, severity, title, subject)     subject: JSON
+    close_wait_seen(cookie, pid, fin_at, first_seen, last_seen)
+
+Reader API (the doctor's --history uses these):
+
+    growth_per_minute(db, pid, state="close_wait", window_s=600) -> float | None
+    oldest_close_wait_age(db, pid) -> float | None
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ..errors import HalfopenError, UsageError
+from . import trend
+from .sample import Sample
+
+SCHEMA_VERSION = 1
+APP_ID = 0x684F706E  # "hOpn"
+SQLITE_MAGIC = b"SQLite format 3\x00"
+DEFAULT_RETENTION_S = 7 * 86400
+PRUNE_EVERY_S = 60.0
+
+_SCHEMA = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+CREATE TABLE samples(id INTEGER PRIMARY KEY, t REAL NOT NULL, host TEXT,
+  conntrack_count INTEGER, conntrack_max INTEGER, file_nr INTEGER, file_max INTEGER,
+  doctor INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX samples_t ON samples(t);
+CREATE TABLE state_counts(sample_id INTEGER, netns TEXT, state TEXT, n INTEGER,
+  PRIMARY KEY(sample_id, netns, state)) WITHOUT ROWID;
+CREATE TABLE proc_states(sample_id INTEGER, pid INTEGER, comm TEXT, state TEXT, n INTEGER,
+  PRIMARY KEY(sample_id, pid, state)) WITHOUT ROWID;
+CREATE INDEX proc_states_pid ON proc_states(pid, state, sample_id);
+CREATE TABLE proc_fds(sample_id INTEGER, pid INTEGER, comm TEXT, fds INTEGER,
+  fd_limit INTEGER, oldest_close_wait_s REAL, PRIMARY KEY(sample_id, pid)) WITHOUT ROWID;
+CREATE INDEX proc_fds_pid ON proc_fds(pid, sample_id);
+CREATE TABLE listeners(sample_id INTEGER, netns TEXT, addr TEXT, port INTEGER, pid INTEGER,
+  comm TEXT, accept_queue INTEGER, backlog INTEGER, syn_recv INTEGER);
+CREATE INDEX listeners_sample ON listeners(sample_id);
+CREATE TABLE counters(sample_id INTEGER, name TEXT, value INTEGER,
+  PRIMARY KEY(sample_id, name)) WITHOUT ROWID;
+CREATE TABLE findings(sample_id INTEGER, id TEXT, severity TEXT, title TEXT, subject TEXT);
+CREATE INDEX findings_sample ON findings(sample_id);
+CREATE TABLE close_wait_seen(cookie INTEGER PRIMARY KEY, pid INTEGER, fin_at REAL,
+  first_seen REAL, last_seen REAL);
+CREATE INDEX close_wait_seen_pid ON close_wait_seen(pid, last_seen);
+"""
+_TABLES = ("state_counts", "proc_states", "proc_fds", "listeners", "counters", "findings")
+
+
+class HistoryError(HalfopenError):
+    """The history file cannot be used (exit 3)."""
+
+
+class HistoryBusy(HistoryError):
+    """Another writer records into the file."""
+
+
+def _check_file(path: str) -> bool:
+    """True if `path` exists and is non-empty; refuse what is not SQLite."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(SQLITE_MAGIC))
+    except FileNotFoundError:
+        return False
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not a history file") from None
+    except OSError as exc:
+        raise HistoryError(f"cannot read {path}: {exc.strerror}") from None
+    if head and head != SQLITE_MAGIC:
+        raise UsageError(f"{path} is not a halfopen history (not an SQLite file); left untouched")
+    return bool(head)
+
+
+def _check_schema(db: sqlite3.Connection, path: str) -> bool:
+    """True if the database holds our schema; False if it is empty. Raise if foreign."""
+    try:
+        app = db.execute("PRAGMA application_id").fetchone()[0]
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise UsageError(f"{path} is not a halfopen history ({exc}); left untouched") from None
+    if tables == 0 and app == 0:
+        return False
+    if app != APP_ID:
+        raise UsageError(f"{path} is an SQLite file of another application "
+                         f"(application_id {app:#x}); left untouched")
+    if version > SCHEMA_VERSION:
+        raise UsageError(f"{path} was written by a newer halfopen (schema {version}, "
+                         f"this one reads up to {SCHEMA_VERSION})")
+    return True
+
+
+class Recorder:
+    """The one writer of a history file. Use `Recorder.open(path)`; close() when done."""
+
+    def __init__(self, path: str, db: sqlite3.Connection, lock_fd: int, retention_s: float):
+        self.path = path
+        self.db = db
+        self._lock_fd = lock_fd
+        self.retention_s = retention_s
+        self._last_prune = 0.0
+
+    @classmethod
+    def open(cls, path: str, retention_s: float = DEFAULT_RETENTION_S) -> "Recorder":
+        _check_file(path)
+        try:
+            lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise HistoryError(f"cannot open {path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock_fd)
+            holder = _writer_pid(path)
+            who = f" by pid {holder}" if holder else ""
+            raise HistoryBusy(f"{path} is being recorded{who}; one writer per file "
+                              "(read it with `halfopen report`)") from None
+        try:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            ours = _check_schema(db, path)
+            if not ours:
+                db.execute(f"PRAGMA application_id = {APP_ID}")
+                db.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                db.execute("PRAGMA journal_mode = WAL")
+                db.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
+                db.execute("INSERT INTO meta VALUES ('app', 'halfopen'), ('created_at', ?),"
+                           " ('host', ?)", (str(time.time()), os.uname().nodename))
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise HistoryError(f"{path}: cannot switch to WAL mode (got {mode})")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA busy_timeout = 5000")
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('writer_pid', ?)", (str(os.getpid()),))
+        except sqlite3.DatabaseError as exc:
+            os.close(lock_fd)
+            raise HistoryError(f"{path}: {exc}") from None
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        return cls(path, db, lock_fd, retention_s)
+
+    def append(self, s: Sample) -> int:
+        """Write one sample in one transaction; return its id."""
+        db = self.db
+        f = s.facts
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            cur = db.execute(
+                "INSERT INTO samples(t, host, conntrack_count, conntrack_max, file_nr, file_max,"
+                " doctor) VALUES (?,?,?,?,?,?,?)",
+                (s.t, s.host, f.conntrack_count, f.conntrack_max, f.file_nr, f.file_max,
+                 int(s.findings is not None)))
+            sid = cur.lastrowid
+            db.executemany("INSERT INTO state_counts VALUES (?,?,?,?)",
+                           [(sid, ns, st, n) for (ns, st), n in s.states.items()])
+            db.executemany("INSERT INTO proc_states VALUES (?,?,?,?,?)",
+                           [(sid, p.pid, p.comm, st, n) for p in s.processes.values()
+                            for st, n in p.states.items()])
+            db.executemany("INSERT INTO proc_fds VALUES (?,?,?,?,?,?)",
+                           [(sid, p.pid, p.comm, p.fds, p.fd_limit, p.oldest_close_wait_s)
+                            for p in s.processes.values()])
+            db.executemany("INSERT INTO listeners VALUES (?,?,?,?,?,?,?,?,?)",
+                           [(sid, li.netns, li.addr, li.port, li.pid, li.comm, li.accept_queue,
+                             li.backlog, li.syn_recv) for li in s.listeners])
+            db.executemany("INSERT INTO counters VALUES (?,?,?)",
+                           [(sid, k, v) for k, v in f.counters.items()])
+            if s.findings:
+                db.executemany("INSERT INTO findings VALUES (?,?,?,?,?)",
+                               [(sid, x.id, x.severity, x.title, json.dumps(x.subject))
+                                for x in s.findings])
+            db.executemany(
+                "INSERT INTO close_wait_seen VALUES (?,?,?,?,?) ON CONFLICT(cookie) DO UPDATE"
+                " SET pid = excluded.pid, last_seen = excluded.last_seen,"
+                " fin_at = min(fin_at, excluded.fin_at)",
+                [(cookie, pid, s.t - (age or 0.0), s.t, s.t)
+                 for cookie, (pid, age) in s.close_wait.items()])
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        if s.t - self._last_prune >= PRUNE_EVERY_S:
+            self.prune(s.t)
+        return sid
+
+    def prune(self, now: float) -> int:
+        """Drop samples older than the retention; return how many went."""
+        self._last_prune = now
+        cutoff = now - self.retention_s
+        db = self.db
+        row = db.execute("SELECT max(id) FROM samples WHERE t < ?", (cutoff,)).fetchone()
+        if row[0] is None:
+            return 0
+        last = row[0]
+        db.execute("BEGIN IMMEDIATE")
+        for table in _TABLES:
+            db.execute(f"DELETE FROM {table} WHERE sample_id <= ?", (last,))
+        n = db.execute("DELETE FROM samples WHERE id <= ?", (last,)).rowcount
+        db.execute("DELETE FROM close_wait_seen WHERE last_seen < ?", (cutoff,))
+        db.execute("COMMIT")
+        db.execute("PRAGMA incremental_vacuum")
+        return n
+
+    def close(self) -> None:
+        try:
+            self.db.close()
+        finally:
+            os.close(self._lock_fd)
+
+
+def _writer_pid(path: str) -> int | None:
+    try:
+        with closing_reader(path) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'writer_pid'").fetchone()
+            return int(row[0]) if row else None
+    except (HalfopenError, sqlite3.DatabaseError, ValueError):
+        return None
+
+
+def open_reader(path: str) -> sqlite3.Connection:
+    """Open a history read-only; refuse a missing, foreign or unreadable file."""
+    if not _check_file(path):
+        raise UsageError(f"{path}: no such history file") if not os.path.exists(path) else \
+            UsageError(f"{path} is empty: not a halfopen history")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    except sqlite3.DatabaseError as exc:
+        raise HistoryError(f"cannot open {path}: {exc}") from None
+    try:
+        if not _check_schema(db, path):
+            raise UsageError(f"{path} is empty: not a halfopen history")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+@contextmanager
+def closing_reader(path: str) -> Iterator[sqlite3.Connection]:
+    db = open_reader(path)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+@contextmanager
+def _conn(db: str | sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    if isinstance(db, sqlite3.Connection):
+        yield db
+    else:
+        with closing_reader(db) as conn:
+            yield conn
+
+
+def last_time(db: sqlite3.Connection) -> float | None:
+    return db.execute("SELECT max(t) FROM samples").fetchone()[0]
+
+
+def proc_points(db: str | sqlite3.Connection, pid: int, state: str = "close_wait",
+                window_s: float | None = 600.0) -> list[tuple[float, float]]:
+    """(t, count) of one process's sockets in `state`, 0 where it held none.
+
+    `state` "fds" gives the process's open fds instead.
+    """
+    with _conn(db) as conn:
+        end = last_time(conn)
+        if end is None:
+            return []
+        start = end - window_s if window_s is not None else float("-inf")
+        if state == "fds":
+            rows = conn.execute(
+                "SELECT s.t, f.fds FROM proc_fds f JOIN samples s ON s.id = f.sample_id"
+                " WHERE f.pid = ? AND s.t >= ? AND f.fds IS NOT NULL ORDER BY s.t",
+                (pid, start)).fetchall()
+        else:
+            rows = conn.execute(
+                "SELECT s.t, coalesce(ps.n, 0) FROM proc_fds f JOIN samples s ON s.id = f.sample_id"
+                " LEFT JOIN proc_states ps ON ps.sample_id = f.sample_id AND ps.pid = f.pid"
+                " AND ps.state = ? WHERE f.pid = ? AND s.t >= ? ORDER BY s.t",
+                (state, pid, start)).fetchall()
+        return [(float(t), float(n)) for t, n in rows]
+
+
+def growth_per_minute(db: str | sqlite3.Connection, pid: int, state: str = "close_wait",
+                      window_s: float | None = 600.0) -> float | None:
+    """Least-squares growth per minute of a process's sockets in `state`.
+
+    Over the last `window_s` seconds of the recording (None: all of it);
+    None when fewer than two samples hold the process.
+    """
+    return trend.per_minute(proc_points(db, pid, state, window_s))
+
+
+def oldest_close_wait_age(db: str | sqlite3.Connection, pid: int,
+                          now: float | None = None) -> float | None:
+    """Seconds since the FIN of the process's oldest CLOSE_WAIT socket still present.
+
+    Each socket (by cookie) is dated at its first sighting, less tcp_info's
+    last_ack_recv then; the earliest such date over all sightings is kept.
+    """
+    with _conn(db) as conn:
+        end = last_time(conn)
+        if end is None:
+            return None
+        row = conn.execute("SELECT min(fin_at) FROM close_wait_seen WHERE pid = ? AND"
+                           " last_seen >= ?", (pid, end)).fetchone()
+        if row[0] is None:
+            return None
+        return (now if now is not None else end) - row[0]

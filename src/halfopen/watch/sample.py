@@ -1,0 +1,135 @@
+"""One Sample: what the watch, the history and the exporter keep of a snapshot.
+
+Counts by (netns, state), per-process counts by state with fds and fd limit,
+listeners with accept-queue use and SYN_RECV, host facts, and the doctor's
+findings when it ran. Built in one pass over the sockets; no I/O here except
+through the `fd_limit` function passed in.
+
+Oldest CLOSE_WAIT age (an estimate): tcp_info's last_ack_recv is the time
+since the last ACK from the peer. The peer's FIN carries an ACK and, while our
+application neither writes nor probes, nothing else arrives in CLOSE_WAIT, so
+last_ack_recv dates the FIN. Any later ACK (keepalive probe answers, data we
+sent) resets it: the value is a lower bound on the socket's time in CLOSE_WAIT.
+The history (history.py) dates each socket from its first sighting and so
+keeps the bound from shrinking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from ..model.finding import Finding
+from ..model.process import Process
+from ..model.socket import Socket
+from ..model.states import TcpState, state_name
+from .hostfacts import HostStats
+
+CLOSE_WAIT = int(TcpState.CLOSE_WAIT)
+LISTEN = int(TcpState.LISTEN)
+SYN_RECV_STATES = (int(TcpState.SYN_RECV), int(TcpState.NEW_SYN_RECV))
+
+
+@dataclass(slots=True)
+class ProcSample:
+    pid: int
+    comm: str
+    fds: int | None = None
+    fd_limit: int | None = None
+    states: dict[str, int] = field(default_factory=dict)  # "close_wait" -> n
+    oldest_close_wait_s: float | None = None  # lower bound, see module docstring
+
+    @property
+    def total(self) -> int:
+        return sum(self.states.values())
+
+    @property
+    def close_wait(self) -> int:
+        return self.states.get("close_wait", 0)
+
+
+@dataclass(slots=True)
+class Listener:
+    netns: str
+    addr: str
+    port: int
+    accept_queue: int  # Recv-Q of a LISTEN socket
+    backlog: int  # Send-Q of a LISTEN socket: the accept queue's limit
+    syn_recv: int = 0  # SYN_RECV request sockets to this port in this netns
+    pid: int | None = None
+    comm: str = ""
+
+
+@dataclass(slots=True)
+class Sample:
+    t: float  # unix time
+    host: str
+    states: dict[tuple[str, str], int]  # (netns, state name) -> n
+    processes: dict[int, ProcSample]
+    listeners: list[Listener]
+    facts: HostStats
+    close_wait: dict[int, tuple[int, float | None]] = field(default_factory=dict)
+    # ^ cookie -> (pid or 0, age estimate in s); cookie 0 (procfs) is not kept
+    findings: list[Finding] | None = None  # None: the doctor did not run
+    notes: list[str] = field(default_factory=list)
+
+    def state_totals(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for (_ns, st), n in self.states.items():
+            out[st] = out.get(st, 0) + n
+        return out
+
+
+def build(t: float, host: str, sockets: Iterable[Socket], processes: dict[int, Process],
+          facts: HostStats, fd_limit: Callable[[int], int | None] = lambda _pid: None,
+          notes: list[str] | None = None) -> Sample:
+    """Fold sockets into a Sample in one pass."""
+    states: dict[tuple[str, str], int] = {}
+    procs: dict[int, ProcSample] = {}
+    listeners: dict[tuple[str, int], list[Listener]] = {}
+    syn_recv: dict[tuple[str, int], int] = {}
+    close_wait: dict[int, tuple[int, float | None]] = {}
+    names: dict[int, str] = {}
+    for s in sockets:
+        st = s.state
+        name = names.get(st)
+        if name is None:
+            name = names[st] = state_name(st)
+        key = (s.netns, name)
+        states[key] = states.get(key, 0) + 1
+        if st in SYN_RECV_STATES:
+            k = (s.netns, s.local_port)
+            syn_recv[k] = syn_recv.get(k, 0) + 1
+            continue
+        age = None
+        if st == CLOSE_WAIT and s.tcp_info is not None:
+            age = s.tcp_info.last_ack_recv / 1000.0
+        if st == LISTEN:
+            owner = s.owners[0] if s.owners else None
+            listeners.setdefault((s.netns, s.local_port), []).append(Listener(
+                s.netns, s.local_addr, s.local_port, s.recv_q, s.send_q,
+                pid=owner.pid if owner else None, comm=owner.comm if owner else ""))
+        seen: set[int] = set()
+        for o in s.owners:
+            if o.pid in seen:
+                continue
+            seen.add(o.pid)
+            p = procs.get(o.pid)
+            if p is None:
+                p = procs[o.pid] = ProcSample(o.pid, o.comm)
+            p.states[name] = p.states.get(name, 0) + 1
+            if age is not None and (p.oldest_close_wait_s is None or age > p.oldest_close_wait_s):
+                p.oldest_close_wait_s = age
+        if st == CLOSE_WAIT and s.cookie:
+            close_wait[s.cookie] = (s.owners[0].pid if s.owners else 0, age)
+    for pid, p in procs.items():
+        proc = processes.get(pid)
+        if proc is not None:
+            p.fds = proc.fd_count
+        p.fd_limit = fd_limit(pid)
+    flat: list[Listener] = []
+    for key, group in sorted(listeners.items()):
+        # one SYN_RECV count per port: give it to the first listener on the port
+        group[0].syn_recv = syn_recv.get(key, 0)
+        flat.extend(group)
+    return Sample(t, host, states, procs, flat, facts, close_wait, None, list(notes or []))

@@ -1,0 +1,65 @@
+"""Growth rates by a least-squares fit, and the time left before a limit.
+
+A leak is a rate: two points give noise, a fit over the window gives the
+trend. Pure functions; times are in seconds, rates per minute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def slope(points: Sequence[tuple[float, float]]) -> float | None:
+    """Least-squares slope dy/dt of (t, y) points, per second; None under 2 points.
+
+    >>> slope([(0, 10), (60, 20), (120, 30)])
+    0.16666666666666666
+    """
+    n = len(points)
+    if n < 2:
+        return None
+    mt = sum(t for t, _ in points) / n
+    my = sum(y for _, y in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    if var == 0:
+        return None
+    return sum((t - mt) * (y - my) for t, y in points) / var
+
+
+def per_minute(points: Sequence[tuple[float, float]]) -> float | None:
+    """Least-squares growth per minute.
+
+    >>> per_minute([(0, 10), (30, 14), (60, 21), (90, 25)])
+    10.4
+    """
+    s = slope(points)
+    return None if s is None else round(s * 60, 6)
+
+
+def seconds_to_limit(current: float, limit: float | None, growth_per_min: float | None) -> float | None:
+    """Seconds until `current` reaches `limit` at the given growth; None if never.
+
+    >>> seconds_to_limit(900, 1024, 62)
+    120.0
+    """
+    if limit is None or growth_per_min is None or growth_per_min <= 0:
+        return None
+    return max(0.0, (limit - current) / growth_per_min * 60)
+
+
+def human_duration(seconds: float | None) -> str:
+    """120 -> '2m', 5400 -> '1h30m', None -> '-'.
+
+    >>> human_duration(5400)
+    '1h30m'
+    """
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m".replace("h00m", "h")
+    return f"{s // 86400}d{s % 86400 // 3600}h".replace("d0h", "d")
