@@ -306,6 +306,10 @@ class StaleSocketFd:
     fd: int
     inode: int
     protocol: str  # sockfs "system.sockprotoname": "TCP", "TCPv6", "UDP", "UNIX", ...
+    # True: the socket was shut down both ways (POLLHUP|POLLRDHUP: reset, SOCK_DESTROY,
+    # keepalive gave up, connection closed); False: never connected or still open;
+    # None: not checked
+    hup: bool | None = None
 
 
 @dataclass(slots=True)
