@@ -9,6 +9,7 @@ from ..collect import snapshot as snapshots
 from ..collect import sockets as collector
 from ..collect.netns import Namespace
 from . import hostfacts
+from .ages import CloseWaitAges
 from .findings import Doctor
 from .sample import Sample, build
 
@@ -26,6 +27,7 @@ class Sampler:
     def __init__(self, settings: Settings = Settings()) -> None:
         self.settings = settings
         self.doctor = Doctor(settings.doctor)
+        self.ages = CloseWaitAges()
 
     def take(self) -> Sample:
         st = self.settings
@@ -38,6 +40,7 @@ class Sampler:
                  else hostfacts.read(st.proc))
         sample = build(t, snap.host, snap.sockets, snap.processes, facts,
                        lambda pid: hostfacts.fd_limit(pid, st.proc), snap.notes)
+        self.ages.update(sample)
         sample.findings = self.doctor.findings(snap)
         if self.doctor.note:
             sample.notes.append(self.doctor.note)
