@@ -12,7 +12,7 @@ import socket
 import struct
 from collections.abc import Iterator
 
-from ..model.socket import SkMemInfo, Socket, TcpInfo
+from ..model.socket import TCP_INFO_FIELDS, SkMemInfo, Socket, TcpInfo
 from ..model.states import ALL_STATES
 from . import netlink
 
@@ -33,7 +33,9 @@ SOCKID = struct.Struct("=HH16s16sIII")
 REQ_V2 = struct.Struct("=BBBBI")  # family, protocol, ext, pad, states; then sockid
 # struct inet_diag_msg: family, state, timer, retrans, sockid, expires,
 # rqueue, wqueue, uid, inode.
-DIAG_MSG = struct.Struct("=BBBB2s2s16s16sIIIIIIII")
+DIAG_MSG = struct.Struct("=BBBBHH16s16sIIIIIIII")
+# The ports are __be16 read as native u16: this table swaps them back.
+_NTOHS = [socket.ntohs(p) for p in range(1 << 16)]
 NLMSGHDR_SIZE = netlink.NLMSGHDR.size
 NLA = struct.Struct("=HH")
 SKMEMINFO = struct.Struct("=9I")
@@ -88,22 +90,28 @@ _TCP_INFO_GROUPS = (
     (240, "II"),        # rcv_wnd, rehash (6.2)
     (248, "HHI"),       # total_rto, total_rto_recoveries, total_rto_time (6.7)
 )
-_tcp_info_structs: dict[int, struct.Struct] = {}
+# length -> (Struct for the whole groups it holds, None padding for the rest)
+_tcp_info_layouts: dict[int, tuple[struct.Struct, tuple[None, ...]] | None] = {}
 
 
-def _tcp_info_struct(length: int) -> struct.Struct | None:
-    """The Struct that decodes the whole groups held in `length` bytes."""
-    st = _tcp_info_structs.get(length)
-    if st is None:
+def _tcp_info_layout(length: int) -> tuple[struct.Struct, tuple[None, ...]] | None:
+    if length not in _tcp_info_layouts:
         fmt = "="
         for end, group in _TCP_INFO_GROUPS:
             if end > length:
                 break
             fmt += group
-        if fmt == "=":
-            return None
-        st = _tcp_info_structs[length] = struct.Struct(fmt)
-    return st
+        layout = None
+        if fmt != "=":
+            st = struct.Struct(fmt)
+            # one packed byte holds both wscales, so fields = values + 1
+            missing = len(TCP_INFO_FIELDS) - (len(st.unpack(bytes(st.size))) + 1)
+            layout = (st, (None,) * missing)
+        _tcp_info_layouts[length] = layout
+    return _tcp_info_layouts[length]
+
+
+_new_tcp_info = tuple.__new__
 
 
 def decode_tcp_info(data: bytes | memoryview) -> TcpInfo | None:
@@ -112,45 +120,50 @@ def decode_tcp_info(data: bytes | memoryview) -> TcpInfo | None:
     >>> decode_tcp_info(bytes(104)).total_retrans, decode_tcp_info(bytes(104)).bytes_acked
     (0, None)
     """
-    st = _tcp_info_struct(len(data))
-    if st is None:
+    layout = _tcp_info_layout(len(data))
+    if layout is None:
         return None
+    st, padding = layout
     v = st.unpack_from(data)
     wscale = v[6]
     # __u8 tcpi_snd_wscale : 4, tcpi_rcv_wscale : 4; the first bitfield takes
     # the low bits on little-endian targets.
-    return TcpInfo(v[0], v[1], v[2], v[3], v[4], v[5], wscale & 0xF, wscale >> 4, *v[7:])
+    return _new_tcp_info(TcpInfo, v[:6] + (wscale & 0xF, wscale >> 4) + v[7:] + padding)
 
 
 def decode_meminfo(data: bytes | memoryview) -> SkMemInfo | None:
     if len(data) >= SKMEMINFO.size:
-        return SkMemInfo(*SKMEMINFO.unpack_from(data))
+        return tuple.__new__(SkMemInfo, SKMEMINFO.unpack_from(data))
     if len(data) >= SKMEMINFO_OLD.size:
-        return SkMemInfo(*SKMEMINFO_OLD.unpack_from(data))
+        return tuple.__new__(SkMemInfo, SKMEMINFO_OLD.unpack_from(data) + (None,))
     return None
 
 
 class AddressCache:
     """inet_ntop with a bounded memo: most sockets share a few local addresses."""
 
-    __slots__ = ("_cache",)
+    __slots__ = ("_v4", "_v6")
     LIMIT = 8192
 
     def __init__(self) -> None:
-        self._cache: dict[bytes, str] = {}
+        # one memo per family: the same 16 raw bytes (e.g. all zero) are
+        # 0.0.0.0 for IPv4 and :: for IPv6
+        self._v4: dict[bytes, str] = {}
+        self._v6: dict[bytes, str] = {}
 
     def text(self, family: int, raw: bytes) -> str:
+        cache = self._v4 if family == socket.AF_INET else self._v6
         try:
-            return self._cache[raw]
+            return cache[raw]
         except KeyError:
             pass
         if family == socket.AF_INET:
             text = socket.inet_ntop(socket.AF_INET, raw[:4])
         else:
             text = socket.inet_ntop(socket.AF_INET6, raw)
-        if len(self._cache) >= self.LIMIT:
-            self._cache.clear()
-        self._cache[raw] = text
+        if len(cache) >= self.LIMIT:
+            cache.clear()
+        cache[raw] = text
         return text
 
 
@@ -163,13 +176,14 @@ def decode_messages(chunks: Iterator[tuple[bytes, int, int]], netns: str = "host
     nla_unpack = NLA.unpack_from
     body = NLMSGHDR_SIZE
     attrs_at = NLMSGHDR_SIZE + DIAG_MSG.size
+    ntohs = _NTOHS
     for buf, offset, length in chunks:
         (family, state, timer, retrans, sport, dport, src, dst, _if, cookie_lo,
          cookie_hi, expires, rqueue, wqueue, uid, inode) = diag_unpack(buf, offset + body)
         sock = Socket(
             4 if family == socket.AF_INET else 6, state,
-            text(family, src), int.from_bytes(sport, "big"),
-            text(family, dst), int.from_bytes(dport, "big"),
+            text(family, src), ntohs[sport],
+            text(family, dst), ntohs[dport],
             rqueue, wqueue, timer, expires, retrans, uid, inode,
             cookie_hi << 32 | cookie_lo, netns)
         # Attributes follow the fixed message; TIME_WAIT and SYN_RECV mini

@@ -57,8 +57,8 @@ def _mask(*states: TcpState) -> int:
 ALL_STATES = _mask(*TcpState)
 # ss: "all" excludes nothing; the kernel reports SYN_RECV request sockets as
 # NEW_SYN_RECV in the dump only when the SYN_RECV bit is set (inet_diag_dump_icsk).
-_SYNCHRONIZED = ALL_STATES & ~_mask(TcpState.LISTEN, TcpState.SYN_SENT, TcpState.SYN_RECV,
-                                     TcpState.NEW_SYN_RECV, TcpState.CLOSE)
+# "synchronized": every connected state except syn-sent (ss(8)); SYN_RECV is in.
+_SYNCHRONIZED = ALL_STATES & ~_mask(TcpState.LISTEN, TcpState.SYN_SENT, TcpState.CLOSE)
 
 # Every word `state WORD` accepts, with the states it selects (misc/ss.c).
 STATE_WORDS: dict[str, int] = {
