@@ -7,8 +7,8 @@ be checked against the headers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from .states import state_name
 
@@ -20,11 +20,12 @@ RCV_SHUTDOWN = 1
 SEND_SHUTDOWN = 2
 
 
-@dataclass(slots=True)
-class TcpInfo:
+class TcpInfo(NamedTuple):
     """struct tcp_info (include/uapi/linux/tcp.h). Times are in ms, rtt in us.
 
     A field is None when the running kernel's tcp_info is too short to hold it.
+    A tuple, not a dataclass: 100k of them are built per dump, and a tuple
+    is built and formatted in C.
     """
 
     state: int
@@ -88,11 +89,10 @@ class TcpInfo:
     total_rto_time: int | None = None
 
 
-TCP_INFO_FIELDS = tuple(f.name for f in fields(TcpInfo))
+TCP_INFO_FIELDS = TcpInfo._fields
 
 
-@dataclass(slots=True)
-class SkMemInfo:
+class SkMemInfo(NamedTuple):
     """INET_DIAG_SKMEMINFO: u32[SK_MEMINFO_VARS] (include/uapi/linux/sock_diag.h)."""
 
     rmem_alloc: int
@@ -106,11 +106,10 @@ class SkMemInfo:
     drops: int | None = None
 
 
-SKMEM_FIELDS = tuple(f.name for f in fields(SkMemInfo))
+SKMEM_FIELDS = SkMemInfo._fields
 
 
-@dataclass(slots=True, frozen=True)
-class Owner:
+class Owner(NamedTuple):
     """A process holding a file descriptor on the socket."""
 
     pid: int
@@ -174,13 +173,10 @@ class Socket:
         if self.owners:
             d["owners"] = [{"pid": o.pid, "comm": o.comm, "fd": o.fd} for o in self.owners]
         if self.tcp_info is not None:
-            ti = self.tcp_info
-            d["tcp_info"] = {k: getattr(ti, k) for k in TCP_INFO_FIELDS
-                             if getattr(ti, k) is not None}
+            d["tcp_info"] = {k: v for k, v in zip(TCP_INFO_FIELDS, self.tcp_info)
+                             if v is not None}
         if self.meminfo is not None:
-            mi = self.meminfo
-            d["meminfo"] = {k: getattr(mi, k) for k in SKMEM_FIELDS
-                            if getattr(mi, k) is not None}
+            d["meminfo"] = {k: v for k, v in zip(SKMEM_FIELDS, self.meminfo) if v is not None}
         return d
 
     @classmethod
