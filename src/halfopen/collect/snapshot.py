@@ -32,7 +32,7 @@ def take(query: sockets.Query, host: bool = False, window: float = 3.0) -> Snaps
         from .host import collect_host  # only the doctor pays for the import
         spaces = query.namespaces or (netns.current(query.proc),)
         pids = sorted({o.pid for s in socks for o in (s.owners or ())})
-        snap.host_facts = collect_host(spaces, pids or list(snap.processes), window,
+        snap.host_facts = collect_host(spaces, pids, window,
                                        proc=query.proc)
     return snap
 
