@@ -1,0 +1,39 @@
+"""`halfopen report FILE.db --html OUT.html`: a recorded history as one HTML page."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from ..errors import HalfopenError
+from ..watch import history, report as reports
+
+
+@click.command()
+@click.argument("db_path", metavar="FILE.db")
+@click.option("--html", "out", metavar="OUT.html", help="Write the page here (default: stdout).")
+def report(db_path: str, out: str | None) -> int:
+    """Turn a history recorded by `halfopen watch --record` into a self-contained HTML page.
+
+    \b
+    Example:
+      halfopen report /var/lib/halfopen/history.db --html incident-4711.html
+    """
+    with history.closing_reader(db_path) as db:
+        page = reports.render(db, db_path)
+    if out is None:
+        sys.stdout.write(page)
+        return 0
+    tmp = f"{out}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            f.write(page)
+        os.replace(tmp, out)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise HalfopenError(f"cannot write {out}: {exc.strerror}") from None
+    click.echo(f"halfopen: wrote {out}", err=True)
+    return 0
