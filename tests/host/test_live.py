@@ -138,3 +138,14 @@ def test_stale_socket_fd_after_ss_kill(netns):
     finally:
         proc.kill()
         proc.wait(5)
+
+
+def test_take_full_fills_host_facts(netns):
+    from halfopen.collect import snapshot, sockets
+    from halfopen.model.snapshot import Snapshot
+    query = sockets.Query(owners=True, namespaces=(nsmod.named(netns),))
+    snap = snapshot.take_full(query, window=0.2)
+    assert set(snap.host_facts.namespaces) == {netns}
+    assert snap.host_facts.namespaces[netns].rates is not None
+    assert Snapshot.from_dict(snap.to_dict()) == snap
+    assert snapshot.take(query).host_facts is None

@@ -138,3 +138,16 @@ def test_replay_recorded_tree():
     assert ns.counters and ns.sockstat and ns.tunables and ns.conntrack and ns.rates is None
     assert facts.files and facts.memory and facts.global_tunables.tcp_mem == ns.tunables.tcp_mem
     assert "counters@host" not in facts.unavailable
+
+
+def test_missing_sources_are_named_and_the_rest_runs(tmp_path):
+    # a tree with only meminfo and stat: everything else is unavailable, with a reason
+    for rel in ("meminfo", "stat"):
+        (tmp_path / rel).write_text(text(rel))
+    facts = collect_host(window=0, proc=str(tmp_path), kmsg_path=str(tmp_path / "kmsg"),
+                         kmsg_patterns={})
+    assert facts.memory is not None and facts.boot_time > 0
+    for key in ("counters@host", "sockstat@host", "files"):
+        assert "does not exist" in facts.unavailable[key], key
+    assert facts.namespaces["host"].counters is None
+    assert "not" in facts.unavailable["conntrack@host"]
