@@ -3,7 +3,7 @@
 
 doctor:
 	./scripts/install-deps
-	halfopen doctor
+	-halfopen doctor
 
 test:
 	./scripts/install-deps --test
