@@ -1,0 +1,89 @@
+"""`halfopen keepalive --pid PID [FILTER]`: retrofit keepalive onto a running process."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from ..errors import EXIT_CRITICAL
+from ..fix import retrofit
+from ..model import filter as filters
+from .format import endpoint, table
+from .options import filter_argument
+
+RELEASE_NOTE = ("released sockets sent our FIN and leave the kernel table once the peer "
+                "answers; their fds remain the application's to close")
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.option("--pid", type=int, required=True, help="The process whose sockets to change.")
+@filter_argument
+@click.option("--idle", type=int, default=60, show_default=True,
+              help="TCP_KEEPIDLE: seconds idle before the first probe.")
+@click.option("--interval", type=int, default=10, show_default=True,
+              help="TCP_KEEPINTVL: seconds between probes.")
+@click.option("--count", type=int, default=6, show_default=True,
+              help="TCP_KEEPCNT: unanswered probes before the reset.")
+@click.option("--user-timeout", "user_timeout", type=int, metavar="MS",
+              help="TCP_USER_TIMEOUT in ms (unacknowledged data); unset: left as is.")
+@click.option("--release", is_flag=True,
+              help="shutdown(SHUT_WR) CLOSE_WAIT sockets instead: send our FIN.")
+@click.option("--yes", is_flag=True, help="Really change them (without it: a dry run).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+def keepalive(pid: int, filter_words: tuple[str, ...], idle: int, interval: int, count: int,
+              user_timeout: int | None, release: bool, yes: bool, as_json: bool) -> int:
+    """Set TCP keepalive on a running process's sockets, with no restart.
+
+    Takes a second fd on each matching TCP socket of PID (pidfd_getfd),
+    sets SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT (and
+    TCP_USER_TIMEOUT if given), reads them back and closes the duplicate.
+    A dead peer then resets the socket after idle + interval x count
+    seconds. Listeners pass the setting on to connections they accept later.
+
+    \b
+    Examples:
+      halfopen keepalive --pid 812                       # dry run
+      halfopen keepalive --pid 812 --idle 60 --interval 10 --count 6 --yes
+      halfopen keepalive --pid 812 state close-wait --release --yes
+    """
+    settings = retrofit.Settings(idle, interval, count, user_timeout)
+    settings.check()
+    retrofit.check_pid(pid)
+    flt = filters.parse(filter_words)
+    targets = retrofit.find_sockets(pid, flt)
+    results = retrofit.retrofit(pid, targets, settings, apply=yes, release=release)
+    failed = [r for r in results if r.result == "failed"]
+    if as_json:
+        json.dump({"schema": "halfopen.keepalive/1", "pid": pid, "dry_run": not yes,
+                   "wanted": {"idle": idle, "interval": interval, "count": count,
+                              "user_timeout_ms": user_timeout},
+                   "sockets": [r.to_dict() for r in results]}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        _text(pid, results, yes)
+    return EXIT_CRITICAL if failed else 0
+
+
+def _text(pid: int, results: list[retrofit.SocketResult], yes: bool) -> None:
+    if not results:
+        click.echo(f"pid {pid} holds no TCP socket the filter matches: nothing to change")
+        return
+    rows = []
+    for r in results:
+        s = r.sock
+        rows.append([str(r.fd), s.state_name, endpoint(s.local_addr, s.local_port),
+                     endpoint(s.peer_addr, s.peer_port), r.result,
+                     r.before.text() if r.before else "-",
+                     r.after.text() if r.after and r.after != r.before else "-"])
+    click.echo(table(rows, ["fd", "state", "local", "peer", "result", "before", "after"],
+                     right={0}))
+    for r in results:
+        if r.note and r.result != "released":
+            click.echo(f"  fd {r.fd}: {r.result}: {r.note}")
+    pending = sum(r.result in ("would set", "would release") for r in results)
+    if not yes:
+        click.echo(f"dry run: {pending} socket(s) would change; add --yes to do it")
+    if any(r.result in ("released", "would release") for r in results):
+        click.echo(RELEASE_NOTE)

@@ -1,0 +1,16 @@
+"""Apply the cure: read a fact, plan "current -> wanted or already set", apply on request.
+
+    errors.py     FixError tree and the exit code each maps to
+    pidfd.py      pidfd_open / pidfd_getfd: a second fd on another process's socket
+    sockopt.py    keepalive options of one socket fd: read, set, release (shutdown)
+    retrofit.py   keepalive across a process's TCP sockets: plan, apply, undo
+    destroy.py    SOCK_DESTROY of sockets a filter named, with per-socket results
+    sysctl.py     the sysctls halfopen may set: catalog, validation, read, write
+    namespace.py  a finding's "netns" word -> a Namespace to enter
+    rlimit.py     RLIMIT_NOFILE of another process via prlimit(2), and the
+                  systemd / limits.conf lines when the hard limit must move
+    journal.py    /var/lib/halfopen/journal.jsonl: one line per change, and undo
+    persist.py    /etc/sysctl.d/60-halfopen.conf: atomic write, backup, restore
+    plan.py       Findings' fixes -> Steps (pure compare of current and wanted)
+    apply.py      carry Steps out with a journal; roll the journal back
+"""

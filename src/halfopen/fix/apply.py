@@ -1,0 +1,212 @@
+"""Carry out a plan's steps with a journal, and roll the journal back.
+
+Each change is journaled right after it succeeded. The first failure stops
+the run: the journal then holds what changed, and `rollback` restores it.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..errors import HalfopenError
+from . import destroy, journal, namespace, persist, retrofit, rlimit, sysctl
+from .errors import ProcessGone
+from .plan import Step
+from .sockopt import Keepalive
+
+
+@dataclass(slots=True)
+class Done:
+    """What became of one step (or one undo)."""
+
+    target: str
+    outcome: str  # set | already set | manual | failed | restored | left alone | ...
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v != ""}
+
+
+class Failed(Exception):
+    """A step failed; `done` lists what was carried out before it."""
+
+    def __init__(self, reason: str, done: list[Done]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.done = done
+
+
+def _oserror(exc: OSError) -> str:
+    name = errno.errorcode.get(exc.errno or 0, "")
+    return f"{name}: {exc.strerror}" if name else str(exc)
+
+
+def apply(steps: list[Step], jnl: journal.Journal, proc: str = "/proc",
+          sys_root: str = sysctl.PROC_SYS) -> list[Done]:
+    """Apply each "change" step in order; raise Failed at the first failure."""
+    done: list[Done] = []
+    for step in steps:
+        if step.status != "change":
+            done.append(Done(step.target, step.status, step.note))
+            continue
+        try:
+            done.append(_APPLY[step.action](step, jnl, proc, sys_root))
+        except OSError as exc:
+            raise Failed(f"{step.action} {step.target}: {_oserror(exc)}", done) from exc
+        except HalfopenError as exc:
+            raise Failed(f"{step.action} {step.target}: {exc}", done) from exc
+    return done
+
+
+def _apply_sysctl(step: Step, jnl: journal.Journal, proc: str, sys_root: str) -> Done:
+    key, value = step.params["key"], step.params["value"]
+    space = namespace.find(step.netns, proc)
+    old = sysctl.read(key, space, sys_root)
+    if old == value:
+        return Done(key, "already set", value)
+    sysctl.write(key, value, space, sys_root)
+    jnl.record("sysctl", target=key, netns=step.netns, old=old, new=value, finding=step.finding)
+    now = sysctl.read(key, space, sys_root)
+    if now != value:
+        raise OSError(errno.EIO, f"wrote {value!r}, the kernel now reports {now!r}")
+    return Done(key, "set", f"{old} -> {value}")
+
+
+def _apply_prlimit(step: Step, jnl: journal.Journal, proc: str, sys_root: str) -> Done:
+    p = step.params
+    pid = p["pid"]
+    if rlimit.start_time(pid, proc) != p["start"]:
+        raise ProcessGone(pid)
+    old, new = rlimit.read(pid), rlimit.Limits(*p["new"])
+    if old == new:
+        return Done(step.target, "already set", new.text())
+    rlimit.write(pid, new)
+    jnl.record("prlimit", target=f"pid {pid} nofile", pid=pid, start=p["start"],
+               old=[old.soft, old.hard], new=[new.soft, new.hard], finding=step.finding)
+    detail = f"{old.text()} -> {new.text()}"
+    return Done(step.target, "set", detail + (f"; {step.note}" if step.note else ""))
+
+
+def _apply_keepalive(step: Step, jnl: journal.Journal, proc: str, sys_root: str) -> Done:
+    p = step.params
+    pid = p["pid"]
+    if rlimit.start_time(pid, proc) != p["start"]:
+        raise ProcessGone(pid)
+    results = retrofit.retrofit(pid, p["targets"], p["settings"], apply=True)
+    for r in results:
+        if r.result == "set":
+            jnl.record("keepalive", target=f"pid {pid} fd {r.fd}", pid=pid, start=p["start"],
+                       fd=r.fd, inode=r.sock.inode, old=r.before.to_dict(),
+                       new=r.after.to_dict(), finding=step.finding)
+    failed = [r for r in results if r.result == "failed"]
+    if failed:
+        raise OSError(errno.EIO, f"fd {failed[0].fd}: {failed[0].note}")
+    count = sum(r.result == "set" for r in results)
+    return Done(step.target, "set", f"{count} sockets now {step.new}")
+
+
+def _apply_kill(step: Step, jnl: journal.Journal, proc: str, sys_root: str) -> Done:
+    outcomes = destroy.destroy(step.params["sockets"], {step.netns: step.params["space"]}, proc)
+    for o in outcomes:
+        if o.result == "killed":
+            jnl.record("kill", target=f"{o.sock.local_addr}:{o.sock.local_port} -> "
+                       f"{o.sock.peer_addr}:{o.sock.peer_port}", netns=step.netns,
+                       old=o.sock.state_name, new="destroyed", finding=step.finding)
+    bad = [o for o in outcomes if o.result not in destroy.DONE]
+    if bad:
+        raise OSError(bad[0].errno, f"{bad[0].result}: {bad[0].reason}")
+    killed = sum(o.result == "killed" for o in outcomes)
+    return Done(step.target, "set", f"{killed} sockets destroyed; their owners' fds stay "
+                                    "open until they close them")
+
+
+_APPLY = {"sysctl": _apply_sysctl, "prlimit": _apply_prlimit,
+          "keepalive": _apply_keepalive, "kill": _apply_kill}
+
+
+def persist_steps(steps: list[Step], path: str, jnl: journal.Journal) -> Done:
+    """Write the host's sysctl steps (changed or already set) into the sysctl.d file."""
+    chosen = [s for s in steps if s.action == "sysctl" and s.status in ("change", "already set")
+              and s.netns == "host"]
+    old_text = persist.read(path)
+    values = persist.parse(old_text or "")
+    reasons = {}
+    for s in chosen:
+        values[s.target] = s.params["value"]
+        reasons[s.target] = f"{s.finding}: {s.reason}"
+    text = persist.render(values, reasons)
+    if old_text is not None and persist.parse(old_text) == values:
+        return Done(path, "already set", f"{len(values)} keys")
+    backup = persist.write_atomic(path, text)
+    jnl.record("file", target=path, old=old_text, new=text, backup=backup)
+    return Done(path, "set", f"{len(chosen)} keys written" +
+                (f"; previous file kept as {backup}" if backup else ""))
+
+
+def rollback(path: str, jnl: journal.Journal, proc: str = "/proc",
+             sys_root: str = sysctl.PROC_SYS) -> list[Done]:
+    """Undo every pending change, newest first; a change made since by someone else stays."""
+    done = []
+    for entry in journal.pending(path):
+        try:
+            outcome, detail = _UNDO[entry["kind"]](entry, proc, sys_root)
+        except ProcessGone:
+            outcome, detail = "gone", "the process has exited"
+        except OSError as exc:
+            done.append(Done(entry["target"], "failed", _oserror(exc)))
+            continue
+        except HalfopenError as exc:
+            outcome, detail = "gone", str(exc)
+        if outcome != "left alone":
+            jnl.record("undo", undoes=entry["id"], target=entry["target"], outcome=outcome)
+        done.append(Done(entry["target"], outcome, detail))
+    return done
+
+
+def _undo_sysctl(e: dict, proc: str, sys_root: str) -> tuple[str, str]:
+    space = namespace.find(e.get("netns", "host"), proc)
+    now = sysctl.read(e["target"], space, sys_root)
+    if now == e["old"]:
+        return "already set", now
+    if now != e["new"]:
+        return "left alone", f"changed since by someone else: now {now}, halfopen set {e['new']}"
+    sysctl.write(e["target"], e["old"], space, sys_root)
+    return "restored", f"{now} -> {e['old']}"
+
+
+def _same_process(e: dict, proc: str) -> None:
+    if rlimit.start_time(e["pid"], proc) != e["start"]:
+        raise ProcessGone(e["pid"])
+
+
+def _undo_prlimit(e: dict, proc: str, sys_root: str) -> tuple[str, str]:
+    _same_process(e, proc)
+    now, old, new = rlimit.read(e["pid"]), rlimit.Limits(*e["old"]), rlimit.Limits(*e["new"])
+    if now == old:
+        return "already set", now.text()
+    if now != new:
+        return "left alone", f"changed since: now {now.text()}, halfopen set {new.text()}"
+    rlimit.write(e["pid"], old)
+    return "restored", f"{now.text()} -> {old.text()}"
+
+
+def _undo_keepalive(e: dict, proc: str, sys_root: str) -> tuple[str, str]:
+    _same_process(e, proc)
+    old = Keepalive(**e["old"])
+    return retrofit.restore(e["pid"], e["fd"], e["inode"], old), old.text()
+
+
+def _undo_file(e: dict, proc: str, sys_root: str) -> tuple[str, str]:
+    if persist.read(e["target"]) not in (e["new"], e["old"]):
+        return "left alone", "the file was edited since"
+    return persist.restore(e["target"], e["old"]), ""
+
+
+def _undo_kill(e: dict, proc: str, sys_root: str) -> tuple[str, str]:
+    return "cannot undo", "a destroyed connection cannot be brought back"
+
+
+_UNDO = {"sysctl": _undo_sysctl, "prlimit": _undo_prlimit, "keepalive": _undo_keepalive,
+         "file": _undo_file, "kill": _undo_kill}

@@ -1,0 +1,251 @@
+"""The plan: each automatic fix of the chosen findings as a Step, current -> new.
+
+Building a plan reads facts (sysctl values, limits, socket options) and
+compares them with what the fix wants; it changes nothing. Every value is
+checked first, so a bad one stops the whole run before any change. Fixes
+halfopen cannot apply (config snippets, code) become "manual" steps whose
+text is printed, never dropped.
+
+    status   "change"       apply would change current -> new
+             "already set"  current is what the fix wants
+             "manual"       a person must do it; `text` says what
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import UsageError
+from ..model import filter as filters
+from ..model.finding import Finding, Fix
+from ..model.states import TcpState
+from . import namespace, retrofit, rlimit, sysctl
+from . import targets as kill_targets
+
+# DESIGN.md "Rule ids": a FINDING_ID on the command line must be one of these.
+RULE_IDS = ("close-wait-leak", "fd-leak", "dead-peer", "keepalive-off", "timeout-mismatch",
+            "syn-flood", "accept-queue-overflow", "fd-exhaustion", "conntrack-exhaustion",
+            "tcp-memory-pressure", "orphan-pressure", "memory-exhaustion",
+            "time-wait-pressure", "kernel-warning", "kernel-tuning")
+AUTOMATIC = ("sysctl", "prlimit", "keepalive", "kill")
+
+
+@dataclass(slots=True)
+class Step:
+    finding: str  # the finding's rule id
+    reason: str  # the finding's title
+    action: str  # sysctl | prlimit | keepalive | kill | config | code
+    target: str  # what changes: a sysctl key, "pid 812 (nginx) RLIMIT_NOFILE", ...
+    status: str  # change | already set | manual
+    netns: str = "host"
+    current: Any = None
+    new: Any = None
+    note: str = ""
+    text: str = ""  # manual steps: the snippet or command for a person
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in ("finding", "reason", "action", "target", "status",
+                                            "netns", "current", "new", "note", "text")}
+        return {k: v for k, v in d.items() if v not in ("", None)}
+
+
+def select(findings: Iterable[Finding], ids: Iterable[str]) -> tuple[list[Finding], list[str]]:
+    """The findings the ids name (all when none), and notes for ids with no finding now."""
+    findings, ids = list(findings), list(ids)
+    for i in ids:
+        if i not in RULE_IDS:
+            raise UsageError(f"unknown finding id {i!r}; valid ids: {', '.join(RULE_IDS)}")
+    if not ids:
+        return findings, []
+    chosen = [f for f in findings if f.id in ids]
+    present = {f.id for f in chosen}
+    return chosen, [f"no current finding {i}: nothing to fix for it" for i in ids
+                    if i not in present]
+
+
+def build(findings: Iterable[Finding], proc: str = "/proc",
+          sys_root: str = sysctl.PROC_SYS) -> list[Step]:
+    """Steps for every fix of every finding; UsageError on the first bad value."""
+    steps: list[Step] = []
+    seen: dict[tuple[str, str], Step] = {}
+    for finding in findings:
+        for fix in finding.fixes:
+            step = _step(finding, fix, proc, sys_root)
+            key = (step.action, step.netns + " " + step.target)
+            if step.action in AUTOMATIC and key in seen:
+                first = seen[key]
+                if first.new != step.new:
+                    first.note = _join(first.note, f"{step.finding} wants {step.new}; "
+                                                    f"{first.finding}'s {first.new} is kept")
+                continue
+            seen[key] = step
+            steps.append(step)
+    return steps
+
+
+def _join(a: str, b: str) -> str:
+    return f"{a}; {b}" if a else b
+
+
+def _manual(finding: Finding, fix: Fix, note: str = "") -> Step:
+    params = fix.params or {}
+    text = params.get("snippet") or fix.command
+    target = params.get("file") or fix.action
+    return Step(finding.id, finding.title, fix.action, target, "manual",
+                netns=str(finding.subject.get("netns", "host")), text=text,
+                note=note or fix.description)
+
+
+def _step(finding: Finding, fix: Fix, proc: str, sys_root: str) -> Step:
+    if not fix.automatic or fix.action not in AUTOMATIC:
+        return _manual(finding, fix)
+    params = dict(fix.params or {})
+    params.setdefault("action", fix.action)
+    if fix.action == "sysctl":
+        return _sysctl_step(finding, fix, params, sys_root, proc)
+    if fix.action == "prlimit":
+        return _prlimit_step(finding, fix, params, proc)
+    if fix.action == "keepalive":
+        return _keepalive_step(finding, fix, params, proc)
+    return _kill_step(finding, fix, params, proc)
+
+
+def _sysctl_step(finding: Finding, fix: Fix, params: dict, sys_root: str, proc: str) -> Step:
+    key = params.get("key")
+    if not key:
+        raise UsageError(f"{finding.id}: sysctl fix without a key")
+    value = sysctl.check(key, params.get("value"))
+    where = str(params.get("netns") or finding.subject.get("netns") or "host")
+    knob = sysctl.KNOBS[key]
+    base = Step(finding.id, finding.title, "sysctl", key, "change", netns=where, new=value,
+                params={"key": key, "value": value, "netns": where})
+    if not knob.per_netns and where != "host":
+        base.status = "manual"
+        base.note = (f"{key} is one value for the whole host; halfopen does not change the "
+                     f"host from a finding about namespace {where}")
+        base.text = f"sysctl -w {key}='{value}'   # in the host namespace"
+        return base
+    space = namespace.find(where, proc)
+    base.current = sysctl.read(key, space, sys_root)
+    if base.current == value:
+        base.status = "already set"
+    return base
+
+
+def _pid(finding: Finding, params: dict) -> int:
+    pid = params.get("pid", finding.subject.get("pid"))
+    if pid is None:
+        raise UsageError(f"{finding.id}: the {params.get('action', 'fix')} fix names no pid")
+    try:
+        pid = int(pid)
+    except (TypeError, ValueError):
+        raise UsageError(f"{finding.id}: bad pid {pid!r}") from None
+    retrofit.check_pid(pid, proc="/proc")
+    return pid
+
+
+def _guarded(pid: int) -> str:
+    """A reason not to touch `pid` unless a person named it on the command line."""
+    if pid == 1:
+        return "pid 1 (init) is never changed by `halfopen fix`"
+    if pid in (os.getpid(), os.getppid()):
+        return "halfopen does not change itself"
+    return ""
+
+
+def _prlimit_step(finding: Finding, fix: Fix, params: dict, proc: str) -> Step:
+    pid = _pid(finding, params)
+    if params.get("resource", "nofile") not in rlimit.RESOURCES:
+        raise UsageError(f"{finding.id}: prlimit resource {params.get('resource')!r}; "
+                         "valid: nofile")
+    soft, hard = params.get("soft"), params.get("hard")
+    for name, v in (("soft", soft), ("hard", hard)):
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise UsageError(f"{finding.id}: bad {name} limit {v!r}: a positive number")
+    if soft is None:
+        raise UsageError(f"{finding.id}: prlimit fix without a soft limit")
+    comm = _comm(pid, proc)
+    step = Step(finding.id, finding.title, "prlimit", f"pid {pid} ({comm}) RLIMIT_NOFILE",
+                "change", netns=str(finding.subject.get("netns", "host")))
+    guard = _guarded(pid)
+    if guard:
+        step.status, step.note = "manual", guard
+        step.text = f"prlimit --pid {pid} --nofile={soft}:{hard or soft}"
+        return step
+    current = rlimit.read(pid)
+    new, note = rlimit.plan(current, soft, hard, rlimit.can_raise_hard(proc), rlimit.nr_open(proc))
+    step.current, step.new, step.note = current.text(), new.text(), note
+    step.params = {"pid": pid, "start": rlimit.start_time(pid, proc),
+                   "old": [current.soft, current.hard], "new": [new.soft, new.hard]}
+    if note:
+        step.text = rlimit.lasting_text(pid, comm, soft, max(hard or 0, soft), proc)
+    if new == current:
+        step.status = "already set" if not note else "manual"
+    return step
+
+
+def _comm(pid: int, proc: str) -> str:
+    try:
+        with open(f"{proc}/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
+def _keepalive_step(finding: Finding, fix: Fix, params: dict, proc: str) -> Step:
+    pid = _pid(finding, params)
+    try:
+        settings = retrofit.Settings(int(params.get("idle", 60)), int(params.get("interval", 10)),
+                                     int(params.get("count", 6)),
+                                     None if params.get("user_timeout_ms") is None
+                                     else int(params["user_timeout_ms"]))
+    except (TypeError, ValueError):
+        raise UsageError(f"{finding.id}: bad keepalive values {params!r}") from None
+    settings.check()
+    flt = filters.parse(str(params.get("filter", "")).split())
+    comm = _comm(pid, proc)
+    want = f"keepalive {settings.idle}s/{settings.interval}s x{settings.count}"
+    step = Step(finding.id, finding.title, "keepalive", f"pid {pid} ({comm}) TCP sockets",
+                "change", netns=str(finding.subject.get("netns", "host")), new=want)
+    guard = _guarded(pid)
+    if guard:
+        step.status, step.note, step.text = "manual", guard, fix.command
+        return step
+    targets = retrofit.find_sockets(pid, flt, proc)
+    results = retrofit.retrofit(pid, targets, settings, apply=False)
+    todo = [r for r in results if r.result == "would set"]
+    step.current = f"{len(todo)} of {len(results)} sockets without it"
+    step.params = {"pid": pid, "start": rlimit.start_time(pid, proc), "settings": settings,
+                   "targets": [(r.fd, r.sock) for r in todo]}
+    if not todo:
+        step.status = "already set"
+    return step
+
+
+def _kill_step(finding: Finding, fix: Fix, params: dict, proc: str) -> Step:
+    words = str(params.get("filter", "")).split()
+    flt = filters.parse(words)
+    if flt.is_empty:
+        raise UsageError(f"{finding.id}: a kill fix needs a filter; an empty one names every socket")
+    where = str(params.get("netns") or finding.subject.get("netns") or "host")
+    space = namespace.find(where, proc)
+    socks = kill_targets.matching(flt, (space,), proc)
+    step = Step(finding.id, finding.title, "kill", " ".join(words), "change", netns=where,
+                current=f"{len(socks)} sockets", new="destroyed (RST)")
+    listeners = [s for s in socks if s.state == TcpState.LISTEN]
+    refused = kill_targets.refused(socks, flt)
+    if listeners or refused:
+        step.status = "manual"
+        step.note = "matches listening sockets" if listeners else refused[0][1]
+        step.text = fix.command
+        return step
+    step.params = {"sockets": socks, "space": space}
+    if not socks:
+        step.status = "already set"
+        step.current = "no matching sockets"
+    return step
+
