@@ -1,0 +1,268 @@
+"""Filters: the ss-style parser, and the kernel's bytecode agreeing with userspace.
+
+The agreement test runs each filter twice against the zoo's real sockets: once
+compiled (collect.bytecode: state mask + INET_DIAG_REQ_BYTECODE) and run by
+the kernel, once as `Filter.matches` over an unfiltered dump. The two sets
+must be equal; a kernel EINVAL is a compiler bug.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+import pytest
+
+from halfopen.collect import bytecode, netlink, netns, sock_diag
+from halfopen.collect import sockets as collector
+from halfopen.errors import UsageError
+from halfopen.model.filter import (
+    OPERATORS, And, Filter, HostIs, Not, Or, OwnerIs, PortCmp, StateIs, parse, tokenize,
+)
+from halfopen.model.socket import Socket
+from halfopen.model.states import ALL_STATES, STATE_WORDS, TcpState
+
+EST = StateIs(STATE_WORDS["established"])
+P80, D443 = PortCmp("s", "eq", 80), PortCmp("d", "eq", 443)
+
+
+# ------------------------------------------------------------------ parser
+
+def test_tokenize_splits_glued_words():
+    assert tokenize(["dport>=:1024", "and", "(src", "10.0.0.0/8)"]) == \
+        ["dport", ">=", ":1024", "and", "(", "src", "10.0.0.0/8", ")"]
+    assert tokenize(["!sport=:1", "||", "dport!=:2"]) == \
+        ["!", "sport", "=", ":1", "||", "dport", "!=", ":2"]
+
+
+def test_empty_filter_matches_everything():
+    f = parse([])
+    assert f.is_empty and f.expr is None and not f.needs_owners
+    assert bytecode.compile_filter(f) == bytecode.KernelFilter(ALL_STATES, b"", True)
+
+
+@pytest.mark.parametrize("word", sorted(STATE_WORDS))
+def test_every_state_word(word):
+    assert parse(["state", word]).expr == StateIs(STATE_WORDS[word])
+    assert parse(["exclude", word]).expr == StateIs(ALL_STATES & ~STATE_WORDS[word])
+
+
+def test_state_groups_are_ss_groups():
+    bit = lambda *states: sum(1 << s for s in states)  # noqa: E731
+    assert STATE_WORDS["bucket"] == bit(TcpState.SYN_RECV, TcpState.NEW_SYN_RECV,
+                                        TcpState.TIME_WAIT)
+    assert STATE_WORDS["connected"] == ALL_STATES & ~bit(TcpState.LISTEN, TcpState.CLOSE)
+    assert STATE_WORDS["synchronized"] == STATE_WORDS["connected"] & ~bit(TcpState.SYN_SENT)
+    assert STATE_WORDS["big"] == ALL_STATES & ~STATE_WORDS["bucket"]
+    assert parse(["state", "ESTABLISHED"]).expr == parse(["state", "estab"]).expr
+
+
+@pytest.mark.parametrize("spelling,op", sorted(OPERATORS.items()))
+def test_every_operator_spelling(spelling, op):
+    assert parse(["sport", spelling, ":80"]).expr == PortCmp("s", op, 80)
+    if not spelling.isalpha():  # symbols may be glued, as ss allows: dport>=:443
+        assert parse([f"dport{spelling}:443"]).expr == PortCmp("d", op, 443)
+
+
+def test_ports_default_op_and_service_names():
+    assert parse(["dport", ":443"]).expr == D443
+    assert parse(["dport", "443"]).expr == D443
+    assert parse(["dport", "=", ":https"]).expr == D443
+
+
+@pytest.mark.parametrize("text,expr", [
+    ("sport = :80 or dport = :443 and state established", Or(P80, And(D443, EST))),
+    ("( sport = :80 or dport = :443 ) and state established", And(Or(P80, D443), EST)),
+    ("(sport = :80 or dport = :443) state established", And(Or(P80, D443), EST)),
+    ("not sport = :80 and dport = :443", And(Not(P80), D443)),
+    ("not ( sport = :80 and dport = :443 )", Not(And(P80, D443))),
+    ("! sport = :80 || dport = :443", Or(Not(P80), D443)),
+    ("sport = :80 && dport = :443", And(P80, D443)),
+    ("sport = :80 dport = :443 state established", And(And(P80, D443), EST)),
+    ("not not sport = :80", Not(Not(P80))),
+    ("sport = :80 or dport = :443 or state established", Or(Or(P80, D443), EST)),
+])
+def test_precedence_parentheses_juxtaposition(text, expr):
+    assert parse(text.split()).expr == expr
+
+
+@pytest.mark.parametrize("text,expr", [
+    ("src 10.0.0.0/8", HostIs("s", ipaddress.ip_network("10.0.0.0/8"), None)),
+    ("src 10.1.2.3:80", HostIs("s", ipaddress.ip_network("10.1.2.3/32"), 80)),
+    ("dst [::1]:443", HostIs("d", ipaddress.ip_network("::1/128"), 443)),
+    ("dst [2001:db8::]/32", HostIs("d", ipaddress.ip_network("2001:db8::/32"), None)),
+    ("dst [2001:db8::]/32:22", HostIs("d", ipaddress.ip_network("2001:db8::/32"), 22)),
+    ("dst 2001:db8::1", HostIs("d", ipaddress.ip_network("2001:db8::1/128"), None)),
+    ("src :80", HostIs("s", None, 80)),
+    ("src *:80", HostIs("s", None, 80)),
+    ("src = 10.0.0.1", HostIs("s", ipaddress.ip_network("10.0.0.1/32"), None)),
+    ("dst != 10.0.0.0/8", Not(HostIs("d", ipaddress.ip_network("10.0.0.0/8"), None))),
+    ("src 10.1.2.3/8", HostIs("s", ipaddress.ip_network("10.0.0.0/8"), None)),
+])
+def test_addresses(text, expr):
+    assert parse(text.split()).expr == expr
+
+
+def test_owner_words():
+    f = parse(["pid", "812", "comm", "nginx", "uid", "33"])
+    assert f.expr == And(And(OwnerIs("pid", 812), OwnerIs("comm", "nginx")), OwnerIs("uid", 33))
+    assert f.needs_owners
+    assert not parse(["uid", "0"]).needs_owners  # the kernel reports uid itself
+    assert parse(["comm", "nginx"]).needs_owners
+
+
+@pytest.mark.parametrize("text,must_name", [
+    ("state bogus", ["'bogus'", "close-wait", "synchronized", "bucket", "big"]),
+    ("frobnicate", ["'frobnicate'", "sport", "dport", "src", "dst", "pid", "comm", "uid"]),
+    ("sport = :80 frob", ["'frob'", "state"]),
+    ("sport = :99999", ["':99999'"]),
+    ("sport = :nosuchservice", ["':nosuchservice'"]),
+    ("src 300.1.1.1", ["'300.1.1.1'"]),
+    ("dst [::1", ["'[::1'"]),
+    ("pid abc", ["'abc'"]),
+    ("( sport = :80", ["')'"]),
+    ("sport = :80 )", ["')'"]),
+    ("state", ["state"]),
+    ("sport =", ["port"]),
+])
+def test_bad_input_is_one_usage_line_naming_the_word(text, must_name):
+    with pytest.raises(UsageError) as info:
+        parse(text.split())
+    msg = str(info.value)
+    assert "\n" not in msg
+    for word in must_name:
+        assert word in msg, msg
+    assert info.value.exit_code == 64
+
+
+def _sock(local: str, lport: int, peer: str, pport: int, state=TcpState.ESTABLISHED) -> Socket:
+    fam = 6 if ":" in local else 4
+    return Socket(fam, state, local, lport, peer, pport, 0, 0, 0, 0, 0, 0, 1, 1)
+
+
+@pytest.mark.parametrize("text,sock,want", [
+    ("src 10.0.0.0/8", _sock("::ffff:10.1.2.3", 5, "::ffff:1.1.1.1", 6), True),
+    ("src [::ffff:10.1.2.3]", _sock("::ffff:10.1.2.3", 5, "::1", 6), True),
+    ("src [::ffff:10.1.2.3]", _sock("10.1.2.3", 5, "1.1.1.1", 6), False),
+    ("src 10.0.0.0/8", _sock("2001:db8::1", 5, "::1", 6), False),
+    ("dst 1.1.1.1:6", _sock("10.1.2.3", 5, "1.1.1.1", 6), True),
+    ("dst 1.1.1.1:7", _sock("10.1.2.3", 5, "1.1.1.1", 6), False),
+    ("sport > :5", _sock("10.1.2.3", 5, "1.1.1.1", 6), False),
+    ("sport >= :5 and dport < :7", _sock("10.1.2.3", 5, "1.1.1.1", 6), True),
+    ("state listening", _sock("10.1.2.3", 5, "1.1.1.1", 6), False),
+    ("uid 0", _sock("10.1.2.3", 5, "1.1.1.1", 6), True),
+])
+def test_matches_on_records(text, sock, want):
+    assert parse(text.split()).matches(sock) is want
+
+
+# ------------------------------------------------------ kernel agreement
+
+# {P}: the IPv4 listener's port, {Q}: the IPv6 listener's port
+KERNEL_FILTERS = [
+    "sport = :{P}", "sport != :{P}", "sport > :{P}", "sport < :{P}", "sport >= :{P}",
+    "sport <= :{P}", "dport = :{Q}", "dport neq :{Q}", "dport gt :9", "dport lt :{Q}",
+    "dport ge :{P}", "dport le :9", "dport = :9", "sport eq :{Q}",
+    "src 198.18.0.0/15", "src 198.18.0.1", "dst 198.18.0.2", "dst 198.18.0.2/32",
+    "dst 198.18.0.0/24:{P}", "src 198.18.0.1:{P}", "dst 0.0.0.0/0",
+    "src 2001:2::/48", "dst [2001:2::2]", "dst [2001:2::]/64", "src [2001:2::1]:{Q}",
+    "dst ::/0", "src [::ffff:198.18.0.1]", "dst [::ffff:198.18.0.0]/120",
+    "src :{P}", "dst *:9", "src != 198.18.0.1", "dst != [2001:2::2]",
+    "sport = :{P} or dport = :{P}", "not sport = :{P}", "not ( sport = :{P} or dport = :{P} )",
+    "not not dport = :9", "( src 198.18.0.0/24 or src 2001:2::/64 ) and not dport = :9",
+    "sport >= :1024 and sport <= :{P} or dst 198.18.0.2",
+    "dport = :9 and ( src 198.18.0.1 or src [2001:2::1] )",
+    "not ( sport < :{P} and dport > :{P} )",
+    "dst 198.18.0.0/15 and not dst 198.18.0.2 and not ( sport = :{P} or dport = :{Q} )",
+    "( sport = :{P} or sport = :{Q} ) and ( dport > :1024 or dst 198.18.0.2 )",
+    "not ( src 198.18.0.1 and ( dport = :{P} or not sport > :{Q} ) ) or dport = :9",
+    "state established and sport = :{P}", "state syn-recv or dport = :9",
+    "exclude listening and not src 198.18.0.1", "state time-wait dport = :{Q}",
+    "state bucket and ( dst 198.18.0.2 or dport = :{P} )",
+    "not state established and ( sport = :{P} or sport = :{Q} )",
+]
+
+
+def _key(s: Socket) -> tuple:
+    return (s.local_addr, s.local_port, s.peer_addr, s.peer_port)
+
+
+def _kernel_dump(zoo, states: int, code: bytes) -> set[tuple]:
+    with netns.entered(netns.named(zoo.netns)):
+        nl = netlink.open_sock_diag()
+    try:
+        return {_key(s) for fam in (socket.AF_INET, socket.AF_INET6)
+                for s in sock_diag.dump_sockets(nl, fam, states, 0, code)}
+    finally:
+        nl.close()
+
+
+@pytest.fixture(scope="module")
+def everything(zoo):
+    with netns.entered(netns.named(zoo.netns)):
+        nl = netlink.open_sock_diag()
+    try:
+        return [s for fam in (socket.AF_INET, socket.AF_INET6)
+                for s in sock_diag.dump_sockets(nl, fam)]
+    finally:
+        nl.close()
+
+
+def test_kernel_filters_agree_with_userspace(zoo, everything):
+    ports = {"P": zoo.listen_port[4], "Q": zoo.listen_port[6]}
+    all_keys = {_key(s) for s in everything}
+    assert len(all_keys) == len(zoo.expected)
+    failures, sizes = [], []
+    for template in KERNEL_FILTERS:
+        text = template.format(**ports)
+        flt = parse(text.split())
+        user = {_key(s) for s in everything if flt.matches(s)}
+        sizes.append(len(user))
+        kf = bytecode.compile_filter(flt)
+        try:
+            kernel = _kernel_dump(zoo, kf.states, kf.bytecode)
+        except netlink.NetlinkError as exc:
+            failures.append(f"{text!r}: kernel refused the bytecode: {exc}")
+            continue
+        if kf.exact and kernel != user:
+            failures.append(f"{text!r}: kernel-only {sorted(kernel - user)}, "
+                            f"userspace-only {sorted(user - kernel)}")
+        elif not kf.exact and not user <= kernel:
+            failures.append(f"{text!r}: kernel dropped {sorted(user - kernel)}")
+        # the whole pipeline (kernel part + userspace rest) gives the userspace answer
+        q = collector.Query(filter=flt, namespaces=(netns.named(zoo.netns),))
+        piped = {_key(s) for s in collector.collect(q).sockets}
+        if piped != user:
+            failures.append(f"{text!r}: collect() gave {sorted(piped ^ user)} wrong")
+    assert not failures, "\n".join(failures)
+    # the table is not vacuous: most filters select some sockets but not all
+    assert sum(0 < n < len(all_keys) for n in sizes) >= len(KERNEL_FILTERS) - 8, \
+        list(zip(KERNEL_FILTERS, sizes))
+
+
+def test_bytecode_is_refused_when_malformed(zoo):
+    """The check above is only meaningful if the kernel audits what we send."""
+    with pytest.raises(netlink.NetlinkError) as info:
+        _kernel_dump(zoo, ALL_STATES, bytecode.OP.pack(bytecode.BC_S_GE, 8, 12))
+    assert info.value.errno == 22
+
+
+def test_compiled_bytecode_matches_ss_layout():
+    """`sport = :80` as ss builds it: S_EQ op (yes 8, no 12) then the port op."""
+    kf = bytecode.compile_filter(parse(["sport", "=", ":80"]))
+    assert kf.exact and kf.states == ALL_STATES
+    assert kf.bytecode == bytecode.OP.pack(11, 8, 12) + bytecode.OP.pack(0, 0, 80)
+    # a v4 host condition: op, hostcond(family, prefix, port=-1), address
+    kf = bytecode.compile_filter(parse(["dst", "10.0.0.0/8"]))
+    assert kf.bytecode == (bytecode.OP.pack(8, 16, 20)
+                           + bytecode.HOSTCOND.pack(socket.AF_INET, 8, -1)
+                           + bytes([10, 0, 0, 0]))
+
+
+def test_owner_words_are_left_to_userspace():
+    kf = bytecode.compile_filter(parse("pid 1 and sport = :80".split()))
+    assert not kf.exact and kf.bytecode == bytecode.compile_filter(
+        parse("sport = :80".split())).bytecode
+    kf = bytecode.compile_filter(parse("state established or sport = :80".split()))
+    assert not kf.exact and kf.bytecode == b"" and kf.states == ALL_STATES
+    assert bytecode.compile_filter(Filter(StateIs(4))).states == 4
