@@ -17,7 +17,8 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from ..model.filter import And, Expr, Filter, HostIs, Not, Or, OwnerIs, PortCmp, StateIs
+from ..model.filter import (And, Expr, Filter, HostIs, Not, Or, OwnerIs, PortCmp, StateIs,
+                            _conjuncts)
 from ..model.states import ALL_STATES
 
 BC_JMP = 1
@@ -45,12 +46,6 @@ def compile_filter(flt: Filter) -> KernelFilter:
     kernel_expr = _kernel_part(expr)
     code = _compile(kernel_expr) if kernel_expr is not None else b""
     return KernelFilter(_state_superset(expr), code, _is_exact(expr))
-
-
-def _conjuncts(expr: Expr) -> list[Expr]:
-    if isinstance(expr, And):
-        return _conjuncts(expr.left) + _conjuncts(expr.right)
-    return [expr]
 
 
 def _has(expr: Expr, kinds: tuple[type, ...]) -> bool:

@@ -84,7 +84,7 @@ def collect(query: Query) -> Collection:
     source, readers, notes = _open_sources(query)
     owner_map = None
     if query.owners or query.filter.needs_owners:
-        owner_map = owners.scan(query.proc)
+        owner_map = owners.scan(query.proc, query.filter.required_pids())
         if owner_map.denied:
             notes.append(f"not root: owners of {owner_map.denied} other users' processes "
                          "are not shown")

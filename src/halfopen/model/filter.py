@@ -100,6 +100,20 @@ class Filter:
         return self.expr is not None and _any_leaf(self.expr, lambda e: isinstance(e, OwnerIs)
                                                    and e.key != "uid")
 
+    def required_pids(self) -> frozenset[int] | None:
+        """The pids a match must belong to, when the filter pins them ("pid N and ...").
+
+        Lets the owner scan read only those processes' fds.
+        """
+        if self.expr is None:
+            return None
+        pids = None
+        for conjunct in _conjuncts(self.expr):
+            if isinstance(conjunct, OwnerIs) and conjunct.key == "pid":
+                this = frozenset((int(conjunct.value),))
+                pids = this if pids is None else pids & this
+        return pids
+
     @property
     def is_empty(self) -> bool:
         return self.expr is None
@@ -241,6 +255,12 @@ def parse_host(text: str) -> tuple[Network | None, int | None]:
     except ValueError:
         raise UsageError(f"bad address {text!r}: an IPv4/IPv6 address or prefix, "
                          "e.g. 10.0.0.0/8 or [::1]:80") from None
+
+
+def _conjuncts(expr: Expr) -> list[Expr]:
+    if isinstance(expr, And):
+        return _conjuncts(expr.left) + _conjuncts(expr.right)
+    return [expr]
 
 
 def _any_leaf(expr: Expr, test: Callable[[Expr], bool]) -> bool:
