@@ -5,6 +5,7 @@
 Prints one JSON line: {"pid", "port", "fds" (server-side fds), "clients" (ports)}.
 With --close the client ends are closed, so the server ends sit in CLOSE_WAIT.
 Commands, one per line, each answered by one JSON line:
+    nodump          prctl(PR_SET_DUMPABLE, 0): ptrace access now needs CAP_SYS_PTRACE
     send            try send() on each server end: {"errnos": [0 | errno, ...]}
     wait SECONDS    block until each server end reports an error: {"errnos": [...]}
     quit
@@ -65,7 +66,11 @@ for line in sys.stdin:
     words = line.split()
     if not words or words[0] == "quit":
         break
-    if words[0] == "send":
+    if words[0] == "nodump":
+        import ctypes
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
+        say({"ok": True})
+    elif words[0] == "send":
         say({"errnos": [error_of(s) for s in servers]})
     elif words[0] == "wait":
         deadline = time.monotonic() + float(words[1])

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from ..collect import netns, owners
 from ..collect import sockets as collector
-from ..errors import UsageError
+from ..errors import NotPermitted, UsageError
 from ..model.filter import Filter
 from ..model.socket import Socket
 from ..model.states import TcpState
@@ -80,15 +80,13 @@ def check_pid(pid: int, proc: str = "/proc") -> None:
 
 def find_sockets(pid: int, flt: Filter, proc: str = "/proc") -> list[tuple[int, Socket]]:
     """(fd, socket) for each TCP socket of `pid` in its namespace that `flt` matches."""
-    space = netns.of_pid(pid, proc)
-    try:
-        held = owners.scan(proc, [pid])
-    except PermissionError:
-        held = None
-    if held is None or (pid not in held.processes and held.denied):
-        raise _denied_fds(pid)
+    held = owners.scan(proc, [pid])
     if pid not in held.processes:
-        raise ProcessGone(pid)
+        raise _denied_fds(pid) if held.denied else ProcessGone(pid)
+    try:
+        space = netns.of_pid(pid, proc)
+    except NotPermitted:
+        raise _denied_fds(pid) from None
     query = collector.Query(filter=flt, owners=flt.needs_owners, namespaces=(space,),
                             source="sock_diag", proc=proc)
     found = []
@@ -101,8 +99,9 @@ def find_sockets(pid: int, flt: Filter, proc: str = "/proc") -> list[tuple[int, 
 
 
 def _denied_fds(pid: int) -> Exception:
-    return AccessDenied(f"may not read /proc/{pid}/fd (EACCES): reading another user's fds "
-                        "needs ptrace access (PTRACE_MODE_READ) or root")
+    return AccessDenied(f"may not read /proc/{pid}/fd or ns/net (EACCES): another process's fds need "
+                        "ptrace access (PTRACE_MODE_READ: same uid and dumpable, or "
+                        "CAP_SYS_PTRACE)")
 
 
 @contextlib.contextmanager
