@@ -1,0 +1,83 @@
+"""`halfopen doctor`: name the cause of half-open and exhaustion problems."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..diagnose import middlebox, report as rep
+from ..diagnose.context import Options
+from ..errors import UsageError
+from . import doctor_out
+from .options import namespace_options, resolve_namespaces
+
+
+def _middleboxes(words: tuple[str, ...], file: str | None) -> tuple[middlebox.Middlebox, ...]:
+    found = [middlebox.parse(w) for w in words]
+    if file is not None:
+        try:
+            with open(file) as f:
+                text = f.read()
+        except OSError as exc:
+            raise UsageError(f"cannot read --middlebox-file {file}: {exc.strerror}") from None
+        found += middlebox.parse_file(text, file)
+    return tuple(found)
+
+
+@click.command()
+@click.option("--pid", type=int, metavar="PID", help="Focus on one process (and host-wide findings).")
+@click.option("--port", type=int, metavar="PORT", help="Focus on one port (and host-wide findings).")
+@click.option("--window", type=click.FloatRange(min=0), default=3.0, show_default=True,
+              metavar="SECONDS", help="Sample counters twice this far apart (0: one sample, no rates).")
+@click.option("--middlebox", "middleboxes", multiple=True, metavar="NAME|SECONDS",
+              help=f"A NAT/firewall/LB on the path: {', '.join(middlebox.PRESETS)} or an idle "
+                   "timeout in seconds. Repeatable.")
+@click.option("--middlebox-file", type=str, metavar="FILE",
+              help="Middleboxes, one per line: PRESET | SECONDS | NAME SECONDS [flow|proxy].")
+@click.option("--json", "as_json", is_flag=True, help="The halfopen.doctor/1 JSON document.")
+@click.option("-v", "--verbose", is_flag=True, help="Evidence, every fix, why, and info findings.")
+@namespace_options
+@click.option("--snapshot", "snapshot_file", metavar="FILE",
+              help="Diagnose a saved snapshot instead of this host (no live reads).")
+@click.option("--save-snapshot", metavar="FILE", help="Also save what was read, for later --snapshot.")
+@click.option("--history", "history_file", metavar="FILE.db",
+              help="A `halfopen watch --record` file: growth and time-to-limit from it.")
+@click.option("--min-age", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Override every age threshold (CLOSE_WAIT age, idle time, no-ACK time).")
+def doctor(pid: int | None, port: int | None, window: float, middleboxes: tuple[str, ...],
+           middlebox_file: str | None, as_json: bool, verbose: bool, netns_name: str | None,
+           netns_pid: int | None, all_netns: bool, snapshot_file: str | None,
+           save_snapshot: str | None, history_file: str | None, min_age: float | None) -> int:
+    """Diagnose half-open connections and the exhaustion they cause.
+
+    \b
+    Exit codes (Nagios): 0 ok, 1 warning, 2 critical, 3 nothing could be checked.
+    Examples:
+      halfopen doctor
+      halfopen doctor -v --pid 812
+      halfopen doctor --middlebox aws-nlb --json
+      halfopen doctor --snapshot saved.json
+    """
+    boxes = _middleboxes(middleboxes, middlebox_file)
+    options = Options(pid=pid, port=port, middleboxes=boxes, min_age_s=min_age)
+    if snapshot_file is not None:
+        if any((netns_name, netns_pid, all_netns)):
+            raise UsageError("--snapshot reads no namespaces: drop --netns/--netns-pid/--all-netns")
+        snap, nginx = rep.load(snapshot_file)
+        note = ""
+    else:
+        spaces = resolve_namespaces(netns_name, netns_pid, all_netns)
+        snap, nginx, note = rep.take_live(spaces, window)
+    if save_snapshot is not None:
+        rep.save(save_snapshot, snap, nginx)
+    history = None
+    if history_file is not None:
+        history = rep.load_history(history_file, sorted(snap.processes))
+    report = rep.diagnose(snap, options, history, nginx, note)
+    if as_json:
+        doctor_out.write_json(report, sys.stdout)
+    else:
+        doctor_out.write_text(report, sys.stdout, verbose)
+    sys.stdout.flush()
+    return report.exit_code

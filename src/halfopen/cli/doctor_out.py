@@ -1,0 +1,95 @@
+"""The doctor's human report: worst first, short by default, -v for evidence and why."""
+
+from __future__ import annotations
+
+import json
+from typing import IO, Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
+
+from ..diagnose.report import Report
+
+STYLE = {"critical": "bold red", "warning": "yellow", "unknown": "magenta", "info": "cyan",
+         "ok": "green"}
+LABEL = {"critical": "CRITICAL", "warning": "WARNING", "unknown": "UNKNOWN", "info": "info",
+         "ok": "OK"}
+
+
+def write_json(report: Report, out: IO[str]) -> None:
+    json.dump(report.to_dict(), out, indent=2, default=str)
+    out.write("\n")
+
+
+def _value(v: Any) -> str:
+    """Evidence values for people: [[item, count], ...] as 'item x count, ...'."""
+    if isinstance(v, list) and v and all(isinstance(x, list) and len(x) == 2 for x in v):
+        return ", ".join(f"{a} \u00d7{b}" for a, b in v)
+    if isinstance(v, list):
+        return json.dumps(v)
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return str(v)
+
+
+def write_text(report: Report, out: IO[str], verbose: bool = False) -> None:
+    con = Console(file=out, highlight=False, soft_wrap=not out.isatty(),
+                  width=None if out.isatty() else 100)
+    con.print(Text.assemble(("halfopen doctor", "bold"),
+                            f"  {report.host} \u00b7 kernel {report.kernel} \u00b7 "
+                            f"{report.taken_at} \u00b7 window {report.window_s:g} s"))
+    shown = [f for f in report.findings if verbose or f.severity != "info"]
+    hidden = len(report.findings) - len(shown)
+    if not shown:
+        con.print(Text("  no problems found", style="green"))
+    for f in shown:
+        con.print()
+        head = Text.assemble((f"{LABEL[f.severity]:<9}", STYLE[f.severity]),
+                             (f"{f.id:<22}", "bold"), f.title)
+        con.print(head)
+        pad = " " * 9
+        subj = f.subject
+        if verbose and subj:
+            con.print(pad + escape(", ".join(f"{k} {v}" for k, v in subj.items())), style="dim")
+        if verbose:
+            for e in f.evidence:
+                note = f"  ({e.note})" if e.note else ""
+                con.print(pad + escape(f"\u2022 {e.what}: {_value(e.value)}  [{e.source}]{note}"))
+        fixes = f.fixes if verbose else f.fixes[:2]
+        for fx in fixes:
+            tag = "auto" if fx.automatic else fx.action
+            first, *rest = fx.command.splitlines() or [""]
+            con.print(Text.assemble(pad, ("fix ", "green"), (f"[{tag}] ", "dim"), first))
+            for line in rest:
+                con.print(pad + "           " + escape(line))
+            if verbose and fx.description:
+                con.print(pad + "    " + escape(fx.description), style="dim")
+        if len(f.fixes) > len(fixes):
+            con.print(pad + f"(+{len(f.fixes) - len(fixes)} more fixes with -v)", style="dim")
+        if verbose and f.why:
+            _para(con, pad, f.why)
+    con.print()
+    status = Text.assemble(("status ", "bold"), (LABEL[report.status], STYLE[report.status]),
+                           f" (exit {report.exit_code}) \u00b7 {len(report.checked)} rules checked")
+    if report.unknown:
+        status.append(f" \u00b7 could not check: {', '.join(report.unknown)}", style="magenta")
+    if hidden:
+        status.append(f" \u00b7 {hidden} info (-v)", style="dim")
+    con.print(status)
+    for note in report.notes:
+        con.print(f"note: {escape(note)}", style="dim")
+    if report.findings and any(x.fixes and x.fixes[0].automatic for x in report.findings):
+        con.print("`halfopen fix` plans the automatic fixes; `--apply` applies them.", style="dim")
+
+
+def _para(con: Console, pad: str, text: str, width: int = 88) -> None:
+    words, line = text.split(), ""
+    for w in words:
+        if len(line) + len(w) + 1 > width:
+            con.print(pad + escape(line), style="italic")
+            line = w
+        else:
+            line = f"{line} {w}" if line else w
+    if line:
+        con.print(pad + escape(line), style="italic")

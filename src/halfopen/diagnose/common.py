@@ -1,0 +1,180 @@
+"""Helpers the rules share: grouping sockets by owner, fixes, numbers in words."""
+
+from __future__ import annotations
+
+import ipaddress
+import shlex
+import statistics
+from collections import Counter
+from collections.abc import Iterable
+
+from ..model.finding import Evidence, Fix
+from ..model.socket import Socket
+
+SOCK_DIAG = "sock_diag"  # evidence source of socket counts (or procfs in the fallback)
+TCP_INFO = "tcp_info"
+
+# Keepalive we recommend when we retrofit it: first probe after 60 s idle,
+# then every 10 s, give up after 6 unanswered probes (dead peer found in 2 min).
+KEEPALIVE_IDLE_S = 60
+KEEPALIVE_INTERVAL_S = 10
+KEEPALIVE_COUNT = 6
+
+
+def n(value: int) -> str:
+    """A count with thousands separators: 4210 -> '4,210'."""
+    return f"{value:,}"
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """'1 socket', '4,210 sockets'."""
+    return f"{n(count)} {word if count == 1 else (words or word + 's')}"
+
+
+def seconds(s: float | None) -> str:
+    """A duration for a title: 45 -> '45s', 5400 -> '1h30m', 200000 -> '2d07h'.
+
+    >>> [seconds(x) for x in (45, 5400, 200000)]
+    ['45s', '1h30m', '2d07h']
+    """
+    if s is None:
+        return "-"
+    s = int(s)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def owner(sock: Socket) -> tuple[int, str] | None:
+    """The (pid, comm) holding the socket: the lowest pid when several share it."""
+    if not sock.owners:
+        return None
+    o = min(sock.owners, key=lambda o: o.pid)
+    return o.pid, o.comm
+
+
+def by_owner(socks: Iterable[Socket]) -> dict[tuple[str, int | None, str], list[Socket]]:
+    """Group sockets by (netns, pid, comm); unowned ones under pid None."""
+    groups: dict[tuple[str, int | None, str], list[Socket]] = {}
+    for s in socks:
+        who = owner(s)
+        key = (s.netns, who[0], who[1]) if who else (s.netns, None, "")
+        groups.setdefault(key, []).append(s)
+    return groups
+
+
+def is_local_peer(sock: Socket) -> bool:
+    """True when the peer is this host: loopback, or the same address as ours.
+
+    Such a peer cannot vanish without the kernel knowing: its socket is here.
+    """
+    if sock.peer_addr == sock.local_addr:
+        return True
+    try:
+        ip = ipaddress.ip_address(sock.peer_addr)
+    except ValueError:
+        return False
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def top(counter: Counter, k: int = 5) -> list[list]:
+    """The k most common items as [item, count] pairs (JSON friendly)."""
+    return [[item, count] for item, count in counter.most_common(k)]
+
+
+def median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def who(pid: int | None, comm: str) -> str:
+    return f"{comm} (pid {pid})" if pid is not None else "no process (orphaned or not visible)"
+
+
+def subject(netns: str, pid: int | None = None, comm: str = "", port: int | None = None,
+            **more) -> dict:
+    d: dict = {"netns": netns}
+    if pid is not None:
+        d["pid"] = pid
+        d["comm"] = comm
+    if port is not None:
+        d["port"] = port
+    d.update({k: v for k, v in more.items() if v is not None})
+    return d
+
+
+def ev(what: str, value, source: str, note: str = "") -> Evidence:
+    return Evidence(what, value, source, note)
+
+
+# ---------------------------------------------------------------- fixes
+
+def _in_netns(netns: str, argv: str) -> str:
+    if netns in ("host", ""):
+        return argv
+    if netns.startswith("net:["):
+        return f"nsenter --net=/proc/PID/ns/net {argv}  # namespace {netns}: any PID inside it"
+    return f"ip netns exec {shlex.quote(netns)} {argv}"
+
+
+def sysctl_fix(key: str, value: str | int, netns: str = "host", why: str = "") -> Fix:
+    value = str(value)
+    cmd = _in_netns(netns, f"sysctl -w {key}={shlex.quote(value)}")
+    return Fix("sysctl", cmd, True, {"key": key, "value": value, "netns": netns},
+               why or f"set {key} = {value} (halfopen fix --persist also writes /etc/sysctl.d)")
+
+
+def prlimit_fix(pid: int, soft: int, hard: int | None = None, why: str = "") -> Fix:
+    limits = f"{soft}:{hard}" if hard is not None else f"{soft}"
+    params = {"pid": pid, "resource": "nofile", "soft": soft}
+    if hard is not None:
+        params["hard"] = hard
+    return Fix("prlimit", f"prlimit --pid {pid} --nofile={limits}", True, params,
+               why or "raise the running process's RLIMIT_NOFILE (prlimit(2)); "
+                      "/proc/PID/limits is read-only")
+
+
+def systemd_limit_fix(comm: str, nofile: int) -> Fix:
+    snippet = f"[Service]\nLimitNOFILE={nofile}\n"
+    unit = f"{comm}.service" if comm else "UNIT.service"
+    file = f"/etc/systemd/system/{unit}.d/limits.conf"
+    return Fix("config", f"systemctl edit {unit}   # add:\n{snippet}", False,
+               {"file": file, "snippet": snippet},
+               "make the limit survive a restart (if the process runs under systemd; "
+               "`systemctl status PID` names its unit)")
+
+
+def keepalive_fix(pid: int, filter_words: str = "", idle: int = KEEPALIVE_IDLE_S,
+                  interval: int = KEEPALIVE_INTERVAL_S, count: int = KEEPALIVE_COUNT,
+                  user_timeout_ms: int | None = None, why: str = "") -> Fix:
+    cmd = f"halfopen keepalive --pid {pid} --idle {idle} --interval {interval} --count {count}"
+    params: dict = {"pid": pid, "idle": idle, "interval": interval, "count": count}
+    if user_timeout_ms is not None:
+        cmd += f" --user-timeout {user_timeout_ms}"
+        params["user_timeout"] = user_timeout_ms
+    if filter_words:
+        cmd += f" {shlex.quote(filter_words)}"
+        params["filter"] = filter_words
+    return Fix("keepalive", cmd + " --yes", True, params,
+               why or "retrofit TCP keepalive onto the running process's sockets "
+                      "(pidfd_getfd + setsockopt, no restart)")
+
+
+def kill_fix(filter_words: str, why: str = "") -> Fix:
+    return Fix("kill", f"halfopen kill {shlex.quote(filter_words)} --yes", True,
+               {"filter": filter_words},
+               why or "SOCK_DESTROY: RST to the peer, TCP state freed; the owner's fd stays "
+                      "open until it calls close()")
+
+
+def code_fix(advice: str) -> Fix:
+    return Fix("code", advice, False, {}, "application change")
+
+
+def config_fix(file: str, snippet: str, why: str) -> Fix:
+    return Fix("config", snippet, False, {"file": file, "snippet": snippet}, why)

@@ -1,0 +1,109 @@
+"""What every rule reads: the snapshot, the doctor's options, optional history.
+
+A rule is a pure function `check(ctx: Context) -> list[Finding]`. When the
+source it rests on was not read (not root, module missing, no host facts in
+a saved snapshot) it raises `Unavailable(reason)`; the registry turns that
+into one finding of severity "unknown" and the other rules still run.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+
+from ..model.host import HostFacts, NamespaceHost, Tunables
+from ..model.snapshot import Snapshot
+from .history import History
+from .middlebox import Middlebox
+from ..model.nginx import NginxConf
+
+
+class Unavailable(Exception):
+    """The rule's source could not be read; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """The doctor's knobs. `min_age_s` overrides every age threshold (tests, experts)."""
+
+    pid: int | None = None
+    port: int | None = None
+    middleboxes: tuple[Middlebox, ...] = ()
+    min_age_s: float | None = None
+
+
+@dataclass(slots=True)
+class Context:
+    snapshot: Snapshot
+    options: Options = Options()
+    history: History | None = None
+    nginx: NginxConf | None = None  # None: nginx not running or `nginx -T` not read
+    nginx_note: str = ""  # why nginx is None, when it runs but could not be read
+    _now: float | None = field(default=None, repr=False)
+
+    # ---------------------------------------------------------------- time
+
+    @property
+    def now(self) -> float:
+        """The snapshot's time, seconds since the epoch."""
+        if self._now is None:
+            self._now = datetime.datetime.fromisoformat(self.snapshot.taken_at).timestamp()
+        return self._now
+
+    def age(self, default_s: float) -> float:
+        """An age threshold in seconds: the rule's default unless --min-age overrides it."""
+        return default_s if self.options.min_age_s is None else self.options.min_age_s
+
+    # ---------------------------------------------------------------- host facts
+
+    @property
+    def facts(self) -> HostFacts:
+        if self.snapshot.host_facts is None:
+            raise Unavailable("host facts were not collected in this snapshot")
+        return self.snapshot.host_facts
+
+    def unavailable(self, source: str, netns: str | None = None) -> str | None:
+        """The reason `source` (optionally @netns) could not be read, else None."""
+        hf = self.snapshot.host_facts
+        if hf is None:
+            return "host facts were not collected in this snapshot"
+        if netns is not None and f"{source}@{netns}" in hf.unavailable:
+            return hf.unavailable[f"{source}@{netns}"]
+        return hf.unavailable.get(source)
+
+    def namespaces(self) -> list[NamespaceHost]:
+        return list(self.facts.namespaces.values())
+
+    def tunables(self, netns: str) -> Tunables | None:
+        ns = self.facts.namespaces.get(netns)
+        return ns.tunables if ns is not None else None
+
+    def global_tunables(self) -> Tunables | None:
+        hf = self.facts
+        if hf.global_tunables is not None:
+            return hf.global_tunables
+        ns = hf.namespaces.get("host")
+        return ns.tunables if ns is not None else None
+
+    def rate(self, netns: str, key: str) -> float | None:
+        """Counter `key` ("TcpExt.ListenOverflows") per second over the window, or None."""
+        ns = self.facts.namespaces.get(netns)
+        if ns is None or ns.rates is None or key not in ns.rates.per_s:
+            return None
+        return ns.rates.per_s[key]
+
+    def delta(self, netns: str, key: str) -> int | None:
+        ns = self.facts.namespaces.get(netns)
+        if ns is None or ns.rates is None or key not in ns.rates.delta:
+            return None
+        return ns.rates.delta[key]
+
+    def counter(self, netns: str, key: str) -> int | None:
+        ns = self.facts.namespaces.get(netns)
+        if ns is None or ns.counters is None or key not in ns.counters.values:
+            return None
+        return ns.counters.values[key]
+
+    def window_s(self, netns: str) -> float | None:
+        ns = self.facts.namespaces.get(netns)
+        return ns.rates.window_s if ns is not None and ns.rates is not None else None

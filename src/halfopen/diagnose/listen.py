@@ -1,0 +1,263 @@
+"""syn-flood and accept-queue-overflow, kept apart and attributed to a listener.
+
+Both end in dropped connection attempts, and the kernel's own words mix them
+up: a listener whose accept queue is full also fills its SYN queue (the
+handshake's last ACK is dropped, the request stays), so the kernel prints
+"Possible SYN flooding on port N" and sends SYN cookies for it. We decide by
+the listener's own queues:
+
+accept-queue-overflow, per LISTEN socket (Recv-Q = accept queue, Send-Q = backlog):
+  critical  queue full (Recv-Q > backlog: the kernel's sk_acceptq_is_full) and
+            TcpExt.ListenOverflows grew during the window
+  warning   queue full, or at least FULL_RATIO of a backlog >= MIN_BACKLOG;
+            or ListenOverflows grew faster than OVERFLOWS_PER_MIN with no listener
+            full now (not attributable: reported for the namespace)
+
+syn-flood, per listener whose accept queue is *not* full:
+  critical  SYN_RECV >= backlog (SYN queue full) or TCPReqQFullDrop grew (SYNs
+            dropped: no cookies)
+  warning   SYN_RECV >= max(MIN_SYN_RECV, SYN_RATIO x backlog), or cookies sent
+            (TcpExt.SyncookiesSent grew) in a namespace with no full accept queue
+  info      a "Possible SYN flooding" kernel line for the port in the last hour
+            and nothing now
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from ..model.finding import Finding
+from ..model.states import TcpState
+from .common import (SOCK_DIAG, code_fix, config_fix, ev, owner, plural, subject, sysctl_fix,
+                     top, who)
+from .context import Context
+
+FULL_RATIO = 0.8
+MIN_BACKLOG = 10
+OVERFLOWS_PER_MIN = 1.0  # netdata's alarm, used only when no listener is full now
+MIN_SYN_RECV = 64
+SYN_RATIO = 0.5
+KLOG_RECENT_S = 3600
+
+LISTEN = int(TcpState.LISTEN)
+SYN_RECV_STATES = (int(TcpState.SYN_RECV), int(TcpState.NEW_SYN_RECV))
+
+WHY_ACCEPT = (
+    "The kernel completes the TCP handshake by itself and puts the connection in the "
+    "listener's accept queue; the application takes it out with accept(). This queue is "
+    "full: the process does not call accept() fast enough (all workers busy, blocked, or "
+    "too few), or its backlog is too small for bursts. When the queue is full the kernel "
+    "drops new SYNs and the handshake's final ACK (TcpExt.ListenOverflows and "
+    "ListenDrops count them); clients see slow connects or timeouts, and from the "
+    "client's side a connection can look ESTABLISHED while the server never accepted "
+    "it. The SYN queue then fills too, so the kernel may print \"Possible SYN flooding "
+    "on port N\" and send SYN cookies: that line is a side effect here, not an attack. "
+    "A bigger backlog absorbs bursts but does not fix a process that cannot keep up; "
+    "tcp_abort_on_overflow=1 only turns the timeouts into resets."
+)
+
+WHY_SYN = (
+    "Many handshakes to this listener are half done: the kernel answered the SYN with a "
+    "SYN-ACK and the client never sent the final ACK. That is the signature of a SYN "
+    "flood (spoofed sources never answer) or of clients whose ACKs are lost. Each "
+    "half-open request waits in the SYN queue for tcp_synack_retries retransmissions "
+    "(default 5: about a minute). When the queue is full the kernel sends SYN cookies "
+    "(tcp_syncookies=1), which keep legitimate clients working without queue space, or "
+    "drops SYNs if cookies are off. The application's accept queue is not full, so the "
+    "application is not the bottleneck."
+)
+
+
+def _listeners(ctx: Context):
+    return [s for s in ctx.snapshot.sockets if s.state == LISTEN]
+
+
+def _full(s) -> bool:
+    return s.recv_q > s.send_q
+
+
+def _near_full(s) -> bool:
+    return _full(s) or (s.send_q >= MIN_BACKLOG and s.recv_q >= FULL_RATIO * s.send_q)
+
+
+def _has_rates(ctx: Context) -> bool:
+    return ctx.snapshot.host_facts is not None
+
+
+def _syn_recv_by_port(ctx: Context) -> dict[tuple[str, int], list]:
+    out: dict[tuple[str, int], list] = {}
+    for s in ctx.snapshot.sockets:
+        if s.state in SYN_RECV_STATES:
+            out.setdefault((s.netns, s.local_port), []).append(s)
+    return out
+
+
+def _klog_ports(ctx: Context) -> dict[int, list]:
+    hf = ctx.snapshot.host_facts
+    out: dict[int, list] = {}
+    if hf is None:
+        return out
+    for line in hf.kernel_log:
+        if line.kind == "syn-flood" and line.port is not None \
+                and ctx.now - line.wall_time <= KLOG_RECENT_S:
+            out.setdefault(line.port, []).append(line)
+    return out
+
+
+def check_accept_queue(ctx: Context) -> list[Finding]:
+    findings = []
+    syn_recv = _syn_recv_by_port(ctx)
+    klog = _klog_ports(ctx)
+    seen_full_ns = set()
+    for s in _listeners(ctx):
+        if not _near_full(s):
+            continue
+        seen_full_ns.add(s.netns)
+        who_ = owner(s)
+        pid, comm = who_ if who_ else (None, "")
+        overflows = ctx.delta(s.netns, "TcpExt.ListenOverflows") if _has_rates(ctx) else None
+        window = ctx.window_s(s.netns) if _has_rates(ctx) else None
+        full = _full(s)
+        severity = "critical" if full and overflows else "warning"
+        evidence = [ev("accept_queue", s.recv_q, SOCK_DIAG, "Recv-Q of the LISTEN socket"),
+                    ev("backlog", s.send_q, SOCK_DIAG,
+                       "Send-Q of the LISTEN socket: min(listen() backlog, somaxconn)")]
+        if overflows is not None:
+            evidence.append(ev("listen_overflows", overflows, "/proc/net/netstat",
+                               f"TcpExt.ListenOverflows over the {window:.1f} s window"
+                               if window else "TcpExt.ListenOverflows over the window"))
+        sr = syn_recv.get((s.netns, s.local_port), [])
+        if sr:
+            evidence.append(ev("syn_recv", len(sr), SOCK_DIAG,
+                               "half-open handshakes held because the accept queue is full"))
+        if s.local_port in klog:
+            evidence.append(ev("kernel_log", klog[s.local_port][-1].text, "kernel log",
+                               "a side effect of the full accept queue, not a SYN flood"))
+        fixes = [code_fix("accept faster: more workers/threads, never block the accept loop, "
+                          "check what the process is stuck on (py-spy, jstack, gdb, strace -p)")]
+        tun = ctx.tunables(s.netns) if _has_rates(ctx) else None
+        somaxconn = tun.somaxconn if tun is not None else None
+        want = max(4096, s.send_q * 4)
+        if somaxconn is not None and s.send_q >= somaxconn:
+            fixes.append(sysctl_fix("net.core.somaxconn", want, s.netns,
+                                    "the backlog is capped by somaxconn; raise it, then restart "
+                                    "or re-listen with a larger backlog"))
+        if comm.startswith("nginx"):
+            fixes.append(config_fix("/etc/nginx/nginx.conf",
+                                    f"listen {s.local_port} backlog={want};",
+                                    "nginx's listen backlog (default 511 on Linux)"))
+        else:
+            fixes.append(code_fix(f"pass a larger backlog to listen() (now {s.send_q}); "
+                                  "it only absorbs bursts"))
+        findings.append(Finding(
+            id="accept-queue-overflow", severity=severity, cause="resource exhaustion",
+            title=(f"port {s.local_port}: accept queue {'full' if full else 'nearly full'} "
+                   f"({s.recv_q}/{s.send_q}), {who(pid, comm)} is not accepting fast enough"),
+            subject=subject(s.netns, pid, comm, s.local_port, addr=s.local_addr),
+            evidence=evidence, fixes=fixes, why=WHY_ACCEPT))
+    if _has_rates(ctx):
+        for ns in ctx.namespaces():
+            if ns.netns in seen_full_ns:
+                continue
+            rate = ctx.rate(ns.netns, "TcpExt.ListenOverflows")
+            if rate is not None and rate * 60 > OVERFLOWS_PER_MIN:
+                findings.append(Finding(
+                    id="accept-queue-overflow", severity="warning", cause="resource exhaustion",
+                    title=f"accept queues overflowed {rate * 60:.1f}/min in netns {ns.netns}; "
+                          "no listener is full right now",
+                    subject=subject(ns.netns),
+                    evidence=[ev("listen_overflows_per_min", round(rate * 60, 2),
+                                 "/proc/net/netstat", "TcpExt.ListenOverflows")],
+                    fixes=[code_fix("run `halfopen doctor --window 30` during the next burst "
+                                    "to catch the listener while it is full")],
+                    why=WHY_ACCEPT))
+    return findings
+
+
+def check_syn_flood(ctx: Context) -> list[Finding]:
+    findings = []
+    syn_recv = _syn_recv_by_port(ctx)
+    klog = _klog_ports(ctx)
+    listeners = {}
+    for s in _listeners(ctx):
+        listeners.setdefault((s.netns, s.local_port), s)
+    full_ns = {s.netns for s in listeners.values() if _full(s)}
+    reported = set()
+    for (netns, port), lst in sorted(listeners.items(), key=lambda kv: kv[0][1]):
+        if _full(lst):
+            continue  # accept-queue-overflow explains its SYN queue
+        sr = syn_recv.get((netns, port), [])
+        backlog = max(lst.send_q, 1)
+        cookies = drops = None
+        if _has_rates(ctx):
+            cookies = ctx.delta(netns, "TcpExt.SyncookiesSent")
+            drops = ctx.delta(netns, "TcpExt.TCPReqQFullDrop")
+        lines = klog.get(port, [])
+        many = len(sr) >= max(MIN_SYN_RECV, SYN_RATIO * backlog)
+        if len(sr) >= backlog and len(sr) >= MIN_SYN_RECV or (many and drops):
+            severity = "critical"
+        elif many:
+            severity = "warning"
+        elif lines and not sr:
+            severity = "info"
+        else:
+            continue
+        reported.add(netns)
+        who_ = owner(lst)
+        pid, comm = who_ if who_ else (None, "")
+        sources = Counter(s.peer_addr for s in sr)
+        evidence = [ev("syn_recv", len(sr), SOCK_DIAG, "half-open handshakes to this port"),
+                    ev("backlog", lst.send_q, SOCK_DIAG, "the SYN queue holds up to this many"),
+                    ev("accept_queue", lst.recv_q, SOCK_DIAG, "not full: the application keeps up"),
+                    ev("distinct_sources", len(sources), SOCK_DIAG,
+                       "many distinct sources suggest spoofing"),
+                    ev("top_sources", top(sources), SOCK_DIAG)]
+        if cookies is not None:
+            evidence.append(ev("syncookies_sent", cookies, "/proc/net/netstat",
+                               "TcpExt.SyncookiesSent over the window"))
+        if drops is not None:
+            evidence.append(ev("syn_queue_full_drops", drops, "/proc/net/netstat",
+                               "TcpExt.TCPReqQFullDrop over the window"))
+        if lines:
+            evidence.append(ev("kernel_log", lines[-1].text, "kernel log"))
+        findings.append(Finding(
+            id="syn-flood", severity=severity, cause="SYN flood",
+            title=(f"port {port}: {plural(len(sr), 'half-open handshake')} "
+                   f"from {plural(len(sources), 'source')} ({who(pid, comm)})" if sr else
+                   f"port {port}: the kernel reported a SYN flood in the last hour"),
+            subject=subject(netns, pid, comm, port),
+            evidence=evidence, fixes=_syn_fixes(ctx, netns), why=WHY_SYN))
+    if _has_rates(ctx):
+        for ns in ctx.namespaces():
+            if ns.netns in reported or ns.netns in full_ns:
+                continue
+            cookies = ctx.delta(ns.netns, "TcpExt.SyncookiesSent") or 0
+            drops = ctx.delta(ns.netns, "TcpExt.TCPReqQFullDrop") or 0
+            if cookies or drops:
+                findings.append(Finding(
+                    id="syn-flood", severity="critical" if drops else "warning", cause="SYN flood",
+                    title=f"netns {ns.netns}: SYN queues overflowed during the window "
+                          f"({cookies} cookies sent, {drops} SYNs dropped)",
+                    subject=subject(ns.netns),
+                    evidence=[ev("syncookies_sent", cookies, "/proc/net/netstat"),
+                              ev("syn_queue_full_drops", drops, "/proc/net/netstat")],
+                    fixes=_syn_fixes(ctx, ns.netns), why=WHY_SYN))
+    return findings
+
+
+def _syn_fixes(ctx: Context, netns: str) -> list:
+    fixes = []
+    tun = ctx.tunables(netns) if _has_rates(ctx) else None
+    if tun is None or tun.tcp_syncookies != 1:
+        if tun is None or tun.tcp_syncookies == 0:
+            fixes.append(sysctl_fix("net.ipv4.tcp_syncookies", 1, netns,
+                                    "answer with SYN cookies when the SYN queue is full "
+                                    "instead of dropping"))
+    if tun is None or (tun.tcp_synack_retries or 5) > 2:
+        fixes.append(sysctl_fix("net.ipv4.tcp_synack_retries", 2, netns,
+                                "hold half-open requests ~7 s instead of ~63 s"))
+    fixes.append(config_fix("/etc/nftables.conf",
+                            "tcp flags syn / fin,syn,rst,ack limit rate over 200/second burst "
+                            "500 packets drop   # or SYNPROXY, or upstream DDoS protection",
+                            "rate-limit SYNs upstream of the listener"))
+    return fixes

@@ -1,0 +1,69 @@
+"""Every rule id in DESIGN.md, its seed cause and its check function, in report order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..model.finding import Finding
+from . import closewait, deadpeer, kernel, listen, resources, timeouts, timewait
+from .context import Context, Unavailable
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    cause: str
+    check: Callable[[Context], list[Finding]]
+    doc: str  # docs/rules/<id>.md
+
+
+def _rule(rid: str, cause: str, check) -> Rule:
+    return Rule(rid, cause, check, f"docs/rules/{rid}.md")
+
+
+RULES: tuple[Rule, ...] = (
+    _rule("close-wait-leak", "application does not close", closewait.check_close_wait),
+    _rule("fd-leak", "application does not close", closewait.check_fd_leak),
+    _rule("dead-peer", "client vanished", deadpeer.check_dead_peer),
+    _rule("keepalive-off", "client vanished", deadpeer.check_keepalive_off),
+    _rule("timeout-mismatch", "middlebox timing out", timeouts.check_timeouts),
+    _rule("syn-flood", "SYN flood", listen.check_syn_flood),
+    _rule("accept-queue-overflow", "resource exhaustion", listen.check_accept_queue),
+    _rule("fd-exhaustion", "resource exhaustion", resources.check_fds),
+    _rule("conntrack-exhaustion", "resource exhaustion", resources.check_conntrack),
+    _rule("tcp-memory-pressure", "resource exhaustion", resources.check_tcp_memory),
+    _rule("orphan-pressure", "resource exhaustion", resources.check_orphans),
+    _rule("memory-exhaustion", "resource exhaustion", resources.check_memory),
+    _rule("time-wait-pressure", "after the fix: TIME_WAIT", timewait.check_time_wait),
+    _rule("kernel-warning", "kernel", kernel.check_kernel_log),
+    _rule("kernel-tuning", "kernel", kernel.check_tuning),
+)
+RULE_IDS = tuple(r.id for r in RULES)
+BY_ID = {r.id: r for r in RULES}
+
+
+def run(ctx: Context, only: tuple[str, ...] = ()) -> tuple[list[Finding], list[str], list[str]]:
+    """Run the rules: (findings, checked ids, ids that could not be checked).
+
+    A rule whose source is unavailable yields one "unknown" finding with the
+    reason; the others still run.
+    """
+    findings: list[Finding] = []
+    checked: list[str] = []
+    unknown: list[str] = []
+    for rule in RULES:
+        if only and rule.id not in only:
+            continue
+        try:
+            found = rule.check(ctx)
+        except Unavailable as exc:
+            unknown.append(rule.id)
+            findings.append(Finding(
+                id=rule.id, severity="unknown", cause=rule.cause,
+                title=f"{rule.id}: could not check ({exc})", subject={},
+                evidence=[], fixes=[], why=str(exc)))
+            continue
+        checked.append(rule.id)
+        findings.extend(found)
+    return findings, checked, unknown

@@ -1,0 +1,374 @@
+"""Exhaustion of host resources: fds, conntrack, TCP memory, orphans, RAM.
+
+fd-exhaustion, per process (fds / RLIMIT_NOFILE soft) and host (file-nr / file-max):
+  warning >= FD_WARN, critical >= FD_CRITICAL, or (with history) the limit is
+  projected within FD_ETA_S. netdata warns at 90 % host-wide only.
+conntrack-exhaustion, per namespace: count/max warning >= CT_WARN,
+  critical >= CT_CRITICAL, or drops/early_drop/insert_failed grew in the
+  window, or "table full" in the kernel log in the last hour. (netdata: 90 %.)
+tcp-memory-pressure: sockstat TCP mem (pages) vs tcp_mem: warning at the
+  pressure threshold, critical at MEM_CRITICAL of max or TCPAbortOnMemory grew,
+  or "out of memory -- consider tuning tcp_mem" in the last hour.
+orphan-pressure: sockstat orphan vs tcp_max_orphans: warning >= ORPHAN_WARN,
+  critical >= ORPHAN_CRITICAL or "too many orphaned sockets" in the last hour.
+  (netdata: 25 %; ours adds the FIN_WAIT2 pile-up and the log line.)
+memory-exhaustion: OOM kills in the last hour (warning; critical from 3), or
+  MemAvailable below MEM_AVAIL_WARN / MEM_AVAIL_CRITICAL of MemTotal.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from ..model.finding import Finding
+from ..model.host import UNLIMITED
+from ..model.states import TcpState
+from .common import (SOCK_DIAG, code_fix, ev, plural, prlimit_fix, seconds, subject, sysctl_fix,
+                     systemd_limit_fix, top, who)
+from .context import Context, Unavailable
+from .history import slope_per_s
+
+FD_WARN = 0.8
+FD_CRITICAL = 0.95
+FD_ETA_S = 3600
+CT_WARN = 0.8
+CT_CRITICAL = 0.95
+MEM_CRITICAL = 0.9
+ORPHAN_WARN = 0.5
+ORPHAN_CRITICAL = 0.8
+FIN_WAIT2_WARN = 1000
+MEM_AVAIL_WARN = 0.10
+MEM_AVAIL_CRITICAL = 0.05
+OOM_CRITICAL_COUNT = 3
+KLOG_RECENT_S = 3600
+
+RESOURCE = "resource exhaustion"
+
+
+def _recent(ctx: Context, kind: str) -> list:
+    hf = ctx.facts
+    return [line for line in hf.kernel_log
+            if line.kind == kind and ctx.now - line.wall_time <= KLOG_RECENT_S]
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.0f}%"
+
+
+# ---------------------------------------------------------------- fds
+
+WHY_FD = (
+    "Every socket, file and pipe a process holds is a file descriptor, and RLIMIT_NOFILE "
+    "caps how many it may hold. At the limit, accept(), socket() and open() fail with "
+    "EMFILE: a server stops taking connections while its listener still accepts "
+    "handshakes into the queue. Host-wide, fs.file-max caps all of them (ENFILE). "
+    "/proc/PID/limits is read-only: prlimit(2) raises a running process's limit (a hard "
+    "limit only with CAP_SYS_RESOURCE), and the service manager's setting "
+    "(LimitNOFILE=) makes it last. A higher limit buys time; if the count keeps "
+    "growing, something leaks - look at close-wait-leak and fd-leak."
+)
+
+
+def check_fds(ctx: Context) -> list[Finding]:
+    hf = ctx.facts
+    reason = ctx.unavailable("limits")
+    if reason and not hf.processes:
+        raise Unavailable(f"/proc/PID/limits not read: {reason}")
+    findings = []
+    for p in sorted(hf.processes.values(), key=lambda p: -p.fd_count):
+        if p.nofile_soft in (UNLIMITED, 0):
+            continue
+        ratio = p.fd_count / p.nofile_soft
+        eta = None
+        if ctx.history is not None:
+            rate = slope_per_s(ctx.history.points(p.pid, "fds") + [(ctx.now, p.fd_count)])
+            if rate and rate > 0:
+                eta = (p.nofile_soft - p.fd_count) / rate
+        if ratio >= FD_CRITICAL or (eta is not None and eta < FD_ETA_S):
+            severity = "critical"
+        elif ratio >= FD_WARN:
+            severity = "warning"
+        else:
+            continue
+        evidence = [ev("fds_open", p.fd_count, "/proc/PID/fd"),
+                    ev("socket_fds", p.socket_fds, "/proc/PID/fd"),
+                    ev("rlimit_nofile_soft", p.nofile_soft, "/proc/PID/limits"),
+                    ev("rlimit_nofile_hard", p.nofile_hard, "/proc/PID/limits"),
+                    ev("used_ratio", round(ratio, 3), "computed")]
+        if eta is not None:
+            evidence.append(ev("seconds_to_limit", round(eta), "history"))
+        hard = p.nofile_hard
+        target = max(p.nofile_soft * 4, 65536)
+        if hard != UNLIMITED:
+            target = min(target, hard) if hard > p.nofile_soft else target
+        fixes = []
+        if hard == UNLIMITED or target <= hard:
+            fixes.append(prlimit_fix(p.pid, target))
+        else:
+            fixes.append(prlimit_fix(p.pid, target, target,
+                                     "soft and hard above the current hard limit: needs "
+                                     "CAP_SYS_RESOURCE"))
+        fixes.append(systemd_limit_fix(p.comm, target))
+        fixes.append(code_fix("if the count grows steadily, find what is not closed "
+                              "(ls -l /proc/PID/fd | sort | uniq -c) before raising limits"))
+        findings.append(Finding(
+            id="fd-exhaustion", severity=severity, cause=RESOURCE,
+            title=f"{who(p.pid, p.comm)} uses {p.fd_count:,} of {p.nofile_soft:,} file "
+                  f"descriptors ({_pct(ratio)})" + (f"; limit in ~{seconds(eta)}" if eta else ""),
+            subject=subject(p.netns, p.pid, p.comm),
+            evidence=evidence, fixes=fixes, why=WHY_FD))
+    files = hf.files
+    if files is not None and files.file_max > 0:
+        ratio = files.allocated / files.file_max
+        if ratio >= FD_WARN:
+            top_users = [[f"{hf.processes[x].comm} ({x})", hf.processes[x].fd_count]
+                         for x in hf.top_fd_pids[:5] if x in hf.processes]
+            findings.append(Finding(
+                id="fd-exhaustion", severity="critical" if ratio >= FD_CRITICAL else "warning",
+                cause=RESOURCE,
+                title=f"host: {files.allocated:,} of {files.file_max:,} file handles in use "
+                      f"({_pct(ratio)})",
+                subject=subject("host"),
+                evidence=[ev("file_nr", files.allocated, "/proc/sys/fs/file-nr"),
+                          ev("file_max", files.file_max, "/proc/sys/fs/file-max"),
+                          ev("top_fd_users", top_users, "/proc/PID/fd")],
+                fixes=[sysctl_fix("fs.file-max", files.file_max * 2, "host")],
+                why=WHY_FD))
+    elif files is None and not findings:
+        reason = ctx.unavailable("files")
+        if reason:
+            raise Unavailable(f"fs.file-nr not read: {reason}")
+    return findings
+
+
+# ---------------------------------------------------------------- conntrack
+
+WHY_CT = (
+    "With nf_conntrack loaded, every flow through or to this host takes an entry, and "
+    "nf_conntrack_max caps them. When the table is full the kernel drops the first "
+    "packet of every new flow (\"nf_conntrack: table full, dropping packet\"): new "
+    "connections time out while tracked ones keep working, which looks like a random "
+    "network fault. Entries of ESTABLISHED flows live nf_conntrack_tcp_timeout_established "
+    "(default 432000 s, 5 days) after the last packet, so half-open connections whose "
+    "peer vanished keep their entries for days."
+)
+
+
+def check_conntrack(ctx: Context) -> list[Finding]:
+    findings = []
+    unknown = []
+    full_lines = _recent(ctx, "conntrack-full")
+    for ns in ctx.namespaces():
+        ct = ns.conntrack
+        if ct is None:
+            reason = ctx.unavailable("conntrack", ns.netns)
+            if reason:
+                unknown.append(f"{ns.netns}: {reason}")
+            continue
+        if not ct.loaded:
+            continue  # no conntrack, nothing to exhaust
+        if ct.count is None or not ct.max:
+            unknown.append(f"{ns.netns}: {ct.reason or 'count or max not readable'}")
+            continue
+        ratio = ct.count / ct.max
+        grew = {}
+        for key in ("drop", "early_drop", "insert_failed"):
+            # stats are cumulative; the collector keeps no second sample of them, so
+            # any non-zero value is history since boot: evidence, not a trigger.
+            if ct.stats.get(key):
+                grew[key] = ct.stats[key]
+        if ratio >= CT_CRITICAL or (full_lines and ratio >= CT_WARN):
+            severity = "critical"
+        elif ratio >= CT_WARN or full_lines:
+            severity = "warning"
+        else:
+            continue
+        est = ct.tcp_timeouts.get("established")
+        evidence = [ev("conntrack_count", ct.count, "/proc/sys/net/netfilter/nf_conntrack_count"),
+                    ev("conntrack_max", ct.max, "/proc/sys/net/netfilter/nf_conntrack_max"),
+                    ev("used_ratio", round(ratio, 3), "computed")]
+        evidence += [ev(k, v, "/proc/net/stat/nf_conntrack", "since boot, all CPUs")
+                     for k, v in grew.items()]
+        if est is not None:
+            evidence.append(ev("tcp_timeout_established", est,
+                               "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established"))
+        if full_lines:
+            evidence.append(ev("kernel_log", full_lines[-1].text, "kernel log",
+                               f"{len(full_lines)} in the last hour"))
+        fixes = [sysctl_fix("net.netfilter.nf_conntrack_max", max(ct.max * 2, 262144), ns.netns)]
+        if est is not None and est > 86400:
+            fixes.append(sysctl_fix("net.netfilter.nf_conntrack_tcp_timeout_established", 86400,
+                                    ns.netns, "forget idle established flows after 1 day "
+                                    "instead of 5 (keep it above every keepalive time)"))
+        fixes.append(config_note())
+        findings.append(Finding(
+            id="conntrack-exhaustion", severity=severity, cause=RESOURCE,
+            title=f"netns {ns.netns}: conntrack table {_pct(ratio)} full "
+                  f"({ct.count:,}/{ct.max:,})",
+            subject=subject(ns.netns), evidence=evidence, fixes=fixes, why=WHY_CT))
+    if unknown and not findings and not any(
+            ns.conntrack is not None and ns.conntrack.loaded for ns in ctx.namespaces()):
+        raise Unavailable("; ".join(unknown))
+    return findings
+
+
+def config_note():
+    from ..model.finding import Fix  # noqa: PLC0415
+    return Fix("config", "echo 'options nf_conntrack hashsize=65536' > "
+               "/etc/modprobe.d/nf_conntrack.conf", False,
+               {"file": "/etc/modprobe.d/nf_conntrack.conf",
+                "snippet": "options nf_conntrack hashsize=65536"},
+               "grow the hash table with the table (or `notrack` flows that need no state)")
+
+
+# ---------------------------------------------------------------- tcp memory
+
+WHY_MEM = (
+    "TCP buffers of all sockets share one budget, net.ipv4.tcp_mem (pages: min, pressure, "
+    "max). Above pressure the kernel shrinks buffers; at max it refuses memory: "
+    "retransmit queues are pruned, new data is dropped, orphaned sockets are reset "
+    "(TcpExt.TCPAbortOnMemory) and the kernel prints \"TCP: out of memory -- consider "
+    "tuning tcp_mem\". Sockets whose peer stopped reading or vanished with data queued "
+    "(large Send-Q) are a common cause; so are leaked sockets with unread data."
+)
+
+
+def check_tcp_memory(ctx: Context) -> list[Finding]:
+    hf = ctx.facts
+    tun = ctx.global_tunables()
+    ns_host = hf.namespaces.get("host") or next(iter(hf.namespaces.values()), None)
+    st = ns_host.sockstat if ns_host is not None else None
+    if st is None or tun is None or tun.tcp_mem is None:
+        raise Unavailable(ctx.unavailable("sockstat", "host") or ctx.unavailable("global-tunables")
+                          or "sockstat or tcp_mem not read")
+    lo, pressure, hi = tun.tcp_mem
+    aborts = ctx.delta(ns_host.netns, "TcpExt.TCPAbortOnMemory") or 0
+    pressures = ctx.delta(ns_host.netns, "TcpExt.TCPMemoryPressures") or 0
+    lines = _recent(ctx, "tcp-memory") + _recent(ctx, "socket-memory")
+    if st.tcp_mem >= MEM_CRITICAL * hi or aborts or lines:
+        severity = "critical"
+    elif st.tcp_mem >= pressure or pressures:
+        severity = "warning"
+    else:
+        return []
+    top_sendq = sorted((s for s in ctx.snapshot.sockets if s.send_q > 0),
+                       key=lambda s: -s.send_q)[:5]
+    evidence = [ev("tcp_mem_pages", st.tcp_mem, "/proc/net/sockstat"),
+                ev("tcp_mem_sysctl", list(tun.tcp_mem), "/proc/sys/net/ipv4/tcp_mem",
+                   "min, pressure, max (pages)"),
+                ev("abort_on_memory", aborts, "/proc/net/netstat", "over the window"),
+                ev("memory_pressures", pressures, "/proc/net/netstat", "over the window"),
+                ev("largest_send_q", [[f"{s.local_port}->{s.peer_addr}:{s.peer_port}", s.send_q]
+                                      for s in top_sendq], SOCK_DIAG)]
+    if lines:
+        evidence.append(ev("kernel_log", lines[-1].text, "kernel log"))
+    return [Finding(
+        id="tcp-memory-pressure", severity=severity, cause=RESOURCE,
+        title=f"TCP buffers use {st.tcp_mem:,} pages: {_pct(st.tcp_mem / hi)} of tcp_mem max",
+        subject=subject("host"), evidence=evidence,
+        fixes=[sysctl_fix("net.ipv4.tcp_mem", f"{lo * 2} {pressure * 2} {hi * 2}", "host",
+                          "double the TCP memory budget (pages); check RAM first"),
+               code_fix("find sockets with large Send-Q/Recv-Q: peers that stopped reading, "
+                        "or leaked sockets holding unread data")],
+        why=WHY_MEM)]
+
+
+# ---------------------------------------------------------------- orphans
+
+WHY_ORPHAN = (
+    "An orphan is a TCP socket no process holds any more: the application closed it and "
+    "the kernel still finishes the connection (FIN_WAIT1 sending queued data and FIN, "
+    "FIN_WAIT2 waiting for the peer's FIN up to tcp_fin_timeout, LAST_ACK, CLOSING). "
+    "Above net.ipv4.tcp_max_orphans the kernel resets new orphans at once and prints "
+    "\"TCP: too many orphaned sockets\"; each orphan can also pin buffer memory. Many "
+    "orphans mean peers that do not finish closing (vanished, or not reading so our "
+    "queued data cannot drain). TIME_WAIT sockets are not orphans in this count."
+)
+
+
+def check_orphans(ctx: Context) -> list[Finding]:
+    hf = ctx.facts
+    tun = ctx.global_tunables()
+    ns_host = hf.namespaces.get("host") or next(iter(hf.namespaces.values()), None)
+    st = ns_host.sockstat if ns_host is not None else None
+    if st is None or tun is None or not tun.tcp_max_orphans:
+        raise Unavailable(ctx.unavailable("sockstat", "host") or ctx.unavailable("global-tunables")
+                          or "sockstat or tcp_max_orphans not read")
+    ratio = st.tcp_orphan / tun.tcp_max_orphans
+    fw2 = [s for s in ctx.snapshot.sockets if s.state == int(TcpState.FIN_WAIT2) and not s.owners]
+    lines = _recent(ctx, "orphans")
+    if ratio >= ORPHAN_CRITICAL or lines:
+        severity = "critical"
+    elif ratio >= ORPHAN_WARN or len(fw2) >= FIN_WAIT2_WARN:
+        severity = "warning"
+    else:
+        return []
+    states = Counter(s.state_name for s in ctx.snapshot.sockets
+                     if not s.owners and s.state in (4, 5, 9, 11))
+    evidence = [ev("orphans", st.tcp_orphan, "/proc/net/sockstat"),
+                ev("tcp_max_orphans", tun.tcp_max_orphans, "/proc/sys/net/ipv4/tcp_max_orphans"),
+                ev("used_ratio", round(ratio, 3), "computed"),
+                ev("orphan_states", top(states), SOCK_DIAG),
+                ev("fin_wait2_peers", top(Counter(s.peer_addr for s in fw2)), SOCK_DIAG)]
+    if lines:
+        evidence.append(ev("kernel_log", lines[-1].text, "kernel log"))
+    fixes = []
+    if tun.tcp_fin_timeout is not None and tun.tcp_fin_timeout > 30 and len(fw2) >= FIN_WAIT2_WARN:
+        fixes.append(sysctl_fix("net.ipv4.tcp_fin_timeout", 30, "host",
+                                "orphans leave FIN_WAIT2 after 30 s instead of 60 s"))
+    fixes.append(sysctl_fix("net.ipv4.tcp_max_orphans", tun.tcp_max_orphans * 2, "host",
+                            "each orphan may use up to ~64 KB of unswappable memory"))
+    return [Finding(
+        id="orphan-pressure", severity=severity, cause=RESOURCE,
+        title=f"{st.tcp_orphan:,} orphaned TCP sockets ({_pct(ratio)} of tcp_max_orphans)"
+              + (f", {plural(len(fw2), 'in FIN_WAIT2', 'in FIN_WAIT2')}" if fw2 else ""),
+        subject=subject("host"), evidence=evidence, fixes=fixes, why=WHY_ORPHAN)]
+
+
+# ---------------------------------------------------------------- memory
+
+WHY_OOM = (
+    "The kernel's OOM killer ended processes because memory ran out. A killed server "
+    "drops all its connections at once (its sockets are closed, peers get RST or FIN), "
+    "and a half-dead one under memory pressure stops reading and accepting: sockets "
+    "pile up in its accept and receive queues. Leaked connections (CLOSE_WAIT, dead "
+    "peers with queued data) hold memory too."
+)
+
+
+def check_memory(ctx: Context) -> list[Finding]:
+    hf = ctx.facts
+    ooms = _recent(ctx, "oom-kill")
+    mem = hf.memory
+    if mem is None and not hf.kernel_log_source:
+        raise Unavailable(ctx.unavailable("memory") or "/proc/meminfo and kernel log not read")
+    findings = []
+    if ooms:
+        killed = Counter(f"{line.comm} ({line.pid})" for line in ooms if line.pid)
+        findings.append(Finding(
+            id="memory-exhaustion",
+            severity="critical" if len(ooms) >= OOM_CRITICAL_COUNT else "warning",
+            cause=RESOURCE,
+            title=f"the OOM killer ran {plural(len(ooms), 'time')} in the last hour",
+            subject=subject("host"),
+            evidence=[ev("oom_kills", len(ooms), hf.kernel_log_source or "kernel log"),
+                      ev("killed", top(killed), "kernel log"),
+                      ev("last_line", ooms[-1].text, "kernel log")],
+            fixes=[code_fix("find what grows (ps -eo pid,comm,rss --sort=-rss | head); "
+                            "set memory limits (systemd MemoryMax=) on the culprit")],
+            why=WHY_OOM))
+    if mem is not None and mem.total_kb > 0:
+        ratio = mem.available_kb / mem.total_kb
+        if ratio < MEM_AVAIL_WARN:
+            findings.append(Finding(
+                id="memory-exhaustion",
+                severity="critical" if ratio < MEM_AVAIL_CRITICAL else "warning",
+                cause=RESOURCE,
+                title=f"only {_pct(ratio)} of memory available "
+                      f"({mem.available_kb // 1024:,} MiB of {mem.total_kb // 1024:,} MiB)",
+                subject=subject("host"),
+                evidence=[ev("mem_available_kb", mem.available_kb, "/proc/meminfo"),
+                          ev("mem_total_kb", mem.total_kb, "/proc/meminfo")],
+                fixes=[code_fix("find the largest processes (ps -eo pid,comm,rss --sort=-rss)")],
+                why=WHY_OOM))
+    return findings

@@ -1,0 +1,179 @@
+"""timeout-mismatch: keepalive and idle timeouts against what sits on the path.
+
+Checks, per namespace with TCP sysctls:
+  1. conntrack (loaded): nf_conntrack_tcp_timeout_established must be longer
+     than the first keepalive probe (tcp_keepalive_time), or idle flows lose
+     their entry before keepalive refreshes it. warning.
+  2. each declared *flow* middlebox (--middlebox aws-nlb, azure-lb, SECONDS):
+     tcp_keepalive_time must be below its idle timeout (margin FLOW_MARGIN);
+     nginx, when it runs, must close idle client connections before it too
+     (keepalive_timeout), or set so_keepalive below it. warning.
+  3. each declared *proxy* middlebox (aws-alb, gcp-lb): the backend must keep
+     idle connections *longer* than the proxy's idle timeout, or the proxy reuses
+     a connection the backend is closing (HTTP 502). nginx keepalive_timeout
+     is checked; without nginx an info finding says what to check. warning.
+"""
+
+from __future__ import annotations
+
+from ..model.finding import Finding
+from ..model.states import TcpState
+from .common import config_fix, ev, seconds, subject, sysctl_fix
+from .context import Context, Unavailable
+from .middlebox import FLOW, PROXY, Middlebox
+
+FLOW_MARGIN = 0.8  # keepalive at most 80 % of a flow timeout: probes are late under load
+PROXY_MARGIN_S = 5  # backend idle timeout at least this much above the proxy's
+
+CAUSE = "middlebox timing out"
+ESTABLISHED = int(TcpState.ESTABLISHED)
+
+WHY_FLOW = (
+    "A NAT, firewall or L4 load balancer keeps per-flow state and forgets a flow that "
+    "is idle longer than its idle timeout - silently, with no packet to either end. "
+    "Both sockets stay ESTABLISHED; the next packet is dropped (or answered with RST), "
+    "so the connection hangs until a timeout in the application or the kernel's "
+    "retransmission limit (~15 minutes). TCP keepalive refreshes the flow only if the "
+    "first probe comes before the middlebox forgets it: tcp_keepalive_time (default "
+    "7200 s) is far longer than typical idle timeouts (350 s for an AWS NLB, 4 minutes "
+    "for an Azure load balancer). Keepalive applies only to sockets with SO_KEEPALIVE; "
+    "the sysctl is the default for TCP_KEEPIDLE."
+)
+
+WHY_PROXY = (
+    "An L7 load balancer keeps a pool of idle connections to its backends and closes "
+    "each after its own idle timeout. If the backend closes an idle connection first, "
+    "the load balancer can send the next request on it at the moment the backend's FIN "
+    "or RST is in flight, and the client gets HTTP 502. The load balancer must be the "
+    "side that closes: the backend's idle (keep-alive) timeout must be longer than the "
+    "load balancer's."
+)
+
+WHY_CT = (
+    "conntrack forgets an ESTABLISHED flow nf_conntrack_tcp_timeout_established seconds "
+    "after its last packet (default 432000 s, 5 days). If that is shorter than the time "
+    "before the first keepalive probe, an idle connection loses its entry first; with "
+    "NAT or a ruleset that drops INVALID packets, its next packet is dropped and the "
+    "connection is half-open."
+)
+
+
+def _flow_target(mb: Middlebox) -> int:
+    return max(10, int(mb.idle_timeout_s * FLOW_MARGIN) // 10 * 10)
+
+
+def check_timeouts(ctx: Context) -> list[Finding]:
+    hf = ctx.facts
+    findings = []
+    nginx = ctx.nginx
+    checked_any = False
+    for ns in hf.namespaces.values():
+        t = ns.tunables
+        if t is None or t.tcp_keepalive_time is None:
+            continue
+        checked_any = True
+        ka = t.tcp_keepalive_time
+        ka_src = ev("tcp_keepalive_time", ka, "/proc/sys/net/ipv4/tcp_keepalive_time",
+                    "default TCP_KEEPIDLE for sockets with SO_KEEPALIVE")
+        idle_no_ka = [s for s in ctx.snapshot.sockets
+                      if s.netns == ns.netns and s.state == ESTABLISHED and s.timer == 0
+                      and s.tcp_info is not None]
+        ct = ns.conntrack
+        est = ct.tcp_timeouts.get("established") if ct is not None and ct.loaded else None
+        if est is not None and est <= ka:
+            findings.append(Finding(
+                id="timeout-mismatch", severity="warning", cause=CAUSE,
+                title=f"netns {ns.netns}: conntrack forgets idle flows after {seconds(est)}, "
+                      f"before the first keepalive probe at {seconds(ka)}",
+                subject=subject(ns.netns, middlebox="conntrack"),
+                evidence=[ka_src, ev("conntrack_tcp_timeout_established", est,
+                                     "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established")],
+                fixes=[sysctl_fix("net.netfilter.nf_conntrack_tcp_timeout_established",
+                                  max(432000, ka * 2), ns.netns),
+                       sysctl_fix("net.ipv4.tcp_keepalive_time", max(60, est // 2), ns.netns)],
+                why=WHY_CT))
+        if ns.netns != "host":
+            continue  # declared middleboxes and nginx are the host's
+        for mb in ctx.options.middleboxes:
+            mb_ev = ev("middlebox_idle_timeout_s", mb.idle_timeout_s, mb.source or "--middlebox",
+                       f"{mb.name} ({mb.kind})")
+            if mb.kind == FLOW:
+                target = _flow_target(mb)
+                if ka > target:
+                    lost = [s for s in idle_no_ka
+                            if min(s.tcp_info.last_data_recv, s.tcp_info.last_data_sent)
+                            >= mb.idle_timeout_s * 1000]
+                    evidence = [ka_src, mb_ev]
+                    if lost:
+                        evidence.append(ev("idle_without_keepalive_past_timeout", len(lost),
+                                           "tcp_info", "ESTABLISHED, no keepalive timer, idle "
+                                           "longer than the middlebox remembers"))
+                    findings.append(Finding(
+                        id="timeout-mismatch", severity="warning", cause=CAUSE,
+                        title=f"{mb.name} forgets idle flows after {seconds(mb.idle_timeout_s)}; "
+                              f"keepalive probes start after {seconds(ka)}",
+                        subject=subject(ns.netns, middlebox=mb.name),
+                        evidence=evidence,
+                        fixes=[sysctl_fix("net.ipv4.tcp_keepalive_time", target, ns.netns,
+                                          "first probe well inside the middlebox's idle "
+                                          "timeout (for sockets with SO_KEEPALIVE)")],
+                        why=WHY_FLOW))
+                if nginx is not None:
+                    kt = nginx.max_keepalive_timeout_s
+                    no_ka = [x for x in nginx.listens if not x.so_keepalive
+                             or x.so_keepalive == "off"]
+                    if kt >= mb.idle_timeout_s and no_ka:
+                        findings.append(_nginx_flow(ns.netns, mb, kt, no_ka, nginx))
+            elif mb.kind == PROXY:
+                if nginx is not None:
+                    kt = nginx.min_keepalive_timeout_s
+                    if kt < mb.idle_timeout_s + PROXY_MARGIN_S:
+                        want = mb.idle_timeout_s + max(PROXY_MARGIN_S, 10)
+                        findings.append(Finding(
+                            id="timeout-mismatch", severity="warning", cause=CAUSE,
+                            title=f"nginx closes idle connections after {seconds(kt)}, before "
+                                  f"{mb.name} does ({seconds(mb.idle_timeout_s)}): expect 502s",
+                            subject=subject(ns.netns, nginx.pids[0] if nginx.pids else None,
+                                            "nginx", middlebox=mb.name),
+                            evidence=[ev("nginx_keepalive_timeout_s", kt, "nginx -T",
+                                         "the shortest keepalive_timeout (default 75 s)"),
+                                      mb_ev],
+                            fixes=[config_fix("/etc/nginx/nginx.conf",
+                                              f"keepalive_timeout {want}s;   # in http {{}}",
+                                              f"keep idle connections longer than {mb.name}")],
+                            why=WHY_PROXY))
+                else:
+                    findings.append(Finding(
+                        id="timeout-mismatch", severity="info", cause=CAUSE,
+                        title=f"behind {mb.name}: check that the backend keeps idle "
+                              f"connections longer than {seconds(mb.idle_timeout_s)}",
+                        subject=subject(ns.netns, middlebox=mb.name),
+                        evidence=[mb_ev] + ([ev("nginx", ctx.nginx_note, "nginx -T")]
+                                            if ctx.nginx_note else []),
+                        fixes=[], why=WHY_PROXY))
+    if not checked_any:
+        raise Unavailable(ctx.unavailable("tunables", "host") or "TCP keepalive sysctls not read")
+    return findings
+
+
+def _nginx_flow(netns, mb, kt, no_ka, nginx) -> Finding:
+    target = _flow_target(mb)
+    ports = sorted({x.port for x in no_ka if x.port})
+    return Finding(
+        id="timeout-mismatch", severity="warning", cause=CAUSE,
+        title=f"nginx keeps idle connections {seconds(kt)}, longer than {mb.name} remembers "
+              f"them ({seconds(mb.idle_timeout_s)}), without so_keepalive",
+        subject=subject(netns, nginx.pids[0] if nginx.pids else None, "nginx",
+                        ports[0] if len(ports) == 1 else None, middlebox=mb.name),
+        evidence=[ev("nginx_keepalive_timeout_s", kt, "nginx -T", "the longest keepalive_timeout"),
+                  ev("listens_without_so_keepalive", [x.address for x in no_ka], "nginx -T"),
+                  ev("middlebox_idle_timeout_s", mb.idle_timeout_s, mb.source, mb.name)],
+        fixes=[config_fix("/etc/nginx/nginx.conf",
+                          f"keepalive_timeout {min(int(kt), target)}s;\n"
+                          f"listen {ports[0] if ports else 80} so_keepalive={target}s:10s:6;",
+                          f"close idle client connections, or probe them, before {mb.name} "
+                          "forgets the flow")],
+        why=WHY_FLOW)
+
+
+

@@ -1,0 +1,120 @@
+"""time-wait-pressure: TIME_WAIT buckets and ephemeral ports per destination.
+
+  TIME_WAIT vs tcp_max_tw_buckets (per namespace): warning >= TW_WARN,
+  critical when TcpExt.TCPTimeWaitOverflow grew in the window (the kernel logs
+  nothing for it on current kernels).
+  Ephemeral ports: an outgoing connection is unique by (local addr, local port,
+  peer addr, peer port), so the limit is ip_local_port_range per destination
+  ip:port and local address. Sockets of every state (TIME_WAIT included) whose
+  local port is in the range and is not a listening port count.
+  warning >= PORTS_WARN of the range, critical >= PORTS_CRITICAL.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from ..model.finding import Finding
+from ..model.states import TcpState
+from .common import SOCK_DIAG, code_fix, ev, owner, subject, sysctl_fix, top, who
+from .context import Context
+
+TW_WARN = 0.8
+PORTS_WARN = 0.5
+PORTS_CRITICAL = 0.8
+DEFAULT_RANGE = (32768, 60999)
+
+TIME_WAIT = int(TcpState.TIME_WAIT)
+LISTEN = int(TcpState.LISTEN)
+CAUSE = "after the fix: TIME_WAIT"
+
+WHY_TW = (
+    "The side that closes a TCP connection first keeps it in TIME_WAIT for 60 s (fixed in "
+    "the kernel, TCP_TIMEWAIT_LEN; tcp_fin_timeout does not change it) so that late "
+    "segments of the old connection cannot corrupt a new one with the same four-tuple. "
+    "A client that opens and closes many short connections to one destination keeps one "
+    "local port per connection busy for that minute; with the default "
+    "ip_local_port_range (28,232 ports) that is ~470 new connections per second per "
+    "destination before connect() fails with EADDRNOTAVAIL. Past tcp_max_tw_buckets the "
+    "kernel destroys TIME_WAIT sockets early (TcpExt.TCPTimeWaitOverflow) and logs "
+    "nothing. TIME_WAIT is not a leak and costs little memory; the fix is fewer new "
+    "connections (pooling, HTTP keep-alive), a wider port range, or tcp_tw_reuse=1 for "
+    "outgoing connections. tcp_tw_recycle no longer exists (removed in 4.12)."
+)
+
+
+def check_time_wait(ctx: Context) -> list[Finding]:
+    findings = []
+    socks = ctx.snapshot.sockets
+    hf = ctx.snapshot.host_facts
+    namespaces = sorted({s.netns for s in socks} | (set(hf.namespaces) if hf else set()))
+    for netns in namespaces:
+        tun = ctx.tunables(netns) if hf is not None else None
+        lo, hi = (tun.ip_local_port_range if tun is not None and tun.ip_local_port_range
+                  else DEFAULT_RANGE)
+        size = hi - lo + 1
+        listening = {s.local_port for s in socks if s.netns == netns and s.state == LISTEN}
+        per_dest: dict[tuple[str, str, int], list] = {}
+        tw = 0
+        for s in socks:
+            if s.netns != netns:
+                continue
+            if s.state == TIME_WAIT:
+                tw += 1
+            if s.state == LISTEN or not (lo <= s.local_port <= hi) or s.local_port in listening:
+                continue
+            per_dest.setdefault((s.local_addr, s.peer_addr, s.peer_port), []).append(s)
+        for (laddr, paddr, pport), group in sorted(per_dest.items(), key=lambda kv: -len(kv[1])):
+            ratio = len(group) / size
+            if ratio < PORTS_WARN:
+                break
+            states = Counter(s.state_name for s in group)
+            owners = Counter(owner(s) for s in group if owner(s))
+            pid, comm = owners.most_common(1)[0][0] if owners else (None, "")
+            dest = f"{paddr}:{pport}" if ":" not in paddr else f"[{paddr}]:{pport}"
+            fixes = [sysctl_fix("net.ipv4.ip_local_port_range", "1024 65535", netns,
+                                "about 64,500 ports per destination; keep listening ports "
+                                "out of it with net.ipv4.ip_local_reserved_ports")]
+            if tun is None or tun.tcp_tw_reuse != 1:
+                fixes.append(sysctl_fix("net.ipv4.tcp_tw_reuse", 1, netns,
+                                        "let outgoing connections reuse a TIME_WAIT port "
+                                        "(safe with TCP timestamps)"))
+            fixes.append(code_fix(f"reuse connections to {dest} (a pool, HTTP keep-alive) "
+                                  "instead of one connection per request"))
+            findings.append(Finding(
+                id="time-wait-pressure",
+                severity="critical" if ratio >= PORTS_CRITICAL else "warning", cause=CAUSE,
+                title=f"{len(group):,} of {size:,} ephemeral ports to {dest} in use "
+                      f"({ratio * 100:.0f}%)" + (f", mostly {who(pid, comm)}" if pid else ""),
+                subject=subject(netns, pid, comm, pport, peer=dest),
+                evidence=[ev("ports_in_use", len(group), SOCK_DIAG,
+                             f"local {laddr}, every state"),
+                          ev("ip_local_port_range", [lo, hi],
+                             "/proc/sys/net/ipv4/ip_local_port_range"),
+                          ev("states", top(states), SOCK_DIAG)],
+                fixes=fixes, why=WHY_TW))
+        if tun is None or not tun.tcp_max_tw_buckets:
+            continue
+        ns = hf.namespaces.get(netns)
+        if ns is not None and ns.sockstat is not None:
+            tw = max(tw, ns.sockstat.tcp_tw)
+        overflow = ctx.delta(netns, "TcpExt.TCPTimeWaitOverflow") or 0
+        ratio = tw / tun.tcp_max_tw_buckets
+        if overflow or ratio >= TW_WARN:
+            findings.append(Finding(
+                id="time-wait-pressure", severity="critical" if overflow else "warning",
+                cause=CAUSE,
+                title=f"netns {netns}: {tw:,} TIME_WAIT sockets, {ratio * 100:.0f}% of "
+                      f"tcp_max_tw_buckets" + (f"; {overflow} destroyed early" if overflow else ""),
+                subject=subject(netns),
+                evidence=[ev("time_wait", tw, "/proc/net/sockstat"),
+                          ev("tcp_max_tw_buckets", tun.tcp_max_tw_buckets,
+                             "/proc/sys/net/ipv4/tcp_max_tw_buckets"),
+                          ev("time_wait_overflow", overflow, "/proc/net/netstat",
+                             "TcpExt.TCPTimeWaitOverflow over the window")],
+                fixes=[sysctl_fix("net.ipv4.tcp_max_tw_buckets", tun.tcp_max_tw_buckets * 2,
+                                  netns),
+                       code_fix("let the client close first, or reuse connections: the side "
+                                "that closes first holds TIME_WAIT")],
+                why=WHY_TW))
+    return findings
