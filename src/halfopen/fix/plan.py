@@ -94,7 +94,7 @@ def _join(a: str, b: str) -> str:
 def _manual(finding: Finding, fix: Fix, note: str = "") -> Step:
     params = fix.params or {}
     text = params.get("snippet") or fix.command
-    target = params.get("file") or fix.action
+    target = params.get("file") or ""
     return Step(finding.id, finding.title, fix.action, target, "manual",
                 netns=str(finding.subject.get("netns", "host")), text=text,
                 note=note or fix.description)

@@ -1,0 +1,190 @@
+"""`halfopen fix`: plan the doctor's automatic fixes, apply, persist, roll back."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from ..errors import EXIT_WARNING, UsageError
+from ..fix import apply as applier
+from ..fix import journal, plan
+from ..fix import persist as persist_file
+from ..fix.errors import PartialFailure
+from ..model.finding import Finding
+from .format import table
+from .options import namespace_options, resolve_namespaces
+
+SCHEMA = "halfopen.fix/1"
+
+
+@click.command()
+@click.argument("finding_ids", nargs=-1, metavar="[FINDING_ID]...")
+@click.option("--apply", "do_apply", is_flag=True, help="Carry the plan out.")
+@click.option("--persist", is_flag=True,
+              help="Also write the host's sysctls to /etc/sysctl.d/60-halfopen.conf.")
+@click.option("--rollback", is_flag=True, help="Restore every value the journal says we changed.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@click.option("--findings", "findings_file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Take the findings from `halfopen doctor --json` output instead of "
+                   "running the doctor.")
+@click.option("--journal", "journal_path", metavar="PATH",
+              help=f"Journal file [env {journal.ENV}; default {journal.DEFAULT_PATH}].")
+@click.option("--sysctl-file", metavar="PATH",
+              help=f"The --persist file [env {persist_file.ENV}; default {persist_file.DEFAULT_PATH}].")
+@click.option("--window", type=float, default=1.0, show_default=True,
+              help="Seconds the doctor measures counter rates over.")
+@namespace_options
+def fix(finding_ids: tuple[str, ...], do_apply: bool, persist: bool, rollback: bool,
+        as_json: bool, findings_file: str | None, journal_path: str | None,
+        sysctl_file: str | None, window: float, netns_name: str | None,
+        netns_pid: int | None, all_netns: bool) -> int:
+    """Plan the doctor's automatic fixes; apply them with --apply.
+
+    Without --apply nothing changes: the plan shows each change as
+    current -> new with the finding it answers, or "already set". Every
+    change is journaled (time, old, new) so --rollback can restore it.
+    Fixes halfopen cannot apply (configuration, code) are printed as text.
+
+    \b
+    Examples:
+      halfopen fix                          # the plan
+      halfopen fix keepalive-off --apply
+      halfopen fix --apply --persist
+      halfopen fix --rollback
+    """
+    jpath = journal_path or journal.default_path()
+    if rollback:
+        if do_apply or persist or finding_ids:
+            raise UsageError("--rollback takes no finding ids, --apply or --persist")
+        return _rollback(jpath, as_json)
+    findings = _findings(findings_file, resolve_namespaces(netns_name, netns_pid, all_netns),
+                         window)
+    chosen, notes = plan.select(findings, finding_ids)
+    steps = plan.build(chosen)
+    spath = sysctl_file or persist_file.default_path()
+    if not do_apply:
+        _show_plan(steps, notes, persist and spath, as_json)
+        return 0
+    with journal.Journal(jpath) as jnl:
+        try:
+            done = applier.apply(steps, jnl)
+            if persist:
+                done.append(applier.persist_steps(steps, spath, jnl))
+        except applier.Failed as exc:
+            _show_done(exc.done, steps, notes, jpath, as_json, failure=exc.reason)
+            raise PartialFailure(f"{exc.reason}; the journal {jpath} holds what changed "
+                                 "before it; `halfopen fix --rollback` restores it") from None
+    _show_done(done, steps, notes, jpath, as_json)
+    return 0
+
+
+def _findings(path: str | None, spaces: tuple, window: float) -> list[Finding]:
+    if path is not None:
+        try:
+            with open(path) as f:
+                doc = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read findings from {path}: {exc}") from None
+        items = doc.get("findings", []) if isinstance(doc, dict) else doc
+        try:
+            return [Finding.from_dict(d) for d in items]
+        except (KeyError, TypeError) as exc:
+            raise UsageError(f"{path}: not doctor --json output ({exc})") from None
+    from ..diagnose import report  # noqa: PLC0415 - the doctor is heavy; load on use
+    snap, nginx, note = report.take_live(spaces, window)
+    return report.diagnose(snap, nginx=nginx, nginx_note=note).findings
+
+
+def _arrow(step: plan.Step) -> str:
+    if step.status == "already set":
+        return f"{step.current} (already set)"
+    if step.current is None and step.new is None:
+        return "-"
+    return f"{step.current} -> {step.new}"
+
+
+def _show_plan(steps: list[plan.Step], notes: list[str], persist_path: str | None | bool,
+               as_json: bool) -> None:
+    if as_json:
+        doc: dict[str, Any] = {"schema": SCHEMA, "mode": "plan",
+                               "steps": [s.to_dict() for s in steps], "notes": notes}
+        if persist_path:
+            doc["persist"] = persist_path
+        _dump(doc)
+        return
+    for note in notes:
+        click.echo(note)
+    auto = [s for s in steps if s.status != "manual"]
+    if not steps:
+        click.echo("nothing to fix: no finding carries a fix")
+        return
+    if auto:
+        rows = [[s.finding, s.action, s.target, s.netns, _arrow(s)] for s in auto]
+        click.echo(table(rows, ["finding", "action", "target", "netns", "current -> new"]))
+        for s in auto:
+            if s.note:
+                click.echo(f"  {s.target}: {s.note}")
+        changes = sum(s.status == "change" for s in auto)
+        click.echo(f"plan: {changes} change(s), {len(auto) - changes} already set; "
+                   "nothing was changed (add --apply)")
+        if persist_path:
+            click.echo(f"--persist would also write the host's sysctls to {persist_path}")
+    _show_manual(steps)
+
+
+def _show_manual(steps: list[plan.Step]) -> None:
+    manual = [s for s in steps if s.status == "manual"]
+    if not manual:
+        return
+    click.echo("by hand (halfopen does not apply these):")
+    for s in manual:
+        where = f" {s.target}" if s.target else ""
+        click.echo(f"  [{s.finding}] {s.action}{where}" + (f": {s.note}" if s.note else ""))
+        for line in (s.text or "").splitlines():
+            click.echo(f"      {line}")
+
+
+def _show_done(done: list[applier.Done], steps: list[plan.Step], notes: list[str],
+               jpath: str, as_json: bool, failure: str = "") -> None:
+    if as_json:
+        _dump({"schema": SCHEMA, "mode": "apply", "journal": jpath,
+               "results": [d.to_dict() for d in done], "failure": failure or None,
+               "manual": [s.to_dict() for s in steps if s.status == "manual"], "notes": notes})
+        return
+    for note in notes:
+        click.echo(note)
+    shown = [d for d in done if d.outcome != "manual"]
+    if shown:
+        click.echo(table([[d.target, d.outcome, d.detail] for d in shown],
+                         ["target", "result", "detail"]))
+    _show_manual(steps)
+    if not failure and any(d.outcome == "set" for d in done):
+        click.echo(f"journal: {jpath} (`halfopen fix --rollback` restores); "
+                   "run `halfopen doctor` to verify")
+
+
+def _rollback(jpath: str, as_json: bool) -> int:
+    with journal.Journal(jpath) as jnl:
+        done = applier.rollback(jpath, jnl)
+    failed = [d for d in done if d.outcome == "failed"]
+    left = [d for d in done if d.outcome == "left alone"]
+    if as_json:
+        _dump({"schema": SCHEMA, "mode": "rollback", "journal": jpath,
+               "results": [d.to_dict() for d in done]})
+    elif not done:
+        click.echo(f"nothing to roll back: every change in {jpath} is already undone")
+    else:
+        click.echo(table([[d.target, d.outcome, d.detail] for d in done],
+                         ["target", "result", "detail"]))
+    if failed:
+        raise PartialFailure(f"{len(failed)} change(s) could not be restored: "
+                             f"{failed[0].target}: {failed[0].detail}")
+    return EXIT_WARNING if left else 0
+
+
+def _dump(doc: dict) -> None:
+    json.dump(doc, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
