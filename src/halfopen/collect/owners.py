@@ -8,16 +8,49 @@ Processes that exit mid-scan are skipped; unreadable ones are counted.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from ..model.process import Process
 from ..model.socket import Owner
 
 
+class Holders(Mapping[int, tuple[Owner, ...]]):
+    """socket inode -> its holders, stored packed: one int (pid << 32 | fd) per
+    holder, a tuple of them when shared. At 200k sockets this halves the
+    memory of Owner tuples, and most holders are read once, to print them.
+    """
+
+    __slots__ = ("_packed", "_comms")
+
+    def __init__(self, packed: dict[int, int | tuple[int, ...]], comms: dict[int, str]) -> None:
+        self._packed = packed
+        self._comms = comms
+
+    def __getitem__(self, inode: int) -> tuple[Owner, ...]:
+        value = self._packed[inode]
+        comms = self._comms
+        if type(value) is int:
+            pid = value >> 32
+            return (Owner(pid, comms[pid], value & 0xFFFFFFFF),)
+        return tuple(Owner(v >> 32, comms[v >> 32], v & 0xFFFFFFFF) for v in value)
+
+    def get(self, inode: int, default: tuple[Owner, ...] = ()) -> tuple[Owner, ...]:
+        return self[inode] if inode in self._packed else default
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._packed)
+
+    def __len__(self) -> int:
+        return len(self._packed)
+
+    def __contains__(self, inode: object) -> bool:
+        return inode in self._packed
+
+
 @dataclass(slots=True)
 class OwnerMap:
-    owners: dict[int, tuple[Owner, ...]]  # socket inode -> holders
+    owners: Holders  # socket inode -> holders
     processes: dict[int, Process]
     denied: int  # processes whose fds we may not read (not root)
 
@@ -33,7 +66,8 @@ def all_pids(proc: str = "/proc") -> list[int]:
 
 def scan(proc: str = "/proc", pids: Iterable[int] | None = None) -> OwnerMap:
     """Map socket inodes to their holders; restrict to `pids` when given."""
-    owners: dict[int, list[Owner]] = {}
+    packed: dict[int, int | tuple[int, ...]] = {}
+    comms: dict[int, str] = {}
     processes: dict[int, Process] = {}
     denied = 0
     readlink = os.readlink
@@ -49,6 +83,7 @@ def scan(proc: str = "/proc", pids: Iterable[int] | None = None) -> OwnerMap:
             comm = read_comm(proc, pid)
             names = os.listdir(dir_fd)
             inodes: list[int] = []
+            high = pid << 32
             for name in names:
                 try:
                     link = readlink(name, dir_fd=dir_fd)
@@ -57,12 +92,12 @@ def scan(proc: str = "/proc", pids: Iterable[int] | None = None) -> OwnerMap:
                 if link.startswith("socket:["):
                     inode = int(link[8:-1])
                     inodes.append(inode)
-                    owner = Owner(pid, comm, int(name))
-                    holders = owners.get(inode)
-                    if holders is None:
-                        owners[inode] = [owner]
-                    else:
-                        holders.append(owner)
+                    holder = high | int(name)
+                    held = packed.get(inode)
+                    if held is None:
+                        packed[inode] = holder
+                    else:  # shared, e.g. inherited across fork
+                        packed[inode] = (held if type(held) is tuple else (held,)) + (holder,)
         except (FileNotFoundError, ProcessLookupError):
             continue
         except PermissionError:
@@ -70,5 +105,6 @@ def scan(proc: str = "/proc", pids: Iterable[int] | None = None) -> OwnerMap:
             continue
         finally:
             os.close(dir_fd)
+        comms[pid] = comm
         processes[pid] = Process(pid, comm, len(names), inodes)
-    return OwnerMap({k: tuple(v) for k, v in owners.items()}, processes, denied)
+    return OwnerMap(Holders(packed, comms), processes, denied)
