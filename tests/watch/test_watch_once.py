@@ -1,0 +1,42 @@
+"""`halfopen watch --once` on a real process leaking CLOSE_WAIT sockets."""
+
+from __future__ import annotations
+
+import re
+
+from halfopen.watch import history
+
+from .conftest import run_halfopen
+
+
+def test_once_shows_the_leaking_process(start_leaker):
+    leak = start_leaker(initial=37)
+    r = run_halfopen("watch", "--once", "--no-doctor", "--top", "50")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "sockets by state" in out and "close_wait" in out
+    row = next(line for line in out.splitlines() if re.search(rf"\b{leak.pid}\b.*leaker", line))
+    cells = [c.strip() for c in row.split("│") if c.strip()]
+    assert cells[:3] == [str(leak.pid), "leaker", "37"], row
+    assert "listeners" in out and f":{leak.port}" in out
+    assert "conntrack" in out and "file handles" in out
+
+
+def test_recorded_once_runs_give_growth_per_minute(start_leaker, tmp_path):
+    leak = start_leaker(initial=5, rate=20, max_=400)
+    db = str(tmp_path / "h.db")
+    for _ in range(4):
+        r = run_halfopen("watch", "--once", "--no-doctor", "--record", db)
+        assert r.returncode == 0, r.stderr
+    growth = history.growth_per_minute(db, leak.pid)
+    assert growth is not None and 300 < growth < 2400, growth  # 20/s = 1200/min, loosely
+    assert history.oldest_close_wait_age(db, leak.pid) > 0
+    r = run_halfopen("watch", "--once", "--no-doctor", "--record", db, "--top", "50")
+    row = next(line for line in r.stdout.splitlines() if str(leak.pid) in line and "leaker" in line)
+    assert "+" in row  # growth per minute shown with its sign
+
+
+def test_bad_interval_is_one_line_exit_64():
+    r = run_halfopen("watch", "--once", "--interval", "soon")
+    assert r.returncode == 64
+    assert r.stderr.count("\n") == 1 and "interval" in r.stderr
