@@ -117,7 +117,7 @@ def test_families_cap_processes_and_export_findings():
     per_proc = [line for line in text.splitlines() if line.startswith("halfopen_process_sockets{")]
     pids = {line.split('pid="')[1].split('"')[0] for line in per_proc}
     assert pids == {"4242", "7", "100", "other"}  # ties: lowest pid first
-    assert 'halfopen_process_sockets{comm="other",pid="other",state="established"} 28.0' in text
+    assert 'halfopen_process_sockets{comm="other",pid="other",state="established"} 29.0' in text
     assert "halfopen_processes_capped 29.0" in text
     assert text.count("halfopen_finding{") == 2
     assert 'id="close-wait-leak"' in text and 'severity="critical"' in text
