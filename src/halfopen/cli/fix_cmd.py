@@ -136,10 +136,10 @@ def _show_plan(steps: list[plan.Step], notes: list[str], persist_path: str | Non
 
 
 def _show_manual(steps: list[plan.Step]) -> None:
-    manual = [s for s in steps if s.status == "manual"]
+    manual = [s for s in steps if s.status == "manual" or s.text]
     if not manual:
         return
-    click.echo("by hand (halfopen does not apply these):")
+    click.echo("by hand (halfopen does not apply these, or not all of them):")
     for s in manual:
         where = f" {s.target}" if s.target else ""
         click.echo(f"  [{s.finding}] {s.action}{where}" + (f": {s.note}" if s.note else ""))

@@ -198,11 +198,11 @@ def _comm(pid: int, proc: str) -> str:
 
 def _keepalive_step(finding: Finding, fix: Fix, params: dict, proc: str) -> Step:
     pid = _pid(finding, params)
+    user_timeout = params.get("user_timeout_ms", params.get("user_timeout"))
     try:
         settings = retrofit.Settings(int(params.get("idle", 60)), int(params.get("interval", 10)),
                                      int(params.get("count", 6)),
-                                     None if params.get("user_timeout_ms") is None
-                                     else int(params["user_timeout_ms"]))
+                                     None if user_timeout is None else int(user_timeout))
     except (TypeError, ValueError):
         raise UsageError(f"{finding.id}: bad keepalive values {params!r}") from None
     settings.check()

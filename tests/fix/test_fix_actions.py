@@ -1,0 +1,97 @@
+"""`halfopen fix` on processes: prlimit on a child, keepalive and kill from findings."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+
+import pytest
+
+from halfopen.fix import errors, rlimit
+from halfopen.model.finding import Finding, Fix
+
+
+def limits_line(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/limits") as f:
+        line = next(line for line in f if line.startswith("Max open files"))
+    return line.split()[3:5]
+
+
+@pytest.fixture
+def child():
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 4096))
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                            preexec_fn=limit)
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def write_findings(tmp_path, fixes: list[Fix], rule: str, subject: dict) -> str:
+    finding = Finding(rule, "critical", "cause", f"{rule} title", subject, [], fixes, "why")
+    path = tmp_path / "doctor.json"
+    path.write_text(json.dumps({"findings": [finding.to_dict()]}))
+    return str(path)
+
+
+def test_prlimit_soft_up_to_hard_and_rollback(child, state_dir, run, tmp_path):
+    fix = Fix("prlimit", f"prlimit --pid {child.pid} --nofile=2048", True,
+              {"pid": child.pid, "resource": "nofile", "soft": 2048})
+    path = write_findings(tmp_path, [fix], "fd-exhaustion", {"pid": child.pid})
+    code, out, _err = run("fix", "--findings", path)
+    assert code == 0 and "soft 1024, hard 4096 -> soft 2048, hard 4096" in out
+    assert limits_line(child.pid) == ["1024", "4096"]
+    code, out, err = run("fix", "--findings", path, "--apply")
+    assert code == 0, err
+    assert limits_line(child.pid) == ["2048", "4096"]
+    assert run("fix", "--findings", path, "--apply")[1].count("already set") == 1
+    code, out, _err = run("fix", "--rollback")
+    assert code == 0 and "restored" in out
+    assert limits_line(child.pid) == ["1024", "4096"]
+
+
+def test_prlimit_hard_raise_needs_cap_sys_resource(child, state_dir, run, tmp_path):
+    assert not rlimit.can_raise_hard()  # this machine: no CAP_SYS_RESOURCE
+    fix = Fix("prlimit", "", True, {"pid": child.pid, "resource": "nofile", "soft": 65536})
+    path = write_findings(tmp_path, [fix], "fd-exhaustion", {"pid": child.pid})
+    code, out, err = run("fix", "--findings", path, "--apply")
+    assert code == 0, err
+    assert limits_line(child.pid) == ["4096", "4096"]  # soft raised up to hard
+    assert "needs CAP_SYS_RESOURCE" in out
+    assert "LimitNOFILE=65536" in out and "soft nofile 65536" in out
+    # asked directly, the kernel refuses, and says so in one line
+    with pytest.raises(errors.AccessDenied, match="CAP_SYS_RESOURCE"):
+        rlimit.write(child.pid, rlimit.Limits(8192, 8192))
+    assert limits_line(child.pid) == ["4096", "4096"]
+
+
+def test_keepalive_and_kill_from_findings(netns, start_peer, state_dir, run, tmp_path):
+    peer = start_peer(2)
+    filt = f"sport = :{peer.port} exclude listening"
+    fix = Fix("keepalive", "", True, {"pid": peer.pid, "idle": 20, "interval": 4,
+                                      "count": 3, "filter": filt})
+    path = write_findings(tmp_path, [fix], "keepalive-off", {"pid": peer.pid, "netns": netns})
+    code, out, _err = run("fix", "--findings", path)
+    assert code == 0 and "2 of 2 sockets without it" in out
+    code, out, err = run("fix", "--findings", path, "--apply")
+    assert code == 0 and "2 sockets now keepalive 20s/4s x3" in out, err
+    kinds = [json.loads(line)["kind"] for line in open(state_dir / "journal.jsonl")]
+    assert kinds == ["keepalive", "keepalive"]
+    code, out, _err = run("fix", "--rollback")
+    assert code == 0 and out.count("restored") == 2
+    code, out, _err = run("keepalive", "--pid", str(peer.pid), *filt.split())
+    assert out.count("would set") == 2  # keepalive is off again
+
+    kill = Fix("kill", "", True, {"filter": f"state established sport = :{peer.port}"})
+    path = write_findings(tmp_path, [kill], "close-wait-leak", {"pid": peer.pid, "netns": netns})
+    code, out, err = run("fix", "--findings", path, "--apply")
+    assert code == 0 and "2 sockets destroyed" in out, err
+    assert peer.ask("send")["errnos"] == [103, 103]  # ECONNABORTED
+    code, out, _err = run("fix", "--rollback")
+    assert code == 0 and out.count("cannot undo") == 2

@@ -1,0 +1,55 @@
+"""The pure parts of the fix piece: value checks, limit plans, file parsing, journal."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+
+from halfopen.errors import UsageError
+from halfopen.fix import journal, persist, rlimit, sysctl
+
+
+@pytest.mark.parametrize("module", [rlimit, persist])
+def test_doctests(module):
+    assert doctest.testmod(module).failed == 0
+
+
+def test_sysctl_check():
+    assert sysctl.check("net.ipv4.ip_local_port_range", "1024\t65000\n") == "1024 65000"
+    assert sysctl.check("net.ipv4.ip_local_port_range", [1024, 65000]) == "1024 65000"
+    assert sysctl.check("net.core.somaxconn", 4096) == "4096"
+    for key, value in (("net.ipv4.tcp_keepalive_time", "0"), ("net.ipv4.tcp_syncookies", "3"),
+                       ("net.ipv4.tcp_keepalive_time", "abc"), ("net.core.somaxconn", "1 2"),
+                       ("net.ipv4.ip_local_port_range", "60000 1024"), ("vm.swappiness", "1")):
+        with pytest.raises(UsageError):
+            sysctl.check(key, value)
+
+
+def test_rlimit_plan_never_lowers():
+    current = rlimit.Limits(8192, 8192)
+    assert rlimit.plan(current, 1024, None, False, 1 << 20) == (current, "")
+    new, note = rlimit.plan(rlimit.Limits(1024, 4096), 65536, None, True, 1 << 20)
+    assert new == rlimit.Limits(65536, 65536) and note == ""
+    new, note = rlimit.plan(rlimit.Limits(1024, 4096), 1 << 21, None, True, 1 << 20)
+    assert new.hard == 1 << 20 and "nr_open" in note
+
+
+def test_journal_pending_newest_first(tmp_path):
+    path = str(tmp_path / "j.jsonl")
+    with journal.Journal(path) as j:
+        a = j.record("sysctl", target="a", old="1", new="2")
+        b = j.record("sysctl", target="b", old="1", new="2")
+        j.record("undo", undoes=a["id"], target="a", outcome="restored")
+    assert [e["target"] for e in journal.pending(path)] == ["b"]
+    assert b["time"] and b["id"].endswith(":2")
+    (tmp_path / "j.jsonl").write_text("{broken\n")
+    with pytest.raises(UsageError, match=r"j.jsonl:1"):
+        journal.pending(path)
+
+
+def test_journal_unwritable_stops_early(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(UsageError, match="cannot write the journal"):
+        journal.Journal(str(blocker / "journal.jsonl")).open()
