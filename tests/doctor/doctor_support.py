@@ -1,0 +1,96 @@
+"""Support for the doctor's tests: real processes in a test namespace, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+from collections.abc import Iterator
+
+
+
+def sh(*cmd: str, netns: str | None = None) -> None:
+    argv = (["ip", "netns", "exec", netns] if netns else []) + list(cmd)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} -> {proc.returncode}: {proc.stderr.strip()}")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROCS = os.path.join(HERE, "procs.py")
+SERVER = "198.18.0.1"
+CLIENT = "198.18.0.2"
+READY_TIMEOUT_S = 10.0
+
+
+class Lab:
+    """A namespace with SERVER and CLIENT on lo, and the processes started in it."""
+
+    def __init__(self, netns: str) -> None:
+        self.netns = netns
+        self.procs: list[subprocess.Popen] = []
+        for addr in (SERVER, CLIENT):
+            sh("ip", "addr", "add", f"{addr}/32", "dev", "lo", netns=netns)
+
+    def spawn(self, *args: str, wait_ready: bool = True) -> subprocess.Popen:
+        argv = ["ip", "netns", "exec", self.netns, sys.executable, PROCS, *args]
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        if wait_ready:
+            r, _, _ = select.select([p.stdout], [], [], READY_TIMEOUT_S)
+            line = p.stdout.readline() if r else ""
+            if line.strip() != "ready":
+                p.kill()
+                raise AssertionError(f"{args} not ready: {line!r} {p.stderr.read()[-500:]}")
+        return p
+
+    def prefix(self, prefix: list[str], *args: str) -> subprocess.Popen:
+        """Like spawn, with a command before python (e.g. prlimit)."""
+        argv = ["ip", "netns", "exec", self.netns, *prefix, sys.executable, PROCS, *args]
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        r, _, _ = select.select([p.stdout], [], [], READY_TIMEOUT_S)
+        line = p.stdout.readline() if r else ""
+        if line.strip() != "ready":
+            p.kill()
+            raise AssertionError(f"{args} not ready: {line!r} {p.stderr.read()[-500:]}")
+        return p
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+        for p in self.procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            for f in (p.stdout, p.stderr):
+                if f:
+                    f.close()
+
+
+def doctor(*args: str, timeout: float = 60) -> tuple[int, dict]:
+    """Run `halfopen doctor --json ARGS`; (exit code, parsed JSON)."""
+    proc = subprocess.run([sys.executable, "-m", "halfopen.cli.main", "doctor", "--json", *args],
+                          capture_output=True, text=True, timeout=timeout)
+    try:
+        data = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(f"doctor {args} -> {proc.returncode}: {proc.stdout[:500]} "
+                             f"{proc.stderr[-1000:]}") from None
+    return proc.returncode, data
+
+
+def ids(data: dict, pid: int | None = None) -> set[str]:
+    return {f["id"] for f in data["findings"]
+            if pid is None or f["subject"].get("pid") == pid}
+
+
+def finding(data: dict, fid: str, **subject) -> dict:
+    for f in data["findings"]:
+        if f["id"] == fid and all(f["subject"].get(k) == v for k, v in subject.items()):
+            return f
+    raise AssertionError(f"no {fid} {subject} in " +
+                         json.dumps([(f["id"], f["severity"], f["subject"]) for f in data["findings"]]))
