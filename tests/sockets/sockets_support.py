@@ -74,8 +74,10 @@ def remove_netns(name: str) -> None:
 class Puppet:
     """A helper process (tests/sockets/puppet.py) that holds sockets on command."""
 
-    def __init__(self, name: str, netns: str | None = None, user: str | None = None) -> None:
-        argv = [sys.executable, str(PUPPET), name]
+    def __init__(self, name: str, netns: str | None = None, wrap: tuple[str, ...] = (),
+                 python: str = sys.executable) -> None:
+        """`wrap`: a command prefix such as ("unshare", "-n") or a setpriv line."""
+        argv = [*wrap, python, str(PUPPET), name]
         if netns is not None:
             argv = ["ip", "netns", "exec", netns, *argv]
         self.name = name
@@ -365,13 +367,12 @@ def ss(netns: str | None = None, *extra: str) -> list[SsRow]:
     return parse_ss(run("ss", "-tanpeio", *extra, netns=netns).stdout)
 
 
-def halfopen(*args: str, check: bool = True, user: str | None = None,
+def halfopen(*args: str, check: bool = True, prefix: tuple[str, ...] = (),
+             python: str = sys.executable, env: dict | None = None,
              timeout: float = 30) -> subprocess.CompletedProcess:
-    """Run the installed CLI the way a user does."""
-    argv = [sys.executable, "-m", "halfopen.cli.main", *args]
-    if user is not None:
-        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    """Run the CLI the way a user does (`prefix`: e.g. ip netns exec + setpriv)."""
+    argv = [*prefix, python, "-m", "halfopen.cli.main", *args]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"halfopen {' '.join(args)} -> {proc.returncode}: {proc.stderr}")
     return proc
