@@ -53,3 +53,38 @@ def test_journal_unwritable_stops_early(tmp_path):
     blocker.write_text("")
     with pytest.raises(UsageError, match="cannot write the journal"):
         journal.Journal(str(blocker / "journal.jsonl")).open()
+
+
+def _sock(pid: int):
+    from halfopen.model.socket import Owner, Socket
+    return Socket(4, 8, "127.0.0.1", 80, "127.0.0.1", 5000, 0, 0, 0, 0, 0, 0, 1, 1,
+                  owners=(Owner(pid, "x", 3),))
+
+
+def test_kill_leaves_init_and_itself_alone_unless_named():
+    import os
+
+    from halfopen.fix import targets
+    from halfopen.model import filter as filters
+
+    socks = [_sock(1), _sock(os.getpid()), _sock(4242)]
+    refused = targets.refused(socks, filters.parse(["state", "close-wait"]))
+    assert [s.owners[0].pid for s, _r in refused] == [1, os.getpid()]
+    assert "pid 1" in refused[0][1]
+    assert [s.owners[0].pid for s, _r in
+            targets.refused(socks, filters.parse(["pid", "1"]))] == [os.getpid()]
+    assert len(targets.refused(socks, filters.parse(["not", "pid", "1"]))) == 2
+
+
+def test_destroy_answers():
+    import errno
+
+    from halfopen.fix import destroy
+
+    sock = _sock(4242)
+    assert destroy.outcome(sock, 0).result == "killed"
+    assert destroy.outcome(sock, errno.ENOENT).result == "already gone"
+    assert destroy.outcome(sock, errno.ESTALE).result == "already gone"
+    assert "CAP_NET_ADMIN" in destroy.outcome(sock, errno.EPERM).reason
+    assert "CONFIG_INET_DIAG_DESTROY" in destroy.outcome(sock, errno.EOPNOTSUPP).reason
+    assert destroy.outcome(sock, errno.EINVAL).result == "failed"

@@ -60,8 +60,8 @@ def fix(finding_ids: tuple[str, ...], do_apply: bool, persist: bool, rollback: b
         if do_apply or persist or finding_ids:
             raise UsageError("--rollback takes no finding ids, --apply or --persist")
         return _rollback(jpath, as_json)
-    findings = _findings(findings_file, resolve_namespaces(netns_name, netns_pid, all_netns),
-                         window)
+    spaces = resolve_namespaces(netns_name, netns_pid, all_netns)
+    findings = _findings(findings_file, spaces, window)
     chosen, notes = plan.select(findings, finding_ids)
     steps = plan.build(chosen)
     spath = sysctl_file or persist_file.default_path()
@@ -78,7 +78,20 @@ def fix(finding_ids: tuple[str, ...], do_apply: bool, persist: bool, rollback: b
             raise PartialFailure(f"{exc.reason}; the journal {jpath} holds what changed "
                                  "before it; `halfopen fix --rollback` restores it") from None
     _show_done(done, steps, notes, jpath, as_json)
+    if findings_file is None and not as_json and any(d.outcome == "set" for d in done):
+        _verify(chosen, spaces, window)
     return 0
+
+
+def _verify(chosen: list[Finding], spaces: tuple, window: float) -> None:
+    """Run the doctor again and name the findings it still reports."""
+    again = {f.id for f in _findings(None, spaces, window)}
+    left = sorted({f.id for f in chosen} & again)
+    if left:
+        click.echo("doctor, run again, still reports: " + ", ".join(left) + " (keepalive "
+                   "and timeouts act over time; run `halfopen doctor` later)")
+    else:
+        click.echo("doctor, run again: the fixed findings are gone")
 
 
 def _findings(path: str | None, spaces: tuple, window: float) -> list[Finding]:
@@ -162,8 +175,7 @@ def _show_done(done: list[applier.Done], steps: list[plan.Step], notes: list[str
                          ["target", "result", "detail"]))
     _show_manual(steps)
     if not failure and any(d.outcome == "set" for d in done):
-        click.echo(f"journal: {jpath} (`halfopen fix --rollback` restores); "
-                   "run `halfopen doctor` to verify")
+        click.echo(f"journal: {jpath} (`halfopen fix --rollback` restores)")
 
 
 def _rollback(jpath: str, as_json: bool) -> int:

@@ -14,7 +14,7 @@ import errno
 import os
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..collect import netns, owners
 from ..collect import sockets as collector

@@ -10,7 +10,6 @@ cannot move it, the lasting fix is the service's own limit: a systemd drop-in
 
 from __future__ import annotations
 
-import errno
 import pwd
 import resource
 from dataclasses import dataclass
@@ -135,7 +134,3 @@ def lasting_text(pid: int, comm: str, soft: int, hard: int, proc: str = "/proc")
     lines += ["# /etc/security/limits.d/60-halfopen.conf (login sessions, via pam_limits)",
               f"{user} soft nofile {soft}", f"{user} hard nofile {hard}"]
     return "\n".join(lines)
-
-
-def errno_name(exc: OSError) -> str:
-    return errno.errorcode.get(exc.errno or 0, "?")
