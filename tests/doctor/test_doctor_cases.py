@@ -1,0 +1,69 @@
+"""Recorded cases: one JSON file per case under cases/ (snapshot in, findings out).
+
+Regenerate the files with `python3 tests/doctor/make_cases.py`.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import pytest
+
+from halfopen.diagnose import middlebox
+from halfopen.diagnose.context import Options
+from halfopen.diagnose.registry import RULE_IDS
+from halfopen.diagnose.report import diagnose
+from halfopen.model.nginx import NginxConf
+from halfopen.model.snapshot import Snapshot
+
+CASES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "cases", "*.json")))
+
+
+def _run(case: dict):
+    opts = case.get("options") or {}
+    options = Options(pid=opts.get("pid"), port=opts.get("port"),
+                      middleboxes=tuple(middlebox.parse(m) for m in opts.get("middleboxes", [])),
+                      min_age_s=opts.get("min_age_s"))
+    nginx = NginxConf.from_dict(case["nginx"]) if case.get("nginx") else None
+    return diagnose(Snapshot.from_dict(case["snapshot"]), options, nginx=nginx)
+
+
+@pytest.mark.parametrize("path", CASES, ids=[os.path.basename(p)[:-5] for p in CASES])
+def test_case(path):
+    with open(path) as f:
+        case = json.load(f)
+    report = _run(case)
+    got = [(f.id, f.severity, f.subject) for f in report.findings]
+    for want in case["expect"]:
+        match = [g for g in got if g[0] == want["id"]
+                 and ("severity" not in want or g[1] == want["severity"])
+                 and all(g[2].get(k) == v for k, v in want.get("subject", {}).items())]
+        assert match, f"{case['description']}\nwant {want}\ngot {got}"
+    for rid in case["absent"]:
+        assert rid not in {g[0] for g in got if g[1] != "info"}, (case["description"], got)
+    if case.get("status") == "info-or-ok":
+        assert report.status == "ok"
+    elif case.get("status"):
+        assert report.status == case["status"], (case["description"], got)
+    for f in report.findings:  # every finding has the DESIGN.md shape
+        d = f.to_dict()
+        assert d["id"] in RULE_IDS and d["title"] and d["cause"]
+        assert d["severity"] in ("info", "warning", "critical", "unknown")
+        if d["severity"] != "unknown":
+            assert d["why"] and d["evidence"], d["id"]
+        for fx in d["fixes"]:
+            assert fx["command"]
+            if fx["action"] == "sysctl":
+                assert set(fx["params"]) == {"key", "value", "netns"} and fx["automatic"]
+            if fx["action"] == "prlimit":
+                assert fx["params"]["resource"] == "nofile" and fx["params"]["soft"] > 0
+            if fx["action"] in ("config", "code"):
+                assert not fx["automatic"]
+
+
+def test_every_rule_id_is_registered_and_documented():
+    docs = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "rules")
+    for rid in RULE_IDS:
+        assert os.path.exists(os.path.join(docs, f"{rid}.md")), rid
