@@ -1,0 +1,173 @@
+"""Run one scenario: preflight, build, break, diagnose, fix, verify, remove.
+
+Everything the run creates is removed on success, on failure, on Ctrl-C and
+on SIGTERM/SIGHUP (turned into KeyboardInterrupt so `finally` runs), unless
+--keep asks to leave it for exploring; `halfopen lab clean` removes it then.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import sys
+import time
+import traceback
+from typing import TextIO
+
+from ..collect import netns as nsmod
+from . import scenarios
+from .scenario import Ctx, Result
+from .state import NETNS_PREFIX, STATE_DIR, StateFile, start_time
+from .topo import Lab, LabError, Narrator, remove_netns, stop_pid
+
+
+class Interrupted(KeyboardInterrupt):
+    pass
+
+
+def preflight(needs: tuple[str, ...] = ()) -> str | None:
+    """What is missing to run a lab (one line), or None."""
+    if os.geteuid() != 0:
+        return "the lab needs root (network namespaces, veth, nft): run it with sudo"
+    if not os.path.exists("/proc/self/ns/net"):
+        return "this kernel has no network namespace support (/proc/self/ns/net missing)"
+    for tool in ("ip", "ss", "nstat", "sysctl", *needs):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (scripts/install-deps --test installs it)"
+    return None
+
+
+def _new_run_id() -> str:
+    taken = set(nsmod.list_named())
+    while True:
+        rid = secrets.token_hex(2)
+        if not any(n.startswith(f"{NETNS_PREFIX}{rid}-") for n in taken):
+            return rid
+
+
+def _raise_interrupt(signum: int, _frame: object) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def run(name: str, keep: bool = False, out: TextIO = sys.stdout,
+        state: StateFile | None = None) -> Result:
+    module = scenarios.load(name)
+    state = state or StateFile()
+    run_id = _new_run_id()
+    say = Narrator(out)
+    result = Result(scenario=name, run_id=run_id, expect=list(module.FINDINGS))
+    record = state.run(run_id)
+    record.begin(name)
+    lab = Lab(run_id, record, say)
+    old = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    t0 = time.monotonic()
+    say.step(f"lab {name} (run {run_id}): {module.SUMMARY}")
+    say.note(f"expected finding(s): {', '.join(module.FINDINGS)}")
+    try:
+        module.run(Ctx(lab, result))
+        bad = [c for c in result.checks if c.ok is False]
+        result.verdict = "not cured" if bad else "cured"
+    except KeyboardInterrupt as exc:
+        result.verdict = "interrupted"
+        result.error = f"interrupted ({exc or 'SIGINT'})"
+    except LabError as exc:
+        result.verdict = "error"
+        result.error = str(exc)
+    except Exception as exc:  # a scenario bug: report it, still clean up
+        result.verdict = "error"
+        result.error = f"{type(exc).__name__}: {exc}"
+        if os.environ.get("HALFOPEN_LAB_DEBUG"):
+            traceback.print_exc()
+    finally:
+        result.shrunk = dict(lab.shrunk)
+        result.host_changes = dict(lab.host_changes)
+        # a second Ctrl-C during cleanup must not leave things behind
+        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            if keep and result.verdict != "interrupted":
+                say.step("kept for exploring (--keep)")
+                for role, ns in lab.namespaces.items():
+                    say.note(f"{role}: ip netns exec {ns} bash")
+                say.note("remove with: halfopen lab clean")
+            else:
+                say.step("clean up")
+                result.leftovers = lab.teardown()
+                for app in lab.apps:
+                    if start_time(app.pid) is not None and app.proc.poll() is None:
+                        result.leftovers.append(f"process {app.pid} still runs")
+                record.end()
+        finally:
+            signal.signal(signal.SIGINT, old_int)
+            for s, h in old.items():
+                signal.signal(s, h)
+    result.duration_s = round(time.monotonic() - t0, 1)
+    if result.leftovers:
+        result.verdict = "error"
+        result.error = (result.error + "; " if result.error else "") + "left behind: " + \
+            "; ".join(result.leftovers)
+    _summary(result, say)
+    return result
+
+
+def _summary(result: Result, say: Narrator) -> None:
+    say.step("verdict")
+    if result.shrunk:
+        say.note("timers and limits shrunk inside the lab namespaces: " +
+                 ", ".join(f"{k}={v}" for k, v in result.shrunk.items()))
+    if result.host_changes:
+        say.note("host-wide sysctls changed for the run and restored: " +
+                 ", ".join(f"{k} (was {v})" for k, v in result.host_changes.items()))
+    diag = "the doctor" if result.doctor == "ran" else "direct checks (doctor not installed)"
+    if result.error:
+        say.note(f"error: {result.error}")
+    ok = sum(1 for c in result.checks if c.ok)
+    bad = sum(1 for c in result.checks if c.ok is False)
+    say.out.write(f"VERDICT {result.scenario}: {result.verdict.upper()} — {ok} checks passed, "
+                  f"{bad} failed, diagnosis by {diag}, fixed by {', '.join(result.fixed_by) or '-'}, "
+                  f"{result.duration_s}s\n")
+    say.out.flush()
+
+
+def clean(out: TextIO = sys.stdout, state: StateFile | None = None) -> list[str]:
+    """Remove what crashed or kept runs left; returns what was removed."""
+    state = state or StateFile()
+    say = Narrator(out)
+    removed: list[str] = []
+    live_ns: set[str] = set()
+    if not os.path.isdir(state.directory) and not _lab_namespaces():
+        return removed
+    with state.edit() as data:
+        for run_id, run in list(data["runs"].items()):
+            owner = run.get("owner")
+            if owner and owner != os.getpid() and start_time(owner) == run.get("owner_start") \
+                    and start_time(owner) is not None:
+                live_ns.update(run.get("netns", []))  # that run is still going: not ours to end
+                continue
+            for pid, started in run.get("pids", []):
+                if started is not None and start_time(pid) == started:
+                    stop_pid(pid, started)
+                    removed.append(f"process {pid}")
+            for ns in run.get("netns", []):
+                if os.path.exists(os.path.join(nsmod.NETNS_RUN_DIR, ns)):
+                    remove_netns(ns, say)
+                    removed.append(f"netns {ns}")
+            for key, original in run.get("host_sysctls", {}).items():
+                say.cmd(f"sysctl -w {key}={original}    # restore")
+                with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                    f.write(original)
+                removed.append(f"host sysctl {key} restored to {original}")
+            del data["runs"][run_id]
+    for ns in _lab_namespaces():
+        if ns not in live_ns:
+            remove_netns(ns, say)
+            removed.append(f"netns {ns}")
+    return removed
+
+
+def _lab_namespaces() -> list[str]:
+    return sorted(n for n in nsmod.list_named() if n.startswith(NETNS_PREFIX))
+
+
+__all__ = ["run", "clean", "preflight", "STATE_DIR"]

@@ -1,0 +1,80 @@
+"""leaky-server: a server that never closes; clients close -> CLOSE_WAIT, fds run out."""
+
+from __future__ import annotations
+
+import re
+
+from .. import tools
+from ..scenario import Ctx, connect, errname, wait_until
+
+NAME = "leaky-server"
+FINDINGS = ("close-wait-leak", "fd-exhaustion")
+SUMMARY = "a server reads EOF but never calls close(): CLOSE_WAIT piles up until fds run out"
+PORT = 8080
+NOFILE = 64
+CLIENTS = 60
+
+
+def owned(ctx: Ctx, pid: int, state: str, show: bool = True) -> int:
+    out = ctx.lab.sh(["ss", "-Htanp", "state", state], ns="srv", show=show).stdout
+    return len(re.findall(rf"pid={pid},", out))
+
+
+def run(ctx: Ctx) -> None:
+    lab = ctx.lab
+    ctx.say.step("build: two hosts, srv and cli, on one veth link")
+    lab.add_netns("srv")
+    lab.add_netns("cli")
+    srv_ip, _cli_ip = lab.link("srv", "cli")
+
+    ctx.say.step(f"break: a server that never calls close(), soft fd limit {NOFILE}")
+    app = lab.spawn("srv", PORT, "leak", nofile=NOFILE)
+    ctx.say.note(f"same as: prlimit --pid {app.pid} --nofile={NOFILE}:")
+    ctx.fact(server_pid=app.pid, port=PORT)
+    ctx.say.note(f"{CLIENTS} clients connect, then close (each sends FIN)")
+    socks = []
+    with lab.inside("cli"):
+        for _ in range(CLIENTS):
+            s = connect(srv_ip, PORT, timeout=2.0)
+            if isinstance(s, int):
+                ctx.say.note(f"connect: {errname(s)}")
+                break
+            socks.append(s)
+    accepted_err = app.wait_event("accept_error", 5.0)
+    for s in socks:
+        s.close()
+    wait_until(lambda: owned(ctx, app.pid, "close-wait", show=False) >= len(socks) - 12, 5.0)
+
+    ctx.say.step("symptom, seen directly")
+    cw = owned(ctx, app.pid, "close-wait")
+    fds = tools.socket_fds(app.pid)
+    ctx.fact(close_wait_before=cw, socket_fds_before=fds)
+    ctx.check("symptom", "server holds CLOSE_WAIT sockets", cw >= 40,
+              f"{cw} CLOSE_WAIT owned by pid {app.pid} (ss -tanp state close-wait)")
+    ctx.check("symptom", "server near its fd limit", fds >= NOFILE - 10,
+              f"{fds} socket fds, soft limit {NOFILE}" +
+              (f"; accept() failed with {accepted_err['errno']}" if accepted_err else ""))
+    lab.sh(["grep", "Max open files", f"/proc/{app.pid}/limits"], echo=True)
+
+    report = ctx.doctor("srv", ["--pid", str(app.pid)])
+    ctx.expect(report, "close-wait-leak", pid=app.pid)
+    ctx.expect(report, "fd-exhaustion", pid=app.pid)
+
+    ctx.say.step("fix: the real fix is close() in the application; halfopen kill frees the TCP state now")
+    how = tools.kill(lab, "srv", ["state", "close-wait", "pid", str(app.pid)],
+                     ["state", "close-wait", "sport", "=", f":{PORT}"])
+    ctx.result.fixed_by.append(how)
+
+    ctx.say.step("verify")
+    gone, _t = wait_until(lambda: owned(ctx, app.pid, "close-wait", show=False) == 0, 3.0)
+    after = owned(ctx, app.pid, "close-wait")
+    fds_after = tools.socket_fds(app.pid)
+    ctx.fact(close_wait_after=after, socket_fds_after=fds_after)
+    ctx.check("cure", "TCP state freed: no CLOSE_WAIT left", gone and after == 0,
+              f"{after} CLOSE_WAIT owned by pid {app.pid}")
+    ctx.check("cure", "the fds remain: the process must still close() them", fds_after > 0 and fds_after >= fds - 2,
+              f"{fds_after} socket fds still open in pid {app.pid} (ls -l /proc/{app.pid}/fd)")
+    ctx.say.note("SOCK_DESTROY sent RST and freed the kernel's TCP state; the application's fds stay "
+                 "until it calls close(): the leak moved from the TCP table to the fd table (fd-leak).")
+    again = ctx.doctor("srv", ["--pid", str(app.pid)])
+    ctx.refute(again, "close-wait-leak", "after the kill")

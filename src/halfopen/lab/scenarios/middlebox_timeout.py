@@ -1,0 +1,152 @@
+"""middlebox-timeout: a router forgets an idle flow and silently drops its packets."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from .. import tools
+from ..scenario import Ctx, connect, errname, wait_until
+
+NAME = "middlebox-timeout"
+FINDINGS = ("timeout-mismatch", "dead-peer")
+SUMMARY = ("client - router - server: the router's conntrack forgets an idle flow and drops its "
+           "packets; keepalive below the router timeout keeps it alive; RST on expiry is kinder")
+NEEDS = ("nft", "conntrack")
+PORT = 8082
+CT_TIMEOUT = 3  # router's nf_conntrack_tcp_timeout_established
+IDLE_FOR = CT_TIMEOUT + 2
+KA_IDLE, KA_INTVL, KA_CNT = 1, 1, 3
+
+RULES = """
+table inet lab {
+  chain forward {
+    type filter hook forward priority 0; policy drop;
+    ct state established,related accept
+    ct state new tcp flags & (syn|ack) == syn accept
+    ct state invalid counter %s
+  }
+}"""
+
+
+def build(ctx: Ctx) -> tuple[str, str]:
+    lab = ctx.lab
+    ctx.say.step("build: cli - rtr - srv; the router tracks connections and forwards only known flows")
+    for role in ("cli", "rtr", "srv"):
+        lab.add_netns(role)
+    rtr_c, cli_ip = lab.link("rtr", "cli")
+    rtr_s, srv_ip = lab.link("rtr", "srv")
+    lab.route("cli", rtr_c)
+    lab.route("srv", rtr_s)
+    lab.sysctl("rtr", "net.ipv4.ip_forward", 1)
+    lab.nft("rtr", RULES % "drop")
+    lab.sysctl("rtr", "net.netfilter.nf_conntrack_tcp_timeout_established", CT_TIMEOUT, shrink=True)
+    lab.sysctl("rtr", "net.netfilter.nf_conntrack_tcp_loose", 0)
+    ctx.say.note("tcp_loose=0: a mid-stream packet of a flow the router forgot is INVALID, not a new flow")
+    return cli_ip, srv_ip
+
+
+def hello(ctx: Ctx, srv_ip: str) -> socket.socket | None:
+    with ctx.lab.inside("cli"):
+        s = connect(srv_ip, PORT, timeout=2.0)
+    if isinstance(s, int):
+        ctx.check("symptom", "client connects through the router", False, errname(s))
+        return None
+    s.sendall(b"hello\n")
+    s.settimeout(2.0)
+    s.recv(16)
+    return s
+
+
+def ct_entries(ctx: Ctx, show: bool = True) -> int:
+    out = ctx.lab.sh(["conntrack", "-L", "-p", "tcp", "--dport", str(PORT)], ns="rtr",
+                     check=False, show=show, echo=show).stdout
+    return sum(1 for line in out.splitlines() if "ESTABLISHED" in line)
+
+
+def run(ctx: Ctx) -> None:
+    lab = ctx.lab
+    _cli_ip, srv_ip = build(ctx)
+    app = lab.spawn("srv", PORT, "hold")
+    ctx.fact(server_pid=app.pid, port=PORT, router_timeout=CT_TIMEOUT)
+
+    ctx.say.step("a client connects through the router and goes idle")
+    s1 = hello(ctx, srv_ip)
+    if s1 is None:
+        return
+    ct_entries(ctx)
+    ctx.say.note(f"idle for {IDLE_FOR}s, longer than the router's {CT_TIMEOUT}s timeout ...")
+    time.sleep(IDLE_FOR)
+
+    ctx.say.step("break: the router forgot the flow; the server writes")
+    left = ct_entries(ctx)
+    ctx.check("symptom", "router has forgotten the idle flow", left == 0, f"{left} conntrack entries")
+    app.ask("write news", "wrote")
+    s1.settimeout(1.5)
+    try:
+        got = s1.recv(64)
+    except socket.timeout:
+        got = b""
+    ctx.check("symptom", "the server's data never arrives", got == b"", repr(got) if got else "recv timed out")
+    lab.sh(["ss", "-tnoi", "state", "established", "sport", "=", f":{PORT}"], ns="srv", echo=True)
+    lab.sh(["nft", "list", "chain", "inet", "lab", "forward"], ns="rtr", echo=True)
+
+    report = ctx.doctor("srv", ["--pid", str(app.pid), "--middlebox", str(CT_TIMEOUT)])
+    ctx.expect(report, "timeout-mismatch", pid=app.pid)
+    ctx.expect(report, "dead-peer", pid=app.pid)
+    s1.close()
+    tools.kill(lab, "srv", ["state", "established", "sport", "=", f":{PORT}"],
+               ["state", "established", "sport", "=", f":{PORT}"])
+    ctx.say.note("(the half-open connection is gone now; next, the same idle pattern with the fix)")
+
+    ctx.say.step(f"fix: keepalive below the router timeout (idle {KA_IDLE}s < {CT_TIMEOUT}s), "
+                 "retrofitted onto the server")
+    s2 = hello(ctx, srv_ip)
+    if s2 is None:
+        return
+    ctx.result.fixed_by.append(tools.keepalive(lab, "srv", app.pid, KA_IDLE, KA_INTVL, KA_CNT))
+    lab.shrunk["srv: TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT (per socket)"] = f"{KA_IDLE}/{KA_INTVL}/{KA_CNT}"
+    ctx.say.note(f"idle for {IDLE_FOR}s again ...")
+    time.sleep(IDLE_FOR)
+
+    ctx.say.step("verify: the same idle gap, and the flow survives")
+    kept = ct_entries(ctx)
+    ctx.check("cure", "router still tracks the flow (keepalive probes refresh it)", kept == 1,
+              f"{kept} conntrack entries")
+    app.ask("write news", "wrote")
+    s2.settimeout(2.0)
+    try:
+        got = s2.recv(64)
+    except socket.timeout:
+        got = b""
+    ctx.check("cure", "the server's data arrives after the idle gap", got == b"news\n", repr(got))
+    s2.close()
+
+    ctx.say.step("variant: the router answers a forgotten flow with RST instead of dropping it")
+    lab.sh(["nft", "flush", "ruleset"], ns="rtr")
+    lab.nft("rtr", RULES % "reject with tcp reset")
+    app2 = lab.spawn("srv", PORT + 1, "hold")
+    with lab.inside("cli"):
+        s3 = connect(srv_ip, PORT + 1, timeout=2.0)
+    if isinstance(s3, int):
+        ctx.check("cure", "variant: client connects", False, errname(s3))
+        return
+    s3.sendall(b"hello\n")
+    s3.settimeout(2.0)
+    s3.recv(16)
+    ctx.say.note(f"idle for {IDLE_FOR}s without keepalive ...")
+    time.sleep(IDLE_FOR)
+    t0 = time.monotonic()
+    app2.send("write news")
+    err = app2.wait_event("conn_error", 3.0)
+    took = time.monotonic() - t0
+    ctx.check("cure", "variant: the server learns at once (RST from the router)",
+              err is not None and err.get("errno") == "ECONNRESET",
+              f"{err.get('errno') if err else 'nothing'} after {took:.1f}s")
+    ok, _ = wait_until(lambda: tools.ss_count(lab, "srv", ["state", "established", "sport", "=",
+                                                            f":{PORT + 1}"], show=False) == 0, 2.0)
+    ctx.check("cure", "variant: no half-open socket left on the server", ok)
+    ctx.say.note("A silent drop leaves both ends half-open until a write times out (tcp_retries2, "
+                 "~15 min by default); an RST ends it in one round trip. Keepalive below the "
+                 "middlebox's idle timeout avoids both.")
+    s3.close()
