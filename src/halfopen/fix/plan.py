@@ -24,6 +24,7 @@ from ..model.finding import Finding, Fix
 from ..model.states import TcpState
 from . import namespace, retrofit, rlimit, sysctl
 from . import targets as kill_targets
+from .errors import AccessDenied, NotSupported, ProcessGone
 
 # DESIGN.md "Rule ids": a FINDING_ID on the command line must be one of these.
 RULE_IDS = ("close-wait-leak", "fd-leak", "dead-peer", "keepalive-off", "timeout-mismatch",
@@ -107,11 +108,15 @@ def _step(finding: Finding, fix: Fix, proc: str, sys_root: str) -> Step:
     params.setdefault("action", fix.action)
     if fix.action == "sysctl":
         return _sysctl_step(finding, fix, params, sys_root, proc)
-    if fix.action == "prlimit":
-        return _prlimit_step(finding, fix, params, proc)
-    if fix.action == "keepalive":
-        return _keepalive_step(finding, fix, params, proc)
-    return _kill_step(finding, fix, params, proc)
+    try:
+        if fix.action == "prlimit":
+            return _prlimit_step(finding, fix, params, proc)
+        if fix.action == "keepalive":
+            return _keepalive_step(finding, fix, params, proc)
+        return _kill_step(finding, fix, params, proc)
+    except (ProcessGone, AccessDenied, NotSupported) as exc:
+        # a fact we could not read: the fix stays on the plan, for a person
+        return _manual(finding, fix, note=f"cannot plan it: {exc}")
 
 
 def _sysctl_step(finding: Finding, fix: Fix, params: dict, sys_root: str, proc: str) -> Step:
