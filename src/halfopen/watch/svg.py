@@ -19,15 +19,17 @@ def _fmt(v: float) -> str:
 
     >>> _fmt(1234567), _fmt(0.25), _fmt(1500)
     ('1.2M', '0.25', '1.5k')
+    >>> _fmt(178.5), _fmt(1.75)
+    ('178', '1.75')
     """
     a = abs(v)
     if a >= 1e6:
         return f"{v / 1e6:.1f}M"
     if a >= 1e3:
         return f"{v / 1e3:.1f}k"
-    if a == int(a):
-        return str(int(v))
-    return f"{v:.2g}"
+    if a >= 100 or a == int(a):
+        return str(int(round(v)))
+    return f"{v:.3g}"
 
 
 def _clock(t: float) -> str:
@@ -111,7 +113,7 @@ def timeline(title: str, rows: Sequence[tuple[str, str, Sequence[tuple[float, fl
                    'no findings recorded</text>')
     for i, (label, sev, spans) in enumerate(rows):
         yy = 26 + i * row_h
-        out.append(f'<text x="4" y="{yy + 12}" font-size="11">{esc(label[:40])}</text>')
+        out.append(f'<text x="4" y="{yy + 12}" font-size="11">{esc(label[:44])}</text>')
         for a, b in spans:
             xa = ml + (a - t0) / span * pw
             w = max(2.0, (b - a) / span * pw)
