@@ -235,11 +235,17 @@ case("fd-exhaustion-host",
                               "nr_open": 1048576})),
      [{"id": "fd-exhaustion", "severity": "warning", "subject": {"netns": "host"}}])
 case("fd-leak-stale-tcp-fds",
-     "15 fds on TCP sockets gone from the table: fd-leak warning",
+     "150 fds on TCP sockets gone from the table: fd-leak warning",
      snapshot([], host(stale=[{"pid": 600, "comm": "worker", "netns": "host",
                                "fds": [{"fd": 10 + i, "inode": 90000 + i, "protocol": "TCP"}
-                                       for i in range(15)]}])),
+                                       for i in range(150)]}])),
      [{"id": "fd-leak", "severity": "warning", "subject": {"pid": 600}}])
+case("fd-leak-few-is-a-hint",
+     "15 stale TCP fds in one sample (could be sockets made in another namespace): info",
+     snapshot([], host(stale=[{"pid": 601, "comm": "lab", "netns": "host",
+                               "fds": [{"fd": 10 + i, "inode": 91000 + i, "protocol": "TCP"}
+                                       for i in range(15)]}])),
+     [{"id": "fd-leak", "severity": "info", "subject": {"pid": 601}}], status="ok")
 case("conntrack-nearly-full",
      "conntrack 250,000 of 262,144 (95 %) and 'table full' in the kernel log: critical",
      snapshot([], host(namespaces=[namespace(ct={
