@@ -16,10 +16,7 @@ from ..model.snapshot import Snapshot
 # Entry points tried in order: module, function(snapshot) -> list[Finding] or a report
 # with a .findings list.
 ENTRY_POINTS = (
-    ("halfopen.diagnose", "diagnose"),
-    ("halfopen.diagnose.doctor", "diagnose"),
-    ("halfopen.diagnose.registry", "run"),
-    ("halfopen.diagnose", "run"),
+    ("halfopen.diagnose.report", "diagnose"),  # diagnose(snapshot) -> Report(.findings)
 )
 
 

@@ -149,7 +149,11 @@ def render(window: Window, log: FindingLog, growth: Callable[[int, str], float |
         ft = Table(title="findings", title_justify="left")
         for col in ("since", "severity", "id", "title"):
             ft.add_column(col)
-        for since, fnd in sorted(log.active.values(), key=lambda x: x[0]):
+        rank = {"critical": 0, "warning": 1, "unknown": 2, "info": 3}
+        active = sorted(log.active.values(), key=lambda x: (rank.get(x[1].severity, 4), x[0]))
+        if len(active) > top:
+            ft.caption = f"{len(active) - top} more findings: halfopen doctor lists them all"
+        for since, fnd in active[:top]:
             ft.add_row(_clock(since), Text(fnd.severity, style=SEVERITY_STYLE.get(fnd.severity, "")),
                        fnd.id, fnd.title)
         for when, fnd in log.cleared:
