@@ -125,3 +125,18 @@ def test_families_cap_processes_and_export_findings():
     check = subprocess.run(["promtool", "check", "metrics"], input=text, text=True,
                            capture_output=True, timeout=30)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_live_collector_runs_the_doctor():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from halfopen.watch.exporter import HalfopenCollector
+    from halfopen.watch.sampler import Sampler
+
+    sampler = Sampler()
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(HalfopenCollector(sampler))
+    text = generate_latest(reg).decode()
+    up = 1.0 if sampler.doctor.available else 0.0
+    assert f"halfopen_doctor_up {up}" in text, sampler.doctor.note
+    assert "halfopen_scrape_duration_seconds " in text

@@ -40,3 +40,15 @@ def test_bad_interval_is_one_line_exit_64():
     r = run_halfopen("watch", "--once", "--interval", "soon")
     assert r.returncode == 64
     assert r.stderr.count("\n") == 1 and "interval" in r.stderr
+
+
+def test_once_with_the_doctor_shows_its_findings_section(start_leaker):
+    start_leaker(initial=5)
+    r = run_halfopen("watch", "--once", "--top", "5", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "doctor failed" not in r.stdout
+    from halfopen.watch.findings import Doctor
+    if Doctor().available:
+        assert "findings" in r.stdout and "doctor not installed" not in r.stdout
+    else:
+        assert "doctor not installed" in r.stdout
