@@ -8,22 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-
-def slope(points: Sequence[tuple[float, float]]) -> float | None:
-    """Least-squares slope dy/dt of (t, y) points, per second; None under 2 points.
-
-    >>> slope([(0, 10), (60, 20), (120, 30)])
-    0.16666666666666666
-    """
-    n = len(points)
-    if n < 2:
-        return None
-    mt = sum(t for t, _ in points) / n
-    my = sum(y for _, y in points) / n
-    var = sum((t - mt) ** 2 for t, _ in points)
-    if var == 0:
-        return None
-    return sum((t - mt) * (y - my) for t, y in points) / var
+from ..diagnose.history import slope_per_s as slope
 
 
 def per_minute(points: Sequence[tuple[float, float]]) -> float | None:
