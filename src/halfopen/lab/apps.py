@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                 conns[c.fileno()] = c
                 if a.mode != "never-read":
                     sel.register(c, selectors.EVENT_READ, "conn")
-                say(event="accepted", open=len(conns), fds=fd_count())
+                say(event="accepted", open=len(conns))
             elif key.data == "stdin":
                 line = sys.stdin.readline()
                 if not line or line.strip() == "quit":

@@ -72,9 +72,10 @@ class Ctx:
             self.say.check(text, bool(ok))
         return bool(ok)
 
-    def doctor(self, role: str, extra: list[str] | None = None) -> dict[str, Any] | None:
+    def doctor(self, role: str, extra: list[str] | None = None,
+               as_host: bool = False) -> dict[str, Any] | None:
         self.say.step(f"diagnose: the doctor inside {self.lab.ns(role)}")
-        report = tools.doctor(self.lab, role, extra)
+        report = tools.doctor(self.lab, role, extra, as_host=as_host)
         if report is not None:
             self.result.doctor = "ran"
             self.result.findings.extend(report.get("findings", []))

@@ -23,6 +23,10 @@ from typing import Any
 from .topo import Lab
 
 _HALFOPEN = [sys.executable, "-m", "halfopen.cli.main"]
+# The lab's timers run in seconds, so the doctor's age thresholds (CLOSE_WAIT age, idle
+# time, no-ACK time: 30 s to 10 min on a real host) are shrunk to match.
+DOCTOR_MIN_AGE = 1
+DOCTOR_WINDOW = 1.5  # counters sampled this far apart (the default is 3 s)
 
 # include/uapi/asm-generic/unistd.h
 SYS_PIDFD_OPEN = 434
@@ -41,10 +45,12 @@ def command_options(name: str) -> set[str] | None:
     return {opt for p in cmd.params for opt in getattr(p, "opts", ())}
 
 
-def _halfopen(lab: Lab, role: str, words: list[str], timeout: float = 90.0) -> subprocess.CompletedProcess:
-    """Run `halfopen WORDS` for namespace `role`: --netns when the command has it."""
+def _halfopen(lab: Lab, role: str, words: list[str], timeout: float = 90.0,
+              via_exec: bool = False) -> subprocess.CompletedProcess:
+    """Run `halfopen WORDS` for namespace `role`: --netns when the command has it, else
+    (or with via_exec) inside it with `ip netns exec`, where it is the doctor's "host"."""
     opts = command_options(words[0]) or set()
-    if "--netns" in opts:
+    if "--netns" in opts and not via_exec:
         argv = [*words, "--netns", lab.ns(role)]
         shown = ["halfopen", *argv]
         run = [*_HALFOPEN, *argv]
@@ -55,12 +61,21 @@ def _halfopen(lab: Lab, role: str, words: list[str], timeout: float = 90.0) -> s
     return subprocess.run(run, capture_output=True, text=True, timeout=timeout)
 
 
-def doctor(lab: Lab, role: str, extra: list[str] | None = None) -> dict[str, Any] | None:
-    """`halfopen doctor --json` in a lab namespace; None when the doctor is not installed."""
+def doctor(lab: Lab, role: str, extra: list[str] | None = None,
+           as_host: bool = False) -> dict[str, Any] | None:
+    """`halfopen doctor --json` in a lab namespace; None when the doctor is not installed.
+
+    as_host runs it under `ip netns exec`, so the namespace is the doctor's own host
+    (declared --middlebox timeouts apply to the doctor's own namespace only).
+    """
     if command_options("doctor") is None:
         lab.say.note("(halfopen doctor is not installed in this checkout: direct checks only)")
         return None
-    proc = _halfopen(lab, role, ["doctor", "--json", *(extra or [])])
+    words = ["doctor", "--json", "--window", str(DOCTOR_WINDOW), *(extra or [])]
+    if "--min-age" in (command_options("doctor") or set()):
+        words += ["--min-age", str(DOCTOR_MIN_AGE)]
+        lab.shrunk["doctor: --min-age (age thresholds, s)"] = str(DOCTOR_MIN_AGE)
+    proc = _halfopen(lab, role, words, via_exec=as_host)
     if proc.returncode not in (0, 1, 2):
         lab.say.note(f"doctor exit {proc.returncode}: {proc.stderr.strip()[:300]}")
         return {"error": proc.stderr.strip(), "exit": proc.returncode, "findings": []}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from .. import tools
 from ..scenario import Ctx, connect, wait_until
 
@@ -40,6 +42,8 @@ table inet lab {
 }""")
     lab.sh(["ip", "-n", lab.ns("cli"), "link", "set", "to-srv", "down"])
 
+    ctx.say.note("2 s of silence ...")
+    time.sleep(2.0)
     ctx.say.step("symptom, seen directly: the server still sees an ESTABLISHED peer, with no timer")
     lab.sh(["ss", "-tnoi", "state", "established", "sport", "=", f":{PORT}"], ns="srv", echo=True)
     est = tools.ss_count(lab, "srv", ["state", "established", "sport", "=", f":{PORT}"], show=False)

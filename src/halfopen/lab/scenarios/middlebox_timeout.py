@@ -91,9 +91,11 @@ def run(ctx: Ctx) -> None:
     lab.sh(["ss", "-tnoi", "state", "established", "sport", "=", f":{PORT}"], ns="srv", echo=True)
     lab.sh(["nft", "list", "chain", "inet", "lab", "forward"], ns="rtr", echo=True)
 
-    report = ctx.doctor("srv", ["--pid", str(app.pid), "--middlebox", str(CT_TIMEOUT)])
-    ctx.expect(report, "timeout-mismatch", pid=app.pid)
+    report = ctx.doctor("srv", ["--pid", str(app.pid), "--middlebox", str(CT_TIMEOUT)], as_host=True)
+    ctx.expect(report, "timeout-mismatch")
     ctx.expect(report, "dead-peer", pid=app.pid)
+    router = ctx.doctor("rtr")
+    ctx.expect(router, "timeout-mismatch", middlebox="conntrack")
     s1.close()
     tools.kill(lab, "srv", ["state", "established", "sport", "=", f":{PORT}"],
                ["state", "established", "sport", "=", f":{PORT}"])

@@ -23,7 +23,7 @@ def orphan(ctx: Ctx, srv_ip: str, port: int, n: int, fill: bool) -> int:
     made = 0
     with ctx.lab.inside("cli"):
         for _ in range(n):
-            s = connect(srv_ip, port, timeout=2.0)
+            s = connect(srv_ip, port, timeout=5.0)
             if isinstance(s, int):
                 ctx.say.note(f"connect :{port}: {errname(s)}")
                 break
@@ -66,7 +66,7 @@ def run(ctx: Ctx) -> None:
     ctx.fact(fin_wait1=fw1, fin_wait2=fw2)
     ctx.check("symptom", "FIN_WAIT1 orphans (FIN stuck behind unread data, zero window)", fw1 >= N - 2,
               f"{fw1}")
-    ctx.check("symptom", "FIN_WAIT2 orphans (peer ACKed our FIN, never sends its own)", fw2 >= N_FW2 - 5,
+    ctx.check("symptom", "FIN_WAIT2 orphans (peer ACKed our FIN, never sends its own)", fw2 >= 1000,
               f"{fw2}")
     lab.sh(["ss", "-tno", "state", "fin-wait-1"], ns="cli", echo=True)
 
