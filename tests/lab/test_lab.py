@@ -1,0 +1,194 @@
+"""End to end: each scenario builds, breaks, asks the doctor, fixes, verifies, and leaves nothing.
+
+Each test runs `halfopen lab run SCENARIO --json` as a user would (root, real
+namespaces), then checks the result and that the host is as before: no lab
+namespaces, no lab processes, host sysctls unchanged, no run left in the state file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.netns,
+              pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")]
+
+HALFOPEN = [sys.executable, "-m", "halfopen.cli.main"]
+STATE = "/run/halfopen-lab/state.json"
+HOST_KEYS = ("net/netfilter/nf_conntrack_max", "net/ipv4/tcp_syncookies", "net/ipv4/tcp_tw_reuse",
+             "net/ipv4/ip_local_port_range", "net/ipv4/tcp_fin_timeout",
+             "net/ipv4/tcp_orphan_retries", "net/ipv4/tcp_keepalive_time",
+             "net/netfilter/nf_conntrack_tcp_timeout_established", "net/ipv4/ip_forward")
+
+# scenario -> [(finding id, subject keys taken from the result's facts)]
+EXPECT = {
+    "leaky-server": [("close-wait-leak", {"pid": "server_pid"}), ("fd-exhaustion", {"pid": "server_pid"})],
+    "client-power-loss": [("keepalive-off", {"pid": "server_pid"})],
+    "middlebox-timeout": [("timeout-mismatch", {}), ("dead-peer", {"pid": "server_pid"})],
+    "syn-flood": [("syn-flood", {"port": "port"})],
+    "accept-queue-overflow": [("accept-queue-overflow", {"port": "port"})],
+    "time-wait-storm": [("time-wait-pressure", {})],
+    "conntrack-full": [("conntrack-exhaustion", {})],
+    "orphans": [("orphan-pressure", {})],
+}
+
+
+def host_sysctls() -> dict[str, str]:
+    got = {}
+    for key in HOST_KEYS:
+        try:
+            with open(f"/proc/sys/{key}") as f:
+                got[key] = f.read().strip()
+        except FileNotFoundError:
+            pass
+    return got
+
+
+def lab_namespaces(run_id: str = "") -> list[str]:
+    try:
+        names = os.listdir("/run/netns")
+    except FileNotFoundError:
+        return []
+    return [n for n in names if n.startswith(f"ho-{run_id}")]
+
+
+def state_runs() -> dict:
+    try:
+        with open(STATE) as f:
+            return json.load(f)["runs"]
+    except FileNotFoundError:
+        return {}
+
+
+def doctor_installed() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("halfopen.cli.doctor_cmd") is not None
+
+
+def assert_nothing_left(result: dict, before: dict[str, str]) -> None:
+    rid = result["run_id"]
+    assert lab_namespaces(rid + "-") == [], "namespaces left behind"
+    assert result["leftovers"] == []
+    for key in ("server_pid", "server_pids"):
+        pids = result["facts"].get(key)
+        for pid in ([pids] if isinstance(pids, int) else pids or []):
+            assert not os.path.exists(f"/proc/{pid}"), f"lab process {pid} still runs"
+    assert host_sysctls() == before, "host sysctls changed"
+    assert rid not in state_runs(), "run left in the state file"
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert "to-srv" not in links and "to-cli" not in links and "to-rtr" not in links
+
+
+@pytest.mark.parametrize("scenario", list(EXPECT))
+def test_scenario(scenario: str) -> None:
+    before = host_sysctls()
+    proc = subprocess.run([*HALFOPEN, "lab", "run", scenario, "--json"], capture_output=True,
+                          text=True, timeout=150)
+    result = json.loads(proc.stdout)
+    failed = [c for c in result["checks"] if c["ok"] is False]
+    assert result["verdict"] == "cured", (result["error"], failed, proc.stderr[-3000:])
+    assert proc.returncode == 0
+    # the symptom was there, and the fix cured it: both phases have passing checks
+    assert any(c["ok"] for c in result["checks"] if c["phase"] == "symptom")
+    assert any(c["ok"] for c in result["checks"] if c["phase"] == "cure")
+    assert result["fixed_by"]
+    if doctor_installed():
+        assert result["doctor"] == "ran"
+        for rule, keys in EXPECT[scenario]:
+            want = {k: result["facts"][v] for k, v in keys.items()}
+            hits = [f for f in result["findings"] if f["id"] == rule
+                    and all(f["subject"].get(k) == v for k, v in want.items())]
+            assert hits, f"doctor did not name {rule} {want}: {[f['id'] for f in result['findings']]}"
+    assert_nothing_left(result, before)
+
+
+def test_unknown_scenario_is_a_usage_error() -> None:
+    proc = subprocess.run([*HALFOPEN, "lab", "run", "no-such"], capture_output=True, text=True)
+    assert proc.returncode == 64
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "leaky-server" in proc.stderr and "orphans" in proc.stderr
+
+
+def test_list_names_every_scenario() -> None:
+    proc = subprocess.run([*HALFOPEN, "lab", "list", "--json"], capture_output=True, text=True, check=True)
+    names = [s["name"] for s in json.loads(proc.stdout)["scenarios"]]
+    assert names == list(EXPECT)
+
+
+def test_not_root_exits_3_and_creates_nothing(monkeypatch, capsys) -> None:
+    from halfopen.cli.main import main
+    before = lab_namespaces()
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert main(["lab", "run", "leaky-server"]) == 3
+    err = capsys.readouterr().err
+    assert "root" in err and len(err.strip().splitlines()) == 1
+    assert lab_namespaces() == before
+
+
+def test_ctrl_c_removes_everything() -> None:
+    before = host_sysctls()
+    p = subprocess.Popen([*HALFOPEN, "lab", "run", "middlebox-timeout", "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(lab_namespaces()) < 3:
+        time.sleep(0.2)
+    time.sleep(2.0)  # the server runs, the router has its rules
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=30)
+    result = json.loads(out)
+    assert result["verdict"] == "interrupted", err[-2000:]
+    assert_nothing_left(result, before)
+
+
+def test_keep_then_clean() -> None:
+    proc = subprocess.run([*HALFOPEN, "lab", "run", "leaky-server", "--keep", "--json"],
+                          capture_output=True, text=True, timeout=120)
+    result = json.loads(proc.stdout)
+    rid = result["run_id"]
+    assert sorted(lab_namespaces(rid + "-")) == [f"ho-{rid}-cli", f"ho-{rid}-srv"]
+    assert os.path.exists(f"/proc/{result['facts']['server_pid']}")
+    clean = subprocess.run([*HALFOPEN, "lab", "clean"], capture_output=True, text=True, timeout=60)
+    assert clean.returncode == 0, clean.stderr
+    assert f"netns ho-{rid}-srv" in clean.stdout
+    assert lab_namespaces(rid + "-") == []
+    for _ in range(20):
+        if not os.path.exists(f"/proc/{result['facts']['server_pid']}"):
+            break
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{result['facts']['server_pid']}")
+    assert rid not in state_runs()
+
+
+def test_clean_restores_a_crashed_runs_host_sysctl(tmp_path) -> None:
+    """A run killed with SIGKILL after lowering a host-wide sysctl: clean restores it."""
+    from halfopen.lab.state import StateFile
+    key = "net/netfilter/nf_conntrack_max"
+    with open(f"/proc/sys/{key}") as f:
+        original = f.read().strip()
+    state = StateFile()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with state.edit() as data:
+        data["runs"]["dead0"] = {"owner": dead.pid, "owner_start": 1, "scenario": "conntrack-full",
+                                 "netns": ["ho-dead0-rtr"], "pids": [],
+                                 "host_sysctls": {key.replace("/", "."): original}}
+    subprocess.run(["ip", "netns", "add", "ho-dead0-rtr"], check=True)
+    try:
+        with open(f"/proc/sys/{key}", "w") as f:
+            f.write(str(int(original) - 1))
+        clean = subprocess.run([*HALFOPEN, "lab", "clean"], capture_output=True, text=True, timeout=60)
+        assert clean.returncode == 0, clean.stderr
+        with open(f"/proc/sys/{key}") as f:
+            assert f.read().strip() == original
+        assert "ho-dead0-rtr" not in lab_namespaces()
+        assert "dead0" not in state_runs()
+    finally:
+        with open(f"/proc/sys/{key}", "w") as f:
+            f.write(original)
+        subprocess.run(["ip", "netns", "del", "ho-dead0-rtr"], capture_output=True)
