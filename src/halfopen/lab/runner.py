@@ -82,7 +82,7 @@ def run(name: str, keep: bool = False, out: TextIO = sys.stdout,
             traceback.print_exc()
     finally:
         result.shrunk = dict(lab.shrunk)
-        result.host_changes = dict(lab.host_changes)
+        result.host_changes = dict(lab.host_touched)
         # a second Ctrl-C during cleanup must not leave things behind
         old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:

@@ -128,7 +128,8 @@ class Lab:
         self.namespaces: dict[str, str] = {}  # role -> name
         self.apps: list[App] = []
         self.shrunk: dict[str, str] = {}  # "role: key" -> value, shrunk timers
-        self.host_changes: dict[str, str] = {}  # key -> original value
+        self.host_changes: dict[str, str] = {}  # key -> original value, until restored
+        self.host_touched: dict[str, str] = {}  # key -> original value, for the verdict
         self.links = 0
 
     # -- commands -------------------------------------------------------------
@@ -219,6 +220,7 @@ class Lab:
             original = f.read().strip()
         if key not in self.host_changes:
             self.host_changes[key] = original
+            self.host_touched.setdefault(key, original)
             self.record.add_host_sysctl(key, original)
         self.say.cmd(f"sysctl -w {key}={value}    # HOST-WIDE; was {original}, restored on exit")
         with open(path, "w") as f:
@@ -250,7 +252,8 @@ class Lab:
                 "--port", str(port), "--mode", mode]
         for k, v in opts.items():
             argv += [f"--{k}", str(v)]
-        self.say.cmd(shlex.join(argv) + " &")
+        shown = [("python3" if a == sys.executable else a) for a in argv]
+        self.say.cmd(shlex.join(shown) + " &")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
                                 env=env, start_new_session=True)
