@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from ..diagnose import middlebox
+from ..diagnose.context import Options
 from ..errors import EXIT_WARNING, UsageError
 from ..fix import apply as applier
 from ..fix import journal, plan
@@ -36,10 +38,15 @@ SCHEMA = "halfopen.fix/1"
               help=f"The --persist file [env {persist_file.ENV}; default {persist_file.DEFAULT_PATH}].")
 @click.option("--window", type=float, default=1.0, show_default=True,
               help="Seconds the doctor measures counter rates over.")
+@click.option("--min-age", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Passed to the doctor: override every age threshold.")
+@click.option("--middlebox", "middleboxes", multiple=True, metavar="NAME|SECONDS",
+              help="Passed to the doctor: a NAT/firewall/LB on the path. Repeatable.")
 @namespace_options
 def fix(finding_ids: tuple[str, ...], do_apply: bool, persist: bool, rollback: bool,
         as_json: bool, findings_file: str | None, journal_path: str | None,
-        sysctl_file: str | None, window: float, netns_name: str | None,
+        sysctl_file: str | None, window: float, min_age: float | None,
+        middleboxes: tuple[str, ...], netns_name: str | None,
         netns_pid: int | None, all_netns: bool) -> int:
     """Plan the doctor's automatic fixes; apply them with --apply.
 
@@ -61,8 +68,14 @@ def fix(finding_ids: tuple[str, ...], do_apply: bool, persist: bool, rollback: b
             raise UsageError("--rollback takes no finding ids, --apply or --persist")
         return _rollback(jpath, as_json)
     spaces = resolve_namespaces(netns_name, netns_pid, all_netns)
-    findings = _findings(findings_file, spaces, window)
+    if findings_file is not None and (min_age is not None or middleboxes):
+        raise UsageError("--min-age and --middlebox are the doctor's: drop them with --findings")
+    options = Options(middleboxes=tuple(middlebox.parse(w) for w in middleboxes),
+                      min_age_s=min_age)
+    findings = _findings(findings_file, spaces, window, options)
+    findings, outside = _in_spaces(findings, spaces)
     chosen, notes = plan.select(findings, finding_ids)
+    notes += outside
     steps = plan.build(chosen)
     spath = sysctl_file or persist_file.default_path()
     if not do_apply:
@@ -79,13 +92,13 @@ def fix(finding_ids: tuple[str, ...], do_apply: bool, persist: bool, rollback: b
                                  "before it; `halfopen fix --rollback` restores it") from None
     _show_done(done, steps, notes, jpath, as_json)
     if findings_file is None and not as_json and any(d.outcome == "set" for d in done):
-        _verify(chosen, spaces, window)
+        _verify(chosen, spaces, window, options)
     return 0
 
 
-def _verify(chosen: list[Finding], spaces: tuple, window: float) -> None:
-    """Run the doctor again and name the findings it still reports."""
-    again = {f.id for f in _findings(None, spaces, window)}
+def _verify(chosen: list[Finding], spaces: tuple, window: float, options: Options) -> None:
+    """Run the doctor again (same options) and name the findings it still reports."""
+    again = {f.id for f in _in_spaces(_findings(None, spaces, window, options), spaces)[0]}
     left = sorted({f.id for f in chosen} & again)
     if left:
         click.echo("doctor, run again, still reports: " + ", ".join(left) + " (keepalive "
@@ -94,7 +107,23 @@ def _verify(chosen: list[Finding], spaces: tuple, window: float) -> None:
         click.echo("doctor, run again: the fixed findings are gone")
 
 
-def _findings(path: str | None, spaces: tuple, window: float) -> list[Finding]:
+def _in_spaces(findings: list[Finding], spaces: tuple) -> tuple[list[Finding], list[str]]:
+    """With --netns/--netns-pid/--all-netns: only findings about those namespaces.
+
+    The doctor also reports host-wide facts (the top fd users of every namespace,
+    file-max); `fix --netns X` must not change a process or the host outside X.
+    """
+    if not spaces:
+        return findings, []
+    names = {s.name for s in spaces}
+    kept = [f for f in findings if str(f.subject.get("netns", "host")) in names]
+    left = len(findings) - len(kept)
+    return kept, ([f"{left} finding(s) about other namespaces or the host left out: "
+                   "outside the namespaces chosen"] if left else [])
+
+
+def _findings(path: str | None, spaces: tuple, window: float,
+              options: Options = Options()) -> list[Finding]:
     if path is not None:
         try:
             with open(path) as f:
@@ -108,7 +137,7 @@ def _findings(path: str | None, spaces: tuple, window: float) -> list[Finding]:
             raise UsageError(f"{path}: not doctor --json output ({exc})") from None
     from ..diagnose import report  # noqa: PLC0415 - the doctor is heavy; load on use
     snap, nginx, note = report.take_live(spaces, window)
-    return report.diagnose(snap, nginx=nginx, nginx_note=note).findings
+    return report.diagnose(snap, options, nginx=nginx, nginx_note=note).findings
 
 
 def _arrow(step: plan.Step) -> str:

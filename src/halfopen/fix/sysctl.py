@@ -5,7 +5,9 @@ finding's network namespace for the per-namespace keys. Scope per key from
 the kernel (6.x): most net.ipv4 TCP keys and net.core.somaxconn live in
 `struct netns_ipv4` / `netns_core`, one value per namespace;
 tcp_max_orphans is one host-wide value (shown only in the initial
-namespace); nf_conntrack_max is host-wide and read-only in other namespaces.
+namespace); nf_conntrack_max is host-wide and read-only in other namespaces;
+tcp_mem (three numbers, pages) and fs.file-max are host-wide. Every key a
+doctor rule suggests must be here (tests/fix/test_fix_from_doctor.py checks).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ..errors import UsageError
 
 PROC_SYS = "/proc/sys"
 INT_MAX = 2**31 - 1
+LONG_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +30,7 @@ class Knob:
     high: int
     per_netns: bool  # False: one value for the host, set from the host namespace
     pair: bool = False  # two numbers, low <= high (ip_local_port_range)
+    numbers: int = 0  # how many numbers when not 1 or 2 (tcp_mem: three, ascending)
 
 
 _CONNTRACK_TIMEOUTS = ("established", "close_wait", "fin_wait", "time_wait", "syn_sent",
@@ -40,12 +44,16 @@ KNOBS: dict[str, Knob] = {k.key: k for k in (
     Knob("net.ipv4.tcp_max_syn_backlog", 1, INT_MAX, True),
     Knob("net.ipv4.tcp_synack_retries", 0, 255, True),
     Knob("net.ipv4.tcp_retries2", 0, 255, True),
+    Knob("net.ipv4.tcp_abort_on_overflow", 0, 1, True),
+    Knob("net.ipv4.tcp_timestamps", 0, 2, True),
     Knob("net.core.somaxconn", 0, INT_MAX, True),
     Knob("net.ipv4.tcp_fin_timeout", 1, INT_MAX, True),
     Knob("net.ipv4.tcp_tw_reuse", 0, 2, True),
     Knob("net.ipv4.tcp_max_tw_buckets", 0, INT_MAX, True),
     Knob("net.ipv4.ip_local_port_range", 1, 65535, True, pair=True),
     Knob("net.ipv4.tcp_max_orphans", 0, INT_MAX, False),
+    Knob("net.ipv4.tcp_mem", 1, LONG_MAX, False, numbers=3),  # pages: low pressure high
+    Knob("fs.file-max", 1, LONG_MAX, False),
     Knob("net.netfilter.nf_conntrack_max", 0, INT_MAX, False),
     *(Knob(f"net.netfilter.nf_conntrack_tcp_timeout_{t}", 0, INT_MAX, True)
       for t in _CONNTRACK_TIMEOUTS),
@@ -70,14 +78,14 @@ def check(key: str, value: object) -> str:
     k = knob(key)
     text = normalize(" ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value))
     parts = text.split(" ")
-    want = 2 if k.pair else 1
+    want = k.numbers or (2 if k.pair else 1)
     if len(parts) != want or not all(p.lstrip("-").isdigit() for p in parts):
-        raise UsageError(f"bad value {text!r} for {key}: {'two numbers' if k.pair else 'a number'}"
-                         f" in {k.low}..{k.high}")
+        words = {1: "a number", 2: "two numbers"}.get(want, f"{want} numbers")
+        raise UsageError(f"bad value {text!r} for {key}: {words} in {k.low}..{k.high}")
     numbers = [int(p) for p in parts]
-    if not all(k.low <= n <= k.high for n in numbers) or (k.pair and numbers[0] > numbers[1]):
+    if not all(k.low <= n <= k.high for n in numbers) or numbers != sorted(numbers):
         raise UsageError(f"bad value {text!r} for {key}: {k.low}..{k.high}"
-                         + (", low <= high" if k.pair else ""))
+                         + (", low <= high" if want > 1 else ""))
     return " ".join(str(n) for n in numbers)
 
 
