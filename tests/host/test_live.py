@@ -149,3 +149,55 @@ def test_take_full_fills_host_facts(netns):
     assert snap.host_facts.namespaces[netns].rates is not None
     assert Snapshot.from_dict(snap.to_dict()) == snap
     assert snapshot.take(query).host_facts is None
+
+
+SETNS_CLIENT = r"""
+import ctypes, os, socket, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNET = 0x40000000
+home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+target = os.open(sys.argv[1], os.O_RDONLY)
+assert libc.setns(target, CLONE_NEWNET) == 0
+os.system("ip link set lo up")
+l = socket.create_server(("127.0.0.1", 0))   # created inside the test namespace
+c = socket.create_connection(l.getsockname())
+a, _ = l.accept()
+assert libc.setns(home, CLONE_NEWNET) == 0      # back in the host namespace
+print(l.getsockname()[1], l.fileno(), a.fileno(), c.fileno(), flush=True)
+time.sleep(30)
+"""
+
+
+def test_sockets_of_another_namespace_are_not_stale(netns):
+    """A process in the host namespace holding sockets it made inside another namespace
+    (setns and back, like halfopen lab or ip netns exec wrappers): not fd-leak; the one
+    destroyed with ss -K still is."""
+    proc = subprocess.Popen([sys.executable, "-c", SETNS_CLIENT, f"/run/netns/{netns}"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        port, lfd, afd, cfd = (int(w) for w in proc.stdout.readline().split())
+        assert os.stat(f"/proc/{proc.pid}/ns/net").st_ino == nsmod.current().inode
+
+        def stale_fds() -> dict[int, object]:
+            facts = collect_host(window=0, kmsg_patterns={})  # the host namespace only
+            mine = [s for s in facts.stale_socket_fds if s.pid == proc.pid]
+            return {f.fd: f for entry in mine for f in entry.fds}
+
+        assert not {lfd, afd, cfd} & set(stale_fds())
+        sh("ss", "-K", "state", "established", "sport", "=", f":{port}", netns=netns)
+        got = stale_fds()
+        assert afd in got and got[afd].protocol == "TCP" and got[afd].hup is True
+        assert lfd not in got
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+
+def test_doctor_inside_a_namespace_reads_host_wide_tunables(netns):
+    """tcp_mem and tcp_max_orphans live only in the initial namespace: read from there."""
+    import json
+    out = sh("halfopen", "doctor", "--window", "0", "--json", netns=netns, check=False)
+    report = json.loads(out.stdout)
+    assert {"tcp-memory-pressure", "orphan-pressure"} <= set(report["checked"])
+    assert not [f for f in report["findings"] if f["severity"] == "unknown"
+                and f["id"] in ("tcp-memory-pressure", "orphan-pressure")]

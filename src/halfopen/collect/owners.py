@@ -108,3 +108,25 @@ def scan(proc: str = "/proc", pids: Iterable[int] | None = None) -> OwnerMap:
         comms[pid] = comm
         processes[pid] = Process(pid, comm, len(names), inodes)
     return OwnerMap(Holders(packed, comms), processes, denied)
+
+
+def from_scans(scans: Iterable, denied: int = 0) -> OwnerMap:
+    """The OwnerMap of fd scans already made (collect.host.limits.scan_fds):
+    the doctor reads every process's fds once for owners, limits and stale fds.
+    """
+    packed: dict[int, int | tuple[int, ...]] = {}
+    comms: dict[int, str] = {}
+    processes: dict[int, Process] = {}
+    for scan in scans:
+        pid = scan.pid
+        high = pid << 32
+        for fd, inode in scan.socket_fds.items():
+            holder = high | fd
+            held = packed.get(inode)
+            if held is None:
+                packed[inode] = holder
+            else:
+                packed[inode] = (held if type(held) is tuple else (held,)) + (holder,)
+        comms[pid] = scan.comm
+        processes[pid] = Process(pid, scan.comm, scan.fd_count, list(scan.socket_fds.values()))
+    return OwnerMap(Holders(packed, comms), processes, denied)

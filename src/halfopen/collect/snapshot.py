@@ -1,8 +1,9 @@
 """Take a Snapshot: collect the sockets of a query into one record.
 
-With `host=True` the host collectors run too (collect.host.collect_host) and
-fill Snapshot.host_facts: counters sampled `window` seconds apart, limits of
-the processes that own the snapshot's sockets, conntrack, the kernel log.
+With `host=True` the host collectors run too (collect.host.HostRun) and fill
+Snapshot.host_facts: counters sampled `window` seconds apart (the samples
+bracket the socket dump), limits of the processes that own the snapshot's
+sockets, conntrack, the kernel log.
 """
 
 from __future__ import annotations
@@ -11,11 +12,22 @@ import datetime
 import os
 
 from ..model.snapshot import Snapshot
-from . import netns, sockets
+from . import netns, owners, sockets
 
 
 def take(query: sockets.Query, host: bool = False, window: float = 3.0) -> Snapshot:
-    collection = sockets.collect(query)
+    hostrun = owner_map = None
+    if host:
+        # The counter window runs around the socket dump instead of after it:
+        # first sample, one fd scan (owners, limits, stale fds), the dump, the
+        # other host facts, then the second sample when the window is over.
+        from .host import HostRun  # only the doctor pays for the import
+        spaces = query.namespaces or (netns.current(query.proc),)
+        hostrun = HostRun(spaces, window, proc=query.proc)
+        scanned = hostrun.scan_fds()
+        if scanned is not None and (query.owners or query.filter.needs_owners):
+            owner_map = owners.from_scans(*scanned)
+    collection = sockets.collect(query, owner_map)
     socks = list(collection.sockets)
     uname = os.uname()
     owner_map = collection.owner_map
@@ -28,13 +40,23 @@ def take(query: sockets.Query, host: bool = False, window: float = 3.0) -> Snaps
         processes=dict(owner_map.processes) if owner_map else {},
         notes=collection.notes,
     )
-    if host:
-        from .host import collect_host  # only the doctor pays for the import
-        spaces = query.namespaces or (netns.current(query.proc),)
+    if hostrun is not None:
         pids = sorted({o.pid for s in socks for o in (s.owners or ())})
-        snap.host_facts = collect_host(spaces, pids, window,
-                                       proc=query.proc)
+        snap.host_facts = hostrun.finish(pids, _tcp_inodes(query, socks))
     return snap
+
+
+def _tcp_inodes(query: sockets.Query, socks: list) -> dict[int, set[int]] | None:
+    """Every TCP socket inode per namespace inode, when the query dumped them all."""
+    if not query.filter.is_empty or set(query.families) != {4, 6}:
+        return None
+    spaces = query.namespaces or (netns.current(query.proc),)
+    by_name: dict[str, set[int]] = {ns.name: set() for ns in spaces}
+    for s in socks:
+        got = by_name.get(s.netns)
+        if got is not None and s.inode:
+            got.add(s.inode)
+    return {ns.inode: by_name[ns.name] for ns in spaces}
 
 
 def take_full(query: sockets.Query, window: float = 3.0) -> Snapshot:

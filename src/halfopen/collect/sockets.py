@@ -78,13 +78,19 @@ def _open_tables(families: tuple[int, ...]) -> list[tuple[int, object]]:
     return tables
 
 
-def collect(query: Query) -> Collection:
-    """Start reading; the returned Collection streams its sockets lazily."""
+def collect(query: Query, owner_map: owners.OwnerMap | None = None) -> Collection:
+    """Start reading; the returned Collection streams its sockets lazily.
+
+    owner_map: owners already scanned (the doctor's one fd scan), used instead
+    of scanning again when the query wants owners.
+    """
     kernel = bytecode.compile_filter(query.filter)
     source, readers, notes = _open_sources(query)
-    owner_map = None
-    if query.owners or query.filter.needs_owners:
+    if not (query.owners or query.filter.needs_owners):
+        owner_map = None
+    elif owner_map is None:
         owner_map = owners.scan(query.proc, query.filter.required_pids())
+    if owner_map is not None:
         if owner_map.denied:
             notes.append(f"not root: owners of {owner_map.denied} other users' processes "
                          "are not shown")

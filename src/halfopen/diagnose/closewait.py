@@ -81,7 +81,7 @@ def _age_s(sock) -> tuple[float | None, float | None]:
 def check_close_wait(ctx: Context) -> list[Finding]:
     stuck_age = ctx.age(STUCK_AGE_S)
     old_age = max(OLD_AGE_S, stuck_age)
-    socks = [s for s in ctx.snapshot.sockets if s.state == CLOSE_WAIT]
+    socks = ctx.in_state(CLOSE_WAIT)
     hf = ctx.snapshot.host_facts
     findings = []
     for (netns, pid, comm), group in sorted(by_owner(socks).items(),

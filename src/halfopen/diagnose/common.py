@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import shlex
 import statistics
@@ -51,9 +52,10 @@ def seconds(s: float | None) -> str:
 
 def owner(sock: Socket) -> tuple[int, str] | None:
     """The (pid, comm) holding the socket: the lowest pid when several share it."""
-    if not sock.owners:
+    owners = sock.owners
+    if not owners:
         return None
-    o = min(sock.owners, key=lambda o: o.pid)
+    o = owners[0] if len(owners) == 1 else min(owners, key=lambda o: o.pid)
     return o.pid, o.comm
 
 
@@ -74,8 +76,14 @@ def is_local_peer(sock: Socket) -> bool:
     """
     if sock.peer_addr == sock.local_addr:
         return True
+    return _loopback(sock.peer_addr)
+
+
+@functools.lru_cache(maxsize=65536)
+def _loopback(addr: str) -> bool:
+    """Is the address loopback (127/8, ::1, ::ffff:127.x)? Cached: many sockets, few peers."""
     try:
-        ip = ipaddress.ip_address(sock.peer_addr)
+        ip = ipaddress.ip_address(addr)
     except ValueError:
         return False
     if ip.version == 6 and ip.ipv4_mapped is not None:

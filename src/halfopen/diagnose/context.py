@@ -13,9 +13,15 @@ from dataclasses import dataclass, field
 
 from ..model.host import HostFacts, NamespaceHost, Tunables
 from ..model.snapshot import Snapshot
+from ..model.socket import Socket
+from ..model.states import TcpState
+from .common import is_local_peer
 from .history import History
 from .middlebox import Middlebox
 from ..model.nginx import NginxConf
+
+
+ESTABLISHED = int(TcpState.ESTABLISHED)
 
 
 class Unavailable(Exception):
@@ -40,6 +46,32 @@ class Context:
     nginx: NginxConf | None = None  # None: nginx not running or `nginx -T` not read
     nginx_note: str = ""  # why nginx is None, when it runs but could not be read
     _now: float | None = field(default=None, repr=False)
+    _by_state: dict[int, list[Socket]] | None = field(default=None, repr=False)
+    _remote_est: list[Socket] | None = field(default=None, repr=False)
+
+    # ---------------------------------------------------------------- sockets, grouped once
+
+    def in_state(self, *states: int) -> list[Socket]:
+        """The snapshot's sockets in these states (one pass over the snapshot, shared by
+        every rule)."""
+        if self._by_state is None:
+            groups: dict[int, list[Socket]] = {}
+            for s in self.snapshot.sockets:
+                got = groups.get(s.state)
+                if got is None:
+                    groups[s.state] = [s]
+                else:
+                    got.append(s)
+            self._by_state = groups
+        if len(states) == 1:
+            return self._by_state.get(states[0], [])
+        return [s for st in states for s in self._by_state.get(st, [])]
+
+    def remote_established(self) -> list[Socket]:
+        """ESTABLISHED sockets whose peer is not on this host (dead-peer, keepalive-off)."""
+        if self._remote_est is None:
+            self._remote_est = [s for s in self.in_state(ESTABLISHED) if not is_local_peer(s)]
+        return self._remote_est
 
     # ---------------------------------------------------------------- time
 

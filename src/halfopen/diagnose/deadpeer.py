@@ -18,7 +18,7 @@ from collections import Counter
 
 from ..model.finding import Finding
 from ..model.states import TcpState
-from .common import (SOCK_DIAG, TCP_INFO, by_owner, code_fix, ev, is_local_peer, keepalive_fix,
+from .common import (SOCK_DIAG, TCP_INFO, by_owner, code_fix, ev, keepalive_fix,
                      kill_fix, plural, seconds, subject, sysctl_fix, top, who)
 from .context import Context
 
@@ -91,9 +91,8 @@ def _probes_unanswered(s) -> bool:
 
 def check_dead_peer(ctx: Context) -> list[Finding]:
     no_ack = ctx.age(NO_ACK_S)
-    hit = [s for s in ctx.snapshot.sockets
-           if s.state == ESTABLISHED and not is_local_peer(s)
-           and (_retransmitting(s, no_ack) or _probes_unanswered(s))]
+    hit = [s for s in ctx.remote_established()
+           if _retransmitting(s, no_ack) or _probes_unanswered(s)]
     findings = []
     for (netns, pid, comm), group in sorted(by_owner(hit).items(), key=lambda kv: -len(kv[1])):
         retrans = [s for s in group if s.timer == TIMER_ON]
@@ -160,8 +159,8 @@ def _idle_ms(s) -> int | None:
 def check_keepalive_off(ctx: Context) -> list[Finding]:
     idle_s = ctx.age(IDLE_S)
     hit = []
-    for s in ctx.snapshot.sockets:
-        if s.state != ESTABLISHED or s.timer != TIMER_OFF or is_local_peer(s):
+    for s in ctx.remote_established():
+        if s.timer != TIMER_OFF:
             continue
         idle = _idle_ms(s)
         if idle is not None and idle / 1000 >= idle_s:

@@ -69,7 +69,7 @@ WHY_SYN = (
 
 
 def _listeners(ctx: Context):
-    return [s for s in ctx.snapshot.sockets if s.state == LISTEN]
+    return ctx.in_state(LISTEN)
 
 
 def _full(s) -> bool:
@@ -86,9 +86,8 @@ def _has_rates(ctx: Context) -> bool:
 
 def _syn_recv_by_port(ctx: Context) -> dict[tuple[str, int], list]:
     out: dict[tuple[str, int], list] = {}
-    for s in ctx.snapshot.sockets:
-        if s.state in SYN_RECV_STATES:
-            out.setdefault((s.netns, s.local_port), []).append(s)
+    for s in ctx.in_state(*SYN_RECV_STATES):
+        out.setdefault((s.netns, s.local_port), []).append(s)
     return out
 
 

@@ -295,7 +295,7 @@ def check_orphans(ctx: Context) -> list[Finding]:
         raise Unavailable(ctx.unavailable("sockstat", "host") or ctx.unavailable("global-tunables")
                           or "sockstat or tcp_max_orphans not read")
     ratio = st.tcp_orphan / tun.tcp_max_orphans
-    fw2 = [s for s in ctx.snapshot.sockets if s.state == int(TcpState.FIN_WAIT2) and not s.owners]
+    fw2 = [s for s in ctx.in_state(int(TcpState.FIN_WAIT2)) if not s.owners]
     lines = _recent(ctx, "orphans")
     if ratio >= ORPHAN_CRITICAL or lines:
         severity = "critical"
@@ -303,8 +303,7 @@ def check_orphans(ctx: Context) -> list[Finding]:
         severity = "warning"
     else:
         return []
-    states = Counter(s.state_name for s in ctx.snapshot.sockets
-                     if not s.owners and s.state in (4, 5, 9, 11))
+    states = Counter(s.state_name for s in ctx.in_state(4, 5, 9, 11) if not s.owners)
     evidence = [ev("orphans", st.tcp_orphan, "/proc/net/sockstat"),
                 ev("tcp_max_orphans", tun.tcp_max_orphans, "/proc/sys/net/ipv4/tcp_max_orphans"),
                 ev("used_ratio", round(ratio, 3), "computed"),

@@ -75,8 +75,8 @@ def check_timeouts(ctx: Context) -> list[Finding]:
         ka = t.tcp_keepalive_time
         ka_src = ev("tcp_keepalive_time", ka, "/proc/sys/net/ipv4/tcp_keepalive_time",
                     "default TCP_KEEPIDLE for sockets with SO_KEEPALIVE")
-        idle_no_ka = [s for s in ctx.snapshot.sockets
-                      if s.netns == ns.netns and s.state == ESTABLISHED and s.timer == 0
+        idle_no_ka = [s for s in ctx.in_state(ESTABLISHED)
+                      if s.netns == ns.netns and s.timer == 0
                       and s.tcp_info is not None]
         ct = ns.conntrack
         est = ct.tcp_timeouts.get("established") if ct is not None and ct.loaded else None

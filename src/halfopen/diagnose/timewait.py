@@ -47,18 +47,20 @@ def check_time_wait(ctx: Context) -> list[Finding]:
     findings = []
     socks = ctx.snapshot.sockets
     hf = ctx.snapshot.host_facts
-    namespaces = sorted({s.netns for s in socks} | (set(hf.namespaces) if hf else set()))
+    by_netns: dict[str, list] = {}
+    for s in socks:  # one pass, not one per namespace
+        by_netns.setdefault(s.netns, []).append(s)
+    namespaces = sorted(set(by_netns) | (set(hf.namespaces) if hf else set()))
     for netns in namespaces:
+        mine = by_netns.get(netns, [])
         tun = ctx.tunables(netns) if hf is not None else None
         lo, hi = (tun.ip_local_port_range if tun is not None and tun.ip_local_port_range
                   else DEFAULT_RANGE)
         size = hi - lo + 1
-        listening = {s.local_port for s in socks if s.netns == netns and s.state == LISTEN}
+        listening = {s.local_port for s in mine if s.state == LISTEN}
         per_dest: dict[tuple[str, str, int], list] = {}
         tw = 0
-        for s in socks:
-            if s.netns != netns:
-                continue
+        for s in mine:
             if s.state == TIME_WAIT:
                 tw += 1
             if s.state == LISTEN or not (lo <= s.local_port <= hi) or s.local_port in listening:

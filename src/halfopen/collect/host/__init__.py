@@ -82,84 +82,159 @@ def collect_host(namespaces: Iterable[netns_mod.Namespace] | None = None,
     window: seconds between the two counter samples; 0 takes one sample, no rates.
     proc: the /proc root; a recorded tree replays only the host namespace.
     """
-    if window < 0:
-        raise ValueError(f"window must be >= 0 seconds, not {window}")
-    run = _Run()
-    uname = os.uname()
-    live = proc == "/proc"
-    if namespaces is None:
-        namespaces = [netns_mod.current(proc)] if live else []
-    namespaces = list(namespaces)
-    taken_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    btime = run("boot-time", files.read_btime, proc)
-    facts = HostFacts(taken_at=taken_at, kernel=uname.release,
-                      boot_time=float(btime) if btime is not None else 0.0, window_s=window)
-    hosts = {ns.name: NamespaceHost(ns.name) for ns in namespaces} if live \
-        else {"host": NamespaceHost("host")}
-    firsts: dict[str, NetCounters | None] = {}
+    run = HostRun(namespaces, window, proc=proc, kmsg_path=kmsg_path, top=top,
+                  kmsg_patterns=kmsg_patterns, stale_fds=stale_fds, clock=clock, sleep=sleep)
+    run.scan_fds()
+    return run.finish(pids)
 
-    def in_ns(fn: Callable[[str, NamespaceHost], None]) -> None:
-        if not live:
-            fn(proc, hosts["host"])
+
+class HostRun:
+    """collect_host in steps, so the caller can work inside the counter window.
+
+    HostRun(...) takes the first counter sample; scan_fds() reads every
+    process's fds once (its result also serves as the socket owner map);
+    finish(pids) reads the rest, waits out the window and takes the second
+    sample. snapshot.take dumps the sockets between scan_fds() and finish(),
+    so the window's two samples bracket the socket dump.
+    """
+
+    def __init__(self, namespaces: Iterable[netns_mod.Namespace] | None = None,
+                 window: float = 3.0, *, proc: str = "/proc", kmsg_path: str = "/dev/kmsg",
+                 top: int = 10, kmsg_patterns: dict[str, re.Pattern[str]] = kmsg.PATTERNS,
+                 stale_fds: bool = True, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if window < 0:
+            raise ValueError(f"window must be >= 0 seconds, not {window}")
+        self.run = run = _Run()
+        self.window, self.proc, self.kmsg_path, self.top = window, proc, kmsg_path, top
+        self.kmsg_patterns, self.stale_fds = kmsg_patterns, stale_fds
+        self.clock, self.sleep = clock, sleep
+        uname = os.uname()
+        self.live = live = proc == "/proc"
+        if namespaces is None:
+            namespaces = [netns_mod.current(proc)] if live else []
+        self.namespaces = list(namespaces)
+        taken_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        self.btime = btime = run("boot-time", files.read_btime, proc)
+        self.facts = HostFacts(taken_at=taken_at, kernel=uname.release,
+                               boot_time=float(btime) if btime is not None else 0.0,
+                               window_s=window)
+        self.hosts = {ns.name: NamespaceHost(ns.name) for ns in self.namespaces} if live \
+            else {"host": NamespaceHost("host")}
+        self.firsts: dict[str, NetCounters | None] = {}
+        self.fd_scan: tuple[list[limits.FdScan], int] | None = None
+
+        # 1. first counter sample everywhere, then the rest while the window runs
+        def first(net_root: str, nh: NamespaceHost) -> None:
+            self.firsts[nh.netns] = run(f"counters@{nh.netns}", counters.read_counters,
+                                        net_root, clock)
+            nh.counters = self.firsts[nh.netns]
+        self._in_ns(first)
+        self.started = clock()
+
+    def _in_ns(self, fn: Callable[[str, NamespaceHost], None]) -> None:
+        if not self.live:
+            fn(self.proc, self.hosts["host"])
             return
-        for ns in namespaces:
+        for ns in self.namespaces:
             try:
-                with netns_mod.entered(ns, proc):
-                    fn(_net_root(proc), hosts[ns.name])
+                with netns_mod.entered(ns, self.proc):
+                    fn(_net_root(self.proc), self.hosts[ns.name])
             except HalfopenError as exc:
-                run.unavailable[f"netns@{ns.name}"] = str(exc)
+                self.run.unavailable[f"netns@{ns.name}"] = str(exc)
 
-    # 1. first counter sample everywhere, then the rest while the window runs
-    def first(net_root: str, nh: NamespaceHost) -> None:
-        firsts[nh.netns] = run(f"counters@{nh.netns}", counters.read_counters, net_root, clock)
-        nh.counters = firsts[nh.netns]
-    in_ns(first)
-    started = clock()
+    def scan_fds(self) -> tuple[list[limits.FdScan], int] | None:
+        """Every process's fds, read once: (scans, processes not readable), None if failed."""
+        self.fd_scan = self.run("limits", limits.scan_fds, self.proc)
+        return self.fd_scan
 
-    def per_ns(net_root: str, nh: NamespaceHost) -> None:
-        n = nh.netns
-        nh.sockstat = run(f"sockstat@{n}", sockstat.read_sockstat, net_root)
-        nh.tunables = run(f"tunables@{n}", tunables.read_tunables, f"{proc}/sys")
-        nh.conntrack = run(f"conntrack@{n}", conntrack.read_conntrack, proc, net_root)
-        if nh.conntrack is not None and not nh.conntrack.loaded:
-            run.unavailable[f"conntrack@{n}"] = nh.conntrack.reason
-    in_ns(per_ns)
+    def finish(self, pids: Iterable[int] | None = None,
+               known_tcp: dict[int, set[int]] | None = None) -> HostFacts:
+        """The rest of the facts, then the second counter sample once the window is over.
 
-    facts.global_tunables = run("global-tunables", tunables.read_tunables, f"{proc}/sys",
-                                GLOBAL_TUNABLES)
-    if facts.global_tunables is not None and facts.global_tunables == Tunables():
-        run.unavailable["global-tunables"] = \
-            "net.ipv4.tcp_mem absent: not running in the initial network namespace"
-        facts.global_tunables = None
-    facts.files = run("files", files.read_files, proc)
-    facts.memory = run("memory", files.read_memory, proc)
-    _processes(run, facts, pids, top, proc, stale_fds)
-    if btime is not None:
-        got = run("kernel-log", kmsg.collect, float(btime), kmsg_path, kmsg_patterns)
-        if got is not None:
-            facts.kernel_log, facts.kernel_log_source, _ = got
-    # 2. second sample once the window has passed
-    if window > 0:
-        left = window - (clock() - started)
-        if left > 0:
-            sleep(left)
+        known_tcp: namespace inode -> every TCP socket inode there, dumped after
+        scan_fds() (see stalefds.find_stale).
+        """
+        run, proc, facts = self.run, self.proc, self.facts
 
-        def second(net_root: str, nh: NamespaceHost) -> None:
-            a = firsts.get(nh.netns)
-            b = run(f"counters@{nh.netns}", counters.read_counters, net_root, clock)
-            if a is not None and b is not None:
-                nh.counters = b
-                nh.rates = run(f"counters@{nh.netns}", counters.rates, a, b)
-        in_ns(second)
-    facts.namespaces = hosts
-    facts.unavailable = run.unavailable
-    return facts
+        def per_ns(net_root: str, nh: NamespaceHost) -> None:
+            n = nh.netns
+            nh.sockstat = run(f"sockstat@{n}", sockstat.read_sockstat, net_root)
+            nh.tunables = run(f"tunables@{n}", tunables.read_tunables, f"{proc}/sys")
+            nh.conntrack = run(f"conntrack@{n}", conntrack.read_conntrack, proc, net_root)
+            if nh.conntrack is not None and not nh.conntrack.loaded:
+                run.unavailable[f"conntrack@{n}"] = nh.conntrack.reason
+        self._in_ns(per_ns)
+
+        facts.global_tunables = run("global-tunables", _global_tunables, proc, self.live)
+        facts.files = run("files", files.read_files, proc)
+        facts.memory = run("memory", files.read_memory, proc)
+        if self.fd_scan is None and "limits" not in run.unavailable:
+            self.scan_fds()
+        _processes(run, facts, self.fd_scan, pids, self.top, proc, self.stale_fds, known_tcp)
+        if self.btime is not None:
+            got = run("kernel-log", kmsg.collect, float(self.btime), self.kmsg_path,
+                      self.kmsg_patterns)
+            if got is not None:
+                facts.kernel_log, facts.kernel_log_source, _ = got
+        # 2. second sample once the window has passed
+        if self.window > 0:
+            left = self.window - (self.clock() - self.started)
+            if left > 0:
+                self.sleep(left)
+
+            def second(net_root: str, nh: NamespaceHost) -> None:
+                a = self.firsts.get(nh.netns)
+                b = run(f"counters@{nh.netns}", counters.read_counters, net_root, self.clock)
+                if a is not None and b is not None:
+                    nh.counters = b
+                    nh.rates = run(f"counters@{nh.netns}", counters.rates, a, b)
+            self._in_ns(second)
+        facts.namespaces = self.hosts
+        facts.unavailable = run.unavailable
+        return facts
 
 
-def _processes(run: _Run, facts: HostFacts, pids: Iterable[int] | None, top: int,
-               proc: str, stale_fds: bool) -> None:
+def _global_tunables(proc: str, live: bool) -> Tunables | None:
+    """tcp_mem and tcp_max_orphans: host-wide, in /proc/sys of the initial namespace only.
+
+    Inside another network namespace (`ip netns exec X halfopen doctor`) they
+    are absent; as root we then read them from the initial namespace, entering
+    it (the one of pid 1, else of any process that has them) for the read;
+    not permitted: HalfopenError with the reason (the rules say "unknown").
+    """
+    sys_root = f"{proc}/sys"
+    got = tunables.read_tunables(sys_root, GLOBAL_TUNABLES)
+    if got != Tunables():
+        return got
+    why = "net.ipv4.tcp_mem absent: not running in the initial network namespace"
+    if not live:
+        raise HalfopenError(why)
+    # pid 1's namespace is the initial one on a normal host; in a container or
+    # when /proc/1 is not ours to read, any process in the initial namespace will
+    # do: it is the one whose /proc/sys has tcp_mem.
+    here = netns_mod.current(proc).inode
+    tried = [netns_mod.Namespace("init", 0, f"{proc}/1/ns/net")]
+    tried += [ns for ns in netns_mod.all_namespaces(proc) if ns.inode != here]
+    errors: list[str] = []
+    for ns in tried:
+        try:
+            with netns_mod.entered(ns, proc):
+                got = tunables.read_tunables(sys_root, GLOBAL_TUNABLES)
+        except (OSError, HalfopenError) as exc:
+            errors.append(f"{ns.path}: {exc.strerror if isinstance(exc, OSError) else exc}")
+            continue
+        if got != Tunables():
+            return got
+    if errors and len(errors) == len(tried):
+        raise HalfopenError(f"{why}, and the initial one could not be entered "
+                            f"({errors[0]}): not root?")
+    raise HalfopenError(f"{why}, and no readable namespace has it")
+
+
+def _processes(run: _Run, facts: HostFacts, got, pids: Iterable[int] | None, top: int,
+               proc: str, stale_fds: bool, known_tcp: dict[int, set[int]] | None) -> None:
     """fd counts, RLIMIT_NOFILE, top fd users and stale socket fds, from one fd scan."""
-    got = run("limits", limits.scan_fds, proc)
     if got is None:
         return
     scans, denied = got
@@ -174,7 +249,11 @@ def _processes(run: _Run, facts: HostFacts, pids: Iterable[int] | None, top: int
         return labels[inode]
 
     if stale_fds:
-        found = run("socket-tables", stalefds.find_stale, scans, label, proc)
+        notes: list[str] = []
+        found = run("socket-tables", stalefds.find_stale, scans, label, proc,
+                    known_tcp=known_tcp, notes=notes)
+        if notes:
+            run.unavailable["socket-tables"] = "; ".join(notes)
         if found is not None:
             facts.stale_socket_fds = found
             facts.checked_protocols = list(stalefds.CHECKED_PROTOCOLS)

@@ -1,7 +1,11 @@
-"""Socket fds whose inode is in no kernel socket table of its namespace (fd-leak).
+"""Socket fds whose inode is in no kernel socket table of any namespace (fd-leak).
 
-The tables are the /proc/PID/net files of a process in that namespace (so no
-setns is needed). Each fd's protocol comes from the sockfs xattr
+A process may hold sockets created in other network namespaces (it called
+setns, ran under `ip netns exec` and came back, got an fd passed), and socket
+inodes are unique across namespaces: so a fd is stale only when its inode is
+in no table of any namespace. The tables are the /proc/PID/net files of a
+process in that namespace (no setns needed), or /proc/thread-self/net after
+setns for a namespace no process lives in. Each fd's protocol comes from the sockfs xattr
 "system.sockprotoname" (net/socket.c sockfs_getxattr); only protocols with a
 table listing every socket that has state are checked:
 
@@ -28,6 +32,7 @@ import os
 import select
 from collections.abc import Iterable
 
+from ...errors import HalfopenError, NotPermitted
 from ...model.host import StaleSocketFd, StaleSocketFds
 from ._text import bad, read, to_int
 from .limits import FdScan
@@ -110,42 +115,109 @@ def shut_down(pid: int, fd: int) -> bool | None:
         os.close(pidfd)
 
 
-def find_stale(scans: Iterable[FdScan], label, proc: str = "/proc",
-               check_hup: bool = True) -> list[StaleSocketFds]:
-    """Stale socket fds per process. `label(netns_inode)` names a namespace."""
-    by_ns: dict[int, list[FdScan]] = {}
+def _readers(namespaces, scans: list[FdScan], proc: str, notes: list[str]):
+    """namespace inode -> a function reading table inodes there.
+
+    A namespace with a live member is read through /proc/PID/net (no setns); one
+    without (an `ip netns add` namespace can hold sockets and no process) is
+    entered with setns and read through /proc/thread-self/net.
+    """
+    from .. import netns as netns_mod  # noqa: PLC0415
+
+    members: dict[int, list[int]] = {}
     for scan in scans:
-        if scan.socket_fds and scan.netns_inode:
-            by_ns.setdefault(scan.netns_inode, []).append(scan)
-    out: list[StaleSocketFds] = []
-    for ns_inode, group in by_ns.items():
-        # which protocols appear, per fd
-        protos: dict[tuple[int, int], str] = {}
-        for scan in group:
-            for fd in scan.socket_fds:
+        if scan.netns_inode:
+            members.setdefault(scan.netns_inode, []).append(scan.pid)
+    spaces = {ns.inode: ns for ns in namespaces}
+
+    def reader(inode: int):
+        def read_tables(files: list[str]) -> set[int] | None:
+            for pid in members.get(inode, ()):
                 try:
-                    protos[(scan.pid, fd)] = protocol(proc, scan.pid, fd)
-                except OSError:
+                    return read_inodes(f"{proc}/{pid}/net", files)
+                except (ProcessLookupError, PermissionError, FileNotFoundError):
                     continue
-        wanted = {f for name in set(protos.values()) if name in TABLES for f in TABLES[name][0]}
-        if not wanted:
-            continue
-        known: set[int] | None = None
-        for scan in group:  # any live member of the namespace can show its tables
+            ns = spaces.get(inode)
+            if ns is None:
+                return None
             try:
-                known = read_inodes(f"{proc}/{scan.pid}/net", sorted(wanted))
-                break
-            except (ProcessLookupError, PermissionError, FileNotFoundError):
-                continue
-        if known is None:
+                with netns_mod.entered(ns, proc):
+                    return read_inodes(f"{proc}/thread-self/net", files)
+            except (PermissionError, NotPermitted) as exc:
+                notes.append(f"socket tables of network namespace {ns.name} not read: {exc}")
+                return None
+            except (OSError, HalfopenError):  # the namespace went away meanwhile
+                return None
+        return read_tables
+
+    return {inode: reader(inode) for inode in set(members) | set(spaces)}
+
+
+def find_stale(scans: Iterable[FdScan], label, proc: str = "/proc",
+               check_hup: bool = True, namespaces=None,
+               known_tcp: dict[int, set[int]] | None = None,
+               notes: list[str] | None = None) -> list[StaleSocketFds]:
+    """Stale socket fds per process. `label(netns_inode)` names a namespace.
+
+    A process may hold sockets of any namespace (it setns'ed, or got them
+    passed), and socket inodes are unique across namespaces, so a candidate
+    is stale only when it is in no table of any namespace: `namespaces`
+    (default: netns.all_namespaces() when `proc` is the live /proc, else the
+    namespaces of the scanned processes).
+
+    known_tcp: namespace inode -> inodes of every TCP socket there, from a
+    socket dump taken *after* the fd scan (what snapshot.take does): a socket
+    fd open at the scan whose inode is not in that dump was gone from those
+    namespaces' TCP tables, so their tcp/tcp6 files need not be read again.
+    """
+    scans = [s for s in scans if s.socket_fds]
+    notes = notes if notes is not None else []
+    known_tcp = known_tcp or {}
+    dumped: set[int] = set().union(*known_tcp.values()) if known_tcp else set()
+    candidates = [(scan, fd, inode) for scan in scans
+                  for fd, inode in scan.socket_fds.items() if inode not in dumped]
+    if not candidates:
+        return []
+    if namespaces is None:
+        from .. import netns as netns_mod  # noqa: PLC0415
+        namespaces = netns_mod.all_namespaces(proc) if proc == "/proc" else []
+    readers = _readers(namespaces, scans, proc, notes)
+    # which protocol, per candidate fd (fds closed since the scan drop out)
+    by_proto: dict[str, list[tuple[FdScan, int, int]]] = {}
+    for scan, fd, inode in candidates:
+        try:
+            name = protocol(proc, scan.pid, fd)
+        except OSError:
             continue
-        for scan in group:
-            stale = []
-            for fd, inode in sorted(scan.socket_fds.items()):
-                name = protos.get((scan.pid, fd))
-                if name in TABLES and inode not in known:
-                    hup = shut_down(scan.pid, fd) if check_hup else None
-                    stale.append(StaleSocketFd(fd, inode, name, hup))
-            if stale:
-                out.append(StaleSocketFds(scan.pid, scan.comm, label(ns_inode), stale))
+        if name in TABLES:
+            by_proto.setdefault(name, []).append((scan, fd, inode))
+    if not by_proto:
+        return []
+    files = sorted({f for name in by_proto for f in TABLES[name][0]})
+    tcp_files = {"tcp", "tcp6"}
+    known: set[int] = set()
+    for ns_inode, read_tables in readers.items():
+        wanted = [f for f in files if not (f in tcp_files and ns_inode in known_tcp)]
+        if wanted:
+            got = read_tables(wanted)
+            if got is not None:
+                known |= got
+    stale_by_pid: dict[int, tuple[FdScan, list[StaleSocketFd]]] = {}
+    for name, group in by_proto.items():
+        for scan, fd, inode in group:
+            if inode in known:
+                continue
+            try:  # the fd still holds that socket (not closed and reused since the scan)
+                if os.stat(f"{proc}/{scan.pid}/fd/{fd}").st_ino != inode:
+                    continue
+            except OSError:
+                continue
+            hup = shut_down(scan.pid, fd) if check_hup else None
+            stale_by_pid.setdefault(scan.pid, (scan, []))[1].append(
+                StaleSocketFd(fd, inode, name, hup))
+    out = []
+    for pid in sorted(stale_by_pid):
+        scan, stale = stale_by_pid[pid]
+        stale.sort(key=lambda f: f.fd)
+        out.append(StaleSocketFds(scan.pid, scan.comm, label(scan.netns_inode), stale))
     return out
