@@ -90,13 +90,11 @@ def collect(query: Query, owner_map: owners.OwnerMap | None = None) -> Collectio
         owner_map = None
     elif owner_map is None:
         owner_map = owners.scan(query.proc, query.filter.required_pids())
-    if owner_map is not None:
-        if owner_map.denied:
-            notes.append(f"not root: owners of {owner_map.denied} other users' processes "
-                         "are not shown")
-    check = None if (source == "sock_diag" and kernel.exact) else query.filter.predicate()
-    if query.filter.is_empty:
-        check = None
+    if owner_map is not None and owner_map.denied:
+        notes.append(f"not root: owners of {owner_map.denied} other users' processes "
+                     "are not shown")
+    exact = query.filter.is_empty or (source == "sock_diag" and kernel.exact)
+    check = None if exact else query.filter.predicate()
     stream = _stream(source, readers, query, kernel, owner_map, check)
     return Collection(stream, source, owner_map, notes)
 
@@ -105,25 +103,27 @@ def _stream(source, readers, query, kernel, owner_map, check) -> Iterator[Socket
     ext = sock_diag.EXT_INFO | sock_diag.EXT_SKMEMINFO if query.tcp_info else 0
     holders = owner_map.owners if owner_map is not None else None
     addresses = sock_diag.AddressCache()
-    for ns, reader in readers:
-        if source == "sock_diag":
-            parts = []
-            for family, number in ((socket.AF_INET, 4), (socket.AF_INET6, 6)):
-                if number in query.families:
-                    parts.append(sock_diag.dump_sockets(
-                        reader, family, kernel.states, ext, kernel.bytecode, ns.name, addresses))
-        else:
-            parts = [procfs_tcp.parse_table(f, family, ns.name, f.name) for family, f in reader]
-        try:
+    states = kernel.states
+    try:
+        for ns, reader in readers:
+            if source == "sock_diag":
+                parts = [sock_diag.dump_sockets(reader, family, states, ext, kernel.bytecode,
+                                                ns.name, addresses)
+                         for family, number in ((socket.AF_INET, 4), (socket.AF_INET6, 6))
+                         if number in query.families]
+            else:
+                parts = [procfs_tcp.parse_table(f, family, ns.name, f.name)
+                         for family, f in reader]
             for part in parts:
                 for sock in part:
-                    if kernel.states != ALL_STATES and not kernel.states >> sock.state & 1:
+                    if states != ALL_STATES and not states >> sock.state & 1:
                         continue  # procfs path: the kernel did not filter
                     if holders is not None:
                         sock.owners = holders.get(sock.inode, ())
                     if check is None or check(sock):
                         yield sock
-        finally:
+    finally:  # also when the reader stops early: close every namespace's source
+        for _ns, reader in readers:
             if source == "sock_diag":
                 reader.close()
             else:
