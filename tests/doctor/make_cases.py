@@ -69,12 +69,12 @@ def namespace(netns="host", rates=None, tun=None, ct=None, sockstat=None):
 
 
 def host(namespaces=None, processes=(), kernel_log=(), memory=None, files=None, stale=(),
-         unavailable=None):
+         unavailable=None, global_tun=None):
     return {"taken_at": T, "kernel": "6.8.0", "boot_time": NOW - 86400, "window_s": 3.0,
             "namespaces": namespaces or [namespace()],
             "files": files or {"allocated": 5000, "free": 0, "file_max": 1000000,
                                "nr_open": 1048576},
-            "global_tunables": None,
+            "global_tunables": global_tun,
             "memory": memory or {"total_kb": 16000000, "available_kb": 12000000},
             "processes": list(processes), "top_fd_pids": [p["pid"] for p in processes],
             "kernel_log": list(kernel_log), "kernel_log_source": "/dev/kmsg",
@@ -105,9 +105,12 @@ def snapshot(sockets, host_facts="default", processes=()):
 CASES = {}
 
 
-def case(name, description, snap, expect, absent=(), options=None, nginx=None, status=None):
+def case(name, description, snap, expect, absent=(), options=None, nginx=None, status=None,
+         not_expect=()):
     CASES[name] = {"description": description, "options": options or {}, "nginx": nginx,
                    "expect": expect, "absent": list(absent), "status": status, "snapshot": snap}
+    if not_expect:
+        CASES[name]["not_expect"] = list(not_expect)
 
 
 # ---------------------------------------------------------------- close-wait-leak
@@ -233,19 +236,28 @@ case("fd-exhaustion-host",
      "file-nr at 92 % of file-max: warning for the host",
      snapshot([], host(files={"allocated": 920000, "free": 0, "file_max": 1000000,
                               "nr_open": 1048576})),
-     [{"id": "fd-exhaustion", "severity": "warning", "subject": {"netns": "host"}}])
+     [{"id": "fd-exhaustion", "severity": "warning", "subject": {"netns": "host"},
+       "fix": {"key": "fs.file-max", "netns": "host"}}])
 case("fd-leak-stale-tcp-fds",
-     "150 fds on TCP sockets gone from the table: fd-leak warning",
+     "150 fds on TCP sockets gone from every table and shut down both ways: fd-leak warning",
      snapshot([], host(stale=[{"pid": 600, "comm": "worker", "netns": "host",
-                               "fds": [{"fd": 10 + i, "inode": 90000 + i, "protocol": "TCP"}
-                                       for i in range(150)]}])),
+                               "fds": [{"fd": 10 + i, "inode": 90000 + i, "protocol": "TCP",
+                                        "hup": True} for i in range(150)]}])),
      [{"id": "fd-leak", "severity": "warning", "subject": {"pid": 600}}])
-case("fd-leak-few-is-a-hint",
-     "15 stale TCP fds in one sample (could be sockets made in another namespace): info",
+case("fd-leak-few-is-info",
+     "3 dead TCP fds (hup) in one sample: info (the process may be about to close them)",
      snapshot([], host(stale=[{"pid": 601, "comm": "lab", "netns": "host",
-                               "fds": [{"fd": 10 + i, "inode": 91000 + i, "protocol": "TCP"}
-                                       for i in range(15)]}])),
+                               "fds": [{"fd": 10 + i, "inode": 91000 + i, "protocol": "TCP",
+                                        "hup": True} for i in range(3)]}])),
      [{"id": "fd-leak", "severity": "info", "subject": {"pid": 601}}], status="ok")
+case("fd-leak-never-connected-is-not-a-leak",
+     "40 TCP fds in no table but never connected (hup False), 5 unchecked (hup None): "
+     "no fd-leak",
+     snapshot([], host(stale=[{"pid": 602, "comm": "pool", "netns": "host",
+                               "fds": [{"fd": 10 + i, "inode": 92000 + i, "protocol": "TCP",
+                                        "hup": None if i < 5 else False}
+                                       for i in range(45)]}])),
+     [], absent=["fd-leak"], status="ok")
 case("conntrack-nearly-full",
      "conntrack 250,000 of 262,144 (95 %) and 'table full' in the kernel log: critical",
      snapshot([], host(namespaces=[namespace(ct={
@@ -267,6 +279,61 @@ case("orphan-pressure-fin-wait2",
      "40,000 orphans of 65,536 (61 %) and 1,200 orphaned FIN_WAIT2: warning",
      snapshot(fw2, host(namespaces=[namespace(sockstat={"tcp_orphan": 40000})])),
      [{"id": "orphan-pressure", "severity": "warning"}])
+fw2_small = [sock("fin_wait2", 80, f"10.4.1.{i % 20}", 3000 + i, inode=0, netns="lab1")
+             for i in range(60)]
+case("orphan-pressure-fin-wait2-relative",
+     "netns lab1 with tcp_max_tw_buckets 200 and tcp_fin_timeout 60 holds 60 orphaned "
+     "FIN_WAIT2 (timewait mini sockets, 30 % of its buckets): warning for lab1, no orphans "
+     "host-wide",
+     snapshot(fw2_small, host(namespaces=[namespace("lab1", tun=tunables(
+         tcp_max_tw_buckets=200))], global_tun=tunables())),
+     [{"id": "orphan-pressure", "severity": "warning", "subject": {"netns": "lab1"}}])
+fw2_many = [sock("fin_wait2", 80, f"10.4.0.{i % 200}", 3000 + i, inode=0) for i in range(1200)]
+case("orphan-pressure-fin-wait2-below-share",
+     "1,200 orphaned FIN_WAIT2 against 65,536 tw buckets (2 %) and few orphans: no pressure",
+     snapshot(fw2_many), [], absent=["orphan-pressure"], status="ok")
+
+# ---------------------------------------------------------------- --netns scope
+case("netns-scope-per-process",
+     "doctor --netns lab1: fd-exhaustion for the lab1 process and for a host process that "
+     "owns a lab1 socket; not for a host process outside lab1; file-nr stays host-wide",
+     snapshot([sock("established", 9100, "198.18.0.2", 40000, 711, "relay", netns="lab1",
+                    inode=9100)],
+              host(namespaces=[namespace("lab1")],
+                   files={"allocated": 930000, "free": 0, "file_max": 1000000,
+                          "nr_open": 1048576},
+                   processes=[proc(700, "inlab", 1000, 1024, netns="lab1"),
+                              proc(711, "relay", 1000, 1024),
+                              proc(722, "hostapp", 1000, 1024)],
+                   stale=[{"pid": 722, "comm": "hostapp", "netns": "host",
+                           "fds": [{"fd": 10 + i, "inode": 93000 + i, "protocol": "TCP",
+                                    "hup": True} for i in range(50)]}]),
+              processes=[(711, "relay")]),
+     [{"id": "fd-exhaustion", "subject": {"pid": 700}},
+      {"id": "fd-exhaustion", "subject": {"pid": 711}},
+      {"id": "fd-exhaustion", "severity": "warning",
+       "subject": {"netns": "host", "scope": "host-wide"}, "fix": {"netns": "host"}}],
+     not_expect=[{"id": "fd-exhaustion", "subject": {"pid": 722}},
+                 {"id": "fd-leak", "subject": {"pid": 722}}])
+case("conntrack-full-in-netns-fix-on-host",
+     "conntrack full in netns lab1: nf_conntrack_max is read-only there, the fix targets "
+     "the host; the established timeout is set in lab1",
+     snapshot([], host(namespaces=[namespace("lab1", ct={
+         "loaded": True, "count": 260000, "max": 262144, "buckets": 65536,
+         "tcp_timeouts": {"established": 432000}, "stats": {}, "cpus": 2})])),
+     [{"id": "conntrack-exhaustion", "severity": "critical", "subject": {"netns": "lab1"},
+       "fix": {"key": "net.netfilter.nf_conntrack_max", "netns": "host"}},
+      {"id": "conntrack-exhaustion", "subject": {"netns": "lab1"},
+       "fix": {"key": "net.netfilter.nf_conntrack_tcp_timeout_established", "netns": "lab1"}}])
+case("timeout-mismatch-aws-nlb-in-netns",
+     "doctor --netns lab1 --middlebox aws-nlb: the middlebox applies to lab1, the fix is "
+     "lab1's tcp_keepalive_time",
+     snapshot([], host(namespaces=[namespace("lab1")])),
+     [{"id": "timeout-mismatch", "severity": "warning",
+       "subject": {"middlebox": "aws-nlb", "netns": "lab1"},
+       "fix": {"key": "net.ipv4.tcp_keepalive_time", "netns": "lab1"}}],
+     options={"middleboxes": ["aws-nlb"]})
+
 case("memory-exhaustion-oom",
      "three OOM kills in the last hour: critical",
      snapshot([], host(kernel_log=[klog("oom-kill", f"Out of memory: Killed process {p} (java)",

@@ -10,6 +10,7 @@ then sleeps until killed.
     fds ADDR PORT N              listen, then open N extra fds (/dev/null)
     send-server ADDR PORT FILE   listen ("ready"), accept one, wait for FILE to exist, send 64 KiB, sleep
     idle-server ADDR PORT N      listen ("ready"), accept N, keep them idle, no keepalive
+    fresh-socket ADDR PORT       hold a TCP socket() never bound or connected ("ready")
 """
 
 import os
@@ -99,6 +100,10 @@ def main(argv: list[str]) -> None:
         s = listener(addr, port)
         ready()
         kept = [s.accept()[0] for _ in range(int(argv[3]))]
+        sleep_forever()
+    elif mode == "fresh-socket":
+        kept = socket.socket()
+        ready()
         sleep_forever()
     else:
         raise SystemExit(f"unknown mode {mode}")

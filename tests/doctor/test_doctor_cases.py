@@ -35,12 +35,20 @@ def test_case(path):
     with open(path) as f:
         case = json.load(f)
     report = _run(case)
-    got = [(f.id, f.severity, f.subject) for f in report.findings]
+    got = [(f.id, f.severity, f.subject, f.to_dict()["fixes"])
+           for f in report.findings]
     for want in case["expect"]:
+        # "fix": params one of the finding's fixes must have (e.g. a sysctl's netns)
         match = [g for g in got if g[0] == want["id"]
                  and ("severity" not in want or g[1] == want["severity"])
-                 and all(g[2].get(k) == v for k, v in want.get("subject", {}).items())]
+                 and all(g[2].get(k) == v for k, v in want.get("subject", {}).items())
+                 and ("fix" not in want or any(
+                     all(fx["params"].get(k) == v for k, v in want["fix"].items())
+                     for fx in g[3]))]
         assert match, f"{case['description']}\nwant {want}\ngot {got}"
+    for bad in case.get("not_expect", []):  # findings that must not be there (any severity)
+        assert not [g for g in got if g[0] == bad["id"] and all(
+            g[2].get(k) == v for k, v in bad.get("subject", {}).items())], (bad, got)
     for rid in case["absent"]:
         assert rid not in {g[0] for g in got if g[1] != "info"}, (case["description"], got)
     if case.get("status") == "info-or-ok":

@@ -8,12 +8,14 @@ Every process is started inside a fresh namespace (the `netns` fixture) with
 from __future__ import annotations
 
 import os
+import select
 import subprocess
+import sys
 import time
 
 import pytest
 
-from doctor_support import CLIENT, SERVER, doctor, finding, ids
+from doctor_support import CLIENT, PROCS, SERVER, doctor, finding, ids
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
@@ -99,6 +101,50 @@ def test_idle_connection_without_keepalive_is_keepalive_off(lab):
     ka = [x for x in f["fixes"] if x["action"] == "keepalive"][0]
     assert ka["params"]["pid"] == server.pid and ka["automatic"]
     assert "dead-peer" not in ids(data, server.pid)
+
+
+def test_destroyed_socket_kept_open_is_fd_leak_fresh_socket_is_not(lab):
+    server = lab.spawn("idle-server", SERVER, "8085", "2")
+    lab.spawn("hold", SERVER, "8085", "2", CLIENT)
+    fresh = lab.spawn("fresh-socket", SERVER, "0")
+    time.sleep(0.3)
+    # SOCK_DESTROY the server's accepted sockets: the kernel frees the TCP state, the
+    # server never touches them again, so its two fds stay open on dead sockets
+    kill = subprocess.run([sys.executable, "-m", "halfopen.cli.main", "kill",
+                           f"state established pid {server.pid}", "--yes", "--netns", lab.netns],
+                          capture_output=True, text=True, timeout=30)
+    assert kill.returncode == 0, kill.stderr
+    rc, data = doctor("--netns", lab.netns, "--window", "0")
+    f = finding(data, "fd-leak", pid=server.pid)
+    ev = {e["what"]: e["value"] for e in f["evidence"]}
+    assert ev["stale_tcp_socket_fds"] == 2
+    assert f["subject"]["netns"] == lab.netns
+    assert "fd-leak" not in ids(data, fresh.pid)  # never connected: not a dead connection
+
+
+def test_netns_run_reports_no_process_outside_it(lab):
+    """--netns NAME: per-process findings only for processes in it or owning sockets there."""
+    inside = lab.prefix(["prlimit", "--nofile=64:4096", "--"], "fds", SERVER, "8086", "56")
+    outside = subprocess.Popen(["prlimit", "--nofile=64:4096", "--", sys.executable, PROCS,
+                                "fds", "127.0.0.1", "0", "56"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lab.procs.append(outside)
+    r, _, _ = select.select([outside.stdout], [], [], 10)  # bounded: the fixture kills it
+    assert r and outside.stdout.readline().strip() == "ready"
+    rc, data = doctor("--netns", lab.netns, "--window", "0")
+    assert finding(data, "fd-exhaustion", pid=inside.pid)
+    assert "fd-exhaustion" not in ids(data, outside.pid)
+    rc, data = doctor("--window", "0")  # the host run sees the host process
+    assert finding(data, "fd-exhaustion", pid=outside.pid)
+
+
+def test_middlebox_applies_to_the_checked_namespace(lab):
+    sh_ = ["ip", "netns", "exec", lab.netns, "sysctl", "-qw", "net.ipv4.tcp_keepalive_time=7200"]
+    subprocess.run(sh_, check=True, timeout=10)
+    rc, data = doctor("--netns", lab.netns, "--window", "0", "--middlebox", "aws-nlb")
+    f = finding(data, "timeout-mismatch", middlebox="aws-nlb", netns=lab.netns)
+    fx = [x for x in f["fixes"] if x["action"] == "sysctl"][0]
+    assert fx["params"]["netns"] == lab.netns and fx["params"]["key"] == "net.ipv4.tcp_keepalive_time"
 
 
 def test_healthy_host_has_no_false_alarms():

@@ -19,15 +19,19 @@ close-wait-leak, per process (and namespace):
   the process, ignores sockets that are merely closing (younger than
   STUCK_AGE_S), and fires on a handful of old ones in one process.
 
-fd-leak, per process:
-  socket fds whose inode is in no kernel socket table of the namespace
-  (HostFacts.stale_socket_fds): the kernel closed the TCP socket under the
-  application (RST, keepalive gave up, SOCK_DESTROY) and the fd stays open.
-  One sample is a hint: a socket created but not yet connected, or created in
-  another namespace (a process that setns()es, like a container runtime or a
-  test lab) is in no table of the process's own namespace either. So:
-  warning when the count grows in --history or reaches FD_LEAK_WARN in one
-  sample; info below.
+fd-leak, per process (in the namespaces being checked, or owning sockets there):
+  socket fds whose inode is in no kernel socket table of any namespace
+  (HostFacts.stale_socket_fds; the collector reads every namespace's tables,
+  so a socket made in another namespace is not mistaken for a stale one)
+  *and* that were shut down both ways (StaleSocketFd.hup: POLLHUP|POLLRDHUP
+  from poll() on a pidfd_getfd duplicate): the kernel closed the TCP
+  connection under the application (RST, keepalive or tcp_retries2 gave up,
+  SOCK_DESTROY) and the fd stays open. A socket that was never connected or
+  bound is in no table either, but it is not shut down (hup False): not
+  counted. Fds whose hup could not be read (None) are not counted; their
+  number is evidence. warning from FD_LEAK_WARN such fds or on growth in
+  --history; info below (an application may be about to close a connection
+  that was reset a moment ago).
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ CRITICAL_COUNT = 100  # catpaw's system-wide number, applied per process and age
 CRITICAL_ETA_S = 24 * 3600  # RLIMIT_NOFILE reached within a day at the current growth
 FD_CRITICAL_RATIO = 0.9
 MIN_SPREAD_S = 60  # ages must span at least this to estimate a rate from them
-FD_LEAK_WARN = 100
+FD_LEAK_WARN = 10  # as close-wait-leak's WARN_COUNT: dead connections still held
 
 CAUSE = "application does not close"
 CLOSE_WAIT = int(TcpState.CLOSE_WAIT)
@@ -195,14 +199,15 @@ def check_close_wait(ctx: Context) -> list[Finding]:
 
 
 WHY_FD_LEAK = (
-    "These file descriptors are sockets whose TCP connection is gone from the kernel's "
-    "table: the kernel closed the connection under the application - an RST from the "
-    "peer, keepalive or tcp_retries2 giving up, or SOCK_DESTROY - and the application has "
-    "not called close(). The connection state is freed; the descriptor and the socket "
-    "object are not, and count against RLIMIT_NOFILE. This is where a CLOSE_WAIT leak "
-    "goes when keepalive ends it. One sample can also catch a socket created and not yet "
-    "connected; a count that grows is proof of a leak. Only closing the fd frees it: fix "
-    "the code, or restart the process."
+    "These file descriptors are TCP sockets whose connection is gone: the socket is in no "
+    "socket table of any network namespace and was shut down in both directions (poll "
+    "reports POLLHUP and POLLRDHUP) - the kernel closed the connection under the "
+    "application (an RST from the peer, keepalive or tcp_retries2 giving up, or "
+    "SOCK_DESTROY) and the application has not called close(). A socket that was "
+    "created and never connected is not counted: it is not shut down. The connection "
+    "state is freed; the descriptor and the socket object are not, and they count "
+    "against RLIMIT_NOFILE. This is where a CLOSE_WAIT leak goes when keepalive or a kill "
+    "ends it. Only closing the fd frees it: fix the code, or restart the process."
 )
 
 
@@ -213,7 +218,11 @@ def check_fd_leak(ctx: Context) -> list[Finding]:
         raise Unavailable(f"socket tables not read: {reason}")
     findings = []
     for entry in hf.stale_socket_fds:
-        tcp = [f for f in entry.fds if f.protocol.upper().startswith("TCP")]
+        if not ctx.in_scope(entry.pid, entry.netns):
+            continue  # a process outside the namespaces being checked
+        tcp_all = [f for f in entry.fds if f.protocol.upper().startswith("TCP")]
+        tcp = [f for f in tcp_all if f.hup is True]
+        unchecked = sum(1 for f in tcp_all if f.hup is None)
         if not tcp:
             continue
         growth = None
@@ -224,8 +233,16 @@ def check_fd_leak(ctx: Context) -> list[Finding]:
         severity = "warning" if len(tcp) >= FD_LEAK_WARN or (growth or 0) > 0 else "info"
         limits = hf.processes.get(entry.pid)
         evidence = [ev("stale_tcp_socket_fds", len(tcp), "/proc/PID/fd",
-                       "socket fds whose inode is in no TCP table of the namespace"),
+                       "TCP socket fds in no socket table of any namespace, shut down both "
+                       "ways (POLLHUP|POLLRDHUP)"),
                     ev("fds", [f.fd for f in tcp[:20]], "/proc/PID/fd", "first 20")]
+        never_connected = sum(1 for f in tcp_all if f.hup is False)
+        if never_connected:
+            evidence.append(ev("not_shut_down_socket_fds", never_connected, "/proc/PID/fd",
+                               "in no table but not shut down (never connected): not counted"))
+        if unchecked:
+            evidence.append(ev("unchecked_socket_fds", unchecked, "/proc/PID/fd",
+                               "in no table; shutdown not readable (pidfd_getfd): not counted"))
         if growth is not None:
             evidence.append(ev("growth_per_hour", round(growth * 3600, 1), "history"))
         if limits is not None:

@@ -48,6 +48,7 @@ class Context:
     _now: float | None = field(default=None, repr=False)
     _by_state: dict[int, list[Socket]] | None = field(default=None, repr=False)
     _remote_est: list[Socket] | None = field(default=None, repr=False)
+    _scope_pids: set[int] | None = field(default=None, repr=False)
 
     # ---------------------------------------------------------------- sockets, grouped once
 
@@ -72,6 +73,27 @@ class Context:
         if self._remote_est is None:
             self._remote_est = [s for s in self.in_state(ESTABLISHED) if not is_local_peer(s)]
         return self._remote_est
+
+    # ---------------------------------------------------------------- scope
+
+    def checked_netns(self) -> set[str]:
+        """The namespaces being checked (--netns NAME, --all-netns; "host" by default):
+        those the host facts were read in, else those of the snapshot."""
+        hf = self.snapshot.host_facts
+        if hf is not None and hf.namespaces:
+            return set(hf.namespaces)
+        return set(self.snapshot.namespaces) or {"host"}
+
+    def in_scope(self, pid: int, netns: str) -> bool:
+        """Does a per-process finding about `pid` (whose network namespace is `netns`)
+        belong in this run? Yes when the process lives in a checked namespace or owns
+        a socket in one (the snapshot holds only the checked namespaces' sockets).
+        Host-wide facts (file-nr, tcp_mem) are not per process and need no scope."""
+        if netns in self.checked_netns():
+            return True
+        if self._scope_pids is None:
+            self._scope_pids = {o.pid for s in self.snapshot.sockets for o in (s.owners or ())}
+        return pid in self._scope_pids
 
     # ---------------------------------------------------------------- time
 

@@ -11,6 +11,9 @@ tcp-memory-pressure: sockstat TCP mem (pages) vs tcp_mem: warning at the
   or "out of memory -- consider tuning tcp_mem" in the last hour.
 orphan-pressure: sockstat orphan vs tcp_max_orphans: warning >= ORPHAN_WARN,
   critical >= ORPHAN_CRITICAL or "too many orphaned sockets" in the last hour.
+  FIN_WAIT2 pile-up, per namespace: unowned FIN_WAIT2 sockets >= FIN_WAIT2_SHARE
+  of the limit that holds them (tcp_max_tw_buckets of the namespace when
+  tcp_fin_timeout <= 60, else tcp_max_orphans), at least FIN_WAIT2_MIN: warning.
   (netdata: 25 %; ours adds the FIN_WAIT2 pile-up and the log line.)
 memory-exhaustion: OOM kills in the last hour (warning; critical from 3), or
   MemAvailable below MEM_AVAIL_WARN / MEM_AVAIL_CRITICAL of MemTotal.
@@ -36,7 +39,8 @@ CT_CRITICAL = 0.95
 MEM_CRITICAL = 0.9
 ORPHAN_WARN = 0.5
 ORPHAN_CRITICAL = 0.8
-FIN_WAIT2_WARN = 1000
+FIN_WAIT2_SHARE = 0.25  # of the limit that holds orphaned FIN_WAIT2 sockets
+FIN_WAIT2_MIN = 16  # below this a pile-up is noise, whatever the limit
 MEM_AVAIL_WARN = 0.10
 MEM_AVAIL_CRITICAL = 0.05
 OOM_CRITICAL_COUNT = 3
@@ -76,8 +80,8 @@ def check_fds(ctx: Context) -> list[Finding]:
         raise Unavailable(f"/proc/PID/limits not read: {reason}")
     findings = []
     for p in sorted(hf.processes.values(), key=lambda p: -p.fd_count):
-        if p.nofile_soft in (UNLIMITED, 0):
-            continue
+        if p.nofile_soft in (UNLIMITED, 0) or not ctx.in_scope(p.pid, p.netns):
+            continue  # unlimited, or a process outside the namespaces being checked
         ratio = p.fd_count / p.nofile_soft
         eta = None
         if ctx.history is not None:
@@ -126,13 +130,17 @@ def check_fds(ctx: Context) -> list[Finding]:
             findings.append(Finding(
                 id="fd-exhaustion", severity="critical" if ratio >= FD_CRITICAL else "warning",
                 cause=RESOURCE,
-                title=f"host: {files.allocated:,} of {files.file_max:,} file handles in use "
-                      f"({_pct(ratio)})",
-                subject=subject("host"),
-                evidence=[ev("file_nr", files.allocated, "/proc/sys/fs/file-nr"),
+                title=f"host-wide: {files.allocated:,} of {files.file_max:,} file handles in "
+                      f"use ({_pct(ratio)}), all namespaces",
+                subject=subject("host", scope="host-wide"),
+                evidence=[ev("file_nr", files.allocated, "/proc/sys/fs/file-nr",
+                             "host-wide: every namespace's files"),
                           ev("file_max", files.file_max, "/proc/sys/fs/file-max"),
-                          ev("top_fd_users", top_users, "/proc/PID/fd")],
-                fixes=[sysctl_fix("fs.file-max", files.file_max * 2, "host")],
+                          ev("top_fd_users", top_users, "/proc/PID/fd",
+                             "host-wide, any namespace")],
+                fixes=[sysctl_fix("fs.file-max", files.file_max * 2, "host",
+                                  "fs.file-max is one host-wide limit (not per namespace): "
+                                  "set it on the host")],
                 why=WHY_FD))
     elif files is None and not findings:
         reason = ctx.unavailable("files")
@@ -150,8 +158,22 @@ WHY_CT = (
     "connections time out while tracked ones keep working, which looks like a random "
     "network fault. Entries of ESTABLISHED flows live nf_conntrack_tcp_timeout_established "
     "(default 432000 s, 5 days) after the last packet, so half-open connections whose "
-    "peer vanished keep their entries for days."
+    "peer vanished keep their entries for days. nf_conntrack_max is one global value "
+    "that each namespace's table is held to; the kernel makes it read-only inside a "
+    "network namespace, so it is raised on the host. The TCP timeouts are per namespace."
 )
+
+
+# net/netfilter/nf_conntrack_standalone.c, nf_conntrack_standalone_init_sysctl():
+# "Don't allow non-init_net ns to alter global sysctls" - nf_conntrack_max (and
+# nf_conntrack_buckets, nf_conntrack_expect_max) are mode 0444 outside the initial
+# namespace: `ip netns exec NS sysctl -w net.netfilter.nf_conntrack_max=...` fails.
+# The one global value caps the table of every namespace. The TCP timeouts are per
+# namespace and writable there.
+CT_MAX_HOST_ONLY = (
+    "nf_conntrack_max is one global limit, read-only inside a network namespace "
+    "(nf_conntrack_standalone.c makes it 0444 outside the initial one): set it on the "
+    "host; it caps each namespace's table, this one's included")
 
 
 def check_conntrack(ctx: Context) -> list[Finding]:
@@ -195,7 +217,8 @@ def check_conntrack(ctx: Context) -> list[Finding]:
         if full_lines:
             evidence.append(ev("kernel_log", full_lines[-1].text, "kernel log",
                                f"{len(full_lines)} in the last hour"))
-        fixes = [sysctl_fix("net.netfilter.nf_conntrack_max", max(ct.max * 2, 262144), ns.netns)]
+        fixes = [sysctl_fix("net.netfilter.nf_conntrack_max", max(ct.max * 2, 262144), "host",
+                            CT_MAX_HOST_ONLY if ns.netns != "host" else "")]
         if est is not None and est > 86400:
             fixes.append(sysctl_fix("net.netfilter.nf_conntrack_tcp_timeout_established", 86400,
                                     ns.netns, "forget idle established flows after 1 day "
@@ -265,9 +288,10 @@ def check_tcp_memory(ctx: Context) -> list[Finding]:
     return [Finding(
         id="tcp-memory-pressure", severity=severity, cause=RESOURCE,
         title=f"TCP buffers use {st.tcp_mem:,} pages: {_pct(st.tcp_mem / hi)} of tcp_mem max",
-        subject=subject("host"), evidence=evidence,
+        subject=subject("host", scope="host-wide"), evidence=evidence,
         fixes=[sysctl_fix("net.ipv4.tcp_mem", f"{lo * 2} {pressure * 2} {hi * 2}", "host",
-                          "double the TCP memory budget (pages); check RAM first"),
+                          "double the TCP memory budget (pages; one host-wide budget, set "
+                          "in the initial namespace only); check RAM first"),
                code_fix("find sockets with large Send-Q/Recv-Q: peers that stopped reading, "
                         "or leaked sockets holding unread data")],
         why=WHY_MEM)]
@@ -286,6 +310,21 @@ WHY_ORPHAN = (
 )
 
 
+def _fin_wait2_limit(ctx: Context, netns: str, max_orphans: int) -> tuple[str, int] | None:
+    """The limit that holds this namespace's orphaned FIN_WAIT2 sockets.
+
+    tcp_close() of a socket in FIN_WAIT2 keeps a full orphan socket only while
+    tcp_fin_timeout exceeds TCP_TIMEWAIT_LEN (60 s); otherwise (the default, 60) it
+    becomes a timewait mini socket in substate FIN_WAIT2 (tcp_time_wait()), counted
+    against the namespace's tcp_max_tw_buckets, and dropped when that is full.
+    """
+    t = ctx.tunables(netns)
+    fin = t.tcp_fin_timeout if t is not None else None
+    if fin is not None and fin <= 60 and t is not None and t.tcp_max_tw_buckets:
+        return "tcp_max_tw_buckets", t.tcp_max_tw_buckets
+    return "tcp_max_orphans", max_orphans
+
+
 def check_orphans(ctx: Context) -> list[Finding]:
     hf = ctx.facts
     tun = ctx.global_tunables()
@@ -295,33 +334,76 @@ def check_orphans(ctx: Context) -> list[Finding]:
         raise Unavailable(ctx.unavailable("sockstat", "host") or ctx.unavailable("global-tunables")
                           or "sockstat or tcp_max_orphans not read")
     ratio = st.tcp_orphan / tun.tcp_max_orphans
-    fw2 = [s for s in ctx.in_state(int(TcpState.FIN_WAIT2)) if not s.owners]
+    fw2_by_ns: dict[str, list] = {}
+    for s in ctx.in_state(int(TcpState.FIN_WAIT2)):
+        if not s.owners:
+            fw2_by_ns.setdefault(s.netns, []).append(s)
+    piles = {}  # netns -> (sockets, limit name, limit, threshold)
+    for netns, socks in fw2_by_ns.items():
+        name, limit = _fin_wait2_limit(ctx, netns, tun.tcp_max_orphans)
+        threshold = max(FIN_WAIT2_MIN, int(limit * FIN_WAIT2_SHARE))
+        if len(socks) >= threshold:
+            piles[netns] = (socks, name, limit, threshold)
     lines = _recent(ctx, "orphans")
-    if ratio >= ORPHAN_CRITICAL or lines:
-        severity = "critical"
-    elif ratio >= ORPHAN_WARN or len(fw2) >= FIN_WAIT2_WARN:
-        severity = "warning"
-    else:
+    host_label = ns_host.netns
+    findings = []
+    if ratio >= ORPHAN_CRITICAL or lines or ratio >= ORPHAN_WARN or host_label in piles:
+        severity = "critical" if ratio >= ORPHAN_CRITICAL or lines else "warning"
+        fw2 = fw2_by_ns.get(host_label, [])
+        states = Counter(s.state_name for s in ctx.in_state(4, 5, 9, 11)
+                         if not s.owners and s.netns == host_label)
+        evidence = [ev("orphans", st.tcp_orphan, "/proc/net/sockstat"),
+                    ev("tcp_max_orphans", tun.tcp_max_orphans,
+                       "/proc/sys/net/ipv4/tcp_max_orphans", "host-wide"),
+                    ev("used_ratio", round(ratio, 3), "computed"),
+                    ev("orphan_states", top(states), SOCK_DIAG),
+                    ev("fin_wait2_peers", top(Counter(s.peer_addr for s in fw2)), SOCK_DIAG)]
+        if lines:
+            evidence.append(ev("kernel_log", lines[-1].text, "kernel log"))
+        fixes = []
+        if host_label in piles:
+            evidence.append(_pile_evidence(piles[host_label]))
+            fixes += _fin_timeout_fix(ctx, host_label)
+        fixes.append(sysctl_fix("net.ipv4.tcp_max_orphans", tun.tcp_max_orphans * 2, "host",
+                                "one host-wide limit (set in the initial namespace only); each "
+                                "orphan may use up to ~64 KB of unswappable memory"))
+        findings.append(Finding(
+            id="orphan-pressure", severity=severity, cause=RESOURCE,
+            title=f"{st.tcp_orphan:,} orphaned TCP sockets ({_pct(ratio)} of tcp_max_orphans)"
+                  + (f", {plural(len(fw2), 'in FIN_WAIT2', 'in FIN_WAIT2')}" if fw2 else ""),
+            subject=subject(host_label), evidence=evidence, fixes=fixes, why=WHY_ORPHAN))
+    for netns, pile in sorted(piles.items()):
+        if netns == host_label and findings:
+            continue
+        socks, name, limit, _ = pile
+        findings.append(Finding(
+            id="orphan-pressure", severity="warning", cause=RESOURCE,
+            title=f"netns {netns}: {plural(len(socks), 'orphaned socket')} in FIN_WAIT2 "
+                  f"({_pct(len(socks) / limit)} of {name}): peers do not finish closing",
+            subject=subject(netns),
+            evidence=[_pile_evidence(pile),
+                      ev("fin_wait2_peers", top(Counter(s.peer_addr for s in socks)), SOCK_DIAG)],
+            fixes=_fin_timeout_fix(ctx, netns) + [code_fix(
+                "find why the peers named above never send their FIN (vanished clients, "
+                "half-closed proxies)")],
+            why=WHY_ORPHAN))
+    return findings
+
+
+def _pile_evidence(pile) -> object:
+    socks, name, limit, threshold = pile
+    return ev("fin_wait2_orphans", len(socks), SOCK_DIAG,
+              f"threshold {threshold:,} = {_pct(FIN_WAIT2_SHARE)} of {name} ({limit:,}), "
+              "the limit that holds them")
+
+
+def _fin_timeout_fix(ctx: Context, netns: str) -> list:
+    t = ctx.tunables(netns)
+    if t is None or t.tcp_fin_timeout is None or t.tcp_fin_timeout <= 30:
         return []
-    states = Counter(s.state_name for s in ctx.in_state(4, 5, 9, 11) if not s.owners)
-    evidence = [ev("orphans", st.tcp_orphan, "/proc/net/sockstat"),
-                ev("tcp_max_orphans", tun.tcp_max_orphans, "/proc/sys/net/ipv4/tcp_max_orphans"),
-                ev("used_ratio", round(ratio, 3), "computed"),
-                ev("orphan_states", top(states), SOCK_DIAG),
-                ev("fin_wait2_peers", top(Counter(s.peer_addr for s in fw2)), SOCK_DIAG)]
-    if lines:
-        evidence.append(ev("kernel_log", lines[-1].text, "kernel log"))
-    fixes = []
-    if tun.tcp_fin_timeout is not None and tun.tcp_fin_timeout > 30 and len(fw2) >= FIN_WAIT2_WARN:
-        fixes.append(sysctl_fix("net.ipv4.tcp_fin_timeout", 30, "host",
-                                "orphans leave FIN_WAIT2 after 30 s instead of 60 s"))
-    fixes.append(sysctl_fix("net.ipv4.tcp_max_orphans", tun.tcp_max_orphans * 2, "host",
-                            "each orphan may use up to ~64 KB of unswappable memory"))
-    return [Finding(
-        id="orphan-pressure", severity=severity, cause=RESOURCE,
-        title=f"{st.tcp_orphan:,} orphaned TCP sockets ({_pct(ratio)} of tcp_max_orphans)"
-              + (f", {plural(len(fw2), 'in FIN_WAIT2', 'in FIN_WAIT2')}" if fw2 else ""),
-        subject=subject("host"), evidence=evidence, fixes=fixes, why=WHY_ORPHAN)]
+    return [sysctl_fix("net.ipv4.tcp_fin_timeout", 30, netns,
+                       f"orphans leave FIN_WAIT2 after 30 s instead of {t.tcp_fin_timeout} s "
+                       "(per namespace)")]
 
 
 # ---------------------------------------------------------------- memory

@@ -4,6 +4,9 @@ Checks, per namespace with TCP sysctls:
   1. conntrack (loaded): nf_conntrack_tcp_timeout_established must be longer
      than the first keepalive probe (tcp_keepalive_time), or idle flows lose
      their entry before keepalive refreshes it. warning.
+  Declared middleboxes apply to every namespace being checked: the host by
+  default, NAME with --netns NAME, all of them with --all-netns (the user
+  declares the middlebox on the path of the sockets asked about).
   2. each declared *flow* middlebox (--middlebox aws-nlb, azure-lb, SECONDS):
      tcp_keepalive_time must be below its idle timeout (margin FLOW_MARGIN);
      nginx, when it runs, must close idle client connections before it too
@@ -65,9 +68,10 @@ def _flow_target(mb: Middlebox) -> int:
 def check_timeouts(ctx: Context) -> list[Finding]:
     hf = ctx.facts
     findings = []
-    nginx = ctx.nginx
     checked_any = False
+    nginx_ns = _nginx_namespaces(ctx)
     for ns in hf.namespaces.values():
+        nginx = ctx.nginx
         t = ns.tunables
         if t is None or t.tcp_keepalive_time is None:
             continue
@@ -92,8 +96,11 @@ def check_timeouts(ctx: Context) -> list[Finding]:
                                   max(432000, ka * 2), ns.netns),
                        sysctl_fix("net.ipv4.tcp_keepalive_time", max(60, est // 2), ns.netns)],
                 why=WHY_CT))
-        if ns.netns != "host":
-            continue  # declared middleboxes and nginx are the host's
+        # Declared middleboxes sit on the path of the sockets asked about: they apply to
+        # every namespace being checked (the host by default, --netns NAME, --all-netns).
+        # nginx is checked in the namespace(s) where it owns sockets.
+        if nginx is not None and ns.netns not in nginx_ns:
+            nginx = None
         for mb in ctx.options.middleboxes:
             mb_ev = ev("middlebox_idle_timeout_s", mb.idle_timeout_s, mb.source or "--middlebox",
                        f"{mb.name} ({mb.kind})")
@@ -154,6 +161,19 @@ def check_timeouts(ctx: Context) -> list[Finding]:
     if not checked_any:
         raise Unavailable(ctx.unavailable("tunables", "host") or "TCP keepalive sysctls not read")
     return findings
+
+
+def _nginx_namespaces(ctx: Context) -> set[str]:
+    """Where nginx owns sockets; the host (or the one checked namespace) if unknown."""
+    if ctx.nginx is None:
+        return set()
+    pids = set(ctx.nginx.pids)
+    found = {s.netns for s in ctx.snapshot.sockets
+             if any(o.pid in pids for o in (s.owners or ()))}
+    if found:
+        return found
+    checked = ctx.checked_netns()
+    return {"host"} if "host" in checked or len(checked) != 1 else checked
 
 
 def _nginx_flow(netns, mb, kt, no_ka, nginx) -> Finding:

@@ -319,7 +319,7 @@ class StaleSocketFds:
     For TCP this is the trace of a socket the kernel closed under the
     application (reset, keepalive gave up, SOCK_DESTROY) while the fd stays
     open. A socket that was created and never bound or connected is also in
-    no table, so a single sample is a hint; growth across samples is proof.
+    no table; `hup` tells the two apart (fd-leak counts only hup=True).
     Only protocols whose tables were read are checked
     (HostFacts.checked_protocols).
     """
