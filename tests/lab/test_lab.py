@@ -24,7 +24,9 @@ STATE = "/run/halfopen-lab/state.json"
 HOST_KEYS = ("net/netfilter/nf_conntrack_max", "net/ipv4/tcp_syncookies", "net/ipv4/tcp_tw_reuse",
              "net/ipv4/ip_local_port_range", "net/ipv4/tcp_fin_timeout",
              "net/ipv4/tcp_orphan_retries", "net/ipv4/tcp_keepalive_time",
-             "net/netfilter/nf_conntrack_tcp_timeout_established", "net/ipv4/ip_forward")
+             "net/netfilter/nf_conntrack_tcp_timeout_established", "net/ipv4/ip_forward",
+             "net/ipv4/tcp_max_orphans", "net/ipv4/tcp_max_tw_buckets",
+             "net/ipv4/tcp_synack_retries", "net/ipv4/tcp_mem", "fs/file-max")
 
 # scenario -> [(finding id, subject keys taken from the result's facts)]
 EXPECT = {
@@ -37,6 +39,10 @@ EXPECT = {
     "conntrack-full": [("conntrack-exhaustion", {})],
     "orphans": [("orphan-pressure", {})],
 }
+
+# scenario -> the finding whose automatic fixes `halfopen fix --apply --netns` applies
+FIXED_BY_FIX = {"syn-flood": "syn-flood", "time-wait-storm": "time-wait-pressure",
+                "orphans": "orphan-pressure"}
 
 
 def host_sysctls() -> dict[str, str]:
@@ -66,11 +72,6 @@ def state_runs() -> dict:
         return {}
 
 
-def doctor_installed() -> bool:
-    import importlib.util
-    return importlib.util.find_spec("halfopen.cli.doctor_cmd") is not None
-
-
 def assert_nothing_left(result: dict, before: dict[str, str]) -> None:
     rid = result["run_id"]
     assert lab_namespaces(rid + "-") == [], "namespaces left behind"
@@ -98,13 +99,16 @@ def test_scenario(scenario: str) -> None:
     assert any(c["ok"] for c in result["checks"] if c["phase"] == "symptom")
     assert any(c["ok"] for c in result["checks"] if c["phase"] == "cure")
     assert result["fixed_by"]
-    if doctor_installed():
-        assert result["doctor"] == "ran"
-        for rule, keys in EXPECT[scenario]:
-            want = {k: result["facts"][v] for k, v in keys.items()}
-            hits = [f for f in result["findings"] if f["id"] == rule
-                    and all(f["subject"].get(k) == v for k, v in want.items())]
-            assert hits, f"doctor did not name {rule} {want}: {[f['id'] for f in result['findings']]}"
+    assert result["doctor"] == "ran"
+    for rule, keys in EXPECT[scenario]:
+        want = {k: result["facts"][v] for k, v in keys.items()}
+        hits = [f for f in result["findings"] if f["id"] == rule
+                and all(f["subject"].get(k) == v for k, v in want.items())]
+        assert hits, f"doctor did not name {rule} {want}: {[f['id'] for f in result['findings']]}"
+    if scenario in FIXED_BY_FIX:  # the doctor's own fix, applied with `halfopen fix`
+        assert any(f.startswith(f"halfopen fix {FIXED_BY_FIX[scenario]}")
+                   for f in result["fixed_by"]), result["fixed_by"]
+    assert not os.path.exists(f"/run/halfopen-lab/run-{result['run_id']}"), "fix journal left"
     assert_nothing_left(result, before)
 
 
@@ -192,3 +196,36 @@ def test_clean_restores_a_crashed_runs_host_sysctl(tmp_path) -> None:
         with open(f"/proc/sys/{key}", "w") as f:
             f.write(original)
         subprocess.run(["ip", "netns", "del", "ho-dead0-rtr"], capture_output=True)
+
+
+def test_clean_rolls_back_a_crashed_runs_host_fix() -> None:
+    """A crashed run whose `halfopen fix` journal holds a host change: clean rolls it back."""
+    from halfopen.lab.state import StateFile
+    key = "net/ipv4/tcp_max_orphans"
+    with open(f"/proc/sys/{key}") as f:
+        original = f.read().strip()
+    changed = str(int(original) + 1)
+    state = StateFile()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with state.edit() as data:
+        data["runs"]["dead1"] = {"owner": dead.pid, "owner_start": 1, "scenario": "orphans",
+                                 "netns": [], "pids": [], "host_sysctls": {}}
+    os.makedirs("/run/halfopen-lab/run-dead1", exist_ok=True)
+    with open("/run/halfopen-lab/run-dead1/journal.jsonl", "w") as f:
+        f.write(json.dumps({"id": "t-dead1:1", "time": "2026-01-01T00:00:00+00:00",
+                            "kind": "sysctl", "target": key.replace("/", "."), "netns": "host",
+                            "old": original, "new": changed, "finding": "orphan-pressure"}) + "\n")
+    try:
+        with open(f"/proc/sys/{key}", "w") as f:
+            f.write(changed)
+        clean = subprocess.run([*HALFOPEN, "lab", "clean"], capture_output=True, text=True, timeout=60)
+        assert clean.returncode == 0, clean.stderr
+        assert "fix --rollback" in clean.stdout + clean.stderr or "run directory" in clean.stdout
+        with open(f"/proc/sys/{key}") as f:
+            assert f.read().strip() == original
+        assert "dead1" not in state_runs()
+        assert not os.path.exists("/run/halfopen-lab/run-dead1")
+    finally:
+        with open(f"/proc/sys/{key}", "w") as f:
+            f.write(original)

@@ -361,12 +361,18 @@ def check_orphans(ctx: Context) -> list[Finding]:
         if lines:
             evidence.append(ev("kernel_log", lines[-1].text, "kernel log"))
         fixes = []
-        if host_label in piles:
-            evidence.append(_pile_evidence(piles[host_label]))
+        pile = piles.get(host_label)
+        if pile is not None:
+            evidence.append(_pile_evidence(pile))
             fixes += _fin_timeout_fix(ctx, host_label)
-        fixes.append(sysctl_fix("net.ipv4.tcp_max_orphans", tun.tcp_max_orphans * 2, "host",
-                                "one host-wide limit (set in the initial namespace only); each "
-                                "orphan may use up to ~64 KB of unswappable memory"))
+        # raising tcp_max_orphans helps only when orphans count against it: not for a
+        # FIN_WAIT2 pile held by the namespace's tcp_max_tw_buckets
+        if ratio >= ORPHAN_WARN or lines or (pile is not None and pile[1] == "tcp_max_orphans"):
+            fixes.append(sysctl_fix("net.ipv4.tcp_max_orphans", tun.tcp_max_orphans * 2, "host",
+                                    "one host-wide limit (set in the initial namespace only); "
+                                    "each orphan may use up to ~64 KB of unswappable memory"))
+        if pile is not None:
+            fixes.append(_peers_fix())
         findings.append(Finding(
             id="orphan-pressure", severity=severity, cause=RESOURCE,
             title=f"{st.tcp_orphan:,} orphaned TCP sockets ({_pct(ratio)} of tcp_max_orphans)"
@@ -383,11 +389,14 @@ def check_orphans(ctx: Context) -> list[Finding]:
             subject=subject(netns),
             evidence=[_pile_evidence(pile),
                       ev("fin_wait2_peers", top(Counter(s.peer_addr for s in socks)), SOCK_DIAG)],
-            fixes=_fin_timeout_fix(ctx, netns) + [code_fix(
-                "find why the peers named above never send their FIN (vanished clients, "
-                "half-closed proxies)")],
+            fixes=_fin_timeout_fix(ctx, netns) + [_peers_fix()],
             why=WHY_ORPHAN))
     return findings
+
+
+def _peers_fix() -> object:
+    return code_fix("find why the peers named above never send their FIN (vanished clients, "
+                    "half-closed proxies)")
 
 
 def _pile_evidence(pile) -> object:

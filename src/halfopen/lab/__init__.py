@@ -3,7 +3,7 @@
     runner      one run: preflight, scenario, verdict, cleanup on every exit path
     topo        namespaces, veth links, sysctls, nft, lab servers; prints each command
     apps        the small misbehaving servers run inside the namespaces
-    tools       the doctor, kill, keepalive (halfopen's own, or kernel fallbacks), ss, nstat
+    tools       halfopen's own doctor, fix, kill, keepalive (run as commands), ss, nstat
     scenario    result record, checks, client helpers
     scenarios/  one module per failure
     state       /run/halfopen-lab/state.json: what a run created, for `lab clean`

@@ -19,8 +19,8 @@ from typing import TextIO
 from ..collect import netns as nsmod
 from . import scenarios
 from .scenario import Ctx, Result
-from .state import NETNS_PREFIX, STATE_DIR, StateFile, start_time
-from .topo import Lab, LabError, Narrator, remove_netns, stop_pid
+from .state import NETNS_PREFIX, STATE_DIR, StateFile, run_dir, start_time
+from .topo import Lab, LabError, Narrator, remove_netns, stop_pid, undo_fixes
 
 
 class Interrupted(KeyboardInterrupt):
@@ -119,7 +119,7 @@ def _summary(result: Result, say: Narrator) -> None:
     if result.host_changes:
         say.note("host-wide sysctls changed for the run and restored: " +
                  ", ".join(f"{k} (was {v})" for k, v in result.host_changes.items()))
-    diag = "the doctor" if result.doctor == "ran" else "direct checks (doctor not installed)"
+    diag = "the doctor" if result.doctor == "ran" else "direct checks only"
     if result.error:
         say.note(f"error: {result.error}")
     ok = sum(1 for c in result.checks if c.ok)
@@ -158,7 +158,20 @@ def clean(out: TextIO = sys.stdout, state: StateFile | None = None) -> list[str]
                 with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
                     f.write(original)
                 removed.append(f"host sysctl {key} restored to {original}")
+            directory = run_dir(state.directory, run_id)
+            if os.path.isdir(directory):
+                problems = undo_fixes(directory, say)
+                if problems:  # keep the run: a later clean tries again
+                    removed.append("NOT restored: " + "; ".join(problems))
+                    continue
+                removed.append(f"run directory {directory} (its halfopen fix journal)")
             del data["runs"][run_id]
+        for entry in sorted(os.listdir(state.directory)):  # a run dir whose run was ended
+            rid = entry[len("run-"):]
+            if entry.startswith("run-") and rid not in data["runs"]:
+                problems = undo_fixes(os.path.join(state.directory, entry), say)
+                removed.append("NOT restored: " + "; ".join(problems) if problems
+                               else f"run directory {os.path.join(state.directory, entry)}")
     for ns in _lab_namespaces():
         if ns not in live_ns:
             remove_netns(ns, say)

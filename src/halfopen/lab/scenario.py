@@ -72,20 +72,21 @@ class Ctx:
             self.say.check(text, bool(ok))
         return bool(ok)
 
-    def doctor(self, role: str, extra: list[str] | None = None,
-               as_host: bool = False) -> dict[str, Any] | None:
+    def doctor(self, role: str, extra: list[str] | None = None) -> dict[str, Any]:
         self.say.step(f"diagnose: the doctor inside {self.lab.ns(role)}")
-        report = tools.doctor(self.lab, role, extra, as_host=as_host)
-        if report is not None:
-            self.result.doctor = "ran"
-            self.result.findings.extend(report.get("findings", []))
+        report = tools.doctor(self.lab, role, extra)
+        self.result.doctor = "ran"
+        self.result.findings.extend(report.get("findings", []))
         return report
 
-    def expect(self, report: dict[str, Any] | None, rule: str, **subject: Any) -> bool | None:
-        """Record that the doctor named `rule` with this subject (None: no doctor)."""
-        if report is None:
-            self.check("diagnosis", f"doctor names {rule}", None, "doctor not installed")
-            return None
+    def fix(self, role: str, finding: str, extra: list[str] | None = None) -> list[str]:
+        """Apply the doctor's automatic fixes for `finding` in one namespace (`halfopen fix`)."""
+        changed = tools.fix(self.lab, role, finding, extra)
+        self.result.fixed_by.append(f"halfopen fix {finding}: {', '.join(changed)}")
+        return changed
+
+    def expect(self, report: dict[str, Any], rule: str, **subject: Any) -> bool:
+        """Record that the doctor named `rule` with this subject."""
         for f in report.get("findings", []):
             if f.get("id") != rule:
                 continue
@@ -102,10 +103,8 @@ class Ctx:
         return self.check("diagnosis", f"doctor names {rule}", False,
                           f"wanted subject {want or 'any'}; doctor found {ids or 'nothing'}")
 
-    def refute(self, report: dict[str, Any] | None, rule: str, why: str) -> bool | None:
+    def refute(self, report: dict[str, Any], rule: str, why: str) -> bool:
         """Record that the doctor did NOT name `rule` (a wrong diagnosis)."""
-        if report is None:
-            return None
         found = any(f.get("id") == rule for f in report.get("findings", []))
         return self.check("diagnosis", f"doctor does not name {rule}", not found, why)
 

@@ -25,6 +25,28 @@ from typing import Any
 STATE_DIR = "/run/halfopen-lab"
 STATE_FILE = "state.json"
 NETNS_PREFIX = "ho-"
+JOURNAL = "journal.jsonl"  # `halfopen fix --journal`, in the run's directory
+
+
+def run_dir(directory: str, run_id: str) -> str:
+    """A run's own directory under the state directory (its fix journal)."""
+    return os.path.join(directory, f"run-{run_id}")
+
+
+def journal_entries(path: str) -> list[dict[str, Any]]:
+    try:
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def pending_host_entries(path: str) -> list[dict[str, Any]]:
+    """Changes to the host namespace in a fix journal that no undo line names."""
+    entries = journal_entries(path)
+    undone = {e.get("undoes") for e in entries if e.get("kind") == "undo"}
+    return [e for e in entries if e.get("kind") != "undo" and e.get("netns", "host") == "host"
+            and e.get("id") not in undone]
 
 
 def start_time(pid: int, proc: str = "/proc") -> int | None:

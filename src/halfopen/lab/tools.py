@@ -1,26 +1,23 @@
-"""What the lab calls to look and to fix: the doctor, kill, keepalive, ss, nstat.
+"""What the lab calls to look and to fix: the doctor, fix, kill, keepalive, ss, nstat.
 
 halfopen's own commands are run as a person would run them (`halfopen doctor
---json --netns NAME`, `halfopen kill FILTER --yes`, ...), in a subprocess, and
-their JSON is read back. When a command is not installed in this checkout the
-lab falls back to the kernel's own tools (ss -K) or to the same syscalls
-(pidfd_getfd + setsockopt) and says so.
+--json --netns NAME`, `halfopen kill FILTER --yes --netns NAME`, `halfopen fix
+ID --apply --netns NAME`, ...), in a subprocess, and their JSON is read back.
+A command that fails stops the run with its exit code and stderr (LabError):
+the lab proves these commands, so it never works around them.
 """
 
 from __future__ import annotations
 
-import ctypes
-import importlib
-import importlib.util
 import json
 import os
 import shlex
-import socket
 import subprocess
 import sys
 from typing import Any
 
-from .topo import Lab
+from .state import journal_entries
+from .topo import Lab, LabError
 
 _HALFOPEN = [sys.executable, "-m", "halfopen.cli.main"]
 # The lab's timers run in seconds, so the doctor's age thresholds (CLOSE_WAIT age, idle
@@ -28,63 +25,34 @@ _HALFOPEN = [sys.executable, "-m", "halfopen.cli.main"]
 DOCTOR_MIN_AGE = 1
 DOCTOR_WINDOW = 1.5  # counters sampled this far apart (the default is 3 s)
 
-# include/uapi/asm-generic/unistd.h
-SYS_PIDFD_OPEN = 434
-SYS_PIDFD_GETFD = 438
+
+def _halfopen(lab: Lab, words: list[str], timeout: float = 90.0,
+              ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
+    """Run `halfopen WORDS` (printed first); LabError unless its exit code is in `ok`."""
+    lab.say.cmd(shlex.join(["halfopen", *words]))
+    proc = subprocess.run([*_HALFOPEN, *words], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode not in ok:
+        raise LabError(f"halfopen {words[0]} exit {proc.returncode}: "
+                       f"{(proc.stderr.strip() or proc.stdout.strip())[-500:]}")
+    return proc
 
 
-def command_options(name: str) -> set[str] | None:
-    """The option strings of halfopen subcommand `name`, None if not installed."""
-    module = f"halfopen.cli.{name}_cmd"
+def _json(proc: subprocess.CompletedProcess, what: str) -> dict[str, Any]:
     try:
-        if importlib.util.find_spec(module) is None:
-            return None
-        cmd = getattr(importlib.import_module(module), name)
-    except Exception:  # a half-landed module from a concurrent commit: treat as absent
-        return None
-    return {opt for p in cmd.params for opt in getattr(p, "opts", ())}
-
-
-def _halfopen(lab: Lab, role: str, words: list[str], timeout: float = 90.0,
-              via_exec: bool = False) -> subprocess.CompletedProcess:
-    """Run `halfopen WORDS` for namespace `role`: --netns when the command has it, else
-    (or with via_exec) inside it with `ip netns exec`, where it is the doctor's "host"."""
-    opts = command_options(words[0]) or set()
-    if "--netns" in opts and not via_exec:
-        argv = [*words, "--netns", lab.ns(role)]
-        shown = ["halfopen", *argv]
-        run = [*_HALFOPEN, *argv]
-    else:
-        shown = ["ip", "netns", "exec", lab.ns(role), "halfopen", *words]
-        run = ["ip", "netns", "exec", lab.ns(role), *_HALFOPEN, *words]
-    lab.say.cmd(shlex.join(shown))
-    return subprocess.run(run, capture_output=True, text=True, timeout=timeout)
-
-
-def doctor(lab: Lab, role: str, extra: list[str] | None = None,
-           as_host: bool = False) -> dict[str, Any] | None:
-    """`halfopen doctor --json` in a lab namespace; None when the doctor is not installed.
-
-    as_host runs it under `ip netns exec`, so the namespace is the doctor's own host
-    (declared --middlebox timeouts apply to the doctor's own namespace only).
-    """
-    if command_options("doctor") is None:
-        lab.say.note("(halfopen doctor is not installed in this checkout: direct checks only)")
-        return None
-    words = ["doctor", "--json", "--window", str(DOCTOR_WINDOW), *(extra or [])]
-    if "--min-age" in (command_options("doctor") or set()):
-        words += ["--min-age", str(DOCTOR_MIN_AGE)]
-        lab.shrunk["doctor: --min-age (age thresholds, s)"] = str(DOCTOR_MIN_AGE)
-    proc = _halfopen(lab, role, words, via_exec=as_host)
-    if proc.returncode not in (0, 1, 2):
-        lab.say.note(f"doctor exit {proc.returncode}: {proc.stderr.strip()[:300]}")
-        return {"error": proc.stderr.strip(), "exit": proc.returncode, "findings": []}
-    try:
-        report = json.loads(proc.stdout)
+        return json.loads(proc.stdout)
     except json.JSONDecodeError:
-        lab.say.note(f"doctor printed no JSON: {proc.stdout[:200]!r}")
-        return {"error": "no JSON", "exit": proc.returncode, "findings": []}
-    report["exit"] = proc.returncode
+        raise LabError(f"{what} printed no JSON: {proc.stdout[:200]!r} {proc.stderr[-300:]!r}") from None
+
+
+def _doctor_words(lab: Lab) -> list[str]:
+    lab.shrunk["doctor: --min-age (age thresholds, s)"] = str(DOCTOR_MIN_AGE)
+    return ["--window", str(DOCTOR_WINDOW), "--min-age", str(DOCTOR_MIN_AGE)]
+
+
+def doctor(lab: Lab, role: str, extra: list[str] | None = None) -> dict[str, Any]:
+    """`halfopen doctor --json` for a lab namespace (exit 0-3 are verdicts, not failures)."""
+    words = ["doctor", "--json", *_doctor_words(lab), *(extra or []), "--netns", lab.ns(role)]
+    report = _json(_halfopen(lab, words, ok=(0, 1, 2, 3)), "halfopen doctor")
     for f in report.get("findings", []):
         lab.say.note(f"finding {f.get('id')} [{f.get('severity')}]: {f.get('title')}")
     if not report.get("findings"):
@@ -92,79 +60,63 @@ def doctor(lab: Lab, role: str, extra: list[str] | None = None,
     return report
 
 
-def kill(lab: Lab, role: str, words: list[str], fallback_ss: list[str]) -> str:
-    """Destroy sockets with `halfopen kill WORDS --yes`, or `ss -K` when it is absent."""
-    if command_options("kill") is not None:
-        proc = _halfopen(lab, role, ["kill", *words, "--yes"])
-        if proc.returncode in (0, 1, 2):
-            if proc.stdout.strip():
-                lab.say.note(proc.stdout.strip().splitlines()[-1])
-            return "halfopen kill"
-        lab.say.note(f"halfopen kill exit {proc.returncode}: {proc.stderr.strip()[:200]}; using ss -K")
-    else:
-        lab.say.note("(halfopen kill is not installed in this checkout: using ss -K, the same SOCK_DESTROY)")
-    lab.sh(["ss", "-K", "-tn", *fallback_ss], ns=role)
-    return "ss -K"
+def kill(lab: Lab, role: str, words: list[str]) -> str:
+    """Destroy sockets with `halfopen kill WORDS --yes --netns NS`."""
+    proc = _halfopen(lab, ["kill", *words, "--yes", "--netns", lab.ns(role)])
+    if proc.stdout.strip():
+        lab.say.note(proc.stdout.strip().splitlines()[-1])
+    return "halfopen kill"
 
 
-def keepalive(lab: Lab, role: str, pid: int, idle: int, interval: int, count: int,
+def keepalive(lab: Lab, pid: int, idle: int, interval: int, count: int,
               words: list[str] | None = None) -> str:
-    """Retrofit keepalive onto a running process: `halfopen keepalive`, else pidfd_getfd here."""
+    """Retrofit keepalive onto a running process with `halfopen keepalive --pid` (it finds
+    the process's sockets in the process's own namespace)."""
     args = ["--pid", str(pid), "--idle", str(idle), "--interval", str(interval), "--count", str(count)]
-    if command_options("keepalive") is not None:
-        proc = _halfopen(lab, role, ["keepalive", *args, *(words or []), "--yes"])
-        if proc.returncode in (0, 1, 2):
-            if proc.stdout.strip():
-                lab.say.note(proc.stdout.strip().splitlines()[-1])
-            return "halfopen keepalive"
-        lab.say.note(f"halfopen keepalive exit {proc.returncode}: {proc.stderr.strip()[:200]}; "
-                     "using pidfd_getfd directly")
-    else:
-        lab.say.note("(halfopen keepalive is not installed in this checkout: the lab does the same "
-                     "with pidfd_open + pidfd_getfd + setsockopt)")
-    n = retrofit_keepalive(pid, idle, interval, count)
-    lab.say.note(f"keepalive set on {n} TCP socket(s) of pid {pid}: "
-                 f"TCP_KEEPIDLE={idle} TCP_KEEPINTVL={interval} TCP_KEEPCNT={count}")
-    return "pidfd_getfd"
+    proc = _halfopen(lab, ["keepalive", *args, *(words or []), "--yes"])
+    if proc.stdout.strip():
+        lab.say.note(proc.stdout.strip().splitlines()[-1])
+    return "halfopen keepalive"
 
 
-def retrofit_keepalive(pid: int, idle: int, interval: int, count: int) -> int:
-    """SO_KEEPALIVE on every connected TCP socket of `pid`, through a pidfd_getfd copy."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    pidfd = libc.syscall(SYS_PIDFD_OPEN, pid, 0)
-    if pidfd < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"pidfd_open({pid}): {os.strerror(err)}")
-    done = 0
-    try:
-        for name in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                if not os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:"):
-                    continue
-            except OSError:
-                continue
-            fd = libc.syscall(SYS_PIDFD_GETFD, pidfd, int(name), 0)
-            if fd < 0:
-                continue
-            s = socket.socket(fileno=fd)
-            try:
-                if s.type != socket.SOCK_STREAM or s.family not in (socket.AF_INET, socket.AF_INET6):
-                    continue
-                try:
-                    s.getpeername()
-                except OSError:
-                    continue  # a listener, or already gone
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
-                done += 1
-            finally:
-                s.close()  # our copy only; the process keeps its fd
-    finally:
-        os.close(pidfd)
-    return done
+def fix(lab: Lab, role: str, finding: str, extra: list[str] | None = None) -> list[str]:
+    """`halfopen fix FINDING --apply --netns NS`: the doctor's automatic fixes for one
+    namespace, journaled in the run's directory. Returns the changed keys/targets.
+
+    The plan is read first (`halfopen fix FINDING --json --netns NS`, nothing changes):
+    a change outside NS (a host-wide sysctl) stops the run before anything is applied;
+    the journal is checked again after --apply, and teardown rolls back any host entry.
+    """
+    ns = lab.ns(role)
+    common = [finding, *_doctor_words(lab), *(extra or []), "--netns", ns]
+    plan = _json(_halfopen(lab, ["fix", *common, "--json"]), "halfopen fix (plan)")
+    changes = [s for s in plan.get("steps", []) if s.get("status") == "change"]
+    for s in (s for s in plan.get("steps", []) if s.get("status") != "manual"):
+        lab.say.note(f"plan: [{s.get('finding')}] {s.get('action')} {s.get('target')} "
+                     f"({s.get('netns')}): {s.get('status')}"
+                     + (f" {s.get('current')} -> {s.get('new')}" if s.get("status") == "change" else ""))
+    outside = [s for s in changes if s.get("netns") != ns]
+    if outside:
+        raise LabError(f"halfopen fix {finding} --netns {ns} would change "
+                       + ", ".join(f"{s['target']} in {s['netns']}" for s in outside)
+                       + ": outside the lab's namespace; the lab does not apply it")
+    if not changes:
+        raise LabError(f"halfopen fix {finding} --netns {ns}: nothing to change "
+                       f"({'; '.join(plan.get('notes', [])) or 'no automatic fix'})")
+    jpath = lab.journal
+    done = _json(_halfopen(lab, ["fix", *common, "--apply", "--journal", jpath, "--json"]),
+                 "halfopen fix --apply")
+    for r in done.get("results", []):
+        if r.get("outcome") != "manual":
+            lab.say.note(f"{r.get('target')}: {r.get('outcome')} {r.get('detail', '')}".rstrip())
+    strays = [e for e in journal_entries(jpath) if e.get("kind") != "undo" and e.get("netns") != ns]
+    if strays:
+        raise LabError(f"halfopen fix changed {strays[0].get('target')} in {strays[0].get('netns')}, "
+                       f"outside {ns}: rolled back at clean-up")
+    changed = [r["target"] for r in done.get("results", []) if r.get("outcome") == "set"]
+    if not changed:
+        raise LabError(f"halfopen fix {finding} --apply changed nothing: {done.get('results')}")
+    return changed
 
 
 # -- direct checks ---------------------------------------------------------------

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ..collect import netns as nsmod
-from .state import NETNS_PREFIX, RunRecord, start_time
+from .state import JOURNAL, NETNS_PREFIX, RunRecord, pending_host_entries, run_dir, start_time
 
 
 class LabError(Exception):
@@ -153,6 +153,13 @@ class Lab:
 
     def ns(self, role: str) -> str:
         return self.namespaces[role]
+
+    @property
+    def journal(self) -> str:
+        """This run's `halfopen fix --journal` file (its directory is made on first use)."""
+        directory = run_dir(self.record.state.directory, self.run_id)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        return os.path.join(directory, JOURNAL)
 
     # -- topology -------------------------------------------------------------
 
@@ -290,12 +297,36 @@ class Lab:
             self.restore_host_sysctls()
         except OSError as exc:
             problems.append(f"could not restore host sysctls: {exc}")
+        problems += undo_fixes(run_dir(self.record.state.directory, self.run_id), self.say)
         return problems
 
 
 def _sysctl_path(key: str) -> str:
     """"net.ipv4.conf.to-atk.rp_filter" -> "/proc/sys/net/ipv4/conf/to-atk/rp_filter"."""
     return "/proc/sys/" + key.replace(".", "/")
+
+
+def undo_fixes(directory: str, say: Narrator | None = None) -> list[str]:
+    """Roll back what `halfopen fix` changed on the host during a run (`halfopen fix
+    --rollback`; changes inside lab namespaces went with them), then remove the run's
+    directory. Returns the problems (empty when done)."""
+    path = os.path.join(directory, JOURNAL)
+    problems: list[str] = []
+    if pending_host_entries(path):
+        argv = ["halfopen", "fix", "--rollback", "--journal", path]
+        if say is not None:
+            say.cmd(shlex.join(argv))
+        proc = subprocess.run([sys.executable, "-m", "halfopen.cli.main", *argv[1:]],
+                              capture_output=True, text=True, timeout=60)
+        if proc.returncode != 0 or pending_host_entries(path):
+            problems.append(f"halfopen fix --rollback --journal {path} exit {proc.returncode}: "
+                            f"{(proc.stderr.strip() or proc.stdout.strip())[-300:]}")
+            return problems  # keep the journal for `halfopen lab clean`
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    with contextlib.suppress(OSError):
+        os.rmdir(directory)
+    return problems
 
 
 def stop_pid(pid: int, started: int | None = None) -> None:

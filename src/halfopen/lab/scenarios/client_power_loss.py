@@ -58,7 +58,7 @@ table inet lab {
 
     ctx.say.step(f"fix: retrofit keepalive onto the running server (idle {IDLE}s, "
                  f"interval {INTERVAL}s, count {COUNT}) — no restart")
-    ctx.result.fixed_by.append(tools.keepalive(lab, "srv", app.pid, IDLE, INTERVAL, COUNT))
+    ctx.result.fixed_by.append(tools.keepalive(lab, app.pid, IDLE, INTERVAL, COUNT))
     lab.shrunk["srv: TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT (per socket)"] = f"{IDLE}/{INTERVAL}/{COUNT}"
     lab.sh(["ss", "-tno", "state", "established", "sport", "=", f":{PORT}"], ns="srv", echo=True)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 
-from .. import tools
 from ..scenario import Ctx, connect, errname
 
 NAME = "conntrack-full"
@@ -97,6 +96,11 @@ def run(ctx: Ctx) -> None:
 
         ctx.say.step("fix: raise nf_conntrack_max (size it to peak flows x 2; or shorten "
                      "nf_conntrack_tcp_timeout_established)")
+        ctx.say.note(f"not `halfopen fix conntrack-exhaustion`: the doctor's {KEY} fix is for the "
+                     "whole host (one value for every namespace on kernels where it is read-only "
+                     "in a namespace), and the lab lets `halfopen fix` change only its own "
+                     "namespaces; it undoes its own lowering instead"
+                     + (": it restores the recorded host value" if where == "host" else ""))
         if where == "host":
             lab.restore_host_sysctls()
         else:

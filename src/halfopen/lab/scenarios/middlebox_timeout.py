@@ -91,14 +91,15 @@ def run(ctx: Ctx) -> None:
     lab.sh(["ss", "-tnoi", "state", "established", "sport", "=", f":{PORT}"], ns="srv", echo=True)
     lab.sh(["nft", "list", "chain", "inet", "lab", "forward"], ns="rtr", echo=True)
 
-    report = ctx.doctor("srv", ["--pid", str(app.pid), "--middlebox", str(CT_TIMEOUT)], as_host=True)
-    ctx.expect(report, "timeout-mismatch")
+    report = ctx.doctor("srv", ["--pid", str(app.pid), "--middlebox", str(CT_TIMEOUT)])
+    ctx.say.note(f"--middlebox {CT_TIMEOUT}: a middlebox with a {CT_TIMEOUT}s idle timeout on the "
+                 f"path, declared for the namespace checked with --netns")
+    ctx.expect(report, "timeout-mismatch", netns=lab.ns("srv"))
     ctx.expect(report, "dead-peer", pid=app.pid)
     router = ctx.doctor("rtr")
     ctx.expect(router, "timeout-mismatch", middlebox="conntrack")
     s1.close()
-    tools.kill(lab, "srv", ["state", "established", "sport", "=", f":{PORT}"],
-               ["state", "established", "sport", "=", f":{PORT}"])
+    tools.kill(lab, "srv", ["state", "established", "sport", "=", f":{PORT}"])
     ctx.say.note("(the half-open connection is gone now; next, the same idle pattern with the fix)")
 
     ctx.say.step(f"fix: keepalive below the router timeout (idle {KA_IDLE}s < {CT_TIMEOUT}s), "
@@ -106,7 +107,7 @@ def run(ctx: Ctx) -> None:
     s2 = hello(ctx, srv_ip)
     if s2 is None:
         return
-    ctx.result.fixed_by.append(tools.keepalive(lab, "srv", app.pid, KA_IDLE, KA_INTVL, KA_CNT))
+    ctx.result.fixed_by.append(tools.keepalive(lab, app.pid, KA_IDLE, KA_INTVL, KA_CNT))
     lab.shrunk["srv: TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT (per socket)"] = f"{KA_IDLE}/{KA_INTVL}/{KA_CNT}"
     ctx.say.note(f"idle for {IDLE_FOR}s again ...")
     time.sleep(IDLE_FOR)

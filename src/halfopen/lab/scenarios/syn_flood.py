@@ -87,9 +87,11 @@ def run(ctx: Ctx) -> None:
         report = ctx.doctor("srv")
         ctx.expect(report, "syn-flood", port=PORT)
 
-        ctx.say.step("fix: SYN cookies on (the flood goes on)")
-        lab.sysctl("srv", "net.ipv4.tcp_syncookies", 1)
-        ctx.result.fixed_by.append("sysctl net.ipv4.tcp_syncookies=1")
+        ctx.say.step("fix: the doctor's own fix, SYN cookies on (the flood goes on)")
+        ctx.fix("srv", "syn-flood")
+        cookies_on = lab.read_sysctl("srv", "net.ipv4.tcp_syncookies")
+        ctx.check("cure", "tcp_syncookies is 1 in the server's namespace", cookies_on == "1",
+                  f"net.ipv4.tcp_syncookies = {cookies_on}")
         ctx.say.note("a larger backlog (listen(n) and net.ipv4.tcp_max_syn_backlog) buys time too, "
                      "but only cookies keep no state per spoofed SYN")
 
