@@ -76,7 +76,7 @@ def fix(finding_ids: tuple[str, ...], do_apply: bool, persist: bool, rollback: b
     findings, outside = _in_spaces(findings, spaces)
     chosen, notes = plan.select(findings, finding_ids)
     notes += outside
-    steps = plan.build(chosen)
+    steps = plan.build(chosen, only_netns={s.name for s in spaces} if spaces else None)
     spath = sysctl_file or persist_file.default_path()
     if not do_apply:
         _show_plan(steps, notes, persist and spath, as_json)

@@ -69,13 +69,24 @@ def select(findings: Iterable[Finding], ids: Iterable[str]) -> tuple[list[Findin
 
 
 def build(findings: Iterable[Finding], proc: str = "/proc",
-          sys_root: str = sysctl.PROC_SYS) -> list[Step]:
-    """Steps for every fix of every finding; UsageError on the first bad value."""
+          sys_root: str = sysctl.PROC_SYS, only_netns: set[str] | None = None) -> list[Step]:
+    """Steps for every fix of every finding; UsageError on the first bad value.
+
+    only_netns (from --netns/--all-netns): an automatic step that would act in
+    any other namespace, the host included, becomes manual: `fix --netns X`
+    changes nothing outside X, even when a finding about X names a host-wide
+    cure (nf_conntrack_max, tcp_max_orphans).
+    """
     steps: list[Step] = []
     seen: dict[tuple[str, str], Step] = {}
     for finding in findings:
         for fix in finding.fixes:
             step = _step(finding, fix, proc, sys_root)
+            if (only_netns is not None and step.action in AUTOMATIC
+                    and step.status != "manual" and step.netns not in only_netns):
+                step.status = "manual"
+                step.note = _join(step.note, f"acts in namespace {step.netns}, outside the "
+                                             "namespaces chosen; run it without --netns if meant")
             key = (step.action, step.netns + " " + step.target)
             if step.action in AUTOMATIC and key in seen:
                 first = seen[key]
