@@ -106,6 +106,9 @@ def run(ctx: Ctx) -> None:
               f"{fw1_after} FIN_WAIT1, {fw2_after} FIN_WAIT2 left")
     lab.spawn("srv", PORT_AFTER, "leak")
     made = orphan(ctx, srv_ip, PORT_AFTER, N, fill=False)
+    # the closes finish asynchronously: see the orphans arrive before timing their exit,
+    # or a count taken too early reads 0 and the doctor then meets them
+    wait_until(lambda: count(ctx, "fin-wait-2", PORT_AFTER, show=False) > 0, 3.0, 0.1)
     gone2, t2 = wait_until(lambda: count(ctx, "fin-wait-2", PORT_AFTER, show=False) == 0,
                            FIN_TIMEOUT + 5.0, 0.5)
     ctx.check("cure", f"new FIN_WAIT2 orphans leave within tcp_fin_timeout={FIN_TIMEOUT}s",
