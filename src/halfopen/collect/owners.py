@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..model.process import Process
 from ..model.socket import Owner
@@ -64,11 +64,24 @@ def all_pids(proc: str = "/proc") -> list[int]:
     return [int(name) for name in os.listdir(proc) if name.isdigit()]
 
 
-def scan(proc: str = "/proc", pids: Iterable[int] | None = None) -> OwnerMap:
-    """Map socket inodes to their holders; restrict to `pids` when given."""
-    packed: dict[int, int | tuple[int, ...]] = {}
-    comms: dict[int, str] = {}
-    processes: dict[int, Process] = {}
+@dataclass(slots=True)
+class FdScan:
+    """What /proc/PID/fd showed of one process."""
+
+    pid: int
+    comm: str
+    netns_inode: int  # inode of /proc/PID/ns/net, 0 if unreadable
+    fd_count: int
+    socket_fds: dict[int, int] = field(default_factory=dict)  # fd -> socket inode
+
+
+def scan_fds(proc: str = "/proc", pids: Iterable[int] | None = None) -> tuple[list[FdScan], int]:
+    """Every readable process's socket fds; returns (scans, processes we may not read).
+
+    The one reader of /proc/*/fd: `sockets -p` maps its result to owners, the
+    doctor also takes fd counts and stale fds from the same pass.
+    """
+    scans: list[FdScan] = []
     denied = 0
     readlink = os.readlink
     for pid in (all_pids(proc) if pids is None else pids):
@@ -80,24 +93,20 @@ def scan(proc: str = "/proc", pids: Iterable[int] | None = None) -> OwnerMap:
         except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
             continue  # gone, or a kernel thread's empty entry
         try:
-            comm = read_comm(proc, pid)
             names = os.listdir(dir_fd)
-            inodes: list[int] = []
-            high = pid << 32
+            socks: dict[int, int] = {}
             for name in names:
                 try:
                     link = readlink(name, dir_fd=dir_fd)
                 except OSError:  # fd closed between listdir and readlink
                     continue
                 if link.startswith("socket:["):
-                    inode = int(link[8:-1])
-                    inodes.append(inode)
-                    holder = high | int(name)
-                    held = packed.get(inode)
-                    if held is None:
-                        packed[inode] = holder
-                    else:  # shared, e.g. inherited across fork
-                        packed[inode] = (held if type(held) is tuple else (held,)) + (holder,)
+                    socks[int(name)] = int(link[8:-1])
+            comm = read_comm(proc, pid)
+            try:
+                ns_inode = os.stat(f"{proc}/{pid}/ns/net").st_ino
+            except OSError:
+                ns_inode = 0
         except (FileNotFoundError, ProcessLookupError):
             continue
         except PermissionError:
@@ -105,14 +114,18 @@ def scan(proc: str = "/proc", pids: Iterable[int] | None = None) -> OwnerMap:
             continue
         finally:
             os.close(dir_fd)
-        comms[pid] = comm
-        processes[pid] = Process(pid, comm, len(names), inodes)
-    return OwnerMap(Holders(packed, comms), processes, denied)
+        scans.append(FdScan(pid, comm, ns_inode, len(names), socks))
+    return scans, denied
+
+
+def scan(proc: str = "/proc", pids: Iterable[int] | None = None) -> OwnerMap:
+    """Map socket inodes to their holders; restrict to `pids` when given."""
+    return from_scans(*scan_fds(proc, pids))
 
 
 def from_scans(scans: Iterable, denied: int = 0) -> OwnerMap:
-    """The OwnerMap of fd scans already made (collect.host.limits.scan_fds):
-    the doctor reads every process's fds once for owners, limits and stale fds.
+    """The OwnerMap of fd scans already made: the doctor reads every
+    process's fds once for owners, limits and stale fds.
     """
     packed: dict[int, int | tuple[int, ...]] = {}
     comms: dict[int, str] = {}

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from ...errors import HalfopenError
 from ...model.host import HostFacts, NamespaceHost, NetCounters, ProcessLimits, Tunables
 from .. import netns as netns_mod
+from .. import owners
 from . import conntrack, counters, files, kmsg, limits, sockstat, stalefds, tunables
 
 __all__ = ["collect_host"]
@@ -122,7 +123,7 @@ class HostRun:
         self.hosts = {ns.name: NamespaceHost(ns.name) for ns in self.namespaces} if live \
             else {"host": NamespaceHost("host")}
         self.firsts: dict[str, NetCounters | None] = {}
-        self.fd_scan: tuple[list[limits.FdScan], int] | None = None
+        self.fd_scan: tuple[list[owners.FdScan], int] | None = None
 
         # 1. first counter sample everywhere, then the rest while the window runs
         def first(net_root: str, nh: NamespaceHost) -> None:
@@ -143,9 +144,9 @@ class HostRun:
             except HalfopenError as exc:
                 self.run.unavailable[f"netns@{ns.name}"] = str(exc)
 
-    def scan_fds(self) -> tuple[list[limits.FdScan], int] | None:
+    def scan_fds(self) -> tuple[list[owners.FdScan], int] | None:
         """Every process's fds, read once: (scans, processes not readable), None if failed."""
-        self.fd_scan = self.run("limits", limits.scan_fds, self.proc)
+        self.fd_scan = self.run("limits", owners.scan_fds, self.proc)
         return self.fd_scan
 
     def finish(self, pids: Iterable[int] | None = None,

@@ -35,7 +35,7 @@ from collections.abc import Iterable
 from ...errors import HalfopenError, NotPermitted
 from ...model.host import StaleSocketFd, StaleSocketFds
 from ._text import bad, read, to_int
-from .limits import FdScan
+from ..owners import FdScan
 
 # protocol name -> (table files, 0-based inode column)
 TABLES: dict[str, tuple[tuple[str, ...], int]] = {
