@@ -7,15 +7,9 @@ import os
 import select
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Sequence
 
-
-
-def sh(*cmd: str, netns: str | None = None) -> None:
-    argv = (["ip", "netns", "exec", netns] if netns else []) + list(cmd)
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-    if proc.returncode != 0:
-        raise AssertionError(f"{' '.join(argv)} -> {proc.returncode}: {proc.stderr.strip()}")
+from tests.conftest import sh
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROCS = os.path.join(HERE, "procs.py")
@@ -31,10 +25,12 @@ class Lab:
         self.netns = netns
         self.procs: list[subprocess.Popen] = []
         for addr in (SERVER, CLIENT):
-            sh("ip", "addr", "add", f"{addr}/32", "dev", "lo", netns=netns)
+            sh("ip", "addr", "add", f"{addr}/32", "dev", "lo", netns=netns, timeout=30)
 
-    def spawn(self, *args: str, wait_ready: bool = True) -> subprocess.Popen:
-        argv = ["ip", "netns", "exec", self.netns, sys.executable, PROCS, *args]
+    def spawn(self, *args: str, prefix: Sequence[str] = (),
+              wait_ready: bool = True) -> subprocess.Popen:
+        """procs.py ARGS in the namespace, after `prefix` (e.g. prlimit) when given."""
+        argv = ["ip", "netns", "exec", self.netns, *prefix, sys.executable, PROCS, *args]
         p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.procs.append(p)
         if wait_ready:
@@ -43,18 +39,6 @@ class Lab:
             if line.strip() != "ready":
                 p.kill()
                 raise AssertionError(f"{args} not ready: {line!r} {p.stderr.read()[-500:]}")
-        return p
-
-    def prefix(self, prefix: list[str], *args: str) -> subprocess.Popen:
-        """Like spawn, with a command before python (e.g. prlimit)."""
-        argv = ["ip", "netns", "exec", self.netns, *prefix, sys.executable, PROCS, *args]
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.procs.append(p)
-        r, _, _ = select.select([p.stdout], [], [], READY_TIMEOUT_S)
-        line = p.stdout.readline() if r else ""
-        if line.strip() != "ready":
-            p.kill()
-            raise AssertionError(f"{args} not ready: {line!r} {p.stderr.read()[-500:]}")
         return p
 
     def stop(self) -> None:

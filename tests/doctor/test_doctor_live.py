@@ -55,7 +55,7 @@ def test_full_accept_queue_is_overflow_not_syn_flood(lab):
 
 def test_low_fd_limit_is_fd_exhaustion(lab):
     # soft limit 64; the process opens 56 more fds on top of stdio and its listener
-    proc = lab.prefix(["prlimit", "--nofile=64:4096", "--"], "fds", SERVER, "8082", "56")
+    proc = lab.spawn("fds", SERVER, "8082", "56", prefix=["prlimit", "--nofile=64:4096", "--"])
     rc, data = doctor("--netns", lab.netns, "--window", "0")
     f = finding(data, "fd-exhaustion", pid=proc.pid)
     ev = {e["what"]: e["value"] for e in f["evidence"]}
@@ -124,7 +124,7 @@ def test_destroyed_socket_kept_open_is_fd_leak_fresh_socket_is_not(lab):
 
 def test_netns_run_reports_no_process_outside_it(lab):
     """--netns NAME: per-process findings only for processes in it or owning sockets there."""
-    inside = lab.prefix(["prlimit", "--nofile=64:4096", "--"], "fds", SERVER, "8086", "56")
+    inside = lab.spawn("fds", SERVER, "8086", "56", prefix=["prlimit", "--nofile=64:4096", "--"])
     outside = subprocess.Popen(["prlimit", "--nofile=64:4096", "--", sys.executable, PROCS,
                                 "fds", "127.0.0.1", "0", "56"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

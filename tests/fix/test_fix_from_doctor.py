@@ -32,11 +32,11 @@ import pytest
 from halfopen.diagnose.kernel import RISKY
 from halfopen.fix.sysctl import KNOBS
 from tests.conftest import sh
+from tests.doctor.doctor_support import CLIENT, SERVER
+from tests.doctor.doctor_support import Lab as NamespaceLab
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(60),
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
-
-SERVER, CLIENT = "198.18.0.1", "198.18.0.2"
 
 # One process, both ends of N connections from CLIENT to SERVER (not loopback
 # addresses, so the doctor does not excuse them as local peers).
@@ -78,14 +78,8 @@ while True:
 """
 
 
-class Lab:
-    """SERVER and CLIENT on the namespace's lo, and the processes started in it."""
-
-    def __init__(self, netns: str) -> None:
-        self.netns = netns
-        self.procs: list[subprocess.Popen] = []
-        for addr in (SERVER, CLIENT):
-            sh("ip", "addr", "add", f"{addr}/32", "dev", "lo", netns=netns, timeout=10)
+class Lab(NamespaceLab):
+    """SERVER and CLIENT on the namespace's lo, and the PROCs started in it."""
 
     def start(self, mode: str, count: int, nofile: tuple[int, int]) -> tuple[int, int]:
         """(pid, port) of a PROC started with RLIMIT_NOFILE `nofile`."""
@@ -105,19 +99,6 @@ class Lab:
         hello = json.loads(line)
         assert hello["pid"] == proc.pid  # ip netns exec execs python: same pid
         return hello["pid"], hello["port"]
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-            for f in (proc.stdout, proc.stderr):
-                if f:
-                    f.close()
 
 
 @pytest.fixture

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from ..units import seconds
+
 
 def duration_ms(ms: int | None) -> str:
-    """Milliseconds as a short human duration.
+    """Milliseconds as a short human duration; from a minute up, the doctor's format.
 
     >>> [duration_ms(x) for x in (0, 850, 12_300, 200_000, 7_500_000, 200_000_000)]
     ['0ms', '850ms', '12.3s', '3m20s', '2h05m', '2d07h']
@@ -13,15 +15,9 @@ def duration_ms(ms: int | None) -> str:
         return "-"
     if ms < 1000:
         return f"{ms}ms"
-    s = ms / 1000
-    if s < 60:
-        return f"{s:.1f}s"
-    s = int(s)
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f}s"
+    return seconds(ms / 1000)
 
 
 def endpoint(addr: str, port: int) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from ..model.finding import Evidence, Fix
 from ..model.socket import Socket
+from ..units import seconds  # noqa: F401  (the rules format durations with it)
 
 SOCK_DIAG = "sock_diag"  # evidence source of socket counts (or procfs in the fallback)
 TCP_INFO = "tcp_info"
@@ -30,24 +31,6 @@ def n(value: int) -> str:
 def plural(count: int, word: str, words: str | None = None) -> str:
     """'1 socket', '4,210 sockets'."""
     return f"{n(count)} {word if count == 1 else (words or word + 's')}"
-
-
-def seconds(s: float | None) -> str:
-    """A duration for a title: 45 -> '45s', 5400 -> '1h30m', 200000 -> '2d07h'.
-
-    >>> [seconds(x) for x in (45, 5400, 200000)]
-    ['45s', '1h30m', '2d07h']
-    """
-    if s is None:
-        return "-"
-    s = int(s)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
 def owner(sock: Socket) -> tuple[int, str] | None:

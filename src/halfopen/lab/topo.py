@@ -185,6 +185,19 @@ class Lab:
         self.sh(["ip", "-n", nb, "link", "set", ib, "up"])
         return addr_a, addr_b
 
+    def routed(self) -> tuple[str, str]:
+        """cli - rtr - srv: two links, routes through the router, forwarding on.
+
+        Returns (client address, server address)."""
+        for role in ("cli", "rtr", "srv"):
+            self.add_netns(role)
+        rtr_c, cli_ip = self.link("rtr", "cli")
+        rtr_s, srv_ip = self.link("rtr", "srv")
+        self.route("cli", rtr_c)
+        self.route("srv", rtr_s)
+        self.sysctl("rtr", "net.ipv4.ip_forward", 1)
+        return cli_ip, srv_ip
+
     def route(self, role: str, via: str, prefix: str = "198.18.0.0/15") -> None:
         self.sh(["ip", "-n", self.ns(role), "route", "add", prefix, "via", via])
 

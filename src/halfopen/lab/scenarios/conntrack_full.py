@@ -43,13 +43,7 @@ def set_max(ctx: Ctx, value: int) -> str:
 def run(ctx: Ctx) -> None:
     lab = ctx.lab
     ctx.say.step("build: cli - rtr - srv; the router tracks every forwarded flow")
-    for role in ("cli", "rtr", "srv"):
-        lab.add_netns(role)
-    rtr_c, _cli_ip = lab.link("rtr", "cli")
-    rtr_s, srv_ip = lab.link("rtr", "srv")
-    lab.route("cli", rtr_c)
-    lab.route("srv", rtr_s)
-    lab.sysctl("rtr", "net.ipv4.ip_forward", 1)
+    _cli_ip, srv_ip = lab.routed()
     lab.nft("rtr", RULES)
     app = lab.spawn("srv", PORT, "hold")
     ctx.fact(server_pid=app.pid, port=PORT, host_max_before=int(lab.read_sysctl(None, KEY)))

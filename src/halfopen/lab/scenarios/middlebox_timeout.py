@@ -32,13 +32,7 @@ table inet lab {
 def build(ctx: Ctx) -> tuple[str, str]:
     lab = ctx.lab
     ctx.say.step("build: cli - rtr - srv; the router tracks connections and forwards only known flows")
-    for role in ("cli", "rtr", "srv"):
-        lab.add_netns(role)
-    rtr_c, cli_ip = lab.link("rtr", "cli")
-    rtr_s, srv_ip = lab.link("rtr", "srv")
-    lab.route("cli", rtr_c)
-    lab.route("srv", rtr_s)
-    lab.sysctl("rtr", "net.ipv4.ip_forward", 1)
+    cli_ip, srv_ip = lab.routed()
     lab.nft("rtr", RULES % "drop")
     lab.sysctl("rtr", "net.netfilter.nf_conntrack_tcp_timeout_established", CT_TIMEOUT, shrink=True)
     lab.sysctl("rtr", "net.netfilter.nf_conntrack_tcp_loose", 0)
