@@ -1,5 +1,7 @@
 """Durations as people read them; shared by the CLI, the doctor and its titles."""
 
+from __future__ import annotations
+
 
 def seconds(s: float | None) -> str:
     """A duration for a title: 45 -> '45s', 5400 -> '1h30m', 200000 -> '2d07h'.

@@ -12,7 +12,7 @@ import sys
 import click
 
 from .. import __version__
-from ..errors import EXIT_USAGE, HalfopenError
+from ..errors import EXIT_UNKNOWN, EXIT_USAGE, HalfopenError
 
 # command name -> (module, attribute, one-line help)
 COMMANDS = {
@@ -30,10 +30,10 @@ COMMANDS = {
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [name for name, (module, _a, _h) in COMMANDS.items() if _available(module)]
+        return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in COMMANDS or not _available(COMMANDS[name][0]):
+        if name not in COMMANDS:
             return None
         module, attr, _help = COMMANDS[name]
         return getattr(importlib.import_module(module), attr)
@@ -44,13 +44,10 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
-def _available(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
-
-
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="halfopen")
-def cli() -> None:
+@click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
+def cli(debug: bool) -> None:
     """Find, explain and fix TCP half-open connections and the exhaustion they cause.
 
     Exit codes: 0 ok, 1 warning, 2 critical, 3 could not check, 64 usage error.
@@ -59,8 +56,9 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; a command returns its exit code (None means 0)."""
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        result = cli.main(args=argv, prog_name="halfopen", standalone_mode=False)
+        result = cli.main(args=args, prog_name="halfopen", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.exceptions.Abort:
@@ -82,6 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("halfopen: interrupted", err=True)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, exit 3
+        if "--debug" in args:
+            raise
+        click.echo(
+            f"halfopen: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            err=True,
+        )
+        return EXIT_UNKNOWN
     return result if isinstance(result, int) else 0
 
 

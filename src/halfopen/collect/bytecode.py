@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from dataclasses import dataclass
+from halfopen.records import record
 
 from ..model.filter import (And, Expr, Filter, HostIs, Not, Or, OwnerIs, PortCmp, StateIs,
                             _conjuncts)
@@ -30,7 +30,7 @@ OP = struct.Struct("=BBH")  # code, yes, no
 HOSTCOND = struct.Struct("=BBxxi")  # family, prefix_len, port (-1: any)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class KernelFilter:
     """What the kernel is asked to filter, and whether that is the whole filter."""
 

@@ -11,7 +11,7 @@ import contextlib
 import ctypes
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from halfopen.records import record
 
 from ..errors import NamespaceError, NotPermitted
 
@@ -22,7 +22,7 @@ HOST = "host"
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Namespace:
     name: str  # "host", the /run/netns name, or "net:[INODE]"
     inode: int

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
+from halfopen.records import record
 
 from ..model.process import Process
 from ..model.socket import Owner
@@ -48,7 +49,7 @@ class Holders(Mapping[int, tuple[Owner, ...]]):
         return inode in self._packed
 
 
-@dataclass(slots=True)
+@record
 class OwnerMap:
     owners: Holders  # socket inode -> holders
     processes: dict[int, Process]
@@ -64,7 +65,7 @@ def all_pids(proc: str = "/proc") -> list[int]:
     return [int(name) for name in os.listdir(proc) if name.isdigit()]
 
 
-@dataclass(slots=True)
+@record
 class FdScan:
     """What /proc/PID/fd showed of one process."""
 

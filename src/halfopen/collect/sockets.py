@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
+from halfopen.records import record
 
 from ..model.filter import Filter
 from ..model.socket import Socket
@@ -20,7 +21,7 @@ from . import bytecode, netlink, netns, owners, procfs_tcp, sock_diag
 SOURCES = ("auto", "sock_diag", "procfs")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Query:
     filter: Filter = Filter(None)
     tcp_info: bool = False  # INET_DIAG_INFO and SKMEMINFO
@@ -31,7 +32,7 @@ class Query:
     proc: str = "/proc"
 
 
-@dataclass(slots=True)
+@record
 class Collection:
     """The streamed sockets, and what was learnt about how they were read."""
 

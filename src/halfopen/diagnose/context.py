@@ -9,7 +9,8 @@ into one finding of severity "unknown" and the other rules still run.
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass, field
+from dataclasses import field
+from halfopen.records import record
 
 from ..model.host import HostFacts, NamespaceHost, Tunables
 from ..model.snapshot import Snapshot
@@ -28,7 +29,7 @@ class Unavailable(Exception):
     """The rule's source could not be read; the message says why."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Options:
     """The doctor's knobs. `min_age_s` overrides every age threshold (tests, experts)."""
 
@@ -38,7 +39,7 @@ class Options:
     min_age_s: float | None = None
 
 
-@dataclass(slots=True)
+@record
 class Context:
     snapshot: Snapshot
     options: Options = Options()

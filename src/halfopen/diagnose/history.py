@@ -8,10 +8,11 @@ the recorded samples.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+from halfopen.records import record
 
 
-@dataclass(slots=True)
+@record
 class History:
     """Per-process series: (pid, metric) -> [(epoch seconds, value)], oldest first.
 

@@ -24,7 +24,7 @@ Presets, with the documented defaults:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from halfopen.records import record
 
 from ..errors import UsageError
 
@@ -33,7 +33,7 @@ PROXY = "proxy"
 KINDS = (FLOW, PROXY)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Middlebox:
     name: str
     idle_timeout_s: int

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from halfopen.records import record
 
 from ..model.finding import Finding
 from . import closewait, deadpeer, kernel, listen, resources, timeouts, timewait
 from .context import Context, Unavailable
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Rule:
     id: str
     cause: str

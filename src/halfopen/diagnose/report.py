@@ -9,7 +9,8 @@ configuration when nginx runs.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import field
+from halfopen.records import record
 from typing import Any
 
 from ..errors import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING, UsageError
@@ -28,7 +29,7 @@ EXIT_BY_STATUS = {"ok": EXIT_OK, "warning": EXIT_WARNING, "critical": EXIT_CRITI
                   "unknown": EXIT_UNKNOWN}
 
 
-@dataclass(slots=True)
+@record
 class Report:
     host: str
     kernel: str

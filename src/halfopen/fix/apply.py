@@ -7,7 +7,8 @@ the run: the journal then holds what changed, and `rollback` restores it.
 from __future__ import annotations
 
 import errno
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from halfopen.records import record
 from typing import Any
 
 from ..errors import HalfopenError
@@ -17,7 +18,7 @@ from .plan import Step
 from .sockopt import Keepalive
 
 
-@dataclass(slots=True)
+@record
 class Done:
     """What became of one step (or one undo)."""
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from halfopen.records import record
 
 from ..collect import netlink, netns, sock_diag
 from ..model.socket import Socket
@@ -41,7 +41,7 @@ REASONS = {
 DONE = ("killed", "already gone")
 
 
-@dataclass(slots=True)
+@record
 class Outcome:
     sock: Socket
     result: str  # a RESULTS value, "would kill", or "failed"

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
+from halfopen.records import record
 from typing import Any
 
 from ..errors import UsageError
@@ -34,7 +35,7 @@ RULE_IDS = ("close-wait-leak", "fd-leak", "dead-peer", "keepalive-off", "timeout
 AUTOMATIC = ("sysctl", "prlimit", "keepalive", "kill")
 
 
-@dataclass(slots=True)
+@record
 class Step:
     finding: str  # the finding's rule id
     reason: str  # the finding's title

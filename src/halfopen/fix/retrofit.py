@@ -14,7 +14,7 @@ import errno
 import os
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
+from halfopen.records import record
 
 from ..collect import netns, owners
 from ..collect import sockets as collector
@@ -31,7 +31,7 @@ _HELD_STATES = {TcpState.ESTABLISHED, TcpState.CLOSE_WAIT, TcpState.LISTEN,
                 TcpState.SYN_SENT, TcpState.FIN_WAIT1, TcpState.FIN_WAIT2}
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Settings:
     idle: int
     interval: int
@@ -53,7 +53,7 @@ class Settings:
         return Keepalive(True, self.idle, self.interval, self.count, ut)
 
 
-@dataclass(slots=True)
+@record
 class SocketResult:
     fd: int
     sock: Socket

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pwd
 import resource
-from dataclasses import dataclass
+from halfopen.records import record
 
 from .errors import AccessDenied, ProcessGone
 
@@ -20,7 +20,7 @@ RESOURCES = {"nofile": resource.RLIMIT_NOFILE}
 CAP_SYS_RESOURCE = 24  # include/uapi/linux/capability.h
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Limits:
     soft: int
     hard: int

@@ -11,7 +11,8 @@ setting to the connections it accepts later.
 from __future__ import annotations
 
 import socket
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from halfopen.records import record
 from typing import Any
 
 MAX_KEEPIDLE = 32767
@@ -19,7 +20,7 @@ MAX_KEEPINTVL = 32767
 MAX_KEEPCNT = 127
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Keepalive:
     keepalive: bool  # SO_KEEPALIVE
     idle: int  # TCP_KEEPIDLE, seconds before the first probe

@@ -13,7 +13,7 @@ doctor rule suggests must be here (tests/fix/test_fix_from_doctor.py checks).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from halfopen.records import record
 
 from ..collect import netns
 from ..errors import UsageError
@@ -23,7 +23,7 @@ INT_MAX = 2**31 - 1
 LONG_MAX = 2**63 - 1
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Knob:
     key: str  # dotted name, as sysctl(8) spells it
     low: int

@@ -14,59 +14,60 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+from typing import Union
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from halfopen.records import record
 
 from ..errors import UsageError
 from .socket import Socket
 from .states import ALL_STATES, STATE_WORD_NAMES, STATE_WORDS
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class StateIs:
     mask: int  # bit (1 << TcpState) per state
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class PortCmp:
     side: str  # "s" (local) or "d" (peer)
     op: str  # one of "eq", "ne", "ge", "le", "gt", "lt"
     port: int
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class HostIs:
     side: str
     network: Network | None  # None: any address
     port: int | None  # None: any port
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class OwnerIs:
     key: str  # "pid", "comm" or "uid"
     value: int | str
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class And:
     left: "Expr"
     right: "Expr"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Or:
     left: "Expr"
     right: "Expr"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Not:
     inner: "Expr"
 
 
-Expr = StateIs | PortCmp | HostIs | OwnerIs | And | Or | Not
+Expr = Union[StateIs, PortCmp, HostIs, OwnerIs, And, Or, Not]
 
 OPERATORS = {"=": "eq", "==": "eq", "eq": "eq", "!=": "ne", "ne": "ne", "neq": "ne",
              ">=": "ge", "ge": "ge", "geq": "ge", "<=": "le", "le": "le", "leq": "le",
@@ -88,7 +89,7 @@ def tokenize(words: Iterable[str]) -> list[str]:
     return _TOKEN.findall(" ".join(words))
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Filter:
     """A parsed filter; `expr` None means every socket."""
 

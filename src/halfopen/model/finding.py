@@ -13,14 +13,15 @@ The JSON shape is the contract in DESIGN.md ("Findings (doctor --json)").
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
+from halfopen.records import record
 from typing import Any
 
 SEVERITIES = ("ok", "info", "warning", "critical", "unknown")
 SEVERITY_RANK = {"ok": 0, "info": 0, "warning": 1, "critical": 2, "unknown": 3}
 
 
-@dataclass(slots=True)
+@record
 class Evidence:
     what: str  # snake_case name of the measured value
     value: Any
@@ -28,7 +29,7 @@ class Evidence:
     note: str = ""
 
 
-@dataclass(slots=True)
+@record
 class Fix:
     action: str
     command: str  # exact command or snippet a person could run or paste
@@ -37,7 +38,7 @@ class Fix:
     description: str = ""
 
 
-@dataclass(slots=True)
+@record
 class Finding:
     id: str  # a rule id from DESIGN.md
     severity: str  # "info", "warning", "critical", "unknown"

@@ -20,7 +20,8 @@ always been the host name) and round-trip through JSON exactly.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
+from halfopen.records import record
 from typing import Any
 
 # Names used as keys of HostFacts.unavailable (with "@NETNS" for per-namespace ones).
@@ -40,7 +41,7 @@ SOURCES = (
 
 # ---------------------------------------------------------------- counters
 
-@dataclass(slots=True)
+@record
 class NetCounters:
     """One sample of /proc/net/netstat and /proc/net/snmp of one namespace.
 
@@ -57,7 +58,7 @@ class NetCounters:
         return self.values.get(key, default)
 
 
-@dataclass(slots=True)
+@record
 class CounterRates:
     """Two NetCounters samples of one namespace, `window_s` seconds apart.
 
@@ -72,7 +73,7 @@ class CounterRates:
 
 # ---------------------------------------------------------------- sockstat
 
-@dataclass(slots=True)
+@record
 class SockStat:
     """/proc/net/sockstat and sockstat6 of one namespace.
 
@@ -98,7 +99,7 @@ class SockStat:
 
 # ---------------------------------------------------------------- tunables
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Default:
     value: str | None  # the kernel's default as /proc/sys prints it; None: computed at boot
     source: str  # where the default is set in the kernel tree
@@ -140,7 +141,7 @@ KERNEL_DEFAULTS: dict[str, Default] = {
 }
 
 
-@dataclass(slots=True)
+@record
 class Tunables:
     """TCP sysctls as read in one namespace; None when the file is absent.
 
@@ -211,7 +212,7 @@ TUNABLE_FIELDS: dict[str, tuple[str, str | int]] = {
 
 # ---------------------------------------------------------------- files, memory, processes
 
-@dataclass(slots=True)
+@record
 class FileLimits:
     """fs.file-nr, fs.file-max, fs.nr_open (host-wide), in file handles."""
 
@@ -221,7 +222,7 @@ class FileLimits:
     nr_open: int  # fs.nr_open: cap on any RLIMIT_NOFILE
 
 
-@dataclass(slots=True)
+@record
 class Memory:
     """/proc/meminfo, in kibibytes (the kernel's "kB")."""
 
@@ -232,7 +233,7 @@ class Memory:
 UNLIMITED = -1  # RLIMIT value "unlimited" in /proc/PID/limits
 
 
-@dataclass(slots=True)
+@record
 class ProcessLimits:
     """One process's open fds against its RLIMIT_NOFILE."""
 
@@ -247,7 +248,7 @@ class ProcessLimits:
 
 # ---------------------------------------------------------------- conntrack
 
-@dataclass(slots=True)
+@record
 class Conntrack:
     """nf_conntrack of one namespace; loaded=False with a reason when absent.
 
@@ -282,7 +283,7 @@ KERNEL_LOG_KINDS = (
 )
 
 
-@dataclass(slots=True)
+@record
 class KernelLogLine:
     """One kernel log line that matters to the doctor."""
 
@@ -299,7 +300,7 @@ class KernelLogLine:
 
 # ---------------------------------------------------------------- fd-leak source
 
-@dataclass(slots=True)
+@record
 class StaleSocketFd:
     """A socket fd whose inode is in no kernel socket table of its namespace."""
 
@@ -312,7 +313,7 @@ class StaleSocketFd:
     hup: bool | None = None
 
 
-@dataclass(slots=True)
+@record
 class StaleSocketFds:
     """One process's socket fds missing from the kernel's tables.
 
@@ -332,7 +333,7 @@ class StaleSocketFds:
 
 # ---------------------------------------------------------------- grouping
 
-@dataclass(slots=True)
+@record
 class NamespaceHost:
     """The per-namespace facts of one network namespace."""
 
@@ -344,7 +345,7 @@ class NamespaceHost:
     conntrack: Conntrack | None = None
 
 
-@dataclass(slots=True)
+@record
 class HostFacts:
     """Everything the host collectors saw, per namespace and host-wide."""
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
+from halfopen.records import record
 from typing import Any
 
 NGINX_KEEPALIVE_TIMEOUT_DEFAULT_S = 75  # ngx_http_core_module: keepalive_timeout 75s
 
 
-@dataclass(slots=True)
+@record
 class NginxListen:
     """One `listen` directive."""
 
@@ -18,7 +19,7 @@ class NginxListen:
     server_name: str = ""
 
 
-@dataclass(slots=True)
+@record
 class NginxConf:
     """keepalive_timeout values (seconds, by context) and listen sockets."""
 

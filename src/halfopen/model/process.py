@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+from halfopen.records import record
 
 
-@dataclass(slots=True)
+@record
 class Process:
     pid: int
     comm: str

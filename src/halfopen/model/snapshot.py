@@ -7,7 +7,8 @@ rules can run on recorded data as well as on a live kernel.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import field
+from halfopen.records import record
 from typing import Any
 
 from ..errors import UsageError
@@ -18,7 +19,7 @@ from .socket import Socket
 SCHEMA = "halfopen.snapshot/1"
 
 
-@dataclass(slots=True)
+@record
 class Snapshot:
     host: str
     kernel: str

@@ -7,7 +7,7 @@ be checked against the headers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from halfopen.records import record
 from typing import Any, NamedTuple
 
 from .states import state_name
@@ -117,7 +117,7 @@ class Owner(NamedTuple):
     fd: int
 
 
-@dataclass(slots=True)
+@record
 class Socket:
     """One row of the kernel's TCP table."""
 

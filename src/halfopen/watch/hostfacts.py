@@ -9,7 +9,8 @@ A value the kernel does not offer (no nf_conntrack module) is None.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+from halfopen.records import record
 
 # The counters the rules use (DESIGN.md), "Group.Name" as in /proc/net/{netstat,snmp}.
 COUNTERS = (
@@ -24,7 +25,7 @@ COUNTERS = (
 )
 
 
-@dataclass(slots=True)
+@record
 class HostStats:
     conntrack_count: int | None = None
     conntrack_max: int | None = None

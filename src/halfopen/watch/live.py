@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
-from dataclasses import dataclass
+from halfopen.records import record
 
 from rich.console import Console
 from rich.live import Live
@@ -16,7 +16,7 @@ from .view import FindingLog, render
 from .window import Window
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class WatchOptions:
     interval_s: float = 2.0
     window_s: float = 300.0

@@ -17,7 +17,8 @@ keeps the bound from shrinking.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
+from halfopen.records import record
 
 from ..model.finding import Finding
 from ..model.process import Process
@@ -30,7 +31,7 @@ LISTEN = int(TcpState.LISTEN)
 SYN_RECV_STATES = (int(TcpState.SYN_RECV), int(TcpState.NEW_SYN_RECV))
 
 
-@dataclass(slots=True)
+@record
 class ProcSample:
     pid: int
     comm: str
@@ -48,7 +49,7 @@ class ProcSample:
         return self.states.get("close_wait", 0)
 
 
-@dataclass(slots=True)
+@record
 class Listener:
     netns: str
     addr: str
@@ -60,7 +61,7 @@ class Listener:
     comm: str = ""
 
 
-@dataclass(slots=True)
+@record
 class Sample:
     t: float  # unix time
     host: str

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from halfopen.records import record
 
 from ..collect import snapshot as snapshots
 from ..collect import sockets as collector
@@ -14,7 +14,7 @@ from .findings import Doctor
 from .sample import Sample, build
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Settings:
     namespaces: tuple[Namespace, ...] = ()
     proc: str = "/proc"

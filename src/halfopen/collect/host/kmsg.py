@@ -15,7 +15,7 @@ import errno
 import os
 import re
 import subprocess
-from dataclasses import dataclass
+from halfopen.records import record
 
 from ...model.host import KernelLogLine
 
@@ -36,7 +36,7 @@ PATTERNS: dict[str, re.Pattern[str]] = {
 }
 
 
-@dataclass(slots=True)
+@record
 class Record:
     level: int  # syslog level, PRI & 7
     seq: int  # -1 from dmesg
