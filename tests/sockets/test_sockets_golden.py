@@ -210,3 +210,22 @@ def test_golden_agrees_with_ss_recorded_at_the_same_time():
         assert d["timer"] == (r.timer or "off")
         if "tcp_info" in d and d["state"] != "syn_sent":  # a SYN retransmit cuts cwnd
             assert d["tcp_info"]["snd_cwnd"] == int(r.info["cwnd"])
+
+
+def permuted(msg: bytes) -> bytes:
+    """`msg` with its attributes in reverse order: same length, another layout."""
+    parts = [msg[pos:pos + ((n + 3) & ~3)] for _t, pos, n in attrs(msg)]
+    out = msg[:ATTRS_AT] + b"".join(reversed(parts))
+    assert len(out) == len(msg) and out != msg
+    return out
+
+
+def test_a_message_unlike_the_learnt_layout_of_its_length_is_decoded_in_full():
+    """The decoder learns one attribute layout per message length and checks each
+    message's attribute headers against it: one that differs (here the same
+    attributes in another order) takes the attribute-by-attribute path."""
+    for m in _with_info(MESSAGES)[:4]:
+        alone = decode([m])
+        assert decode([m, permuted(m)]) == alone * 2
+        assert decode([permuted(m), m]) == alone * 2
+        assert decode([permuted(m)]) == alone

@@ -44,11 +44,17 @@ def _present(values: tuple) -> tuple:
     return values[:n]
 
 
+_netns_json: dict[str, str] = {}  # a few names, quoted once
+
+
 def encode_socket(s: Socket) -> str:
     """json.dumps(s.to_dict()) without building the dict."""
     state = _STATE_TEXT.get(s.state) or state_name(s.state)
+    netns = _netns_json.get(s.netns)
+    if netns is None:
+        netns = _netns_json[s.netns] = _quote(s.netns)
     parts = [_SOCKET_HEAD % (
-        _quote(s.netns), s.family, state, s.recv_q, s.send_q, s.local_addr, s.local_port,
+        netns, s.family, state, s.recv_q, s.send_q, s.local_addr, s.local_port,
         s.peer_addr, s.peer_port, TIMER_NAMES.get(s.timer, "unknown"), s.timer_expires_ms,
         s.timer_retrans, s.uid, s.inode, s.cookie)]
     if s.shutdown is not None:

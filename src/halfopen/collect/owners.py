@@ -37,7 +37,13 @@ class Holders(Mapping[int, tuple[Owner, ...]]):
         return tuple(Owner(v >> 32, comms[v >> 32], v & 0xFFFFFFFF) for v in value)
 
     def get(self, inode: int, default: tuple[Owner, ...] = ()) -> tuple[Owner, ...]:
-        return self[inode] if inode in self._packed else default
+        value = self._packed.get(inode)  # one lookup: get() is the per-socket call
+        if value is None:
+            return default
+        if type(value) is int:
+            pid = value >> 32
+            return (Owner(pid, self._comms[pid], value & 0xFFFFFFFF),)
+        return self[inode]
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._packed)

@@ -12,7 +12,8 @@ import socket
 import struct
 from collections.abc import Iterator
 
-from ..model.socket import TCP_INFO_FIELDS, SkMemInfo, Socket, TcpInfo
+from ..model.socket import SKMEM_FIELDS, TCP_INFO_FIELDS, SkMemInfo, Socket, TcpInfo
+from ..records import record
 from ..model.states import ALL_STATES
 from . import netlink
 
@@ -167,40 +168,128 @@ class AddressCache:
         return text
 
 
+def _attributes(buf: bytes, pos: int, end: int) -> list[tuple[int, int, int]]:
+    """(type, payload offset, payload length) of each attribute in buf[pos:end]."""
+    out = []
+    while pos + 4 <= end:
+        nla_len, nla_type = NLA.unpack_from(buf, pos)
+        if nla_len < 4:
+            break
+        # NLA_F_NESTED / NLA_F_NET_BYTEORDER are flags, not part of the type
+        out.append((nla_type & 0x3FFF, pos + 4, nla_len - 4))
+        pos += (nla_len + 3) & ~3
+    return out
+
+
+@record(frozen=True)
+class _Layout:
+    """Where the attributes sit in reply messages of one length.
+
+    The kernel fills a socket's attributes in a fixed order
+    (inet_diag_msg_attrs_fill, then inet_sk_diag_fill's extensions), so the
+    messages of one family and length almost always share their layout. One
+    Struct then reads the fixed message and every needed attribute at once,
+    after a second Struct has checked that each attribute header is where
+    the layout says (a message that differs is decoded attribute by attribute).
+    """
+
+    headers: struct.Struct  # every nlattr header (len, type), in order
+    expect: tuple  # what `headers` must read
+    values: struct.Struct  # inet_diag_msg, then the needed attribute payloads
+    shutdown: int  # index in the values, -1 if absent
+    meminfo: tuple  # (start, stop, padding) in the values, () if absent
+    tcp_info: tuple  # (start, stop, padding) in the values, () if absent
+
+
+def _learn_layout(buf: bytes, offset: int, length: int) -> _Layout | None:
+    attrs = _attributes(buf, offset + NLMSGHDR_SIZE + DIAG_MSG.size, offset + length)
+    header_fmt, expect, pos = "=", [], 0  # `headers` reads from the nlmsghdr on
+    values_fmt, count = DIAG_MSG.format, len(DIAG_MSG.unpack(bytes(DIAG_MSG.size)))
+    at = NLMSGHDR_SIZE + DIAG_MSG.size  # where values_fmt has read up to
+    shutdown, meminfo, tcp_info = -1, (), ()
+    for nla_type, start, size in attrs:
+        start -= offset
+        header_fmt += f"{start - 4 - pos}xHH"
+        pos = start
+        expect += [size + 4, nla_type]
+        fmt = n = None
+        if nla_type == INET_DIAG_SHUTDOWN and size >= 1:
+            fmt, n, shutdown = "B", 1, count
+        elif nla_type == INET_DIAG_SKMEMINFO and size >= SKMEMINFO_OLD.size:
+            st = SKMEMINFO if size >= SKMEMINFO.size else SKMEMINFO_OLD
+            fmt, n = st.format.lstrip("="), st.size // 4
+            meminfo = (count, count + n, (None,) * (len(SKMEM_FIELDS) - n))
+        elif nla_type == INET_DIAG_INFO:
+            layout = _tcp_info_layout(size)
+            if layout is not None:
+                st, padding = layout
+                fmt, n = st.format.lstrip("="), len(st.unpack(bytes(st.size)))
+                tcp_info = (count, count + n, padding)
+        if fmt is not None:
+            values_fmt += f"{start - at}x{fmt}"
+            at = start + struct.calcsize("=" + fmt)
+            count += n
+    if not attrs:
+        return None
+    return _Layout(struct.Struct(header_fmt), tuple(expect), struct.Struct(values_fmt),
+                   shutdown, meminfo, tcp_info)
+
+
 def decode_messages(chunks: Iterator[tuple[bytes, int, int]], netns: str = "host",
                     addresses: AddressCache | None = None) -> Iterator[Socket]:
     """Turn (buffer, offset, length) reply messages into Socket records."""
     addresses = addresses or AddressCache()
     text = addresses.text
     diag_unpack = DIAG_MSG.unpack_from
-    nla_unpack = NLA.unpack_from
     body = NLMSGHDR_SIZE
-    attrs_at = NLMSGHDR_SIZE + DIAG_MSG.size
     ntohs = _NTOHS
+    af_inet = socket.AF_INET
+    new = tuple.__new__
+    layouts: dict[int, _Layout | None] = {}
     for buf, offset, length in chunks:
+        try:
+            lay = layouts[length]
+        except KeyError:
+            lay = layouts[length] = _learn_layout(buf, offset, length)
+        if lay is not None and lay.headers.unpack_from(buf, offset) == lay.expect:
+            v = lay.values.unpack_from(buf, offset + body)
+            family = v[0]
+            # v: family, state, timer, retrans, sport, dport, src, dst, if,
+            # cookie lo, cookie hi, expires, rqueue, wqueue, uid, inode, ...
+            sock = Socket(
+                4 if family == af_inet else 6, v[1],
+                text(family, v[6]), ntohs[v[4]], text(family, v[7]), ntohs[v[5]],
+                v[12], v[13], v[2], v[11], v[3], v[14], v[15], v[10] << 32 | v[9], netns)
+            if lay.shutdown >= 0:
+                sock.shutdown = v[lay.shutdown]
+            if lay.meminfo:
+                a, b, padding = lay.meminfo
+                sock.meminfo = new(SkMemInfo, v[a:b] + padding)
+            if lay.tcp_info:
+                a, b, padding = lay.tcp_info
+                wscale = v[a + 6]  # see decode_tcp_info
+                sock.tcp_info = new(TcpInfo, v[a:a + 6] + (wscale & 0xF, wscale >> 4)
+                                    + v[a + 7:b] + padding)
+            yield sock
+            continue
         (family, state, timer, retrans, sport, dport, src, dst, _if, cookie_lo,
          cookie_hi, expires, rqueue, wqueue, uid, inode) = diag_unpack(buf, offset + body)
         sock = Socket(
-            4 if family == socket.AF_INET else 6, state,
+            4 if family == af_inet else 6, state,
             text(family, src), ntohs[sport],
             text(family, dst), ntohs[dport],
             rqueue, wqueue, timer, expires, retrans, uid, inode,
             cookie_hi << 32 | cookie_lo, netns)
         # Attributes follow the fixed message; TIME_WAIT and SYN_RECV mini
         # sockets carry none (inet_twsk_diag_fill, inet_req_diag_fill).
-        pos, end = offset + attrs_at, offset + length
-        while pos + 4 <= end:
-            nla_len, nla_type = nla_unpack(buf, pos)
-            if nla_len < 4:
-                break
-            nla_type &= 0x3FFF  # NLA_F_NESTED / NLA_F_NET_BYTEORDER
+        for nla_type, start, size in _attributes(buf, offset + body + DIAG_MSG.size,
+                                                 offset + length):
             if nla_type == INET_DIAG_INFO:
-                sock.tcp_info = decode_tcp_info(buf[pos + 4:pos + nla_len])
+                sock.tcp_info = decode_tcp_info(buf[start:start + size])
             elif nla_type == INET_DIAG_SKMEMINFO:
-                sock.meminfo = decode_meminfo(buf[pos + 4:pos + nla_len])
-            elif nla_type == INET_DIAG_SHUTDOWN:
-                sock.shutdown = buf[pos + 4]
-            pos += (nla_len + 3) & ~3
+                sock.meminfo = decode_meminfo(buf[start:start + size])
+            elif nla_type == INET_DIAG_SHUTDOWN and size >= 1:
+                sock.shutdown = buf[start]
         yield sock
 
 

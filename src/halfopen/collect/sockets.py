@@ -119,7 +119,7 @@ def _stream(source, readers, query, kernel, owner_map, check) -> Iterator[Socket
                 for sock in part:
                     if states != ALL_STATES and not states >> sock.state & 1:
                         continue  # procfs path: the kernel did not filter
-                    if holders is not None:
+                    if holders is not None and sock.inode:  # mini sockets: no inode
                         sock.owners = holders.get(sock.inode, ())
                     if check is None or check(sock):
                         yield sock
