@@ -88,14 +88,22 @@ def scan_fds(proc: str = "/proc", pids: Iterable[int] | None = None) -> tuple[li
     The one reader of /proc/*/fd: `sockets -p` maps its result to owners, the
     doctor also takes fd counts and stale fds from the same pass.
     """
-    scans: list[FdScan] = []
-    denied = 0
+    denied: list[int] = [0]
+    scans = [FdScan(pid, comm, ns_inode, fd_count, socks)
+             for pid, comm, ns_inode, fd_count, socks in _each_process(proc, pids, denied)]
+    return scans, denied[0]
+
+
+def _each_process(proc: str, pids: Iterable[int] | None,
+                  denied: list[int]) -> Iterator[tuple[int, str, int, int, dict[int, int]]]:
+    """(pid, comm, netns inode, fd count, fd -> socket inode) of each readable
+    process, one at a time; denied[0] counts the processes we may not read."""
     readlink = os.readlink
     for pid in (all_pids(proc) if pids is None else pids):
         try:
             dir_fd = os.open(f"{proc}/{pid}/fd", os.O_RDONLY | os.O_DIRECTORY)
         except PermissionError:
-            denied += 1
+            denied[0] += 1
             continue
         except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
             continue  # gone, or a kernel thread's empty entry
@@ -117,17 +125,25 @@ def scan_fds(proc: str = "/proc", pids: Iterable[int] | None = None) -> tuple[li
         except (FileNotFoundError, ProcessLookupError):
             continue
         except PermissionError:
-            denied += 1
+            denied[0] += 1
             continue
         finally:
             os.close(dir_fd)
-        scans.append(FdScan(pid, comm, ns_inode, len(names), socks))
-    return scans, denied
+        yield pid, comm, ns_inode, len(names), socks
 
 
 def scan(proc: str = "/proc", pids: Iterable[int] | None = None) -> OwnerMap:
-    """Map socket inodes to their holders; restrict to `pids` when given."""
-    return from_scans(*scan_fds(proc, pids))
+    """Map socket inodes to their holders; restrict to `pids` when given.
+
+    Folds each process into the map as it is read, so no process's fd table
+    is kept beside the map (at a million sockets that copy was 100 MiB).
+    """
+    denied: list[int] = [0]
+    owner_map = from_scans(FdScan(pid, comm, ns_inode, fd_count, socks)
+                           for pid, comm, ns_inode, fd_count, socks
+                           in _each_process(proc, pids, denied))
+    owner_map.denied = denied[0]
+    return owner_map
 
 
 def from_scans(scans: Iterable, denied: int = 0) -> OwnerMap:
