@@ -110,11 +110,11 @@ def run_child(argv: list[str], limit: float, ok=(0,), env=None) -> tuple[float, 
         return (wall, *usage(err.read()))
 
 
-def exporter_scrape(netns: str, limit: float) -> dict:
+def exporter_scrape(netns: str, limit: float, extra: tuple[str, ...] = ()) -> dict:
     """Start an exporter, time two scrapes from a scraper, stop it; its peak RSS."""
     err = tempfile.TemporaryFile("w+")
     exp = subprocess.Popen([MAXRSS, *in_netns(netns, ["halfopen", "exporter", "--listen",
-                                                      f"127.0.0.1:{PORT}"])],
+                                                      f"127.0.0.1:{PORT}", *extra])],
                            stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
     scraper = None
     try:
@@ -161,10 +161,15 @@ def rows(cref: str) -> dict[str, dict]:
         "ss -tan": {"argv": ["ss", "-tan"]},
         "ss -tanp": {"argv": ["ss", "-tanp"]},
         "sockets -p -i --jsonl": {"argv": ["halfopen", "sockets", "-p", "-i", "--jsonl"]},
+        "sockets -p -i (table)": {"argv": ["halfopen", "sockets", "-p", "-i"]},
         "doctor --json --window 0": {"argv": ["halfopen", "doctor", "--json", "--window", "0"],
                                      "ok": DOCTOR_CODES},
         "watch --once": {"argv": ["halfopen", "watch", "--once"], "env": watch_env},
-        "exporter scrape": {"exporter": True},
+        "watch --once --no-doctor": {"argv": ["halfopen", "watch", "--once", "--no-doctor"],
+                                     "env": watch_env},
+        # the first scrape runs the doctor and the host pass, the second is streamed
+        "exporter scrape": {"exporter": ()},
+        "exporter --no-doctor scrape": {"exporter": ("--no-doctor",)},
     }
 
 
@@ -185,8 +190,8 @@ def measure(netns: str, table: dict[str, dict], runs: int, limit: float,
             if name in skip:
                 continue
             try:
-                if row.get("exporter"):
-                    e = exporter_scrape(netns, limit)
+                if "exporter" in row:
+                    e = exporter_scrape(netns, limit, row["exporter"])
                     got[name]["s"].append(e["second_s"])
                     got[name].setdefault("first_s", []).append(e["first_s"])
                     got[name]["rss"].append(e["rss_mib"])

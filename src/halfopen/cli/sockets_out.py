@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import marshal
+import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import IO
@@ -90,33 +92,74 @@ def state_text(state: int) -> str:
         return str(state)
 
 
-def write_table(sockets: Iterable[Socket], out: IO[str], info: bool, show_netns: bool) -> int:
+# Rows kept in memory to align the table; past this many they go to an
+# unlinked temporary file (marshal, one row after another) and only the
+# column widths stay in memory, so a million sockets cost no more RAM than ten
+# thousand. The table is aligned exactly as before either way.
+SPILL_ROWS = 10_000
+
+
+def write_table(sockets: Iterable[Socket], out: IO[str], info: bool, show_netns: bool,
+                spill_rows: int = SPILL_ROWS) -> int:
     header = ["State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port", "Timer"]
     if info:
         header += ["Idle-Recv", "Idle-Send", "Last-Ack", "Unacked", "Retrans", "RTO"]
     header.append("Process")
     if show_netns:
         header.insert(0, "Netns")
-    rows = []
-    for s in sockets:
-        row = [state_text(s.state), str(s.recv_q), str(s.send_q),
-               endpoint(s.local_addr, s.local_port), endpoint(s.peer_addr, s.peer_port),
-               timer_text(s)]
-        if info:
-            ti = s.tcp_info
-            if ti is None:
-                row += ["-"] * 6
-            else:
-                row += [duration_ms(ti.last_data_recv), duration_ms(ti.last_data_sent),
-                        duration_ms(ti.last_ack_recv), str(ti.unacked),
-                        f"{ti.retransmits}/{ti.total_retrans}", duration_ms(ti.rto // 1000)]
-        row.append(owners_text(s))
-        if show_netns:
-            row.insert(0, s.netns)
-        rows.append(row)
-    right = {1, 2} if not show_netns else {2, 3}
-    out.write(table(rows, header, right) + "\n")
-    return len(rows)
+    widths = [len(h) for h in header]
+    rows: list[list[str]] = []
+    spill = None
+    n = 0
+    try:
+        for s in sockets:
+            row = [state_text(s.state), str(s.recv_q), str(s.send_q),
+                   endpoint(s.local_addr, s.local_port), endpoint(s.peer_addr, s.peer_port),
+                   timer_text(s)]
+            if info:
+                ti = s.tcp_info
+                if ti is None:
+                    row += ["-"] * 6
+                else:
+                    row += [duration_ms(ti.last_data_recv), duration_ms(ti.last_data_sent),
+                            duration_ms(ti.last_ack_recv), str(ti.unacked),
+                            f"{ti.retransmits}/{ti.total_retrans}", duration_ms(ti.rto // 1000)]
+            row.append(owners_text(s))
+            if show_netns:
+                row.insert(0, s.netns)
+            for i, cell in enumerate(row):
+                if len(cell) > widths[i]:
+                    widths[i] = len(cell)
+            n += 1
+            if spill is not None:
+                marshal.dump(row, spill)
+                continue
+            rows.append(row)
+            if len(rows) >= spill_rows:
+                spill = tempfile.TemporaryFile()  # O_EXCL, mode 0600, unlinked at once
+                for r in rows:
+                    marshal.dump(r, spill)
+                rows = []
+        right = {1, 2} if not show_netns else {2, 3}
+        write = out.write
+
+        def line(row: list[str]) -> str:
+            return " ".join([cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+                             for i, cell in enumerate(row)]).rstrip()
+
+        write(line(header))
+        for row in rows:
+            write("\n" + line(row))
+        if spill is not None:
+            spill.seek(0)
+            load = marshal.load
+            for _ in range(n):
+                write("\n" + line(load(spill)))
+        write("\n")
+    finally:
+        if spill is not None:
+            spill.close()
+    return n
 
 
 def write_jsonl(sockets: Iterable[Socket], out: IO[str]) -> int:
