@@ -208,3 +208,12 @@ def test_make_doctor_leaves_a_running_nginx_running(tmp_path):
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=10)
+
+
+def test_pipx_install_with_its_own_home_and_bin_dir(tmp_path):
+    pipx = shutil.which("pipx")
+    assert pipx, "pipx is installed by scripts/install-deps --test (Debian's pipx)"
+    env = {**os.environ, "PIPX_HOME": str(tmp_path / "pipx"), "PIPX_BIN_DIR": str(tmp_path / "bin")}
+    proc = run([pipx, "install", str(REPO)], env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert_clean(run([str(tmp_path / "bin" / "halfopen"), "sockets", "state", "listening"]))
