@@ -1,5 +1,5 @@
 # The README's two commands.
-.PHONY: doctor test bench
+.PHONY: doctor test bench lint
 
 doctor:
 	./scripts/install-deps
@@ -12,3 +12,9 @@ test:
 bench:
 	./scripts/install-deps --test
 	python3 bench/run.py
+
+# ruff, mypy and the import layers (docs/design.md); all three must be clean
+lint:
+	ruff check src tests bench
+	mypy
+	python3 -m pytest -q -p no:cacheprovider tests/unit/test_layers.py
