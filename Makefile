@@ -3,7 +3,7 @@ PREFIX ?= /opt/halfopen
 BINDIR ?= /usr/local/bin
 PYTHON ?= python3
 
-.PHONY: doctor install test pyz man bench
+.PHONY: doctor install test pyz man bench lint
 
 # Install halfopen into its own venv (PREFIX) and run the doctor on this host.
 # The doctor's verdicts 0-2 (ok, warning, critical) are not make failures.
@@ -31,3 +31,16 @@ bench:
 	$(PYTHON) -m venv build/venv-bench
 	build/venv-bench/bin/python -m pip -q install . psutil
 	build/venv-bench/bin/python bench/run.py
+
+# ruff, mypy and the import layers (docs/design.md); all three must be clean.
+# They run from a venv of their own (build/venv-lint), made on first use.
+LINT_VENV = build/venv-lint
+lint: $(LINT_VENV)/.ok
+	$(LINT_VENV)/bin/ruff check src tests bench
+	$(LINT_VENV)/bin/mypy
+	$(LINT_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit/test_layers.py
+
+$(LINT_VENV)/.ok: pyproject.toml
+	$(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/python -m pip -q --disable-pip-version-check install '.[lint,test]'
+	touch $@

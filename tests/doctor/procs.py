@@ -81,7 +81,7 @@ def main(argv: list[str]) -> None:
         sleep_forever()
     elif mode == "fds":
         s = listener(addr, port)
-        kept = [open(os.devnull) for _ in range(int(argv[3]))]
+        kept = [open(os.devnull) for _ in range(int(argv[3]))]  # noqa: SIM115 - held until killed
         ready()
         sleep_forever()
     elif mode == "send-server":
