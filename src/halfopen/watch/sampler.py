@@ -5,12 +5,14 @@ from __future__ import annotations
 import itertools
 import os
 import time
+
 from halfopen.records import record
 
 from ..collect import snapshot as snapshots
 from ..collect import sockets as collector
 from ..collect.netns import Namespace
 from ..model.filter import Filter, StateIs
+from ..model.host import HostFacts
 from ..model.states import ALL_STATES, TcpState
 from . import hostfacts
 from .ages import CloseWaitAges
@@ -59,7 +61,7 @@ class Sampler:
         self.doctor = Doctor(settings.doctor)
         self.ages = CloseWaitAges()
         self.clock = clock
-        self._host_facts = None  # the last full run's HostFacts
+        self._host_facts: HostFacts | None = None  # the last full run's HostFacts
         self._host_at: float | None = None
         self._findings = None  # the last doctor run's findings
         self._findings_t: float | None = None  # its unix time
