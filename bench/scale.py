@@ -112,44 +112,43 @@ def run_child(argv: list[str], limit: float, ok=(0,), env=None) -> tuple[float, 
 
 def exporter_scrape(netns: str, limit: float, extra: tuple[str, ...] = ()) -> dict:
     """Start an exporter, time two scrapes from a scraper, stop it; its peak RSS."""
-    err = tempfile.TemporaryFile("w+")
-    exp = subprocess.Popen([MAXRSS, *in_netns(netns, ["halfopen", "exporter", "--listen",
-                                                      f"127.0.0.1:{PORT}", *extra])],
-                           stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
-    scraper = None
-    try:
-        deadline = time.monotonic() + 60
-        while not subprocess.run(in_netns(netns, ["ss", "-tlnH", f"sport = :{PORT}"]),
-                                 capture_output=True, text=True).stdout.strip():
-            if exp.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"exporter did not start (exit {exp.poll()})")
-            time.sleep(0.2)
-        scraper = subprocess.Popen(
-            in_netns(netns, [sys.executable, "-c", SCRAPER, f"http://127.0.0.1:{PORT}/metrics"]),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        times = []
-        for _ in range(2):
-            scraper.stdin.write("go\n")
-            scraper.stdin.flush()
-            line = scraper.stdout.readline()
-            if not line:
-                raise RuntimeError("scraper died")
-            times.append(json.loads(line)["s"])
-            if times[-1] > limit:
-                break
-    finally:
-        if scraper is not None:
-            scraper.stdin.close()
-            scraper.wait(timeout=30)
-        exp.terminate()  # the launcher passes SIGTERM on, then reports
+    with tempfile.TemporaryFile("w+") as err:
+        exp = subprocess.Popen([MAXRSS, *in_netns(netns, ["halfopen", "exporter", "--listen",
+                                                          f"127.0.0.1:{PORT}", *extra])],
+                               stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        scraper = None
         try:
-            exp.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(exp.pid, 9)
-            exp.wait()
-        err.seek(0)
-        text = err.read()
-        err.close()
+            deadline = time.monotonic() + 60
+            while not subprocess.run(in_netns(netns, ["ss", "-tlnH", f"sport = :{PORT}"]),
+                                     capture_output=True, text=True).stdout.strip():
+                if exp.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"exporter did not start (exit {exp.poll()})")
+                time.sleep(0.2)
+            scraper = subprocess.Popen(
+                in_netns(netns, [sys.executable, "-c", SCRAPER, f"http://127.0.0.1:{PORT}/metrics"]),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            times = []
+            for _ in range(2):
+                scraper.stdin.write("go\n")
+                scraper.stdin.flush()
+                line = scraper.stdout.readline()
+                if not line:
+                    raise RuntimeError("scraper died")
+                times.append(json.loads(line)["s"])
+                if times[-1] > limit:
+                    break
+        finally:
+            if scraper is not None:
+                scraper.stdin.close()
+                scraper.wait(timeout=30)
+            exp.terminate()  # the launcher passes SIGTERM on, then reports
+            try:
+                exp.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(exp.pid, 9)
+                exp.wait()
+            err.seek(0)
+            text = err.read()
     rss, cpu = usage(text)
     return {"first_s": times[0], "second_s": times[-1], "rss_mib": rss, "cpu_s": cpu}
 

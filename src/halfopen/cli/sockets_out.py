@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import marshal
@@ -111,7 +112,7 @@ def write_table(sockets: Iterable[Socket], out: IO[str], info: bool, show_netns:
     rows: list[list[str]] = []
     spill = None
     n = 0
-    try:
+    with contextlib.ExitStack() as stack:
         for s in sockets:
             row = [state_text(s.state), str(s.recv_q), str(s.send_q),
                    endpoint(s.local_addr, s.local_port), endpoint(s.peer_addr, s.peer_port),
@@ -136,7 +137,8 @@ def write_table(sockets: Iterable[Socket], out: IO[str], info: bool, show_netns:
                 continue
             rows.append(row)
             if len(rows) >= spill_rows:
-                spill = tempfile.TemporaryFile()  # O_EXCL, mode 0600, unlinked at once
+                # O_EXCL, mode 0600, unlinked at once; closed by the stack
+                spill = stack.enter_context(tempfile.TemporaryFile())
                 for r in rows:
                     marshal.dump(r, spill)
                 rows = []
@@ -156,9 +158,6 @@ def write_table(sockets: Iterable[Socket], out: IO[str], info: bool, show_netns:
             for _ in range(n):
                 write("\n" + line(load(spill)))
         write("\n")
-    finally:
-        if spill is not None:
-            spill.close()
     return n
 
 

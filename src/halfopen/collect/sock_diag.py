@@ -13,8 +13,8 @@ import struct
 from collections.abc import Iterator
 
 from ..model.socket import SKMEM_FIELDS, TCP_INFO_FIELDS, SkMemInfo, Socket, TcpInfo
-from ..records import record
 from ..model.states import ALL_STATES
+from ..records import record
 from . import netlink
 
 # enum in inet_diag.h: request attributes and reply attributes.
@@ -203,16 +203,20 @@ class _Layout:
 
 def _learn_layout(buf: bytes, offset: int, length: int) -> _Layout | None:
     attrs = _attributes(buf, offset + NLMSGHDR_SIZE + DIAG_MSG.size, offset + length)
-    header_fmt, expect, pos = "=", [], 0  # `headers` reads from the nlmsghdr on
+    header_fmt, pos = "=", 0  # `headers` reads from the nlmsghdr on
+    expect: list[int] = []
     values_fmt, count = DIAG_MSG.format, len(DIAG_MSG.unpack(bytes(DIAG_MSG.size)))
     at = NLMSGHDR_SIZE + DIAG_MSG.size  # where values_fmt has read up to
-    shutdown, meminfo, tcp_info = -1, (), ()
+    shutdown = -1
+    meminfo: tuple = ()
+    tcp_info: tuple = ()
     for nla_type, start, size in attrs:
         start -= offset
         header_fmt += f"{start - 4 - pos}xHH"
         pos = start
         expect += [size + 4, nla_type]
-        fmt = n = None
+        fmt: str | None = None
+        n = 0
         if nla_type == INET_DIAG_SHUTDOWN and size >= 1:
             fmt, n, shutdown = "B", 1, count
         elif nla_type == INET_DIAG_SKMEMINFO and size >= SKMEMINFO_OLD.size:

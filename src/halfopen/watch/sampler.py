@@ -12,6 +12,7 @@ from ..collect import snapshot as snapshots
 from ..collect import sockets as collector
 from ..collect.netns import Namespace
 from ..model.filter import Filter, StateIs
+from ..model.finding import Finding
 from ..model.host import HostFacts
 from ..model.states import ALL_STATES, TcpState
 from . import hostfacts
@@ -63,7 +64,7 @@ class Sampler:
         self.clock = clock
         self._host_facts: HostFacts | None = None  # the last full run's HostFacts
         self._host_at: float | None = None
-        self._findings = None  # the last doctor run's findings
+        self._findings: list[Finding] | None = None  # the last doctor run's findings
         self._findings_t: float | None = None  # its unix time
 
     def take(self) -> Sample:
@@ -98,10 +99,12 @@ class Sampler:
 
     def _take_streamed(self) -> Sample:
         st = self.settings
-        common = {"owners": True, "namespaces": st.namespaces, "proc": st.proc}
-        first = collector.collect(collector.Query(filter=_CLOSE_WAIT, tcp_info=True, **common))
-        rest = collector.collect(collector.Query(filter=_NOT_CLOSE_WAIT, **common),
-                                 first.owner_map)
+        first = collector.collect(collector.Query(
+            filter=_CLOSE_WAIT, tcp_info=True, owners=True, namespaces=st.namespaces,
+            proc=st.proc))
+        rest = collector.collect(collector.Query(
+            filter=_NOT_CLOSE_WAIT, owners=True, namespaces=st.namespaces, proc=st.proc),
+            first.owner_map)
         facts = hostfacts.read(st.proc)
         notes = list(dict.fromkeys(first.notes + rest.notes))
         processes = first.owner_map.processes if first.owner_map is not None else {}
