@@ -31,3 +31,16 @@ def test_short_tcp_info_and_odd_names_encode_like_to_dict():
                owners=(Owner(1, 'we"ird\n', 3), Owner(2, "ünï", 4)))
     assert json.loads(encode_socket(s)) == s.to_dict()
     assert "bytes_sent" not in json.loads(encode_socket(s))["tcp_info"]
+
+
+def test_every_shape_of_line_encodes_like_to_dict():
+    """tcp_info and meminfo each present or not, full or short; one owner or none."""
+    from halfopen.collect.sock_diag import decode_meminfo
+
+    for ti in (None, decode_tcp_info(bytes(104)), decode_tcp_info(bytes(248))):
+        for mi in (None, decode_meminfo(bytes(32)), decode_meminfo(bytes(36))):
+            for owners in ((), (Owner(7, 'a"b\\c\t', 9),)):
+                for shutdown in (None, 3):
+                    s = Socket(4, 1, "10.0.0.1", 1, "10.0.0.2", 2, 0, 0, 0, 0, 0, 0, 5, 6,
+                               shutdown=shutdown, tcp_info=ti, meminfo=mi, owners=owners)
+                    assert json.loads(encode_socket(s)) == s.to_dict(), (ti, mi, owners)

@@ -50,30 +50,54 @@ def _present(values: tuple) -> tuple:
 _netns_json: dict[str, str] = {}  # a few names, quoted once
 
 
+_tails: dict[tuple[int, int], str] = {}  # (tcp_info, meminfo fields) -> format
+
+
+def _tail(n_info: int, n_mem: int) -> str:
+    """The format of ',"tcp_info":{..},"meminfo":{..}}' for this many fields of each
+    (-1: the part is absent): one % for both, the costliest part of a line."""
+    fmt = _tails.get((n_info, n_mem))
+    if fmt is None:
+        fmt = ((',"tcp_info":' + _TCP_INFO_FORMATS[n_info] if n_info >= 0 else "")
+               + (',"meminfo":' + _MEMINFO_FORMATS[n_mem] if n_mem >= 0 else "") + "}")
+        _tails[(n_info, n_mem)] = fmt
+    return fmt
+
+
 def encode_socket(s: Socket) -> str:
     """json.dumps(s.to_dict()) without building the dict."""
     state = _STATE_TEXT.get(s.state) or state_name(s.state)
     netns = _netns_json.get(s.netns)
     if netns is None:
         netns = _netns_json[s.netns] = _quote(s.netns)
-    parts = [_SOCKET_HEAD % (
+    line = _SOCKET_HEAD % (
         netns, s.family, state, s.recv_q, s.send_q, s.local_addr, s.local_port,
         s.peer_addr, s.peer_port, TIMER_NAMES.get(s.timer, "unknown"), s.timer_expires_ms,
-        s.timer_retrans, s.uid, s.inode, s.cookie)]
+        s.timer_retrans, s.uid, s.inode, s.cookie)
     if s.shutdown is not None:
-        parts.append(',"shutdown":%d' % s.shutdown)
-    if s.owners:
-        parts.append(',"owners":[' + ",".join(
-            '{"pid":%d,"comm":%s,"fd":%d}' % (o.pid, _quote(o.comm), o.fd) for o in s.owners)
-            + "]")
-    if s.tcp_info is not None:
-        ti = _present(s.tcp_info)
-        parts.append(',"tcp_info":' + _TCP_INFO_FORMATS[len(ti)] % ti)
-    if s.meminfo is not None:
-        mi = _present(s.meminfo)
-        parts.append(',"meminfo":' + _MEMINFO_FORMATS[len(mi)] % mi)
-    parts.append("}")
-    return "".join(parts)
+        line += ',"shutdown":%d' % s.shutdown
+    owners = s.owners
+    if owners:
+        if len(owners) == 1:
+            o = owners[0]
+            line += ',"owners":[{"pid":%d,"comm":%s,"fd":%d}]' % (o.pid, _quote(o.comm), o.fd)
+        else:
+            line += ',"owners":[' + ",".join(
+                '{"pid":%d,"comm":%s,"fd":%d}' % (o.pid, _quote(o.comm), o.fd)
+                for o in owners) + "]"
+    ti, mi = s.tcp_info, s.meminfo
+    if ti is None and mi is None:
+        return line + "}"
+    values: tuple = ()
+    n_info = n_mem = -1
+    if ti is not None:
+        values = _present(ti)
+        n_info = len(values)
+    if mi is not None:
+        mi = _present(mi)
+        n_mem = len(mi)
+        values += mi
+    return line + _tail(n_info, n_mem) % values
 
 
 def owners_text(sock: Socket) -> str:
