@@ -1,7 +1,7 @@
 """Benchmark halfopen at 100k, 400k and 1M sockets against a plain C program (issue 11).
 
     python3 bench/scale.py [--sockets 100000 400000 1000000] [--runs 3]
-                           [--limit 120] [--only ROW ...] [--json FILE]
+                           [--limit 600] [--ss-limit 60] [--only ROW ...] [--json FILE]
 
 For each socket count it creates a network namespace of its own and starts
 worker processes in it (bench/connections.py via bench/run.py's helpers, at
@@ -21,12 +21,15 @@ benchmark would start with the benchmark's own RSS as its high-water mark);
   C reference           bench/cref.c, built here with cc -O2: one /proc/*/fd
                         readlink pass, one sock_diag dump with INET_DIAG_INFO
                         and SKMEMINFO, one JSON line per socket
-  ss -tan, ss -tanp     where they finish within --limit seconds (a row that
+  ss -tan, ss -tanp     where they finish within --ss-limit seconds (a row that
                         times out once is not run again at that or larger sizes)
-  sockets -p -i --jsonl, doctor --json --window 0, watch --once
+  sockets -p -i --jsonl, sockets -p -i (the aligned table), doctor --json
+  --window 0, watch --once (its first sample runs the doctor), watch --once
+  --no-doctor (a streamed sample)
   exporter scrape       an exporter started for the round; a scraper in the
-                        namespace times the first GET (with the host pass)
-                        and a second one; peak RSS is the exporter's over both
+                        namespace times the first GET (doctor and host pass)
+                        and a second one (streamed); peak RSS is the
+                        exporter's over both; also with --no-doctor
 
 The namespace, workers, exporters and the built program are removed at the
 end, also on failure or Ctrl-C.
@@ -153,12 +156,12 @@ def exporter_scrape(netns: str, limit: float, extra: tuple[str, ...] = ()) -> di
     return {"first_s": times[0], "second_s": times[-1], "rss_mib": rss, "cpu_s": cpu}
 
 
-def rows(cref: str) -> dict[str, dict]:
+def rows(cref: str, ss_limit: float) -> dict[str, dict]:
     watch_env = dict(os.environ, TERM="dumb", COLUMNS="160", LINES="60")
     return {
         "C reference": {"argv": [cref]},
-        "ss -tan": {"argv": ["ss", "-tan"]},
-        "ss -tanp": {"argv": ["ss", "-tanp"]},
+        "ss -tan": {"argv": ["ss", "-tan"], "limit": ss_limit},
+        "ss -tanp": {"argv": ["ss", "-tanp"], "limit": ss_limit},
         "sockets -p -i --jsonl": {"argv": ["halfopen", "sockets", "-p", "-i", "--jsonl"]},
         "sockets -p -i (table)": {"argv": ["halfopen", "sockets", "-p", "-i"]},
         "doctor --json --window 0": {"argv": ["halfopen", "doctor", "--json", "--window", "0"],
@@ -196,13 +199,14 @@ def measure(netns: str, table: dict[str, dict], runs: int, limit: float,
                     got[name]["rss"].append(e["rss_mib"])
                     got[name]["cpu"].append(e["cpu_s"])  # exporter start + both scrapes
                 else:
-                    s, rss, cpu = run_child(in_netns(netns, row["argv"]), limit,
+                    s, rss, cpu = run_child(in_netns(netns, row["argv"]),
+                                            min(limit, row.get("limit", limit)),
                                             row.get("ok", (0,)), row.get("env"))
                     got[name]["s"].append(s)
                     got[name]["rss"].append(rss)
                     got[name]["cpu"].append(cpu)
             except Timeout:
-                got[name]["timeout"] = limit
+                got[name]["timeout"] = min(limit, row.get("limit", limit))
                 skip.add(name)
             print(f"  run {r + 1} {name}: " + (f"{got[name]['s'][-1]:.2f} s"
                                              if name not in skip else "timed out"),
@@ -224,7 +228,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sockets", type=int, nargs="+", default=[100_000, 400_000, 1_000_000])
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--limit", type=float, default=120.0, help="seconds before a row is dropped")
+    ap.add_argument("--limit", type=float, default=600.0, help="seconds before a row is dropped")
+    ap.add_argument("--ss-limit", type=float, default=60.0, help="the same for ss")
     ap.add_argument("--only", nargs="+", help="row names to run (default: all)")
     ap.add_argument("--json", help="also write the results to this file")
     a = ap.parse_args()
@@ -236,7 +241,7 @@ def main() -> int:
     try:
         global MAXRSS
         MAXRSS = build(workdir, "maxrss")
-        table = rows(build(workdir, "cref"))
+        table = rows(build(workdir, "cref"), a.ss_limit)
         if a.only:
             table = {k: v for k, v in table.items() if k in a.only}
         for target in a.sockets:

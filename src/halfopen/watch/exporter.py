@@ -117,7 +117,8 @@ def families(s: Sample, top: int) -> Iterator[Metric]:
                                   f"{key} from /proc/net/netstat or /proc/net/snmp.", value=value)
 
     up = GaugeMetricFamily("halfopen_doctor_up",
-                           "1 if the doctor ran on this scrape, 0 if it is unavailable.",
+                           "1 if the scrape carries the doctor's findings (it runs at most every 30 s), "
+                           "0 if it is unavailable.",
                            value=int(s.findings is not None))
     yield up
     fam = GaugeMetricFamily("halfopen_finding", "One series per active finding of the doctor "
