@@ -185,7 +185,7 @@ def load_report() -> str:
 
 
 def measure(netns: str, table: dict[str, dict], runs: int, limit: float,
-            skip: set[str]) -> dict[str, dict]:
+            skip: set[str], after_round=lambda got: None) -> dict[str, dict]:
     got: dict[str, dict] = {name: {"s": [], "rss": [], "cpu": []} for name in table}
     for r in range(runs):
         for name, row in table.items():
@@ -208,9 +208,18 @@ def measure(netns: str, table: dict[str, dict], runs: int, limit: float,
             except Timeout:
                 got[name]["timeout"] = min(limit, row.get("limit", limit))
                 skip.add(name)
+            except (subprocess.CalledProcessError, RuntimeError) as exc:
+                got[name]["error"] = str(exc)  # e.g. killed for memory: say so, go on
+                skip.add(name)
+            after_round(summarize(got))
             print(f"  run {r + 1} {name}: " + (f"{got[name]['s'][-1]:.2f} s"
-                                             if name not in skip else "timed out"),
+                                             if name not in skip else "stopped"),
                   file=sys.stderr, flush=True)
+    return summarize(got)
+
+
+def summarize(got: dict[str, dict]) -> dict[str, dict]:
+    """Medians of the runs so far (a partial result is saved after each round)."""
     out = {}
     for name, v in got.items():
         if v["s"]:
@@ -221,6 +230,8 @@ def measure(netns: str, table: dict[str, dict], runs: int, limit: float,
                 out[name]["first_median_s"] = statistics.median(v["first_s"])
         elif "timeout" in v:
             out[name] = {"timeout_s": v["timeout"]}
+        elif "error" in v:
+            out[name] = {"error": v["error"]}
     return out
 
 
@@ -258,7 +269,15 @@ def main() -> int:
                     print(f"== {total} TCP sockets, {len(workers)} workers, set up in "
                           f"{time.monotonic() - t0:.0f} s; {load_report()}", flush=True)
                     before = load_report()
-                    got = measure(netns, table, a.runs, a.limit, skip)
+
+                    def save(partial, total=total, before=before, target=target):
+                        if a.json:
+                            with open(a.json, "w") as f:
+                                json.dump(results + [{"target": target, "sockets": total,
+                                                      "partial": True, "before": before,
+                                                      "rows": partial}], f, indent=2)
+
+                    got = measure(netns, table, a.runs, a.limit, skip, save)
                     after = load_report()
                 finally:
                     stop_workers(workers)
@@ -284,6 +303,9 @@ def print_table(res: dict) -> None:
     for name, v in rows_.items():
         if "timeout_s" in v:
             print(f"  {name:26s} > {v['timeout_s']:.0f} s (stopped)")
+            continue
+        if "error" in v:
+            print(f"  {name:26s} failed: {v['error']}")
             continue
         ratio = f"{v['median_s'] / ref:5.2f}x C" if ref else ""
         cpu = f"cpu {v['cpu_s']:6.2f} s" + (f" {v['cpu_s'] / ref_cpu:5.2f}x C" if ref_cpu else "")
