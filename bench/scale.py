@@ -243,7 +243,12 @@ def main() -> int:
     ap.add_argument("--ss-limit", type=float, default=60.0, help="the same for ss")
     ap.add_argument("--only", nargs="+", help="row names to run (default: all)")
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--markdown", nargs="+", metavar="FILE.json",
+                    help="print one Markdown table from saved --json files, run nothing")
     a = ap.parse_args()
+    if a.markdown:
+        markdown(a.markdown)
+        return 0
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     workdir = tempfile.mkdtemp(prefix="halfopen-bench-")
@@ -293,6 +298,42 @@ def main() -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def markdown(paths: list[str]) -> None:
+    """One Markdown table from saved --json files: a column per socket count."""
+    results = []
+    for path in paths:
+        with open(path) as f:
+            results += json.load(f)
+    names: list[str] = []
+    for r in results:
+        names += [n for n in r["rows"] if n not in names]
+    head = "| | " + " | ".join(f"{r['sockets']:,} sockets" + (" (partial)" if r.get("partial")
+                                                               else "") for r in results) + " |"
+    print(head)
+    print("|---" * (len(results) + 1) + "|")
+    for name in names:
+        cells = []
+        for r in results:
+            v = r["rows"].get(name)
+            ref = r["rows"].get("C reference", {})
+            if v is None:
+                cells.append("not run")
+            elif "timeout_s" in v:
+                cells.append(f"> {v['timeout_s']:.0f} s")
+            elif "error" in v:
+                cells.append("failed")
+            else:
+                exporter = "first_median_s" in v  # its cpu: start-up and both scrapes
+                ratio = (f" ({v['median_s'] / ref['median_s']:.2f}x"
+                         + ("" if exporter else f", cpu {v['cpu_s'] / ref['cpu_s']:.2f}x") + ")"
+                         if ref.get("median_s") and name != "C reference" else "")
+                first = f", first {v['first_median_s']:.2f} s" if "first_median_s" in v else ""
+                runs = f" [{v['runs']}]" if v["runs"] != 3 else ""
+                cells.append(f"{v['median_s']:.2f} s{ratio}, cpu {v['cpu_s']:.2f} s, "
+                             f"{v['peak_rss_mib']:.0f} MiB{first}{runs}")
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 def print_table(res: dict) -> None:
