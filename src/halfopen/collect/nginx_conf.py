@@ -110,16 +110,21 @@ def nginx_pids(snapshot: Snapshot, proc: str = "/proc") -> list[int]:
 
 
 def read(snapshot: Snapshot, proc: str = "/proc") -> tuple[NginxConf | None, str]:
-    """(conf, "") when nginx runs and `nginx -T` worked; (None, why) or (None, "") if no nginx."""
+    """(conf, "") when nginx runs and `nginx -T` worked; (None, why) or (None, "") if no nginx.
+
+    The binary is the one on PATH (never a path found through /proc); the running
+    master's -c/-p options are passed on, so an nginx started with its own
+    configuration file is read from that file, not /etc/nginx/nginx.conf.
+    """
     pids = nginx_pids(snapshot, proc)
     if not pids:
         return None, ""
-    exe = _exe(pids[0], proc) or shutil.which("nginx")
+    exe = shutil.which("nginx")
     if exe is None:
-        return None, "nginx runs but its binary was not found: keepalive_timeout not checked"
+        return None, "nginx runs but no nginx binary is on PATH: keepalive_timeout not checked"
     try:
-        out = subprocess.run([exe, "-T"], capture_output=True, text=True,
-                             timeout=NGINX_T_TIMEOUT_S, check=False)
+        out = subprocess.run([exe, "-T", *master_options(pids, proc)], capture_output=True,
+                             text=True, timeout=NGINX_T_TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return None, f"`nginx -T` failed ({exc}): keepalive_timeout not checked"
     if out.returncode != 0:
@@ -130,9 +135,35 @@ def read(snapshot: Snapshot, proc: str = "/proc") -> tuple[NginxConf | None, str
     return conf, ""
 
 
-def _exe(pid: int, proc: str) -> str | None:
-    try:
-        path = os.readlink(f"{proc}/{pid}/exe")
-    except OSError:
-        return None
-    return path if os.path.exists(path) else None
+def master_options(pids: list[int], proc: str = "/proc") -> list[str]:
+    """The -c FILE and -p PREFIX the first nginx master among `pids` was started with.
+
+    nginx rewrites its argv to "nginx: master process ARGV joined by spaces"
+    (ngx_setproctitle), so a path with a space cannot be told apart: not passed.
+    """
+    for pid in pids:
+        try:
+            with open(f"{proc}/{pid}/cmdline", "rb") as f:
+                title = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if title.startswith(MASTER_TITLE):
+            return parse_master_title(title)
+    return []
+
+
+MASTER_TITLE = "nginx: master process "
+
+
+def parse_master_title(title: str) -> list[str]:
+    """-c and -p with their words from a master's process title.
+
+    >>> parse_master_title("nginx: master process /usr/sbin/nginx -c /tmp/t/n.conf -g daemon off;")
+    ['-c', '/tmp/t/n.conf']
+    """
+    words = title[len(MASTER_TITLE):].split()
+    found = []
+    for flag in ("-c", "-p"):
+        if flag in words[:-1]:
+            found += [flag, words[words.index(flag) + 1]]
+    return found
