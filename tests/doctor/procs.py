@@ -11,12 +11,25 @@ then sleeps until killed.
     send-server ADDR PORT FILE   listen ("ready"), accept one, wait for FILE to exist, send 64 KiB, sleep
     idle-server ADDR PORT N      listen ("ready"), accept N, keep them idle, no keepalive
     fresh-socket ADDR PORT       hold a TCP socket() never bound or connected ("ready")
+    send-client ADDR PORT FILE SRC  connect from SRC ("ready"), wait for FILE to exist, send 64 KiB
+    backlog ADDR PORT N          listen(backlog=N), never accept ("ready")
+    syn-flood ADDR PORT N M      N raw SYNs at once from N spoofed 198.19.x.y sources ("ready"),
+                                 then M more, one every 100 ms (bounded: N + M SYNs in all)
+    pool ADDR PORT N [FDS]       a urllib3 pool: N concurrent GETs leave N pooled connections;
+                                 "ready" once the server closed all N (CLOSE_WAIT), after
+                                 opening /dev/null fds up to FDS open fds when given
 """
 
 import os
 import socket
 import sys
 import time
+
+SYN_SOURCES = "198.19.{}.{}"  # spoofed, inside 198.18.0.0/15; routed to a dummy link
+SYN_INTERVAL_S = 0.1
+CLOSE_WAIT_HEX = "08"
+POOL_WAIT_S = 15.0
+CLIENT = "198.18.0.2"  # doctor_support.CLIENT: the pool connects from it
 
 
 def ready() -> None:
@@ -105,8 +118,74 @@ def main(argv: list[str]) -> None:
         kept = socket.socket()
         ready()
         sleep_forever()
+    elif mode == "send-client":
+        c = client(addr, port, argv[4])
+        ready()
+        while not os.path.exists(argv[3]):
+            time.sleep(0.05)
+        c.setblocking(False)
+        try:
+            c.send(b"y" * 65536)
+        except BlockingIOError:
+            pass
+        sleep_forever()
+    elif mode == "backlog":
+        s = listener(addr, port, int(argv[3]))
+        ready()
+        sleep_forever()
+    elif mode == "syn-flood":
+        syn_flood(addr, port, int(argv[3]), int(argv[4]))
+    elif mode == "pool":
+        kept = pool(addr, port, int(argv[3]), int(argv[4]) if len(argv) > 4 else 0)
+        ready()
+        sleep_forever()
     else:
         raise SystemExit(f"unknown mode {mode}")
+
+
+def syn_flood(addr: str, port: int, burst: int, more: int) -> None:
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sockets"))
+    from puppet import raw_syn  # noqa: PLC0415 - the sockets tests' raw SYN builder
+    sources = (SYN_SOURCES.format(i // 250, i % 250 + 1) for i in range(burst + more))
+    for _ in range(burst):
+        raw_syn(next(sources), addr, port)
+    ready()
+    for _ in range(more):
+        time.sleep(SYN_INTERVAL_S)
+        raw_syn(next(sources), addr, port)
+    sleep_forever()
+
+
+def pool(addr: str, port: int, n: int, fds: int) -> object:
+    """A real urllib3 pool left holding n idle connections; waits until the server closed them."""
+    import urllib3  # noqa: PLC0415 - only this mode needs it
+
+    p = urllib3.HTTPConnectionPool(addr, port, maxsize=n, block=False, retries=False,
+                                   source_address=(CLIENT, 0))
+    # n responses not yet read hold n connections at once; reading and releasing them
+    # returns all n to the pool, idle, as after a burst of concurrent requests
+    held = [p.urlopen("GET", "/", preload_content=False) for _ in range(n)]
+    for r in held:
+        r.read()
+        r.release_conn()
+    assert p.pool.qsize() == n, p.pool.qsize()
+    extra = []
+    while fds and len(os.listdir("/proc/self/fd")) < fds:
+        extra.append(open(os.devnull))
+    deadline = time.monotonic() + POOL_WAIT_S
+    while _close_wait_to(port) < n:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the server did not close the pool's {n} connections")
+        time.sleep(0.1)
+    return p, extra
+
+
+def _close_wait_to(port: int) -> int:
+    """CLOSE_WAIT sockets to `port` in this namespace (only ours are clients of it)."""
+    with open("/proc/self/net/tcp") as f:
+        next(f)
+        return sum(1 for line in f if line.split()[3] == CLOSE_WAIT_HEX
+                   and int(line.split()[2].split(":")[1], 16) == port)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,16 @@ process is running; the parser turns the text into a NginxConf:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 
+from ..errors import NamespaceError, NotPermitted
 from ..model.nginx import NginxConf, NginxListen
 from ..model.snapshot import Snapshot
+from . import netns
 
 NGINX_T_TIMEOUT_S = 5.0
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "M": 2592000,
@@ -109,12 +112,15 @@ def nginx_pids(snapshot: Snapshot, proc: str = "/proc") -> list[int]:
     return sorted(found)
 
 
-def read(snapshot: Snapshot, proc: str = "/proc") -> tuple[NginxConf | None, str]:
+def read(snapshot: Snapshot, proc: str = "/proc", namespaces: tuple = ()
+         ) -> tuple[NginxConf | None, str]:
     """(conf, "") when nginx runs and `nginx -T` worked; (None, why) or (None, "") if no nginx.
 
     The binary is the one on PATH (never a path found through /proc); the running
     master's -c/-p options are passed on, so an nginx started with its own
-    configuration file is read from that file, not /etc/nginx/nginx.conf.
+    configuration file is read from that file, not /etc/nginx/nginx.conf. `nginx -T`
+    binds each listen address to test it and fails on an address its namespace
+    lacks, so it runs in the namespace (of `namespaces`) where nginx's sockets are.
     """
     pids = nginx_pids(snapshot, proc)
     if not pids:
@@ -122,10 +128,13 @@ def read(snapshot: Snapshot, proc: str = "/proc") -> tuple[NginxConf | None, str
     exe = shutil.which("nginx")
     if exe is None:
         return None, "nginx runs but no nginx binary is on PATH: keepalive_timeout not checked"
+    argv = [exe, "-T", *master_options(pids, proc)]
     try:
-        out = subprocess.run([exe, "-T", *master_options(pids, proc)], capture_output=True,
-                             text=True, timeout=NGINX_T_TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        space = _namespace_of(snapshot, pids, namespaces)
+        with netns.entered(space) if space is not None else contextlib.nullcontext():
+            out = subprocess.run(argv, capture_output=True, text=True,
+                                 timeout=NGINX_T_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired, NamespaceError, NotPermitted) as exc:
         return None, f"`nginx -T` failed ({exc}): keepalive_timeout not checked"
     if out.returncode != 0:
         last = (out.stderr.strip().splitlines() or ["?"])[-1]
@@ -133,6 +142,13 @@ def read(snapshot: Snapshot, proc: str = "/proc") -> tuple[NginxConf | None, str
     conf = parse(out.stdout)
     conf.pids = pids
     return conf, ""
+
+
+def _namespace_of(snapshot: Snapshot, pids: list[int], namespaces: tuple):
+    """The namespace of `namespaces` in which the nginx pids own sockets, if any."""
+    mine = set(pids)
+    names = {s.netns for s in snapshot.sockets if any(o.pid in mine for o in s.owners)}
+    return next((ns for ns in namespaces if ns.name in names), None)
 
 
 def master_options(pids: list[int], proc: str = "/proc") -> list[str]:

@@ -340,7 +340,7 @@ def _client_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pil
              f"to {to} that the server closed")
     known = [s for s in servers.values() if s.keepalive_timeout_s is not None]
     if known and len(dests) == 1:
-        title += (f" after its {seconds(known[0].keepalive_timeout_s)} keepalive timeout "
+        title += (f" after its {_age_text(known[0].keepalive_timeout_s)} keepalive timeout "
                   f"({known[0].comm})")
     if oldest is not None:
         title += f"; oldest {seconds(oldest)}"
@@ -366,8 +366,9 @@ def _client_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pil
 
 def _client_fixes(timeout: float | None) -> list[Fix]:
     if timeout is not None:
-        below = (f"below the server's keepalive timeout ({seconds(timeout)}), e.g. "
-                 f"{seconds(max(timeout * 0.8, min(timeout, 1)))}")
+        target = timeout * 0.8
+        below = (f"below the server's keepalive timeout ({_age_text(timeout)}), e.g. "
+                 + (seconds(int(target)) if target >= 2 else f"{int(target * 1000)}ms"))
     else:
         below = ("below the server's keep-alive timeout (nginx keepalive_timeout, default "
                  "75 s; Apache KeepAliveTimeout, 5 s; Node.js server.keepAliveTimeout, 5 s)")
@@ -387,6 +388,11 @@ def _client_fixes(timeout: float | None) -> list[Fix]:
     ]
 
 
+def _age_text(s: float) -> str:
+    """seconds() with a decimal under 10 s: a young socket is '0.4s' old, not '0s'."""
+    return f"{s:.1f}s" if s < 10 else seconds(s)
+
+
 def _young(netns: str, pid: int | None, comm: str, side: str, pile: Pile,
            stuck_age: float) -> Finding:
     """CLOSE_WAIT too young to judge: said, not silent (info)."""
@@ -402,7 +408,7 @@ def _young(netns: str, pid: int | None, comm: str, side: str, pile: Pile,
         id="close-wait-leak", severity="info", cause=CAUSE,
         title=(f"{who(pid, comm)}{' (the client)' if client else ''} holds "
                f"{plural(len(pile.young), 'CLOSE_WAIT socket')} younger than "
-               f"{seconds(stuck_age)}, oldest {seconds(oldest)}: not yet judged; run again, "
+               f"{seconds(stuck_age)}, oldest {_age_text(oldest)}: not yet judged; run again, "
                "or lower --min-age"),
         subject=subject(netns, pid, comm,
                         (pile.socks[0].peer_port if client else only) if only else None,

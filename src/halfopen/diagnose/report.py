@@ -101,7 +101,7 @@ def take_live(namespaces: tuple = (), window_s: float = 3.0, read_nginx: bool = 
     from ..collect import nginx_conf, snapshot as snap_mod, sockets  # noqa: PLC0415
     query = sockets.Query(tcp_info=True, owners=True, namespaces=namespaces)
     snap = snap_mod.take_full(query, window=window_s)
-    nginx, note = (nginx_conf.read(snap) if read_nginx else (None, ""))
+    nginx, note = (nginx_conf.read(snap, namespaces=namespaces) if read_nginx else (None, ""))
     return snap, nginx, note
 
 
