@@ -68,10 +68,17 @@ class Lab:
         return p
 
     def spoofed_link(self) -> None:
-        """A dummy link for SPOOFED_NET: SYN-ACKs to spoofed sources leave, nobody answers."""
-        sh("ip", "link", "add", "hod0", "type", "dummy", netns=self.netns, timeout=30)
-        sh("ip", "addr", "add", "198.19.255.254/16", "dev", "hod0", netns=self.netns, timeout=30)
-        sh("ip", "link", "set", "hod0", "up", netns=self.netns, timeout=30)
+        """A link for SPOOFED_NET: SYN-ACKs to spoofed sources leave on it, nobody answers.
+
+        A veth pair inside the namespace (no dummy module needed): the far end has no
+        address, so neighbour resolution for 198.19.x.y fails and the SYN-ACKs are dropped
+        while each request waits in the SYN queue as under a real flood.
+        """
+        sh("ip", "link", "add", "hodA", "type", "veth", "peer", "name", "hodB", netns=self.netns,
+           timeout=30)
+        sh("ip", "addr", "add", "198.19.255.254/16", "dev", "hodA", netns=self.netns, timeout=30)
+        for dev in ("hodA", "hodB"):
+            sh("ip", "link", "set", dev, "up", netns=self.netns, timeout=30)
 
     def nginx(self, directory: str, port: int, keepalive: str) -> subprocess.Popen:
         """A real nginx on SERVER:port with its own config, pid and log paths in `directory`."""

@@ -13,8 +13,8 @@ then sleeps until killed.
     fresh-socket ADDR PORT       hold a TCP socket() never bound or connected ("ready")
     send-client ADDR PORT FILE SRC  connect from SRC ("ready"), wait for FILE to exist, send 64 KiB
     backlog ADDR PORT N          listen(backlog=N), never accept ("ready")
-    syn-flood ADDR PORT N M      N raw SYNs at once from N spoofed 198.19.x.y sources ("ready"),
-                                 then M more, one every 100 ms (bounded: N + M SYNs in all)
+    syn-flood ADDR PORT N M      raw SYNs from spoofed 198.19.x.y sources, one each, 400/s:
+                                 "ready" after N, stop after M in all
     pool ADDR PORT N [FDS]       a urllib3 pool: N concurrent GETs leave N pooled connections;
                                  "ready" once the server closed all N (CLOSE_WAIT), after
                                  opening /dev/null fds up to FDS open fds when given
@@ -26,7 +26,8 @@ import sys
 import time
 
 SYN_SOURCES = "198.19.{}.{}"  # spoofed, inside 198.18.0.0/15; routed to a dummy link
-SYN_INTERVAL_S = 0.1
+SYN_RATE = 400  # per second
+SYN_BATCH = 4
 CLOSE_WAIT_HEX = "08"
 POOL_WAIT_S = 15.0
 CLIENT = "198.18.0.2"  # doctor_support.CLIENT: the pool connects from it
@@ -143,16 +144,21 @@ def main(argv: list[str]) -> None:
         raise SystemExit(f"unknown mode {mode}")
 
 
-def syn_flood(addr: str, port: int, burst: int, more: int) -> None:
+def syn_flood(addr: str, port: int, first: int, total: int) -> None:
+    """A steady flood of SYN_RATE SYNs/s, one spoofed source each, `total` SYNs at most.
+
+    Steady, not one burst: requests in a full SYN queue live ~7 s (reqsk_timer_handler
+    cuts old ones to 2 SYN-ACK retries), and a burst would expire all at once; SYNs
+    arriving faster than the queue drains keep it full whenever the doctor looks.
+    """
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sockets"))
     from puppet import raw_syn  # noqa: PLC0415 - the sockets tests' raw SYN builder
-    sources = (SYN_SOURCES.format(i // 250, i % 250 + 1) for i in range(burst + more))
-    for _ in range(burst):
-        raw_syn(next(sources), addr, port)
-    ready()
-    for _ in range(more):
-        time.sleep(SYN_INTERVAL_S)
-        raw_syn(next(sources), addr, port)
+    for i in range(total):
+        if i == first:
+            ready()  # the queue has had `first` SYNs: full for any backlog below that
+        if i % SYN_BATCH == 0:
+            time.sleep(SYN_BATCH / SYN_RATE)
+        raw_syn(SYN_SOURCES.format(i // 250, i % 250 + 1), addr, port)
     sleep_forever()
 
 
