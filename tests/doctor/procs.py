@@ -13,7 +13,7 @@ then sleeps until killed.
     fresh-socket ADDR PORT       hold a TCP socket() never bound or connected ("ready")
     send-client ADDR PORT FILE SRC  connect from SRC ("ready"), wait for FILE to exist, send 64 KiB
     backlog ADDR PORT N          listen(backlog=N), never accept ("ready")
-    syn-flood ADDR PORT N M      raw SYNs from spoofed 198.19.x.y sources, one each, 400/s:
+    syn-flood ADDR PORT N M      raw SYNs from spoofed 198.19.x.y sources, one each, 1000/s:
                                  "ready" after N, stop after M in all
     pool ADDR PORT N [FDS]       a urllib3 pool: N concurrent GETs leave N pooled connections;
                                  "ready" once the server closed all N (CLOSE_WAIT), after
@@ -26,8 +26,8 @@ import sys
 import time
 
 SYN_SOURCES = "198.19.{}.{}"  # spoofed, inside 198.18.0.0/15; routed to a dummy link
-SYN_RATE = 400  # per second
-SYN_BATCH = 4
+SYN_RATE = 1000  # per second
+SYN_BATCH = 10
 CLOSE_WAIT_HEX = "08"
 POOL_WAIT_S = 15.0
 CLIENT = "198.18.0.2"  # doctor_support.CLIENT: the pool connects from it

@@ -1,7 +1,7 @@
 """syn-flood per listener for any backlog: raw spoofed SYNs against real listeners.
 
 Inside the test's namespace a listener with backlog 5, 16 or 128 never
-accepts; procs.py syn-flood sends 400 SYNs/s, each from its own spoofed
+accepts; procs.py syn-flood sends 1000 SYNs/s, each from its own spoofed
 198.19.x.y source (inside 198.18.0.0/15, routed to a veth end with no
 address, so nobody answers the SYN-ACKs), "ready" after backlog + BURST_OVER,
 at most TOTAL in all: the flood goes on through the doctor's window. The
@@ -21,7 +21,11 @@ pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="n
 
 PORT = 8095
 BURST_OVER = 8  # SYNs past the backlog before the doctor starts
-TOTAL = 12000  # 30 s at 400/s: bounded, and longer than a doctor run on a busy machine
+TOTAL = 30000  # 30 s at 1000/s: bounded, and longer than a doctor run on a busy machine
+# A Python sender on a busy shared machine leaves the queue a few slots short now and then
+# (measured: 1 sample in 6 at backlog 128), where a real flood refills it in microseconds;
+# the doctor looks again, at most TRIES times, at the same flood.
+TRIES = 3
 
 
 def ev(f: dict) -> dict:
@@ -35,7 +39,10 @@ def test_full_syn_queue_is_attributed_to_its_listener(lab, backlog, syncookies):
     sh("sysctl", "-qw", f"net.ipv4.tcp_syncookies={syncookies}", netns=lab.netns, timeout=10)
     server = lab.spawn("backlog", SERVER, str(PORT), str(backlog))
     lab.spawn("syn-flood", SERVER, str(PORT), str(backlog + BURST_OVER), str(TOTAL))
-    rc, data = doctor("--netns", lab.netns, "--window", "1")
+    for _ in range(TRIES):
+        rc, data = doctor("--netns", lab.netns, "--window", "1")
+        if [x for x in data["findings"] if x["subject"].get("port") == PORT]:
+            break
     f = finding(data, "syn-flood", port=PORT)
     e = ev(f)
     assert f["severity"] == "critical" and rc == 2, (f["title"], e)

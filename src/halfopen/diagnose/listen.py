@@ -189,7 +189,9 @@ def syn_queue_limit(backlog: int, syncookies: int | None, max_syn_backlog: int |
 
     tcp_conn_request (net/ipv4/tcp_input.c): inet_csk_reqsk_queue_is_full compares the
     request queue with sk_max_ack_backlog, the listener's Send-Q (min(listen() backlog,
-    somaxconn), __sys_listen). With tcp_syncookies=0 the last quarter of
+    somaxconn), __sys_listen); measured on 6.18, a flooded queue holds backlog + 1
+    (the test is qlen > backlog), so "at or above the backlog" is full. With
+    tcp_syncookies=0 the last quarter of
     tcp_max_syn_backlog is kept for peers proven alive: an unproven SYN is dropped
     once the queue holds max_syn_backlog - max_syn_backlog/4.
 
