@@ -20,6 +20,8 @@ then sleeps until killed.
                                  opening /dev/null fds up to FDS open fds when given
 """
 
+from __future__ import annotations
+
 import os
 import socket
 import sys
@@ -95,7 +97,7 @@ def main(argv: list[str]) -> None:
         sleep_forever()
     elif mode == "fds":
         s = listener(addr, port)
-        kept = [open(os.devnull) for _ in range(int(argv[3]))]
+        kept = [open(os.devnull) for _ in range(int(argv[3]))]  # noqa: SIM115 - held until killed
         ready()
         sleep_forever()
     elif mode == "send-server":
@@ -177,7 +179,7 @@ def pool(addr: str, port: int, n: int, fds: int) -> object:
     assert p.pool.qsize() == n, p.pool.qsize()
     extra = []
     while fds and len(os.listdir("/proc/self/fd")) < fds:
-        extra.append(open(os.devnull))
+        extra.append(open(os.devnull))  # noqa: SIM115 - held open on purpose
     deadline = time.monotonic() + POOL_WAIT_S
     while _close_wait_to(port) < n:
         if time.monotonic() > deadline:

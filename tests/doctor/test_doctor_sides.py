@@ -16,7 +16,6 @@ import sys
 import time
 
 import pytest
-
 from doctor_support import CLIENT, SERVER, doctor, finding, ids
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]

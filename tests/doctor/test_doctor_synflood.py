@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from doctor_support import SERVER, doctor, finding, ids
 from tests.conftest import sh
 

@@ -48,7 +48,7 @@ class Listening:
     bound: set[tuple[str, int]] = field(default_factory=set)  # (address, port)
 
     @classmethod
-    def of(cls, listeners: Iterable[Socket]) -> "Listening":
+    def of(cls, listeners: Iterable[Socket]) -> Listening:
         lst = cls()
         for s in listeners:
             lst.add(s.local_addr, s.local_port)

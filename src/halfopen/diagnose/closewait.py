@@ -55,6 +55,7 @@ fd-leak, per process (in the namespaces being checked, or owning sockets there):
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 
 from halfopen.records import record
@@ -64,8 +65,20 @@ from ..model.host import UNLIMITED, ProcessLimits
 from ..model.socket import OUTBOUND, Socket
 from ..model.states import TcpState
 from . import sides
-from .common import (SOCK_DIAG, TCP_INFO, by_owner, code_fix, ev, kill_fix, median, plural,
-                     prlimit_fix, seconds, subject, top, who)
+from .common import (
+    SOCK_DIAG,
+    TCP_INFO,
+    by_owner,
+    code_fix,
+    ev,
+    kill_fix,
+    plural,
+    prlimit_fix,
+    seconds,
+    subject,
+    top,
+    who,
+)
 from .context import Context, Unavailable
 from .history import slope_per_s
 
@@ -157,7 +170,7 @@ def _measure(socks: list[Socket], stuck_age: float) -> Pile:
     pile = Pile(socks, [], [], [], 0, [])
     for s in socks:
         lo, hi = _age_s(s)
-        if lo is None:
+        if lo is None or hi is None:
             pile.undated += 1
             pile.stuck.append(s)  # undated: count it, say so
         elif lo >= stuck_age:
@@ -213,10 +226,11 @@ def _age_evidence(pile: Pile, stuck_age: float, note: str) -> list:
     ]
     if pile.lows:
         evidence += [
-            ev("oldest_age_s", round(pile.oldest), TCP_INFO,
+            ev("oldest_age_s", round(max(pile.lows)), TCP_INFO,
                "lower bound: last_ack_recv (the FIN's ACK; a later ACK resets it); "
                f"upper bound {round(max(pile.highs))} s from last_data_recv"),
-            ev("median_age_s", round(median(pile.lows)), TCP_INFO, "lower bound, last_ack_recv"),
+            ev("median_age_s", round(statistics.median(pile.lows)), TCP_INFO,
+               "lower bound, last_ack_recv"),
         ]
     if pile.undated:
         evidence.append(ev("undated_sockets", pile.undated, SOCK_DIAG,
@@ -338,16 +352,16 @@ def _client_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pil
     to = first if len(dests) == 1 else f"{plural(len(dests), 'service')} (most to {first})"
     title = (f"{who(pid, comm)} is the client: {plural(count, 'CLOSE_WAIT connection')} "
              f"to {to} that the server closed")
-    known = [s for s in servers.values() if s.keepalive_timeout_s is not None]
+    known = [(s.keepalive_timeout_s, s.comm) for s in servers.values()
+             if s.keepalive_timeout_s is not None]
     if known and len(dests) == 1:
-        title += (f" after its {_age_text(known[0].keepalive_timeout_s)} keepalive timeout "
-                  f"({known[0].comm})")
+        title += f" after its {_age_text(known[0][0])} keepalive timeout ({known[0][1]})"
     if oldest is not None:
         title += f"; oldest {seconds(oldest)}"
     if eta is not None:
         title += f"; RLIMIT_NOFILE in ~{seconds(eta)}"
 
-    timeout = min((s.keepalive_timeout_s for s in known), default=None)
+    timeout = min((t for t, _comm in known), default=None)
     fixes = []
     if pid is not None:
         only = sides.dst_filter(list(dests))
@@ -403,16 +417,21 @@ def _young(netns: str, pid: int | None, comm: str, side: str, pile: Pile,
                    f"CLOSE_WAIT for less than {seconds(stuck_age)} (--min-age)"),
                 ev("oldest_age_s", round(oldest, 1), TCP_INFO, "lower bound, last_ack_recv"),
                 ev("destinations" if client else "local_ports", top(where), SOCK_DIAG)]
-    only = next(iter(where)) if len(where) == 1 else None
+    if client:
+        services = {sides.service(s) for s in pile.socks}
+        rports = {s.peer_port for s in pile.socks}
+        port = next(iter(rports)) if len(rports) == 1 else None
+        peer = next(iter(services)) if len(services) == 1 else None
+    else:
+        lports = {s.local_port for s in pile.socks}
+        port, peer = (next(iter(lports)) if len(lports) == 1 else None), None
     return Finding(
         id="close-wait-leak", severity="info", cause=CAUSE,
         title=(f"{who(pid, comm)}{' (the client)' if client else ''} holds "
                f"{plural(len(pile.young), 'CLOSE_WAIT socket')} younger than "
                f"{seconds(stuck_age)}, oldest {_age_text(oldest)}: not yet judged; run again, "
                "or lower --min-age"),
-        subject=subject(netns, pid, comm,
-                        (pile.socks[0].peer_port if client else only) if only else None,
-                        direction=pile.socks[0].direction, peer=only if client else None),
+        subject=subject(netns, pid, comm, port, direction=pile.socks[0].direction, peer=peer),
         evidence=evidence, fixes=[],
         why="A process that closes its sockets passes through CLOSE_WAIT for a moment; only "
             "sockets that stay there are a leak. These are younger than the age threshold, "

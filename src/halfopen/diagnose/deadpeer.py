@@ -26,8 +26,21 @@ from ..model.finding import Finding
 from ..model.socket import INBOUND, OUTBOUND
 from ..model.states import TcpState
 from . import sides
-from .common import (SOCK_DIAG, TCP_INFO, by_owner, code_fix, ev, keepalive_fix,
-                     kill_fix, plural, seconds, subject, sysctl_fix, top, who)
+from .common import (
+    SOCK_DIAG,
+    TCP_INFO,
+    by_owner,
+    code_fix,
+    ev,
+    keepalive_fix,
+    kill_fix,
+    plural,
+    seconds,
+    subject,
+    sysctl_fix,
+    top,
+    who,
+)
 from .context import Context
 
 MIN_RETRANS = 3  # three RTO backoffs in a row without an ACK
@@ -230,7 +243,7 @@ def check_keepalive_off(ctx: Context) -> list[Finding]:
 def _keepalive_off(netns: str, pid: int | None, comm: str, side: str, group: list,
                    idle_s: float) -> Finding:
     client = side == sides.CLIENT
-    idles = [_idle_ms(s) / 1000 for s in group]
+    idles = [(_idle_ms(s) or 0) / 1000 for s in group]  # every hit has an idle time
     peers = Counter(sides.service(s) if client else s.peer_addr for s in group)
     ports = Counter(s.local_port for s in group)
     one = next(iter(peers)) if len(peers) == 1 else None
