@@ -102,3 +102,26 @@ def test_young_close_wait_case_is_said_not_silent():
     assert f.severity == "info"
     assert f.title == ("nginx (pid 812) holds 50 CLOSE_WAIT sockets younger than 30s, oldest "
                        "2.0s: not yet judged; run again, or lower --min-age")
+
+
+def test_outbound_pool_that_grows_is_critical():
+    """The same pool, with `watch --record` history showing it grow: critical, not warning."""
+    from halfopen.diagnose.context import Context
+    from halfopen.diagnose.history import History
+
+    case = _case("close-wait-outbound-nginx-timeout")
+    snap = Snapshot.from_dict(case["snapshot"])
+    now = Context(snap).now
+    grown = History(source="recorded")
+    for minutes_ago, held in ((30, 1), (20, 2), (10, 3)):
+        grown.add(901, "close_wait", now - minutes_ago * 60, held)
+    flat = History(source="recorded")
+    for minutes_ago in (30, 20, 10):
+        flat.add(901, "close_wait", now - minutes_ago * 60, 4)
+    nginx = NginxConf.from_dict(case["nginx"])
+    for history, want in ((grown, "critical"), (flat, "warning")):
+        report = diagnose(snap, Options(), history, nginx=nginx)
+        f = [x for x in report.findings if x.id == "close-wait-leak"][0]
+        assert f.severity == want and f.subject["direction"] == "out", (want, f.title)
+    ev = {e.what: e.value for e in f.evidence}
+    assert ev["close_wait_growth_per_hour"] == 0.0  # the flat one: measured, not guessed
