@@ -18,6 +18,7 @@ PROCS = os.path.join(HERE, "procs.py")
 SERVER = "198.18.0.1"
 CLIENT = "198.18.0.2"
 READY_TIMEOUT_S = 10.0
+DOCTOR_EVERY_S = 1.5
 SPOOFED_NET = "198.19.0.0/16"  # raw SYN sources (procs.py syn-flood), inside 198.18.0.0/15
 NGINX_CONF = """daemon off;
 worker_processes 1;
@@ -66,6 +67,14 @@ class Lab:
                              stderr=subprocess.PIPE, text=True)
         self.procs.append(p)
         return p
+
+    def drop_from(self, addr: str, *match: str) -> None:
+        """An nft rule in the namespace: nothing from `addr` (and `match`) arrives any more."""
+        for rule in (["add", "table", "inet", "hodoc"],
+                     ["add", "chain", "inet", "hodoc", "in",
+                      "{ type filter hook input priority 0 ; }"],
+                     ["add", "rule", "inet", "hodoc", "in", "ip", "saddr", addr, *match, "drop"]):
+            sh("nft", *rule, netns=self.netns, timeout=10)
 
     def spoofed_link(self) -> None:
         """A link for SPOOFED_NET: SYN-ACKs to spoofed sources leave on it, nobody answers.
@@ -126,6 +135,16 @@ def doctor(*args: str, timeout: float = 60) -> tuple[int, dict]:
         raise AssertionError(f"doctor {args} -> {proc.returncode}: {proc.stdout[:500]} "
                              f"{proc.stderr[-1000:]}") from None
     return proc.returncode, data
+
+
+def doctor_until(rule: str, pid: int, *args: str, deadline_s: float = 20) -> dict:
+    """Run the doctor every DOCTOR_EVERY_S until it reports `rule` for `pid` (bounded)."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        time.sleep(DOCTOR_EVERY_S)
+        _rc, data = doctor(*args)
+        if rule in ids(data, pid) or time.monotonic() > deadline:
+            return data
 
 
 def ids(data: dict, pid: int | None = None) -> set[str]:

@@ -103,15 +103,7 @@ def main(argv: list[str]) -> None:
     elif mode == "send-server":
         s = listener(addr, port)
         ready()
-        conn, _ = s.accept()
-        while not os.path.exists(argv[3]):
-            time.sleep(0.05)
-        conn.setblocking(False)
-        try:
-            conn.send(b"y" * 65536)
-        except BlockingIOError:
-            pass
-        sleep_forever()
+        send_when(s.accept()[0], argv[3])
     elif mode == "idle-server":
         s = listener(addr, port)
         ready()
@@ -124,14 +116,7 @@ def main(argv: list[str]) -> None:
     elif mode == "send-client":
         c = client(addr, port, argv[4])
         ready()
-        while not os.path.exists(argv[3]):
-            time.sleep(0.05)
-        c.setblocking(False)
-        try:
-            c.send(b"y" * 65536)
-        except BlockingIOError:
-            pass
-        sleep_forever()
+        send_when(c, argv[3])
     elif mode == "backlog":
         s = listener(addr, port, int(argv[3]))
         ready()
@@ -144,6 +129,18 @@ def main(argv: list[str]) -> None:
         sleep_forever()
     else:
         raise SystemExit(f"unknown mode {mode}")
+
+
+def send_when(conn: socket.socket, trigger: str) -> None:
+    """Once `trigger` exists, queue 64 KiB without blocking, then hold the socket."""
+    while not os.path.exists(trigger):
+        time.sleep(0.05)
+    conn.setblocking(False)
+    try:
+        conn.send(b"y" * 65536)
+    except BlockingIOError:
+        pass
+    sleep_forever()
 
 
 def syn_flood(addr: str, port: int, first: int, total: int) -> None:
