@@ -244,6 +244,26 @@ case("syn-flood-many-sources",
                                     "on port 0.0.0.0:443. Sending cookies.", 30, port=443)])),
      [{"id": "syn-flood", "severity": "critical", "subject": {"port": 443, "pid": 10}}],
      absent=["accept-queue-overflow"])
+proxy_in = [sock("close_wait", 8443, f"10.30.0.{i}", 50000 + i, 77, "envoy", recv_q=1,
+                 direction="in", info=tcp_info(state=8, last_ack_recv=600_000,
+                                               last_data_recv=610_000), inode=6100 + i)
+            for i in range(12)]
+proxy_out = [sock("close_wait", 42000 + i, "10.40.0.9", 8080, 77, "envoy", recv_q=1,
+                  direction="out", info=tcp_info(state=8, last_ack_recv=300_000,
+                                                 last_data_recv=310_000), inode=6200 + i)
+             for i in range(3)]
+case("close-wait-proxy-both-sides",
+     "a proxy holds 12 CLOSE_WAIT from its clients (inbound, port 8443) and 3 to its upstream "
+     "10.40.0.9:8080 (outbound): two findings, each side's own fix; the server-side kill "
+     "leaves the upstream connections alone",
+     snapshot(proxy_in + proxy_out + [sock("listen", 8443, pid=77, comm="envoy", send_q=128,
+                                           laddr="0.0.0.0", inode=60)]),
+     [{"id": "close-wait-leak", "severity": "warning",
+       "subject": {"pid": 77, "direction": "in", "port": 8443},
+       "fix": {"filter": "state close-wait pid 77 and ( sport = :8443 )"}},
+      {"id": "close-wait-leak", "severity": "warning",
+       "subject": {"pid": 77, "direction": "out", "peer": "10.40.0.9:8080", "port": 8080},
+       "fix": {"filter": "state close-wait pid 77 and ( dst 10.40.0.9:8080 )"}}])
 small = [sock("syn_recv", 8000, f"198.19.0.{i + 1}", 3000 + i, laddr="10.0.0.1", inode=0)
          for i in range(6)]
 case("syn-flood-backlog-5",

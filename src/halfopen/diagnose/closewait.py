@@ -89,6 +89,7 @@ CRITICAL_COUNT = 100  # catpaw's system-wide number, applied per process and age
 CRITICAL_ETA_S = 24 * 3600  # RLIMIT_NOFILE reached within a day at the current growth
 FD_CRITICAL_RATIO = 0.9
 MIN_SPREAD_S = 60  # ages must span at least this to estimate a rate from them
+KILL_TERMS = 5  # at most this many ports or services named in a kill filter
 FD_LEAK_WARN = 10  # as close-wait-leak's WARN_COUNT: dead connections still held
 
 CAUSE = "application does not close"
@@ -144,6 +145,7 @@ class Pile:
     highs: list[float]  # their upper bounds
     undated: int  # stuck sockets without tcp_info (counted, age unknown)
     young: list[float]  # age lower bounds of the sockets not yet judged
+    process_total: int  # CLOSE_WAIT sockets of the process, both sides (as --history counts)
 
     @property
     def oldest(self) -> float | None:
@@ -166,8 +168,8 @@ class Pressure:
     evidence: list
 
 
-def _measure(socks: list[Socket], stuck_age: float) -> Pile:
-    pile = Pile(socks, [], [], [], 0, [])
+def _measure(socks: list[Socket], stuck_age: float, process_total: int) -> Pile:
+    pile = Pile(socks, [], [], [], 0, [], process_total)
     for s in socks:
         lo, hi = _age_s(s)
         if lo is None or hi is None:
@@ -184,7 +186,11 @@ def _measure(socks: list[Socket], stuck_age: float) -> Pile:
 
 def _pressure(ctx: Context, pid: int | None, held: int, lows: list[float],
               from_ages: bool) -> Pressure:
-    """Growth (history, else the spread of ages when `from_ages`) and fd limits."""
+    """Growth (history, else the spread of ages when `from_ages`) and fd limits.
+
+    `held` is the process's CLOSE_WAIT count now, the same measure as the history's
+    "close_wait" series (both sides), so the fit's last point matches the others.
+    """
     rate, note = None, ""
     if ctx.history is not None and pid is not None:
         pts = ctx.history.points(pid, "close_wait")
@@ -256,7 +262,7 @@ def check_close_wait(ctx: Context) -> list[Finding]:
     for (netns, pid, comm), group in sorted(by_owner(ctx.in_state(CLOSE_WAIT)).items(),
                                             key=lambda kv: -len(kv[1])):
         for side, socks in sides.split(group):
-            pile = _measure(socks, stuck_age)
+            pile = _measure(socks, stuck_age, len(group))
             if not pile.stuck:
                 findings.append(_young(netns, pid, comm, side, pile, stuck_age))
             elif side == sides.CLIENT:
@@ -272,7 +278,7 @@ def _server_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pil
     stuck, count, oldest = pile.stuck, len(pile.stuck), pile.oldest
     peers = Counter(s.peer_addr for s in stuck)
     ports = Counter(s.local_port for s in stuck)
-    pressure = _pressure(ctx, pid, len(pile.socks), pile.lows, from_ages=True)
+    pressure = _pressure(ctx, pid, pile.process_total, pile.lows, from_ages=True)
     evidence = _age_evidence(pile, stuck_age, "")
     evidence += [ev("peers", top(peers), SOCK_DIAG, "peer address, count"),
                  ev("local_ports", top(ports), SOCK_DIAG, "local port, count")]
@@ -294,7 +300,11 @@ def _server_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pil
         title += f"; RLIMIT_NOFILE in ~{seconds(eta)}"
     fixes = []
     if pid is not None:
-        fixes.append(kill_fix(f"state close-wait pid {pid}",
+        flt = f"state close-wait pid {pid}"
+        if pile.process_total > len(pile.socks) and len(ports) <= KILL_TERMS:
+            # the process is a client too: leave its outbound sockets to their own finding
+            flt += " and ( " + " or ".join(f"sport = :{p}" for p in ports) + " )"
+        fixes.append(kill_fix(flt,
                               "frees the TCP state now (RST to each peer); the fds stay "
                               "open until the process closes them - restart it if they "
                               "matter"))
@@ -327,7 +337,7 @@ def _client_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pil
     dests = Counter(sides.service(s) for s in stuck)
     rports = {s.peer_port for s in stuck}
     servers = sides.local_servers(ctx, netns, stuck)
-    pressure = _pressure(ctx, pid, len(pile.socks), pile.lows, from_ages=False)
+    pressure = _pressure(ctx, pid, pile.process_total, pile.lows, from_ages=False)
     eta = pressure.eta
     grows = pressure.rate is not None and pressure.rate > 0
 
@@ -364,7 +374,7 @@ def _client_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pil
     timeout = min((t for t, _comm in known), default=None)
     fixes = []
     if pid is not None:
-        only = sides.dst_filter(list(dests))
+        only = sides.dst_filter(list(dests), KILL_TERMS)
         fixes.append(kill_fix(f"state close-wait pid {pid}" + (f" and ( {only} )" if only else ""),
                               "frees the TCP state now (RST to a server that already closed: "
                               "harmless); the pool's next use of each finds it dead and "
