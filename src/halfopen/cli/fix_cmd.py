@@ -135,8 +135,10 @@ def _findings(path: str | None, spaces: tuple, window: float,
             return [Finding.from_dict(d) for d in items]
         except (KeyError, TypeError) as exc:
             raise UsageError(f"{path}: not doctor --json output ({exc})") from None
-    from ..diagnose import report  # noqa: PLC0415 - the doctor is heavy; load on use
-    snap, nginx, note = report.take_live(spaces, window)
+    # the doctor is heavy: load it only when fix must take its own findings
+    from ..collect import live  # noqa: PLC0415
+    from ..diagnose import report  # noqa: PLC0415
+    snap, nginx, note = live.take_live(spaces, window)
     return report.diagnose(snap, options, nginx=nginx, nginx_note=note).findings
 
 
