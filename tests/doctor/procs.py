@@ -13,6 +13,8 @@ then sleeps until killed.
     fresh-socket ADDR PORT       hold a TCP socket() never bound or connected ("ready")
 """
 
+from __future__ import annotations
+
 import os
 import socket
 import sys

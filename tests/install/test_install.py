@@ -217,3 +217,10 @@ def test_pipx_install_with_its_own_home_and_bin_dir(tmp_path):
     proc = run([pipx, "install", str(REPO)], env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert_clean(run([str(tmp_path / "bin" / "halfopen"), "sockets", "state", "listening"]))
+
+
+def test_a_missing_tool_is_named_with_its_package_in_one_line():
+    # a PATH without iproute2's ip: the lab says what is missing and how to get it
+    proc = run([sys.executable, "-m", "halfopen", "lab", "run", "leaky-server"], env={"PATH": "/nonexistent"})
+    assert proc.returncode == 3 and proc.stdout == ""
+    assert proc.stderr == "halfopen: ip is not installed: apt-get install iproute2 (or scripts/install-deps --test)\n"
