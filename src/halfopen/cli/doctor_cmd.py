@@ -75,6 +75,9 @@ def doctor(pid: int | None, port: int | None, window: float, middleboxes: tuple[
     if history_file is not None:
         history = rep.load_history(history_file, sorted(snap.processes))
     report = rep.diagnose(snap, options, history, nginx, note)
+    if snapshot_file is None:
+        from ..collect import stamp  # noqa: PLC0415 - live runs only
+        stamp.stamp(report.findings, snap.taken_at)
     if as_json:
         doctor_out.write_json(report, sys.stdout)
     else:

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from .. import fsio
 from ..diagnose import middlebox
 from ..diagnose.context import Options
 from ..errors import EXIT_WARNING, UsageError
@@ -78,6 +79,9 @@ def fix(finding_ids: tuple[str, ...], do_apply: bool, persist: bool, rollback: b
     notes += outside
     steps = plan.build(chosen, only_netns={s.name for s in spaces} if spaces else None)
     spath = sysctl_file or persist_file.default_path()
+    if persist:  # refuse a planted symlink before anything changes
+        fsio.check_target(spath)
+        fsio.check_target(persist_file.backup_path(spath))
     if not do_apply:
         _show_plan(steps, notes, persist and spath, as_json)
         return 0
@@ -136,13 +140,18 @@ def _findings(path: str | None, spaces: tuple, window: float,
         except (KeyError, TypeError) as exc:
             raise UsageError(f"{path}: not doctor --json output ({exc})") from None
     from ..diagnose import report  # noqa: PLC0415 - the doctor is heavy; load on use
+    from ..collect import stamp  # noqa: PLC0415
     snap, nginx, note = report.take_live(spaces, window)
-    return report.diagnose(snap, options, nginx=nginx, nginx_note=note).findings
+    findings = report.diagnose(snap, options, nginx=nginx, nginx_note=note).findings
+    stamp.stamp(findings, snap.taken_at)
+    return findings
 
 
 def _arrow(step: plan.Step) -> str:
     if step.status == "already set":
         return f"{step.current} (already set)"
+    if step.status == "skipped":
+        return "skipped: not the process or namespace diagnosed"
     if step.current is None and step.new is None:
         return "-"
     return f"{step.current} -> {step.new}"
@@ -170,8 +179,10 @@ def _show_plan(steps: list[plan.Step], notes: list[str], persist_path: str | Non
             if s.note:
                 click.echo(f"  {s.target}: {s.note}")
         changes = sum(s.status == "change" for s in auto)
-        click.echo(f"plan: {changes} change(s), {len(auto) - changes} already set; "
-                   "nothing was changed (add --apply)")
+        skipped = sum(s.status == "skipped" for s in auto)
+        click.echo(f"plan: {changes} change(s), {len(auto) - changes - skipped} already set"
+                   + (f", {skipped} skipped" if skipped else "")
+                   + "; nothing was changed (add --apply)")
         if persist_path:
             click.echo(f"--persist would also write the host's sysctls to {persist_path}")
     _show_manual(steps)

@@ -22,6 +22,8 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from ..kernel import identity
+
 STATE_DIR = "/run/halfopen-lab"
 STATE_FILE = "state.json"
 NETNS_PREFIX = "ho-"
@@ -49,18 +51,7 @@ def pending_host_entries(path: str) -> list[dict[str, Any]]:
             and e.get("id") not in undone]
 
 
-def start_time(pid: int, proc: str = "/proc") -> int | None:
-    """Field 22 of /proc/PID/stat (starttime in clock ticks), None if gone.
-
-    "4712 (python3) S 1 ..." -> the 22nd field, counted after the comm's ')'.
-    """
-    try:
-        with open(f"{proc}/{pid}/stat") as f:
-            text = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    fields = text[text.rindex(")") + 2:].split()
-    return int(fields[19])
+start_time = identity.start_time  # field 22 of /proc/PID/stat, None if gone
 
 
 class StateFile:
