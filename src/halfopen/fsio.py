@@ -129,15 +129,15 @@ def backup(path: str, suffix: str = ".bak") -> Optional[str]:
     return target
 
 
-def open_append(path: str, mode: int = 0o600, dir_mode: int = 0o700) -> int:
+def open_append(path: str, mode: int = 0o600, dir_mode: int = 0o700,
+                flags: int = os.O_WRONLY | os.O_APPEND) -> int:
     """An fd to append to `path`: created 0600 if absent, refused unless it is a
     regular file with one link owned by us (a planted hard link or symlink to
-    /etc/shadow would make us write there)."""
+    /etc/shadow would make us write there). flags=os.O_RDWR for a database."""
     directory = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(directory, mode=dir_mode, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     mode)
+        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise UnsafePath(f"refusing to write {path}: it is a symlink; halfopen never "

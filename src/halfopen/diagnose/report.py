@@ -109,8 +109,8 @@ def save(path: str, snapshot: Snapshot, nginx: NginxConf | None) -> None:
     """A snapshot file (halfopen.snapshot/1) with the doctor's extra facts under "doctor"."""
     data = snapshot.to_dict()
     data["doctor"] = {"nginx": nginx.to_dict() if nginx is not None else None}
-    with open(path, "w") as f:
-        json.dump(data, f)
+    from .. import fsio  # noqa: PLC0415 - I/O section
+    fsio.write_atomic(path, json.dumps(data), mode=0o600)
 
 
 def load(path: str) -> tuple[Snapshot, NginxConf | None]:

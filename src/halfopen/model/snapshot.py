@@ -60,8 +60,8 @@ class Snapshot:
         )
 
     def save(self, path: str) -> None:
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f)
+        from .. import fsio  # noqa: PLC0415 - the one writer of files
+        fsio.write_atomic(path, json.dumps(self.to_dict()), mode=0o600)
 
     @classmethod
     def load(cls, path: str) -> "Snapshot":
