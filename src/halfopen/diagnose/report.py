@@ -95,13 +95,13 @@ def diagnose(snapshot: Snapshot, options: Options = Options(), history: History 
 
 # ---------------------------------------------------------------- I/O: live and saved
 
-def take_live(namespaces: tuple = (), window_s: float = 3.0, read_nginx: bool = True
-              ) -> tuple[Snapshot, NginxConf | None, str]:
+def take_live(namespaces: tuple = (), window_s: float = 3.0, read_nginx: bool = True,
+              nginx_config: str | None = None) -> tuple[Snapshot, NginxConf | None, str]:
     """Read the system: every TCP socket with owners and tcp_info, host facts, nginx."""
     from ..collect import nginx_conf, snapshot as snap_mod, sockets  # noqa: PLC0415
     query = sockets.Query(tcp_info=True, owners=True, namespaces=namespaces)
     snap = snap_mod.take_full(query, window=window_s)
-    nginx, note = (nginx_conf.read(snap) if read_nginx else (None, ""))
+    nginx, note = (nginx_conf.read(snap, config=nginx_config) if read_nginx else (None, ""))
     return snap, nginx, note
 
 
