@@ -122,16 +122,15 @@ class ConfError(Exception):
 
 
 def nginx_pids(snapshot: Snapshot, proc: str = "/proc") -> list[int]:
-    pids = [p.pid for p in snapshot.processes.values() if p.comm == "nginx"]
-    if pids:
-        return sorted(pids)
-    found = []
+    """Every process named nginx: the snapshot's, and /proc's (a master may hold no
+    socket in the namespaces checked)."""
+    found = {p.pid for p in snapshot.processes.values() if p.comm == "nginx"}
     for entry in os.listdir(proc):
-        if entry.isdigit():
+        if entry.isdigit() and int(entry) not in found:
             try:
-                with open(f"{proc}/{entry}/comm") as f:
-                    if f.read().strip() == "nginx":
-                        found.append(int(entry))
+                with open(f"{proc}/{entry}/comm", "rb") as f:
+                    if f.read() == b"nginx\n":
+                        found.add(int(entry))
             except OSError:
                 continue
     return sorted(found)
@@ -285,28 +284,30 @@ def _root_fd(pid: int, proc: str) -> int:
 
 def read(snapshot: Snapshot, proc: str = "/proc", config: str | None = None
          ) -> tuple[NginxConf | None, str]:
-    """(conf, "") when nginx's files were read; (None, why) or (None, "") if no nginx.
+    """(conf, note) from the running masters' files; (None, "") if no nginx runs.
 
-    config: `--nginx-config FILE`, read instead of the masters' own.
+    A master whose files are refused is a note (the others are still read);
+    config: `--nginx-config FILE`, read instead (a refusal is a UsageError).
     """
     pids = nginx_pids(snapshot, proc)
-    if not pids and config is None:
-        return None, ""
-    conf = NginxConf()
-    conf.pids = pids
-    try:
-        if config is not None:
+    if config is not None:
+        conf = NginxConf(pids=pids)
+        try:
             root = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
-                owner = _owner(config)
-                _merge(conf, _Reader(root, {0, os.geteuid(), owner}, config).tokens(config))
+                _merge(conf, _Reader(root, {0, os.geteuid(), _owner(config)}, config)
+                       .tokens(config))
             finally:
                 os.close(root)
-            return conf, ""
-        masters = _masters(pids, proc)
-        if not masters:
-            return None, "nginx runs but no master process was found: keepalive_timeout not checked"
-        for pid, uid in masters:
+        except (ConfError, OSError) as exc:
+            raise UsageError(f"--nginx-config {config}: {_why(exc)}") from None
+        return conf, ""
+    if not pids:
+        return None, ""
+    masters = _masters(pids, proc)
+    conf, read_any, notes = NginxConf(pids=pids), False, []
+    for pid, uid in masters:
+        try:
             with open(f"{proc}/{pid}/cmdline", "rb") as f:
                 path = conf_path(f.read())
             root = _root_fd(pid, proc)
@@ -314,13 +315,19 @@ def read(snapshot: Snapshot, proc: str = "/proc", config: str | None = None
                 _merge(conf, _Reader(root, {0, uid}).tokens(path))
             finally:
                 os.close(root)
-    except (ConfError, OSError) as exc:
-        if config is not None:
-            raise UsageError(f"--nginx-config {config}: {exc}") from None
-        why = exc if isinstance(exc, ConfError) else (exc.strerror or exc)
-        return None, (f"nginx configuration not read ({why}): keepalive_timeout not "
-                      "checked; name it with --nginx-config FILE")
-    return conf, ""
+            read_any = True
+        except (ConfError, OSError) as exc:
+            notes.append(f"nginx pid {pid}: configuration not read ({_why(exc)})")
+    if not masters:
+        notes.append("nginx runs but no master process was found")
+    if notes:
+        notes[-1] += ("; name the file with --nginx-config FILE" if read_any else
+                      ": keepalive_timeout not checked; name the file with --nginx-config FILE")
+    return (conf if read_any else None), "; ".join(notes)
+
+
+def _why(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, ConfError) else str(exc.strerror or exc)
 
 
 def _owner(path: str) -> int:
