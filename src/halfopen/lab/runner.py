@@ -202,4 +202,8 @@ def _foreign(recorded: set[str], directory: str) -> list[str]:
             for ns in _lab_namespaces() if ns not in recorded]
 
 
+def _lab_namespaces() -> list[str]:
+    return sorted(n for n in nsmod.list_named() if n.startswith(NETNS_PREFIX))
+
+
 __all__ = ["run", "clean", "preflight", "STATE_DIR"]
