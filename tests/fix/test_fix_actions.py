@@ -6,6 +6,7 @@ import json
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -113,14 +114,14 @@ def test_fix_with_netns_never_changes_the_host(netns, state_dir, run, tmp_path):
     """A finding about namespace X whose cure is host-wide stays a manual step."""
     key = "net.ipv4.tcp_max_orphans"  # one value for the whole host
     path_on_host = "/proc/sys/net/ipv4/tcp_max_orphans"
-    before = open(path_on_host).read().strip()
+    before = Path(path_on_host).read_text().strip()
     fix = Fix("sysctl", f"sysctl -w {key}={int(before) * 2}", True,
               {"key": key, "value": str(int(before) * 2), "netns": "host"})
     path = write_findings(tmp_path, [fix], "orphan-pressure", {"netns": netns})
     code, out, err = run("fix", "--findings", path, "--netns", netns, "--apply")
     assert code == 0, err
     assert "outside the namespaces chosen" in out
-    assert open(path_on_host).read().strip() == before
+    assert Path(path_on_host).read_text().strip() == before
     # without --netns the same finding is the user's to apply to the host: planned, not applied
     code, out, err = run("fix", "--findings", path)
     assert code == 0, err

@@ -7,7 +7,8 @@ import sys
 import click
 
 from .. import fsio
-from ..watch import history, report as reports
+from ..watch import history
+from ..watch import report as reports
 
 
 @click.command()

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import errno
 from dataclasses import asdict
-from halfopen.records import record
 from typing import Any
+
+from halfopen.records import record
 
 from ..collect import netns
 from ..errors import HalfopenError

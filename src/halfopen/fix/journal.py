@@ -61,7 +61,7 @@ class Journal:
         self._count = 0
         self._fd: Optional[int] = None
 
-    def open(self) -> "Journal":
+    def open(self) -> Journal:
         """Open for appending before any change, so an unwritable journal stops us early."""
         try:
             self._fd = fsio.open_append(self.path)
@@ -76,7 +76,7 @@ class Journal:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "Journal":
+    def __enter__(self) -> Journal:
         return self.open()
 
     def __exit__(self, *exc: object) -> None:

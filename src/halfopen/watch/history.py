@@ -131,7 +131,7 @@ class Recorder:
         self._last_prune = 0.0
 
     @classmethod
-    def open(cls, path: str, retention_s: float = DEFAULT_RETENTION_S) -> "Recorder":
+    def open(cls, path: str, retention_s: float = DEFAULT_RETENTION_S) -> Recorder:
         for name in (path, *(path + s for s in _SIDE_FILES)):
             fsio.check_target(name)  # a planted symlink is refused, not followed
         _check_file(path)
@@ -189,6 +189,7 @@ class Recorder:
                 (s.t, s.host, f.conntrack_count, f.conntrack_max, f.file_nr, f.file_max,
                  int(s.findings is not None)))
             sid = cur.lastrowid
+            assert sid is not None  # set by every INSERT
             db.executemany("INSERT INTO state_counts VALUES (?,?,?,?)",
                            [(sid, ns, st, n) for (ns, st), n in s.states.items()])
             db.executemany("INSERT INTO proc_states VALUES (?,?,?,?,?)",
