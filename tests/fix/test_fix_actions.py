@@ -82,7 +82,7 @@ def test_keepalive_and_kill_from_findings(netns, start_peer, state_dir, run, tmp
     assert code == 0 and "2 of 2 sockets without it" in out
     code, out, err = run("fix", "--findings", path, "--apply")
     assert code == 0 and "2 sockets now keepalive 20s/4s x3" in out, err
-    kinds = [json.loads(line)["kind"] for line in open(state_dir / "journal.jsonl")]
+    kinds = [json.loads(line)["kind"] for line in (state_dir / "journal.jsonl").read_text().splitlines()]
     kinds = [k for k in kinds if k != "done"]  # the write-ahead marks
     assert kinds == ["keepalive", "keepalive"]
     code, out, _err = run("fix", "--rollback")

@@ -26,6 +26,7 @@ import select
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from tests.conftest import sh
@@ -204,7 +205,7 @@ def test_keepalive_off_retrofit_and_rollback(lab, netns, state_dir, run):
     pid, port = lab.start("idle", 3, (1024, 1024))
     assert keepalive_timers(netns, port) == [False] * 3
     (step,) = [s for s in plan(run, netns, "keepalive-off") if s["action"] == "keepalive"]
-    assert step["target"] == f"pid {pid} ({open(f'/proc/{pid}/comm').read().strip()}) TCP sockets"
+    assert step["target"] == f"pid {pid} ({Path(f'/proc/{pid}/comm').read_text().strip()}) TCP sockets"
     assert step["action"] == "keepalive" and step["status"] == "change"
     assert step["current"] == "6 of 6 sockets without it"
     assert step["new"] == "keepalive 60s/10s x6"
@@ -282,7 +283,7 @@ def test_fd_exhaustion_prlimit_soft_up_to_hard(lab, netns, state_dir, run):
     assert {s["netns"] for s in steps} == {netns}
     assert [(s["target"], s["current"], s["new"], s["status"]) for s in steps
             if s["action"] == "prlimit"] == \
-        [(f"pid {pid} ({open(f'/proc/{pid}/comm').read().strip()}) RLIMIT_NOFILE", "soft 64, hard 4096", "soft 4096, hard 4096",
+        [(f"pid {pid} ({Path(f'/proc/{pid}/comm').read_text().strip()}) RLIMIT_NOFILE", "soft 64, hard 4096", "soft 4096, hard 4096",
           "change")]
     manual = [s for s in steps if s["status"] == "manual"]
     assert any("LimitNOFILE=4096" in s.get("text", "") for s in manual)  # printed, not dropped

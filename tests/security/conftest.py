@@ -8,7 +8,6 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-
 from tests.conftest import make_netns, remove_netns
 
 HALFOPEN = [sys.executable, "-m", "halfopen"]

@@ -5,7 +5,6 @@ a process is diagnosed, exits, and another gets its pid; `fix --findings
 from __future__ import annotations
 
 import json
-import os
 import resource
 import subprocess
 import sys

@@ -9,12 +9,13 @@ import os
 import subprocess
 import sys
 
+from tests.conftest import sh
+from tests.security.conftest import halfopen, ns_sysctl, set_ns_sysctl
+
 from halfopen.collect import netns as nsmod
 from halfopen.collect import stamp
 from halfopen.kernel import identity
 from halfopen.model.finding import Finding, Fix
-from tests.conftest import sh
-from tests.security.conftest import halfopen, ns_sysctl, set_ns_sysctl
 
 SYN = "net.ipv4.tcp_syncookies"
 PIDREUSE = os.path.join(os.path.dirname(__file__), "pidreuse.py")

@@ -12,11 +12,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
-from halfopen.model.finding import Finding, Fix
 from tests.security.conftest import HALFOPEN, halfopen, ns_sysctl, one_line, set_ns_sysctl
+
+from halfopen.model.finding import Finding, Fix
 
 KA, SOMAX = "net.ipv4.tcp_keepalive_time", "net.core.somaxconn"
 

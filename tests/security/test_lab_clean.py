@@ -14,10 +14,11 @@ import os
 import subprocess
 import uuid
 
+from tests.conftest import remove_netns, sh
+
 from halfopen.collect import netns as nsmod
 from halfopen.lab import runner
 from halfopen.lab.state import StateFile
-from tests.conftest import remove_netns, sh
 
 
 def _sleeper(ns: str) -> subprocess.Popen:

@@ -21,7 +21,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-
 from tests.security.conftest import HALFOPEN, halfopen, one_line
 
 FAKE = r"""

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
+from tests.security.conftest import halfopen, ns_sysctl, one_line
 
 from halfopen.cli.main import main
 from halfopen.model.finding import Finding, Fix
-from tests.security.conftest import halfopen, ns_sysctl, one_line
 
 KEY = "net.ipv4.tcp_keepalive_time"
 
@@ -87,7 +88,7 @@ def test_persist_refuses_a_symlink_at_the_backup(persist_env, victim, tmp_path):
     os.symlink(victim, target + ".bak")  # the old code's shutil.copy2 wrote through it
     proc = halfopen("fix", "--findings", _host_findings(tmp_path), "--apply", "--persist")
     assert proc.returncode == 64 and "symlink" in one_line(proc.stderr)
-    assert open(target).read() == "net.core.somaxconn = 4096\n"
+    assert Path(target).read_text() == "net.core.somaxconn = 4096\n"
 
 
 def test_persist_ignores_the_old_temp_name_and_backs_up_safely(persist_env, victim, tmp_path,
@@ -98,12 +99,12 @@ def test_persist_ignores_the_old_temp_name_and_backs_up_safely(persist_env, vict
     planted = f"{target}.tmp.{os.getpid()}"
     os.symlink(victim, planted)
     assert main(["fix", "--findings", _host_findings(tmp_path), "--apply", "--persist"]) == 0
-    assert f"{KEY} = " in open(target).read()
-    assert open(target + ".bak").read() == "net.core.somaxconn = 4096\n"
+    assert f"{KEY} = " in Path(target).read_text()
+    assert Path(target + ".bak").read_text() == "net.core.somaxconn = 4096\n"
     assert not os.path.islink(target) and not os.path.islink(target + ".bak")
     assert os.path.islink(planted)
     assert main(["fix", "--rollback"]) == 0  # puts the previous file back, the same way
-    assert open(target).read() == "net.core.somaxconn = 4096\n"
+    assert Path(target).read_text() == "net.core.somaxconn = 4096\n"
 
 
 def test_save_snapshot_refuses_a_symlink(victim, tmp_path, netns):

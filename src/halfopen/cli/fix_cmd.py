@@ -144,8 +144,8 @@ def _findings(path: str | None, spaces: tuple, window: float,
             return [Finding.from_dict(d) for d in items]
         except (KeyError, TypeError) as exc:
             raise UsageError(f"{path}: not doctor --json output ({exc})") from None
-    from ..diagnose import report  # noqa: PLC0415 - the doctor is heavy; load on use
     from ..collect import stamp  # noqa: PLC0415
+    from ..diagnose import report  # noqa: PLC0415 - the doctor is heavy; load on use
     snap, nginx, note = report.take_live(spaces, window, nginx_config=nginx_config)
     findings = report.diagnose(snap, options, nginx=nginx, nginx_note=note).findings
     stamp.stamp(findings, snap.taken_at)

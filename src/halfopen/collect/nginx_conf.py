@@ -328,8 +328,8 @@ def read(snapshot: Snapshot, proc: str = "/proc", config: str | None = None
     return (conf if read_any else None), "; ".join(notes)
 
 
-def _why(exc: Exception) -> str:
-    return str(exc) if isinstance(exc, ConfError) else str(exc.strerror or exc)
+def _why(exc: ConfError | OSError) -> str:
+    return str(exc.strerror or exc) if isinstance(exc, OSError) else str(exc)
 
 
 def _owner(path: str) -> int:

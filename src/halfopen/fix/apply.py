@@ -134,6 +134,7 @@ def _apply_keepalive(step: Step, jnl: journal.Journal, proc: str, sys_root: str)
         return _skip(step, why)
 
     def before_set(r: retrofit.SocketResult) -> dict:
+        assert r.before is not None and r.after is not None  # set only after reading both
         return jnl.intent("keepalive", target=f"pid {pid} fd {r.fd}", pid=pid,
                           start=p["start"], comm=p.get("comm"), fd=r.fd, inode=r.sock.inode,
                           old=r.before.to_dict(), new=r.after.to_dict(), finding=step.finding)

@@ -15,6 +15,7 @@ import os
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
+
 from halfopen.records import record
 
 from ..collect import netns, owners

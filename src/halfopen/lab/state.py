@@ -26,7 +26,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import fsio
-from ..fix import journal
 from ..kernel import identity
 
 STATE_DIR = "/run/halfopen-lab"
@@ -40,14 +39,29 @@ def run_dir(directory: str, run_id: str) -> str:
     return os.path.join(directory, f"run-{run_id}")
 
 
+def _journal_lines(path: str) -> list[dict[str, Any]]:
+    """Every complete line of a `halfopen fix` journal (the part after the last
+    newline is a torn write of a killed run: its change was never made)."""
+    try:
+        with open(path) as f:
+            lines = f.read().split("\n")[:-1]
+    except FileNotFoundError:
+        return []
+    return [e for e in (json.loads(x) for x in lines if x.strip()) if isinstance(e, dict)]
+
+
 def journal_entries(path: str) -> list[dict[str, Any]]:
-    """The change lines of a `halfopen fix` journal (its intents; no done or undo marks)."""
-    return [e for e in journal.entries(path) if e["kind"] not in ("done", "undo")]
+    """The change lines of a fix journal, without its "done" and "undo" marks. The lab
+    reads it only to know whether `halfopen fix --rollback` has work to do."""
+    return [e for e in _journal_lines(path) if e.get("kind") not in ("done", "undo")]
 
 
 def pending_host_entries(path: str) -> list[dict[str, Any]]:
     """Changes to the host namespace in a fix journal that no undo line names."""
-    return [e for e in journal.pending(path) if e.get("netns", "host") == "host"]
+    lines = _journal_lines(path)
+    undone = {e.get("undoes") for e in lines if e.get("kind") == "undo"}
+    return [e for e in lines if e.get("kind") not in ("done", "undo")
+            and e.get("netns", "host") == "host" and e.get("id") not in undone]
 
 
 start_time = identity.start_time  # field 22 of /proc/PID/stat, None if gone

@@ -60,10 +60,6 @@ class Snapshot:
                         if d.get("host_facts") is not None else None),
         )
 
-    def save(self, path: str) -> None:
-        from .. import fsio  # noqa: PLC0415 - the one writer of files
-        fsio.write_atomic(path, json.dumps(self.to_dict()), mode=0o600)
-
     @classmethod
     def load(cls, path: str) -> Snapshot:
         try:
