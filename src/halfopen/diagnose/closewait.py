@@ -61,6 +61,7 @@ from collections import Counter
 from halfopen.records import record
 
 from ..model.finding import Finding, Fix
+from ..model.history import slope_per_s
 from ..model.host import UNLIMITED, ProcessLimits
 from ..model.socket import OUTBOUND, Socket
 from ..model.states import TcpState
@@ -80,7 +81,6 @@ from .common import (
     who,
 )
 from .context import Context, Unavailable
-from .history import slope_per_s
 
 STUCK_AGE_S = 30  # a live application closes within milliseconds of reading EOF
 OLD_AGE_S = 3600  # even one socket this old in CLOSE_WAIT is a bug, not a slow close
