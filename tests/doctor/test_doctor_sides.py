@@ -63,7 +63,7 @@ def test_pool_keeping_connections_nginx_closed_is_the_clients_close_wait(lab, tm
     assert e["recv_q_ge_1"] == POOL  # the pool never read the server's FIN
     assert e["server_keepalive_timeout_s"] == 1.0
     assert [x for x in f["evidence"] if x["what"] == "server_keepalive_timeout_s"][0][
-        "source"] == "nginx -T"
+        "source"] == "nginx configuration"
     kill = [x for x in f["fixes"] if x["action"] == "kill"][0]
     assert kill["params"]["filter"] == f"state close-wait pid {client.pid} and ( dst {SERVICE} )"
     code = " ".join(x["command"] for x in f["fixes"] if x["action"] == "code")
