@@ -140,6 +140,11 @@ class Socket:
     tcp_info: TcpInfo | None = None
     meminfo: SkMemInfo | None = None
     owners: tuple[Owner, ...] = ()
+    # For the dev/fwmark/cgroup filter words: idiag_if (sk_bound_dev_if), and the
+    # INET_DIAG_MARK / INET_DIAG_CGROUP_ID attributes (full sockets only: None).
+    ifindex: int = 0
+    mark: int | None = None
+    cgroup_id: int | None = None
 
     @property
     def state_name(self) -> str:
