@@ -71,7 +71,9 @@ def test_ports_default_op_and_service_names():
 
 
 @pytest.mark.parametrize("text,expr", [
-    ("sport = :80 or dport = :443 and state established", Or(P80, And(D443, EST))),
+    # ss's grammar: and, or and juxtaposition on one level, left to right
+    ("sport = :80 or dport = :443 and state established", And(Or(P80, D443), EST)),
+    ("sport = :80 and dport = :443 or state established", Or(And(P80, D443), EST)),
     ("( sport = :80 or dport = :443 ) and state established", And(Or(P80, D443), EST)),
     ("(sport = :80 or dport = :443) state established", And(Or(P80, D443), EST)),
     ("not sport = :80 and dport = :443", And(Not(P80), D443)),
@@ -92,7 +94,13 @@ def test_precedence_parentheses_juxtaposition(text, expr):
     ("dst [::1]:443", HostIs("d", ipaddress.ip_network("::1/128"), 443)),
     ("dst [2001:db8::]/32", HostIs("d", ipaddress.ip_network("2001:db8::/32"), None)),
     ("dst [2001:db8::]/32:22", HostIs("d", ipaddress.ip_network("2001:db8::/32"), 22)),
-    ("dst 2001:db8::1", HostIs("d", ipaddress.ip_network("2001:db8::1/128"), None)),
+    ("dst 2001:db8::1:22", HostIs("d", ipaddress.ip_network("2001:db8::1/128"), 22)),
+    ("dst 2001:db8::/32", HostIs("d", ipaddress.ip_network("2001:db8::/32"), None)),
+    ("dst 198.18/15", HostIs("d", ipaddress.ip_network("198.18.0.0/15"), None)),
+    ("dst 010.0x1.2", HostIs("d", ipaddress.ip_network("8.1.2.0/32"), None)),
+    ("src 1.2.3.4:*", HostIs("s", ipaddress.ip_network("1.2.3.4/32"), None)),
+    ("src 1.2.3.4/255.255.0.0", HostIs("s", ipaddress.ip_network("1.2.0.0/16"), None)),
+    ("src any:22", HostIs("s", None, 22)),
     ("src :80", HostIs("s", None, 80)),
     ("src *:80", HostIs("s", None, 80)),
     ("src = 10.0.0.1", HostIs("s", ipaddress.ip_network("10.0.0.1/32"), None)),
@@ -118,6 +126,10 @@ def test_owner_words():
     ("sport = :99999", ["':99999'"]),
     ("sport = :nosuchservice", ["':nosuchservice'"]),
     ("src 300.1.1.1", ["'300.1.1.1'"]),
+    ("src 2001:db8::1", ["'2001:db8::1'"]),  # ss: address 2001:db8: port 1
+    ("sport = ²", ["'\\xb2'"]),
+    ("sport = 08", ["'08'"]),
+    ("sport = 70000", ["'70000'"]),
     ("dst [::1", ["'[::1'"]),
     ("pid abc", ["'abc'"]),
     ("( sport = :80", ["')'"]),

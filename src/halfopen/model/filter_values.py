@@ -75,7 +75,7 @@ def _c_ulong_prefix(text: str) -> tuple[Optional[int], str]:
     return value, stripped[m.end():]
 
 
-def read_port(text: str) -> int:
+def read_port(text: str, whole: str = "") -> int:
     """A port as parse_hostcond() reads it once its ':' is gone.
 
     Numbers are read like strtol(.., 0), then as a TCP service name
@@ -90,7 +90,7 @@ def read_port(text: str) -> int:
         except OSError:
             value = None
     if value is None or not 0 <= value <= 65535:
-        raise UsageError(f"bad port {_show(text)}: a number 0-65535 (026 and 0x16 are "
+        raise UsageError(f"bad port {_show(whole or text)}: a number 0-65535 (026 and 0x16 are "
                          "read as C reads them) or a service name such as ssh")
     return value
 
@@ -146,7 +146,7 @@ def parse_host(text: str, is_port: bool, hosts_file: str = HOSTS_FILE) -> HostVa
         if port_text.startswith(":"):
             port_text = port_text[1:]
         if port_text and not port_text.startswith("*"):
-            port = read_port(port_text)
+            port = read_port(port_text, text)
     networks = None
     if not is_port and addr and not addr.startswith("*"):
         networks = _prefix(addr, family, text, hosts_file)
