@@ -490,7 +490,7 @@ class _Parser:
 
     def host_value(self, word: str, is_port: bool) -> values.HostValue:
         text = self.take_value(word, "a port" if is_port else "an address")
-        value = values.parse_host(text, is_port, self.hosts_file)
+        value = values.parse_host(text, is_port, self.hosts_file, self.family)
         if value.family is not None:
             self.family = value.family  # ss: filter_af_set(), the last prefix wins
         return value

@@ -104,14 +104,16 @@ class HostValue:
     family: Optional[int]  # 4 or 6 from an inet:/inet6: prefix, else None
 
 
-def parse_host(text: str, is_port: bool, hosts_file: str = HOSTS_FILE) -> HostValue:
+def parse_host(text: str, is_port: bool, hosts_file: str = HOSTS_FILE,
+               family: Optional[int] = None) -> HostValue:
     """ss's parse_hostcond() for the TCP families.
 
     Without brackets the port is split off at the last ':' (after any '/'),
     so `fd00::2:40000` is fd00::2 port 40000 and a bare `2001:db8::1` is
     refused, as ss refuses it. `*` or an empty port means any port.
+    family: the family an earlier inet:/inet6: prefix chose (ss's
+    filter_af_set() sets preferred_family for every later address).
     """
-    family = None
     rest = text
     for prefix, fam in (("inet:", 4), ("inet6:", 6)):
         if rest.startswith(prefix):
