@@ -1,7 +1,7 @@
 """A finding's "netns" word -> a Namespace to enter.
 
 The doctor labels namespaces as collect.netns.label does: "host", an
-`ip netns` name, or "net:[INODE]" for an unnamed one.
+`ip netns` name, "pod:NAMESPACE/POD" or "net:[INODE]" for an unnamed one.
 """
 
 from __future__ import annotations

@@ -103,7 +103,8 @@ def render(window: Window, log: FindingLog, growth: Callable[[int, str], float |
     procs = sorted((p for p in s.processes.values() if p.close_wait),
                    key=lambda p: p.close_wait, reverse=True)[:top]
     pt = Table(title="processes with most CLOSE_WAIT", title_justify="left")
-    for col, just in (("pid", "right"), ("comm", "left"), ("close_wait", "right"),
+    for col, just in (("pid", "right"), ("comm", "left"), ("container", "left"),
+                      ("close_wait", "right"),
                       ("growth/min", "right"), ("oldest", "right"), ("fds", "right"),
                       ("fd limit", "right"), ("fd use", "right"), ("full in", "right"),
                       ("trend", "left")):
@@ -114,7 +115,8 @@ def render(window: Window, log: FindingLog, growth: Callable[[int, str], float |
         rate = gf if gf is not None else g
         eta = trend.seconds_to_limit(p.fds or 0, p.fd_limit, rate)
         style = "bold red" if eta is not None and eta < 600 else ""
-        pt.add_row(str(p.pid), p.comm, str(p.close_wait),
+        pt.add_row(str(p.pid), p.comm, p.container.text() if p.container else "-",
+                   str(p.close_wait),
                    "-" if g is None else f"{g:+.1f}",
                    trend.human_duration(p.oldest_close_wait_s),
                    "-" if p.fds is None else str(p.fds),
