@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import doctest
 import os
-import shutil
 
 import pytest
 
@@ -18,8 +17,7 @@ from halfopen.collect import containers
 from halfopen.model import container as model
 from halfopen.model.container import Container
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = os.path.join(HERE, "data")
+from .conftest import install
 ID = "8c3f5e0a9b7d4c2e1f6a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e"
 UID = "005f082b-5fd9-4650-8ef4-473e63bc2d13"
 SLICE_UID = UID.replace("-", "_")
@@ -136,12 +134,6 @@ def test_v2_line_first_then_v1():
 
 
 # ---------------------------------------------------------------- runtime files
-
-def install(root: str, runtime_path: str, data_file: str) -> None:
-    path = os.path.join(root, runtime_path)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    shutil.copy(os.path.join(DATA, data_file), path)
-
 
 def named(root, c: Container) -> Container:
     return containers.Resolver(root=str(root)).named(c)

@@ -74,8 +74,10 @@ def _owner_json(o: Owner) -> str:
 
 def containers_text(sock: Socket) -> str:
     """The Container column: each holder's container once ('' on the host)."""
-    seen = dict.fromkeys(o.container.text() for o in sock.owners if o.container is not None)
-    return ",".join(seen)
+    boxes = [o.container for o in sock.owners if o.container is not None]
+    if not boxes:
+        return ""
+    return ",".join(dict.fromkeys(c.text() for c in boxes))
 
 
 def owners_text(sock: Socket) -> str:
