@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from ..diagnose import middlebox, report as rep
+from ..diagnose import middlebox
+from ..diagnose import report as rep
 from ..diagnose.context import Options
 from ..errors import UsageError
 from . import doctor_out
