@@ -58,6 +58,13 @@ def test_sockets_show_the_pod(cgroup2, leakers, node_root):
                                       "pod_uid": POD_UID}
         assert s["netns"] == "pod:shop/web-7f9"  # unnamed namespace, named after its pod
 
+    by_name = halfopen("sockets", "--json", "--netns", "pod:shop/web-7f9", root=node_root)
+    assert by_name.returncode == 0, by_name.stderr
+    assert {s["inode"] for s in json.loads(by_name.stdout)["sockets"]} >= \
+        {s["inode"] for s in mine}
+    gone = halfopen("sockets", "--netns", "pod:shop/nothing", root=node_root)
+    assert gone.returncode == 64 and len(gone.stderr.strip().splitlines()) == 1
+
     table = halfopen("sockets", "-p", "--netns-pid", str(leaker.pid), "state", "close-wait",
                      root=node_root)
     assert table.returncode == 0, table.stderr
