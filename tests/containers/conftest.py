@@ -64,26 +64,25 @@ class Cgroups:
             os.rmdir(dirpath)
 
 
-@pytest.fixture
-def cgroup2() -> Iterator[Cgroups]:
-    if not _mounted(CGROUP2, "cgroup2"):
-        pytest.skip(f"no cgroup2 at {CGROUP2}")
-    groups = Cgroups(CGROUP2)
+def _groups(hierarchy: str, fstype: str) -> Iterator[Cgroups]:
+    if not _mounted(hierarchy, fstype):
+        pytest.skip(f"no {fstype} hierarchy at {hierarchy}")
+    groups = Cgroups(hierarchy)
     try:
         yield groups
     finally:
         groups.remove()
+
+
+@pytest.fixture
+def cgroup2() -> Iterator[Cgroups]:
+    yield from _groups(CGROUP2, "cgroup2")
 
 
 @pytest.fixture
 def cgroup1() -> Iterator[Cgroups]:
-    if not _mounted(CGROUP1, "cgroup"):
-        pytest.skip(f"no cgroup v1 name=systemd hierarchy at {CGROUP1}")
-    groups = Cgroups(CGROUP1)
-    try:
-        yield groups
-    finally:
-        groups.remove()
+    """The v1 name=systemd hierarchy: no controllers, a cgroup per container there too."""
+    yield from _groups(CGROUP1, "cgroup")
 
 
 class Leakers:

@@ -18,6 +18,7 @@ from halfopen.model import container as model
 from halfopen.model.container import Container
 
 from .conftest import DATA, install
+
 ID = "8c3f5e0a9b7d4c2e1f6a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e"
 UID = "005f082b-5fd9-4650-8ef4-473e63bc2d13"
 SLICE_UID = UID.replace("-", "_")

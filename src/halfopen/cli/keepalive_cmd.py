@@ -56,10 +56,12 @@ def keepalive(pid: int | None, container: str | None, filter_words: tuple[str, .
     """
     settings = retrofit.Settings(idle, interval, count, user_timeout)
     settings.check()
-    if (pid is None) == (container is None):
-        raise UsageError("choose one of --pid PID, --container NAME|ID")
     if container is not None:
+        if pid is not None:
+            raise UsageError("choose one of --pid PID, --container NAME|ID")
         pid = _container_pid(container)
+    elif pid is None:
+        raise UsageError("choose one of --pid PID, --container NAME|ID")
     retrofit.check_pid(pid)
     flt = filters.parse(filter_words)
     targets = retrofit.find_sockets(pid, flt)

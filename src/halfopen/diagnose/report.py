@@ -66,9 +66,7 @@ def _focus(findings: list[Finding], options: Options) -> list[Finding]:
         box = f.subject.get("container")
         if pid is None and port is None:
             kept.append(f)  # host- or namespace-wide: affects the focus too
-        elif options.pid is not None and pid == options.pid or options.port is not None and port == options.port:
-            kept.append(f)
-        elif (options.container is not None and box is not None
+        elif options.pid is not None and pid == options.pid or options.port is not None and port == options.port or (options.container is not None and box is not None
               and Container.from_dict(box).matches(options.container)):
             kept.append(f)
     return kept

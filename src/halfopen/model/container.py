@@ -72,7 +72,7 @@ class Container:
                 "pod_namespace": self.pod_namespace, "pod_uid": self.pod_uid}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Container":
+    def from_dict(cls, d: dict[str, Any]) -> Container:
         return cls(runtime=d["runtime"], id=d["id"], name=d.get("name", ""),
                    pod=d.get("pod", ""), pod_namespace=d.get("pod_namespace", ""),
                    pod_uid=d.get("pod_uid", ""))

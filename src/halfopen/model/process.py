@@ -26,7 +26,7 @@ class Process:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Process":
+    def from_dict(cls, d: dict[str, Any]) -> Process:
         c = d.get("container")
         return cls(d["pid"], d["comm"], d["fd_count"], list(d.get("socket_inodes", [])),
                    Container.from_dict(c) if c else None)

@@ -126,7 +126,7 @@ class Owner(NamedTuple):
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Owner":
+    def from_dict(cls, d: dict[str, Any]) -> Owner:
         c = d.get("container")
         return cls(d["pid"], d["comm"], d["fd"], Container.from_dict(c) if c else None)
 

@@ -118,7 +118,7 @@ def render(window: Window, log: FindingLog, growth: Callable[[int, str], float |
         rate = gf if gf is not None else g
         eta = trend.seconds_to_limit(p.fds or 0, p.fd_limit, rate)
         style = "bold red" if eta is not None and eta < 600 else ""
-        cells = [str(p.pid), p.comm, str(p.close_wait),
+        cells: list[str | Text] = [str(p.pid), p.comm, str(p.close_wait),
                  "-" if g is None else f"{g:+.1f}",
                  trend.human_duration(p.oldest_close_wait_s),
                  "-" if p.fds is None else str(p.fds),
