@@ -8,10 +8,12 @@ from halfopen.records import record
 from ..collect import snapshot as snapshots
 from ..collect import sockets as collector
 from ..collect.netns import Namespace
-from . import hostfacts
+from ..collect.unit import read_unit
+from ..model.host import SOURCES
+from . import hostfacts, identity
 from .ages import CloseWaitAges
 from .findings import Doctor
-from .sample import Sample, build
+from .sample import CollectorRun, Sample, build
 
 
 @record(frozen=True)
@@ -41,6 +43,7 @@ class Sampler:
         self.clock = clock
         self._host_facts = None  # the last full run's HostFacts
         self._host_at: float | None = None
+        self._host_run: CollectorRun | None = None  # how the last full run went
 
     def take(self) -> Sample:
         st = self.settings
@@ -51,11 +54,13 @@ class Sampler:
         now = self.clock()
         full = self.doctor.available and (self._host_at is None
                                           or now - self._host_at >= st.host_every_s)
-        snap = snapshots.take(query, host=True, window=0) if full else snapshots.take(query)
+        timings: dict[str, float] = {}
+        snap = snapshots.take(query, host=full, window=0, timings=timings)
         t = time.time()
         model = snap.host_facts
         if full and model is not None:
             self._host_facts, self._host_at = model, now
+            self._host_run = CollectorRun(True, timings.get("host"))
         facts = hostfacts.from_model(model) if model is not None else hostfacts.read(st.proc)
         if not full and self.doctor.available:
             snap.host_facts = model = self._host_facts  # the doctor's host view, not ours
@@ -68,7 +73,36 @@ class Sampler:
 
         sample = build(t, snap.host, snap.sockets, snap.processes, facts, fd_limit, snap.notes)
         self.ages.update(sample)
+        start = time.perf_counter()
         sample.findings = self.doctor.findings(snap)
+        doctor_s = time.perf_counter() - start
         if self.doctor.note:
             sample.notes.append(self.doctor.note)
+        pids = set(sample.processes)
+        pids.update(f.subject["pid"] for f in sample.findings or ()
+                    if isinstance(f.subject.get("pid"), int))
+        comms = {pid: p.comm for pid, p in snap.processes.items()}
+        comms.update((pid, p.comm) for pid, p in sample.processes.items())
+        for f in sample.findings or ():
+            comms.setdefault(f.subject.get("pid"), str(f.subject.get("comm", "")))
+        proc_records = snap.processes
+        for pid in pids:
+            rec = proc_records.get(pid)
+            sample.identities[pid] = identity.of(comms.get(pid, ""), read_unit(pid, st.proc),
+                                                 getattr(rec, "container", None))
+        sample.collectors = self._collectors(snap.source, timings, doctor_s, sample)
         return sample
+
+    def _collectors(self, source: str, timings: dict[str, float], doctor_s: float,
+                    sample: Sample) -> dict[str, CollectorRun]:
+        """sockets (0 when the dump fell back to /proc/net/tcp: no tcp_info, no ages),
+        the host run and its sources as of its last run, the doctor."""
+        out = {"sockets": CollectorRun(source == "sock_diag", timings.get("sockets"))}
+        if self._host_run is not None:
+            out["host"] = self._host_run
+            failed = {key.partition("@")[0] for key in self._host_facts.unavailable}
+            for src in SOURCES:
+                out[src] = CollectorRun(src not in failed)
+        if self.doctor.available:
+            out["doctor"] = CollectorRun(sample.findings is not None, doctor_s)
+        return out
