@@ -115,7 +115,7 @@ def process_families(s: Sample, top: int) -> Iterator[Metric]:
     lim = GaugeMetricFamily("halfopen_process_max_fds",
                             "Soft RLIMIT_NOFILE of that same process (from /proc/PID/limits).",
                             labels=labels)
-    count = GaugeMetricFamily("halfopen_process_count",
+    count = GaugeMetricFamily("halfopen_process_pids",
                               "Processes holding TCP sockets that share this identity.",
                               labels=labels)
     info = GaugeMetricFamily("halfopen_process_info",
