@@ -13,6 +13,8 @@ then sleeps until killed.
     fresh-socket ADDR PORT       hold a TCP socket() never bound or connected ("ready")
 """
 
+from __future__ import annotations
+
 import os
 import socket
 import sys
@@ -81,7 +83,7 @@ def main(argv: list[str]) -> None:
         sleep_forever()
     elif mode == "fds":
         s = listener(addr, port)
-        kept = [open(os.devnull) for _ in range(int(argv[3]))]
+        kept = [open(os.devnull) for _ in range(int(argv[3]))]  # noqa: SIM115 - held until killed
         ready()
         sleep_forever()
     elif mode == "send-server":

@@ -14,7 +14,6 @@ import sys
 import time
 
 import pytest
-
 from doctor_support import CLIENT, PROCS, SERVER, doctor, finding, ids
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
@@ -162,8 +161,11 @@ def test_healthy_host_has_no_false_alarms():
         pid = f["subject"].get("pid")
         if f["id"] == "fd-exhaustion" and pid:
             fds = len(os.listdir(f"/proc/{pid}/fd")) if os.path.exists(f"/proc/{pid}") else 0
-            soft = next((int(line.split()[3]) for line in open(f"/proc/{pid}/limits")
-                         if line.startswith("Max open files")), 0) if fds else 1
+            soft = 1
+            if fds:
+                with open(f"/proc/{pid}/limits") as limits:
+                    soft = next((int(line.split()[3]) for line in limits
+                                 if line.startswith("Max open files")), 0)
             if fds / soft >= 0.75:
                 continue  # a neighbour's benchmark near its limit: a true positive
         if f["subject"].get("netns", "host") != "host" and pid:

@@ -28,12 +28,12 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-
-from halfopen.diagnose.kernel import RISKY
-from halfopen.fix.sysctl import KNOBS
 from tests.conftest import sh
 from tests.doctor.doctor_support import CLIENT, SERVER
 from tests.doctor.doctor_support import Lab as NamespaceLab
+
+from halfopen.diagnose.kernel import RISKY
+from halfopen.fix.sysctl import KNOBS
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(60),
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]

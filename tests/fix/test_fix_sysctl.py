@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import os
 
-from halfopen.model.finding import Finding, Fix
 from tests.conftest import sh
+
+from halfopen.model.finding import Finding, Fix
 
 KEYS = {"net.ipv4.tcp_keepalive_time": "7200", "net.ipv4.tcp_keepalive_intvl": "75",
         "net.core.somaxconn": "4096", "net.ipv4.ip_local_port_range": "32768 60999"}

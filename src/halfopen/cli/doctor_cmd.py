@@ -9,7 +9,8 @@ from contextlib import contextmanager
 
 import click
 
-from ..diagnose import middlebox, report as rep
+from ..diagnose import middlebox
+from ..diagnose import report as rep
 from ..diagnose.context import Options
 from ..errors import EXIT_UNKNOWN, HalfopenError, UsageError
 from . import doctor_out
@@ -53,7 +54,7 @@ class PluginCommand(click.Command):
     stdout and exit 3 - a usage error too, which exits 64 elsewhere (Nagios reads 1 and
     2 as alarms and anything above 3 as UNKNOWN only by accident), and an internal error."""
 
-    def make_context(self, info_name, args, parent=None, **extra):  # type: ignore[override]
+    def make_context(self, info_name, args, parent=None, **extra):
         try:
             return super().make_context(info_name, list(args), parent, **extra)
         except click.UsageError as exc:
@@ -61,7 +62,7 @@ class PluginCommand(click.Command):
                 _unknown(f"usage: {exc.format_message()}")
             raise
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def invoke(self, ctx: click.Context):
         if not ctx.params.get("nagios"):
             return super().invoke(ctx)
         try:

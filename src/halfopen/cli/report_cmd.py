@@ -8,7 +8,8 @@ import sys
 import click
 
 from ..errors import HalfopenError
-from ..watch import history, report as reports
+from ..watch import history
+from ..watch import report as reports
 
 
 @click.command()

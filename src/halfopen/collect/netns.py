@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import os
 from collections.abc import Iterator
+
 from halfopen.records import record
 
 from ..errors import NamespaceError, NotPermitted

@@ -34,6 +34,8 @@ def parse_time(word: str) -> float:
     total = 0.0
     for part in re.findall(r"\d+(?:ms|s|m|h|d|w|M|y)?", word):
         m = _TIME.match(part)
+        if m is None:  # findall above yields only what _TIME matches
+            continue
         total += int(m.group(1)) * _UNITS[m.group(2) or "s"]
     if not re.fullmatch(r"(\d+(ms|s|m|h|d|w|M|y)?)+", word):
         raise ValueError(f"not an nginx time: {word!r}")

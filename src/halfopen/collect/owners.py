@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import field
+
 from halfopen.records import record
 
 from ..model.process import Process
@@ -31,12 +32,12 @@ class Holders(Mapping[int, tuple[Owner, ...]]):
     def __getitem__(self, inode: int) -> tuple[Owner, ...]:
         value = self._packed[inode]
         comms = self._comms
-        if type(value) is int:
+        if isinstance(value, int):
             pid = value >> 32
             return (Owner(pid, comms[pid], value & 0xFFFFFFFF),)
         return tuple(Owner(v >> 32, comms[v >> 32], v & 0xFFFFFFFF) for v in value)
 
-    def get(self, inode: int, default: tuple[Owner, ...] = ()) -> tuple[Owner, ...]:
+    def get(self, inode: int, default: tuple[Owner, ...] = ()) -> tuple[Owner, ...]:  # type: ignore[override]
         return self[inode] if inode in self._packed else default
 
     def __iter__(self) -> Iterator[int]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from dataclasses import field
+from typing import IO, Any
+
 from halfopen.records import record
 
 from ..model.filter import Filter
@@ -42,7 +44,7 @@ class Collection:
     notes: list[str] = field(default_factory=list)
 
 
-def _open_sources(query: Query) -> tuple[str, list[tuple[netns.Namespace, object]], list[str]]:
+def _open_sources(query: Query) -> tuple[str, list[tuple[netns.Namespace, Any]], list[str]]:
     """Open one reader per namespace: a sock_diag socket or procfs files."""
     spaces = query.namespaces or (netns.current(query.proc),)
     notes: list[str] = []
@@ -68,12 +70,13 @@ def _open_sources(query: Query) -> tuple[str, list[tuple[netns.Namespace, object
     return "procfs", files, notes
 
 
-def _open_tables(families: tuple[int, ...]) -> list[tuple[int, object]]:
-    tables = []
+def _open_tables(families: tuple[int, ...]) -> list[tuple[int, IO[str]]]:
+    tables: list[tuple[int, IO[str]]] = []
     for family in families:
         path = "/proc/thread-self/net/tcp" + ("" if family == 4 else "6")
         try:
-            tables.append((family, open(path)))
+            # opened inside the namespace, read after leaving it; the Collection closes it
+            tables.append((family, open(path)))  # noqa: SIM115
         except FileNotFoundError:  # kernel without IPv6
             continue
     return tables

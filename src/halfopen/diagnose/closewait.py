@@ -41,8 +41,21 @@ from collections import Counter
 from ..model.finding import Finding, Fix
 from ..model.host import UNLIMITED
 from ..model.states import TcpState
-from .common import (SOCK_DIAG, TCP_INFO, by_owner, code_fix, ev, keepalive_fix, kill_fix,
-                     median, plural, prlimit_fix, seconds, subject, systemd_limit_fix, top, who)
+from .common import (
+    SOCK_DIAG,
+    TCP_INFO,
+    by_owner,
+    code_fix,
+    ev,
+    kill_fix,
+    median,
+    plural,
+    prlimit_fix,
+    seconds,
+    subject,
+    top,
+    who,
+)
 from .context import Context, Unavailable
 from .history import slope_per_s
 
@@ -90,11 +103,13 @@ def check_close_wait(ctx: Context) -> list[Finding]:
     findings = []
     for (netns, pid, comm), group in sorted(by_owner(socks).items(),
                                             key=lambda kv: -len(kv[1])):
-        lows, highs, no_info = [], [], 0
+        lows: list[float] = []
+        highs: list[float] = []
+        no_info = 0
         stuck = []
         for s in group:
             lo, hi = _age_s(s)
-            if lo is None:
+            if lo is None or hi is None:
                 no_info += 1
                 stuck.append(s)  # undated: count it, say so
                 continue
@@ -118,7 +133,7 @@ def check_close_wait(ctx: Context) -> list[Finding]:
             ev("recv_q_ge_1", unread, SOCK_DIAG, "has not read EOF (Recv-Q >= 1)"),
             ev("recv_q_0", read_eof, SOCK_DIAG, "read EOF but never called close() (Recv-Q 0)"),
         ]
-        if oldest is not None:
+        if oldest is not None and oldest_hi is not None and med is not None:  # all three or none
             evidence += [
                 ev("oldest_age_s", round(oldest), TCP_INFO,
                    "lower bound: last_ack_recv (the FIN's ACK; a later ACK resets it); "

@@ -18,8 +18,21 @@ from collections import Counter
 
 from ..model.finding import Finding
 from ..model.states import TcpState
-from .common import (SOCK_DIAG, TCP_INFO, by_owner, code_fix, ev, keepalive_fix,
-                     kill_fix, plural, seconds, subject, sysctl_fix, top, who)
+from .common import (
+    SOCK_DIAG,
+    TCP_INFO,
+    by_owner,
+    code_fix,
+    ev,
+    keepalive_fix,
+    kill_fix,
+    plural,
+    seconds,
+    subject,
+    sysctl_fix,
+    top,
+    who,
+)
 from .context import Context
 
 MIN_RETRANS = 3  # three RTO backoffs in a row without an ACK
@@ -167,7 +180,7 @@ def check_keepalive_off(ctx: Context) -> list[Finding]:
             hit.append(s)
     findings = []
     for (netns, pid, comm), group in sorted(by_owner(hit).items(), key=lambda kv: -len(kv[1])):
-        idles = [_idle_ms(s) / 1000 for s in group]
+        idles = [(_idle_ms(s) or 0) / 1000 for s in group]  # every hit has an idle time
         peers = Counter(s.peer_addr for s in group)
         ports = Counter(s.local_port for s in group)
         severity = "warning" if len(group) >= WARN_COUNT else "info"

@@ -8,7 +8,9 @@ the recorded samples.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import field
+
 from halfopen.records import record
 
 
@@ -29,7 +31,7 @@ class History:
         self.series.setdefault((pid, metric), []).append((at, value))
 
 
-def slope_per_s(points: list[tuple[float, float]]) -> float | None:
+def slope_per_s(points: Sequence[tuple[float, float]]) -> float | None:
     """Least-squares slope of (t, y) points, per second; None under 2 points or 0 span.
 
     >>> slope_per_s([(0, 10), (60, 20), (120, 30)])

@@ -27,9 +27,9 @@ from __future__ import annotations
 from collections import Counter
 
 from ..model.finding import Finding
+from ..model.socket import Socket
 from ..model.states import TcpState
-from .common import (SOCK_DIAG, code_fix, config_fix, ev, owner, plural, subject, sysctl_fix,
-                     top, who)
+from .common import SOCK_DIAG, code_fix, config_fix, ev, owner, plural, subject, sysctl_fix, top, who
 from .context import Context
 
 FULL_RATIO = 0.8
@@ -177,7 +177,7 @@ def check_syn_flood(ctx: Context) -> list[Finding]:
     findings = []
     syn_recv = _syn_recv_by_port(ctx)
     klog = _klog_ports(ctx)
-    listeners = {}
+    listeners: dict[tuple[str, int], Socket] = {}
     for s in _listeners(ctx):
         listeners.setdefault((s.netns, s.local_port), s)
     full_ns = {s.netns for s in listeners.values() if _full(s)}
@@ -247,11 +247,10 @@ def check_syn_flood(ctx: Context) -> list[Finding]:
 def _syn_fixes(ctx: Context, netns: str) -> list:
     fixes = []
     tun = ctx.tunables(netns) if _has_rates(ctx) else None
-    if tun is None or tun.tcp_syncookies != 1:
-        if tun is None or tun.tcp_syncookies == 0:
-            fixes.append(sysctl_fix("net.ipv4.tcp_syncookies", 1, netns,
-                                    "answer with SYN cookies when the SYN queue is full "
-                                    "instead of dropping"))
+    if tun is None or tun.tcp_syncookies == 0:
+        fixes.append(sysctl_fix("net.ipv4.tcp_syncookies", 1, netns,
+                                "answer with SYN cookies when the SYN queue is full "
+                                "instead of dropping"))
     if tun is None or (tun.tcp_synack_retries or 5) > 2:
         fixes.append(sysctl_fix("net.ipv4.tcp_synack_retries", 2, netns,
                                 "hold half-open requests ~7 s instead of ~63 s"))

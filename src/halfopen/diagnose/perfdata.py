@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import List, Optional, Union
+from typing import Optional, Union
 
 from halfopen.records import record
 
@@ -72,7 +72,7 @@ def _of(share: float, limit: Optional[int]) -> Optional[Number]:
     return int(value) if float(value).is_integer() else round(value, 3)
 
 
-def perfdata(snap: Snapshot) -> List[Perf]:
+def perfdata(snap: Snapshot) -> list[Perf]:
     """Per checked namespace: sockets by the states the rules watch, the worst process's
     CLOSE_WAIT, the fullest accept queue, TIME_WAIT against its buckets, conntrack;
     host-wide: file handles, the process nearest its fd limit, orphans."""
@@ -88,7 +88,7 @@ def perfdata(snap: Snapshot) -> List[Perf]:
             pct = 100.0 * s.recv_q / s.send_q
             queue_pct[s.netns] = max(queue_pct.get(s.netns, 0.0), pct)
     spaces = list(snap.namespaces) or sorted(by_ns)
-    out: List[Perf] = []
+    out: list[Perf] = []
     for ns in spaces:
         suffix = "" if len(spaces) == 1 else f"@{ns}"
         states = by_ns.get(ns, Counter())

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import field
-from halfopen.records import record
 from typing import Any
+
+from halfopen.records import record
 
 from ..errors import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING, UsageError
 from ..model.finding import SEVERITY_RANK, Finding
@@ -61,9 +62,7 @@ def _focus(findings: list[Finding], options: Options) -> list[Finding]:
         pid, port = f.subject.get("pid"), f.subject.get("port")
         if pid is None and port is None:
             kept.append(f)  # host- or namespace-wide: affects the focus too
-        elif options.pid is not None and pid == options.pid:
-            kept.append(f)
-        elif options.port is not None and port == options.port:
+        elif options.pid is not None and pid == options.pid or options.port is not None and port == options.port:
             kept.append(f)
     return kept
 
@@ -98,7 +97,8 @@ def diagnose(snapshot: Snapshot, options: Options = Options(), history: History 
 def take_live(namespaces: tuple = (), window_s: float = 3.0, read_nginx: bool = True
               ) -> tuple[Snapshot, NginxConf | None, str]:
     """Read the system: every TCP socket with owners and tcp_info, host facts, nginx."""
-    from ..collect import nginx_conf, snapshot as snap_mod, sockets  # noqa: PLC0415
+    from ..collect import nginx_conf, sockets  # noqa: PLC0415
+    from ..collect import snapshot as snap_mod
     query = sockets.Query(tcp_info=True, owners=True, namespaces=namespaces)
     snap = snap_mod.take_full(query, window=window_s)
     nginx, note = (nginx_conf.read(snap) if read_nginx else (None, ""))

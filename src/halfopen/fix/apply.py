@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import errno
 from dataclasses import asdict
-from halfopen.records import record
 from typing import Any
+
+from halfopen.records import record
 
 from ..errors import HalfopenError
 from . import destroy, journal, namespace, persist, retrofit, rlimit, sysctl
@@ -97,7 +98,7 @@ def _apply_keepalive(step: Step, jnl: journal.Journal, proc: str, sys_root: str)
         raise ProcessGone(pid)
     results = retrofit.retrofit(pid, p["targets"], p["settings"], apply=True)
     for r in results:
-        if r.result == "set":
+        if r.result == "set" and r.before is not None and r.after is not None:
             jnl.record("keepalive", target=f"pid {pid} fd {r.fd}", pid=pid, start=p["start"],
                        fd=r.fd, inode=r.sock.inode, old=r.before.to_dict(),
                        new=r.after.to_dict(), finding=step.finding)

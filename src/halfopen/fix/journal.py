@@ -19,7 +19,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 from ..errors import UsageError
 
@@ -42,14 +42,14 @@ class Journal:
         self.path = path
         self.run = datetime.datetime.now().strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:4]
         self._count = 0
-        self._file = None
+        self._file: IO[str] | None = None
 
-    def open(self) -> "Journal":
+    def open(self) -> Journal:
         """Open for appending before any change, so an unwritable journal stops us early."""
         directory = os.path.dirname(os.path.abspath(self.path))
         try:
             os.makedirs(directory, mode=0o755, exist_ok=True)
-            self._file = open(self.path, "a", encoding="utf-8")
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open, close() closes
         except OSError as exc:
             raise UsageError(f"cannot write the journal {self.path}: {exc.strerror}; "
                              f"set {ENV} or --journal") from None
@@ -60,7 +60,7 @@ class Journal:
             self._file.close()
             self._file = None
 
-    def __enter__(self) -> "Journal":
+    def __enter__(self) -> Journal:
         return self.open()
 
     def __exit__(self, *exc: object) -> None:
@@ -79,7 +79,7 @@ class Journal:
 def entries(path: str) -> Iterator[dict[str, Any]]:
     """Every line of the journal; a broken line fails loudly with its number."""
     try:
-        f = open(path, encoding="utf-8")
+        f = open(path, encoding="utf-8")  # noqa: SIM115 - `with f` below; only open() may miss
     except FileNotFoundError:
         return
     with f:

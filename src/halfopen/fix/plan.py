@@ -16,8 +16,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import field
-from halfopen.records import record
 from typing import Any
+
+from halfopen.records import record
 
 from ..errors import UsageError
 from ..model import filter as filters

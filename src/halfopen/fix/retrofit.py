@@ -14,6 +14,7 @@ import errno
 import os
 import socket
 from collections.abc import Iterator
+
 from halfopen.records import record
 
 from ..collect import netns, owners
@@ -162,7 +163,7 @@ def _one(pfd: int, pid: int, fd: int, sock: Socket, settings: Settings,
             return SocketResult(fd, sock, "skipped", note="the process closed it meanwhile")
         if exc.errno == errno.ENOTSOCK:
             return SocketResult(fd, sock, "skipped", note="fd is no longer a socket")
-        return SocketResult(fd, sock, "failed", note=f"{errno.errorcode.get(exc.errno, exc.errno)}: "
+        return SocketResult(fd, sock, "failed", note=f"{errno.errorcode.get(exc.errno or 0, exc.errno)}: "
                                                      f"{exc.strerror}")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pwd
 import resource
+
 from halfopen.records import record
 
 from .errors import AccessDenied, ProcessGone

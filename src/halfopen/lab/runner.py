@@ -27,6 +27,11 @@ class Interrupted(KeyboardInterrupt):
     pass
 
 
+# the Debian package that brings each tool the lab runs
+TOOL_PACKAGES = {"ip": "iproute2", "ss": "iproute2", "nstat": "iproute2", "sysctl": "procps",
+                 "nft": "nftables", "conntrack": "conntrack", "hping3": "hping3"}
+
+
 def preflight(needs: tuple[str, ...] = ()) -> str | None:
     """What is missing to run a lab (one line), or None."""
     if os.geteuid() != 0:
@@ -35,7 +40,8 @@ def preflight(needs: tuple[str, ...] = ()) -> str | None:
         return "this kernel has no network namespace support (/proc/self/ns/net missing)"
     for tool in ("ip", "ss", "nstat", "sysctl", *needs):
         if shutil.which(tool) is None:
-            return f"{tool} is not installed (scripts/install-deps --test installs it)"
+            package = TOOL_PACKAGES.get(tool, tool)
+            return f"{tool} is not installed: apt-get install {package} (or scripts/install-deps --test)"
     return None
 
 

@@ -102,7 +102,7 @@ class StateFile:
         data.setdefault("runs", {})
         return data
 
-    def run(self, run_id: str) -> "RunRecord":
+    def run(self, run_id: str) -> RunRecord:
         return RunRecord(self, run_id)
 
 

@@ -301,8 +301,9 @@ class Lab:
             with contextlib.suppress(Exception):
                 app.proc.wait(timeout=3)
             for stream in (app.proc.stdin, app.proc.stdout):
-                with contextlib.suppress(Exception):
-                    stream.close()
+                if stream is not None:
+                    with contextlib.suppress(Exception):
+                        stream.close()
         for role, name in list(self.namespaces.items()):
             problems += remove_netns(name, self.say)
             del self.namespaces[role]

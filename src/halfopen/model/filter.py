@@ -14,8 +14,9 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from typing import Union
 from collections.abc import Callable, Iterable
+from typing import Union
+
 from halfopen.records import record
 
 from ..errors import UsageError
@@ -52,19 +53,19 @@ class OwnerIs:
 
 @record(frozen=True)
 class And:
-    left: "Expr"
-    right: "Expr"
+    left: Expr
+    right: Expr
 
 
 @record(frozen=True)
 class Or:
-    left: "Expr"
-    right: "Expr"
+    left: Expr
+    right: Expr
 
 
 @record(frozen=True)
 class Not:
-    inner: "Expr"
+    inner: Expr
 
 
 Expr = Union[StateIs, PortCmp, HostIs, OwnerIs, And, Or, Not]

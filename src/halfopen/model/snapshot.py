@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import field
-from halfopen.records import record
 from typing import Any
+
+from halfopen.records import record
 
 from ..errors import UsageError
 from .host import HostFacts
@@ -46,7 +47,7 @@ class Snapshot:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Snapshot":
+    def from_dict(cls, d: dict[str, Any]) -> Snapshot:
         if d.get("schema") != SCHEMA:
             raise UsageError(f"not a halfopen snapshot (schema {d.get('schema')!r}, "
                              f"want {SCHEMA!r})")
@@ -64,7 +65,7 @@ class Snapshot:
             json.dump(self.to_dict(), f)
 
     @classmethod
-    def load(cls, path: str) -> "Snapshot":
+    def load(cls, path: str) -> Snapshot:
         try:
             with open(path) as f:
                 data = json.load(f)

@@ -7,10 +7,11 @@ be checked against the headers.
 
 from __future__ import annotations
 
-from halfopen.records import record
 from typing import Any, NamedTuple
 
-from .states import state_name
+from halfopen.records import record
+
+from .states import STATE_BY_KEY, state_name
 
 # idiag_timer values (net/ipv4/inet_diag.c inet_sk_diag_fill, inet_twsk_diag_fill).
 TIMER_NAMES = {0: "off", 1: "on", 2: "keepalive", 3: "timewait", 4: "persist"}
@@ -180,8 +181,7 @@ class Socket:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Socket":
-        from .states import STATE_BY_KEY  # noqa: PLC0415 - avoid a cycle at import
+    def from_dict(cls, d: dict[str, Any]) -> Socket:
         timer = {v: k for k, v in TIMER_NAMES.items()}.get(d["timer"], 0)
         ti = d.get("tcp_info")
         mi = d.get("meminfo")

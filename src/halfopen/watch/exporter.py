@@ -25,7 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from .. import __version__
 from .identity import LABELS as IDENTITY_LABELS
-from .identity import OTHER, OTHER_IDENTITY, Identity
+from .identity import OTHER_IDENTITY, Identity
 from .sample import ProcSample, Sample
 from .sampler import Sampler
 
@@ -95,7 +95,7 @@ def _nearest_limit(procs: list[ProcSample]) -> Optional[ProcSample]:
     with_fds = [p for p in procs if p.fds is not None]
     if not with_fds:
         return None
-    return max(with_fds, key=lambda p: (p.fds / p.fd_limit if p.fd_limit else 0.0, p.fds))
+    return max(with_fds, key=lambda p: ((p.fds or 0) / p.fd_limit if p.fd_limit else 0.0, p.fds or 0))
 
 
 def process_families(s: Sample, top: int) -> Iterator[Metric]:
@@ -136,7 +136,7 @@ def process_families(s: Sample, top: int) -> Iterator[Metric]:
             continue  # no fd pair and no pids for the folded processes
         count.add_metric(lv, len(procs))
         nearest = _nearest_limit(procs)
-        if nearest is not None:
+        if nearest is not None and nearest.fds is not None:
             fds.add_metric(lv, nearest.fds)
             if nearest.fd_limit is not None:
                 lim.add_metric(lv, nearest.fd_limit)

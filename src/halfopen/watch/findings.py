@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import Any
 
 from ..model.finding import Finding
 from ..model.snapshot import Snapshot
@@ -53,7 +54,7 @@ class Doctor:
         except Exception as exc:  # noqa: BLE001 - a rule's bug must not stop the watch
             self.note = f"doctor failed: {type(exc).__name__}: {exc}"
             return None
-        items = getattr(result, "findings", result)
+        items: Any = getattr(result, "findings", result)
         out = []
         for f in items or ():
             out.append(f if isinstance(f, Finding) else Finding.from_dict(f))

@@ -128,7 +128,7 @@ class Recorder:
         self._last_prune = 0.0
 
     @classmethod
-    def open(cls, path: str, retention_s: float = DEFAULT_RETENTION_S) -> "Recorder":
+    def open(cls, path: str, retention_s: float = DEFAULT_RETENTION_S) -> Recorder:
         _check_file(path)
         try:
             lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -179,6 +179,7 @@ class Recorder:
                 (s.t, s.host, f.conntrack_count, f.conntrack_max, f.file_nr, f.file_max,
                  int(s.findings is not None)))
             sid = cur.lastrowid
+            assert sid is not None  # set by every INSERT
             db.executemany("INSERT INTO state_counts VALUES (?,?,?,?)",
                            [(sid, ns, st, n) for (ns, st), n in s.states.items()])
             db.executemany("INSERT INTO proc_states VALUES (?,?,?,?,?)",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import field
+
 from halfopen.records import record
 
 from ..model.finding import Finding
@@ -140,8 +141,8 @@ def build(t: float, host: str, sockets: Iterable[Socket], processes: dict[int, P
             p.fds = proc.fd_count
         p.fd_limit = fd_limit(pid)
     flat: list[Listener] = []
-    for key, group in sorted(listeners.items()):
+    for port_key, group in sorted(listeners.items()):
         # one SYN_RECV count per port: give it to the first listener on the port
-        group[0].syn_recv = syn_recv.get(key, 0)
+        group[0].syn_recv = syn_recv.get(port_key, 0)
         flat.extend(group)
     return Sample(t, host, states, procs, flat, facts, close_wait, None, list(notes or []))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+
 from halfopen.records import record
 
 from ..collect import snapshot as snapshots
 from ..collect import sockets as collector
 from ..collect.netns import Namespace
 from ..collect.unit import read_unit
-from ..model.host import SOURCES
+from ..model.host import SOURCES, HostFacts
 from . import hostfacts, identity
 from .ages import CloseWaitAges
 from .findings import Doctor
@@ -41,7 +42,7 @@ class Sampler:
         self.doctor = Doctor(settings.doctor)
         self.ages = CloseWaitAges()
         self.clock = clock
-        self._host_facts = None  # the last full run's HostFacts
+        self._host_facts: HostFacts | None = None  # the last full run's HostFacts
         self._host_at: float | None = None
         self._host_run: CollectorRun | None = None  # how the last full run went
 
@@ -78,18 +79,7 @@ class Sampler:
         doctor_s = time.perf_counter() - start
         if self.doctor.note:
             sample.notes.append(self.doctor.note)
-        pids = set(sample.processes)
-        pids.update(f.subject["pid"] for f in sample.findings or ()
-                    if isinstance(f.subject.get("pid"), int))
-        comms = {pid: p.comm for pid, p in snap.processes.items()}
-        comms.update((pid, p.comm) for pid, p in sample.processes.items())
-        for f in sample.findings or ():
-            comms.setdefault(f.subject.get("pid"), str(f.subject.get("comm", "")))
-        proc_records = snap.processes
-        for pid in pids:
-            rec = proc_records.get(pid)
-            sample.identities[pid] = identity.of(comms.get(pid, ""), read_unit(pid, st.proc),
-                                                 getattr(rec, "container", None))
+        sample.identities = _identities(sample, snap.processes, st.proc)
         sample.collectors = self._collectors(snap.source, timings, doctor_s, sample)
         return sample
 
@@ -98,7 +88,7 @@ class Sampler:
         """sockets (0 when the dump fell back to /proc/net/tcp: no tcp_info, no ages),
         the host run and its sources as of its last run, the doctor."""
         out = {"sockets": CollectorRun(source == "sock_diag", timings.get("sockets"))}
-        if self._host_run is not None:
+        if self._host_run is not None and self._host_facts is not None:
             out["host"] = self._host_run
             failed = {key.partition("@")[0] for key in self._host_facts.unavailable}
             for src in SOURCES:
@@ -106,3 +96,17 @@ class Sampler:
         if self.doctor.available:
             out["doctor"] = CollectorRun(sample.findings is not None, doctor_s)
         return out
+
+
+def _identities(sample: Sample, processes: dict, proc: str) -> dict[int, identity.Identity]:
+    """What survives a restart, for every TCP socket owner and every pid a finding names:
+    comm, the systemd unit from /proc/PID/cgroup (one small read each), and the
+    container when the owner record carries one."""
+    comms = {pid: p.comm for pid, p in sample.processes.items()}
+    for f in sample.findings or ():
+        pid = f.subject.get("pid")
+        if isinstance(pid, int):
+            comms.setdefault(pid, str(f.subject.get("comm", "")))
+    return {pid: identity.of(comm, read_unit(pid, proc),
+                             getattr(processes.get(pid), "container", None))
+            for pid, comm in comms.items()}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Callable, Sequence
 
-from rich.console import Group
+from rich.console import Group, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
@@ -66,7 +66,7 @@ class FindingLog:
         if findings is None:
             return
         now = {self.key(f): f for f in findings}
-        for k, (since, f) in list(self.active.items()):
+        for k, (_since, f) in list(self.active.items()):
             if k not in now:
                 del self.active[k]
                 self.cleared.append((t, f))
@@ -103,6 +103,7 @@ def render(window: Window, log: FindingLog, growth: Callable[[int, str], float |
     procs = sorted((p for p in s.processes.values() if p.close_wait),
                    key=lambda p: p.close_wait, reverse=True)[:top]
     pt = Table(title="processes with most CLOSE_WAIT", title_justify="left")
+    just: JustifyMethod
     for col, just in (("pid", "right"), ("comm", "left"), ("close_wait", "right"),
                       ("growth/min", "right"), ("oldest", "right"), ("fds", "right"),
                       ("fd limit", "right"), ("fd use", "right"), ("full in", "right"),
