@@ -45,6 +45,7 @@ class Sampler:
         self._host_facts: HostFacts | None = None  # the last full run's HostFacts
         self._host_at: float | None = None
         self._host_run: CollectorRun | None = None  # how the last full run went
+        self._units: dict[tuple[int, str], str] = {}  # (pid, comm) -> systemd unit
 
     def take(self) -> Sample:
         st = self.settings
@@ -79,9 +80,29 @@ class Sampler:
         doctor_s = time.perf_counter() - start
         if self.doctor.note:
             sample.notes.append(self.doctor.note)
-        sample.identities = _identities(sample, snap.processes, st.proc)
+        sample.identities = self._identities(sample, snap.processes)
         sample.collectors = self._collectors(snap.source, timings, doctor_s, sample)
         return sample
+
+    def _identities(self, sample: Sample, processes: dict) -> dict[int, identity.Identity]:
+        """What survives a restart, for every TCP socket owner and every pid a finding
+        names: comm, the systemd unit, and the container when the owner record carries
+        one. The unit is read from /proc/PID/cgroup once per (pid, comm) while the pid
+        keeps appearing (a read costs 0.1 ms on a loaded host; a process that exec()s
+        or a reused pid has a new comm, so it is read again)."""
+        comms = {pid: p.comm for pid, p in sample.processes.items()}
+        for f in sample.findings or ():
+            pid = f.subject.get("pid")
+            if isinstance(pid, int):
+                comms.setdefault(pid, str(f.subject.get("comm", "")))
+        units = {}
+        for key in comms.items():
+            cached = self._units.get(key)
+            units[key] = cached if cached is not None else read_unit(key[0], self.settings.proc)
+        self._units = units  # forget the pids that are gone
+        return {pid: identity.of(comm, units[pid, comm],
+                                 getattr(processes.get(pid), "container", None))
+                for pid, comm in comms.items()}
 
     def _collectors(self, source: str, timings: dict[str, float], doctor_s: float,
                     sample: Sample) -> dict[str, CollectorRun]:
@@ -97,16 +118,3 @@ class Sampler:
             out["doctor"] = CollectorRun(sample.findings is not None, doctor_s)
         return out
 
-
-def _identities(sample: Sample, processes: dict, proc: str) -> dict[int, identity.Identity]:
-    """What survives a restart, for every TCP socket owner and every pid a finding names:
-    comm, the systemd unit from /proc/PID/cgroup (one small read each), and the
-    container when the owner record carries one."""
-    comms = {pid: p.comm for pid, p in sample.processes.items()}
-    for f in sample.findings or ():
-        pid = f.subject.get("pid")
-        if isinstance(pid, int):
-            comms.setdefault(pid, str(f.subject.get("comm", "")))
-    return {pid: identity.of(comm, read_unit(pid, proc),
-                             getattr(processes.get(pid), "container", None))
-            for pid, comm in comms.items()}
