@@ -5,6 +5,7 @@ A real CLOSE_WAIT pile in a test namespace; a real Nagios Core: test_nagios_core
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -97,7 +98,7 @@ def test_exit_code_matches_the_status_on_this_host():
 def test_usage_errors_are_unknown_exit_3_in_one_line(args, says):
     r = plugin(*args)
     assert r.returncode == 3
-    assert r.stdout.count("\n") == 1 and r.stdout.startswith("HALFOPEN UNKNOWN - usage: ")
+    assert r.stdout.count("\n") == 1 and r.stdout.startswith("HALFOPEN UNKNOWN - ")
     assert says in r.stdout and r.stderr == ""
     if args == ["--json"]:
         return  # valid without --nagios
@@ -113,6 +114,28 @@ def test_a_broken_snapshot_is_unknown(tmp_path):
     r = plugin("--snapshot", str(bad))
     assert r.returncode == 3 and r.stdout.startswith("HALFOPEN UNKNOWN - ")
     assert r.stdout.count("\n") == 1 and "Traceback" not in r.stdout + r.stderr
+
+
+def test_an_internal_error_is_unknown_exit_3(tmp_path):
+    """A snapshot whose file-nr is a string loads, then a rule trips over it: the
+    last line of defence must still speak the plugin's language."""
+    saved = tmp_path / "saved.json"
+    r = subprocess.run([sys.executable, "-m", "halfopen", "doctor", "--window", "0",
+                        "--save-snapshot", str(saved)], capture_output=True, text=True, timeout=120)
+    assert saved.exists(), r.stderr
+    data = json.loads(saved.read_text())
+    assert data["host_facts"]["files"], "this host has no fs.file-nr?"
+    data["host_facts"]["files"]["allocated"] = "many"
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(data))
+    r = plugin("--snapshot", str(broken))
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert re.fullmatch(r"HALFOPEN UNKNOWN - internal error: TypeError: .* \(run with --debug\)\n",
+                        r.stdout), r.stdout
+    assert r.stderr == ""
+    debug = subprocess.run([sys.executable, "-m", "halfopen", "--debug", "doctor", "--nagios",
+                            "--snapshot", str(broken)], capture_output=True, text=True, timeout=120)
+    assert "Traceback" in debug.stderr
 
 
 def test_timeout_expiry_is_unknown_in_one_line():

@@ -72,7 +72,7 @@ class PluginCommand(click.Command):
         except click.UsageError as exc:
             _unknown(f"usage: {exc.format_message()}")
         except HalfopenError as exc:
-            _unknown(str(exc) if not isinstance(exc, UsageError) else f"usage: {exc}")
+            _unknown(str(exc))
         except Exception as exc:  # noqa: BLE001 - a plugin says UNKNOWN in one line, not a traceback
             root = ctx.find_root()
             if root.params.get("debug"):
