@@ -9,10 +9,13 @@ from contextlib import contextmanager
 
 import click
 
+from .. import store
+from ..collect import live, stamp
 from ..diagnose import middlebox
 from ..diagnose import report as rep
 from ..diagnose.context import Options
 from ..errors import EXIT_UNKNOWN, HalfopenError, UsageError
+from ..watch import history as watch_history
 from . import doctor_out
 from .options import namespace_options, resolve_namespaces
 
@@ -119,6 +122,9 @@ def _middleboxes(words: tuple[str, ...], file: str | None) -> tuple[middlebox.Mi
               help="A `halfopen watch --record` file: growth and time-to-limit from it.")
 @click.option("--min-age", type=click.FloatRange(min=0), metavar="SECONDS",
               help="Override every age threshold (CLOSE_WAIT age, idle time, no-ACK time).")
+@click.option("--nginx-config", metavar="FILE",
+              help="nginx's configuration file, read instead of the running master's "
+                   "(its -c, else /etc/nginx/nginx.conf).")
 @click.option("--nagios", is_flag=True,
               help="Monitoring-plugin output (Nagios, Icinga): status line with perfdata, then "
                    "the findings; every failure is UNKNOWN, exit 3.")
@@ -128,7 +134,7 @@ def doctor(pid: int | None, port: int | None, window: float, middleboxes: tuple[
            middlebox_file: str | None, as_json: bool, verbose: bool, netns_name: str | None,
            netns_pid: int | None, all_netns: bool, snapshot_file: str | None,
            save_snapshot: str | None, history_file: str | None, min_age: float | None,
-           nagios: bool, timeout: float | None) -> int:
+           nginx_config: str | None, nagios: bool, timeout: float | None) -> int:
     """Diagnose half-open connections and the exhaustion they cause.
 
     \b
@@ -143,32 +149,38 @@ def doctor(pid: int | None, port: int | None, window: float, middleboxes: tuple[
     if nagios and as_json:
         raise UsageError("choose one of --nagios, --json")
     with deadline(timeout):
-        return _run(pid, port, window, middleboxes, middlebox_file, as_json, verbose, netns_name,
-                    netns_pid, all_netns, snapshot_file, save_snapshot, history_file, min_age,
-                    nagios)
+        return _run(pid=pid, port=port, window=window, middleboxes=middleboxes,
+                    middlebox_file=middlebox_file, as_json=as_json, verbose=verbose,
+                    netns_name=netns_name, netns_pid=netns_pid, all_netns=all_netns,
+                    snapshot_file=snapshot_file, save_snapshot=save_snapshot,
+                    history_file=history_file, min_age=min_age, nginx_config=nginx_config,
+                    nagios=nagios)
 
 
-def _run(pid: int | None, port: int | None, window: float, middleboxes: tuple[str, ...],
+def _run(*, pid: int | None, port: int | None, window: float, middleboxes: tuple[str, ...],
          middlebox_file: str | None, as_json: bool, verbose: bool, netns_name: str | None,
          netns_pid: int | None, all_netns: bool, snapshot_file: str | None,
          save_snapshot: str | None, history_file: str | None, min_age: float | None,
-         nagios: bool) -> int:
+         nginx_config: str | None, nagios: bool) -> int:
     boxes = _middleboxes(middleboxes, middlebox_file)
     options = Options(pid=pid, port=port, middleboxes=boxes, min_age_s=min_age)
     if snapshot_file is not None:
-        if any((netns_name, netns_pid, all_netns)):
-            raise UsageError("--snapshot reads no namespaces: drop --netns/--netns-pid/--all-netns")
-        snap, nginx = rep.load(snapshot_file)
+        if any((netns_name, netns_pid, all_netns)) or nginx_config is not None:
+            raise UsageError("--snapshot reads nothing live: drop --netns/--netns-pid/"
+                             "--all-netns/--nginx-config")
+        snap, nginx = store.load_snapshot(snapshot_file)
         note = ""
     else:
         spaces = resolve_namespaces(netns_name, netns_pid, all_netns)
-        snap, nginx, note = rep.take_live(spaces, window)
+        snap, nginx, note = live.take_live(spaces, window, nginx_config=nginx_config)
     if save_snapshot is not None:
-        rep.save(save_snapshot, snap, nginx)
+        store.save_snapshot(save_snapshot, snap, nginx)
     history = None
     if history_file is not None:
-        history = rep.load_history(history_file, sorted(snap.processes))
+        history = watch_history.load_history(history_file, sorted(snap.processes))
     report = rep.diagnose(snap, options, history, nginx, note)
+    if snapshot_file is None:
+        stamp.stamp(report.findings, snap.taken_at)
     if nagios:
         from ..diagnose.perfdata import perfdata  # noqa: PLC0415 - only plugins pay for it
         doctor_out.write_nagios(report, perfdata(snap), sys.stdout, verbose)
