@@ -141,3 +141,23 @@ def test_a_real_alertmanager_inhibits_the_overlapping_pairs(tmp_path):
         }
     finally:
         stop_group(am)
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+def test_the_escalation_test_fails_for_rules_that_split_on_severity(tmp_path):
+    """The promtool escalation case can fail: with the warning rule on `== 1` (an alert
+    per severity, the old way) the warning resolves at the escalation and the test says so."""
+    rules = (PROM / "halfopen-alerts.yml").read_text()
+    split = rules.replace('{id="close-wait-leak"} >= 1', '{id="close-wait-leak"} == 1')
+    assert split != rules
+    (tmp_path / "halfopen-alerts.yml").write_text(split)
+    (tmp_path / "tests").mkdir()
+    test = tmp_path / "tests" / "escalation.yml"
+    test.write_text((PROM / "tests" / "halfopen-alerts-test.yml").read_text())
+    r = subprocess.run(["promtool", "test", "rules", str(test)], capture_output=True, text=True,
+                       timeout=60, cwd=tmp_path / "tests")
+    assert r.returncode != 0
+    assert "alertname: HalfopenCloseWaitLeak, time: 5m" in r.stdout + r.stderr
+    ok = subprocess.run(["promtool", "test", "rules", "halfopen-alerts-test.yml"],
+                        capture_output=True, text=True, timeout=60, cwd=PROM / "tests")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
