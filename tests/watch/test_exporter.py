@@ -94,6 +94,13 @@ def test_families_cap_identities_and_export_findings():
     assert "halfopen_tcpext_listen_overflows_total 0.0" in text
 
 
+def test_a_process_named_other_is_folded_not_duplicated():
+    s = make(1.0, close_wait=3, comm="other")  # a real comm "other", no unit
+    text = exposition(s, top=1)  # promtool check metrics rejects duplicate series
+    assert sum('comm="other"' in line for line in lines(text, "halfopen_process_sockets")) == 2
+    assert "halfopen_processes_capped 1.0" in text  # sshd keeps its own series
+
+
 def test_a_restart_keeps_the_series_and_moves_the_pid_to_info():
     """The same service before and after a restart: new pid, same per-process and
     finding series; only halfopen_process_info names the other pid."""

@@ -72,10 +72,15 @@ def _close_wait(procs: list[ProcSample]) -> tuple[int, int]:
 
 def cap_processes(s: Sample, top: int
                   ) -> tuple[list[tuple[Identity, list[ProcSample]]], list[ProcSample]]:
-    """The `top` identities by (CLOSE_WAIT, sockets), and the processes of the rest."""
-    ranked = sorted(group_processes(s).items(),
+    """The `top` identities by (CLOSE_WAIT, sockets), and the processes of the rest.
+    A process whose comm is "other" and has no unit cannot be told from the rest by
+    its labels: it is folded with them (two series with one label set would break
+    the scrape)."""
+    groups = group_processes(s)
+    rest = groups.pop(OTHER_IDENTITY, [])
+    ranked = sorted(groups.items(),
                     key=lambda kv: (*(-x for x in _close_wait(kv[1])), kv[0].labels()))
-    rest = [p for _ident, procs in ranked[top:] for p in procs]
+    rest += [p for _ident, procs in ranked[top:] for p in procs]
     return ranked[:top], rest
 
 
@@ -132,7 +137,7 @@ def process_families(s: Sample, top: int) -> Iterator[Metric]:
             ps.add_metric([*lv, st], n)
         if oldest is not None:
             age.add_metric(lv, round(oldest, 3))
-        if ident is OTHER_IDENTITY:
+        if ident == OTHER_IDENTITY:
             continue  # no fd pair and no pids for the folded processes
         count.add_metric(lv, len(procs))
         nearest = _nearest_limit(procs)
