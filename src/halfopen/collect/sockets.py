@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from typing import Optional
 from dataclasses import field
+from typing import IO, Any, Optional
+
 from halfopen.records import record
 
 from ..errors import HalfopenError, UsageError
 from ..model.filter import DEFAULT_PORT_RANGE, Filter
 from ..model.filter_values import device_number
-from ..model.socket import Socket
-from ..model.states import ALL_STATES
-from . import bytecode, netlink, netns, owners, procfs_tcp, sock_diag
+from ..model.socket import OUTBOUND, Socket
+from ..model.states import ALL_STATES, TcpState
+from . import bytecode, direction, netlink, netns, owners, procfs_tcp, sock_diag
+
+LISTEN = int(TcpState.LISTEN)
 
 SOURCES = ("auto", "sock_diag", "procfs")
 
@@ -75,7 +78,7 @@ def _port_range() -> tuple[int, int]:
         return DEFAULT_PORT_RANGE
 
 
-def _open_sources(query: Query) -> tuple[str, list[tuple[netns.Namespace, object, Filter]],
+def _open_sources(query: Query) -> tuple[str, list[tuple[netns.Namespace, Any, Filter]],
                                           list[str]]:
     """Open one reader per namespace (a sock_diag socket or procfs files), each
     with the filter bound to that namespace."""
@@ -103,16 +106,18 @@ def _open_sources(query: Query) -> tuple[str, list[tuple[netns.Namespace, object
     files = []
     for ns in spaces:
         with netns.entered(ns, query.proc):
-            files.append((ns, _open_tables(query.families), _bound(query.filter, len(spaces) == 1)))
+            files.append((ns, _open_tables(query.families),
+                          _bound(query.filter, len(spaces) == 1)))
     return "procfs", files, notes
 
 
-def _open_tables(families: tuple[int, ...]) -> list[tuple[int, object]]:
-    tables = []
+def _open_tables(families: tuple[int, ...]) -> list[tuple[int, IO[str]]]:
+    tables: list[tuple[int, IO[str]]] = []
     for family in families:
         path = "/proc/thread-self/net/tcp" + ("" if family == 4 else "6")
         try:
-            tables.append((family, open(path)))
+            # opened inside the namespace, read after leaving it; the Collection closes it
+            tables.append((family, open(path)))  # noqa: SIM115
         except FileNotFoundError:  # kernel without IPv6
             continue
     return tables
@@ -136,6 +141,16 @@ def collect(query: Query, owner_map: owners.OwnerMap | None = None) -> Collectio
     return Collection(stream, source, owner_map, notes)
 
 
+def _listening(source, reader, families, netns_name, addresses) -> direction.Listening:
+    """The namespace's listening ports, whatever the query's filter keeps (collect.direction)."""
+    if source != "sock_diag":
+        return direction.from_procfs(reader)
+    return direction.Listening.of(
+        s for family, number in ((socket.AF_INET, 4), (socket.AF_INET6, 6)) if number in families
+        for s in sock_diag.dump_sockets(reader, family, direction.LISTEN_MASK, 0, b"",
+                                        netns_name, addresses))
+
+
 def _stream(source, readers, query, owner_map) -> Iterator[Socket]:
     ext = sock_diag.EXT_INFO | sock_diag.EXT_SKMEMINFO if query.tcp_info else 0
     holders = owner_map.owners if owner_map is not None else None
@@ -145,7 +160,9 @@ def _stream(source, readers, query, owner_map) -> Iterator[Socket]:
             kernel = bytecode.compile_filter(flt)
             states = kernel.states
             exact = flt.is_empty or (source == "sock_diag" and kernel.exact)
-            check: Optional[object] = None if exact else flt.predicate()
+            check = None if exact else flt.predicate()
+            listening = _listening(source, reader, query.families, ns.name, addresses)
+            ports, direction_of = listening.ports, listening.direction
             if source == "sock_diag":
                 parts = [sock_diag.dump_sockets(reader, family, states, ext, kernel.bytecode,
                                                 ns.name, addresses)
@@ -160,6 +177,9 @@ def _stream(source, readers, query, owner_map) -> Iterator[Socket]:
                         continue  # procfs path: the kernel did not filter
                     if holders is not None:
                         sock.owners = holders.get(sock.inode, ())
+                    if sock.state != LISTEN:  # the common case (not a listening port) inlined
+                        sock.direction = (OUTBOUND if sock.local_port not in ports
+                                          else direction_of(sock))
                     if check is None or check(sock):
                         yield sock
     finally:  # also when the reader stops early: close every namespace's source

@@ -1,4 +1,4 @@
-"""Socket filters: ss's language (misc/ssfilter.y, misc/ss.c) plus pid, comm and uid.
+"""Socket filters: ss's language (misc/ssfilter.y, misc/ss.c) plus pid, comm, uid, container.
 
 A filter is a value: an expression tree parsed from the command line. It is
 run in userspace by `matches()` and, where the kernel can run it, compiled to
@@ -93,7 +93,7 @@ class AutoBound:
 
 @record(frozen=True)
 class OwnerIs:
-    key: str  # "pid", "comm" or "uid"
+    key: str  # "pid", "comm", "uid" or "container" (name, pod, ns/pod, id or id prefix)
     value: Union[int, str]
 
 
@@ -565,6 +565,10 @@ def _word_comm(p: _Parser, word: str) -> Expr:
     return OwnerIs("comm", p.take("a process name"))
 
 
+def _word_container(p: _Parser, word: str) -> Expr:
+    return OwnerIs("container", p.take("a container name, pod or id"))
+
+
 # Every filter word and its reader. A reader gets the parser (positioned after
 # the word) and the word in lower case, and returns one expression. To add a
 # word, add it here (and to RAW_VALUE_WORDS when its value may hold any
@@ -576,8 +580,9 @@ WORDS: dict[str, Callable[[_Parser, str], Expr]] = {
     "dev": _word_dev, "fwmark": _word_fwmark, "cgroup": _word_cgroup,
     "autobound": _word_autobound,
     "pid": _word_owner_number, "uid": _word_owner_number, "comm": _word_comm,
+    "container": _word_container,
 }
-RAW_VALUE_WORDS = {"dev", "cgroup", "comm"}
+RAW_VALUE_WORDS = {"dev", "cgroup", "comm", "container"}
 VALID_WORDS = ", ".join(list(WORDS) + ["and", "or", "not", "(", ")"])
 
 
@@ -662,4 +667,7 @@ def _eval(expr: Expr, s: Socket) -> bool:
         return any(o.pid == expr.value for o in s.owners)
     if expr.key == "comm":
         return any(o.comm == expr.value for o in s.owners)
+    if expr.key == "container":
+        return any(o.container is not None and o.container.matches(str(expr.value))
+                   for o in s.owners)
     return s.uid == expr.value

@@ -1,15 +1,15 @@
 """A Snapshot: the kernel's TCP table and its owners at one moment.
 
-Later pieces (doctor, watch) consume it; it saves to JSON and loads back, so
-rules can run on recorded data as well as on a live kernel.
+Later pieces (doctor, watch) consume it; it turns into JSON and back (files:
+halfopen.store), so rules can run on recorded data as well as on a live kernel.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import field
-from halfopen.records import record
 from typing import Any
+
+from halfopen.records import record
 
 from ..errors import UsageError
 from .host import HostFacts
@@ -38,41 +38,21 @@ class Snapshot:
             "schema": SCHEMA, "host": self.host, "kernel": self.kernel,
             "taken_at": self.taken_at, "source": self.source,
             "namespaces": self.namespaces, "notes": self.notes,
-            "processes": [{"pid": p.pid, "comm": p.comm, "fd_count": p.fd_count,
-                           "socket_inodes": p.socket_inodes}
-                          for p in self.processes.values()],
+            "processes": [p.to_dict() for p in self.processes.values()],
             "sockets": [s.to_dict() for s in self.sockets],
             "host_facts": None if self.host_facts is None else self.host_facts.to_dict(),
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Snapshot":
+    def from_dict(cls, d: dict[str, Any]) -> Snapshot:
         if d.get("schema") != SCHEMA:
             raise UsageError(f"not a halfopen snapshot (schema {d.get('schema')!r}, "
                              f"want {SCHEMA!r})")
         return cls(
             host=d["host"], kernel=d["kernel"], taken_at=d["taken_at"], source=d["source"],
             namespaces=list(d["namespaces"]), notes=list(d.get("notes", [])),
-            processes={p["pid"]: Process(**p) for p in d.get("processes", [])},
+            processes={p["pid"]: Process.from_dict(p) for p in d.get("processes", [])},
             sockets=[Socket.from_dict(s) for s in d["sockets"]],
             host_facts=(HostFacts.from_dict(d["host_facts"])
                         if d.get("host_facts") is not None else None),
         )
-
-    def save(self, path: str) -> None:
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f)
-
-    @classmethod
-    def load(cls, path: str) -> "Snapshot":
-        try:
-            with open(path) as f:
-                data = json.load(f)
-        except OSError as exc:
-            raise UsageError(f"cannot read snapshot {path}: {exc.strerror}") from None
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{path} is not JSON: {exc}") from None
-        try:
-            return cls.from_dict(data)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise UsageError(f"{path} is not a valid halfopen snapshot: {exc}") from None
