@@ -99,19 +99,19 @@ class OwnerIs:
 
 @record(frozen=True)
 class And:
-    left: "Expr"
-    right: "Expr"
+    left: Expr
+    right: Expr
 
 
 @record(frozen=True)
 class Or:
-    left: "Expr"
-    right: "Expr"
+    left: Expr
+    right: Expr
 
 
 @record(frozen=True)
 class Not:
-    inner: "Expr"
+    inner: Expr
 
 
 Expr = Union[StateIs, PortCmp, HostIs, DevIs, MarkIs, CgroupIs, AutoBound, OwnerIs,
@@ -238,7 +238,7 @@ class Filter:
         return frozenset(found)
 
     def bind(self, ifindex: dict[str, Optional[int]],
-             port_range: tuple[int, int] = DEFAULT_PORT_RANGE) -> "Filter":
+             port_range: tuple[int, int] = DEFAULT_PORT_RANGE) -> Filter:
         """This filter with facts of one namespace filled in: interface indexes
         (name -> index, None when absent there) and ip_local_port_range."""
         if self.expr is None:
