@@ -123,8 +123,10 @@ def test_sockets_show_the_direction_whatever_the_filter(lab):
     server = lab.spawn("idle-server", SERVER, "8084", "3")
     client = lab.spawn("hold", SERVER, "8084", "3", CLIENT)
     time.sleep(0.3)
-    for words in ((), ("state", "established")):  # the filter drops the listener
-        socks = sockets_json(lab.netns, *words)
+    cases = [(source, words) for source in ("sock_diag", "procfs")
+             for words in ((), ("state", "established"))]  # the filter drops the listener
+    for source, words in cases:
+        socks = sockets_json(lab.netns, "--source", source, *words)
         by_pid = {}
         for s in socks:
             for o in s.get("owners", []):
