@@ -57,9 +57,9 @@ def test_prometheus_sees_per_process_close_wait_rise(start_leaker, exporter_proc
     prom_port = free_port()
     cfg = tmp_path / "prometheus.yml"
     cfg.write_text(f"""global:
-  scrape_interval: 1500ms
-  scrape_timeout: 1500ms
-  evaluation_interval: 1500ms
+  scrape_interval: 4s
+  scrape_timeout: 4s
+  evaluation_interval: 4s
 scrape_configs:
   - job_name: halfopen
     static_configs:
@@ -82,7 +82,7 @@ scrape_configs:
 
         values = wait_for("a rising per-process CLOSE_WAIT series",
                           lambda: (lambda v: v if len(v) >= 3 and v[-1] > v[0] else None)(samples()),
-                          timeout=30, step=0.5)
+                          timeout=60, step=0.5)
         assert all(b >= a for a, b in zip(values, values[1:])), values  # a leak only grows
         res = json.loads(http_get(f"{api}/query?" + urllib.parse.urlencode(
             {"query": f'halfopen_process_oldest_close_wait_seconds{{pid="{leak.pid}"}}'})))

@@ -9,41 +9,38 @@ import click
 from ..diagnose import middlebox, report as rep
 from ..diagnose.context import Options
 from ..errors import UsageError
+from ..model import files
 from . import doctor_out
-from .options import namespace_options, resolve_namespaces
+from .options import PATH, PID, PORT, Seconds, namespace_options, resolve_namespaces
 
 
 def _middleboxes(words: tuple[str, ...], file: str | None) -> tuple[middlebox.Middlebox, ...]:
     found = [middlebox.parse(w) for w in words]
     if file is not None:
-        try:
-            with open(file) as f:
-                text = f.read()
-        except OSError as exc:
-            raise UsageError(f"cannot read --middlebox-file {file}: {exc.strerror}") from None
+        text = files.read_text(file, "--middlebox-file", files.MiB)
         found += middlebox.parse_file(text, file)
     return tuple(found)
 
 
 @click.command()
-@click.option("--pid", type=int, metavar="PID", help="Focus on one process (and host-wide findings).")
-@click.option("--port", type=int, metavar="PORT", help="Focus on one port (and host-wide findings).")
-@click.option("--window", type=click.FloatRange(min=0), default=3.0, show_default=True,
+@click.option("--pid", type=PID, metavar="PID", help="Focus on one process (and host-wide findings).")
+@click.option("--port", type=PORT, metavar="PORT", help="Focus on one port (and host-wide findings).")
+@click.option("--window", type=Seconds(0, 3600), default=3.0, show_default=True,
               metavar="SECONDS", help="Sample counters twice this far apart (0: one sample, no rates).")
 @click.option("--middlebox", "middleboxes", multiple=True, metavar="NAME|SECONDS",
               help=f"A NAT/firewall/LB on the path: {', '.join(middlebox.PRESETS)} or an idle "
                    "timeout in seconds. Repeatable.")
-@click.option("--middlebox-file", type=str, metavar="FILE",
+@click.option("--middlebox-file", type=PATH, metavar="FILE",
               help="Middleboxes, one per line: PRESET | SECONDS | NAME SECONDS [flow|proxy].")
 @click.option("--json", "as_json", is_flag=True, help="The halfopen.doctor/1 JSON document.")
 @click.option("-v", "--verbose", is_flag=True, help="Evidence, every fix, why, and info findings.")
 @namespace_options
-@click.option("--snapshot", "snapshot_file", metavar="FILE",
+@click.option("--snapshot", "snapshot_file", type=PATH, metavar="FILE",
               help="Diagnose a saved snapshot instead of this host (no live reads).")
-@click.option("--save-snapshot", metavar="FILE", help="Also save what was read, for later --snapshot.")
-@click.option("--history", "history_file", metavar="FILE.db",
+@click.option("--save-snapshot", type=PATH, metavar="FILE", help="Also save what was read, for later --snapshot.")
+@click.option("--history", "history_file", type=PATH, metavar="FILE.db",
               help="A `halfopen watch --record` file: growth and time-to-limit from it.")
-@click.option("--min-age", type=click.FloatRange(min=0), metavar="SECONDS",
+@click.option("--min-age", type=Seconds(), metavar="SECONDS",
               help="Override every age threshold (CLOSE_WAIT age, idle time, no-ACK time).")
 def doctor(pid: int | None, port: int | None, window: float, middleboxes: tuple[str, ...],
            middlebox_file: str | None, as_json: bool, verbose: bool, netns_name: str | None,

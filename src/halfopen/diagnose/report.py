@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING, UsageError
 from ..model.finding import SEVERITY_RANK, Finding
 from ..model.nginx import NginxConf
-from ..model.snapshot import Snapshot
+from ..model.snapshot import Snapshot, read_document
 from . import registry
 from .context import Context, Options
 from .history import History
@@ -114,12 +114,13 @@ def save(path: str, snapshot: Snapshot, nginx: NginxConf | None) -> None:
 
 
 def load(path: str) -> tuple[Snapshot, NginxConf | None]:
-    snap = Snapshot.load(path)
+    """A saved snapshot (checked against its schema) and the nginx facts saved with it."""
+    doc = read_document(path)
     try:
-        with open(path) as f:
-            extra = (json.load(f).get("doctor") or {}).get("nginx")
-    except (OSError, ValueError, AttributeError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from None
+        snap = Snapshot.from_dict(doc)  # checks the whole document, "doctor" too
+    except UsageError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    extra = (doc.get("doctor") or {}).get("nginx")
     return snap, (NginxConf.from_dict(extra) if extra else None)
 
 

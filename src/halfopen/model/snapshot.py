@@ -6,17 +6,21 @@ rules can run on recorded data as well as on a live kernel.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import field
 from halfopen.records import record
 from typing import Any
 
 from ..errors import UsageError
-from .host import HostFacts
+from . import files, schema
+from .host import HostFacts, NamespaceHost, ProcessLimits
 from .process import Process
-from .socket import Socket
+from .socket import TIMER_NAMES, Socket
+from .states import STATE_BY_KEY
 
 SCHEMA = "halfopen.snapshot/1"
+MAX_BYTES = 256 * files.MiB  # 100,000 sockets with tcp_info are about 60 MiB
 
 
 @record
@@ -47,9 +51,14 @@ class Snapshot:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Snapshot":
-        if d.get("schema") != SCHEMA:
-            raise UsageError(f"not a halfopen snapshot (schema {d.get('schema')!r}, "
-                             f"want {SCHEMA!r})")
+        """Build from a document; raise UsageError unless it matches the schema."""
+        if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+            got = d.get("schema") if isinstance(d, dict) else type(d).__name__
+            raise UsageError(f"not a halfopen snapshot (schema {got!r}, want {SCHEMA!r})")
+        try:
+            schema.check(d, document_shape())
+        except schema.SchemaError as exc:
+            raise UsageError(f"not a valid halfopen snapshot: {exc}") from None
         return cls(
             host=d["host"], kernel=d["kernel"], taken_at=d["taken_at"], source=d["source"],
             namespaces=list(d["namespaces"]), notes=list(d.get("notes", [])),
@@ -66,13 +75,32 @@ class Snapshot:
     @classmethod
     def load(cls, path: str) -> "Snapshot":
         try:
-            with open(path) as f:
-                data = json.load(f)
-        except OSError as exc:
-            raise UsageError(f"cannot read snapshot {path}: {exc.strerror}") from None
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{path} is not JSON: {exc}") from None
-        try:
-            return cls.from_dict(data)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise UsageError(f"{path} is not a valid halfopen snapshot: {exc}") from None
+            return cls.from_dict(read_document(path))
+        except UsageError as exc:
+            raise UsageError(f"{path}: {exc}") from None
+
+
+def read_document(path: str) -> dict[str, Any]:
+    """A snapshot file's JSON, size-capped; from_dict checks it against the schema."""
+    doc = files.read_json(path, "snapshot", MAX_BYTES)
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        got = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
+        raise UsageError(f"{path} is not a halfopen snapshot (schema {got!r}, want {SCHEMA!r})")
+    return doc
+
+
+@functools.lru_cache(maxsize=None)
+def document_shape() -> schema.Obj:
+    """halfopen.snapshot/1: Snapshot.to_dict's form (plus the doctor's "doctor" key)."""
+    from .nginx import NginxConf  # noqa: PLC0415 - the doctor's extra facts
+    sock = schema.of_record(Socket, overrides={
+        "family": schema.OneOf((4, 6)), "state": schema.OneOf(STATE_BY_KEY),
+        "timer": schema.OneOf(TIMER_NAMES.values())})
+    host = schema.of_record(HostFacts, overrides={
+        "namespaces": schema.List(schema.of_record(NamespaceHost)),
+        "processes": schema.List(schema.of_record(ProcessLimits))})
+    doctor = schema.Obj({"nginx": schema.Opt(schema.of_record(NginxConf))}, (), "doctor")
+    return schema.of_record(Snapshot, overrides={
+        "processes": schema.List(schema.of_record(Process)),
+        "sockets": schema.List(sock), "host_facts": schema.Opt(host)},
+        added={"schema": schema.OneOf((SCHEMA,)), "doctor": schema.Opt(doctor)})

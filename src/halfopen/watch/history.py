@@ -117,6 +117,14 @@ def _check_schema(db: sqlite3.Connection, path: str) -> bool:
     return True
 
 
+def _check_intact(db: sqlite3.Connection, path: str) -> None:
+    """PRAGMA quick_check: the b-trees and their pages are sound (O(size), no index compare)."""
+    rows = db.execute("PRAGMA quick_check").fetchall()
+    if rows != [("ok",)]:
+        raise UsageError(f"{path} is damaged ({rows[0][0]}); left untouched: record into a "
+                         "new file")
+
+
 class Recorder:
     """The one writer of a history file. Use `Recorder.open(path)`; close() when done."""
 
@@ -142,10 +150,13 @@ class Recorder:
             who = f" by pid {holder}" if holder else ""
             raise HistoryBusy(f"{path} is being recorded{who}; one writer per file "
                               "(read it with `halfopen report`)") from None
+        db = None
         try:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             ours = _check_schema(db, path)
-            if not ours:
+            if ours:
+                _check_intact(db, path)  # before the first write: never add to a damaged file
+            else:
                 db.execute(f"PRAGMA application_id = {APP_ID}")
                 db.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 db.execute("PRAGMA journal_mode = WAL")
@@ -159,16 +170,24 @@ class Recorder:
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA busy_timeout = 5000")
             db.execute("INSERT OR REPLACE INTO meta VALUES ('writer_pid', ?)", (str(os.getpid()),))
-        except sqlite3.DatabaseError as exc:
-            os.close(lock_fd)
-            raise HistoryError(f"{path}: {exc}") from None
+        except sqlite3.Error as exc:
+            _close(db, lock_fd)
+            raise damaged(path, exc) from None
         except BaseException:
-            os.close(lock_fd)
+            _close(db, lock_fd)
             raise
         return cls(path, db, lock_fd, retention_s)
 
     def append(self, s: Sample) -> int:
         """Write one sample in one transaction; return its id."""
+        try:
+            return self._append(s)
+        except sqlite3.Error as exc:
+            raise (HistoryError(f"cannot write {self.path}: {exc}")
+                   if isinstance(exc, sqlite3.OperationalError) else damaged(self.path, exc)) \
+                from None
+
+    def _append(self, s: Sample) -> int:
         db = self.db
         f = s.facts
         db.execute("BEGIN IMMEDIATE")
@@ -236,6 +255,12 @@ class Recorder:
             os.close(self._lock_fd)
 
 
+def _close(db: sqlite3.Connection | None, lock_fd: int) -> None:
+    if db is not None:
+        db.close()
+    os.close(lock_fd)
+
+
 def _writer_pid(path: str) -> int | None:
     try:
         with closing_reader(path) as db:
@@ -265,11 +290,19 @@ def open_reader(path: str) -> sqlite3.Connection:
 
 @contextmanager
 def closing_reader(path: str) -> Iterator[sqlite3.Connection]:
+    """A reader; an SQLite error while reading (a damaged page) is one line, exit 3."""
     db = open_reader(path)
     try:
         yield db
+    except sqlite3.Error as exc:
+        raise damaged(path, exc) from None
     finally:
         db.close()
+
+
+def damaged(path: str, exc: BaseException) -> HistoryError:
+    return HistoryError(f"{path} is damaged ({exc}); `sqlite3 {path} .recover` may save "
+                        "what is left")
 
 
 @contextmanager
