@@ -8,11 +8,13 @@ or when the filter needs them.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Iterator
 from dataclasses import field
 from halfopen.records import record
 
+from ..errors import NamespaceError
 from ..model.filter import Filter
 from ..model.socket import Socket
 from ..model.states import ALL_STATES
@@ -51,8 +53,9 @@ def _open_sources(query: Query) -> tuple[str, list[tuple[netns.Namespace, object
         opened = []
         try:
             for ns in spaces:
-                with netns.entered(ns, query.proc):
-                    opened.append((ns, netlink.open_sock_diag()))
+                with contextlib.ExitStack() as inside:
+                    if _enter(inside, ns, query.proc, len(spaces) > 1, notes):
+                        opened.append((ns, netlink.open_sock_diag()))
             return "sock_diag", opened, notes
         except OSError as exc:
             for _ns, s in opened:
@@ -63,9 +66,30 @@ def _open_sources(query: Query) -> tuple[str, list[tuple[netns.Namespace, object
                          "instead (no cookie, tcp_info, memory or shutdown bits)")
     files = []
     for ns in spaces:
-        with netns.entered(ns, query.proc):
-            files.append((ns, _open_tables(query.families)))
+        with contextlib.ExitStack() as inside:
+            if _enter(inside, ns, query.proc, len(spaces) > 1, notes):
+                files.append((ns, _open_tables(query.families)))
     return "procfs", files, notes
+
+
+def _enter(stack: contextlib.ExitStack, ns: netns.Namespace, proc: str, several: bool,
+           notes: list[str]) -> bool:
+    """Enter `ns` for the rest of `stack`; False (and a note) if it vanished meanwhile.
+
+    With several namespaces (--all-netns) one deleted between listing and
+    reading must not stop the others: its nsfs file is gone (ENOENT) or the
+    /run/netns bind mount under it was removed and setns(2) finds a plain file
+    (EINVAL). With one namespace asked for by name, that is the user's error.
+    """
+    try:
+        stack.enter_context(netns.entered(ns, proc))
+    except (NamespaceError, OSError) as exc:
+        if not several or isinstance(exc, PermissionError):
+            raise
+        notes.append(f"network namespace {ns.name} vanished during the run; the others "
+                     f"were read ({exc})")
+        return False
+    return True
 
 
 def _open_tables(families: tuple[int, ...]) -> list[tuple[int, object]]:
