@@ -8,7 +8,7 @@ import click
 
 from ..diagnose import middlebox, report as rep
 from ..diagnose.context import Options
-from ..errors import UsageError
+from ..errors import HalfopenError, UsageError
 from ..model import files
 from . import doctor_out
 from .options import PATH, PID, PORT, Seconds, namespace_options, resolve_namespaces
@@ -67,7 +67,11 @@ def doctor(pid: int | None, port: int | None, window: float, middleboxes: tuple[
         spaces = resolve_namespaces(netns_name, netns_pid, all_netns)
         snap, nginx, note = rep.take_live(spaces, window)
     if save_snapshot is not None:
-        rep.save(save_snapshot, snap, nginx)
+        try:
+            rep.save(save_snapshot, snap, nginx)
+        except OSError as exc:
+            raise HalfopenError(f"cannot write --save-snapshot {save_snapshot}: "
+                                f"{exc.strerror or exc}") from None
     history = None
     if history_file is not None:
         history = rep.load_history(history_file, sorted(snap.processes))
