@@ -12,10 +12,14 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 from halfopen.cli.main import main
@@ -31,6 +35,18 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                            HealthCheck.filter_too_much, HealthCheck.large_base_example],
 )
+
+
+@pytest.fixture(scope="module")
+def work() -> Iterator[Path]:
+    """A scratch directory, in tmpfs when there is one: SQLite's fsyncs on a disk
+    would cost more than the runs themselves."""
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    path = Path(tempfile.mkdtemp(prefix="halfopen-fuzz-", dir=base))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def run(argv: list[str]) -> tuple[int, str, str]:

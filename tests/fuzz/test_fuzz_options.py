@@ -35,8 +35,8 @@ FILTER_WORDS = ["state", "close-wait", "established", "listening", "exclude", "s
 
 
 @pytest.fixture(scope="module")
-def pools(tmp_path_factory):
-    return inputs.build(tmp_path_factory.mktemp("fuzz-inputs"))
+def pools(work):
+    return inputs.build(work / "inputs")
 
 
 _strategies: dict = {}

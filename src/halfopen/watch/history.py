@@ -29,6 +29,7 @@ Reader API (the doctor's --history uses these):
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import sqlite3
@@ -71,6 +72,14 @@ CREATE TABLE close_wait_seen(cookie INTEGER PRIMARY KEY, pid INTEGER, fin_at REA
   first_seen REAL, last_seen REAL);
 CREATE INDEX close_wait_seen_pid ON close_wait_seen(pid, last_seen);
 """
+# Columns the writer leaves NULL: the Optional fields of Sample, ProcSample,
+# Listener and HostStats (watch/sample.py, watch/hostfacts.py). Any other NULL
+# is damage.
+_NULLABLE = {
+    "samples": ("conntrack_count", "conntrack_max", "file_nr", "file_max"),
+    "proc_fds": ("fds", "fd_limit", "oldest_close_wait_s"),
+    "listeners": ("pid", "comm"),
+}
 _TABLES = ("state_counts", "proc_states", "proc_fds", "listeners", "counters", "findings")
 
 
@@ -270,6 +279,41 @@ def _writer_pid(path: str) -> int | None:
         return None
 
 
+@functools.lru_cache(maxsize=1)
+def _declared() -> dict[str, list[tuple[str, str]]]:
+    """table -> [(column, declared type)] of our own schema (not the file's: it may lie)."""
+    mem = sqlite3.connect(":memory:")
+    try:
+        mem.executescript(_SCHEMA)
+        tables = [r[0] for r in mem.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {t: [(r[1], r[2]) for r in mem.execute(f"PRAGMA table_info({t})")]
+                for t in tables}
+    finally:
+        mem.close()
+
+
+def _check_types(db: sqlite3.Connection, path: str) -> None:
+    """Every cell holds the type its column declares, in range; else refuse the file.
+
+    SQLite lets any cell hold any type: a damaged or hand-edited history can put
+    text where a time is, or 1e999 where a count is. Checked once here so the
+    readers and the report never meet them.
+    """
+    for table, columns in _declared().items():
+        bad = []
+        for name, kind in columns:
+            ok = ["'integer'", "'real'"] if kind in ("INTEGER", "REAL") else ["'text'"]
+            if name in _NULLABLE.get(table, ()):
+                ok.append("'null'")
+            test = f"typeof({name}) NOT IN ({', '.join(ok)})"
+            bad.append(f"({test} OR abs({name}) > 9.2e18)" if kind != "TEXT" else test)
+        row = db.execute(f"SELECT {', '.join(c for c, _k in columns)} FROM {table} "
+                         f"WHERE {' OR '.join(bad)} LIMIT 1").fetchone()
+        if row is not None:
+            raise HistoryError(f"{path} is damaged: table {table} holds a value of the wrong "
+                               f"type ({', '.join(repr(x)[:40] for x in row)})")
+
+
 def open_reader(path: str) -> sqlite3.Connection:
     """Open a history read-only; refuse a missing, foreign or unreadable file."""
     if not _check_file(path):
@@ -282,6 +326,10 @@ def open_reader(path: str) -> sqlite3.Connection:
     try:
         if not _check_schema(db, path):
             raise UsageError(f"{path} is empty: not a halfopen history")
+        _check_types(db, path)
+    except sqlite3.Error as exc:
+        db.close()
+        raise damaged(path, exc) from None
     except BaseException:
         db.close()
         raise
