@@ -37,8 +37,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import (TOOLS, count_tcp_sockets, create_netns, in_netns, run_once,  # noqa: E402
-                 start_workers, stop_workers)
+from run import TOOLS, count_tcp_sockets, create_netns, in_netns, run_once, start_workers, stop_workers  # noqa: E402
 
 SOCKETS_CMD = TOOLS["halfopen -p -i --jsonl"]
 PORT = 9469

@@ -85,8 +85,8 @@ def test_saved_snapshot_gives_the_same_report(tmp_path):
 
 def test_snapshot_from_a_case_and_nagios_exit(tmp_path):
     import os
-    case = json.load(open(os.path.join(os.path.dirname(__file__), "cases",
-                                       "close-wait-leak-critical.json")))
+    with open(os.path.join(os.path.dirname(__file__), "cases", "close-wait-leak-critical.json")) as f:
+        case = json.load(f)
     path = tmp_path / "s.json"
     path.write_text(json.dumps(case["snapshot"]))
     p = _cli("--snapshot", str(path))

@@ -6,6 +6,7 @@ import json
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -81,7 +82,8 @@ def test_keepalive_and_kill_from_findings(netns, start_peer, state_dir, run, tmp
     assert code == 0 and "2 of 2 sockets without it" in out
     code, out, err = run("fix", "--findings", path, "--apply")
     assert code == 0 and "2 sockets now keepalive 20s/4s x3" in out, err
-    kinds = [json.loads(line)["kind"] for line in open(state_dir / "journal.jsonl")]
+    kinds = [json.loads(line)["kind"] for line in (state_dir / "journal.jsonl").read_text().splitlines()]
+    kinds = [k for k in kinds if k != "done"]  # the write-ahead marks
     assert kinds == ["keepalive", "keepalive"]
     code, out, _err = run("fix", "--rollback")
     assert code == 0 and out.count("restored") == 2
@@ -94,7 +96,7 @@ def test_keepalive_and_kill_from_findings(netns, start_peer, state_dir, run, tmp
     assert code == 0 and "2 sockets destroyed" in out, err
     assert peer.ask("send")["errnos"] == [103, 103]  # ECONNABORTED
     code, out, _err = run("fix", "--rollback")
-    assert code == 0 and out.count("cannot undo") == 2
+    assert code == 0 and out.count("cannot undo") == 1  # one journal line per kill step
 
 
 def test_missing_pid_is_one_line_exit_64(state_dir, run, tmp_path):
@@ -112,14 +114,14 @@ def test_fix_with_netns_never_changes_the_host(netns, state_dir, run, tmp_path):
     """A finding about namespace X whose cure is host-wide stays a manual step."""
     key = "net.ipv4.tcp_max_orphans"  # one value for the whole host
     path_on_host = "/proc/sys/net/ipv4/tcp_max_orphans"
-    before = open(path_on_host).read().strip()
+    before = Path(path_on_host).read_text().strip()
     fix = Fix("sysctl", f"sysctl -w {key}={int(before) * 2}", True,
               {"key": key, "value": str(int(before) * 2), "netns": "host"})
     path = write_findings(tmp_path, [fix], "orphan-pressure", {"netns": netns})
     code, out, err = run("fix", "--findings", path, "--netns", netns, "--apply")
     assert code == 0, err
     assert "outside the namespaces chosen" in out
-    assert open(path_on_host).read().strip() == before
+    assert Path(path_on_host).read_text().strip() == before
     # without --netns the same finding is the user's to apply to the host: planned, not applied
     code, out, err = run("fix", "--findings", path)
     assert code == 0, err

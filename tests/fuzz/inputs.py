@@ -63,5 +63,6 @@ def build(root: Path) -> dict[str, list[str]]:
         "webconfig": [str(root / "web-bad.yml"), str(root / "web-empty.yml")] + common,
         # Never a device: a writer that replaced /dev/null by renaming over it would
         # break the host. Writes stay under root.
+        "missing": str(root / "missing") + "/",  # + any text: a path that does not exist
         "output": [str(root / "out"), str(root / "adir"), str(root / "missing-dir" / "x")],
     }

@@ -73,8 +73,11 @@ def value_for(cmd: str, param: click.Parameter, pools: dict) -> tuple[st.SearchS
     if isinstance(kind, opts.Seconds):
         return v.numbers(), v.BAD_NUMBERS
     if isinstance(kind, opts.FilePath):
-        return st.one_of(st.sampled_from(pools[_path_role(name)]), st.sampled_from(v.BAD_PATHS),
-                         v.text()), v.BAD_PATHS
+        role = _path_role(name)
+        if role == "output":  # written: only under the scratch directory, never a text's name
+            return st.sampled_from(pools[role] + v.BAD_PATHS), v.BAD_PATHS
+        return st.one_of(st.sampled_from(pools[role]), st.sampled_from(v.BAD_PATHS),
+                         v.text().map(lambda t: pools["missing"] + t)), v.BAD_PATHS
     if isinstance(kind, click.Choice):
         return st.one_of(st.sampled_from(list(kind.choices)), v.text()), ["bogus", ""]
     if name == "--netns":
@@ -86,6 +89,9 @@ def value_for(cmd: str, param: click.Parameter, pools: dict) -> tuple[st.SearchS
     if name == "--middlebox":
         return st.one_of(st.sampled_from(["aws-nlb", "gcp-lb", "300", "0", "²", "-5", "9" * 40]),
                          v.text()), ["²", "0", "-5", "bogus"]
+    if name in ("--nginx-config",):
+        return st.one_of(st.sampled_from(pools["snapshot"]), st.sampled_from(v.BAD_PATHS)), \
+            v.BAD_PATHS
     return v.text(), []
 
 

@@ -12,10 +12,10 @@ import time
 import uuid
 
 import pytest
+from tests.conftest import sh
 
 from halfopen.collect import netns as nsmod
 from halfopen.collect.host import collect_host
-from tests.conftest import sh
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 

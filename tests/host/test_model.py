@@ -5,8 +5,19 @@ from __future__ import annotations
 import json
 
 from halfopen.model.host import (
-    Conntrack, CounterRates, FileLimits, HostFacts, KernelLogLine, Memory, NamespaceHost,
-    NetCounters, ProcessLimits, SockStat, StaleSocketFd, StaleSocketFds, Tunables,
+    Conntrack,
+    CounterRates,
+    FileLimits,
+    HostFacts,
+    KernelLogLine,
+    Memory,
+    NamespaceHost,
+    NetCounters,
+    ProcessLimits,
+    SockStat,
+    StaleSocketFd,
+    StaleSocketFds,
+    Tunables,
 )
 from halfopen.model.snapshot import Snapshot
 

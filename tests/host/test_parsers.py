@@ -6,8 +6,7 @@ import os
 
 import pytest
 
-from halfopen.collect.host import collect_host, conntrack, counters, files, kmsg, limits
-from halfopen.collect.host import sockstat, stalefds, tunables
+from halfopen.collect.host import collect_host, conntrack, counters, files, kmsg, limits, sockstat, stalefds, tunables
 from halfopen.model.host import UNLIMITED, NetCounters
 
 DATA = os.path.join(os.path.dirname(__file__), "data")

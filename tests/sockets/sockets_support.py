@@ -17,10 +17,10 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from halfopen.collect import netns as netns_mod
 from halfopen.collect import sockets as collector
-from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PUPPET = HERE / "puppet.py"

@@ -17,7 +17,17 @@ from halfopen.collect import bytecode, netlink, netns, sock_diag
 from halfopen.collect import sockets as collector
 from halfopen.errors import UsageError
 from halfopen.model.filter import (
-    OPERATORS, And, Filter, HostIs, Not, Or, OwnerIs, PortCmp, StateIs, parse, tokenize,
+    OPERATORS,
+    And,
+    Filter,
+    HostIs,
+    Not,
+    Or,
+    OwnerIs,
+    PortCmp,
+    StateIs,
+    parse,
+    tokenize,
 )
 from halfopen.model.socket import Socket
 from halfopen.model.states import ALL_STATES, STATE_WORDS, TcpState
@@ -260,9 +270,9 @@ def test_compiled_bytecode_matches_ss_layout():
 
 
 def test_owner_words_are_left_to_userspace():
-    kf = bytecode.compile_filter(parse("pid 1 and sport = :80".split()))
+    kf = bytecode.compile_filter(parse(["pid", "1", "and", "sport", "=", ":80"]))
     assert not kf.exact and kf.bytecode == bytecode.compile_filter(
-        parse("sport = :80".split())).bytecode
-    kf = bytecode.compile_filter(parse("state established or sport = :80".split()))
+        parse(["sport", "=", ":80"])).bytecode
+    kf = bytecode.compile_filter(parse(["state", "established", "or", "sport", "=", ":80"]))
     assert not kf.exact and kf.bytecode == b"" and kf.states == ALL_STATES
     assert bytecode.compile_filter(Filter(StateIs(4))).states == 4

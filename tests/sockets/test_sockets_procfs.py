@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 from sockets_support import DATA, halfopen_json
 from test_sockets_golden import MESSAGES, decode
@@ -101,7 +100,8 @@ def test_source_procfs_filters_in_userspace(zoo):
 
 
 def test_python_api_procfs(zoo):
-    from halfopen.collect import netns, sockets as collector
+    from halfopen.collect import netns
+    from halfopen.collect import sockets as collector
     q = collector.Query(source="procfs", namespaces=(netns.named(zoo.netns),), families=(6,))
     col = collector.collect(q)
     socks = list(col.sockets)

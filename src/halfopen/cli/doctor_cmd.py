@@ -6,10 +6,14 @@ import sys
 
 import click
 
-from ..diagnose import middlebox, report as rep
+from .. import store
+from ..collect import live, stamp
+from ..diagnose import middlebox
+from ..diagnose import report as rep
 from ..diagnose.context import Options
 from ..errors import HalfopenError, UsageError
 from ..model import files
+from ..watch import history as watch_history
 from . import doctor_out
 from .options import PATH, PID, PORT, Seconds, namespace_options, resolve_namespaces
 
@@ -25,6 +29,8 @@ def _middleboxes(words: tuple[str, ...], file: str | None) -> tuple[middlebox.Mi
 @click.command()
 @click.option("--pid", type=PID, metavar="PID", help="Focus on one process (and host-wide findings).")
 @click.option("--port", type=PORT, metavar="PORT", help="Focus on one port (and host-wide findings).")
+@click.option("--container", metavar="NAME|ID",
+              help="Focus on one container or pod: its name, pod, NAMESPACE/POD or id (prefix).")
 @click.option("--window", type=Seconds(0, 3600), default=3.0, show_default=True,
               metavar="SECONDS", help="Sample counters twice this far apart (0: one sample, no rates).")
 @click.option("--middlebox", "middleboxes", multiple=True, metavar="NAME|SECONDS",
@@ -42,10 +48,15 @@ def _middleboxes(words: tuple[str, ...], file: str | None) -> tuple[middlebox.Mi
               help="A `halfopen watch --record` file: growth and time-to-limit from it.")
 @click.option("--min-age", type=Seconds(), metavar="SECONDS",
               help="Override every age threshold (CLOSE_WAIT age, idle time, no-ACK time).")
-def doctor(pid: int | None, port: int | None, window: float, middleboxes: tuple[str, ...],
+@click.option("--nginx-config", type=PATH, metavar="FILE",
+              help="nginx's configuration file, read instead of the running master's "
+                   "(its -c, else /etc/nginx/nginx.conf).")
+def doctor(pid: int | None, port: int | None, container: str | None, window: float,
+           middleboxes: tuple[str, ...],
            middlebox_file: str | None, as_json: bool, verbose: bool, netns_name: str | None,
            netns_pid: int | None, all_netns: bool, snapshot_file: str | None,
-           save_snapshot: str | None, history_file: str | None, min_age: float | None) -> int:
+           save_snapshot: str | None, history_file: str | None, min_age: float | None,
+           nginx_config: str | None) -> int:
     """Diagnose half-open connections and the exhaustion they cause.
 
     \b
@@ -57,25 +68,29 @@ def doctor(pid: int | None, port: int | None, window: float, middleboxes: tuple[
       halfopen doctor --snapshot saved.json
     """
     boxes = _middleboxes(middleboxes, middlebox_file)
-    options = Options(pid=pid, port=port, middleboxes=boxes, min_age_s=min_age)
+    options = Options(pid=pid, port=port, container=container, middleboxes=boxes,
+                      min_age_s=min_age)
     if snapshot_file is not None:
-        if any((netns_name, netns_pid, all_netns)):
-            raise UsageError("--snapshot reads no namespaces: drop --netns/--netns-pid/--all-netns")
-        snap, nginx = rep.load(snapshot_file)
+        if any((netns_name, netns_pid, all_netns)) or nginx_config is not None:
+            raise UsageError("--snapshot reads nothing live: drop --netns/--netns-pid/"
+                             "--all-netns/--nginx-config")
+        snap, nginx = store.load_snapshot(snapshot_file)
         note = ""
     else:
         spaces = resolve_namespaces(netns_name, netns_pid, all_netns)
-        snap, nginx, note = rep.take_live(spaces, window)
+        snap, nginx, note = live.take_live(spaces, window, nginx_config=nginx_config)
     if save_snapshot is not None:
         try:
-            rep.save(save_snapshot, snap, nginx)
+            store.save_snapshot(save_snapshot, snap, nginx)
         except OSError as exc:
             raise HalfopenError(f"cannot write --save-snapshot {save_snapshot}: "
                                 f"{exc.strerror or exc}") from None
     history = None
     if history_file is not None:
-        history = rep.load_history(history_file, sorted(snap.processes))
+        history = watch_history.load_history(history_file, sorted(snap.processes))
     report = rep.diagnose(snap, options, history, nginx, note)
+    if snapshot_file is None:
+        stamp.stamp(report.findings, snap.taken_at)
     if as_json:
         doctor_out.write_json(report, sys.stdout)
     else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+
 from ..units import seconds
 
 
@@ -32,7 +34,7 @@ def endpoint(addr: str, port: int) -> str:
     return f"{addr}:{port_text}"
 
 
-def table(rows: list[list[str]], header: list[str], right: set[int] = frozenset()) -> str:
+def table(rows: list[list[str]], header: list[str], right: AbstractSet[int] = frozenset()) -> str:
     """Align columns; columns in `right` are right-aligned (numbers)."""
     widths = [len(h) for h in header]
     for row in rows:

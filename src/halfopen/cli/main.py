@@ -44,9 +44,20 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
+def _print_man(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from .manpage import render
+
+    click.echo(render(cli), nl=False)
+    ctx.exit(0)
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="halfopen")
 @click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
+@click.option("--man", is_flag=True, expose_value=False, is_eager=True, callback=_print_man,
+              help="Print the halfopen(8) manual page (roff) and exit.")
 def cli(debug: bool) -> None:
     """Find, explain and fix TCP half-open connections and the exhaustion they cause.
 

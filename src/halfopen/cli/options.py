@@ -91,13 +91,19 @@ PATH = FilePath()
 def check_netns_name(name: str) -> str:
     """An `ip netns` name: one path component, as ip-netns(8) accepts.
 
-    >>> check_netns_name("ho-1a2b")
-    'ho-1a2b'
+    >>> check_netns_name("ho-1a2b"), check_netns_name("pod:shop/web-7f9")
+    ('ho-1a2b', 'pod:shop/web-7f9')
     """
     raw = name.encode("utf-8", "surrogateescape")
-    if name in ("", ".", "..") or "/" in name or "\0" in name or len(raw) > NAME_MAX:
+    pod = name.startswith(netns.POD_PREFIX)
+    # pod:NAMESPACE/POD names a pod's namespace (netns.named looks it up); each part
+    # obeys the rule of an ip-netns name
+    parts = name[len(netns.POD_PREFIX):].split("/") if pod else [name]
+    if len(parts) != (2 if pod else 1) or len(raw) > NAME_MAX or "\0" in name \
+            or any(p in ("", ".", "..") or "/" in p for p in parts):
         raise UsageError(f"bad --netns {name!r}: a name from `ip netns list` (not empty, "
-                         f"not . or .., no '/', at most {NAME_MAX} bytes)")
+                         f"not . or .., no '/', at most {NAME_MAX} bytes) or "
+                         f"{netns.POD_PREFIX}NAMESPACE/POD")
     return name
 
 

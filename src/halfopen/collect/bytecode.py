@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import socket
 import struct
+
 from halfopen.records import record
 
-from ..model.filter import (And, Expr, Filter, HostIs, Not, Or, OwnerIs, PortCmp, StateIs,
-                            _conjuncts)
+from ..model.filter import And, Expr, Filter, HostIs, Not, Or, OwnerIs, PortCmp, StateIs, _conjuncts
 from ..model.states import ALL_STATES
 
 BC_JMP = 1

@@ -12,13 +12,17 @@ import contextlib
 import socket
 from collections.abc import Iterator
 from dataclasses import field
+from typing import IO, Any
+
 from halfopen.records import record
 
 from ..errors import NamespaceError
 from ..model.filter import Filter
-from ..model.socket import Socket
-from ..model.states import ALL_STATES
-from . import bytecode, netlink, netns, owners, procfs_tcp, sock_diag
+from ..model.socket import OUTBOUND, Socket
+from ..model.states import ALL_STATES, TcpState
+from . import bytecode, direction, netlink, netns, owners, procfs_tcp, sock_diag
+
+LISTEN = int(TcpState.LISTEN)
 
 SOURCES = ("auto", "sock_diag", "procfs")
 
@@ -44,7 +48,7 @@ class Collection:
     notes: list[str] = field(default_factory=list)
 
 
-def _open_sources(query: Query) -> tuple[str, list[tuple[netns.Namespace, object]], list[str]]:
+def _open_sources(query: Query) -> tuple[str, list[tuple[netns.Namespace, Any]], list[str]]:
     """Open one reader per namespace: a sock_diag socket or procfs files."""
     spaces = query.namespaces or (netns.current(query.proc),)
     notes: list[str] = []
@@ -92,12 +96,13 @@ def _enter(stack: contextlib.ExitStack, ns: netns.Namespace, proc: str, several:
     return True
 
 
-def _open_tables(families: tuple[int, ...]) -> list[tuple[int, object]]:
-    tables = []
+def _open_tables(families: tuple[int, ...]) -> list[tuple[int, IO[str]]]:
+    tables: list[tuple[int, IO[str]]] = []
     for family in families:
         path = "/proc/thread-self/net/tcp" + ("" if family == 4 else "6")
         try:
-            tables.append((family, open(path)))
+            # opened inside the namespace, read after leaving it; the Collection closes it
+            tables.append((family, open(path)))  # noqa: SIM115
         except FileNotFoundError:  # kernel without IPv6
             continue
     return tables
@@ -124,6 +129,16 @@ def collect(query: Query, owner_map: owners.OwnerMap | None = None) -> Collectio
     return Collection(stream, source, owner_map, notes)
 
 
+def _listening(source, reader, families, netns_name, addresses) -> direction.Listening:
+    """The namespace's listening ports, whatever the query's filter keeps (collect.direction)."""
+    if source != "sock_diag":
+        return direction.from_procfs(reader)
+    return direction.Listening.of(
+        s for family, number in ((socket.AF_INET, 4), (socket.AF_INET6, 6)) if number in families
+        for s in sock_diag.dump_sockets(reader, family, direction.LISTEN_MASK, 0, b"",
+                                        netns_name, addresses))
+
+
 def _stream(source, readers, query, kernel, owner_map, check) -> Iterator[Socket]:
     ext = sock_diag.EXT_INFO | sock_diag.EXT_SKMEMINFO if query.tcp_info else 0
     holders = owner_map.owners if owner_map is not None else None
@@ -131,6 +146,8 @@ def _stream(source, readers, query, kernel, owner_map, check) -> Iterator[Socket
     states = kernel.states
     try:
         for ns, reader in readers:
+            listening = _listening(source, reader, query.families, ns.name, addresses)
+            ports, direction_of = listening.ports, listening.direction
             if source == "sock_diag":
                 parts = [sock_diag.dump_sockets(reader, family, states, ext, kernel.bytecode,
                                                 ns.name, addresses)
@@ -145,6 +162,9 @@ def _stream(source, readers, query, kernel, owner_map, check) -> Iterator[Socket
                         continue  # procfs path: the kernel did not filter
                     if holders is not None:
                         sock.owners = holders.get(sock.inode, ())
+                    if sock.state != LISTEN:  # the common case (not a listening port) inlined
+                        sock.direction = (OUTBOUND if sock.local_port not in ports
+                                          else direction_of(sock))
                     if check is None or check(sock):
                         yield sock
     finally:  # also when the reader stops early: close every namespace's source

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+
 from halfopen.records import record
 
 from ..model.finding import Finding

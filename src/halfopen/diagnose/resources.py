@@ -23,13 +23,24 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ..model.finding import Finding
+from ..model.finding import Evidence, Finding
+from ..model.history import slope_per_s
 from ..model.host import UNLIMITED
 from ..model.states import TcpState
-from .common import (SOCK_DIAG, code_fix, ev, plural, prlimit_fix, seconds, subject, sysctl_fix,
-                     systemd_limit_fix, top, who)
+from .common import (
+    SOCK_DIAG,
+    code_fix,
+    ev,
+    plural,
+    prlimit_fix,
+    seconds,
+    subject,
+    sysctl_fix,
+    systemd_limit_fix,
+    top,
+    who,
+)
 from .context import Context, Unavailable
-from .history import slope_per_s
 
 FD_WARN = 0.8
 FD_CRITICAL = 0.95
@@ -261,7 +272,7 @@ def check_tcp_memory(ctx: Context) -> list[Finding]:
     tun = ctx.global_tunables()
     ns_host = hf.namespaces.get("host") or next(iter(hf.namespaces.values()), None)
     st = ns_host.sockstat if ns_host is not None else None
-    if st is None or tun is None or tun.tcp_mem is None:
+    if ns_host is None or st is None or tun is None or tun.tcp_mem is None:
         raise Unavailable(ctx.unavailable("sockstat", "host") or ctx.unavailable("global-tunables")
                           or "sockstat or tcp_mem not read")
     lo, pressure, hi = tun.tcp_mem
@@ -310,7 +321,7 @@ WHY_ORPHAN = (
 )
 
 
-def _fin_wait2_limit(ctx: Context, netns: str, max_orphans: int) -> tuple[str, int] | None:
+def _fin_wait2_limit(ctx: Context, netns: str, max_orphans: int) -> tuple[str, int]:
     """The limit that holds this namespace's orphaned FIN_WAIT2 sockets.
 
     tcp_close() of a socket in FIN_WAIT2 keeps a full orphan socket only while
@@ -330,7 +341,7 @@ def check_orphans(ctx: Context) -> list[Finding]:
     tun = ctx.global_tunables()
     ns_host = hf.namespaces.get("host") or next(iter(hf.namespaces.values()), None)
     st = ns_host.sockstat if ns_host is not None else None
-    if st is None or tun is None or not tun.tcp_max_orphans:
+    if ns_host is None or st is None or tun is None or not tun.tcp_max_orphans:
         raise Unavailable(ctx.unavailable("sockstat", "host") or ctx.unavailable("global-tunables")
                           or "sockstat or tcp_max_orphans not read")
     ratio = st.tcp_orphan / tun.tcp_max_orphans
@@ -399,7 +410,7 @@ def _peers_fix() -> object:
                     "half-closed proxies)")
 
 
-def _pile_evidence(pile) -> object:
+def _pile_evidence(pile) -> Evidence:
     socks, name, limit, threshold = pile
     return ev("fin_wait2_orphans", len(socks), SOCK_DIAG,
               f"threshold {threshold:,} = {_pct(FIN_WAIT2_SHARE)} of {name} ({limit:,}), "

@@ -108,7 +108,8 @@ def check_timeouts(ctx: Context) -> list[Finding]:
                 target = _flow_target(mb)
                 if ka > target:
                     lost = [s for s in idle_no_ka
-                            if min(s.tcp_info.last_data_recv, s.tcp_info.last_data_sent)
+                            if s.tcp_info is not None
+                            and min(s.tcp_info.last_data_recv, s.tcp_info.last_data_sent)
                             >= mb.idle_timeout_s * 1000]
                     evidence = [ka_src, mb_ev]
                     if lost:

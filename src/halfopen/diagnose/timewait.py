@@ -71,7 +71,7 @@ def check_time_wait(ctx: Context) -> list[Finding]:
             if ratio < PORTS_WARN:
                 break
             states = Counter(s.state_name for s in group)
-            owners = Counter(owner(s) for s in group if owner(s))
+            owners = Counter(o for o in map(owner, group) if o)
             pid, comm = owners.most_common(1)[0][0] if owners else (None, "")
             dest = f"{paddr}:{pport}" if ":" not in paddr else f"[{paddr}]:{pport}"
             fixes = [sysctl_fix("net.ipv4.ip_local_port_range", "1024 65535", netns,
@@ -95,7 +95,7 @@ def check_time_wait(ctx: Context) -> list[Finding]:
                              "/proc/sys/net/ipv4/ip_local_port_range"),
                           ev("states", top(states), SOCK_DIAG)],
                 fixes=fixes, why=WHY_TW))
-        if tun is None or not tun.tcp_max_tw_buckets:
+        if hf is None or tun is None or not tun.tcp_max_tw_buckets:
             continue
         ns = hf.namespaces.get(netns)
         if ns is not None and ns.sockstat is not None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterable
+
 from halfopen.records import record
 
 from ..collect import netlink, netns, sock_diag

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import socket
 from dataclasses import asdict
-from halfopen.records import record
 from typing import Any
+
+from halfopen.records import record
 
 MAX_KEEPIDLE = 32767
 MAX_KEEPINTVL = 32767

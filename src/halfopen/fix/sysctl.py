@@ -13,6 +13,7 @@ doctor rule suggests must be here (tests/fix/test_fix_from_doctor.py checks).
 from __future__ import annotations
 
 import os
+
 from halfopen.records import record
 
 from ..collect import netns

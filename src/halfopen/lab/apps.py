@@ -29,6 +29,7 @@ import selectors
 import socket
 import sys
 import time
+from typing import cast
 
 MODES = ("leak", "hold", "slow", "drain", "never-read")
 
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                             c.send((rest + "\n").encode())
                             sent += 1
                         except OSError as exc:
-                            errors.append(errno.errorcode.get(exc.errno, str(exc.errno)))
+                            errors.append(errno.errorcode.get(exc.errno or 0, str(exc.errno)))
                     say(event="wrote", sent=sent, errors=errors)
                 elif word == "fast":
                     lsock.listen(1024)
@@ -119,11 +120,11 @@ def main(argv: list[str] | None = None) -> int:
                 elif word == "count":
                     say(event="count", open=len(conns), fds=fd_count())
             else:  # a connection is readable
-                c = key.fileobj
+                c = cast(socket.socket, key.fileobj)  # only sockets are registered
                 try:
                     data = c.recv(65536)
                 except OSError as exc:
-                    say(event="conn_error", errno=errno.errorcode.get(exc.errno, str(exc.errno)))
+                    say(event="conn_error", errno=errno.errorcode.get(exc.errno or 0, str(exc.errno)))
                     sel.unregister(c)
                     if a.mode != "leak":
                         conns.pop(c.fileno(), None)
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             sel.register(lsock, selectors.EVENT_READ, "listen")
 
 
-def _registered(sel: selectors.BaseSelector, obj: object) -> bool:
+def _registered(sel: selectors.BaseSelector, obj: socket.socket) -> bool:
     try:
         sel.get_key(obj)
     except KeyError:

@@ -168,6 +168,8 @@ class Lab:
         self.record.add_netns(name)  # before it exists: a crash in between is still cleaned
         self.namespaces[role] = name
         self.sh(["ip", "netns", "add", name])
+        space = nsmod.named(name)
+        self.record.mark_netns(name, space.inode, nsmod.cookie(space))
         self.sh(["ip", "-n", name, "link", "set", "lo", "up"])
         return name
 
@@ -301,8 +303,9 @@ class Lab:
             with contextlib.suppress(Exception):
                 app.proc.wait(timeout=3)
             for stream in (app.proc.stdin, app.proc.stdout):
-                with contextlib.suppress(Exception):
-                    stream.close()
+                if stream is not None:
+                    with contextlib.suppress(Exception):
+                        stream.close()
         for role, name in list(self.namespaces.items()):
             problems += remove_netns(name, self.say)
             del self.namespaces[role]

@@ -14,8 +14,9 @@ The JSON shape is the contract in DESIGN.md ("Findings (doctor --json)").
 from __future__ import annotations
 
 from dataclasses import asdict, field
-from halfopen.records import record
 from typing import Any
+
+from halfopen.records import record
 
 from ..errors import UsageError
 from . import files, schema
@@ -56,7 +57,7 @@ class Finding:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Finding":
+    def from_dict(cls, d: dict[str, Any]) -> Finding:
         return cls(
             id=d["id"], severity=d["severity"], cause=d["cause"], title=d["title"],
             subject=dict(d.get("subject", {})),

@@ -21,8 +21,9 @@ always been the host name) and round-trip through JSON exactly.
 from __future__ import annotations
 
 from dataclasses import asdict, field
-from halfopen.records import record
 from typing import Any
+
+from halfopen.records import record
 
 # Names used as keys of HostFacts.unavailable (with "@NETNS" for per-namespace ones).
 SOURCES = (
@@ -375,7 +376,7 @@ class HostFacts:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "HostFacts":
+    def from_dict(cls, d: dict[str, Any]) -> HostFacts:
         return cls(
             taken_at=d["taken_at"], kernel=d["kernel"], boot_time=d["boot_time"],
             window_s=d["window_s"],

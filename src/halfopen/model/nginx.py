@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict, field
-from halfopen.records import record
 from typing import Any
+
+from halfopen.records import record
 
 NGINX_KEEPALIVE_TIMEOUT_DEFAULT_S = 75  # ngx_http_core_module: keepalive_timeout 75s
 
@@ -44,7 +45,7 @@ class NginxConf:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "NginxConf":
+    def from_dict(cls, d: dict[str, Any]) -> NginxConf:
         return cls([tuple(k) for k in d.get("keepalive_timeouts", [])],
                    [NginxListen(**x) for x in d.get("listens", [])],
                    list(d.get("pids", [])))

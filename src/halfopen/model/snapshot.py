@@ -1,26 +1,26 @@
 """A Snapshot: the kernel's TCP table and its owners at one moment.
 
-Later pieces (doctor, watch) consume it; it saves to JSON and loads back, so
-rules can run on recorded data as well as on a live kernel.
+Later pieces (doctor, watch) consume it; it turns into JSON and back (files:
+halfopen.store), so rules can run on recorded data as well as on a live kernel.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import field
-from halfopen.records import record
 from typing import Any
+
+from halfopen.records import record
 
 from ..errors import UsageError
 from . import files, schema
 from .host import HostFacts, NamespaceHost, ProcessLimits
 from .process import Process
-from .socket import TIMER_NAMES, Socket
+from .socket import DIRECTIONS, TIMER_NAMES, Socket
 from .states import STATE_BY_KEY
 
 SCHEMA = "halfopen.snapshot/1"
-MAX_BYTES = 256 * files.MiB  # 100,000 sockets with tcp_info are about 60 MiB
+MAX_BYTES = 256 * files.MiB  # a file's cap: 100,000 sockets with tcp_info are about 60 MiB
 
 
 @record
@@ -42,16 +42,18 @@ class Snapshot:
             "schema": SCHEMA, "host": self.host, "kernel": self.kernel,
             "taken_at": self.taken_at, "source": self.source,
             "namespaces": self.namespaces, "notes": self.notes,
-            "processes": [{"pid": p.pid, "comm": p.comm, "fd_count": p.fd_count,
-                           "socket_inodes": p.socket_inodes}
-                          for p in self.processes.values()],
+            "processes": [p.to_dict() for p in self.processes.values()],
             "sockets": [s.to_dict() for s in self.sockets],
             "host_facts": None if self.host_facts is None else self.host_facts.to_dict(),
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Snapshot":
-        """Build from a document; raise UsageError unless it matches the schema."""
+    def from_dict(cls, d: dict[str, Any]) -> Snapshot:
+        """Build from a document; UsageError naming the first wrong place otherwise.
+
+        The whole document is checked against its schema first (document_shape),
+        so no record, and no rule, is built from a value of the wrong type.
+        """
         if not isinstance(d, dict) or d.get("schema") != SCHEMA:
             got = d.get("schema") if isinstance(d, dict) else type(d).__name__
             raise UsageError(f"not a halfopen snapshot (schema {got!r}, want {SCHEMA!r})")
@@ -62,31 +64,11 @@ class Snapshot:
         return cls(
             host=d["host"], kernel=d["kernel"], taken_at=d["taken_at"], source=d["source"],
             namespaces=list(d["namespaces"]), notes=list(d.get("notes", [])),
-            processes={p["pid"]: Process(**p) for p in d.get("processes", [])},
+            processes={p["pid"]: Process.from_dict(p) for p in d.get("processes", [])},
             sockets=[Socket.from_dict(s) for s in d["sockets"]],
             host_facts=(HostFacts.from_dict(d["host_facts"])
                         if d.get("host_facts") is not None else None),
         )
-
-    def save(self, path: str) -> None:
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f)
-
-    @classmethod
-    def load(cls, path: str) -> "Snapshot":
-        try:
-            return cls.from_dict(read_document(path))
-        except UsageError as exc:
-            raise UsageError(f"{path}: {exc}") from None
-
-
-def read_document(path: str) -> dict[str, Any]:
-    """A snapshot file's JSON, size-capped; from_dict checks it against the schema."""
-    doc = files.read_json(path, "snapshot", MAX_BYTES)
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-        got = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
-        raise UsageError(f"{path} is not a halfopen snapshot (schema {got!r}, want {SCHEMA!r})")
-    return doc
 
 
 @functools.lru_cache(maxsize=None)
@@ -95,7 +77,8 @@ def document_shape() -> schema.Obj:
     from .nginx import NginxConf  # noqa: PLC0415 - the doctor's extra facts
     sock = schema.of_record(Socket, overrides={
         "family": schema.OneOf((4, 6)), "state": schema.OneOf(STATE_BY_KEY),
-        "timer": schema.OneOf(TIMER_NAMES.values())})
+        "timer": schema.OneOf(TIMER_NAMES.values()),
+        "direction": schema.Opt(schema.OneOf(DIRECTIONS))})
     host = schema.of_record(HostFacts, overrides={
         "namespaces": schema.List(schema.of_record(NamespaceHost)),
         "processes": schema.List(schema.of_record(ProcessLimits))})

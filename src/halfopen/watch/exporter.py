@@ -126,11 +126,11 @@ def families(s: Sample, top: int) -> Iterator[Metric]:
     seen = set()
     for x in s.findings or ():
         subj = x.subject
-        lv = (x.id, x.severity, x.cause, str(subj.get("pid", "")), str(subj.get("comm", "")),
+        values = (x.id, x.severity, x.cause, str(subj.get("pid", "")), str(subj.get("comm", "")),
               str(subj.get("netns", "")), str(subj.get("port", "")))
-        if lv not in seen:
-            seen.add(lv)
-            fam.add_metric(list(lv), 1)
+        if values not in seen:
+            seen.add(values)
+            fam.add_metric(list(values), 1)
     yield fam
 
 

@@ -34,10 +34,13 @@ import json
 import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from .. import fsio
 from ..errors import HalfopenError, UsageError
+from ..model.history import History
 from . import trend
 from .sample import Sample
 
@@ -46,6 +49,7 @@ APP_ID = 0x684F706E  # "hOpn"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 DEFAULT_RETENTION_S = 7 * 86400
 PRUNE_EVERY_S = 60.0
+_SIDE_FILES = ("-wal", "-shm", "-journal")  # SQLite creates these next to the database
 
 _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
@@ -145,12 +149,14 @@ class Recorder:
         self._last_prune = 0.0
 
     @classmethod
-    def open(cls, path: str, retention_s: float = DEFAULT_RETENTION_S) -> "Recorder":
+    def open(cls, path: str, retention_s: float = DEFAULT_RETENTION_S) -> Recorder:
+        for name in (path, *(path + s for s in _SIDE_FILES)):
+            fsio.check_target(name)  # a planted symlink is refused, not followed
         _check_file(path)
-        try:
-            lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise HistoryError(f"cannot open {path}: {exc.strerror}") from None
+        try:  # 0600 in a 0700 directory when we create them; ours, one link
+            lock_fd = fsio.open_append(path, flags=os.O_RDWR)
+        except fsio.WriteFailed as exc:
+            raise HistoryError(str(exc)) from None
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -161,7 +167,12 @@ class Recorder:
                               "(read it with `halfopen report`)") from None
         db = None
         try:
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            # nofollow=1: SQLite refuses a symlink too (SQLITE_OPEN_NOFOLLOW, 3.31+)
+            db = sqlite3.connect(f"file:{urllib.parse.quote(path)}?nofollow=1", uri=True,
+                                 isolation_level=None, check_same_thread=False)
+            if os.stat(path, follow_symlinks=False).st_ino != os.fstat(lock_fd).st_ino:
+                db.close()
+                raise fsio.UnsafePath(f"{path} was replaced while opening it; left alone")
             ours = _check_schema(db, path)
             if ours:
                 _check_intact(db, path)  # before the first write: never add to a damaged file
@@ -207,6 +218,7 @@ class Recorder:
                 (s.t, s.host, f.conntrack_count, f.conntrack_max, f.file_nr, f.file_max,
                  int(s.findings is not None)))
             sid = cur.lastrowid
+            assert sid is not None  # set by every INSERT
             db.executemany("INSERT INTO state_counts VALUES (?,?,?,?)",
                            [(sid, ns, st, n) for (ns, st), n in s.states.items()])
             db.executemany("INSERT INTO proc_states VALUES (?,?,?,?,?)",
@@ -417,3 +429,14 @@ def oldest_close_wait_age(db: str | sqlite3.Connection, pid: int,
         if row[0] is None:
             return None
         return (now if now is not None else end) - row[0]
+
+
+def load_history(path: str, pids: list[int], span_s: float = 3600.0) -> History:
+    """The doctor's History: per-process close_wait and fd series of the last `span_s`."""
+    hist = History(source=path)
+    with closing_reader(path) as db:
+        for pid in pids:
+            for metric in ("close_wait", "fds"):
+                for t, v in proc_points(db, pid, metric, span_s):
+                    hist.add(pid, metric, t, v)
+    return hist

@@ -10,6 +10,7 @@ A value the kernel does not offer (no nf_conntrack module) is None.
 from __future__ import annotations
 
 from dataclasses import field
+
 from halfopen.records import record
 
 # The counters the rules use (DESIGN.md), "Group.Name" as in /proc/net/{netstat,snmp}.

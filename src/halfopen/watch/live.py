@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import signal
 import time
-from halfopen.records import record
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.rule import Rule
+
+from halfopen.records import record
 
 from . import history
 from .sampler import Sampler, Settings
@@ -48,7 +49,7 @@ def run(opts: WatchOptions, console: Console | None = None) -> int:
             g = history.growth_per_minute(recorder.db, pid, what, opts.window_s)
         return g
 
-    def step() -> object:
+    def step() -> RenderableType:
         sample = sampler.take()
         if recorder is not None:
             recorder.append(sample)

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import field
+
 from halfopen.records import record
 
+from ..model.container import Container
 from ..model.finding import Finding
 from ..model.process import Process
 from ..model.socket import Socket
@@ -39,6 +41,7 @@ class ProcSample:
     fd_limit: int | None = None
     states: dict[str, int] = field(default_factory=dict)  # "close_wait" -> n
     oldest_close_wait_s: float | None = None  # lower bound, see module docstring
+    container: Container | None = None  # None: on the host, or not known
 
     @property
     def total(self) -> int:
@@ -127,10 +130,11 @@ def build(t: float, host: str, sockets: Iterable[Socket], processes: dict[int, P
         proc = processes.get(pid)
         if proc is not None:
             p.fds = proc.fd_count
+            p.container = proc.container
         p.fd_limit = fd_limit(pid)
     flat: list[Listener] = []
-    for key, group in sorted(listeners.items()):
+    for port_key, group in sorted(listeners.items()):
         # one SYN_RECV count per port: give it to the first listener on the port
-        group[0].syn_recv = syn_recv.get(key, 0)
+        group[0].syn_recv = syn_recv.get(port_key, 0)
         flat.extend(group)
     return Sample(t, host, states, procs, flat, facts, close_wait, None, list(notes or []))

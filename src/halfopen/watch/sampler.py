@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+
 from halfopen.records import record
 
 from ..collect import snapshot as snapshots
 from ..collect import sockets as collector
 from ..collect.netns import Namespace
+from ..model.host import HostFacts
 from . import hostfacts
 from .ages import CloseWaitAges
 from .findings import Doctor
@@ -39,7 +41,7 @@ class Sampler:
         self.doctor = Doctor(settings.doctor)
         self.ages = CloseWaitAges()
         self.clock = clock
-        self._host_facts = None  # the last full run's HostFacts
+        self._host_facts: HostFacts | None = None  # the last full run's HostFacts
         self._host_at: float | None = None
 
     def take(self) -> Sample:

@@ -15,6 +15,7 @@ import errno
 import os
 import re
 import subprocess
+
 from halfopen.records import record
 
 from ...model.host import KernelLogLine

@@ -34,8 +34,8 @@ from collections.abc import Iterable
 
 from ...errors import HalfopenError, NotPermitted
 from ...model.host import StaleSocketFd, StaleSocketFds
-from ._text import bad, read, to_int
 from ..owners import FdScan
+from ._text import bad, read, to_int
 
 # protocol name -> (table files, 0-based inode column)
 TABLES: dict[str, tuple[tuple[str, ...], int]] = {

@@ -1,6 +1,7 @@
 """Earlier samples the rules may use for growth: per-process counts over time.
 
-The doctor works without history (growth is then estimated from socket ages,
+A record and one fit; reading them from a `watch --record` file is
+watch.history.load_history. The doctor works without history (growth is then estimated from socket ages,
 and said so). With history (`--history FILE.db`, written by `halfopen
 watch --record`), close-wait and fd growth come from a least-squares fit over
 the recorded samples.
@@ -8,7 +9,9 @@ the recorded samples.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import field
+
 from halfopen.records import record
 
 
@@ -29,7 +32,7 @@ class History:
         self.series.setdefault((pid, metric), []).append((at, value))
 
 
-def slope_per_s(points: list[tuple[float, float]]) -> float | None:
+def slope_per_s(points: Sequence[tuple[float, float]]) -> float | None:
     """Least-squares slope of (t, y) points, per second; None under 2 points or 0 span.
 
     >>> slope_per_s([(0, 10), (60, 20), (120, 30)])
