@@ -89,7 +89,7 @@ def test_fuzz_snapshot_files(work):
     path = str(work / "snapshot.json")
 
     @FUZZ
-    @given(documents(SEEDS), st.sampled_from([[], ["-v"], ["--json"], ["--json", "--pid", "1"],
+    @given(documents(SEEDS), st.sampled_from([["-v"], ["--json"], ["--json", "--pid", "1"],
                                               ["--json", "--port", "22"],
                                               ["--json", "--min-age", "0"]]))
     def one(data: bytes, extra: list[str]) -> None:
@@ -215,7 +215,7 @@ def test_fuzz_middlebox_files_and_words(work):
         st.one_of(st.sampled_from(MIDDLEBOX_WORDS), v.text()), max_size=2))
     def one(text: str, words: list[str]) -> None:
         Path(path).write_bytes(text.encode("utf-8", "surrogatepass"))
-        argv = ["doctor", "--snapshot", snap, "--middlebox-file", path]
+        argv = ["doctor", "--json", "--snapshot", snap, "--middlebox-file", path]
         for w in words:
             argv += ["--middlebox", w]
         check(argv)

@@ -318,7 +318,10 @@ def _check_types(db: sqlite3.Connection, path: str) -> None:
             if name in _NULLABLE.get(table, ()):
                 ok.append("'null'")
             test = f"typeof({name}) NOT IN ({', '.join(ok)})"
-            bad.append(f"({test} OR abs({name}) > 9.2e18)" if kind != "TEXT" else test)
+            # REAL columns are times and ages in seconds: beyond 6e10 (years 69 and 3871) a
+            # date cannot be shown; INTEGER ones are counts, at most 64 bits
+            top = {"REAL": "6e10", "INTEGER": "9.2e18"}.get(kind)
+            bad.append(f"({test} OR abs({name}) > {top})" if top else test)
         row = db.execute(f"SELECT {', '.join(c for c, _k in columns)} FROM {table} "
                          f"WHERE {' OR '.join(bad)} LIMIT 1").fetchone()
         if row is not None:
