@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from halfopen.model.snapshot import Snapshot
 from halfopen.watch import sampler as sampler_mod
+from halfopen.watch.findings import Doctor
 from halfopen.watch.sampler import Sampler, Settings
 
 from .samples import finding
@@ -12,13 +13,14 @@ from .samples import finding
 
 class FakeFacts:
     processes: dict = {}
+    unavailable: dict = {}
 
 
 def test_full_host_run_and_doctor_throttled(monkeypatch):
     calls = []
     real_take = sampler_mod.snapshots.take
 
-    def take(query, host=False, window=3.0):
+    def take(query, host=False, window=3.0, timings=None):
         calls.append(host)
         snap = real_take(query)  # the real sockets, without the slow host pass
         snap.host_facts = FakeFacts() if host else None
@@ -30,7 +32,7 @@ def test_full_host_run_and_doctor_throttled(monkeypatch):
     now = [0.0]
     s = Sampler(Settings(host_every_s=30), clock=lambda: now[0])
     findings = [[finding(1)], [finding(2)]]
-    s.doctor._run = lambda snap: seen.append(snap.host_facts) or findings[len(seen) - 1]
+    s.doctor = Doctor(run=lambda snap: seen.append(snap.host_facts) or findings[len(seen) - 1])
     samples = []
     for t in (0, 1, 29, 30, 31):
         now[0] = t
@@ -46,7 +48,7 @@ def test_full_host_run_and_doctor_throttled(monkeypatch):
 def test_no_doctor_never_keeps_a_snapshot(monkeypatch):
     calls = []
 
-    def take(query, host=False, window=3.0):
+    def take(query, host=False, window=3.0, timings=None):
         calls.append(host)
         return Snapshot(host="h", kernel="k", taken_at="t", source="sock_diag",
                         namespaces=[], sockets=[], processes={}, notes=[])

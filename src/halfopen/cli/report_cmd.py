@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
-from ..errors import HalfopenError
+from .. import fsio
 from ..watch import history
 from ..watch import report as reports
+from .options import PATH
 
 
 @click.command()
-@click.argument("db_path", metavar="FILE.db")
-@click.option("--html", "out", metavar="OUT.html", help="Write the page here (default: stdout).")
+@click.argument("db_path", type=PATH, metavar="FILE.db")
+@click.option("--html", "out", type=PATH, metavar="OUT.html", help="Write the page here (default: stdout).")
 def report(db_path: str, out: str | None) -> int:
     """Turn a history recorded by `halfopen watch --record` into a self-contained HTML page.
 
@@ -27,14 +27,6 @@ def report(db_path: str, out: str | None) -> int:
     if out is None:
         sys.stdout.write(page)
         return 0
-    tmp = f"{out}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            f.write(page)
-        os.replace(tmp, out)
-    except OSError as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise HalfopenError(f"cannot write {out}: {exc.strerror}") from None
+    fsio.write_atomic(out, page, mode=0o644)  # no symlink followed, never half-written
     click.echo(f"halfopen: wrote {out}", err=True)
     return 0

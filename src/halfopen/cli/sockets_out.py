@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import IO
 
-from ..model.socket import SKMEM_FIELDS, TCP_INFO_FIELDS, TIMER_NAMES, Socket
+from ..model.socket import SKMEM_FIELDS, TCP_INFO_FIELDS, TIMER_NAMES, Owner, Socket
 from ..model.states import SS_NAMES, STATE_KEYS, TcpState, state_name
 from .format import duration_ms, endpoint, table
 
@@ -25,7 +25,8 @@ _quote = json.encoder.encode_basestring_ascii  # C; for the only free-form strin
 _SOCKET_HEAD = ('{"netns":%s,"family":%d,"state":"%s","recv_q":%d,"send_q":%d,'
                 '"local_addr":"%s","local_port":%d,"peer_addr":"%s","peer_port":%d,'
                 '"timer":"%s","timer_expires_ms":%d,"timer_retrans":%d,"uid":%d,'
-                '"inode":%d,"cookie":%d')
+                '"inode":%d,"cookie":%d,"direction":%s')
+_DIRECTION_JSON = {None: "null", "in": '"in"', "out": '"out"'}
 _STATE_TEXT = {int(k): v for k, v in STATE_KEYS.items()}
 
 
@@ -73,18 +74,15 @@ def encode_socket(s: Socket) -> str:
     line = _SOCKET_HEAD % (
         netns, s.family, state, s.recv_q, s.send_q, s.local_addr, s.local_port,
         s.peer_addr, s.peer_port, TIMER_NAMES.get(s.timer, "unknown"), s.timer_expires_ms,
-        s.timer_retrans, s.uid, s.inode, s.cookie)
+        s.timer_retrans, s.uid, s.inode, s.cookie, _DIRECTION_JSON[s.direction])
     if s.shutdown is not None:
         line += ',"shutdown":%d' % s.shutdown
     owners = s.owners
     if owners:
         if len(owners) == 1:
-            o = owners[0]
-            line += ',"owners":[{"pid":%d,"comm":%s,"fd":%d}]' % (o.pid, _quote(o.comm), o.fd)
+            line += ',"owners":[' + _owner_json(owners[0]) + "]"
         else:
-            line += ',"owners":[' + ",".join(
-                '{"pid":%d,"comm":%s,"fd":%d}' % (o.pid, _quote(o.comm), o.fd)
-                for o in owners) + "]"
+            line += ',"owners":[' + ",".join(_owner_json(o) for o in owners) + "]"
     ti, mi = s.tcp_info, s.meminfo
     if ti is None and mi is None:
         return line + "}"
@@ -94,10 +92,25 @@ def encode_socket(s: Socket) -> str:
         values = _present(ti)
         n_info = len(values)
     if mi is not None:
-        mi = _present(mi)
-        n_mem = len(mi)
-        values += mi
+        mem = _present(mi)
+        n_mem = len(mem)
+        values += mem
     return line + _tail(n_info, n_mem) % values
+
+
+def _owner_json(o: Owner) -> str:
+    head = '{"pid":%d,"comm":%s,"fd":%d' % (o.pid, _quote(o.comm), o.fd)
+    if o.container is None:
+        return head + "}"
+    return head + ',"container":' + _encode(o.container.to_dict()) + "}"
+
+
+def containers_text(sock: Socket) -> str:
+    """The Container column: each holder's container once ('' on the host)."""
+    boxes = [o.container for o in sock.owners if o.container is not None]
+    if not boxes:
+        return ""
+    return ",".join(dict.fromkeys(c.text() for c in boxes))
 
 
 def owners_text(sock: Socket) -> str:
@@ -126,21 +139,24 @@ SPILL_ROWS = 10_000
 
 def write_table(sockets: Iterable[Socket], out: IO[str], info: bool, show_netns: bool,
                 spill_rows: int = SPILL_ROWS) -> int:
-    header = ["State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port", "Timer"]
+    header = ["State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port", "Dir",
+              "Timer"]
     if info:
         header += ["Idle-Recv", "Idle-Send", "Last-Ack", "Unacked", "Retrans", "RTO"]
     header.append("Process")
     if show_netns:
         header.insert(0, "Netns")
+    header.append("Container")  # dropped below when no row has one
     widths = [len(h) for h in header]
     rows: list[list[str]] = []
     spill = None
     n = 0
+    boxes = False
     with contextlib.ExitStack() as stack:
         for s in sockets:
             row = [state_text(s.state), str(s.recv_q), str(s.send_q),
                    endpoint(s.local_addr, s.local_port), endpoint(s.peer_addr, s.peer_port),
-                   timer_text(s)]
+                   s.direction or "", timer_text(s)]
             if info:
                 ti = s.tcp_info
                 if ti is None:
@@ -152,6 +168,10 @@ def write_table(sockets: Iterable[Socket], out: IO[str], info: bool, show_netns:
             row.append(owners_text(s))
             if show_netns:
                 row.insert(0, s.netns)
+            box = containers_text(s)
+            if box:
+                boxes = True
+            row.append(box)
             for i, cell in enumerate(row):
                 if len(cell) > widths[i]:
                     widths[i] = len(cell)
@@ -167,11 +187,13 @@ def write_table(sockets: Iterable[Socket], out: IO[str], info: bool, show_netns:
                     marshal.dump(r, spill)
                 rows = []
         right = {1, 2} if not show_netns else {2, 3}
+        # a host without containers: no empty Container column
+        cells = len(header) if boxes else len(header) - 1
         write = out.write
 
         def line(row: list[str]) -> str:
-            return " ".join([cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
-                             for i, cell in enumerate(row)]).rstrip()
+            return " ".join([row[i].rjust(widths[i]) if i in right else row[i].ljust(widths[i])
+                             for i in range(cells)]).rstrip()
 
         write(line(header))
         for row in rows:
@@ -212,7 +234,7 @@ def write_json(sockets: Iterable[Socket], out: IO[str], source: str,
 
 CSV_COLUMNS = ["netns", "family", "state", "recv_q", "send_q", "local_addr", "local_port",
                "peer_addr", "peer_port", "timer", "timer_expires_ms", "timer_retrans", "uid",
-               "inode", "cookie", "pids", "comms"]
+               "inode", "cookie", "pids", "comms", "direction"]
 CSV_INFO_COLUMNS = ["rto", "unacked", "lost", "retransmits", "retrans", "total_retrans",
                     "probes", "backoff", "last_data_sent", "last_data_recv", "last_ack_recv",
                     "rtt", "rttvar", "snd_cwnd", "bytes_acked", "bytes_received", "busy_time"]
@@ -225,7 +247,8 @@ def write_csv(sockets: Iterable[Socket], out: IO[str], info: bool) -> int:
     for s in sockets:
         d = s.to_dict()
         row = [d[c] for c in CSV_COLUMNS[:15]]
-        row += [" ".join(str(o.pid) for o in s.owners), " ".join(o.comm for o in s.owners)]
+        row += [" ".join(str(o.pid) for o in s.owners), " ".join(o.comm for o in s.owners),
+                s.direction or ""]
         if info:
             ti = d.get("tcp_info", {})
             row += [ti.get(c, "") for c in CSV_INFO_COLUMNS]

@@ -23,6 +23,8 @@ INET_DIAG_MEMINFO = 1
 INET_DIAG_INFO = 2
 INET_DIAG_SKMEMINFO = 7
 INET_DIAG_SHUTDOWN = 8
+INET_DIAG_MARK = 15  # only to CAP_NET_ADMIN (inet_diag_msg_attrs_fill)
+INET_DIAG_CGROUP_ID = 21
 
 # idiag_ext asks for extension attribute N with bit 1 << (N - 1).
 EXT_INFO = 1 << (INET_DIAG_INFO - 1)
@@ -39,6 +41,8 @@ DIAG_MSG = struct.Struct("=BBBBHH16s16sIIIIIIII")
 _NTOHS = [socket.ntohs(p) for p in range(1 << 16)]
 NLMSGHDR_SIZE = netlink.NLMSGHDR.size
 NLA = struct.Struct("=HH")
+U32 = struct.Struct("=I")
+U64 = struct.Struct("=Q")
 SKMEMINFO = struct.Struct("=9I")
 SKMEMINFO_OLD = struct.Struct("=8I")  # before SK_MEMINFO_DROPS (v4.7)
 
@@ -197,6 +201,8 @@ class _Layout:
     expect: tuple  # what `headers` must read
     values: struct.Struct  # inet_diag_msg, then the needed attribute payloads
     shutdown: int  # index in the values, -1 if absent
+    mark: int  # index in the values, -1 if absent
+    cgroup_id: int  # index in the values, -1 if absent
     meminfo: tuple  # (start, stop, padding) in the values, () if absent
     tcp_info: tuple  # (start, stop, padding) in the values, () if absent
 
@@ -207,7 +213,7 @@ def _learn_layout(buf: bytes, offset: int, length: int) -> _Layout | None:
     expect: list[int] = []
     values_fmt, count = DIAG_MSG.format, len(DIAG_MSG.unpack(bytes(DIAG_MSG.size)))
     at = NLMSGHDR_SIZE + DIAG_MSG.size  # where values_fmt has read up to
-    shutdown = -1
+    shutdown = mark = cgroup_id = -1
     meminfo: tuple = ()
     tcp_info: tuple = ()
     for nla_type, start, size in attrs:
@@ -219,6 +225,10 @@ def _learn_layout(buf: bytes, offset: int, length: int) -> _Layout | None:
         n = 0
         if nla_type == INET_DIAG_SHUTDOWN and size >= 1:
             fmt, n, shutdown = "B", 1, count
+        elif nla_type == INET_DIAG_MARK and size >= 4:
+            fmt, n, mark = "I", 1, count
+        elif nla_type == INET_DIAG_CGROUP_ID and size >= 8:
+            fmt, n, cgroup_id = "Q", 1, count
         elif nla_type == INET_DIAG_SKMEMINFO and size >= SKMEMINFO_OLD.size:
             st = SKMEMINFO if size >= SKMEMINFO.size else SKMEMINFO_OLD
             fmt, n = st.format.lstrip("="), st.size // 4
@@ -236,7 +246,7 @@ def _learn_layout(buf: bytes, offset: int, length: int) -> _Layout | None:
     if not attrs:
         return None
     return _Layout(struct.Struct(header_fmt), tuple(expect), struct.Struct(values_fmt),
-                   shutdown, meminfo, tcp_info)
+                   shutdown, mark, cgroup_id, meminfo, tcp_info)
 
 
 def decode_messages(chunks: Iterator[tuple[bytes, int, int]], netns: str = "host",
@@ -264,8 +274,14 @@ def decode_messages(chunks: Iterator[tuple[bytes, int, int]], netns: str = "host
                 4 if family == af_inet else 6, v[1],
                 text(family, v[6]), ntohs[v[4]], text(family, v[7]), ntohs[v[5]],
                 v[12], v[13], v[2], v[11], v[3], v[14], v[15], v[10] << 32 | v[9], netns)
+            if v[8]:
+                sock.ifindex = v[8]
             if lay.shutdown >= 0:
                 sock.shutdown = v[lay.shutdown]
+            if lay.mark >= 0:
+                sock.mark = v[lay.mark]
+            if lay.cgroup_id >= 0:
+                sock.cgroup_id = v[lay.cgroup_id]
             if lay.meminfo:
                 a, b, padding = lay.meminfo
                 sock.meminfo = new(SkMemInfo, v[a:b] + padding)
@@ -284,6 +300,8 @@ def decode_messages(chunks: Iterator[tuple[bytes, int, int]], netns: str = "host
             text(family, dst), ntohs[dport],
             rqueue, wqueue, timer, expires, retrans, uid, inode,
             cookie_hi << 32 | cookie_lo, netns)
+        if _if:
+            sock.ifindex = _if
         # Attributes follow the fixed message; TIME_WAIT and SYN_RECV mini
         # sockets carry none (inet_twsk_diag_fill, inet_req_diag_fill).
         for nla_type, start, size in _attributes(buf, offset + body + DIAG_MSG.size,
@@ -294,6 +312,10 @@ def decode_messages(chunks: Iterator[tuple[bytes, int, int]], netns: str = "host
                 sock.meminfo = decode_meminfo(buf[start:start + size])
             elif nla_type == INET_DIAG_SHUTDOWN and size >= 1:
                 sock.shutdown = buf[start]
+            elif nla_type == INET_DIAG_MARK and size >= 4:
+                sock.mark = U32.unpack_from(buf, start)[0]
+            elif nla_type == INET_DIAG_CGROUP_ID and size >= 8:
+                sock.cgroup_id = U64.unpack_from(buf, start)[0]
         yield sock
 
 

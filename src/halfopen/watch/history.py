@@ -29,14 +29,18 @@ Reader API (the doctor's --history uses these):
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from .. import fsio
 from ..errors import HalfopenError, UsageError
+from ..model.history import History
 from . import trend
 from .sample import Sample
 
@@ -45,6 +49,7 @@ APP_ID = 0x684F706E  # "hOpn"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 DEFAULT_RETENTION_S = 7 * 86400
 PRUNE_EVERY_S = 60.0
+_SIDE_FILES = ("-wal", "-shm", "-journal")  # SQLite creates these next to the database
 
 _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
@@ -71,6 +76,14 @@ CREATE TABLE close_wait_seen(cookie INTEGER PRIMARY KEY, pid INTEGER, fin_at REA
   first_seen REAL, last_seen REAL);
 CREATE INDEX close_wait_seen_pid ON close_wait_seen(pid, last_seen);
 """
+# Columns the writer leaves NULL: the Optional fields of Sample, ProcSample,
+# Listener and HostStats (watch/sample.py, watch/hostfacts.py). Any other NULL
+# is damage.
+_NULLABLE = {
+    "samples": ("conntrack_count", "conntrack_max", "file_nr", "file_max"),
+    "proc_fds": ("fds", "fd_limit", "oldest_close_wait_s"),
+    "listeners": ("pid", "comm"),
+}
 _TABLES = ("state_counts", "proc_states", "proc_fds", "listeners", "counters", "findings")
 
 
@@ -117,6 +130,14 @@ def _check_schema(db: sqlite3.Connection, path: str) -> bool:
     return True
 
 
+def _check_intact(db: sqlite3.Connection, path: str) -> None:
+    """PRAGMA quick_check: the b-trees and their pages are sound (O(size), no index compare)."""
+    rows = db.execute("PRAGMA quick_check").fetchall()
+    if rows != [("ok",)]:
+        raise UsageError(f"{path} is damaged ({rows[0][0]}); left untouched: record into a "
+                         "new file")
+
+
 class Recorder:
     """The one writer of a history file. Use `Recorder.open(path)`; close() when done."""
 
@@ -129,11 +150,13 @@ class Recorder:
 
     @classmethod
     def open(cls, path: str, retention_s: float = DEFAULT_RETENTION_S) -> Recorder:
+        for name in (path, *(path + s for s in _SIDE_FILES)):
+            fsio.check_target(name)  # a planted symlink is refused, not followed
         _check_file(path)
-        try:
-            lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise HistoryError(f"cannot open {path}: {exc.strerror}") from None
+        try:  # 0600 in a 0700 directory when we create them; ours, one link
+            lock_fd = fsio.open_append(path, flags=os.O_RDWR)
+        except fsio.WriteFailed as exc:
+            raise HistoryError(str(exc)) from None
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -142,10 +165,18 @@ class Recorder:
             who = f" by pid {holder}" if holder else ""
             raise HistoryBusy(f"{path} is being recorded{who}; one writer per file "
                               "(read it with `halfopen report`)") from None
+        db = None
         try:
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            # nofollow=1: SQLite refuses a symlink too (SQLITE_OPEN_NOFOLLOW, 3.31+)
+            db = sqlite3.connect(f"file:{urllib.parse.quote(path)}?nofollow=1", uri=True,
+                                 isolation_level=None, check_same_thread=False)
+            if os.stat(path, follow_symlinks=False).st_ino != os.fstat(lock_fd).st_ino:
+                db.close()
+                raise fsio.UnsafePath(f"{path} was replaced while opening it; left alone")
             ours = _check_schema(db, path)
-            if not ours:
+            if ours:
+                _check_intact(db, path)  # before the first write: never add to a damaged file
+            else:
                 db.execute(f"PRAGMA application_id = {APP_ID}")
                 db.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 db.execute("PRAGMA journal_mode = WAL")
@@ -159,16 +190,24 @@ class Recorder:
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA busy_timeout = 5000")
             db.execute("INSERT OR REPLACE INTO meta VALUES ('writer_pid', ?)", (str(os.getpid()),))
-        except sqlite3.DatabaseError as exc:
-            os.close(lock_fd)
-            raise HistoryError(f"{path}: {exc}") from None
+        except sqlite3.Error as exc:
+            _close(db, lock_fd)
+            raise damaged(path, exc) from None
         except BaseException:
-            os.close(lock_fd)
+            _close(db, lock_fd)
             raise
         return cls(path, db, lock_fd, retention_s)
 
     def append(self, s: Sample) -> int:
         """Write one sample in one transaction; return its id."""
+        try:
+            return self._append(s)
+        except sqlite3.Error as exc:
+            raise (HistoryError(f"cannot write {self.path}: {exc}")
+                   if isinstance(exc, sqlite3.OperationalError) else damaged(self.path, exc)) \
+                from None
+
+    def _append(self, s: Sample) -> int:
         db = self.db
         f = s.facts
         db.execute("BEGIN IMMEDIATE")
@@ -237,6 +276,12 @@ class Recorder:
             os.close(self._lock_fd)
 
 
+def _close(db: sqlite3.Connection | None, lock_fd: int) -> None:
+    if db is not None:
+        db.close()
+    os.close(lock_fd)
+
+
 def _writer_pid(path: str) -> int | None:
     try:
         with closing_reader(path) as db:
@@ -244,6 +289,44 @@ def _writer_pid(path: str) -> int | None:
             return int(row[0]) if row else None
     except (HalfopenError, sqlite3.DatabaseError, ValueError):
         return None
+
+
+@functools.lru_cache(maxsize=1)
+def _declared() -> dict[str, list[tuple[str, str]]]:
+    """table -> [(column, declared type)] of our own schema (not the file's: it may lie)."""
+    mem = sqlite3.connect(":memory:")
+    try:
+        mem.executescript(_SCHEMA)
+        tables = [r[0] for r in mem.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {t: [(r[1], r[2]) for r in mem.execute(f"PRAGMA table_info({t})")]
+                for t in tables}
+    finally:
+        mem.close()
+
+
+def _check_types(db: sqlite3.Connection, path: str) -> None:
+    """Every cell holds the type its column declares, in range; else refuse the file.
+
+    SQLite lets any cell hold any type: a damaged or hand-edited history can put
+    text where a time is, or 1e999 where a count is. Checked once here so the
+    readers and the report never meet them.
+    """
+    for table, columns in _declared().items():
+        bad = []
+        for name, kind in columns:
+            ok = ["'integer'", "'real'"] if kind in ("INTEGER", "REAL") else ["'text'"]
+            if name in _NULLABLE.get(table, ()):
+                ok.append("'null'")
+            test = f"typeof({name}) NOT IN ({', '.join(ok)})"
+            # REAL columns are times and ages in seconds: beyond 6e10 (years 69 and 3871) a
+            # date cannot be shown; INTEGER ones are counts, at most 64 bits
+            top = {"REAL": "6e10", "INTEGER": "9.2e18"}.get(kind)
+            bad.append(f"({test} OR abs({name}) > {top})" if top else test)
+        row = db.execute(f"SELECT {', '.join(c for c, _k in columns)} FROM {table} "
+                         f"WHERE {' OR '.join(bad)} LIMIT 1").fetchone()
+        if row is not None:
+            raise HistoryError(f"{path} is damaged: table {table} holds a value of the wrong "
+                               f"type ({', '.join(repr(x)[:40] for x in row)})")
 
 
 def open_reader(path: str) -> sqlite3.Connection:
@@ -258,6 +341,10 @@ def open_reader(path: str) -> sqlite3.Connection:
     try:
         if not _check_schema(db, path):
             raise UsageError(f"{path} is empty: not a halfopen history")
+        _check_types(db, path)
+    except sqlite3.Error as exc:
+        db.close()
+        raise damaged(path, exc) from None
     except BaseException:
         db.close()
         raise
@@ -266,11 +353,19 @@ def open_reader(path: str) -> sqlite3.Connection:
 
 @contextmanager
 def closing_reader(path: str) -> Iterator[sqlite3.Connection]:
+    """A reader; an SQLite error while reading (a damaged page) is one line, exit 3."""
     db = open_reader(path)
     try:
         yield db
+    except sqlite3.Error as exc:
+        raise damaged(path, exc) from None
     finally:
         db.close()
+
+
+def damaged(path: str, exc: BaseException) -> HistoryError:
+    return HistoryError(f"{path} is damaged ({exc}); `sqlite3 {path} .recover` may save "
+                        "what is left")
 
 
 @contextmanager
@@ -337,3 +432,14 @@ def oldest_close_wait_age(db: str | sqlite3.Connection, pid: int,
         if row[0] is None:
             return None
         return (now if now is not None else end) - row[0]
+
+
+def load_history(path: str, pids: list[int], span_s: float = 3600.0) -> History:
+    """The doctor's History: per-process close_wait and fd series of the last `span_s`."""
+    hist = History(source=path)
+    with closing_reader(path) as db:
+        for pid in pids:
+            for metric in ("close_wait", "fds"):
+                for t, v in proc_points(db, pid, metric, span_s):
+                    hist.add(pid, metric, t, v)
+    return hist

@@ -11,14 +11,15 @@ from halfopen.records import record
 from ..collect import snapshot as snapshots
 from ..collect import sockets as collector
 from ..collect.netns import Namespace
+from ..collect.unit import read_unit
 from ..model.filter import Filter, StateIs
 from ..model.finding import Finding
-from ..model.host import HostFacts
+from ..model.host import SOURCES, HostFacts
 from ..model.states import ALL_STATES, TcpState
-from . import hostfacts
+from . import hostfacts, identity
 from .ages import CloseWaitAges
 from .findings import Doctor
-from .sample import Sample, build
+from .sample import CollectorRun, Sample, build
 
 
 @record(frozen=True)
@@ -64,8 +65,11 @@ class Sampler:
         self.clock = clock
         self._host_facts: HostFacts | None = None  # the last full run's HostFacts
         self._host_at: float | None = None
+        self._host_run: CollectorRun | None = None  # how the last full run went
+        self._units: dict[tuple[int, str], str] = {}  # (pid, comm) -> systemd unit
         self._findings: list[Finding] | None = None  # the last doctor run's findings
         self._findings_t: float | None = None  # its unix time
+        self._doctor_s: float | None = None  # how long it took
 
     def take(self) -> Sample:
         st = self.settings
@@ -82,23 +86,30 @@ class Sampler:
         st = self.settings
         query = collector.Query(tcp_info=True, owners=True, namespaces=st.namespaces,
                                 proc=st.proc)
-        snap = snapshots.take(query, host=True, window=0)
+        timings: dict[str, float] = {}
+        snap = snapshots.take(query, host=True, window=0, timings=timings)
         t = time.time()
         model = snap.host_facts
         if model is not None:
             self._host_facts, self._host_at = model, now
+            self._host_run = CollectorRun(True, timings.get("host"))
         facts = hostfacts.from_model(model) if model is not None else hostfacts.read(st.proc)
         sample = build(t, snap.host, snap.sockets, snap.processes, facts, self._fd_limit(model),
                        snap.notes)
         self.ages.update(sample)
+        start = time.perf_counter()
         self._findings = sample.findings = self.doctor.findings(snap)
         self._findings_t = t
+        self._doctor_s = time.perf_counter() - start
         if self.doctor.note:
             sample.notes.append(self.doctor.note)
+        sample.identities = self._identities(sample, snap.processes)
+        sample.collectors = self._collectors(snap.source, timings.get("sockets"), sample)
         return sample
 
     def _take_streamed(self) -> Sample:
         st = self.settings
+        start = time.perf_counter()
         first = collector.collect(collector.Query(
             filter=_CLOSE_WAIT, tcp_info=True, owners=True, namespaces=st.namespaces,
             proc=st.proc))
@@ -111,6 +122,7 @@ class Sampler:
         sample = build(time.time(), os.uname().nodename,
                        itertools.chain(first.sockets, rest.sockets), processes, facts,
                        self._fd_limit(self._host_facts), notes)
+        dumped = time.perf_counter() - start
         self.ages.update(sample)
         if self.doctor.available:
             sample.findings = self._findings
@@ -120,9 +132,11 @@ class Sampler:
                                     f"{st.host_every_s:g} s)")
         if self.doctor.note:
             sample.notes.append(self.doctor.note)
+        sample.identities = self._identities(sample, processes)
+        sample.collectors = self._collectors(first.source, dumped, sample)
         return sample
 
-    def _fd_limit(self, model):
+    def _fd_limit(self, model: HostFacts | None):
         proc = self.settings.proc
 
         def fd_limit(pid: int) -> int | None:
@@ -131,3 +145,38 @@ class Sampler:
                 return None if lim.nofile_soft < 0 else lim.nofile_soft
             return hostfacts.fd_limit(pid, proc)
         return fd_limit
+
+    def _identities(self, sample: Sample, processes: dict) -> dict[int, identity.Identity]:
+        """What survives a restart, for every TCP socket owner and every pid a finding
+        names: comm, the systemd unit, and the container when the owner record carries
+        one. The unit is read from /proc/PID/cgroup once per (pid, comm) while the pid
+        keeps appearing (a read costs 0.1 ms on a loaded host; a process that exec()s
+        or a reused pid has a new comm, so it is read again)."""
+        comms = {pid: p.comm for pid, p in sample.processes.items()}
+        for f in sample.findings or ():
+            pid = f.subject.get("pid")
+            if isinstance(pid, int):
+                comms.setdefault(pid, str(f.subject.get("comm", "")))
+        units = {}
+        for key in comms.items():
+            cached = self._units.get(key)
+            units[key] = cached if cached is not None else read_unit(key[0], self.settings.proc)
+        self._units = units  # forget the pids that are gone
+        return {pid: identity.of(comm, units[pid, comm],
+                                 getattr(processes.get(pid), "container", None))
+                for pid, comm in comms.items()}
+
+    def _collectors(self, source: str, sockets_s: float | None,
+                    sample: Sample) -> dict[str, CollectorRun]:
+        """sockets (0 when the dump fell back to /proc/net/tcp: no tcp_info, no ages),
+        the host run and its sources as of its last run, the doctor (its last run)."""
+        out = {"sockets": CollectorRun(source == "sock_diag", sockets_s)}
+        if self._host_run is not None and self._host_facts is not None:
+            out["host"] = self._host_run
+            failed = {key.partition("@")[0] for key in self._host_facts.unavailable}
+            for src in SOURCES:
+                out[src] = CollectorRun(src not in failed)
+        if self.doctor.available:
+            out["doctor"] = CollectorRun(sample.findings is not None, self._doctor_s)
+        return out
+
