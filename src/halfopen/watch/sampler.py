@@ -101,6 +101,9 @@ class Sampler:
         self._findings = sample.findings = self.doctor.findings(snap)
         self._findings_t = t
         self._doctor_s = time.perf_counter() - start
+        # counted from the end of the run: on a host where it takes longer than
+        # host_every_s, every sample would otherwise be a full one
+        self._host_at = self.clock()
         if self.doctor.note:
             sample.notes.append(self.doctor.note)
         sample.identities = self._identities(sample, snap.processes)
