@@ -9,6 +9,7 @@ import click
 
 from ..errors import EXIT_CRITICAL
 from ..fix import retrofit
+from ..kernel import identity
 from ..model import filter as filters
 from .format import endpoint, table
 from .options import filter_argument
@@ -52,8 +53,9 @@ def keepalive(pid: int, filter_words: tuple[str, ...], idle: int, interval: int,
     settings.check()
     retrofit.check_pid(pid)
     flt = filters.parse(filter_words)
+    start = identity.start_time(pid)  # the process whose sockets are listed is the one set
     targets = retrofit.find_sockets(pid, flt)
-    results = retrofit.retrofit(pid, targets, settings, apply=yes, release=release)
+    results = retrofit.retrofit(pid, targets, settings, apply=yes, release=release, start=start)
     failed = [r for r in results if r.result == "failed"]
     if as_json:
         json.dump({"schema": "halfopen.keepalive/1", "pid": pid, "dry_run": not yes,
