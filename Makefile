@@ -38,7 +38,8 @@ LINT_VENV = build/venv-lint
 lint: $(LINT_VENV)/.ok
 	$(LINT_VENV)/bin/ruff check src tests bench
 	$(LINT_VENV)/bin/mypy
-	$(LINT_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit/test_layers.py
+	# the layers of this checkout, not of the copy installed in the lint venv
+	PYTHONPATH=src $(LINT_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit/test_layers.py
 
 $(LINT_VENV)/.ok: pyproject.toml
 	$(PYTHON) -m venv $(LINT_VENV)

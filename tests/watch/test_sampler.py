@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from halfopen.model.snapshot import Snapshot
 from halfopen.watch import sampler as sampler_mod
+from halfopen.watch.findings import Doctor
 from halfopen.watch.sampler import Sampler, Settings
 
 
@@ -26,7 +27,7 @@ def test_full_host_run_throttled(monkeypatch):
     monkeypatch.setattr(sampler_mod.hostfacts, "from_model", lambda m: sampler_mod.hostfacts.HostStats())
     now = [0.0]
     s = Sampler(Settings(host_every_s=30), clock=lambda: now[0])
-    s.doctor._run = lambda snap: seen.append(snap.host_facts) or []
+    s.doctor = Doctor(run=lambda snap: seen.append(snap.host_facts) or [])
     for t in (0, 1, 29, 30, 31, 61):
         now[0] = t
         s.take()

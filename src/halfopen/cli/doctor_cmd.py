@@ -6,10 +6,13 @@ import sys
 
 import click
 
+from .. import store
+from ..collect import live, stamp
 from ..diagnose import middlebox
 from ..diagnose import report as rep
 from ..diagnose.context import Options
 from ..errors import UsageError
+from ..watch import history as watch_history
 from . import doctor_out
 from .options import namespace_options, resolve_namespaces
 
@@ -70,19 +73,18 @@ def doctor(pid: int | None, port: int | None, window: float, middleboxes: tuple[
         if any((netns_name, netns_pid, all_netns)) or nginx_config is not None:
             raise UsageError("--snapshot reads nothing live: drop --netns/--netns-pid/"
                              "--all-netns/--nginx-config")
-        snap, nginx = rep.load(snapshot_file)
+        snap, nginx = store.load_snapshot(snapshot_file)
         note = ""
     else:
         spaces = resolve_namespaces(netns_name, netns_pid, all_netns)
-        snap, nginx, note = rep.take_live(spaces, window, nginx_config=nginx_config)
+        snap, nginx, note = live.take_live(spaces, window, nginx_config=nginx_config)
     if save_snapshot is not None:
-        rep.save(save_snapshot, snap, nginx)
+        store.save_snapshot(save_snapshot, snap, nginx)
     history = None
     if history_file is not None:
-        history = rep.load_history(history_file, sorted(snap.processes))
+        history = watch_history.load_history(history_file, sorted(snap.processes))
     report = rep.diagnose(snap, options, history, nginx, note)
     if snapshot_file is None:
-        from ..collect import stamp  # noqa: PLC0415 - live runs only
         stamp.stamp(report.findings, snap.taken_at)
     if as_json:
         doctor_out.write_json(report, sys.stdout)

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from .. import fsio
+from ..collect import stamp
 from ..diagnose import middlebox
 from ..diagnose.context import Options
 from ..errors import EXIT_WARNING, UsageError
@@ -144,9 +145,10 @@ def _findings(path: str | None, spaces: tuple, window: float,
             return [Finding.from_dict(d) for d in items]
         except (KeyError, TypeError) as exc:
             raise UsageError(f"{path}: not doctor --json output ({exc})") from None
-    from ..collect import stamp  # noqa: PLC0415
-    from ..diagnose import report  # noqa: PLC0415 - the doctor is heavy; load on use
-    snap, nginx, note = report.take_live(spaces, window, nginx_config=nginx_config)
+    # the doctor is heavy: load it only when fix must take its own findings
+    from ..collect import live  # noqa: PLC0415
+    from ..diagnose import report  # noqa: PLC0415
+    snap, nginx, note = live.take_live(spaces, window, nginx_config=nginx_config)
     findings = report.diagnose(snap, options, nginx=nginx, nginx_note=note).findings
     stamp.stamp(findings, snap.taken_at)
     return findings

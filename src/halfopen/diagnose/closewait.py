@@ -39,6 +39,7 @@ from __future__ import annotations
 from collections import Counter
 
 from ..model.finding import Finding, Fix
+from ..model.history import slope_per_s
 from ..model.host import UNLIMITED
 from ..model.states import TcpState
 from .common import (
@@ -57,7 +58,6 @@ from .common import (
     who,
 )
 from .context import Context, Unavailable
-from .history import slope_per_s
 
 STUCK_AGE_S = 30  # a live application closes within milliseconds of reading EOF
 OLD_AGE_S = 3600  # even one socket this old in CLOSE_WAIT is a bug, not a slow close

@@ -13,13 +13,13 @@ from dataclasses import field
 
 from halfopen.records import record
 
+from ..model.history import History
 from ..model.host import HostFacts, NamespaceHost, Tunables
 from ..model.nginx import NginxConf
 from ..model.snapshot import Snapshot
 from ..model.socket import Socket
 from ..model.states import TcpState
 from .common import is_local_peer
-from .history import History
 from .middlebox import Middlebox
 
 ESTABLISHED = int(TcpState.ESTABLISHED)

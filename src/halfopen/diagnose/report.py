@@ -1,26 +1,25 @@
 """The doctor's report: run every rule on a snapshot, order, focus, status, JSON.
 
 `diagnose()` is pure (a Snapshot in, a Report out) so `fix`, `watch` and the
-exporter reuse it on any snapshot. `take_live()` is the one place that reads
-the system for the doctor: a snapshot with host facts, and nginx's
-configuration when nginx runs.
+exporter reuse it on any snapshot. Reading the live system is
+collect.live.take_live; snapshot files are halfopen.store; history files
+watch.history.load_history.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import field
 from typing import Any
 
 from halfopen.records import record
 
-from ..errors import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING, UsageError
+from ..errors import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING
 from ..model.finding import SEVERITY_RANK, Finding
+from ..model.history import History
 from ..model.nginx import NginxConf
 from ..model.snapshot import Snapshot
 from . import registry
 from .context import Context, Options
-from .history import History
 
 SCHEMA = "halfopen.doctor/1"
 # Worst first: critical, warning, unknown, info (unknown is "could not check", not worse
@@ -90,46 +89,3 @@ def diagnose(snapshot: Snapshot, options: Options = Options(), history: History 
         notes.append(nginx_note)
     return Report(snapshot.host, snapshot.kernel, snapshot.taken_at, window,
                   status_of(findings, checked), findings, checked, unknown, notes)
-
-
-# ---------------------------------------------------------------- I/O: live and saved
-
-def take_live(namespaces: tuple = (), window_s: float = 3.0, read_nginx: bool = True,
-              nginx_config: str | None = None) -> tuple[Snapshot, NginxConf | None, str]:
-    """Read the system: every TCP socket with owners and tcp_info, host facts, nginx."""
-    from ..collect import nginx_conf, sockets  # noqa: PLC0415
-    from ..collect import snapshot as snap_mod
-    query = sockets.Query(tcp_info=True, owners=True, namespaces=namespaces)
-    snap = snap_mod.take_full(query, window=window_s)
-    nginx, note = (nginx_conf.read(snap, config=nginx_config) if read_nginx else (None, ""))
-    return snap, nginx, note
-
-
-def save(path: str, snapshot: Snapshot, nginx: NginxConf | None) -> None:
-    """A snapshot file (halfopen.snapshot/1) with the doctor's extra facts under "doctor"."""
-    data = snapshot.to_dict()
-    data["doctor"] = {"nginx": nginx.to_dict() if nginx is not None else None}
-    from .. import fsio  # noqa: PLC0415 - I/O section
-    fsio.write_atomic(path, json.dumps(data), mode=0o600)
-
-
-def load(path: str) -> tuple[Snapshot, NginxConf | None]:
-    snap = Snapshot.load(path)
-    try:
-        with open(path) as f:
-            extra = (json.load(f).get("doctor") or {}).get("nginx")
-    except (OSError, ValueError, AttributeError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from None
-    return snap, (NginxConf.from_dict(extra) if extra else None)
-
-
-def load_history(path: str, pids: list[int], span_s: float = 3600.0) -> History:
-    """Per-process close_wait and fd series from a `halfopen watch --record` file."""
-    from ..watch import history as watch_history  # noqa: PLC0415
-    hist = History(source=path)
-    with watch_history.closing_reader(path) as db:
-        for pid in pids:
-            for metric in ("close_wait", "fds"):
-                for t, v in watch_history.proc_points(db, pid, metric, span_s):
-                    hist.add(pid, metric, t, v)
-    return hist

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import Counter
 
 from ..model.finding import Evidence, Finding
+from ..model.history import slope_per_s
 from ..model.host import UNLIMITED
 from ..model.states import TcpState
 from .common import (
@@ -40,7 +41,6 @@ from .common import (
     who,
 )
 from .context import Context, Unavailable
-from .history import slope_per_s
 
 FD_WARN = 0.8
 FD_CRITICAL = 0.95

@@ -1,12 +1,11 @@
 """A Snapshot: the kernel's TCP table and its owners at one moment.
 
-Later pieces (doctor, watch) consume it; it saves to JSON and loads back, so
-rules can run on recorded data as well as on a live kernel.
+Later pieces (doctor, watch) consume it; it turns into JSON and back (files:
+halfopen.store), so rules can run on recorded data as well as on a live kernel.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import field
 from typing import Any
 
@@ -59,17 +58,3 @@ class Snapshot:
             host_facts=(HostFacts.from_dict(d["host_facts"])
                         if d.get("host_facts") is not None else None),
         )
-
-    @classmethod
-    def load(cls, path: str) -> Snapshot:
-        try:
-            with open(path) as f:
-                data = json.load(f)
-        except OSError as exc:
-            raise UsageError(f"cannot read snapshot {path}: {exc.strerror}") from None
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{path} is not JSON: {exc}") from None
-        try:
-            return cls.from_dict(data)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise UsageError(f"{path} is not a valid halfopen snapshot: {exc}") from None

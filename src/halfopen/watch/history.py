@@ -39,6 +39,7 @@ from contextlib import contextmanager
 
 from .. import fsio
 from ..errors import HalfopenError, UsageError
+from ..model.history import History
 from . import trend
 from .sample import Sample
 
@@ -347,3 +348,14 @@ def oldest_close_wait_age(db: str | sqlite3.Connection, pid: int,
         if row[0] is None:
             return None
         return (now if now is not None else end) - row[0]
+
+
+def load_history(path: str, pids: list[int], span_s: float = 3600.0) -> History:
+    """The doctor's History: per-process close_wait and fd series of the last `span_s`."""
+    hist = History(source=path)
+    with closing_reader(path) as db:
+        for pid in pids:
+            for metric in ("close_wait", "fds"):
+                for t, v in proc_points(db, pid, metric, span_s):
+                    hist.add(pid, metric, t, v)
+    return hist

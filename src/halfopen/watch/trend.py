@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..diagnose.history import slope_per_s as slope
+from ..model.history import slope_per_s as slope
 
 
 def per_minute(points: Sequence[tuple[float, float]]) -> float | None:

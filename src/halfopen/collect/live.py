@@ -1,0 +1,22 @@
+"""What the doctor reads from a live system: one call for `doctor` and `fix`.
+
+Every TCP socket with owners and tcp_info, the host facts (counters sampled
+`window_s` apart), and nginx's configuration when nginx runs.
+"""
+
+from __future__ import annotations
+
+from ..model.nginx import NginxConf
+from ..model.snapshot import Snapshot
+from . import nginx_conf, sockets
+from . import snapshot as snapshots
+from .netns import Namespace
+
+
+def take_live(namespaces: tuple[Namespace, ...] = (), window_s: float = 3.0, read_nginx: bool = True,
+              nginx_config: str | None = None) -> tuple[Snapshot, NginxConf | None, str]:
+    """(snapshot, nginx conf or None, a note on nginx or ""); `nginx_config` names the file to read."""
+    query = sockets.Query(tcp_info=True, owners=True, namespaces=namespaces)
+    snap = snapshots.take_full(query, window=window_s)
+    nginx, note = nginx_conf.read(snap, config=nginx_config) if read_nginx else (None, "")
+    return snap, nginx, note
