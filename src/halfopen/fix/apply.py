@@ -17,6 +17,7 @@ from typing import Any
 
 from halfopen.records import record
 
+from .. import fsio
 from ..collect import netns
 from ..errors import HalfopenError
 from ..kernel import identity
@@ -219,6 +220,9 @@ def rollback(path: str, jnl: journal.Journal, proc: str = "/proc",
             continue
         except ProcessGone as exc:
             outcome, detail = "gone", f"{exc}; left alone"
+        except (fsio.UnsafePath, fsio.WriteFailed) as exc:  # kept pending: try again later
+            done.append(Done(entry["target"], "failed", str(exc)))
+            continue
         except OSError as exc:
             done.append(Done(entry["target"], "failed", _oserror(exc)))
             continue
