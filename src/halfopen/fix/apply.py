@@ -67,9 +67,9 @@ def apply(steps: list[Step], jnl: journal.Journal, proc: str = "/proc",
         try:
             done.append(_APPLY[step.action](step, jnl, proc, sys_root))
         except journal.JournalError as exc:
-            if done and any(d.outcome == "set" for d in done):
+            if exc.changed or any(d.outcome == "set" for d in done):
                 raise Failed(str(exc), done) from exc
-            raise
+            raise  # nothing was changed: the one line, exit 2
         except OSError as exc:
             raise Failed(f"{step.action} {step.target}: {_oserror(exc)}", done) from exc
         except HalfopenError as exc:
