@@ -7,14 +7,21 @@ be checked against the headers.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 from halfopen.records import record
 
+from .container import Container
 from .states import STATE_BY_KEY, state_name
 
 # idiag_timer values (net/ipv4/inet_diag.c inet_sk_diag_fill, inet_twsk_diag_fill).
 TIMER_NAMES = {0: "off", 1: "on", 2: "keepalive", 3: "timewait", 4: "persist"}
+
+# Socket.direction: the connection was accepted by a listener of its namespace, or this
+# host connected out.
+INBOUND = "in"
+OUTBOUND = "out"
+DIRECTIONS = (INBOUND, OUTBOUND)
 
 # sk_shutdown bits (include/net/sock.h): RCV_SHUTDOWN 1, SEND_SHUTDOWN 2.
 RCV_SHUTDOWN = 1
@@ -116,6 +123,18 @@ class Owner(NamedTuple):
     pid: int
     comm: str
     fd: int
+    container: Optional[Container] = None  # None: on the host, or not known
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"pid": self.pid, "comm": self.comm, "fd": self.fd}
+        if self.container is not None:
+            d["container"] = self.container.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Owner:
+        c = d.get("container")
+        return cls(d["pid"], d["comm"], d["fd"], Container.from_dict(c) if c else None)
 
 
 @record
@@ -141,6 +160,14 @@ class Socket:
     tcp_info: TcpInfo | None = None
     meminfo: SkMemInfo | None = None
     owners: tuple[Owner, ...] = ()
+    # DIRECTIONS: "in" when the local port is a listening port of the namespace, "out"
+    # otherwise; None for listeners and when unknown (set by collect.direction).
+    direction: str | None = None
+    # For the dev/fwmark/cgroup filter words: idiag_if (sk_bound_dev_if), and the
+    # INET_DIAG_MARK / INET_DIAG_CGROUP_ID attributes (full sockets only: None).
+    ifindex: int = 0
+    mark: int | None = None
+    cgroup_id: int | None = None
 
     @property
     def state_name(self) -> str:
@@ -168,11 +195,12 @@ class Socket:
             "uid": self.uid,
             "inode": self.inode,
             "cookie": self.cookie,
+            "direction": self.direction,
         }
         if self.shutdown is not None:
             d["shutdown"] = self.shutdown
         if self.owners:
-            d["owners"] = [{"pid": o.pid, "comm": o.comm, "fd": o.fd} for o in self.owners]
+            d["owners"] = [o.to_dict() for o in self.owners]
         if self.tcp_info is not None:
             d["tcp_info"] = {k: v for k, v in zip(TCP_INFO_FIELDS, self.tcp_info)
                              if v is not None}
@@ -185,15 +213,19 @@ class Socket:
         timer = {v: k for k, v in TIMER_NAMES.items()}.get(d["timer"], 0)
         ti = d.get("tcp_info")
         mi = d.get("meminfo")
+        direction = d.get("direction")
+        if direction is not None and direction not in DIRECTIONS:
+            raise ValueError(f"direction {direction!r}: want one of {DIRECTIONS} or null")
         return cls(
             family=d["family"], state=int(STATE_BY_KEY[d["state"]]),
             local_addr=d["local_addr"], local_port=d["local_port"],
             peer_addr=d["peer_addr"], peer_port=d["peer_port"],
             recv_q=d["recv_q"], send_q=d["send_q"], timer=timer,
             timer_expires_ms=d["timer_expires_ms"], timer_retrans=d["timer_retrans"],
-            uid=d["uid"], inode=d["inode"], cookie=d["cookie"], netns=d["netns"],
+            uid=d["uid"], inode=d["inode"], cookie=d["cookie"], netns=d.get("netns", "host"),
             shutdown=d.get("shutdown"),
             tcp_info=TcpInfo(**ti) if ti is not None else None,
             meminfo=SkMemInfo(**mi) if mi is not None else None,
-            owners=tuple(Owner(**o) for o in d.get("owners", ())),
+            owners=tuple(Owner.from_dict(o) for o in d.get("owners", ())),
+            direction=direction,
         )

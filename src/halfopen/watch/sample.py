@@ -21,11 +21,13 @@ from dataclasses import field
 
 from halfopen.records import record
 
+from ..model.container import Container
 from ..model.finding import Finding
 from ..model.process import Process
 from ..model.socket import Socket
 from ..model.states import TcpState, state_name
 from .hostfacts import HostStats
+from .identity import Identity
 
 CLOSE_WAIT = int(TcpState.CLOSE_WAIT)
 LISTEN = int(TcpState.LISTEN)
@@ -40,6 +42,7 @@ class ProcSample:
     fd_limit: int | None = None
     states: dict[str, int] = field(default_factory=dict)  # "close_wait" -> n
     oldest_close_wait_s: float | None = None  # lower bound, see module docstring
+    container: Container | None = None  # None: on the host, or not known
 
     @property
     def total(self) -> int:
@@ -62,6 +65,14 @@ class Listener:
     comm: str = ""
 
 
+@record(frozen=True)
+class CollectorRun:
+    """How one collector did on this sample: the exporter's collector gauges."""
+
+    success: bool
+    duration_s: float | None = None  # None: no timing (a host source inside the host run)
+
+
 @record
 class Sample:
     t: float  # unix time
@@ -74,6 +85,8 @@ class Sample:
     # ^ cookie -> (pid or 0, age estimate in s); cookie 0 (procfs) is not kept
     findings: list[Finding] | None = None  # None: the doctor did not run
     notes: list[str] = field(default_factory=list)
+    identities: dict[int, Identity] = field(default_factory=dict)  # pid -> what survives restarts
+    collectors: dict[str, CollectorRun] = field(default_factory=dict)  # "sockets" -> run
 
     def state_totals(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -128,6 +141,7 @@ def build(t: float, host: str, sockets: Iterable[Socket], processes: dict[int, P
         proc = processes.get(pid)
         if proc is not None:
             p.fds = proc.fd_count
+            p.container = proc.container
         p.fd_limit = fd_limit(pid)
     flat: list[Listener] = []
     for port_key, group in sorted(listeners.items()):
