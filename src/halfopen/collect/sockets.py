@@ -15,10 +15,11 @@ from typing import IO, Any
 
 from halfopen.records import record
 
+from ..kernel import netlink
 from ..model.filter import Filter
 from ..model.socket import Socket
 from ..model.states import ALL_STATES
-from . import bytecode, netlink, netns, owners, procfs_tcp, sock_diag
+from . import bytecode, netns, owners, procfs_tcp, sock_diag
 
 SOURCES = ("auto", "sock_diag", "procfs")
 

@@ -1,0 +1,1 @@
+"""Kernel access below collect: small readers of /proc and socket options."""
