@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from . import fsio
 from .errors import UsageError
 from .model.nginx import NginxConf
 from .model.snapshot import Snapshot
@@ -17,8 +18,8 @@ from .model.snapshot import Snapshot
 def save_snapshot(path: str, snapshot: Snapshot, nginx: NginxConf | None = None) -> None:
     data = snapshot.to_dict()
     data["doctor"] = {"nginx": nginx.to_dict() if nginx is not None else None}
-    with open(path, "w") as f:
-        json.dump(data, f)
+    # root writes it: never through a planted symlink (fsio), readable by root only
+    fsio.write_atomic(path, json.dumps(data), mode=0o600)
 
 
 def load_snapshot(path: str) -> tuple[Snapshot, NginxConf | None]:

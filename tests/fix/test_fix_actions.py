@@ -83,6 +83,7 @@ def test_keepalive_and_kill_from_findings(netns, start_peer, state_dir, run, tmp
     code, out, err = run("fix", "--findings", path, "--apply")
     assert code == 0 and "2 sockets now keepalive 20s/4s x3" in out, err
     kinds = [json.loads(line)["kind"] for line in (state_dir / "journal.jsonl").read_text().splitlines()]
+    kinds = [k for k in kinds if k != "done"]  # the write-ahead marks
     assert kinds == ["keepalive", "keepalive"]
     code, out, _err = run("fix", "--rollback")
     assert code == 0 and out.count("restored") == 2
@@ -95,7 +96,7 @@ def test_keepalive_and_kill_from_findings(netns, start_peer, state_dir, run, tmp
     assert code == 0 and "2 sockets destroyed" in out, err
     assert peer.ask("send")["errnos"] == [103, 103]  # ECONNABORTED
     code, out, _err = run("fix", "--rollback")
-    assert code == 0 and out.count("cannot undo") == 2
+    assert code == 0 and out.count("cannot undo") == 1  # one journal line per kill step
 
 
 def test_missing_pid_is_one_line_exit_64(state_dir, run, tmp_path):

@@ -51,7 +51,7 @@ def test_journal_pending_newest_first(tmp_path):
 def test_journal_unwritable_stops_early(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(UsageError, match="cannot write the journal"):
+    with pytest.raises(journal.JournalError, match="cannot write"):
         journal.Journal(str(blocker / "journal.jsonl")).open()
 
 

@@ -40,7 +40,8 @@ def host_value(key: str) -> str:
 
 def journal_lines(state_dir) -> list[dict]:
     path = state_dir / "journal.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    lines = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+    return [e for e in lines if e["kind"] != "done"]  # the write-ahead marks
 
 
 def test_apply_twice_persist_rollback(netns, state_dir, run, tmp_path):
@@ -132,11 +133,13 @@ def test_failure_midway_journal_and_rollback(netns, state_dir, run, tmp_path):
     code, _out, err = run("fix", "--findings", path, "--apply")
     assert code == 2
     assert "ip_local_port_range" in err and "EINVAL" in err and "--rollback" in err
-    assert [e["target"] for e in journal_lines(state_dir)] == ["net.ipv4.tcp_keepalive_time"]
+    # write-ahead: the refused change's intent is on disk, with no "done" line after it
+    assert [e["target"] for e in journal_lines(state_dir)] == \
+        ["net.ipv4.tcp_keepalive_time", "net.ipv4.ip_local_port_range"]
     assert ns_value(netns, "net.ipv4.tcp_keepalive_time") == "300"
     assert ns_value(netns, "net.core.somaxconn") == "4096"  # never reached
     code, out, _err = run("fix", "--rollback")
-    assert code == 0 and "restored" in out
+    assert code == 0 and "restored" in out and "never made" in out
     assert ns_value(netns, "net.ipv4.tcp_keepalive_time") == "7200"
 
 

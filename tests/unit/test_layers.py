@@ -23,6 +23,7 @@ LAYERS = {
     "units": 0,
     "errors": 0,
     "records": 0,
+    "fsio": 1,  # files written as root; errors below it, model beside it
     "model": 1,
     "store": 2,  # snapshot files: model records to and from disk
     "kernel": 2,

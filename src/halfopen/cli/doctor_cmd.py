@@ -7,7 +7,7 @@ import sys
 import click
 
 from .. import store
-from ..collect import live
+from ..collect import live, stamp
 from ..diagnose import middlebox
 from ..diagnose import report as rep
 from ..diagnose.context import Options
@@ -49,10 +49,14 @@ def _middleboxes(words: tuple[str, ...], file: str | None) -> tuple[middlebox.Mi
               help="A `halfopen watch --record` file: growth and time-to-limit from it.")
 @click.option("--min-age", type=click.FloatRange(min=0), metavar="SECONDS",
               help="Override every age threshold (CLOSE_WAIT age, idle time, no-ACK time).")
+@click.option("--nginx-config", metavar="FILE",
+              help="nginx's configuration file, read instead of the running master's "
+                   "(its -c, else /etc/nginx/nginx.conf).")
 def doctor(pid: int | None, port: int | None, window: float, middleboxes: tuple[str, ...],
            middlebox_file: str | None, as_json: bool, verbose: bool, netns_name: str | None,
            netns_pid: int | None, all_netns: bool, snapshot_file: str | None,
-           save_snapshot: str | None, history_file: str | None, min_age: float | None) -> int:
+           save_snapshot: str | None, history_file: str | None, min_age: float | None,
+           nginx_config: str | None) -> int:
     """Diagnose half-open connections and the exhaustion they cause.
 
     \b
@@ -66,19 +70,22 @@ def doctor(pid: int | None, port: int | None, window: float, middleboxes: tuple[
     boxes = _middleboxes(middleboxes, middlebox_file)
     options = Options(pid=pid, port=port, middleboxes=boxes, min_age_s=min_age)
     if snapshot_file is not None:
-        if any((netns_name, netns_pid, all_netns)):
-            raise UsageError("--snapshot reads no namespaces: drop --netns/--netns-pid/--all-netns")
+        if any((netns_name, netns_pid, all_netns)) or nginx_config is not None:
+            raise UsageError("--snapshot reads nothing live: drop --netns/--netns-pid/"
+                             "--all-netns/--nginx-config")
         snap, nginx = store.load_snapshot(snapshot_file)
         note = ""
     else:
         spaces = resolve_namespaces(netns_name, netns_pid, all_netns)
-        snap, nginx, note = live.take_live(spaces, window)
+        snap, nginx, note = live.take_live(spaces, window, nginx_config=nginx_config)
     if save_snapshot is not None:
         store.save_snapshot(save_snapshot, snap, nginx)
     history = None
     if history_file is not None:
         history = watch_history.load_history(history_file, sorted(snap.processes))
     report = rep.diagnose(snap, options, history, nginx, note)
+    if snapshot_file is None:
+        stamp.stamp(report.findings, snap.taken_at)
     if as_json:
         doctor_out.write_json(report, sys.stdout)
     else:

@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from .. import fsio
+from ..collect import stamp
 from ..diagnose import middlebox
 from ..diagnose.context import Options
 from ..errors import EXIT_WARNING, UsageError
@@ -42,11 +44,13 @@ SCHEMA = "halfopen.fix/1"
               help="Passed to the doctor: override every age threshold.")
 @click.option("--middlebox", "middleboxes", multiple=True, metavar="NAME|SECONDS",
               help="Passed to the doctor: a NAT/firewall/LB on the path. Repeatable.")
+@click.option("--nginx-config", metavar="FILE",
+              help="Passed to the doctor: nginx's configuration file.")
 @namespace_options
 def fix(finding_ids: tuple[str, ...], do_apply: bool, persist: bool, rollback: bool,
         as_json: bool, findings_file: str | None, journal_path: str | None,
         sysctl_file: str | None, window: float, min_age: float | None,
-        middleboxes: tuple[str, ...], netns_name: str | None,
+        middleboxes: tuple[str, ...], nginx_config: str | None, netns_name: str | None,
         netns_pid: int | None, all_netns: bool) -> int:
     """Plan the doctor's automatic fixes; apply them with --apply.
 
@@ -68,16 +72,20 @@ def fix(finding_ids: tuple[str, ...], do_apply: bool, persist: bool, rollback: b
             raise UsageError("--rollback takes no finding ids, --apply or --persist")
         return _rollback(jpath, as_json)
     spaces = resolve_namespaces(netns_name, netns_pid, all_netns)
-    if findings_file is not None and (min_age is not None or middleboxes):
-        raise UsageError("--min-age and --middlebox are the doctor's: drop them with --findings")
+    if findings_file is not None and (min_age is not None or middleboxes or nginx_config):
+        raise UsageError("--min-age, --middlebox and --nginx-config are the doctor's: drop "
+                         "them with --findings")
     options = Options(middleboxes=tuple(middlebox.parse(w) for w in middleboxes),
                       min_age_s=min_age)
-    findings = _findings(findings_file, spaces, window, options)
+    findings = _findings(findings_file, spaces, window, options, nginx_config)
     findings, outside = _in_spaces(findings, spaces)
     chosen, notes = plan.select(findings, finding_ids)
     notes += outside
     steps = plan.build(chosen, only_netns={s.name for s in spaces} if spaces else None)
     spath = sysctl_file or persist_file.default_path()
+    if persist:  # refuse a planted symlink before anything changes
+        fsio.check_target(spath)
+        fsio.check_target(persist_file.backup_path(spath))
     if not do_apply:
         _show_plan(steps, notes, persist and spath, as_json)
         return 0
@@ -92,13 +100,15 @@ def fix(finding_ids: tuple[str, ...], do_apply: bool, persist: bool, rollback: b
                                  "before it; `halfopen fix --rollback` restores it") from None
     _show_done(done, steps, notes, jpath, as_json)
     if findings_file is None and not as_json and any(d.outcome == "set" for d in done):
-        _verify(chosen, spaces, window, options)
+        _verify(chosen, spaces, window, options, nginx_config)
     return 0
 
 
-def _verify(chosen: list[Finding], spaces: tuple, window: float, options: Options) -> None:
+def _verify(chosen: list[Finding], spaces: tuple, window: float, options: Options,
+            nginx_config: str | None = None) -> None:
     """Run the doctor again (same options) and name the findings it still reports."""
-    again = {f.id for f in _in_spaces(_findings(None, spaces, window, options), spaces)[0]}
+    again = {f.id for f in _in_spaces(_findings(None, spaces, window, options, nginx_config),
+                                       spaces)[0]}
     left = sorted({f.id for f in chosen} & again)
     if left:
         click.echo("doctor, run again, still reports: " + ", ".join(left) + " (keepalive "
@@ -123,7 +133,7 @@ def _in_spaces(findings: list[Finding], spaces: tuple) -> tuple[list[Finding], l
 
 
 def _findings(path: str | None, spaces: tuple, window: float,
-              options: Options = Options()) -> list[Finding]:
+              options: Options = Options(), nginx_config: str | None = None) -> list[Finding]:
     if path is not None:
         try:
             with open(path) as f:
@@ -138,13 +148,17 @@ def _findings(path: str | None, spaces: tuple, window: float,
     # the doctor is heavy: load it only when fix must take its own findings
     from ..collect import live  # noqa: PLC0415
     from ..diagnose import report  # noqa: PLC0415
-    snap, nginx, note = live.take_live(spaces, window)
-    return report.diagnose(snap, options, nginx=nginx, nginx_note=note).findings
+    snap, nginx, note = live.take_live(spaces, window, nginx_config=nginx_config)
+    findings = report.diagnose(snap, options, nginx=nginx, nginx_note=note).findings
+    stamp.stamp(findings, snap.taken_at)
+    return findings
 
 
 def _arrow(step: plan.Step) -> str:
     if step.status == "already set":
         return f"{step.current} (already set)"
+    if step.status == "skipped":
+        return "skipped: not the process or namespace diagnosed"
     if step.current is None and step.new is None:
         return "-"
     return f"{step.current} -> {step.new}"
@@ -172,8 +186,10 @@ def _show_plan(steps: list[plan.Step], notes: list[str], persist_path: str | Non
             if s.note:
                 click.echo(f"  {s.target}: {s.note}")
         changes = sum(s.status == "change" for s in auto)
-        click.echo(f"plan: {changes} change(s), {len(auto) - changes} already set; "
-                   "nothing was changed (add --apply)")
+        skipped = sum(s.status == "skipped" for s in auto)
+        click.echo(f"plan: {changes} change(s), {len(auto) - changes - skipped} already set"
+                   + (f", {skipped} skipped" if skipped else "")
+                   + "; nothing was changed (add --apply)")
         if persist_path:
             click.echo(f"--persist would also write the host's sysctls to {persist_path}")
     _show_manual(steps)

@@ -70,11 +70,15 @@ def run(scenario: str, keep: bool, as_json: bool) -> int:
 
 @lab.command("clean")
 def clean() -> int:
-    """Remove what a crashed or --keep run left: namespaces, processes, host sysctls."""
+    """Remove what a crashed or --keep run recorded: namespaces, processes, host sysctls.
+
+    Only what the lab's state file names is touched; other ho-* namespaces
+    and their processes are left alone, and listed."""
     from ..lab import runner
     missing = runner.preflight()
     if missing:
         raise LabUnavailable(missing)
     removed = runner.clean()
-    click.echo("\n".join(f"removed {r}" for r in removed) if removed else "nothing to clean")
+    lines = [r if r.startswith("left alone") else f"removed {r}" for r in removed]
+    click.echo("\n".join(lines) if lines else "nothing to clean")
     return 0

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
-from ..errors import HalfopenError
+from .. import fsio
 from ..watch import history
 from ..watch import report as reports
 
@@ -27,14 +26,6 @@ def report(db_path: str, out: str | None) -> int:
     if out is None:
         sys.stdout.write(page)
         return 0
-    tmp = f"{out}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            f.write(page)
-        os.replace(tmp, out)
-    except OSError as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise HalfopenError(f"cannot write {out}: {exc.strerror}") from None
+    fsio.write_atomic(out, page, mode=0o644)  # no symlink followed, never half-written
     click.echo(f"halfopen: wrote {out}", err=True)
     return 0

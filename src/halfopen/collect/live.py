@@ -13,10 +13,10 @@ from . import snapshot as snapshots
 from .netns import Namespace
 
 
-def take_live(namespaces: tuple[Namespace, ...] = (), window_s: float = 3.0, read_nginx: bool = True
-              ) -> tuple[Snapshot, NginxConf | None, str]:
-    """(snapshot, nginx conf or None, a note on nginx or "")."""
+def take_live(namespaces: tuple[Namespace, ...] = (), window_s: float = 3.0, read_nginx: bool = True,
+              nginx_config: str | None = None) -> tuple[Snapshot, NginxConf | None, str]:
+    """(snapshot, nginx conf or None, a note on nginx or ""); `nginx_config` names the file to read."""
     query = sockets.Query(tcp_info=True, owners=True, namespaces=namespaces)
     snap = snapshots.take_full(query, window=window_s)
-    nginx, note = nginx_conf.read(snap) if read_nginx else (None, "")
+    nginx, note = nginx_conf.read(snap, config=nginx_config) if read_nginx else (None, "")
     return snap, nginx, note

@@ -1,7 +1,8 @@
 """Network namespaces: find them, name them, and enter one for a while.
 
-A namespace is identified by the inode of its nsfs file (/proc/PID/ns/net,
-/run/netns/NAME: `ip netns` bind-mounts them there). Entering one uses
+A namespace is found by the inode of its nsfs file (/proc/PID/ns/net,
+/run/netns/NAME: `ip netns` bind-mounts them there); inodes are reused, so
+before acting halfopen compares its cookie (`cookie`), which is not. Entering one uses
 setns(2) on the calling thread; sockets opened inside stay in it.
 """
 
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from halfopen.records import record
 
 from ..errors import NamespaceError, NotPermitted
+from ..kernel import identity
 
 CLONE_NEWNET = 0x40000000  # include/uapi/linux/sched.h
 NETNS_RUN_DIR = "/run/netns"
@@ -130,3 +132,23 @@ def entered(ns: Namespace, proc: str = "/proc") -> Iterator[None]:
             _setns(home)
     finally:
         os.close(home)
+
+
+def cookie(ns: Namespace, proc: str = "/proc") -> int | None:
+    """The namespace's SO_NETNS_COOKIE (never reused), None on kernels before 5.14."""
+    with entered(ns, proc):
+        return identity.netns_cookie()
+
+
+@contextlib.contextmanager
+def pinned(ns: Namespace) -> Iterator[Namespace]:
+    """`ns` held open: the Namespace yielded names that very namespace for as long as
+    the body runs, even if its /run/netns name is deleted and taken meanwhile."""
+    try:
+        fd = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NamespaceError(f"network namespace {ns.name} is gone") from None
+    try:
+        yield Namespace(ns.name, os.fstat(fd).st_ino, f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)

@@ -14,8 +14,8 @@ from ..errors import EXIT_CRITICAL, HalfopenError
 
 
 class ProcessGone(HalfopenError):
-    def __init__(self, pid: int) -> None:
-        super().__init__(f"process {pid} is gone (ESRCH)")
+    def __init__(self, pid: int, why: str = "") -> None:
+        super().__init__(why or f"process {pid} is gone (ESRCH)")
         self.pid = pid
 
 

@@ -1,15 +1,21 @@
-"""The journal: one JSON line per change halfopen made, and per undo.
+"""The write-ahead journal: each change's intent is on disk before the change.
 
-    {"id": "20250101T120000-ab12:1", "time": "...", "kind": "sysctl",
-     "target": "net.ipv4.tcp_keepalive_time", "netns": "host",
-     "old": "7200", "new": "300", "finding": "keepalive-off"}
-    {"id": "...", "time": "...", "kind": "undo", "undoes": "20250101T120000-ab12:1",
-     "outcome": "restored"}
+    {"id": "20250101T120000-ab12:1", "time": "...", "kind": "sysctl", "intent": true,
+     "target": "net.ipv4.tcp_syncookies", "netns": "ho-1", "netns_inode": 4026532291,
+     "netns_cookie": 4711, "old": "1", "new": "0", "finding": "syn-flood"}
+    {"id": "...:2", "time": "...", "kind": "done", "done": "...:1"}
+    {"id": "...:3", "time": "...", "kind": "undo", "undoes": "...:1", "outcome": "restored"}
 
-A line is written and fsync'ed right after its change succeeded, so after a
-failure midway the journal holds exactly what changed. Rollback undoes every
-change no "undo" line names, newest first. The path is HALFOPEN_JOURNAL, or
---journal, or /var/lib/halfopen/journal.jsonl.
+A change is (1) its intent line written and fsync'ed, (2) the change, (3) a
+"done" line naming the intent. A run killed between (1) and (3) leaves an
+intent whose change may or may not have happened: rollback compares the
+current value with old and new and acts on what it finds. An intent that
+cannot be written stops the run before its change (JournalError, exit 2).
+Lines without "intent" (written before the write-ahead format) are changes
+that happened. Rollback undoes every change no "undo" line names, newest
+first. The path is --journal, or HALFOPEN_JOURNAL, or
+/var/lib/halfopen/journal.jsonl; the file is 0600 in a 0700 directory,
+opened O_APPEND|O_NOFOLLOW and refused unless it is a regular file we own.
 """
 
 from __future__ import annotations
@@ -19,12 +25,23 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import Any, Optional
 
-from ..errors import UsageError
+from .. import fsio
+from ..errors import EXIT_CRITICAL, HalfopenError, UsageError
 
 DEFAULT_PATH = "/var/lib/halfopen/journal.jsonl"
 ENV = "HALFOPEN_JOURNAL"
+# Test-only: seconds to sleep after an intent is on disk and before its change,
+# so a test can SIGKILL the run exactly there. Never set in production.
+PAUSE_ENV = "HALFOPEN_TEST_PAUSE_AFTER_INTENT"
+MAX_LINE = 1 << 20  # a journal line longer than this is not ours
+
+
+class JournalError(HalfopenError):
+    """The journal cannot be written: nothing more is changed (exit 2)."""
+
+    exit_code = EXIT_CRITICAL
 
 
 def default_path() -> str:
@@ -36,29 +53,28 @@ def _now() -> str:
 
 
 class Journal:
-    """An append-only JSON-lines file; `record` writes one line and syncs it."""
+    """An append-only JSON-lines file; every line is fsync'ed before we go on."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.run = datetime.datetime.now().strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:4]
         self._count = 0
-        self._file: IO[str] | None = None
+        self._fd: Optional[int] = None
 
     def open(self) -> Journal:
         """Open for appending before any change, so an unwritable journal stops us early."""
-        directory = os.path.dirname(os.path.abspath(self.path))
         try:
-            os.makedirs(directory, mode=0o755, exist_ok=True)
-            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open, close() closes
-        except OSError as exc:
-            raise UsageError(f"cannot write the journal {self.path}: {exc.strerror}; "
-                             f"set {ENV} or --journal") from None
+            self._fd = fsio.open_append(self.path)
+        except fsio.UnsafePath:
+            raise
+        except fsio.WriteFailed as exc:
+            raise JournalError(f"{exc}; nothing was changed; set {ENV} or --journal") from None
         return self
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> Journal:
         return self.open()
@@ -67,38 +83,82 @@ class Journal:
         self.close()
 
     def record(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """Append one line and fsync it; JournalError (the file unchanged) if it cannot be."""
+        assert self._fd is not None, "Journal.open() first"
         self._count += 1
         entry = {"id": f"{self.run}:{self._count}", "time": _now(), "kind": kind, **fields}
-        assert self._file is not None, "Journal.open() first"
-        self._file.write(json.dumps(entry, sort_keys=False) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        line = (json.dumps(entry, default=str) + "\n").encode("utf-8")
+        size = os.fstat(self._fd).st_size
+        try:
+            written = os.write(self._fd, line)
+            if written != len(line):
+                raise OSError(28, "No space left on device (short write)")
+            os.fsync(self._fd)
+        except OSError as exc:
+            try:  # a half line must not stay: the change it names is not made
+                os.ftruncate(self._fd, size)
+            except OSError:
+                pass  # entries() skips a torn last line
+            raise JournalError(f"cannot write the journal {self.path}: {exc.strerror}; "
+                               f"the {kind} change of {fields.get('target', '?')} was not made")\
+                from None
         return entry
+
+    def intent(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """The write-ahead line of a change about to be made."""
+        entry = self.record(kind, intent=True, **fields)
+        pause = os.environ.get(PAUSE_ENV)
+        if pause:
+            import time  # noqa: PLC0415 - test hook only
+            time.sleep(float(pause))
+        return entry
+
+    def done(self, intent: dict[str, Any], **fields: Any) -> None:
+        """Mark an intent's change as made."""
+        self.record("done", done=intent["id"], **fields)
 
 
 def entries(path: str) -> Iterator[dict[str, Any]]:
-    """Every line of the journal; a broken line fails loudly with its number."""
+    """Every line of the journal; a broken line fails loudly with its number.
+
+    A last line with no newline is a write that was cut short (a full disk, a
+    kill): its change was never made, so it is skipped.
+    """
     try:
-        f = open(path, encoding="utf-8")  # noqa: SIM115 - `with f` below; only open() may miss
-    except FileNotFoundError:
+        data = fsio.read_nofollow(path, limit=256 << 20)
+    except fsio.WriteFailed as exc:
+        raise UsageError(str(exc)) from None
+    if data is None:
         return
-    with f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"{path}:{number}: not a journal line ({exc.msg}): "
-                                 f"{line.strip()[:80]}") from None
+    lines = data.split(b"\n")
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        torn = number == len(lines)  # no newline after it
+        try:
+            entry = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            if torn:
+                return
+            raise UsageError(f"{path}:{number}: not a journal line ({exc}): "
+                             f"{raw[:80].decode('utf-8', 'replace')}") from None
+        if not isinstance(entry, dict) or not isinstance(entry.get("kind"), str) \
+                or not isinstance(entry.get("id"), str):
+            raise UsageError(f"{path}:{number}: not a journal line (no kind or id)")
+        yield entry
 
 
 def pending(path: str) -> list[dict[str, Any]]:
-    """Changes not yet undone, newest first."""
-    changes, undone = [], set()
+    """Changes not yet undone, newest first; each has "_done": was it marked made."""
+    changes, undone, done = [], set(), set()
     for entry in entries(path):
-        if entry["kind"] == "undo":
-            undone.add(entry["undoes"])
+        kind = entry["kind"]
+        if kind == "undo":
+            undone.add(entry.get("undoes"))
+        elif kind == "done":
+            done.add(entry.get("done"))
         else:
             changes.append(entry)
-    return [e for e in reversed(changes) if e["id"] not in undone]
+    # a line without "intent" predates the write-ahead format: its change was made
+    return [dict(e, _done=not e.get("intent") or e["id"] in done)
+            for e in reversed(changes) if e["id"] not in undone]

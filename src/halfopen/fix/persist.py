@@ -1,8 +1,10 @@
 """/etc/sysctl.d/60-halfopen.conf: the host's sysctls that survive a reboot.
 
 The file is rewritten whole: the keys it already held, updated with the new
-ones. Written to a temporary file in the same directory, fsync'ed, renamed
-over the old one (atomic); the previous file is kept as FILE.bak first.
+ones. Written through halfopen.fsio (a new file under a random name in the
+same directory, O_EXCL|O_NOFOLLOW, fsync'ed, renamed over the old one); the
+previous file is kept as FILE.bak first, the same way. A symlink at either
+name is refused.
 Only the host namespace's values belong here: sysctl --system runs in the
 host namespace at boot. The path is HALFOPEN_SYSCTL_FILE, or --sysctl-file.
 """
@@ -11,7 +13,8 @@ from __future__ import annotations
 
 import datetime
 import os
-import shutil
+
+from .. import fsio
 
 DEFAULT_PATH = "/etc/sysctl.d/60-halfopen.conf"
 ENV = "HALFOPEN_SYSCTL_FILE"
@@ -49,48 +52,33 @@ def render(values: dict[str, str], reasons: dict[str, str]) -> str:
 
 
 def read(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
+    """The file's text, None if absent; a symlink there is refused (fsio.UnsafePath)."""
+    data = fsio.read_nofollow(path, limit=1 << 20)
+    return None if data is None else data.decode("utf-8", "replace")
 
 
-def write_atomic(path: str, text: str) -> str | None:
-    """Replace `path` with `text`; return the backup of the old file (None if none)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    backup = None
-    if os.path.exists(path):
-        backup = path + ".bak"
-        shutil.copy2(path, backup)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+def backup_path(path: str) -> str:
+    return path + ".bak"
+
+
+def write(path: str, text: str) -> str | None:
+    """Replace `path` with `text`, the old file kept as PATH.bak first (both through
+    fsio: O_EXCL|O_NOFOLLOW temporaries renamed into place). Returns the backup."""
+    fsio.check_target(path)
+    fsio.check_target(backup_path(path))  # refuse before anything is written
+    backup = fsio.backup(path)
+    fsio.write_atomic(path, text, mode=0o644)
     return backup
 
 
 def restore(path: str, old_text: str | None) -> str:
     """Put the previous file back (its text is in the journal), or remove ours."""
     if old_text is None:
+        fsio.check_target(path)
         try:
             os.unlink(path)
         except FileNotFoundError:
             return "already absent"
         return "removed"
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(old_text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    fsio.write_atomic(path, old_text, mode=0o644)
     return "restored"

@@ -9,6 +9,14 @@ text is printed, never dropped.
     status   "change"       apply would change current -> new
              "already set"  current is what the fix wants
              "manual"       a person must do it; `text` says what
+             "skipped"      the process or namespace is no longer the one the
+                            finding was about (a reused pid, a namespace
+                            recreated under its name); `note` says how
+
+Identity: a finding's subject may carry `start_time` (with pid and comm) and
+`netns_cookie`/`netns_inode` (halfopen doctor records them); the plan
+compares them with what runs now, and records them in each step's params
+so that apply compares them again right before the change.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from typing import Any
 from halfopen.records import record
 
 from ..errors import UsageError
+from ..kernel import identity
 from ..model import filter as filters
 from ..model.finding import Finding, Fix
 from ..model.states import TcpState
@@ -148,10 +157,59 @@ def _sysctl_step(finding: Finding, fix: Fix, params: dict, sys_root: str, proc: 
         base.text = f"sysctl -w {key}='{value}'   # in the host namespace"
         return base
     space = namespace.find(where, proc)
+    recorded = _recorded_netns(finding, where)
+    base.params.update(recorded or namespace.identity(space, proc))
+    if recorded:
+        why = namespace.differs(space, recorded["netns_inode"], recorded["netns_cookie"], proc)
+        if why:
+            return _skipped(base, why)
     base.current = sysctl.read(key, space, sys_root)
     if base.current == value:
         base.status = "already set"
     return base
+
+
+def _recorded_netns(finding: Finding, where: str) -> dict[str, Any]:
+    """The namespace identity the finding recorded, if it is about `where`."""
+    subject = finding.subject
+    if str(subject.get("netns", "host")) != where or (
+            subject.get("netns_cookie") is None and subject.get("netns_inode") is None):
+        return {}
+    return {"netns_inode": _int_or_none(subject.get("netns_inode")),
+            "netns_cookie": _int_or_none(subject.get("netns_cookie"))}
+
+
+def _int_or_none(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _skipped(step: Step, why: str) -> Step:
+    step.status, step.note = "skipped", why
+    step.params = {}
+    return step
+
+
+def _process(finding: Finding, pid: int, proc: str) -> tuple[dict[str, Any], str]:
+    """(params naming the process: pid, start, comm), or why it is not the finding's.
+
+    The finding's own start time when it recorded one for this pid; else the
+    one read now (an older findings file: the plan and apply still agree).
+    """
+    subject = finding.subject
+    start = comm = None
+    if subject.get("pid") == pid:
+        if "start_time" in subject and subject["start_time"] is None:
+            return {}, (f"pid {pid}: the doctor could not vouch that it is the process it "
+                        "diagnosed (it started after the snapshot, or exited)")
+        start = _int_or_none(subject.get("start_time"))
+        comm = subject.get("comm") if start is not None else None
+    why = identity.differs(pid, start, comm if isinstance(comm, str) else None, proc)
+    if why:
+        return {}, why
+    now = identity.process(pid, proc)
+    if now is None:
+        return {}, f"pid {pid} has exited"
+    return {"pid": pid, "start": now.start_time, "comm": now.comm}, ""
 
 
 def _pid(finding: Finding, params: dict) -> int:
@@ -189,6 +247,9 @@ def _prlimit_step(finding: Finding, fix: Fix, params: dict, proc: str) -> Step:
     comm = _comm(pid, proc)
     step = Step(finding.id, finding.title, "prlimit", f"pid {pid} ({comm}) RLIMIT_NOFILE",
                 "change", netns=str(finding.subject.get("netns", "host")))
+    who, why = _process(finding, pid, proc)
+    if why:
+        return _skipped(step, why)
     guard = _guarded(pid)
     if guard:
         step.status, step.note = "manual", guard
@@ -197,8 +258,7 @@ def _prlimit_step(finding: Finding, fix: Fix, params: dict, proc: str) -> Step:
     current = rlimit.read(pid)
     new, note = rlimit.plan(current, soft, hard, rlimit.can_raise_hard(proc), rlimit.nr_open(proc))
     step.current, step.new, step.note = current.text(), new.text(), note
-    step.params = {"pid": pid, "start": rlimit.start_time(pid, proc),
-                   "old": [current.soft, current.hard], "new": [new.soft, new.hard]}
+    step.params = {**who, "old": [current.soft, current.hard], "new": [new.soft, new.hard]}
     if note:
         step.text = rlimit.lasting_text(pid, comm, soft, max(hard or 0, soft), proc)
     if new == current:
@@ -229,16 +289,18 @@ def _keepalive_step(finding: Finding, fix: Fix, params: dict, proc: str) -> Step
     want = f"keepalive {settings.idle}s/{settings.interval}s x{settings.count}"
     step = Step(finding.id, finding.title, "keepalive", f"pid {pid} ({comm}) TCP sockets",
                 "change", netns=str(finding.subject.get("netns", "host")), new=want)
+    who, why = _process(finding, pid, proc)
+    if why:
+        return _skipped(step, why)
     guard = _guarded(pid)
     if guard:
         step.status, step.note, step.text = "manual", guard, fix.command
         return step
     targets = retrofit.find_sockets(pid, flt, proc)
-    results = retrofit.retrofit(pid, targets, settings, apply=False)
+    results = retrofit.retrofit(pid, targets, settings, apply=False, start=who["start"])
     todo = [r for r in results if r.result == "would set"]
     step.current = f"{len(todo)} of {len(results)} sockets without it"
-    step.params = {"pid": pid, "start": rlimit.start_time(pid, proc), "settings": settings,
-                   "targets": [(r.fd, r.sock) for r in todo]}
+    step.params = {**who, "settings": settings, "targets": [(r.fd, r.sock) for r in todo]}
     if not todo:
         step.status = "already set"
     return step
@@ -250,10 +312,22 @@ def _kill_step(finding: Finding, fix: Fix, params: dict, proc: str) -> Step:
     if flt.is_empty:
         raise UsageError(f"{finding.id}: a kill fix needs a filter; an empty one names every socket")
     where = str(params.get("netns") or finding.subject.get("netns") or "host")
-    space = namespace.find(where, proc)
-    socks = kill_targets.matching(flt, (space,), proc)
     step = Step(finding.id, finding.title, "kill", " ".join(words), "change", netns=where,
-                current=f"{len(socks)} sockets", new="destroyed (RST)")
+                new="destroyed (RST)")
+    holders = []
+    for pid in sorted(kill_targets.named_pids(flt.expr) | _subject_pid(finding)):
+        who, why = _process(finding, pid, proc)
+        if why:
+            return _skipped(step, why)
+        holders.append(who)
+    space = namespace.find(where, proc)
+    recorded = _recorded_netns(finding, where)
+    if recorded:
+        why = namespace.differs(space, recorded["netns_inode"], recorded["netns_cookie"], proc)
+        if why:
+            return _skipped(step, why)
+    socks = kill_targets.matching(flt, (space,), proc)
+    step.current = f"{len(socks)} sockets"
     listeners = [s for s in socks if s.state == TcpState.LISTEN]
     refused = kill_targets.refused(socks, flt)
     if listeners or refused:
@@ -261,9 +335,15 @@ def _kill_step(finding: Finding, fix: Fix, params: dict, proc: str) -> Step:
         step.note = "matches listening sockets" if listeners else refused[0][1]
         step.text = fix.command
         return step
-    step.params = {"sockets": socks, "space": space}
+    step.params = {"sockets": socks, "holders": holders,
+                   **(recorded or namespace.identity(space, proc))}
     if not socks:
         step.status = "already set"
         step.current = "no matching sockets"
     return step
 
+
+
+def _subject_pid(finding: Finding) -> set[int]:
+    pid = finding.subject.get("pid")
+    return {pid} if isinstance(pid, int) and not isinstance(pid, bool) else set()

@@ -13,13 +13,15 @@ import contextlib
 import errno
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from halfopen.records import record
 
 from ..collect import netns, owners
 from ..collect import sockets as collector
 from ..errors import NotPermitted, UsageError
+from ..kernel import identity
 from ..model.filter import Filter
 from ..model.socket import Socket
 from ..model.states import TcpState
@@ -118,21 +120,34 @@ def borrowed_socket(pfd: int, pid: int, fd: int) -> Iterator[socket.socket]:
 
 
 def retrofit(pid: int, targets: list[tuple[int, Socket]], settings: Settings, *,
-             apply: bool, release: bool = False) -> list[SocketResult]:
+             apply: bool, release: bool = False, start: int | None = None,
+             before_set: Callable[[SocketResult], Any] | None = None,
+             after_set: Callable[[Any], Any] | None = None) -> list[SocketResult]:
     """Plan (apply=False) or set keepalive on each target; one result per socket.
 
+    start: the process's recorded start time. It is compared after the pidfd
+    is open, so a match means the pidfd is that process (a pidfd never moves
+    to a later process reusing the pid): each socket is then skipped if the
+    pid now names another process. before_set(result) runs before each change
+    (the journal's intent), after_set(its return) after it.
     ProcessGone / AccessDenied / NotSupported end the whole run: they hold for
     every socket of the process.
     """
     results = []
     with pidfd.opened(pid) as pfd:
+        if start is not None:
+            why = identity.differs(pid, start)
+            if why:
+                return [SocketResult(fd, sock, "skipped", note=why) for fd, sock in targets]
         for fd, sock in targets:
-            results.append(_one(pfd, pid, fd, sock, settings, apply, release))
+            results.append(_one(pfd, pid, fd, sock, settings, apply, release,
+                                before_set, after_set))
     return results
 
 
 def _one(pfd: int, pid: int, fd: int, sock: Socket, settings: Settings,
-         apply: bool, release: bool) -> SocketResult:
+         apply: bool, release: bool, before_set: Callable[[SocketResult], Any] | None = None,
+         after_set: Callable[[Any], Any] | None = None) -> SocketResult:
     try:
         with borrowed_socket(pfd, pid, fd) as s:
             if os.fstat(s.fileno()).st_ino != sock.inode:
@@ -153,7 +168,11 @@ def _one(pfd: int, pid: int, fd: int, sock: Socket, settings: Settings,
                 return SocketResult(fd, sock, "already set", before, before)
             if not apply:
                 return SocketResult(fd, sock, "would set", before, wanted)
+            token = before_set(SocketResult(fd, sock, "set", before, wanted)) \
+                if before_set else None
             after = sockopt.write(s, wanted)
+            if after_set is not None:
+                after_set(token)
             if after != wanted:
                 return SocketResult(fd, sock, "failed", before, after,
                                     note="the kernel reports other values than were set")
@@ -167,9 +186,11 @@ def _one(pfd: int, pid: int, fd: int, sock: Socket, settings: Settings,
                                                      f"{exc.strerror}")
 
 
-def restore(pid: int, fd: int, inode: int, old: Keepalive) -> str:
+def restore(pid: int, fd: int, inode: int, old: Keepalive, start: int | None = None) -> str:
     """Put back the options a retrofit changed; the outcome in a few words."""
     with pidfd.opened(pid) as pfd:
+        if start is not None and identity.differs(pid, start):
+            raise ProcessGone(pid, identity.differs(pid, start))
         try:
             with borrowed_socket(pfd, pid, fd) as s:
                 if os.fstat(s.fileno()).st_ino != inode:

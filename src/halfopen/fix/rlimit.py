@@ -15,6 +15,7 @@ import resource
 
 from halfopen.records import record
 
+from ..kernel import identity
 from .errors import AccessDenied, ProcessGone
 
 RESOURCES = {"nofile": resource.RLIMIT_NOFILE}
@@ -53,12 +54,10 @@ def write(pid: int, limits: Limits) -> None:
 
 def start_time(pid: int, proc: str = "/proc") -> int:
     """Field 22 of /proc/PID/stat: tells a pid from a later process reusing it."""
-    try:
-        with open(f"{proc}/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except FileNotFoundError:
-        raise ProcessGone(pid) from None
-    return int(stat[stat.rindex(b")") + 2:].split()[19])
+    started = identity.start_time(pid, proc)
+    if started is None:
+        raise ProcessGone(pid)
+    return started
 
 
 def can_raise_hard(proc: str = "/proc") -> bool:

@@ -137,28 +137,35 @@ def _summary(result: Result, say: Narrator) -> None:
 
 
 def clean(out: TextIO = sys.stdout, state: StateFile | None = None) -> list[str]:
-    """Remove what crashed or kept runs left; returns what was removed."""
+    """Remove what crashed or kept runs recorded in the state file; returns what was
+    removed, and, prefixed "left alone", what looked like the lab's but is not recorded."""
     state = state or StateFile()
     say = Narrator(out)
     removed: list[str] = []
-    live_ns: set[str] = set()
-    if not os.path.isdir(state.directory) and not _lab_namespaces():
-        return removed
+    recorded: set[str] = set()
+    if not os.path.isdir(state.directory):
+        return _foreign(recorded, state.directory)
     with state.edit() as data:
         for run_id, run in list(data["runs"].items()):
+            recorded.update(run.get("netns", []))
             owner = run.get("owner")
             if owner and owner != os.getpid() and start_time(owner) == run.get("owner_start") \
                     and start_time(owner) is not None:
-                live_ns.update(run.get("netns", []))  # that run is still going: not ours to end
-                continue
+                continue  # that run is still going: not ours to end
             for pid, started in run.get("pids", []):
                 if started is not None and start_time(pid) == started:
                     stop_pid(pid, started)
                     removed.append(f"process {pid}")
+            ids = run.get("netns_ids", {})
             for ns in run.get("netns", []):
-                if os.path.exists(os.path.join(nsmod.NETNS_RUN_DIR, ns)):
-                    remove_netns(ns, say)
-                    removed.append(f"netns {ns}")
+                if not os.path.exists(os.path.join(nsmod.NETNS_RUN_DIR, ns)):
+                    continue
+                why = _not_ours(ns, ids.get(ns))
+                if why:
+                    removed.append(f"left alone netns {ns}: {why}")
+                    continue
+                remove_netns(ns, say)
+                removed.append(f"netns {ns}")
             for key, original in run.get("host_sysctls", {}).items():
                 say.cmd(f"sysctl -w {key}={original}    # restore")
                 with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
@@ -178,11 +185,27 @@ def clean(out: TextIO = sys.stdout, state: StateFile | None = None) -> list[str]
                 problems = undo_fixes(os.path.join(state.directory, entry), say)
                 removed.append("NOT restored: " + "; ".join(problems) if problems
                                else f"run directory {os.path.join(state.directory, entry)}")
-    for ns in _lab_namespaces():
-        if ns not in live_ns:
-            remove_netns(ns, say)
-            removed.append(f"netns {ns}")
-    return removed
+    return removed + _foreign(recorded, state.directory)
+
+
+def _not_ours(name: str, recorded: list | None) -> str:
+    """'' when the namespace now called `name` is the one the run created."""
+    if not recorded:
+        return ""  # recorded by name just before `ip netns add`, which did not finish
+    inode, cookie = recorded
+    space = nsmod.named(name)
+    now = nsmod.cookie(space)
+    if (cookie is not None and now is not None and now != cookie) or \
+            (cookie is None and space.inode != inode):
+        return "the namespace with that name is not the one the run created (recreated since)"
+    return ""
+
+
+def _foreign(recorded: set[str], directory: str) -> list[str]:
+    """ho-* namespaces no record names: another tool's, or a lost state file's. Left be."""
+    return [f"left alone netns {ns}: no lab run recorded it in {directory} (remove it with "
+            f"`ip netns del {ns}` once you know whose it is)"
+            for ns in _lab_namespaces() if ns not in recorded]
 
 
 def _lab_namespaces() -> list[str]:

@@ -2,11 +2,14 @@
 
 A run records each namespace, process and host sysctl it is about to touch in
 /run/halfopen-lab/state.json, so that `halfopen lab clean` can undo a run that
-crashed, was killed, or was kept with --keep. Namespaces the lab creates carry
-the prefix "ho-" and are also found by name when the state file is lost.
+crashed, was killed, or was kept with --keep. This file is the lab's only
+claim on what it made: `lab clean` removes what a run recorded here (a
+namespace only while its inode and cookie, `netns_ids`, are still the ones
+recorded) and leaves every other "ho-*" namespace, and its processes, alone.
 
     {"runs": {"3fa2": {"owner": 4711, "scenario": "leaky-server",
-                       "netns": ["ho-3fa2-srv"], "pids": [[4712, 98123]],
+                       "netns": ["ho-3fa2-srv"], "netns_ids": {"ho-3fa2-srv": [4026532291, 4711]},
+                       "pids": [[4712, 98123]],
                        "host_sysctls": {"net/netfilter/nf_conntrack_max": "262144"}}}}
 
 `pids` pairs a pid with its start time (field 22 of /proc/PID/stat) so that a
@@ -22,6 +25,9 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from .. import fsio
+from ..kernel import identity
+
 STATE_DIR = "/run/halfopen-lab"
 STATE_FILE = "state.json"
 NETNS_PREFIX = "ho-"
@@ -33,34 +39,32 @@ def run_dir(directory: str, run_id: str) -> str:
     return os.path.join(directory, f"run-{run_id}")
 
 
-def journal_entries(path: str) -> list[dict[str, Any]]:
+def _journal_lines(path: str) -> list[dict[str, Any]]:
+    """Every complete line of a `halfopen fix` journal (the part after the last
+    newline is a torn write of a killed run: its change was never made)."""
     try:
         with open(path) as f:
-            return [json.loads(line) for line in f if line.strip()]
+            lines = f.read().split("\n")[:-1]
     except FileNotFoundError:
         return []
+    return [e for e in (json.loads(x) for x in lines if x.strip()) if isinstance(e, dict)]
+
+
+def journal_entries(path: str) -> list[dict[str, Any]]:
+    """The change lines of a fix journal, without its "done" and "undo" marks. The lab
+    reads it only to know whether `halfopen fix --rollback` has work to do."""
+    return [e for e in _journal_lines(path) if e.get("kind") not in ("done", "undo")]
 
 
 def pending_host_entries(path: str) -> list[dict[str, Any]]:
     """Changes to the host namespace in a fix journal that no undo line names."""
-    entries = journal_entries(path)
-    undone = {e.get("undoes") for e in entries if e.get("kind") == "undo"}
-    return [e for e in entries if e.get("kind") != "undo" and e.get("netns", "host") == "host"
-            and e.get("id") not in undone]
+    lines = _journal_lines(path)
+    undone = {e.get("undoes") for e in lines if e.get("kind") == "undo"}
+    return [e for e in lines if e.get("kind") not in ("done", "undo")
+            and e.get("netns", "host") == "host" and e.get("id") not in undone]
 
 
-def start_time(pid: int, proc: str = "/proc") -> int | None:
-    """Field 22 of /proc/PID/stat (starttime in clock ticks), None if gone.
-
-    "4712 (python3) S 1 ..." -> the 22nd field, counted after the comm's ')'.
-    """
-    try:
-        with open(f"{proc}/{pid}/stat") as f:
-            text = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    fields = text[text.rindex(")") + 2:].split()
-    return int(fields[19])
+start_time = identity.start_time  # field 22 of /proc/PID/stat, None if gone
 
 
 class StateFile:
@@ -73,17 +77,13 @@ class StateFile:
     @contextlib.contextmanager
     def edit(self) -> Iterator[dict[str, Any]]:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = fsio.open_append(self.path + ".lock", flags=os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             data = self._read()
             yield data
-            tmp = f"{self.path}.{os.getpid()}.tmp"
-            with open(tmp, "w") as f:
-                json.dump(data, f, indent=1, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            fsio.write_atomic(self.path, json.dumps(data, indent=1, sort_keys=True),
+                              mode=0o600, dir_mode=0o700)
         finally:
             os.close(fd)
 
@@ -125,6 +125,12 @@ class RunRecord:
     def add_netns(self, name: str) -> None:
         with self.state.edit() as data:
             self._entry(data)["netns"].append(name)
+
+    def mark_netns(self, name: str, inode: int, cookie: int | None) -> None:
+        """The namespace's identity once created: `lab clean` removes a namespace by
+        this name only while it is still this one (a cookie is never reused)."""
+        with self.state.edit() as data:
+            self._entry(data).setdefault("netns_ids", {})[name] = [inode, cookie]
 
     def add_pid(self, pid: int) -> None:
         with self.state.edit() as data:

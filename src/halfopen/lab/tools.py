@@ -109,7 +109,7 @@ def fix(lab: Lab, role: str, finding: str, extra: list[str] | None = None) -> li
     for r in done.get("results", []):
         if r.get("outcome") != "manual":
             lab.say.note(f"{r.get('target')}: {r.get('outcome')} {r.get('detail', '')}".rstrip())
-    strays = [e for e in journal_entries(jpath) if e.get("kind") != "undo" and e.get("netns") != ns]
+    strays = [e for e in journal_entries(jpath) if e.get("netns") != ns]
     if strays:
         raise LabError(f"halfopen fix changed {strays[0].get('target')} in {strays[0].get('netns')}, "
                        f"outside {ns}: rolled back at clean-up")

@@ -168,6 +168,8 @@ class Lab:
         self.record.add_netns(name)  # before it exists: a crash in between is still cleaned
         self.namespaces[role] = name
         self.sh(["ip", "netns", "add", name])
+        space = nsmod.named(name)
+        self.record.mark_netns(name, space.inode, nsmod.cookie(space))
         self.sh(["ip", "-n", name, "link", "set", "lo", "up"])
         return name
 

@@ -33,9 +33,11 @@ import json
 import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from .. import fsio
 from ..errors import HalfopenError, UsageError
 from ..model.history import History
 from . import trend
@@ -46,6 +48,7 @@ APP_ID = 0x684F706E  # "hOpn"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 DEFAULT_RETENTION_S = 7 * 86400
 PRUNE_EVERY_S = 60.0
+_SIDE_FILES = ("-wal", "-shm", "-journal")  # SQLite creates these next to the database
 
 _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
@@ -130,11 +133,13 @@ class Recorder:
 
     @classmethod
     def open(cls, path: str, retention_s: float = DEFAULT_RETENTION_S) -> Recorder:
+        for name in (path, *(path + s for s in _SIDE_FILES)):
+            fsio.check_target(name)  # a planted symlink is refused, not followed
         _check_file(path)
-        try:
-            lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise HistoryError(f"cannot open {path}: {exc.strerror}") from None
+        try:  # 0600 in a 0700 directory when we create them; ours, one link
+            lock_fd = fsio.open_append(path, flags=os.O_RDWR)
+        except fsio.WriteFailed as exc:
+            raise HistoryError(str(exc)) from None
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -144,7 +149,12 @@ class Recorder:
             raise HistoryBusy(f"{path} is being recorded{who}; one writer per file "
                               "(read it with `halfopen report`)") from None
         try:
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            # nofollow=1: SQLite refuses a symlink too (SQLITE_OPEN_NOFOLLOW, 3.31+)
+            db = sqlite3.connect(f"file:{urllib.parse.quote(path)}?nofollow=1", uri=True,
+                                 isolation_level=None, check_same_thread=False)
+            if os.stat(path, follow_symlinks=False).st_ino != os.fstat(lock_fd).st_ino:
+                db.close()
+                raise fsio.UnsafePath(f"{path} was replaced while opening it; left alone")
             ours = _check_schema(db, path)
             if not ours:
                 db.execute(f"PRAGMA application_id = {APP_ID}")

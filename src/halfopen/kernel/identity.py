@@ -1,0 +1,108 @@
+"""Who a pid and a network namespace are: identities that outlive their numbers.
+
+Pids and namespace inodes are reused: a process is (pid, start time), and a
+network namespace is its cookie, a 64-bit counter the kernel never hands out
+twice (net/core/net_namespace.c, net->net_cookie; read with
+getsockopt(SOL_SOCKET, SO_NETNS_COOKIE) on a socket created inside it,
+Linux 5.14+). Every action halfopen takes on a process or a namespace
+re-reads these and compares them with what was diagnosed or journaled.
+
+    >>> parse_start_time(b"4712 (a b) c) S 1 4712 4712 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98123 0")
+    98123
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+from typing import Optional
+
+from ..records import record
+
+SO_NETNS_COOKIE = 71  # include/uapi/asm-generic/socket.h
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def parse_start_time(stat: bytes) -> int:
+    """Field 22 of /proc/PID/stat (starttime, clock ticks after boot).
+
+    Counted after the last ')': the comm may itself hold spaces and ')'
+    (fs/proc/array.c do_task_stat prints it raw).
+    """
+    return int(stat[stat.rindex(b")") + 2:].split()[19])
+
+
+def start_time(pid: int, proc: str = "/proc") -> Optional[int]:
+    """The start time of `pid`, or None when no such process exists."""
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as f:
+            return parse_start_time(f.read())
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def comm(pid: int, proc: str = "/proc") -> Optional[str]:
+    try:
+        with open(f"{proc}/{pid}/comm", "rb") as f:
+            return f.read().rstrip(b"\n").decode("utf-8", "replace")
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+@record(frozen=True)
+class ProcessIdentity:
+    pid: int
+    start_time: int  # clock ticks after boot, /proc/PID/stat field 22
+    comm: str
+
+    def text(self) -> str:
+        return f"pid {self.pid} ({self.comm}, started at tick {self.start_time})"
+
+
+def process(pid: int, proc: str = "/proc") -> Optional[ProcessIdentity]:
+    """The identity of the process now running as `pid`, None if there is none."""
+    started = start_time(pid, proc)
+    name = comm(pid, proc)
+    if started is None or name is None or start_time(pid, proc) != started:
+        return None  # gone (or replaced) between the reads
+    return ProcessIdentity(pid, started, name)
+
+
+def differs(pid: int, start: Optional[int], name: Optional[str] = None,
+            proc: str = "/proc") -> str:
+    """'' when `pid` is still the process recorded as (start, name); else why not.
+
+    A recorded start of None (an older findings file) checks only that the
+    pid exists and, when given, its comm.
+    """
+    now = process(pid, proc)
+    if now is None:
+        return f"pid {pid} has exited"
+    if start is not None and now.start_time != start:
+        return (f"pid {pid} is now another process ({now.comm}, started at tick "
+                f"{now.start_time}; the one recorded started at tick {start})")
+    if name is not None and now.comm != name:
+        return f"pid {pid} is now {now.comm!r}, not {name!r}"
+    return ""
+
+
+def started_epoch(ticks: int, proc: str = "/proc") -> float:
+    """A start time in clock ticks as seconds since the epoch (btime in /proc/stat)."""
+    with open(f"{proc}/stat") as f:
+        btime = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+    return btime + ticks / _CLK_TCK
+
+
+def netns_cookie() -> Optional[int]:
+    """The cookie of the calling thread's network namespace; None before Linux 5.14.
+
+    Any socket will do: sock_net(sk) is where it was created (net/core/sock.c,
+    sk_getsockopt SO_NETNS_COOKIE). An AF_UNIX one needs no network at all.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+        try:
+            raw = s.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8)
+        except OSError:  # ENOPROTOOPT: older kernel; identify by inode only
+            return None
+    return struct.unpack("=Q", raw)[0]

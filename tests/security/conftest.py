@@ -1,0 +1,57 @@
+"""Helpers for the attack tests: halfopen as a subprocess, planted symlinks, victims."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from tests.conftest import make_netns, remove_netns
+
+HALFOPEN = [sys.executable, "-m", "halfopen"]
+
+
+def halfopen(*argv: str, env: dict | None = None, timeout: float = 120,
+             **kw) -> subprocess.CompletedProcess:
+    """Run the installed CLI as root would: exit code, stdout, stderr."""
+    return subprocess.run([*HALFOPEN, *argv], capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, **(env or {})), stdin=subprocess.DEVNULL, **kw)
+
+
+def one_line(text: str) -> str:
+    """The single line a refusal prints; fails the test on a traceback or several lines."""
+    lines = [x for x in text.strip().splitlines() if x.strip()]
+    assert len(lines) == 1 and "Traceback" not in text, text
+    return lines[0]
+
+
+@pytest.fixture
+def victim(tmp_path) -> Iterator[str]:
+    """A file an attacker wants root to overwrite; the test checks it stays the same."""
+    path = tmp_path / "victim"
+    path.write_text("precious\n")
+    os.chmod(path, 0o644)
+    yield str(path)
+    assert path.read_text() == "precious\n", "the symlink's target was written"
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    name = make_netns("hoS")
+    try:
+        yield name
+    finally:
+        remove_netns(name)
+
+
+def ns_sysctl(ns: str, key: str) -> str:
+    out = subprocess.run(["ip", "netns", "exec", ns, "cat", "/proc/sys/" + key.replace(".", "/")],
+                         capture_output=True, text=True, check=True).stdout
+    return " ".join(out.split())
+
+
+def set_ns_sysctl(ns: str, key: str, value: str) -> None:
+    subprocess.run(["ip", "netns", "exec", ns, "sh", "-c",
+                    f"echo '{value}' > /proc/sys/{key.replace('.', '/')}"], check=True)

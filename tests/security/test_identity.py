@@ -1,0 +1,103 @@
+"""Actions bound to identity (issue 9, item 3): a namespace deleted and recreated
+under its name, and a pid reused by another process, are never acted on."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import sh
+from tests.security.conftest import halfopen, ns_sysctl, set_ns_sysctl
+
+from halfopen.collect import netns as nsmod
+from halfopen.collect import stamp
+from halfopen.kernel import identity
+from halfopen.model.finding import Finding, Fix
+
+SYN = "net.ipv4.tcp_syncookies"
+PIDREUSE = os.path.join(os.path.dirname(__file__), "pidreuse.py")
+
+
+def _findings(tmp_path, ns: str, subject_extra: dict | None = None) -> str:
+    fix = Fix("sysctl", "", True, {"key": SYN, "value": "1", "netns": ns})
+    subject = {"netns": ns, **(subject_extra or {})}
+    finding = Finding("syn-flood", "critical", "SYN flood", "t", subject, [], [fix], "why")
+    path = tmp_path / "doctor.json"
+    path.write_text(json.dumps({"schema": "halfopen.doctor/1", "findings": [finding.to_dict()]}))
+    return str(path)
+
+
+def _recreate(ns: str) -> tuple[int, int]:
+    """Delete `ns` and create another under its name: (old cookie, new cookie)."""
+    old = nsmod.cookie(nsmod.named(ns))
+    sh("ip", "netns", "del", ns)
+    sh("ip", "netns", "add", ns)
+    return old, nsmod.cookie(nsmod.named(ns))
+
+
+def test_rollback_refuses_a_namespace_recreated_under_its_name(tmp_path, netns):
+    journal = str(tmp_path / "journal.jsonl")
+    set_ns_sysctl(netns, SYN, "0")  # a lab had turned syncookies off; the fix turns them on
+    proc = halfopen("fix", "--findings", _findings(tmp_path, netns), "--apply",
+                    "--journal", journal)
+    assert proc.returncode == 0, proc.stderr
+    assert ns_sysctl(netns, SYN) == "1"
+    old, new = _recreate(netns)
+    assert old != new and ns_sysctl(netns, SYN) == "1"  # a fresh namespace's default
+    proc = halfopen("fix", "--rollback", "--journal", journal)
+    assert proc.returncode == 0, proc.stderr
+    assert "not the one recorded" in proc.stdout and "left alone" in proc.stdout
+    assert ns_sysctl(netns, SYN) == "1"  # the old code wrote 0 here: syncookies off
+    again = halfopen("fix", "--rollback", "--journal", journal)  # nothing left pending
+    assert "nothing to roll back" in again.stdout
+
+
+def test_apply_skips_a_finding_about_a_namespace_since_recreated(tmp_path, netns):
+    set_ns_sysctl(netns, SYN, "0")
+    space = nsmod.named(netns)
+    recorded = {"netns_inode": space.inode, "netns_cookie": nsmod.cookie(space)}
+    path = _findings(tmp_path, netns, recorded)
+    _recreate(netns)
+    set_ns_sysctl(netns, SYN, "0")
+    proc = halfopen("fix", "--findings", path, "--apply", "--json",
+                    "--journal", str(tmp_path / "j.jsonl"))
+    assert proc.returncode == 0, proc.stderr
+    (result,) = json.loads(proc.stdout)["results"]
+    assert result["outcome"] == "skipped" and "not the one recorded" in result["detail"]
+    assert ns_sysctl(netns, SYN) == "0"
+
+
+def test_fix_skips_a_reused_pid(tmp_path, netns):
+    proc = subprocess.run(["ip", "netns", "exec", netns, "unshare", "--pid", "--fork",
+                           "--mount-proc", sys.executable, PIDREUSE,
+                           str(tmp_path / "doctor.json"), str(tmp_path / "journal.jsonl")],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["a"] == r["b"] and r["a_start"] != r["b_start"], r  # the pid was reused
+    assert r["code"] == 0, r["err"]
+    results = json.loads(r["out"])["results"]
+    assert [x["outcome"] for x in results] == ["skipped"] * 3, results
+    assert all("is now another process" in x["detail"] for x in results), results
+    assert r["b_limits"] == [1024, 4096]  # prlimit not applied to the new process
+    assert r["b_established"] == 2  # its connection was not destroyed
+
+
+def test_doctor_stamps_process_and_namespace_identity(netns):
+    me = identity.process(os.getpid())
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    findings = [Finding("fd-exhaustion", "warning", "c", "t", {"pid": os.getpid(), "netns": "host"}),
+                Finding("syn-flood", "warning", "c", "t", {"netns": netns})]
+    stamp.stamp(findings, now)
+    assert findings[0].subject["start_time"] == me.start_time
+    assert findings[0].subject["netns_cookie"] == nsmod.cookie(nsmod.current())
+    space = nsmod.named(netns)
+    assert findings[1].subject["netns_inode"] == space.inode
+    assert findings[1].subject["netns_cookie"] == nsmod.cookie(space)
+    # a snapshot taken before this process started cannot be about it: not vouched for
+    old = [Finding("fd-exhaustion", "warning", "c", "t", {"pid": os.getpid()})]
+    stamp.stamp(old, "2000-01-01T00:00:00+00:00")
+    assert old[0].subject["start_time"] is None
