@@ -17,9 +17,11 @@ from halfopen.records import record
 
 from ..kernel import netlink
 from ..model.filter import Filter
-from ..model.socket import Socket
-from ..model.states import ALL_STATES
-from . import bytecode, netns, owners, procfs_tcp, sock_diag
+from ..model.socket import OUTBOUND, Socket
+from ..model.states import ALL_STATES, TcpState
+from . import bytecode, direction, netns, owners, procfs_tcp, sock_diag
+
+LISTEN = int(TcpState.LISTEN)
 
 SOURCES = ("auto", "sock_diag", "procfs")
 
@@ -104,6 +106,16 @@ def collect(query: Query, owner_map: owners.OwnerMap | None = None) -> Collectio
     return Collection(stream, source, owner_map, notes)
 
 
+def _listening(source, reader, families, netns_name, addresses) -> direction.Listening:
+    """The namespace's listening ports, whatever the query's filter keeps (collect.direction)."""
+    if source != "sock_diag":
+        return direction.from_procfs(reader)
+    return direction.Listening.of(
+        s for family, number in ((socket.AF_INET, 4), (socket.AF_INET6, 6)) if number in families
+        for s in sock_diag.dump_sockets(reader, family, direction.LISTEN_MASK, 0, b"",
+                                        netns_name, addresses))
+
+
 def _stream(source, readers, query, kernel, owner_map, check) -> Iterator[Socket]:
     ext = sock_diag.EXT_INFO | sock_diag.EXT_SKMEMINFO if query.tcp_info else 0
     holders = owner_map.owners if owner_map is not None else None
@@ -111,6 +123,8 @@ def _stream(source, readers, query, kernel, owner_map, check) -> Iterator[Socket
     states = kernel.states
     try:
         for ns, reader in readers:
+            listening = _listening(source, reader, query.families, ns.name, addresses)
+            ports, direction_of = listening.ports, listening.direction
             if source == "sock_diag":
                 parts = [sock_diag.dump_sockets(reader, family, states, ext, kernel.bytecode,
                                                 ns.name, addresses)
@@ -125,6 +139,9 @@ def _stream(source, readers, query, kernel, owner_map, check) -> Iterator[Socket
                         continue  # procfs path: the kernel did not filter
                     if holders is not None:
                         sock.owners = holders.get(sock.inode, ())
+                    if sock.state != LISTEN:  # the common case (not a listening port) inlined
+                        sock.direction = (OUTBOUND if sock.local_port not in ports
+                                          else direction_of(sock))
                     if check is None or check(sock):
                         yield sock
     finally:  # also when the reader stops early: close every namespace's source

@@ -16,6 +16,12 @@ from .states import STATE_BY_KEY, state_name
 # idiag_timer values (net/ipv4/inet_diag.c inet_sk_diag_fill, inet_twsk_diag_fill).
 TIMER_NAMES = {0: "off", 1: "on", 2: "keepalive", 3: "timewait", 4: "persist"}
 
+# Socket.direction: the connection was accepted by a listener of its namespace, or this
+# host connected out.
+INBOUND = "in"
+OUTBOUND = "out"
+DIRECTIONS = (INBOUND, OUTBOUND)
+
 # sk_shutdown bits (include/net/sock.h): RCV_SHUTDOWN 1, SEND_SHUTDOWN 2.
 RCV_SHUTDOWN = 1
 SEND_SHUTDOWN = 2
@@ -141,6 +147,9 @@ class Socket:
     tcp_info: TcpInfo | None = None
     meminfo: SkMemInfo | None = None
     owners: tuple[Owner, ...] = ()
+    # DIRECTIONS: "in" when the local port is a listening port of the namespace, "out"
+    # otherwise; None for listeners and when unknown (set by collect.direction).
+    direction: str | None = None
 
     @property
     def state_name(self) -> str:
@@ -168,6 +177,7 @@ class Socket:
             "uid": self.uid,
             "inode": self.inode,
             "cookie": self.cookie,
+            "direction": self.direction,
         }
         if self.shutdown is not None:
             d["shutdown"] = self.shutdown
@@ -185,6 +195,9 @@ class Socket:
         timer = {v: k for k, v in TIMER_NAMES.items()}.get(d["timer"], 0)
         ti = d.get("tcp_info")
         mi = d.get("meminfo")
+        direction = d.get("direction")
+        if direction is not None and direction not in DIRECTIONS:
+            raise ValueError(f"direction {direction!r}: want one of {DIRECTIONS} or null")
         return cls(
             family=d["family"], state=int(STATE_BY_KEY[d["state"]]),
             local_addr=d["local_addr"], local_port=d["local_port"],
@@ -196,4 +209,5 @@ class Socket:
             tcp_info=TcpInfo(**ti) if ti is not None else None,
             meminfo=SkMemInfo(**mi) if mi is not None else None,
             owners=tuple(Owner(**o) for o in d.get("owners", ())),
+            direction=direction,
         )
