@@ -107,7 +107,7 @@ def test_young_close_wait_case_is_said_not_silent():
 def test_outbound_pool_that_grows_is_critical():
     """The same pool, with `watch --record` history showing it grow: critical, not warning."""
     from halfopen.diagnose.context import Context
-    from halfopen.diagnose.history import History
+    from halfopen.model.history import History
 
     case = _case("close-wait-outbound-nginx-timeout")
     snap = Snapshot.from_dict(case["snapshot"])

@@ -21,7 +21,6 @@ so that apply compares them again right before the change.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import field
 from typing import Any
@@ -32,16 +31,11 @@ from ..errors import UsageError
 from ..kernel import identity
 from ..model import filter as filters
 from ..model.finding import Finding, Fix
-from ..model.states import TcpState
-from . import namespace, retrofit, rlimit, sysctl
+from ..model.rules import RULE_IDS
+from . import namespace, retrofit, rlimit, safety, sysctl
 from . import targets as kill_targets
 from .errors import AccessDenied, NotSupported, ProcessGone
 
-# DESIGN.md "Rule ids": a FINDING_ID on the command line must be one of these.
-RULE_IDS = ("close-wait-leak", "fd-leak", "dead-peer", "keepalive-off", "timeout-mismatch",
-            "syn-flood", "accept-queue-overflow", "fd-exhaustion", "conntrack-exhaustion",
-            "tcp-memory-pressure", "orphan-pressure", "memory-exhaustion",
-            "time-wait-pressure", "kernel-warning", "kernel-tuning")
 AUTOMATIC = ("sysctl", "prlimit", "keepalive", "kill")
 
 
@@ -93,11 +87,10 @@ def build(findings: Iterable[Finding], proc: str = "/proc",
     for finding in findings:
         for fix in finding.fixes:
             step = _step(finding, fix, proc, sys_root)
-            if (only_netns is not None and step.action in AUTOMATIC
-                    and step.status != "manual" and step.netns not in only_netns):
+            why = safety.outside(step.netns, only_netns)
+            if why and step.action in AUTOMATIC and step.status != "manual":
                 step.status = "manual"
-                step.note = _join(step.note, f"acts in namespace {step.netns}, outside the "
-                                             "namespaces chosen; run it without --netns if meant")
+                step.note = _join(step.note, why)
             key = (step.action, step.netns + " " + step.target)
             if step.action in AUTOMATIC and key in seen:
                 first = seen[key]
@@ -224,15 +217,6 @@ def _pid(finding: Finding, params: dict) -> int:
     return pid
 
 
-def _guarded(pid: int) -> str:
-    """A reason not to touch `pid` unless a person named it on the command line."""
-    if pid == 1:
-        return "pid 1 (init) is never changed by `halfopen fix`"
-    if pid in (os.getpid(), os.getppid()):
-        return "halfopen does not change itself"
-    return ""
-
-
 def _prlimit_step(finding: Finding, fix: Fix, params: dict, proc: str) -> Step:
     pid = _pid(finding, params)
     if params.get("resource", "nofile") not in rlimit.RESOURCES:
@@ -250,7 +234,7 @@ def _prlimit_step(finding: Finding, fix: Fix, params: dict, proc: str) -> Step:
     who, why = _process(finding, pid, proc)
     if why:
         return _skipped(step, why)
-    guard = _guarded(pid)
+    guard = safety.guarded(pid)
     if guard:
         step.status, step.note = "manual", guard
         step.text = f"prlimit --pid {pid} --nofile={soft}:{hard or soft}"
@@ -292,7 +276,7 @@ def _keepalive_step(finding: Finding, fix: Fix, params: dict, proc: str) -> Step
     who, why = _process(finding, pid, proc)
     if why:
         return _skipped(step, why)
-    guard = _guarded(pid)
+    guard = safety.guarded(pid)
     if guard:
         step.status, step.note, step.text = "manual", guard, fix.command
         return step
@@ -315,7 +299,7 @@ def _kill_step(finding: Finding, fix: Fix, params: dict, proc: str) -> Step:
     step = Step(finding.id, finding.title, "kill", " ".join(words), "change", netns=where,
                 new="destroyed (RST)")
     holders = []
-    for pid in sorted(kill_targets.named_pids(flt.expr) | _subject_pid(finding)):
+    for pid in sorted(safety.named_pids(flt.expr) | _subject_pid(finding)):
         who, why = _process(finding, pid, proc)
         if why:
             return _skipped(step, why)
@@ -328,8 +312,8 @@ def _kill_step(finding: Finding, fix: Fix, params: dict, proc: str) -> Step:
             return _skipped(step, why)
     socks = kill_targets.matching(flt, (space,), proc)
     step.current = f"{len(socks)} sockets"
-    listeners = [s for s in socks if s.state == TcpState.LISTEN]
-    refused = kill_targets.refused(socks, flt)
+    listeners = safety.listening(socks)
+    refused = safety.refused(socks, flt)
     if listeners or refused:
         step.status = "manual"
         step.note = "matches listening sockets" if listeners else refused[0][1]
