@@ -32,6 +32,8 @@ def _middleboxes(words: tuple[str, ...], file: str | None) -> tuple[middlebox.Mi
 @click.command()
 @click.option("--pid", type=int, metavar="PID", help="Focus on one process (and host-wide findings).")
 @click.option("--port", type=int, metavar="PORT", help="Focus on one port (and host-wide findings).")
+@click.option("--container", metavar="NAME|ID",
+              help="Focus on one container or pod: its name, pod, NAMESPACE/POD or id (prefix).")
 @click.option("--window", type=click.FloatRange(min=0), default=3.0, show_default=True,
               metavar="SECONDS", help="Sample counters twice this far apart (0: one sample, no rates).")
 @click.option("--middlebox", "middleboxes", multiple=True, metavar="NAME|SECONDS",
@@ -52,7 +54,8 @@ def _middleboxes(words: tuple[str, ...], file: str | None) -> tuple[middlebox.Mi
 @click.option("--nginx-config", metavar="FILE",
               help="nginx's configuration file, read instead of the running master's "
                    "(its -c, else /etc/nginx/nginx.conf).")
-def doctor(pid: int | None, port: int | None, window: float, middleboxes: tuple[str, ...],
+def doctor(pid: int | None, port: int | None, container: str | None, window: float,
+           middleboxes: tuple[str, ...],
            middlebox_file: str | None, as_json: bool, verbose: bool, netns_name: str | None,
            netns_pid: int | None, all_netns: bool, snapshot_file: str | None,
            save_snapshot: str | None, history_file: str | None, min_age: float | None,
@@ -68,7 +71,8 @@ def doctor(pid: int | None, port: int | None, window: float, middleboxes: tuple[
       halfopen doctor --snapshot saved.json
     """
     boxes = _middleboxes(middleboxes, middlebox_file)
-    options = Options(pid=pid, port=port, middleboxes=boxes, min_age_s=min_age)
+    options = Options(pid=pid, port=port, container=container, middleboxes=boxes,
+                      min_age_s=min_age)
     if snapshot_file is not None:
         if any((netns_name, netns_pid, all_netns)) or nginx_config is not None:
             raise UsageError("--snapshot reads nothing live: drop --netns/--netns-pid/"

@@ -1,4 +1,5 @@
-"""`halfopen keepalive --pid PID [FILTER]`: retrofit keepalive onto a running process."""
+"""`halfopen keepalive --pid PID|--container NAME [FILTER]`: retrofit keepalive onto a
+running process."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import sys
 
 import click
 
-from ..errors import EXIT_CRITICAL
+from ..collect import owners
+from ..errors import EXIT_CRITICAL, UsageError
 from ..fix import retrofit
 from ..model import filter as filters
 from .format import endpoint, table
@@ -18,7 +20,10 @@ RELEASE_NOTE = ("released sockets sent our FIN and leave the kernel table once t
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
-@click.option("--pid", type=int, required=True, help="The process whose sockets to change.")
+@click.option("--pid", type=int, help="The process whose sockets to change.")
+@click.option("--container", metavar="NAME|ID",
+              help="The one process holding sockets in this container or pod (name, pod, "
+                   "NAMESPACE/POD, id or id prefix).")
 @filter_argument
 @click.option("--idle", type=int, default=60, show_default=True,
               help="TCP_KEEPIDLE: seconds idle before the first probe.")
@@ -32,7 +37,7 @@ RELEASE_NOTE = ("released sockets sent our FIN and leave the kernel table once t
               help="shutdown(SHUT_WR) CLOSE_WAIT sockets instead: send our FIN.")
 @click.option("--yes", is_flag=True, help="Really change them (without it: a dry run).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
-def keepalive(pid: int, filter_words: tuple[str, ...], idle: int, interval: int, count: int,
+def keepalive(pid: int | None, container: str | None, filter_words: tuple[str, ...], idle: int, interval: int, count: int,
               user_timeout: int | None, release: bool, yes: bool, as_json: bool) -> int:
     """Set TCP keepalive on a running process's sockets, with no restart.
 
@@ -47,9 +52,16 @@ def keepalive(pid: int, filter_words: tuple[str, ...], idle: int, interval: int,
       halfopen keepalive --pid 812                       # dry run
       halfopen keepalive --pid 812 --idle 60 --interval 10 --count 6 --yes
       halfopen keepalive --pid 812 state close-wait --release --yes
+      halfopen keepalive --container shop/web-7f9 --yes
     """
     settings = retrofit.Settings(idle, interval, count, user_timeout)
     settings.check()
+    if container is not None:
+        if pid is not None:
+            raise UsageError("choose one of --pid PID, --container NAME|ID")
+        pid = _container_pid(container)
+    elif pid is None:
+        raise UsageError("choose one of --pid PID, --container NAME|ID")
     retrofit.check_pid(pid)
     flt = filters.parse(filter_words)
     targets = retrofit.find_sockets(pid, flt)
@@ -64,6 +76,25 @@ def keepalive(pid: int, filter_words: tuple[str, ...], idle: int, interval: int,
     else:
         _text(pid, results, yes)
     return EXIT_CRITICAL if failed else 0
+
+
+def _container_pid(word: str) -> int:
+    """The pid of the one process in container `word` that holds sockets.
+
+    Several (a master and its workers share a listener): the user picks one,
+    as keepalive changes one process's sockets and says which.
+    """
+    held = owners.scan()
+    pids = sorted((p.pid, p.comm) for p in held.processes.values()
+                  if p.socket_inodes and p.container is not None and p.container.matches(word))
+    if not pids:
+        raise UsageError(f"no process holding sockets is in a container matching {word!r} "
+                         "(a name, pod, NAMESPACE/POD, id or id prefix of 4+ digits)")
+    if len(pids) > 1:
+        listed = ", ".join(f"{pid} ({comm})" for pid, comm in pids[:10])
+        raise UsageError(f"{len(pids)} processes in container {word!r} hold sockets: {listed}; "
+                         "choose one with --pid")
+    return pids[0][0]
 
 
 def _text(pid: int, results: list[retrofit.SocketResult], yes: bool) -> None:

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import IO
 
-from ..model.socket import SKMEM_FIELDS, TCP_INFO_FIELDS, TIMER_NAMES, Socket
+from ..model.socket import SKMEM_FIELDS, TCP_INFO_FIELDS, TIMER_NAMES, Owner, Socket
 from ..model.states import SS_NAMES, STATE_KEYS, TcpState, state_name
 from .format import duration_ms, endpoint, table
 
@@ -55,9 +55,7 @@ def encode_socket(s: Socket) -> str:
     if s.shutdown is not None:
         parts.append(',"shutdown":%d' % s.shutdown)
     if s.owners:
-        parts.append(',"owners":[' + ",".join(
-            '{"pid":%d,"comm":%s,"fd":%d}' % (o.pid, _quote(o.comm), o.fd) for o in s.owners)
-            + "]")
+        parts.append(',"owners":[' + ",".join(_owner_json(o) for o in s.owners) + "]")
     if s.tcp_info is not None:
         ti = _present(s.tcp_info)
         parts.append(',"tcp_info":' + _TCP_INFO_FORMATS[len(ti)] % ti)
@@ -66,6 +64,21 @@ def encode_socket(s: Socket) -> str:
         parts.append(',"meminfo":' + _MEMINFO_FORMATS[len(mi)] % mi)
     parts.append("}")
     return "".join(parts)
+
+
+def _owner_json(o: Owner) -> str:
+    head = '{"pid":%d,"comm":%s,"fd":%d' % (o.pid, _quote(o.comm), o.fd)
+    if o.container is None:
+        return head + "}"
+    return head + ',"container":' + _encode(o.container.to_dict()) + "}"
+
+
+def containers_text(sock: Socket) -> str:
+    """The Container column: each holder's container once ('' on the host)."""
+    boxes = [o.container for o in sock.owners if o.container is not None]
+    if not boxes:
+        return ""
+    return ",".join(dict.fromkeys(c.text() for c in boxes))
 
 
 def owners_text(sock: Socket) -> str:
@@ -107,9 +120,14 @@ def write_table(sockets: Iterable[Socket], out: IO[str], info: bool, show_netns:
                         duration_ms(ti.last_ack_recv), str(ti.unacked),
                         f"{ti.retransmits}/{ti.total_retrans}", duration_ms(ti.rto // 1000)]
         row.append(owners_text(s))
+        row.append(containers_text(s))
         if show_netns:
             row.insert(0, s.netns)
         rows.append(row)
+    if any(row[-1] for row in rows):
+        header.append("Container")
+    else:  # a host without containers: no empty column
+        rows = [row[:-1] for row in rows]
     right = {1, 2} if not show_netns else {2, 3}
     out.write(table(rows, header, right) + "\n")
     return len(rows)

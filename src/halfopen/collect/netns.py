@@ -4,6 +4,10 @@ A namespace is found by the inode of its nsfs file (/proc/PID/ns/net,
 /run/netns/NAME: `ip netns` bind-mounts them there); inodes are reused, so
 before acting halfopen compares its cookie (`cookie`), which is not. Entering one uses
 setns(2) on the calling thread; sockets opened inside stay in it.
+
+An unnamed namespace is named after its Kubernetes pod when a process in it
+runs in one ("pod:shop/web-7f9": a pod's containers share its namespace),
+else "net:[INODE]".
 """
 
 from __future__ import annotations
@@ -17,17 +21,19 @@ from halfopen.records import record
 
 from ..errors import NamespaceError, NotPermitted
 from ..kernel import identity
+from .containers import Resolver
 
 CLONE_NEWNET = 0x40000000  # include/uapi/linux/sched.h
 NETNS_RUN_DIR = "/run/netns"
 HOST = "host"
+POD_PREFIX = "pod:"
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
 @record(frozen=True)
 class Namespace:
-    name: str  # "host", the /run/netns name, or "net:[INODE]"
+    name: str  # "host", the /run/netns name, "pod:NAMESPACE/POD" or "net:[INODE]"
     inode: int
     path: str  # an nsfs file to open for setns
 
@@ -42,6 +48,12 @@ def current(proc: str = "/proc") -> Namespace:
 
 
 def named(name: str, run_dir: str = NETNS_RUN_DIR) -> Namespace:
+    if name.startswith(POD_PREFIX):
+        for space in all_namespaces(run_dir=run_dir):
+            if space.name == name:
+                return space
+        raise NamespaceError(f"no running process is in pod {name[len(POD_PREFIX):]!r} "
+                             "(pod:NAMESPACE/POD, as `halfopen sockets --all-netns` names them)")
     path = os.path.join(run_dir, name)
     if "/" in name or not os.path.exists(path):
         have = ", ".join(sorted(list_named(run_dir))) or "none"
@@ -58,7 +70,7 @@ def of_pid(pid: int, proc: str = "/proc") -> Namespace:
     except PermissionError:
         raise NotPermitted(f"may not read the network namespace of pid {pid} (not root?)") \
             from None
-    return Namespace(label(inode, proc), inode, path)
+    return Namespace(label(inode, proc, pid=pid), inode, path)
 
 
 def list_named(run_dir: str = NETNS_RUN_DIR) -> dict[str, int]:
@@ -73,14 +85,22 @@ def list_named(run_dir: str = NETNS_RUN_DIR) -> dict[str, int]:
     return found
 
 
-def label(inode: int, proc: str = "/proc", run_dir: str = NETNS_RUN_DIR) -> str:
-    """The name a person would use: 'host', the ip-netns name, or 'net:[INODE]'."""
+def label(inode: int, proc: str = "/proc", run_dir: str = NETNS_RUN_DIR,
+          pid: int | None = None) -> str:
+    """The name a person would use: 'host', the ip-netns name, the pod of `pid` (a
+    process inside it) as 'pod:NAMESPACE/POD', or 'net:[INODE]'."""
     if inode == _inode(f"{proc}/thread-self/ns/net"):
         return HOST
     for name, ino in list_named(run_dir).items():
         if ino == inode:
             return name
-    return f"net:[{inode}]"
+    return (pod_label(Resolver(proc), pid) if pid is not None else "") or f"net:[{inode}]"
+
+
+def pod_label(resolver: Resolver, pid: int) -> str:
+    """'pod:shop/web-7f9' when `pid` runs in a pod whose name is known, else ''."""
+    box = resolver.of_pid(pid)
+    return POD_PREFIX + box.pod_ref if box is not None and box.pod else ""
 
 
 def all_namespaces(proc: str = "/proc", run_dir: str = NETNS_RUN_DIR) -> list[Namespace]:
@@ -89,6 +109,8 @@ def all_namespaces(proc: str = "/proc", run_dir: str = NETNS_RUN_DIR) -> list[Na
     found: dict[int, Namespace] = {own.inode: own}
     for name, inode in sorted(list_named(run_dir).items()):
         found.setdefault(inode, Namespace(name, inode, os.path.join(run_dir, name)))
+    resolver = Resolver(proc)
+    taken = {ns.name for ns in found.values()}
     for entry in os.listdir(proc):
         if not entry.isdigit():
             continue
@@ -97,7 +119,14 @@ def all_namespaces(proc: str = "/proc", run_dir: str = NETNS_RUN_DIR) -> list[Na
             inode = _inode(path)
         except OSError:  # gone, or not ours to see
             continue
-        found.setdefault(inode, Namespace(f"net:[{inode}]", inode, path))
+        if inode in found:
+            continue
+        # A pod being replaced can have two namespaces for a moment: the
+        # second keeps its inode name, so a name never means two namespaces.
+        name = pod_label(resolver, int(entry))
+        name = name if name and name not in taken else f"net:[{inode}]"
+        taken.add(name)
+        found[inode] = Namespace(name, inode, path)
     return list(found.values())
 
 

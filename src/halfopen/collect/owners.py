@@ -3,6 +3,7 @@
 A socket fd's link reads "socket:[INODE]" (fs/proc/fd.c, sockfs_dname).
 Socket inodes are unique across network namespaces, so one scan serves all.
 Processes that exit mid-scan are skipped; unreadable ones are counted.
+Each process holding sockets gets its container (collect.containers).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from dataclasses import field
 
 from halfopen.records import record
 
+from ..model.container import Container
 from ..model.process import Process
 from ..model.socket import Owner
+from .containers import Resolver
 
 
 class Holders(Mapping[int, tuple[Owner, ...]]):
@@ -23,19 +26,23 @@ class Holders(Mapping[int, tuple[Owner, ...]]):
     memory of Owner tuples, and most holders are read once, to print them.
     """
 
-    __slots__ = ("_packed", "_comms")
+    __slots__ = ("_packed", "_comms", "_containers")
 
-    def __init__(self, packed: dict[int, int | tuple[int, ...]], comms: dict[int, str]) -> None:
+    def __init__(self, packed: dict[int, int | tuple[int, ...]], comms: dict[int, str],
+                 containers: dict[int, Container] | None = None) -> None:
         self._packed = packed
         self._comms = comms
+        self._containers = containers or {}  # pid -> container, for those in one
 
     def __getitem__(self, inode: int) -> tuple[Owner, ...]:
         value = self._packed[inode]
         comms = self._comms
+        box = self._containers.get
         if isinstance(value, int):
             pid = value >> 32
-            return (Owner(pid, comms[pid], value & 0xFFFFFFFF),)
-        return tuple(Owner(v >> 32, comms[v >> 32], v & 0xFFFFFFFF) for v in value)
+            return (Owner(pid, comms[pid], value & 0xFFFFFFFF, box(pid)),)
+        return tuple(Owner(v >> 32, comms[v >> 32], v & 0xFFFFFFFF, box(v >> 32))
+                     for v in value)
 
     def get(self, inode: int, default: tuple[Owner, ...] = ()) -> tuple[Owner, ...]:  # type: ignore[override]
         return self[inode] if inode in self._packed else default
@@ -122,16 +129,19 @@ def scan_fds(proc: str = "/proc", pids: Iterable[int] | None = None) -> tuple[li
 
 def scan(proc: str = "/proc", pids: Iterable[int] | None = None) -> OwnerMap:
     """Map socket inodes to their holders; restrict to `pids` when given."""
-    return from_scans(*scan_fds(proc, pids))
+    return from_scans(*scan_fds(proc, pids), proc=proc)
 
 
-def from_scans(scans: Iterable, denied: int = 0) -> OwnerMap:
+def from_scans(scans: Iterable, denied: int = 0, proc: str = "/proc",
+               resolver: Resolver | None = None) -> OwnerMap:
     """The OwnerMap of fd scans already made: the doctor reads every
     process's fds once for owners, limits and stale fds.
     """
     packed: dict[int, int | tuple[int, ...]] = {}
     comms: dict[int, str] = {}
     processes: dict[int, Process] = {}
+    containers: dict[int, Container] = {}
+    resolver = resolver or Resolver(proc)
     for scan in scans:
         pid = scan.pid
         high = pid << 32
@@ -143,5 +153,11 @@ def from_scans(scans: Iterable, denied: int = 0) -> OwnerMap:
             else:
                 packed[inode] = (held if type(held) is tuple else (held,)) + (holder,)
         comms[pid] = scan.comm
-        processes[pid] = Process(pid, scan.comm, scan.fd_count, list(scan.socket_fds.values()))
-    return OwnerMap(Holders(packed, comms), processes, denied)
+        # Only socket holders: the container names an owner; a process
+        # without sockets is never one (and a host has many of them).
+        box = resolver.of_pid(pid) if scan.socket_fds else None
+        if box is not None:
+            containers[pid] = box
+        processes[pid] = Process(pid, scan.comm, scan.fd_count, list(scan.socket_fds.values()),
+                                 box)
+    return OwnerMap(Holders(packed, comms, containers), processes, denied)

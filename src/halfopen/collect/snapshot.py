@@ -26,7 +26,7 @@ def take(query: sockets.Query, host: bool = False, window: float = 3.0) -> Snaps
         hostrun = HostRun(spaces, window, proc=query.proc)
         scanned = hostrun.scan_fds()
         if scanned is not None and (query.owners or query.filter.needs_owners):
-            owner_map = owners.from_scans(*scanned)
+            owner_map = owners.from_scans(*scanned, proc=query.proc)
     collection = sockets.collect(query, owner_map)
     socks = list(collection.sockets)
     uname = os.uname()

@@ -9,7 +9,9 @@ import statistics
 from collections import Counter
 from collections.abc import Iterable
 
-from ..model.finding import Evidence, Fix
+from ..model.container import Container
+from ..model.finding import Evidence, Finding, Fix
+from ..model.process import Process
 from ..model.socket import Socket
 from ..units import seconds  # noqa: F401  (the rules format durations with it)
 
@@ -83,8 +85,27 @@ def median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def who(pid: int | None, comm: str) -> str:
-    return f"{comm} (pid {pid})" if pid is not None else "no process (orphaned or not visible)"
+def who(pid: int | None, comm: str, container: Container | None = None) -> str:
+    """'nginx (pid 812)', 'nginx (pid 812, pod shop/web-7f9)'."""
+    if pid is None:
+        return "no process (orphaned or not visible)"
+    return f"{comm} (pid {pid}, {container.phrase()})" if container else f"{comm} (pid {pid})"
+
+
+def attribute(findings: list[Finding], processes: dict[int, Process]) -> None:
+    """Name the container of each finding's process in its subject and title.
+
+    The rules name a process with who(pid, comm); this names its container
+    once for all of them, from the snapshot's processes.
+    """
+    for f in findings:
+        pid = f.subject.get("pid")
+        proc = processes.get(pid) if isinstance(pid, int) else None
+        if proc is None or proc.container is None:
+            continue
+        comm = f.subject.get("comm", proc.comm)
+        f.subject["container"] = proc.container.to_dict()
+        f.title = f.title.replace(who(pid, comm), who(pid, comm, proc.container), 1)
 
 
 def subject(netns: str, pid: int | None = None, comm: str = "", port: int | None = None,
@@ -108,7 +129,7 @@ def ev(what: str, value, source: str, note: str = "") -> Evidence:
 def _in_netns(netns: str, argv: str) -> str:
     if netns in ("host", ""):
         return argv
-    if netns.startswith("net:["):
+    if netns.startswith(("net:[", "pod:")):
         return f"nsenter --net=/proc/PID/ns/net {argv}  # namespace {netns}: any PID inside it"
     return f"ip netns exec {shlex.quote(netns)} {argv}"
 

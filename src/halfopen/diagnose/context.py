@@ -35,6 +35,7 @@ class Options:
 
     pid: int | None = None
     port: int | None = None
+    container: str | None = None  # a `container` filter word: name, pod, ns/pod, id (prefix)
     middleboxes: tuple[Middlebox, ...] = ()
     min_age_s: float | None = None
 

@@ -14,11 +14,13 @@ from typing import Any
 from halfopen.records import record
 
 from ..errors import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING
+from ..model.container import Container
 from ..model.finding import SEVERITY_RANK, Finding
 from ..model.history import History
 from ..model.nginx import NginxConf
 from ..model.snapshot import Snapshot
 from . import registry
+from .common import attribute
 from .context import Context, Options
 
 SCHEMA = "halfopen.doctor/1"
@@ -53,15 +55,18 @@ class Report:
 
 
 def _focus(findings: list[Finding], options: Options) -> list[Finding]:
-    """--pid/--port: keep findings about that pid/port, and host-wide ones."""
-    if options.pid is None and options.port is None:
+    """--pid/--port/--container: keep findings about that pid/port/container, and
+    host-wide ones."""
+    if options.pid is None and options.port is None and options.container is None:
         return findings
     kept = []
     for f in findings:
         pid, port = f.subject.get("pid"), f.subject.get("port")
+        box = f.subject.get("container")
         if pid is None and port is None:
             kept.append(f)  # host- or namespace-wide: affects the focus too
-        elif options.pid is not None and pid == options.pid or options.port is not None and port == options.port:
+        elif options.pid is not None and pid == options.pid or options.port is not None and port == options.port or (options.container is not None and box is not None
+              and Container.from_dict(box).matches(options.container)):
             kept.append(f)
     return kept
 
@@ -79,6 +84,7 @@ def diagnose(snapshot: Snapshot, options: Options = Options(), history: History 
              only: tuple[str, ...] = ()) -> Report:
     ctx = Context(snapshot, options, history, nginx, nginx_note)
     findings, checked, unknown = registry.run(ctx, only)
+    attribute(findings, snapshot.processes)
     findings = _focus(findings, options)
     findings.sort(key=lambda f: (ORDER.get(f.severity, 9), registry.RULE_IDS.index(f.id)
                                  if f.id in registry.RULE_IDS else 99, f.title))

@@ -1,7 +1,7 @@
 """A finding's "netns" word -> a Namespace to enter, and is it still the same one.
 
 The doctor labels namespaces as collect.netns.label does: "host", an
-`ip netns` name, or "net:[INODE]" for an unnamed one. A name or an inode
+`ip netns` name, "pod:NAMESPACE/POD", or "net:[INODE]" for an unnamed one. A name or an inode
 can come back as another namespace (deleted, then recreated; inodes are
 reused at once), so each action compares the namespace's cookie, which the
 kernel never reuses, with the one recorded (`same`); the inode is recorded

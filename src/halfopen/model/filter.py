@@ -1,4 +1,4 @@
-"""Socket filters: ss's words (misc/ssfilter.y) plus pid, comm and uid.
+"""Socket filters: ss's words (misc/ssfilter.y) plus pid, comm, uid and container.
 
 A filter is a value: an expression tree parsed from the command line. It is
 run in userspace by `matches()` and, where the kernel can run it, compiled to
@@ -47,7 +47,7 @@ class HostIs:
 
 @record(frozen=True)
 class OwnerIs:
-    key: str  # "pid", "comm" or "uid"
+    key: str  # "pid", "comm", "uid" or "container" (name, pod, ns/pod, id or id prefix)
     value: int | str
 
 
@@ -73,7 +73,8 @@ Expr = Union[StateIs, PortCmp, HostIs, OwnerIs, And, Or, Not]
 OPERATORS = {"=": "eq", "==": "eq", "eq": "eq", "!=": "ne", "ne": "ne", "neq": "ne",
              ">=": "ge", "ge": "ge", "geq": "ge", "<=": "le", "le": "le", "leq": "le",
              ">": "gt", "gt": "gt", "<": "lt", "lt": "lt"}
-LEAF_WORDS = ("state", "exclude", "sport", "dport", "src", "dst", "pid", "comm", "uid")
+LEAF_WORDS = ("state", "exclude", "sport", "dport", "src", "dst", "pid", "comm", "uid",
+              "container")
 JOIN_WORDS = {"and": "and", "&&": "and", "&": "and", "or": "or", "||": "or", "|": "or",
               "not": "not", "!": "not"}
 VALID_WORDS = ", ".join(LEAF_WORDS + ("and", "or", "not", "(", ")"))
@@ -218,6 +219,8 @@ class _Parser:
             return OwnerIs(word, int(value))
         if word == "comm":
             return OwnerIs("comm", self.take("a process name"))
+        if word == "container":
+            return OwnerIs("container", self.take("a container name, pod or id"))
         raise UsageError(f"unknown filter word {word!r}; valid words: {VALID_WORDS}")
 
 
@@ -307,4 +310,7 @@ def _eval(expr: Expr, s: Socket) -> bool:
         return any(o.pid == expr.value for o in s.owners)
     if expr.key == "comm":
         return any(o.comm == expr.value for o in s.owners)
+    if expr.key == "container":
+        return any(o.container is not None and o.container.matches(str(expr.value))
+                   for o in s.owners)
     return s.uid == expr.value

@@ -38,9 +38,7 @@ class Snapshot:
             "schema": SCHEMA, "host": self.host, "kernel": self.kernel,
             "taken_at": self.taken_at, "source": self.source,
             "namespaces": self.namespaces, "notes": self.notes,
-            "processes": [{"pid": p.pid, "comm": p.comm, "fd_count": p.fd_count,
-                           "socket_inodes": p.socket_inodes}
-                          for p in self.processes.values()],
+            "processes": [p.to_dict() for p in self.processes.values()],
             "sockets": [s.to_dict() for s in self.sockets],
             "host_facts": None if self.host_facts is None else self.host_facts.to_dict(),
         }
@@ -53,7 +51,7 @@ class Snapshot:
         return cls(
             host=d["host"], kernel=d["kernel"], taken_at=d["taken_at"], source=d["source"],
             namespaces=list(d["namespaces"]), notes=list(d.get("notes", [])),
-            processes={p["pid"]: Process(**p) for p in d.get("processes", [])},
+            processes={p["pid"]: Process.from_dict(p) for p in d.get("processes", [])},
             sockets=[Socket.from_dict(s) for s in d["sockets"]],
             host_facts=(HostFacts.from_dict(d["host_facts"])
                         if d.get("host_facts") is not None else None),

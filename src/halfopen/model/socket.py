@@ -7,10 +7,11 @@ be checked against the headers.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 from halfopen.records import record
 
+from .container import Container
 from .states import STATE_BY_KEY, state_name
 
 # idiag_timer values (net/ipv4/inet_diag.c inet_sk_diag_fill, inet_twsk_diag_fill).
@@ -122,6 +123,18 @@ class Owner(NamedTuple):
     pid: int
     comm: str
     fd: int
+    container: Optional[Container] = None  # None: on the host, or not known
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"pid": self.pid, "comm": self.comm, "fd": self.fd}
+        if self.container is not None:
+            d["container"] = self.container.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Owner:
+        c = d.get("container")
+        return cls(d["pid"], d["comm"], d["fd"], Container.from_dict(c) if c else None)
 
 
 @record
@@ -182,7 +195,7 @@ class Socket:
         if self.shutdown is not None:
             d["shutdown"] = self.shutdown
         if self.owners:
-            d["owners"] = [{"pid": o.pid, "comm": o.comm, "fd": o.fd} for o in self.owners]
+            d["owners"] = [o.to_dict() for o in self.owners]
         if self.tcp_info is not None:
             d["tcp_info"] = {k: v for k, v in zip(TCP_INFO_FIELDS, self.tcp_info)
                              if v is not None}
@@ -208,6 +221,6 @@ class Socket:
             shutdown=d.get("shutdown"),
             tcp_info=TcpInfo(**ti) if ti is not None else None,
             meminfo=SkMemInfo(**mi) if mi is not None else None,
-            owners=tuple(Owner(**o) for o in d.get("owners", ())),
+            owners=tuple(Owner.from_dict(o) for o in d.get("owners", ())),
             direction=direction,
         )

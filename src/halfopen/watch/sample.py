@@ -21,6 +21,7 @@ from dataclasses import field
 
 from halfopen.records import record
 
+from ..model.container import Container
 from ..model.finding import Finding
 from ..model.process import Process
 from ..model.socket import Socket
@@ -40,6 +41,7 @@ class ProcSample:
     fd_limit: int | None = None
     states: dict[str, int] = field(default_factory=dict)  # "close_wait" -> n
     oldest_close_wait_s: float | None = None  # lower bound, see module docstring
+    container: Container | None = None  # None: on the host, or not known
 
     @property
     def total(self) -> int:
@@ -128,6 +130,7 @@ def build(t: float, host: str, sockets: Iterable[Socket], processes: dict[int, P
         proc = processes.get(pid)
         if proc is not None:
             p.fds = proc.fd_count
+            p.container = proc.container
         p.fd_limit = fd_limit(pid)
     flat: list[Listener] = []
     for port_key, group in sorted(listeners.items()):

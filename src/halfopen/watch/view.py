@@ -109,19 +109,25 @@ def render(window: Window, log: FindingLog, growth: Callable[[int, str], float |
                       ("fd limit", "right"), ("fd use", "right"), ("full in", "right"),
                       ("trend", "left")):
         pt.add_column(col, justify=just)
+    boxed = any(p.container is not None for p in procs)
+    if boxed:  # a host without containers: no empty column
+        pt.add_column("container", justify="left")
     for p in procs:
         g = growth(p.pid, "close_wait")
         gf = growth(p.pid, "fds")
         rate = gf if gf is not None else g
         eta = trend.seconds_to_limit(p.fds or 0, p.fd_limit, rate)
         style = "bold red" if eta is not None and eta < 600 else ""
-        pt.add_row(str(p.pid), p.comm, str(p.close_wait),
-                   "-" if g is None else f"{g:+.1f}",
-                   trend.human_duration(p.oldest_close_wait_s),
-                   "-" if p.fds is None else str(p.fds),
-                   "-" if p.fd_limit is None else str(p.fd_limit), pct(p.fds, p.fd_limit),
-                   Text(trend.human_duration(eta), style=style),
-                   sparkline([v for _t, v in window.proc_points(p.pid)], 20))
+        cells: list[str | Text] = [str(p.pid), p.comm, str(p.close_wait),
+                 "-" if g is None else f"{g:+.1f}",
+                 trend.human_duration(p.oldest_close_wait_s),
+                 "-" if p.fds is None else str(p.fds),
+                 "-" if p.fd_limit is None else str(p.fd_limit), pct(p.fds, p.fd_limit),
+                 Text(trend.human_duration(eta), style=style),
+                 sparkline([v for _t, v in window.proc_points(p.pid)], 20)]
+        if boxed:
+            cells.append(p.container.text() if p.container is not None else "-")
+        pt.add_row(*cells)
     if not procs:
         pt.caption = "no CLOSE_WAIT sockets"
     parts.append(pt)

@@ -244,10 +244,14 @@ def _processes(run: _Run, facts: HostFacts, got, pids: Iterable[int] | None, top
         run.unavailable["limits"] = f"{denied} processes' fds not readable: not root?"
     by_pid = {s.pid: s for s in scans}
     labels: dict[int, str] = {}
+    inside: dict[int, int] = {}  # namespace inode -> a pid in it (names it after its pod)
+    for s in scans:
+        inside.setdefault(s.netns_inode, s.pid)
 
     def label(inode: int) -> str:
         if inode not in labels:
-            labels[inode] = netns_mod.label(inode, proc) if inode else "?"
+            labels[inode] = (netns_mod.label(inode, proc, pid=inside.get(inode)) if inode
+                             else "?")
         return labels[inode]
 
     if stale_fds:
