@@ -252,9 +252,8 @@ def _prlimit_step(finding: Finding, fix: Fix, params: dict, proc: str) -> Step:
 
 def _comm(pid: int, proc: str) -> str:
     try:
-        with open(f"{proc}/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
+        return identity.comm(pid, proc) or "?"
+    except OSError:  # not ours to read
         return "?"
 
 
