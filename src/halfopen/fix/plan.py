@@ -30,6 +30,7 @@ from halfopen.records import record
 from ..errors import UsageError
 from ..kernel import identity
 from ..model import filter as filters
+from ..model import fixes
 from ..model.finding import Finding, Fix
 from ..model.rules import RULE_IDS
 from . import namespace, retrofit, rlimit, safety, sysctl
@@ -119,27 +120,26 @@ def _manual(finding: Finding, fix: Fix, note: str = "") -> Step:
 def _step(finding: Finding, fix: Fix, proc: str, sys_root: str) -> Step:
     if not fix.automatic or fix.action not in AUTOMATIC:
         return _manual(finding, fix)
-    params = dict(fix.params or {})
-    params.setdefault("action", fix.action)
-    if fix.action == "sysctl":
-        return _sysctl_step(finding, fix, params, sys_root, proc)
     try:
-        if fix.action == "prlimit":
-            return _prlimit_step(finding, fix, params, proc)
-        if fix.action == "keepalive":
-            return _keepalive_step(finding, fix, params, proc)
-        return _kill_step(finding, fix, params, proc)
+        change = fixes.change(fix.action, dict(fix.params or {}), finding.subject)
+    except ValueError as exc:
+        raise UsageError(f"{finding.id}: {exc}") from None
+    if isinstance(change, fixes.SysctlChange):
+        return _sysctl_step(finding, change, sys_root, proc)
+    try:
+        if isinstance(change, fixes.RlimitChange):
+            return _prlimit_step(finding, change, proc)
+        if isinstance(change, fixes.KeepaliveChange):
+            return _keepalive_step(finding, fix, change, proc)
+        return _kill_step(finding, fix, change, proc)
     except (ProcessGone, AccessDenied, NotSupported) as exc:
         # a fact we could not read: the fix stays on the plan, for a person
         return _manual(finding, fix, note=f"cannot plan it: {exc}")
 
 
-def _sysctl_step(finding: Finding, fix: Fix, params: dict, sys_root: str, proc: str) -> Step:
-    key = params.get("key")
-    if not key:
-        raise UsageError(f"{finding.id}: sysctl fix without a key")
-    value = sysctl.check(key, params.get("value"))
-    where = str(params.get("netns") or finding.subject.get("netns") or "host")
+def _sysctl_step(finding: Finding, change: fixes.SysctlChange, sys_root: str, proc: str) -> Step:
+    key, where = change.key, change.netns
+    value = sysctl.check(key, change.value)
     knob = sysctl.KNOBS[key]
     base = Step(finding.id, finding.title, "sysctl", key, "change", netns=where, new=value,
                 params={"key": key, "value": value, "netns": where})
@@ -205,29 +205,11 @@ def _process(finding: Finding, pid: int, proc: str) -> tuple[dict[str, Any], str
     return {"pid": pid, "start": now.start_time, "comm": now.comm}, ""
 
 
-def _pid(finding: Finding, params: dict) -> int:
-    pid = params.get("pid", finding.subject.get("pid"))
-    if pid is None:
-        raise UsageError(f"{finding.id}: the {params.get('action', 'fix')} fix names no pid")
-    try:
-        pid = int(pid)
-    except (TypeError, ValueError):
-        raise UsageError(f"{finding.id}: bad pid {pid!r}") from None
+def _prlimit_step(finding: Finding, change: fixes.RlimitChange, proc: str) -> Step:
+    pid, soft, hard = change.pid, change.soft, change.hard
     retrofit.check_pid(pid, proc="/proc")
-    return pid
-
-
-def _prlimit_step(finding: Finding, fix: Fix, params: dict, proc: str) -> Step:
-    pid = _pid(finding, params)
-    if params.get("resource", "nofile") not in rlimit.RESOURCES:
-        raise UsageError(f"{finding.id}: prlimit resource {params.get('resource')!r}; "
-                         "valid: nofile")
-    soft, hard = params.get("soft"), params.get("hard")
-    for name, v in (("soft", soft), ("hard", hard)):
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-            raise UsageError(f"{finding.id}: bad {name} limit {v!r}: a positive number")
-    if soft is None:
-        raise UsageError(f"{finding.id}: prlimit fix without a soft limit")
+    if change.resource not in rlimit.RESOURCES:
+        raise UsageError(f"{finding.id}: prlimit resource {change.resource!r}; valid: nofile")
     comm = _comm(pid, proc)
     step = Step(finding.id, finding.title, "prlimit", f"pid {pid} ({comm}) RLIMIT_NOFILE",
                 "change", netns=str(finding.subject.get("netns", "host")))
@@ -257,17 +239,12 @@ def _comm(pid: int, proc: str) -> str:
         return "?"
 
 
-def _keepalive_step(finding: Finding, fix: Fix, params: dict, proc: str) -> Step:
-    pid = _pid(finding, params)
-    user_timeout = params.get("user_timeout_ms", params.get("user_timeout"))
-    try:
-        settings = retrofit.Settings(int(params.get("idle", 60)), int(params.get("interval", 10)),
-                                     int(params.get("count", 6)),
-                                     None if user_timeout is None else int(user_timeout))
-    except (TypeError, ValueError):
-        raise UsageError(f"{finding.id}: bad keepalive values {params!r}") from None
+def _keepalive_step(finding: Finding, fix: Fix, change: fixes.KeepaliveChange, proc: str) -> Step:
+    pid = change.pid
+    retrofit.check_pid(pid, proc="/proc")
+    settings = retrofit.Settings(change.idle, change.interval, change.count, change.user_timeout_ms)
     settings.check()
-    flt = filters.parse(str(params.get("filter", "")).split())
+    flt = filters.parse(change.filter.split())
     comm = _comm(pid, proc)
     want = f"keepalive {settings.idle}s/{settings.interval}s x{settings.count}"
     step = Step(finding.id, finding.title, "keepalive", f"pid {pid} ({comm}) TCP sockets",
@@ -289,12 +266,12 @@ def _keepalive_step(finding: Finding, fix: Fix, params: dict, proc: str) -> Step
     return step
 
 
-def _kill_step(finding: Finding, fix: Fix, params: dict, proc: str) -> Step:
-    words = str(params.get("filter", "")).split()
+def _kill_step(finding: Finding, fix: Fix, change: fixes.KillChange, proc: str) -> Step:
+    words = change.filter.split()
     flt = filters.parse(words)
     if flt.is_empty:
         raise UsageError(f"{finding.id}: a kill fix needs a filter; an empty one names every socket")
-    where = str(params.get("netns") or finding.subject.get("netns") or "host")
+    where = change.netns or "host"
     step = Step(finding.id, finding.title, "kill", " ".join(words), "change", netns=where,
                 new="destroyed (RST)")
     holders = []
