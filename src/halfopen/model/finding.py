@@ -86,4 +86,4 @@ def read_findings(path: str) -> list[Finding]:
         schema.check(items, schema.List(schema.of_record(Finding)), "$.findings")
     except schema.SchemaError as exc:
         raise UsageError(f"{path}: not doctor --json output: {exc}") from None
-    return [Finding.from_dict(d) for d in items]
+    return [Finding.from_dict(d) for d in items or ()]  # checked a list above
