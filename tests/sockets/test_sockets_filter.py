@@ -13,9 +13,10 @@ import socket
 
 import pytest
 
-from halfopen.collect import bytecode, netlink, netns, sock_diag
+from halfopen.collect import bytecode, netns, sock_diag
 from halfopen.collect import sockets as collector
 from halfopen.errors import UsageError
+from halfopen.kernel import netlink
 from halfopen.model.filter import (
     OPERATORS,
     And,

@@ -17,11 +17,12 @@ from typing import IO, Any, Optional
 from halfopen.records import record
 
 from ..errors import HalfopenError, NamespaceError, UsageError
+from ..kernel import netlink
 from ..model.filter import DEFAULT_PORT_RANGE, Filter
 from ..model.filter_values import device_number
 from ..model.socket import OUTBOUND, Socket
 from ..model.states import ALL_STATES, TcpState
-from . import bytecode, direction, netlink, netns, owners, procfs_tcp, sock_diag
+from . import bytecode, direction, netns, owners, procfs_tcp, sock_diag
 
 LISTEN = int(TcpState.LISTEN)
 

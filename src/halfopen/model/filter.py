@@ -234,7 +234,12 @@ class Filter:
         """The interface names `dev` words name (resolved per namespace)."""
         found: set[str] = set()
         if self.expr is not None:
-            _any_leaf(self.expr, lambda e: isinstance(e, DevIs) and bool(found.add(e.name)))
+            def note(e: Expr) -> bool:
+                if isinstance(e, DevIs):
+                    found.add(e.name)
+                return False  # keep walking: every leaf
+
+            _any_leaf(self.expr, note)
         return frozenset(found)
 
     def bind(self, ifindex: dict[str, Optional[int]],
@@ -589,7 +594,8 @@ VALID_WORDS = ", ".join(list(WORDS) + ["and", "or", "not", "(", ")"])
 # ---------------------------------------------------------------- walking trees
 
 def _conjuncts(expr: Expr) -> list[Expr]:
-    out, todo = [], [expr]
+    out: list[Expr] = []
+    todo: list[Expr] = [expr]
     while todo:
         e = todo.pop()
         if isinstance(e, And):

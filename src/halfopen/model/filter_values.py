@@ -132,8 +132,8 @@ def parse_host(text: str, is_port: bool, hosts_file: str = HOSTS_FILE,
             raise UsageError(f"bad address {_show(text)}: missing ']'")
         addr, port_text = rest[1:close], rest[close + 1:]
         if port_text.startswith("/"):  # halfopen's extension: [2001:db8::]/32[:PORT]
-            length, colon, tail = port_text.partition(":")
-            addr, port_text = addr + length, colon + tail
+            length, sep, tail = port_text.partition(":")
+            addr, port_text = addr + length, sep + tail
     elif rest.startswith("*"):
         addr, port_text = rest, rest[1:]
     else:
@@ -170,10 +170,11 @@ def _prefix(addr: str, family: Optional[int], text: str,
         bits = 8 * len(raw)
         plen = bits
         if slash:
-            plen = _netmask(length)
-            if plen is None or plen > bits:
+            mask = _netmask(length)
+            if mask is None or mask > bits:
                 raise UsageError(f"bad address {_show(text)}: /LEN is 0-{bits} or a "
                                  "dotted netmask")
+            plen = mask
         net = ipaddress.ip_network((int.from_bytes(raw, "big"), plen), strict=False)
         return (net,)
     found = () if slash else _host_addresses(base, family, hosts_file)
@@ -277,8 +278,9 @@ def _inet_aton(text: str) -> Optional[bytes]:
     parts = text.split(".")
     if len(parts) > 4 or any(not p for p in parts):
         return None
-    values = [c_int(p) for p in parts]
-    if any(v is None or v < 0 for v in values):
+    read = [c_int(p) for p in parts]
+    values = [v for v in read if v is not None]
+    if len(values) != len(read) or any(v < 0 for v in values):
         return None
     last_bits = 8 * (5 - len(parts))
     head = values[:-1]

@@ -235,10 +235,10 @@ _BUILTIN = {"int": INT, "float": NUM, "str": STR, "bool": BOOL, "Any": JSON,
 _cache: dict[type, Obj] = {}
 
 
-def _fields(cls: type) -> list[tuple[str, str, bool]]:
+def _fields(cls: Any) -> list[tuple[str, str, bool]]:
     """(name, annotation text, required) of a dataclass or a NamedTuple."""
     if dataclasses.is_dataclass(cls):
-        return [(f.name, f.type, f.default is dataclasses.MISSING
+        return [(f.name, typing.cast(str, f.type), f.default is dataclasses.MISSING
                  and f.default_factory is dataclasses.MISSING)
                 for f in dataclasses.fields(cls)]
     defaults = cls._field_defaults
@@ -273,7 +273,7 @@ class _Scope(dict):
         self.module = module
 
     def __missing__(self, name: str) -> Shape:
-        obj = vars(sys.modules[self.module]).get(name)
+        obj: Any = vars(sys.modules[self.module]).get(name)
         if not _is_record(obj):
             raise NameError(f"annotation names {name!r}, which is no record of {self.module}")
         return of_record(obj)
