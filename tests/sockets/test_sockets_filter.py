@@ -13,7 +13,7 @@ import socket
 
 import pytest
 
-from halfopen.collect import bytecode, netlink, netns, sock_diag
+from halfopen.collect import bytecode, filter_names, netlink, netns, sock_diag
 from halfopen.collect import sockets as collector
 from halfopen.errors import UsageError
 from halfopen.model.filter import (
@@ -242,7 +242,8 @@ def test_kernel_filters_agree_with_userspace(zoo, everything):
     failures, sizes = [], []
     for template in KERNEL_FILTERS:
         text = template.format(**ports)
-        flt = parse(text.split()).bind({"lo": 1})  # lo is index 1 in every namespace
+        flt = parse(text.split())
+        flt = flt.bind({"lo": 1}, (32768, 60999), *filter_names.look_up(flt))  # lo: index 1
         user = {_key(s) for s in everything if flt.matches(s)}
         sizes.append(len(user))
         kf = bytecode.compile_filter(flt)
@@ -295,7 +296,8 @@ def test_new_conditions_match_the_kernel_layout():
     assert kf.exact and kf.bytecode == bytecode.OP.pack(9, 8, 12) + (1).to_bytes(4, "little")
     kf = bytecode.compile_filter(parse(["fwmark", "0x10/0xff"]))
     assert kf.bytecode == bytecode.OP.pack(10, 12, 16) + bytecode.MARKCOND.pack(0x10, 0xFF)
-    kf = bytecode.compile_filter(parse(["cgroup", "/"]))
+    flt = parse(["cgroup", "/"])
+    kf = bytecode.compile_filter(flt.bind({}, (1, 2), *filter_names.look_up(flt)))
     assert kf.bytecode[:4] == bytecode.OP.pack(13, 12, 16) and len(kf.bytecode) == 12
     kf = bytecode.compile_filter(parse(["autobound"]).bind({}, (32768, 60999)))
     assert kf.bytecode == (bytecode.OP.pack(6, 4, 24) + bytecode.OP.pack(2, 8, 20)
