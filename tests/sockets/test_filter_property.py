@@ -70,12 +70,12 @@ def _check(argv: list[str]) -> None:
     try:
         flt = parse(argv)
         names = filter_names.look_up(flt, mounts_file="/nonexistent")  # no real cgroup stat
-    except UsageError as exc:
+        bound = flt.bind({name: 1 for name in flt.devices()}, (32768, 60999), *names)
+    except UsageError as exc:  # also an unknown host name, found when binding
         msg = str(exc)
         assert msg and "\n" not in msg and exc.exit_code == 64
         msg.encode("utf-8")  # printable: no lone surrogate reaches the terminal
         return
-    bound = flt.bind({name: 1 for name in flt.devices()}, (32768, 60999), *names)
     bytecode.compile_filter(bound)
     bound.matches(SOCK)
     flt.matches(SOCK)
