@@ -174,12 +174,12 @@ def _prefix(addr: str, family: Optional[int], text: str) -> Optional[tuple[Netwo
                                  "dotted netmask")
         net = ipaddress.ip_network((int.from_bytes(raw, "big"), plen), strict=False)
         return (net,)
-    if not slash and family != 6 and re.fullmatch(r"[0-9.]+", base) and \
-            not base.endswith("."):
+    numeric = re.fullmatch(r"[0-9.]+", base) is not None
+    if not slash and numeric and family != 6 and not base.endswith("."):
         raw = _inet_aton(base)  # glibc reads all-digits names as inet_aton does
         if raw is not None:
             return (ipaddress.ip_network(raw),)
-    elif not slash and _HOSTNAME.match(base):
+    elif not slash and not numeric and _HOSTNAME.match(base):
         return ()
     raise UsageError(f"bad address {_show(text)}: an IPv4/IPv6 address or prefix "
                      "(10.0.0.0/8, 198.18/15, [::1]:22, fd00::/8) or a host name")
