@@ -16,9 +16,8 @@ import os
 import shutil
 import sys
 
-import pytest
-
 import filter_conformance as fc
+import pytest
 from sockets_support import run
 
 

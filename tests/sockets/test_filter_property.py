@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from halfopen.collect import bytecode, filter_names
 from halfopen.errors import UsageError
-from halfopen.model.filter import MAX_DEPTH, JOIN_WORDS, OPERATORS, WORDS, parse
+from halfopen.model.filter import JOIN_WORDS, MAX_DEPTH, OPERATORS, WORDS, parse
 from halfopen.model.socket import Socket
 from halfopen.model.states import STATE_WORDS
 

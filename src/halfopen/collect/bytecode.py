@@ -16,10 +16,26 @@ from __future__ import annotations
 
 import socket
 import struct
+
 from halfopen.records import record
 
-from ..model.filter import (And, AutoBound, CgroupIs, DevIs, Expr, Filter, HostIs, HostName,
-                            MarkIs, Not, Or, OwnerIs, PortCmp, StateIs, _conjuncts)
+from ..model.filter import (
+    And,
+    AutoBound,
+    CgroupIs,
+    DevIs,
+    Expr,
+    Filter,
+    HostIs,
+    HostName,
+    MarkIs,
+    Not,
+    Or,
+    OwnerIs,
+    PortCmp,
+    StateIs,
+    _conjuncts,
+)
 from ..model.states import ALL_STATES
 
 # enum in include/uapi/linux/inet_diag.h (INET_DIAG_BC_*)

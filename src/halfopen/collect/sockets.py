@@ -8,6 +8,7 @@ or when the filter needs them.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Iterator
 from dataclasses import field
@@ -15,7 +16,7 @@ from typing import IO, Any, Optional
 
 from halfopen.records import record
 
-from ..errors import HalfopenError, UsageError
+from ..errors import HalfopenError, NamespaceError, UsageError
 from ..model.filter import DEFAULT_PORT_RANGE, Filter
 from ..model.filter_values import device_number
 from ..model.socket import OUTBOUND, Socket
@@ -92,9 +93,10 @@ def _open_sources(query: Query) -> tuple[str, list[tuple[netns.Namespace, Any, F
         opened = []
         try:
             for ns in spaces:
-                with netns.entered(ns, query.proc):
-                    bound = _bound(query.filter, len(spaces) == 1, names)
-                    opened.append((ns, netlink.open_sock_diag(), bound))
+                with contextlib.ExitStack() as inside:
+                    if _enter(inside, ns, query.proc, len(spaces) > 1, notes):
+                        bound = _bound(query.filter, len(spaces) == 1, names)
+                        opened.append((ns, netlink.open_sock_diag(), bound))
             return "sock_diag", opened, notes
         except OSError as exc:
             for _ns, s, _f in opened:
@@ -108,10 +110,31 @@ def _open_sources(query: Query) -> tuple[str, list[tuple[netns.Namespace, Any, F
                             "/proc/net/tcp has no device, mark, cgroup or port lock")
     files = []
     for ns in spaces:
-        with netns.entered(ns, query.proc):
-            files.append((ns, _open_tables(query.families),
-                          _bound(query.filter, len(spaces) == 1, names)))
+        with contextlib.ExitStack() as inside:
+            if _enter(inside, ns, query.proc, len(spaces) > 1, notes):
+                files.append((ns, _open_tables(query.families),
+                              _bound(query.filter, len(spaces) == 1, names)))
     return "procfs", files, notes
+
+
+def _enter(stack: contextlib.ExitStack, ns: netns.Namespace, proc: str, several: bool,
+           notes: list[str]) -> bool:
+    """Enter `ns` for the rest of `stack`; False (and a note) if it vanished meanwhile.
+
+    With several namespaces (--all-netns) one deleted between listing and
+    reading must not stop the others: its nsfs file is gone (ENOENT) or the
+    /run/netns bind mount under it was removed and setns(2) finds a plain file
+    (EINVAL). With one namespace asked for by name, that is the user's error.
+    """
+    try:
+        stack.enter_context(netns.entered(ns, proc))
+    except (NamespaceError, OSError) as exc:
+        if not several or isinstance(exc, PermissionError):
+            raise
+        notes.append(f"network namespace {ns.name} vanished during the run; the others "
+                     f"were read ({exc})")
+        return False
+    return True
 
 
 def _open_tables(families: tuple[int, ...]) -> list[tuple[int, IO[str]]]:

@@ -109,19 +109,19 @@ class OwnerIs:
 
 @record(frozen=True)
 class And:
-    left: "Expr"
-    right: "Expr"
+    left: Expr
+    right: Expr
 
 
 @record(frozen=True)
 class Or:
-    left: "Expr"
-    right: "Expr"
+    left: Expr
+    right: Expr
 
 
 @record(frozen=True)
 class Not:
-    inner: "Expr"
+    inner: Expr
 
 
 Expr = Union[StateIs, PortCmp, HostIs, HostName, DevIs, MarkIs, CgroupIs, AutoBound, OwnerIs,
@@ -266,7 +266,7 @@ class Filter:
     def bind(self, ifindex: dict[str, Optional[int]],
              port_range: tuple[int, int] = DEFAULT_PORT_RANGE,
              hosts: Optional[dict[tuple[str, Optional[int]], tuple[Network, ...]]] = None,
-             cgroups: Optional[dict[str, int]] = None) -> "Filter":
+             cgroups: Optional[dict[str, int]] = None) -> Filter:
         """This filter with the facts it names filled in: interface indexes of one
         namespace (name -> index, None when absent there), its ip_local_port_range,
         the addresses of host names and the ids of cgroup paths (collect.filter_names)."""

@@ -222,7 +222,7 @@ class Socket:
             peer_addr=d["peer_addr"], peer_port=d["peer_port"],
             recv_q=d["recv_q"], send_q=d["send_q"], timer=timer,
             timer_expires_ms=d["timer_expires_ms"], timer_retrans=d["timer_retrans"],
-            uid=d["uid"], inode=d["inode"], cookie=d["cookie"], netns=d["netns"],
+            uid=d["uid"], inode=d["inode"], cookie=d["cookie"], netns=d.get("netns", "host"),
             shutdown=d.get("shutdown"),
             tcp_info=TcpInfo(**ti) if ti is not None else None,
             meminfo=SkMemInfo(**mi) if mi is not None else None,
