@@ -378,11 +378,11 @@ def test_ss_grouping_and_values(text, expr):
 
 
 def test_mixed_and_or_is_flagged_with_both_readings():
-    f = parse("sport = :1 or sport = :2 and dport = :3".split())
+    f = parse(["sport", "=", ":1", "or", "sport", "=", ":2", "and", "dport", "=", ":3"])
     assert "( sport = :1 or sport = :2 ) and dport = :3" in f.ambiguity
     assert "sport = :1 or ( sport = :2 and dport = :3 )" in f.ambiguity
-    assert not parse("sport = :1 and sport = :2 or dport = :3".split()).ambiguity
-    assert not parse("( sport = :1 or sport = :2 ) and dport = :3".split()).ambiguity
+    assert not parse(["sport", "=", ":1", "and", "sport", "=", ":2", "or", "dport", "=", ":3"]).ambiguity
+    assert not parse(["(", "sport", "=", ":1", "or", "sport", "=", ":2", ")", "and", "dport", "=", ":3"]).ambiguity
 
 
 def test_kill_refuses_an_ambiguous_filter():
@@ -394,13 +394,13 @@ def test_kill_refuses_an_ambiguous_filter():
 
 
 def test_family_prefix_limits_the_query_and_later_addresses():
-    f = parse("sport = inet6::22".split())
+    f = parse(["sport", "=", "inet6::22"])
     assert f.family == 6 and f.expr == PortCmp("s", "eq", 22)
     assert not f.matches(_sock("10.1.2.3", 22, "1.1.1.1", 6))
     assert f.matches(_sock("2001:db8::1", 22, "::1", 6))
     with pytest.raises(UsageError, match="198.18.0.1"):
-        parse("sport = inet6::22 dst 198.18.0.1".split())  # ss: read as IPv6, refused
-    assert parse("src inet:198.18/15".split()).family == 4
+        parse(["sport", "=", "inet6::22", "dst", "198.18.0.1"])  # ss: read as IPv6, refused
+    assert parse(["src", "inet:198.18/15"]).family == 4
 
 
 def test_host_names_come_from_the_hosts_file(tmp_path):

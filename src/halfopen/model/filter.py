@@ -243,8 +243,14 @@ class Filter:
     def devices(self) -> frozenset[str]:
         """The interface names `dev` words name (resolved per namespace)."""
         found: set[str] = set()
+
+        def note(e: Expr) -> bool:
+            if isinstance(e, DevIs):
+                found.add(e.name)
+            return False
+
         if self.expr is not None:
-            _any_leaf(self.expr, lambda e: isinstance(e, DevIs) and bool(found.add(e.name)))
+            _any_leaf(self.expr, note)
         return frozenset(found)
 
     def names(self) -> tuple[frozenset[tuple[str, Optional[int]]], frozenset[str]]:
@@ -632,7 +638,8 @@ VALID_WORDS = ", ".join(list(WORDS) + ["and", "or", "not", "(", ")"])
 # ---------------------------------------------------------------- walking trees
 
 def _conjuncts(expr: Expr) -> list[Expr]:
-    out, todo = [], [expr]
+    out: list[Expr] = []
+    todo: list[Expr] = [expr]
     while todo:
         e = todo.pop()
         if isinstance(e, And):

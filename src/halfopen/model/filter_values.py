@@ -134,10 +134,10 @@ def parse_host(text: str, is_port: bool, family: Optional[int] = None) -> HostVa
     elif rest.startswith("*"):
         addr, port_text = rest, rest[1:]
     else:
-        slash = rest.find("/")
-        colon = rest.rfind(":", slash if slash >= 0 else 0)
-        if colon >= 0:
-            addr, port_text = rest[:colon], rest[colon:]
+        at = rest.find("/")
+        last = rest.rfind(":", at if at >= 0 else 0)
+        if last >= 0:
+            addr, port_text = rest[:last], rest[last:]
         else:
             addr, port_text = rest, None
     port = None
@@ -168,10 +168,11 @@ def _prefix(addr: str, family: Optional[int], text: str) -> Optional[tuple[Netwo
         bits = 8 * len(raw)
         plen = bits
         if slash:
-            plen = _netmask(length)
-            if plen is None or plen > bits:
+            mask = _netmask(length)
+            if mask is None or mask > bits:
                 raise UsageError(f"bad address {_show(text)}: /LEN is 0-{bits} or a "
                                  "dotted netmask")
+            plen = mask
         net = ipaddress.ip_network((int.from_bytes(raw, "big"), plen), strict=False)
         return (net,)
     numeric = re.fullmatch(r"[0-9.]+", base) is not None
@@ -240,8 +241,9 @@ def _inet_aton(text: str) -> Optional[bytes]:
     parts = text.split(".")
     if len(parts) > 4 or any(not p for p in parts):
         return None
-    values = [c_int(p) for p in parts]
-    if any(v is None or v < 0 for v in values):
+    read = [c_int(p) for p in parts]
+    values = [v for v in read if v is not None and v >= 0]
+    if len(values) != len(read):
         return None
     last_bits = 8 * (5 - len(parts))
     head = values[:-1]
