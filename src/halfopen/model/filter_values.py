@@ -182,6 +182,9 @@ def _prefix(addr: str, family: Optional[int], text: str) -> Optional[tuple[Netwo
             return (ipaddress.ip_network(raw),)
     elif not slash and not numeric and _HOSTNAME.match(base):
         return ()
+    if ":" in text and "[" not in text:
+        raise UsageError(f"bad address {_show(text)}: as in ss, the part after the last ':' "
+                         "is a port; write IPv6 addresses in brackets, e.g. [::1] or [::1]:22")
     raise UsageError(f"bad address {_show(text)}: an IPv4/IPv6 address or prefix "
                      "(10.0.0.0/8, 198.18/15, [::1]:22, fd00::/8) or a host name")
 
