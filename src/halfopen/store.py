@@ -11,8 +11,8 @@ import json
 
 from . import fsio
 from .errors import UsageError
-from .model.nginx import NginxConf
 from .model import files
+from .model.nginx import NginxConf
 from .model.snapshot import MAX_BYTES, Snapshot
 
 

@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 from conftest import CASES
-
 from halfopen.watch import history
 
 

@@ -13,14 +13,12 @@ import json
 import sqlite3
 from pathlib import Path
 
-import pytest
-from conftest import FUZZ, check
+import inputs
+import values as v
 from hypothesis import given
 from hypothesis import strategies as st
 
-import inputs
-import values as v
-
+from conftest import FUZZ, check
 from halfopen.diagnose import report
 from halfopen.errors import HalfopenError
 from halfopen.model.snapshot import Snapshot

@@ -13,14 +13,13 @@ from __future__ import annotations
 import importlib
 
 import click
+import inputs
 import pytest
-from conftest import FUZZ, check
+import values as v
 from hypothesis import given
 from hypothesis import strategies as st
 
-import inputs
-import values as v
-
+from conftest import FUZZ, check
 from halfopen.cli import options as opts
 from halfopen.cli.main import COMMANDS
 from halfopen.lab import scenarios
@@ -97,7 +96,7 @@ def value_for(cmd: str, param: click.Parameter, pools: dict) -> tuple[st.SearchS
 
 @st.composite
 def argv_for(draw, cmd: str, pools: dict) -> list[str]:
-    params = [p for p in command(cmd).params if not (p.opts[0] in NEVER)]
+    params = [p for p in command(cmd).params if p.opts[0] not in NEVER]
     options = [p for p in params if isinstance(p, click.Option)]
     argv: list[str] = [cmd]
     chosen = draw(cached((cmd, "options"), lambda: st.lists(

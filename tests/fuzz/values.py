@@ -21,31 +21,31 @@ BAD_LISTEN = ["127.0.0.1:²", "127.0.0.1:", ":", "127.0.0.1:0", "127.0.0.1:70000
               "[::1", "::1:99999", "host:-1", "a" * 300 + ":80", "1.2.3.4:1e3", "\udcff:80", ""]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def text() -> st.SearchStrategy[str]:
     """Any short text, surrogates (non-UTF-8 argv bytes) and NUL included."""
     return st.text(st.characters(codec=None, exclude_categories=()), max_size=40)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ints(lo: int = 0, hi: int = 70000) -> st.SearchStrategy[str]:
     return st.one_of(st.sampled_from(BAD_INTS), st.integers(lo, hi).map(str),
                      st.integers(-(2**70), 2**70).map(str), text())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def numbers() -> st.SearchStrategy[str]:
     return st.one_of(st.sampled_from(BAD_NUMBERS), st.sampled_from(["0", "0.5", "1", "3", "60"]),
                      st.floats(allow_nan=True, allow_infinity=True).map(repr), text())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def durations() -> st.SearchStrategy[str]:
     return st.one_of(numbers(), st.builds(lambda n, u: n + u, numbers(),
                                           st.sampled_from(["s", "m", "h", "d", "w", "x", ""])))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def json_values(max_leaves: int = 20) -> st.SearchStrategy[object]:
     """Any JSON value, with the edges: huge ints, extreme floats, long strings."""
     leaves = st.one_of(

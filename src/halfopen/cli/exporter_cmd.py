@@ -48,7 +48,7 @@ def _max_connections(wanted: int) -> int:
 @click.option("--listen", default="127.0.0.1:9469", show_default=True, metavar="ADDR:PORT",
               help="Address and port to serve /metrics on.")
 @click.option("--top", default=20, show_default=True, type=Integer(1, 10000),
-              help="Processes with their own series; the rest are summed as pid=\"other\".")
+              help="Process identities with their own series; the rest are summed as comm=\"other\".")
 @click.option("--no-doctor", is_flag=True, help="Do not run the doctor on each scrape.")
 @click.option("--web.config.file", "web_config", type=PATH, metavar="FILE",
               help="TLS and basic auth, in the Prometheus exporter-toolkit format.")
@@ -71,18 +71,14 @@ def exporter(listen: str, top: int, no_doctor: bool, web_config: str | None,
     seconds from connecting to send its request, at most --web.max-connections
     are open at once, and --web.workers threads answer complete requests.
     """
-    from prometheus_client import CollectorRegistry, ProcessCollector
-
     from ..watch import serve, webconfig
-    from ..watch.exporter import HalfopenCollector
+    from ..watch.exporter import registry as build_registry
 
     host, port = parse_listen(listen)
     access = webconfig.load(web_config) if web_config is not None else webconfig.Access()
     settings = Settings(namespaces=resolve_namespaces(netns_name, netns_pid, all_netns),
                         doctor=not no_doctor)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(HalfopenCollector(Sampler(settings), top))
-    ProcessCollector(namespace="halfopen_exporter", registry=registry)
+    registry = build_registry(Sampler(settings), top)
     try:
         listener = serve.listen(host, port)
     except socket.gaierror as exc:

@@ -21,7 +21,8 @@ import dataclasses
 import math
 import sys
 import typing
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 MAX_DEPTH = 64  # our documents nest 6 deep; Evidence values and Fix params a little more
 MAX_STR = 1 << 20  # characters
@@ -50,10 +51,10 @@ class Shape:
     def check(self, value: Any, where: str, depth: int) -> None:
         raise NotImplementedError
 
-    def __or__(self, other: Any) -> "Shape":  # `int | None` in an annotation
+    def __or__(self, other: Any) -> Shape:  # `int | None` in an annotation
         return Opt(self) if other is None else NotImplemented
 
-    def __ror__(self, other: Any) -> "Shape":
+    def __ror__(self, other: Any) -> Shape:
         return Opt(self) if other is None else NotImplemented
 
 

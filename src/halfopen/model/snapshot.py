@@ -72,7 +72,7 @@ class Snapshot:
         )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def document_shape() -> schema.Obj:
     """halfopen.snapshot/1: Snapshot.to_dict's form (plus the doctor's "doctor" key)."""
     from .nginx import NginxConf  # noqa: PLC0415 - the doctor's extra facts

@@ -163,6 +163,11 @@ class Socket:
     # DIRECTIONS: "in" when the local port is a listening port of the namespace, "out"
     # otherwise; None for listeners and when unknown (set by collect.direction).
     direction: str | None = None
+    # For the dev/fwmark/cgroup filter words: idiag_if (sk_bound_dev_if), and the
+    # INET_DIAG_MARK / INET_DIAG_CGROUP_ID attributes (full sockets only: None).
+    ifindex: int = 0
+    mark: int | None = None
+    cgroup_id: int | None = None
 
     @property
     def state_name(self) -> str:
