@@ -55,7 +55,9 @@ def check(key: str, value: object) -> str:
     text = normalize(" ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value))
     parts = text.split(" ")
     want = k.numbers or (2 if k.pair else 1)
-    if len(parts) != want or not all(p.lstrip("-").isdigit() for p in parts):
+    # ASCII digits: str.isdigit() is also true of '²', which int() refuses
+    if len(parts) != want or not all(p.lstrip("-").isascii() and p.lstrip("-").isdigit()
+                                     for p in parts):
         words = {1: "a number", 2: "two numbers"}.get(want, f"{want} numbers")
         raise UsageError(f"bad value {text!r} for {key}: {words} in {k.low}..{k.high}")
     numbers = [int(p) for p in parts]
