@@ -28,11 +28,14 @@ def tcp_info(**kw):
 
 
 def sock(state, lport, paddr="0.0.0.0", pport=0, pid=None, comm="", netns="host",
-         laddr="10.0.0.1", recv_q=0, send_q=0, timer="off", retrans=0, info=None, inode=1):
+         laddr="10.0.0.1", recv_q=0, send_q=0, timer="off", retrans=0, info=None, inode=1,
+         direction=None):
     d = {"netns": netns, "family": 4, "state": state, "recv_q": recv_q, "send_q": send_q,
          "local_addr": laddr, "local_port": lport, "peer_addr": paddr, "peer_port": pport,
          "timer": timer, "timer_expires_ms": 0, "timer_retrans": retrans, "uid": 0,
          "inode": inode, "cookie": inode}
+    if direction is not None:
+        d["direction"] = direction
     if pid is not None:
         d["owners"] = [{"pid": pid, "comm": comm, "fd": 3 + inode % 60000}]
     if info is not None:
@@ -131,8 +134,36 @@ young = [sock("close_wait", 8080, "10.1.0.9", 41000 + i, 812, "nginx",
               info=tcp_info(state=8, last_ack_recv=2000, last_data_recv=2000), inode=3000 + i)
          for i in range(50)]
 case("close-wait-young-is-not-a-leak",
-     "50 CLOSE_WAIT sockets 2 s old (a busy server closing): no finding, status ok",
-     snapshot(young), [], absent=["close-wait-leak"], status="ok")
+     "50 CLOSE_WAIT sockets 2 s old (a busy server closing): not a leak, status ok; said in "
+     "one info finding (count, oldest age: not yet judged)",
+     snapshot(young), [{"id": "close-wait-leak", "severity": "info",
+                        "subject": {"pid": 812, "port": 8080}}],
+     absent=["close-wait-leak"], status="ok")
+
+pool = [sock("close_wait", 41000 + i, "10.20.0.5", 5432, 901, "java", laddr="10.0.0.1",
+             recv_q=1, direction="out",
+             info=tcp_info(state=8, last_ack_recv=(4000 + i * 10) * 1000,
+                           last_data_recv=(4010 + i * 10) * 1000), inode=5100 + i)
+        for i in range(8)]
+case("close-wait-outbound-pool-old-is-critical",
+     "a client's pool holds 8 CLOSE_WAIT connections to 10.20.0.5:5432 older than an hour: "
+     "outbound close-wait-leak, critical by age, named by the remote service",
+     snapshot(pool), [{"id": "close-wait-leak", "severity": "critical",
+                       "subject": {"pid": 901, "direction": "out", "peer": "10.20.0.5:5432",
+                                   "port": 5432}}])
+pool_young = [dict(s, tcp_info=tcp_info(state=8, last_ack_recv=40_000, last_data_recv=41_000))
+              for s in pool[:4]]
+case("close-wait-outbound-nginx-timeout",
+     "a pool holds 4 CLOSE_WAIT connections 40 s old to nginx on this host "
+     "(10.0.0.1:80, keepalive_timeout 15 s): warning, the server's timeout in the evidence",
+     snapshot([dict(s, peer_addr="10.0.0.1", peer_port=80) for s in pool_young]
+              + [sock("listen", 80, pid=300, comm="nginx", send_q=511, laddr="0.0.0.0",
+                      inode=9)], processes=[(300, "nginx")]),
+     [{"id": "close-wait-leak", "severity": "warning",
+       "subject": {"pid": 901, "direction": "out", "peer": "10.0.0.1:80", "port": 80}}],
+     nginx={"keepalive_timeouts": [["http", 15.0]],
+            "listens": [{"address": "80", "port": 80, "so_keepalive": None,
+                         "server_name": ""}], "pids": [300]})
 
 few_old = [sock("close_wait", 9000, "10.1.0.5", 42000 + i, 77, "java", recv_q=0,
                 info=tcp_info(state=8, last_ack_recv=7_200_000, last_data_recv=7_300_000),
@@ -213,6 +244,37 @@ case("syn-flood-many-sources",
                                     "on port 0.0.0.0:443. Sending cookies.", 30, port=443)])),
      [{"id": "syn-flood", "severity": "critical", "subject": {"port": 443, "pid": 10}}],
      absent=["accept-queue-overflow"])
+proxy_in = [sock("close_wait", 8443, f"10.30.0.{i}", 50000 + i, 77, "envoy", recv_q=1,
+                 direction="in", info=tcp_info(state=8, last_ack_recv=600_000,
+                                               last_data_recv=610_000), inode=6100 + i)
+            for i in range(12)]
+proxy_out = [sock("close_wait", 42000 + i, "10.40.0.9", 8080, 77, "envoy", recv_q=1,
+                  direction="out", info=tcp_info(state=8, last_ack_recv=300_000,
+                                                 last_data_recv=310_000), inode=6200 + i)
+             for i in range(3)]
+case("close-wait-proxy-both-sides",
+     "a proxy holds 12 CLOSE_WAIT from its clients (inbound, port 8443) and 3 to its upstream "
+     "10.40.0.9:8080 (outbound): two findings, each side's own fix; the server-side kill "
+     "leaves the upstream connections alone",
+     snapshot(proxy_in + proxy_out + [sock("listen", 8443, pid=77, comm="envoy", send_q=128,
+                                           laddr="0.0.0.0", inode=60)]),
+     [{"id": "close-wait-leak", "severity": "warning",
+       "subject": {"pid": 77, "direction": "in", "port": 8443},
+       "fix": {"filter": "state close-wait pid 77 and ( sport = :8443 )"}},
+      {"id": "close-wait-leak", "severity": "warning",
+       "subject": {"pid": 77, "direction": "out", "peer": "10.40.0.9:8080", "port": 8080},
+       "fix": {"filter": "state close-wait pid 77 and ( dst 10.40.0.9:8080 )"}}])
+small = [sock("syn_recv", 8000, f"198.19.0.{i + 1}", 3000 + i, laddr="10.0.0.1", inode=0)
+         for i in range(6)]
+case("syn-flood-backlog-5",
+     "a Python listener with backlog 5: 6 half-open handshakes (the queue is full), SYNs "
+     "dropped with syncookies off -> per-port critical with the owner, not namespace-wide",
+     snapshot(small + [sock("listen", 8000, pid=31, comm="python3", send_q=5, inode=7)],
+              host(namespaces=[namespace(rates={"TcpExt.TCPReqQFullDrop": 40},
+                                         tun=tunables(tcp_syncookies=0))])),
+     [{"id": "syn-flood", "severity": "critical",
+       "subject": {"port": 8000, "pid": 31, "direction": "in", "syncookies": 0}}],
+     not_expect=[{"id": "syn-flood", "subject": {"port": None}}])
 aq = [sock("syn_recv", 8000, "10.9.0.1", 2000 + i, inode=0) for i in range(3)]
 case("accept-queue-full-is-not-syn-flood",
      "the accept queue of port 8000 is full (129/128), ListenOverflows grow, and the kernel "

@@ -75,3 +75,53 @@ def test_every_rule_id_is_registered_and_documented():
     docs = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "rules")
     for rid in RULE_IDS:
         assert os.path.exists(os.path.join(docs, f"{rid}.md")), rid
+
+
+def _case(name: str) -> dict:
+    with open(os.path.join(os.path.dirname(__file__), "cases", f"{name}.json")) as f:
+        return json.load(f)
+
+
+def test_outbound_case_names_the_service_and_the_servers_timeout():
+    """The recorded pool against nginx on this host: the title and evidence say it all."""
+    f = [x for x in _run(_case("close-wait-outbound-nginx-timeout")).findings
+         if x.id == "close-wait-leak"][0]
+    assert f.title.startswith("java (pid 901) is the client: 4 CLOSE_WAIT connections to "
+                              "10.0.0.1:80 that the server closed after its 15s keepalive "
+                              "timeout (nginx)")
+    ev = {e.what: (e.value, e.source) for e in f.evidence}
+    assert ev["server_keepalive_timeout_s"] == (15.0, "nginx -T")
+    assert ev["destinations"][0] == [["10.0.0.1:80", 4]]
+    assert "below the server's keepalive timeout (15s), e.g. 12s" in f.fixes[1].command
+    assert "keep-alive timeout" in f.why and "pool" in f.why
+
+
+def test_young_close_wait_case_is_said_not_silent():
+    f = [x for x in _run(_case("close-wait-young-is-not-a-leak")).findings
+         if x.id == "close-wait-leak"][0]
+    assert f.severity == "info"
+    assert f.title == ("nginx (pid 812) holds 50 CLOSE_WAIT sockets younger than 30s, oldest "
+                       "2.0s: not yet judged; run again, or lower --min-age")
+
+
+def test_outbound_pool_that_grows_is_critical():
+    """The same pool, with `watch --record` history showing it grow: critical, not warning."""
+    from halfopen.diagnose.context import Context
+    from halfopen.model.history import History
+
+    case = _case("close-wait-outbound-nginx-timeout")
+    snap = Snapshot.from_dict(case["snapshot"])
+    now = Context(snap).now
+    grown = History(source="recorded")
+    for minutes_ago, held in ((30, 1), (20, 2), (10, 3)):
+        grown.add(901, "close_wait", now - minutes_ago * 60, held)
+    flat = History(source="recorded")
+    for minutes_ago in (30, 20, 10):
+        flat.add(901, "close_wait", now - minutes_ago * 60, 4)
+    nginx = NginxConf.from_dict(case["nginx"])
+    for history, want in ((grown, "critical"), (flat, "warning")):
+        report = diagnose(snap, Options(), history, nginx=nginx)
+        f = [x for x in report.findings if x.id == "close-wait-leak"][0]
+        assert f.severity == want and f.subject["direction"] == "out", (want, f.title)
+    ev = {e.what: e.value for e in f.evidence}
+    assert ev["close_wait_growth_per_hour"] == 0.0  # the flat one: measured, not guessed

@@ -105,6 +105,7 @@ def decode_plain(msg: bytes, netns_name: str) -> dict:
         "peer_port": int.from_bytes(m[6:8], "big"),
         "timer": TIMERS[timer], "timer_expires_ms": u32(52), "timer_retrans": retrans,
         "uid": u32(64), "inode": u32(68), "cookie": cookie,
+        "direction": None,  # the collector sets it from the listeners, not the decoder
     }
     pos = MSG_LEN
     while pos + 4 <= len(m):

@@ -10,12 +10,13 @@ from halfopen.watch.sampler import Sampler, Settings
 
 class FakeFacts:
     processes: dict = {}
+    unavailable: dict = {}
 
 
 def test_full_host_run_throttled(monkeypatch):
     calls = []
 
-    def take(query, host=False, window=3.0):
+    def take(query, host=False, window=3.0, timings=None):
         calls.append(host)
         snap = Snapshot(host="h", kernel="k", taken_at="t", source="sock_diag",
                         namespaces=[], sockets=[], processes={}, notes=[])
@@ -39,7 +40,7 @@ def test_full_host_run_throttled(monkeypatch):
 def test_no_doctor_never_runs_host_collectors(monkeypatch):
     calls = []
 
-    def take(query, host=False, window=3.0):
+    def take(query, host=False, window=3.0, timings=None):
         calls.append(host)
         return Snapshot(host="h", kernel="k", taken_at="t", source="sock_diag",
                         namespaces=[], sockets=[], processes={}, notes=[])

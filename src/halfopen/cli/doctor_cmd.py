@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 
@@ -11,10 +14,80 @@ from ..collect import live, stamp
 from ..diagnose import middlebox
 from ..diagnose import report as rep
 from ..diagnose.context import Options
-from ..errors import UsageError
+from ..errors import EXIT_UNKNOWN, HalfopenError, UsageError
 from ..watch import history as watch_history
 from . import doctor_out
 from .options import namespace_options, resolve_namespaces
+
+
+class TimedOut(HalfopenError):
+    """--timeout expired (exit 3: could not check)."""
+
+
+class _Expired(BaseException):
+    """Raised by the SIGALRM handler. Not an Exception: the collectors record an
+    Exception from a source as "unavailable" and carry on, and the deadline must stop
+    them; deadline() turns it into TimedOut once it is out of them."""
+
+
+@contextmanager
+def deadline(seconds: float | None) -> Iterator[None]:
+    """Stop the work after `seconds` (SIGALRM via setitimer, main thread): a read of
+    /proc or a netlink dump that hangs is interrupted and the check says UNKNOWN."""
+    if not seconds:
+        yield
+        return
+
+    def expired(_signum: int, _frame: object) -> None:
+        raise _Expired()
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    except _Expired:
+        raise TimedOut(f"timed out after {seconds:g} s (--timeout)") from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class PluginCommand(click.Command):
+    """With --nagios, every way of failing is the plugin's UNKNOWN: one status line on
+    stdout and exit 3 - a usage error too, which exits 64 elsewhere (Nagios reads 1 and
+    2 as alarms and anything above 3 as UNKNOWN only by accident), and an internal error."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, list(args), parent, **extra)
+        except click.UsageError as exc:
+            if "--nagios" in args:
+                _unknown(f"usage: {exc.format_message()}")
+            raise
+
+    def invoke(self, ctx: click.Context):
+        if not ctx.params.get("nagios"):
+            return super().invoke(ctx)
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
+            raise
+        except click.UsageError as exc:
+            _unknown(f"usage: {exc.format_message()}")
+        except HalfopenError as exc:
+            _unknown(str(exc))
+        except Exception as exc:  # noqa: BLE001 - a plugin says UNKNOWN in one line, not a traceback
+            root = ctx.find_root()
+            if root.params.get("debug"):
+                raise
+            _unknown(f"internal error: {type(exc).__name__}: {exc} (run with --debug)")
+
+
+def _unknown(message: str) -> None:
+    """Print the UNKNOWN status line and leave with exit 3 (click.exceptions.Exit)."""
+    click.echo(doctor_out.nagios_line("unknown", message))
+    sys.stdout.flush()
+    raise click.exceptions.Exit(EXIT_UNKNOWN)
 
 
 def _middleboxes(words: tuple[str, ...], file: str | None) -> tuple[middlebox.Middlebox, ...]:
@@ -29,7 +102,7 @@ def _middleboxes(words: tuple[str, ...], file: str | None) -> tuple[middlebox.Mi
     return tuple(found)
 
 
-@click.command()
+@click.command(cls=PluginCommand)
 @click.option("--pid", type=int, metavar="PID", help="Focus on one process (and host-wide findings).")
 @click.option("--port", type=int, metavar="PORT", help="Focus on one port (and host-wide findings).")
 @click.option("--container", metavar="NAME|ID",
@@ -54,12 +127,17 @@ def _middleboxes(words: tuple[str, ...], file: str | None) -> tuple[middlebox.Mi
 @click.option("--nginx-config", metavar="FILE",
               help="nginx's configuration file, read instead of the running master's "
                    "(its -c, else /etc/nginx/nginx.conf).")
+@click.option("--nagios", is_flag=True,
+              help="Monitoring-plugin output (Nagios, Icinga): status line with perfdata, then "
+                   "the findings; every failure is UNKNOWN, exit 3.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Give up after SECONDS: exit 3 (UNKNOWN) in one line.")
 def doctor(pid: int | None, port: int | None, container: str | None, window: float,
            middleboxes: tuple[str, ...],
            middlebox_file: str | None, as_json: bool, verbose: bool, netns_name: str | None,
            netns_pid: int | None, all_netns: bool, snapshot_file: str | None,
            save_snapshot: str | None, history_file: str | None, min_age: float | None,
-           nginx_config: str | None) -> int:
+           nginx_config: str | None, nagios: bool, timeout: float | None) -> int:
     """Diagnose half-open connections and the exhaustion they cause.
 
     \b
@@ -69,7 +147,25 @@ def doctor(pid: int | None, port: int | None, container: str | None, window: flo
       halfopen doctor -v --pid 812
       halfopen doctor --middlebox aws-nlb --json
       halfopen doctor --snapshot saved.json
+      halfopen doctor --nagios --timeout 50      # a Nagios/Icinga check (docs/nagios.md)
     """
+    if nagios and as_json:
+        raise UsageError("choose one of --nagios, --json")
+    with deadline(timeout):
+        return _run(pid=pid, port=port, container=container, window=window, middleboxes=middleboxes,
+                    middlebox_file=middlebox_file, as_json=as_json, verbose=verbose,
+                    netns_name=netns_name, netns_pid=netns_pid, all_netns=all_netns,
+                    snapshot_file=snapshot_file, save_snapshot=save_snapshot,
+                    history_file=history_file, min_age=min_age, nginx_config=nginx_config,
+                    nagios=nagios)
+
+
+def _run(*, pid: int | None, port: int | None, container: str | None, window: float,
+         middleboxes: tuple[str, ...],
+         middlebox_file: str | None, as_json: bool, verbose: bool, netns_name: str | None,
+         netns_pid: int | None, all_netns: bool, snapshot_file: str | None,
+         save_snapshot: str | None, history_file: str | None, min_age: float | None,
+         nginx_config: str | None, nagios: bool) -> int:
     boxes = _middleboxes(middleboxes, middlebox_file)
     options = Options(pid=pid, port=port, container=container, middleboxes=boxes,
                       min_age_s=min_age)
@@ -90,7 +186,10 @@ def doctor(pid: int | None, port: int | None, container: str | None, window: flo
     report = rep.diagnose(snap, options, history, nginx, note)
     if snapshot_file is None:
         stamp.stamp(report.findings, snap.taken_at)
-    if as_json:
+    if nagios:
+        from ..diagnose.perfdata import perfdata  # noqa: PLC0415 - only plugins pay for it
+        doctor_out.write_nagios(report, perfdata(snap), sys.stdout, verbose)
+    elif as_json:
         doctor_out.write_json(report, sys.stdout)
     else:
         doctor_out.write_text(report, sys.stdout, verbose)

@@ -93,3 +93,52 @@ def _para(con: Console, pad: str, text: str, width: int = 88) -> None:
             line = f"{line} {w}" if line else w
     if line:
         con.print(pad + escape(line), style="italic")
+
+
+# ---------------------------------------------------------------- monitoring plugin
+
+NAGIOS_LONG_MAX = 50  # findings listed in the long output; Nagios keeps about 8 KB of it
+
+
+def _plugin_text(text: str) -> str:
+    """One line without the perfdata separator: '|' would end the text for Nagios."""
+    return " ".join(text.replace("|", "/").split())
+
+
+def nagios_line(status: str, summary: str, perf: str = "") -> str:
+    """The plugin's first line: 'HALFOPEN CRITICAL - summary | perfdata'."""
+    line = f"HALFOPEN {LABEL[status]} - {_plugin_text(summary)}"
+    return f"{line} | {perf}" if perf else line
+
+
+def nagios_summary(report: Report) -> str:
+    counts = {sev: sum(1 for f in report.findings if f.severity == sev)
+              for sev in ("critical", "warning")}
+    if report.status == "unknown":
+        return "could not check: " + (", ".join(report.unknown) or "no rule could run")
+    if report.status == "ok":
+        text = f"no problems found, {len(report.checked)} rules checked"
+    else:
+        worst = next(f for f in report.findings if f.severity == report.status)
+        parts = [f"{n} {sev}" for sev, n in counts.items() if n]
+        text = f"{', '.join(parts)}: {worst.id}: {worst.title}"
+    if report.unknown:
+        text += f"; could not check {', '.join(report.unknown)}"
+    return text
+
+
+def write_nagios(report: Report, perf: list, out: IO[str], verbose: bool = False) -> None:
+    """Monitoring-plugin output: the status line with perfdata, then one line per finding
+    (worst first; info ones with -v), then the notes. No banner, no colour."""
+    out.write(nagios_line(report.status, nagios_summary(report), " ".join(p.text() for p in perf))
+              + "\n")
+    shown = [f for f in report.findings if verbose or f.severity != "info"]
+    for f in shown[:NAGIOS_LONG_MAX]:
+        line = f"{LABEL[f.severity]} {f.id}: {f.title}"
+        if f.fixes:
+            line += f" (fix: {f.fixes[0].command.splitlines()[0] if f.fixes[0].command else f.fixes[0].action})"
+        out.write(_plugin_text(line) + "\n")
+    if len(shown) > NAGIOS_LONG_MAX:
+        out.write(f"... and {len(shown) - NAGIOS_LONG_MAX} more: run halfopen doctor on the host\n")
+    for note in report.notes:
+        out.write(_plugin_text(f"note: {note}") + "\n")

@@ -26,7 +26,7 @@ def parse_listen(text: str) -> tuple[str, int]:
 @click.option("--listen", default="127.0.0.1:9469", show_default=True, metavar="ADDR:PORT",
               help="Address and port to serve /metrics on.")
 @click.option("--top", default=20, show_default=True, type=click.IntRange(1, 10000),
-              help="Processes with their own series; the rest are summed as pid=\"other\".")
+              help="Process identities with their own series; the rest are summed as comm=\"other\".")
 @click.option("--no-doctor", is_flag=True, help="Do not run the doctor on each scrape.")
 @namespace_options
 def exporter(listen: str, top: int, no_doctor: bool, netns_name: str | None,
@@ -36,16 +36,14 @@ def exporter(listen: str, top: int, no_doctor: bool, netns_name: str | None,
     \b
     Metrics are listed in docs/metrics.md; alert rules are in deploy/prometheus/.
     """
-    from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+    from prometheus_client import start_http_server
 
-    from ..watch.exporter import HalfopenCollector
+    from ..watch.exporter import registry as build_registry
 
     host, port = parse_listen(listen)
     settings = Settings(namespaces=resolve_namespaces(netns_name, netns_pid, all_netns),
                         doctor=not no_doctor)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(HalfopenCollector(Sampler(settings), top))
-    ProcessCollector(namespace="halfopen_exporter", registry=registry)
+    registry = build_registry(Sampler(settings), top)
     try:
         server, thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:

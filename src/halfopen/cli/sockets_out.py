@@ -22,7 +22,8 @@ _quote = json.encoder.encode_basestring_ascii  # C; for the only free-form strin
 _SOCKET_HEAD = ('{"netns":%s,"family":%d,"state":"%s","recv_q":%d,"send_q":%d,'
                 '"local_addr":"%s","local_port":%d,"peer_addr":"%s","peer_port":%d,'
                 '"timer":"%s","timer_expires_ms":%d,"timer_retrans":%d,"uid":%d,'
-                '"inode":%d,"cookie":%d')
+                '"inode":%d,"cookie":%d,"direction":%s')
+_DIRECTION_JSON = {None: "null", "in": '"in"', "out": '"out"'}
 _STATE_TEXT = {int(k): v for k, v in STATE_KEYS.items()}
 
 
@@ -50,7 +51,7 @@ def encode_socket(s: Socket) -> str:
     parts = [_SOCKET_HEAD % (
         _quote(s.netns), s.family, state, s.recv_q, s.send_q, s.local_addr, s.local_port,
         s.peer_addr, s.peer_port, TIMER_NAMES.get(s.timer, "unknown"), s.timer_expires_ms,
-        s.timer_retrans, s.uid, s.inode, s.cookie)]
+        s.timer_retrans, s.uid, s.inode, s.cookie, _DIRECTION_JSON[s.direction])]
     if s.shutdown is not None:
         parts.append(',"shutdown":%d' % s.shutdown)
     if s.owners:
@@ -98,7 +99,8 @@ def state_text(state: int) -> str:
 
 
 def write_table(sockets: Iterable[Socket], out: IO[str], info: bool, show_netns: bool) -> int:
-    header = ["State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port", "Timer"]
+    header = ["State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port", "Dir",
+              "Timer"]
     if info:
         header += ["Idle-Recv", "Idle-Send", "Last-Ack", "Unacked", "Retrans", "RTO"]
     header.append("Process")
@@ -108,7 +110,7 @@ def write_table(sockets: Iterable[Socket], out: IO[str], info: bool, show_netns:
     for s in sockets:
         row = [state_text(s.state), str(s.recv_q), str(s.send_q),
                endpoint(s.local_addr, s.local_port), endpoint(s.peer_addr, s.peer_port),
-               timer_text(s)]
+               s.direction or "", timer_text(s)]
         if info:
             ti = s.tcp_info
             if ti is None:
@@ -158,7 +160,7 @@ def write_json(sockets: Iterable[Socket], out: IO[str], source: str,
 
 CSV_COLUMNS = ["netns", "family", "state", "recv_q", "send_q", "local_addr", "local_port",
                "peer_addr", "peer_port", "timer", "timer_expires_ms", "timer_retrans", "uid",
-               "inode", "cookie", "pids", "comms"]
+               "inode", "cookie", "pids", "comms", "direction"]
 CSV_INFO_COLUMNS = ["rto", "unacked", "lost", "retransmits", "retrans", "total_retrans",
                     "probes", "backoff", "last_data_sent", "last_data_recv", "last_ack_recv",
                     "rtt", "rttvar", "snd_cwnd", "bytes_acked", "bytes_received", "busy_time"]
@@ -171,7 +173,8 @@ def write_csv(sockets: Iterable[Socket], out: IO[str], info: bool) -> int:
     for s in sockets:
         d = s.to_dict()
         row = [d[c] for c in CSV_COLUMNS[:15]]
-        row += [" ".join(str(o.pid) for o in s.owners), " ".join(o.comm for o in s.owners)]
+        row += [" ".join(str(o.pid) for o in s.owners), " ".join(o.comm for o in s.owners),
+                s.direction or ""]
         if info:
             ti = d.get("tcp_info", {})
             row += [ti.get(c, "") for c in CSV_INFO_COLUMNS]

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import datetime
 import os
+import time
 
 from ..model.snapshot import Snapshot
 from . import netns, owners, sockets
 
 
-def take(query: sockets.Query, host: bool = False, window: float = 3.0) -> Snapshot:
+def take(query: sockets.Query, host: bool = False, window: float = 3.0,
+         timings: dict[str, float] | None = None) -> Snapshot:
+    """One snapshot; `timings`, when given, gets the seconds spent on "sockets"
+    (the dump with its owners) and "host" (the host collectors, window included)."""
     hostrun = owner_map = None
+    start = time.perf_counter()
     if host:
         # The counter window runs around the socket dump instead of after it:
         # first sample, one fd scan (owners, limits, stale fds), the dump, the
@@ -27,8 +32,10 @@ def take(query: sockets.Query, host: bool = False, window: float = 3.0) -> Snaps
         scanned = hostrun.scan_fds()
         if scanned is not None and (query.owners or query.filter.needs_owners):
             owner_map = owners.from_scans(*scanned, proc=query.proc)
+    dump_start = time.perf_counter()
     collection = sockets.collect(query, owner_map)
     socks = list(collection.sockets)
+    dumped = time.perf_counter()
     uname = os.uname()
     owner_map = collection.owner_map
     snap = Snapshot(
@@ -43,6 +50,11 @@ def take(query: sockets.Query, host: bool = False, window: float = 3.0) -> Snaps
     if hostrun is not None:
         pids = sorted({o.pid for s in socks for o in (s.owners or ())})
         snap.host_facts = hostrun.finish(pids, _tcp_inodes(query, socks))
+    if timings is not None:
+        # the fd scan before the dump serves as its owner map: count it with the host run
+        timings["sockets"] = dumped - dump_start if hostrun is not None else dumped - start
+        if hostrun is not None:
+            timings["host"] = (dump_start - start) + (time.perf_counter() - dumped)
     return snap
 
 

@@ -11,14 +11,18 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from dataclasses import field
-from typing import IO, Any
+from typing import IO, Any, Optional
 
 from halfopen.records import record
 
-from ..model.filter import Filter
-from ..model.socket import Socket
-from ..model.states import ALL_STATES
-from . import bytecode, netlink, netns, owners, procfs_tcp, sock_diag
+from ..errors import HalfopenError, UsageError
+from ..model.filter import DEFAULT_PORT_RANGE, Filter
+from ..model.filter_values import device_number
+from ..model.socket import OUTBOUND, Socket
+from ..model.states import ALL_STATES, TcpState
+from . import bytecode, direction, netlink, netns, owners, procfs_tcp, sock_diag
+
+LISTEN = int(TcpState.LISTEN)
 
 SOURCES = ("auto", "sock_diag", "procfs")
 
@@ -44,8 +48,40 @@ class Collection:
     notes: list[str] = field(default_factory=list)
 
 
-def _open_sources(query: Query) -> tuple[str, list[tuple[netns.Namespace, Any]], list[str]]:
-    """Open one reader per namespace: a sock_diag socket or procfs files."""
+def _bound(flt: Filter, only: bool) -> Filter:
+    """The filter with this thread's namespace's facts: interface indexes, port range.
+
+    only: this is the one namespace read, so an unknown device is a usage error
+    (as ss's "Cannot parse device"); across several, it matches nothing there.
+    """
+    if flt.expr is None:
+        return flt
+    names: dict[str, Optional[int]] = {}
+    for name in flt.devices():
+        try:
+            names[name] = socket.if_nametoindex(name)
+        except (OSError, ValueError, UnicodeError):
+            names[name] = None
+            if only and device_number(name) is None:
+                raise UsageError(f"dev {name!r}: no such interface here (`ip link` lists "
+                                 "them; an index number works too)") from None
+    return flt.bind(names, _port_range() if flt.needs_sock_diag else DEFAULT_PORT_RANGE)
+
+
+def _port_range() -> tuple[int, int]:
+    """net.ipv4.ip_local_port_range of this thread's namespace (ss's is_ephemeral)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split()[:2])
+        return low, high
+    except (OSError, ValueError):
+        return DEFAULT_PORT_RANGE
+
+
+def _open_sources(query: Query) -> tuple[str, list[tuple[netns.Namespace, Any, Filter]],
+                                          list[str]]:
+    """Open one reader per namespace (a sock_diag socket or procfs files), each
+    with the filter bound to that namespace."""
     spaces = query.namespaces or (netns.current(query.proc),)
     notes: list[str] = []
     source = query.source
@@ -54,19 +90,24 @@ def _open_sources(query: Query) -> tuple[str, list[tuple[netns.Namespace, Any]],
         try:
             for ns in spaces:
                 with netns.entered(ns, query.proc):
-                    opened.append((ns, netlink.open_sock_diag()))
+                    bound = _bound(query.filter, len(spaces) == 1)
+                    opened.append((ns, netlink.open_sock_diag(), bound))
             return "sock_diag", opened, notes
         except OSError as exc:
-            for _ns, s in opened:
+            for _ns, s, _f in opened:
                 s.close()
             if source == "sock_diag":
                 raise
             notes.append(f"sock_diag unavailable ({exc.strerror or exc}): read /proc/net/tcp "
                          "instead (no cookie, tcp_info, memory or shutdown bits)")
+    if query.filter.needs_sock_diag:
+        raise HalfopenError("dev, fwmark, cgroup and autobound need sock_diag: "
+                            "/proc/net/tcp has no device, mark, cgroup or port lock")
     files = []
     for ns in spaces:
         with netns.entered(ns, query.proc):
-            files.append((ns, _open_tables(query.families)))
+            files.append((ns, _open_tables(query.families),
+                          _bound(query.filter, len(spaces) == 1)))
     return "procfs", files, notes
 
 
@@ -88,7 +129,6 @@ def collect(query: Query, owner_map: owners.OwnerMap | None = None) -> Collectio
     owner_map: owners already scanned (the doctor's one fd scan), used instead
     of scanning again when the query wants owners.
     """
-    kernel = bytecode.compile_filter(query.filter)
     source, readers, notes = _open_sources(query)
     if not (query.owners or query.filter.needs_owners):
         owner_map = None
@@ -97,37 +137,53 @@ def collect(query: Query, owner_map: owners.OwnerMap | None = None) -> Collectio
     if owner_map is not None and owner_map.denied:
         notes.append(f"not root: owners of {owner_map.denied} other users' processes "
                      "are not shown")
-    exact = query.filter.is_empty or (source == "sock_diag" and kernel.exact)
-    check = None if exact else query.filter.predicate()
-    stream = _stream(source, readers, query, kernel, owner_map, check)
+    stream = _stream(source, readers, query, owner_map)
     return Collection(stream, source, owner_map, notes)
 
 
-def _stream(source, readers, query, kernel, owner_map, check) -> Iterator[Socket]:
+def _listening(source, reader, families, netns_name, addresses) -> direction.Listening:
+    """The namespace's listening ports, whatever the query's filter keeps (collect.direction)."""
+    if source != "sock_diag":
+        return direction.from_procfs(reader)
+    return direction.Listening.of(
+        s for family, number in ((socket.AF_INET, 4), (socket.AF_INET6, 6)) if number in families
+        for s in sock_diag.dump_sockets(reader, family, direction.LISTEN_MASK, 0, b"",
+                                        netns_name, addresses))
+
+
+def _stream(source, readers, query, owner_map) -> Iterator[Socket]:
     ext = sock_diag.EXT_INFO | sock_diag.EXT_SKMEMINFO if query.tcp_info else 0
     holders = owner_map.owners if owner_map is not None else None
     addresses = sock_diag.AddressCache()
-    states = kernel.states
     try:
-        for ns, reader in readers:
+        for ns, reader, flt in readers:
+            kernel = bytecode.compile_filter(flt)
+            states = kernel.states
+            exact = flt.is_empty or (source == "sock_diag" and kernel.exact)
+            check = None if exact else flt.predicate()
+            listening = _listening(source, reader, query.families, ns.name, addresses)
+            ports, direction_of = listening.ports, listening.direction
             if source == "sock_diag":
                 parts = [sock_diag.dump_sockets(reader, family, states, ext, kernel.bytecode,
                                                 ns.name, addresses)
                          for family, number in ((socket.AF_INET, 4), (socket.AF_INET6, 6))
-                         if number in query.families]
+                         if number in query.families and number in kernel.families]
             else:
                 parts = [procfs_tcp.parse_table(f, family, ns.name, f.name)
-                         for family, f in reader]
+                         for family, f in reader if family in kernel.families]
             for part in parts:
                 for sock in part:
                     if states != ALL_STATES and not states >> sock.state & 1:
                         continue  # procfs path: the kernel did not filter
                     if holders is not None:
                         sock.owners = holders.get(sock.inode, ())
+                    if sock.state != LISTEN:  # the common case (not a listening port) inlined
+                        sock.direction = (OUTBOUND if sock.local_port not in ports
+                                          else direction_of(sock))
                     if check is None or check(sock):
                         yield sock
     finally:  # also when the reader stops early: close every namespace's source
-        for _ns, reader in readers:
+        for _ns, reader, _flt in readers:
             if source == "sock_diag":
                 reader.close()
             else:

@@ -1,6 +1,11 @@
 """close-wait-leak and fd-leak: the application does not close.
 
-close-wait-leak, per process (and namespace):
+close-wait-leak, per process (and namespace) and side:
+  The process's CLOSE_WAIT sockets are split by Socket.direction: inbound
+  (accepted here: this process is the server) and outbound (it connected out:
+  it is the client). Unknown direction (a snapshot saved before it was
+  recorded) is judged as inbound, as before.
+
   A CLOSE_WAIT socket is *stuck* when its estimated age is at least
   STUCK_AGE_S. Age estimate, per the kernel facts: the peer's FIN carries an
   ACK, so tcp_info.last_ack_recv (time since the last ACK) is a lower bound
@@ -8,12 +13,26 @@ close-wait-leak, per process (and namespace):
   bare FIN, so it is an upper bound (the last data came at or before the FIN).
   Ages below are the lower bound unless said otherwise.
 
+  inbound (server: the peers closed, the code does not)
   severity   condition
   critical   stuck >= CRITICAL_COUNT, or RLIMIT_NOFILE projected within
              CRITICAL_ETA_S, or the process already uses >= FD_CRITICAL_RATIO
              of RLIMIT_NOFILE
   warning    stuck >= WARN_COUNT, or any stuck socket older than OLD_AGE_S
   info       1 .. WARN_COUNT-1 stuck sockets, all younger than OLD_AGE_S
+
+  outbound (client: a pool keeps connections the server closed after its
+  keep-alive timeout), named by remote service ip:port, with the server's
+  timeout when the server listens on this host (nginx: `nginx -T`)
+  critical   growth (least squares over --history), any stuck socket older
+             than OLD_AGE_S, RLIMIT_NOFILE within CRITICAL_ETA_S, or fds >=
+             FD_CRITICAL_RATIO of RLIMIT_NOFILE
+  warning    otherwise: a bounded pool that does not grow
+  (socket ages give no rate here: a pool's sockets are spread by last use)
+
+  either side, nothing stuck: CLOSE_WAIT younger than STUCK_AGE_S (or
+  --min-age) is one info finding with the count and the oldest age - not
+  judged yet, and not silent.
 
   Compared with catpaw (>= 100 CLOSE_WAIT system-wide, no age): ours names
   the process, ignores sockets that are merely closing (younger than
@@ -36,12 +55,17 @@ fd-leak, per process (in the namespaces being checked, or owning sockets there):
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
+
+from halfopen.records import record
 
 from ..model.finding import Finding, Fix
 from ..model.history import slope_per_s
-from ..model.host import UNLIMITED
+from ..model.host import UNLIMITED, ProcessLimits
+from ..model.socket import OUTBOUND, Socket
 from ..model.states import TcpState
+from . import sides
 from .common import (
     SOCK_DIAG,
     TCP_INFO,
@@ -49,7 +73,6 @@ from .common import (
     code_fix,
     ev,
     kill_fix,
-    median,
     plural,
     prlimit_fix,
     seconds,
@@ -66,6 +89,7 @@ CRITICAL_COUNT = 100  # catpaw's system-wide number, applied per process and age
 CRITICAL_ETA_S = 24 * 3600  # RLIMIT_NOFILE reached within a day at the current growth
 FD_CRITICAL_RATIO = 0.9
 MIN_SPREAD_S = 60  # ages must span at least this to estimate a rate from them
+KILL_TERMS = 5  # at most this many ports or services named in a kill filter
 FD_LEAK_WARN = 10  # as close-wait-leak's WARN_COUNT: dead connections still held
 
 CAUSE = "application does not close"
@@ -86,6 +110,22 @@ WHY_CLOSE_WAIT = (
     "TCP table to the fd table. Only a code fix ends the leak."
 )
 
+WHY_CLOSE_WAIT_CLIENT = (
+    "This process is the client of these connections: it connected out (their local ports "
+    "are not listening ports of the namespace), and the server at the other end closed "
+    "them - its FIN arrived - while this process has not called close(). That is how a "
+    "connection pool looks after the server's idle timeout: the pool keeps idle "
+    "connections for reuse; the server closes any connection idle longer than its "
+    "keep-alive timeout (nginx keepalive_timeout, default 75 s; Apache KeepAliveTimeout, "
+    "5 s; Node.js keepAliveTimeout, 5 s); the pool does not look at an idle connection "
+    "until it takes it out again, so each one stays in CLOSE_WAIT holding a file "
+    "descriptor (Recv-Q 1: the FIN not yet read). No kernel timer ends CLOSE_WAIT unless "
+    "the client set SO_KEEPALIVE. A bounded pool holds at most its size in such sockets and "
+    "replaces them as it reuses them; a count that keeps growing means connections are "
+    "dropped without close() or a new pool is made per request and abandoned. The server "
+    "did nothing wrong: the fix is in the client's pool settings."
+)
+
 
 def _age_s(sock) -> tuple[float | None, float | None]:
     """(lower, upper) bound of the time since the FIN, seconds; None without tcp_info."""
@@ -95,122 +135,318 @@ def _age_s(sock) -> tuple[float | None, float | None]:
     return ti.last_ack_recv / 1000, ti.last_data_recv / 1000
 
 
+@record
+class Pile:
+    """One process's CLOSE_WAIT sockets on one side (server or client), measured."""
+
+    socks: list[Socket]  # every CLOSE_WAIT socket of this side
+    stuck: list[Socket]  # at least the stuck age old, or undated
+    lows: list[float]  # age lower bounds of the dated stuck sockets, seconds
+    highs: list[float]  # their upper bounds
+    undated: int  # stuck sockets without tcp_info (counted, age unknown)
+    young: list[float]  # age lower bounds of the sockets not yet judged
+    process_total: int  # CLOSE_WAIT sockets of the process, both sides (as --history counts)
+
+    @property
+    def oldest(self) -> float | None:
+        return max(self.lows) if self.lows else None
+
+    @property
+    def unread(self) -> int:
+        return sum(1 for s in self.stuck if s.recv_q >= 1)
+
+
+@record
+class Pressure:
+    """Growth and the fd limit of the process holding a pile."""
+
+    rate: float | None  # sockets per second
+    rate_note: str
+    limits: ProcessLimits | None
+    eta: float | None  # seconds to RLIMIT_NOFILE at that rate
+    fd_ratio: float
+    evidence: list
+
+
+def _measure(socks: list[Socket], stuck_age: float, process_total: int) -> Pile:
+    pile = Pile(socks, [], [], [], 0, [], process_total)
+    for s in socks:
+        lo, hi = _age_s(s)
+        if lo is None or hi is None:
+            pile.undated += 1
+            pile.stuck.append(s)  # undated: count it, say so
+        elif lo >= stuck_age:
+            pile.stuck.append(s)
+            pile.lows.append(lo)
+            pile.highs.append(hi)
+        else:
+            pile.young.append(lo)
+    return pile
+
+
+def _pressure(ctx: Context, pid: int | None, held: int, lows: list[float],
+              from_ages: bool) -> Pressure:
+    """Growth (history, else the spread of ages when `from_ages`) and fd limits.
+
+    `held` is the process's CLOSE_WAIT count now, the same measure as the history's
+    "close_wait" series (both sides), so the fit's last point matches the others.
+    """
+    rate, note = None, ""
+    if ctx.history is not None and pid is not None:
+        pts = ctx.history.points(pid, "close_wait")
+        if len(pts) >= 2:
+            rate = slope_per_s(pts + [(ctx.now, held)])
+            note = f"least-squares over {len(pts) + 1} samples ({ctx.history.source})"
+    if rate is None and from_ages and len(lows) >= 3 and max(lows) - min(lows) >= MIN_SPREAD_S:
+        rate = (len(lows) - 1) / (max(lows) - min(lows))
+        note = ("estimated from the spread of socket ages (lower bounds): "
+                "sockets still in CLOSE_WAIT per second over that span")
+    hf = ctx.snapshot.host_facts
+    limits = hf.processes.get(pid) if hf is not None and pid is not None else None
+    evidence, eta = [], None
+    if rate is not None:
+        evidence.append(ev("close_wait_growth_per_hour", round(rate * 3600, 1),
+                           "history" if "samples" in note else TCP_INFO, note))
+    if limits is not None:
+        evidence.append(ev("fds_open", limits.fd_count, "/proc/PID/fd"))
+        if limits.nofile_soft != UNLIMITED:
+            evidence.append(ev("rlimit_nofile_soft", limits.nofile_soft, "/proc/PID/limits"))
+            if rate is not None and rate > 0:
+                eta = max(0.0, (limits.nofile_soft - limits.fd_count) / rate)
+                evidence.append(ev("seconds_to_rlimit_nofile", round(eta), "projection",
+                                   "at the growth above, every leaked socket one fd"))
+    fd_ratio = (limits.fd_count / limits.nofile_soft
+                if limits is not None and limits.nofile_soft not in (UNLIMITED, 0) else 0)
+    return Pressure(rate, note, limits, eta, fd_ratio, evidence)
+
+
+def _age_evidence(pile: Pile, stuck_age: float, note: str) -> list:
+    count = len(pile.stuck)
+    evidence = [
+        ev("close_wait_sockets", count, SOCK_DIAG,
+           f"{note}CLOSE_WAIT for at least {seconds(stuck_age)}; "
+           f"{len(pile.socks)} in CLOSE_WAIT in all"),
+        ev("recv_q_ge_1", pile.unread, SOCK_DIAG, "has not read EOF (Recv-Q >= 1)"),
+        ev("recv_q_0", count - pile.unread, SOCK_DIAG,
+           "read EOF but never called close() (Recv-Q 0)"),
+    ]
+    if pile.lows:
+        evidence += [
+            ev("oldest_age_s", round(max(pile.lows)), TCP_INFO,
+               "lower bound: last_ack_recv (the FIN's ACK; a later ACK resets it); "
+               f"upper bound {round(max(pile.highs))} s from last_data_recv"),
+            ev("median_age_s", round(statistics.median(pile.lows)), TCP_INFO,
+               "lower bound, last_ack_recv"),
+        ]
+    if pile.undated:
+        evidence.append(ev("undated_sockets", pile.undated, SOCK_DIAG,
+                           "no tcp_info (procfs fallback): age unknown"))
+    return evidence
+
+
+def _prlimit(pid: int, limits: ProcessLimits | None) -> list[Fix]:
+    if limits is None or limits.nofile_soft == UNLIMITED:
+        return []
+    hard = limits.nofile_hard
+    soft = hard if hard != UNLIMITED else limits.nofile_soft * 4
+    if soft <= limits.nofile_soft:
+        return []
+    return [prlimit_fix(pid, soft, why="buys time only: raises the soft fd limit (up to the "
+                                       "hard limit)")]
+
+
 def check_close_wait(ctx: Context) -> list[Finding]:
     stuck_age = ctx.age(STUCK_AGE_S)
     old_age = max(OLD_AGE_S, stuck_age)
-    socks = ctx.in_state(CLOSE_WAIT)
-    hf = ctx.snapshot.host_facts
     findings = []
-    for (netns, pid, comm), group in sorted(by_owner(socks).items(),
+    for (netns, pid, comm), group in sorted(by_owner(ctx.in_state(CLOSE_WAIT)).items(),
                                             key=lambda kv: -len(kv[1])):
-        lows: list[float] = []
-        highs: list[float] = []
-        no_info = 0
-        stuck = []
-        for s in group:
-            lo, hi = _age_s(s)
-            if lo is None or hi is None:
-                no_info += 1
-                stuck.append(s)  # undated: count it, say so
-                continue
-            if lo >= stuck_age:
-                stuck.append(s)
-                lows.append(lo)
-                highs.append(hi)
-        if not stuck:
-            continue
-        count = len(stuck)
-        unread = sum(1 for s in stuck if s.recv_q >= 1)
-        read_eof = count - unread
-        oldest = max(lows) if lows else None
-        oldest_hi = max(highs) if highs else None
-        med = median(lows)
-        peers = Counter(s.peer_addr for s in stuck)
-        ports = Counter(s.local_port for s in stuck)
-        evidence = [
-            ev("close_wait_sockets", count, SOCK_DIAG,
-               f"CLOSE_WAIT for at least {seconds(stuck_age)}; {len(group)} in CLOSE_WAIT in all"),
-            ev("recv_q_ge_1", unread, SOCK_DIAG, "has not read EOF (Recv-Q >= 1)"),
-            ev("recv_q_0", read_eof, SOCK_DIAG, "read EOF but never called close() (Recv-Q 0)"),
-        ]
-        if oldest is not None and oldest_hi is not None and med is not None:  # all three or none
-            evidence += [
-                ev("oldest_age_s", round(oldest), TCP_INFO,
-                   "lower bound: last_ack_recv (the FIN's ACK; a later ACK resets it); "
-                   f"upper bound {round(oldest_hi)} s from last_data_recv"),
-                ev("median_age_s", round(med), TCP_INFO, "lower bound, last_ack_recv"),
-            ]
-        if no_info:
-            evidence.append(ev("undated_sockets", no_info, SOCK_DIAG,
-                               "no tcp_info (procfs fallback): age unknown"))
-        evidence += [ev("peers", top(peers), SOCK_DIAG, "peer address, count"),
-                     ev("local_ports", top(ports), SOCK_DIAG, "local port, count")]
-
-        # growth and time to RLIMIT_NOFILE
-        rate, rate_note = None, ""
-        if ctx.history is not None and pid is not None:
-            pts = ctx.history.points(pid, "close_wait")
-            if len(pts) >= 2:
-                rate = slope_per_s(pts + [(ctx.now, len(group))])
-                rate_note = f"least-squares over {len(pts) + 1} samples ({ctx.history.source})"
-        if rate is None and len(lows) >= 3 and max(lows) - min(lows) >= MIN_SPREAD_S:
-            rate = (len(lows) - 1) / (max(lows) - min(lows))
-            rate_note = ("estimated from the spread of socket ages (lower bounds): "
-                         "sockets still in CLOSE_WAIT per second over that span")
-        limits = hf.processes.get(pid) if hf is not None and pid is not None else None
-        eta = None
-        if rate is not None:
-            evidence.append(ev("close_wait_growth_per_hour", round(rate * 3600, 1),
-                               "history" if "samples" in rate_note else TCP_INFO, rate_note))
-        if limits is not None:
-            evidence.append(ev("fds_open", limits.fd_count, "/proc/PID/fd"))
-            if limits.nofile_soft != UNLIMITED:
-                evidence.append(ev("rlimit_nofile_soft", limits.nofile_soft, "/proc/PID/limits"))
-                if rate is not None and rate > 0:
-                    eta = max(0.0, (limits.nofile_soft - limits.fd_count) / rate)
-                    evidence.append(ev("seconds_to_rlimit_nofile", round(eta), "projection",
-                                       "at the growth above, every leaked socket one fd"))
-        fd_ratio = (limits.fd_count / limits.nofile_soft
-                    if limits is not None and limits.nofile_soft not in (UNLIMITED, 0) else 0)
-
-        if count >= CRITICAL_COUNT or (eta is not None and eta < CRITICAL_ETA_S) \
-                or fd_ratio >= FD_CRITICAL_RATIO:
-            severity = "critical"
-        elif count >= WARN_COUNT or (oldest is not None and oldest >= old_age):
-            severity = "warning"
-        else:
-            severity = "info"
-
-        title = f"{who(pid, comm)} holds {plural(count, 'CLOSE_WAIT socket')}"
-        if oldest is not None:
-            title += f", oldest {seconds(oldest)}"
-        if eta is not None:
-            title += f"; RLIMIT_NOFILE in ~{seconds(eta)}"
-        fixes = []
-        if pid is not None:
-            fixes.append(kill_fix(f"state close-wait pid {pid}",
-                                  "frees the TCP state now (RST to each peer); the fds stay "
-                                  "open until the process closes them - restart it if they "
-                                  "matter"))
-            if limits is not None and limits.nofile_soft != UNLIMITED:
-                hard = limits.nofile_hard
-                soft = hard if hard != UNLIMITED else limits.nofile_soft * 4
-                if soft > limits.nofile_soft:
-                    fixes.append(prlimit_fix(pid, soft, why="buys time only: raises the soft "
-                                             "fd limit (up to the hard limit)"))
-        fixes.append(code_fix(
-            "close the socket on every path after recv() returns 0 or an error "
-            "(try/finally, `with`, defer conn.Close()); " +
-            ("most of these have unread data (Recv-Q >= 1): find where the process stops "
-             "reading - a blocked worker, a connection dropped from a pool without close()"
-             if unread > read_eof else
-             "most read EOF (Recv-Q 0): look for an early return after EOF or an error "
-             "that skips close()")))
-        findings.append(Finding(
-            id="close-wait-leak", severity=severity, cause=CAUSE, title=title,
-            subject=subject(netns, pid, comm, ports.most_common(1)[0][0] if len(ports) == 1 else None),
-            evidence=evidence, fixes=fixes, why=WHY_CLOSE_WAIT))
+        for side, socks in sides.split(group):
+            pile = _measure(socks, stuck_age, len(group))
+            if not pile.stuck:
+                findings.append(_young(netns, pid, comm, side, pile, stuck_age))
+            elif side == sides.CLIENT:
+                findings.append(_client_pile(ctx, netns, pid, comm, pile, stuck_age, old_age))
+            else:
+                findings.append(_server_pile(ctx, netns, pid, comm, pile, stuck_age, old_age))
     return findings
+
+
+def _server_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pile,
+                 stuck_age: float, old_age: float) -> Finding:
+    """The peers closed, this process (the server, or unknown) does not: a code bug."""
+    stuck, count, oldest = pile.stuck, len(pile.stuck), pile.oldest
+    peers = Counter(s.peer_addr for s in stuck)
+    ports = Counter(s.local_port for s in stuck)
+    pressure = _pressure(ctx, pid, pile.process_total, pile.lows, from_ages=True)
+    evidence = _age_evidence(pile, stuck_age, "")
+    evidence += [ev("peers", top(peers), SOCK_DIAG, "peer address, count"),
+                 ev("local_ports", top(ports), SOCK_DIAG, "local port, count")]
+    evidence += pressure.evidence
+    eta = pressure.eta
+
+    if count >= CRITICAL_COUNT or (eta is not None and eta < CRITICAL_ETA_S) \
+            or pressure.fd_ratio >= FD_CRITICAL_RATIO:
+        severity = "critical"
+    elif count >= WARN_COUNT or (oldest is not None and oldest >= old_age):
+        severity = "warning"
+    else:
+        severity = "info"
+
+    title = f"{who(pid, comm)} holds {plural(count, 'CLOSE_WAIT socket')}"
+    if oldest is not None:
+        title += f", oldest {seconds(oldest)}"
+    if eta is not None:
+        title += f"; RLIMIT_NOFILE in ~{seconds(eta)}"
+    fixes = []
+    if pid is not None:
+        flt = f"state close-wait pid {pid}"
+        if pile.process_total > len(pile.socks) and len(ports) <= KILL_TERMS:
+            # the process is a client too: leave its outbound sockets to their own finding
+            flt += " and ( " + " or ".join(f"sport = :{p}" for p in ports) + " )"
+        fixes.append(kill_fix(flt,
+                              "frees the TCP state now (RST to each peer); the fds stay "
+                              "open until the process closes them - restart it if they "
+                              "matter"))
+        fixes += _prlimit(pid, pressure.limits)
+    fixes.append(code_fix(
+        "close the socket on every path after recv() returns 0 or an error "
+        "(try/finally, `with`, defer conn.Close()); " +
+        ("most of these have unread data (Recv-Q >= 1): find where the process stops "
+         "reading - a blocked worker, a connection dropped from a pool without close()"
+         if pile.unread > count - pile.unread else
+         "most read EOF (Recv-Q 0): look for an early return after EOF or an error "
+         "that skips close()")))
+    direction = stuck[0].direction
+    return Finding(
+        id="close-wait-leak", severity=severity, cause=CAUSE, title=title,
+        subject=subject(netns, pid, comm, ports.most_common(1)[0][0] if len(ports) == 1 else None,
+                        direction=direction),
+        evidence=evidence, fixes=fixes, why=WHY_CLOSE_WAIT)
+
+
+def _client_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pile,
+                 stuck_age: float, old_age: float) -> Finding:
+    """This process connected out and the servers closed: a pool keeping dead connections.
+
+    warning: a bounded pool that does not grow; critical: growth (history), the oldest
+    older than OLD_AGE_S, or the process near RLIMIT_NOFILE. Socket ages do not give a
+    rate here: a pool's sockets are spread by their last use, not by a leak.
+    """
+    stuck, count, oldest = pile.stuck, len(pile.stuck), pile.oldest
+    dests = Counter(sides.service(s) for s in stuck)
+    rports = {s.peer_port for s in stuck}
+    servers = sides.local_servers(ctx, netns, stuck)
+    pressure = _pressure(ctx, pid, pile.process_total, pile.lows, from_ages=False)
+    eta = pressure.eta
+    grows = pressure.rate is not None and pressure.rate > 0
+
+    evidence = _age_evidence(pile, stuck_age, "this process is the client (it connected out: "
+                                              "its local ports are not listening ports); ")
+    evidence.append(ev("destinations", top(dests, 10), SOCK_DIAG,
+                       "remote service ip:port, CLOSE_WAIT connections to it"))
+    for srv in servers.values():
+        evidence.append(ev("server_keepalive_timeout_s", srv.keepalive_timeout_s, srv.source,
+                           f"{srv.service} is served on this host by {who(srv.pid, srv.comm)}; "
+                           "it closes connections idle this long"))
+    evidence += pressure.evidence
+
+    if grows or (oldest is not None and oldest >= old_age) \
+            or (eta is not None and eta < CRITICAL_ETA_S) \
+            or pressure.fd_ratio >= FD_CRITICAL_RATIO:
+        severity = "critical"
+    else:
+        severity = "warning"
+
+    (first, _n), = dests.most_common(1)
+    to = first if len(dests) == 1 else f"{plural(len(dests), 'service')} (most to {first})"
+    title = (f"{who(pid, comm)} is the client: {plural(count, 'CLOSE_WAIT connection')} "
+             f"to {to} that the server closed")
+    known = [(s.keepalive_timeout_s, s.comm) for s in servers.values()
+             if s.keepalive_timeout_s is not None]
+    if known and len(dests) == 1:
+        title += f" after its {_age_text(known[0][0])} keepalive timeout ({known[0][1]})"
+    if oldest is not None:
+        title += f"; oldest {seconds(oldest)}"
+    if eta is not None:
+        title += f"; RLIMIT_NOFILE in ~{seconds(eta)}"
+
+    timeout = min((t for t, _comm in known), default=None)
+    fixes = []
+    if pid is not None:
+        only = sides.dst_filter(list(dests), KILL_TERMS)
+        fixes.append(kill_fix(f"state close-wait pid {pid}" + (f" and ( {only} )" if only else ""),
+                              "frees the TCP state now (RST to a server that already closed: "
+                              "harmless); the pool's next use of each finds it dead and "
+                              "reconnects; the fds stay open until the pool closes them"))
+        fixes += _prlimit(pid, pressure.limits)
+    fixes += _client_fixes(timeout)
+    return Finding(
+        id="close-wait-leak", severity=severity, cause=CAUSE, title=title,
+        subject=subject(netns, pid, comm, next(iter(rports)) if len(rports) == 1 else None,
+                        direction=OUTBOUND, peer=first if len(dests) == 1 else None),
+        evidence=evidence, fixes=fixes, why=WHY_CLOSE_WAIT_CLIENT)
+
+
+def _client_fixes(timeout: float | None) -> list[Fix]:
+    if timeout is not None:
+        target = timeout * 0.8
+        below = (f"below the server's keepalive timeout ({_age_text(timeout)}), e.g. "
+                 + (seconds(int(target)) if target >= 2 else f"{int(target * 1000)}ms"))
+    else:
+        below = ("below the server's keep-alive timeout (nginx keepalive_timeout, default "
+                 "75 s; Apache KeepAliveTimeout, 5 s; Node.js server.keepAliveTimeout, 5 s)")
+    return [
+        code_fix(f"let the pool close idle connections before the server does: its idle "
+                 f"timeout / max idle time {below} (Go http.Transport.IdleConnTimeout, "
+                 "HikariCP idleTimeout and maxLifetime, Apache HttpClient "
+                 "evictIdleConnections, OkHttp ConnectionPool keepAliveDuration)"),
+        code_fix("validate a connection on checkout and discard it when the server has "
+                 "closed it (HikariCP does by default; Apache HttpClient "
+                 "validateAfterInactivity; urllib3 checks on checkout), and retry an "
+                 "idempotent request once on a reset"),
+        code_fix("close idle connections when the client goes quiet (Go "
+                 "Transport.CloseIdleConnections(), urllib3 PoolManager.clear(), requests "
+                 "Session.close()), and reuse one pool: a pool made per request and dropped "
+                 "keeps its CLOSE_WAIT sockets until it is garbage-collected"),
+    ]
+
+
+def _age_text(s: float) -> str:
+    """seconds() with a decimal under 10 s: a young socket is '0.4s' old, not '0s'."""
+    return f"{s:.1f}s" if s < 10 else seconds(s)
+
+
+def _young(netns: str, pid: int | None, comm: str, side: str, pile: Pile,
+           stuck_age: float) -> Finding:
+    """CLOSE_WAIT too young to judge: said, not silent (info)."""
+    oldest = max(pile.young)
+    client = side == sides.CLIENT
+    where = Counter(sides.service(s) if client else s.local_port for s in pile.socks)
+    evidence = [ev("young_close_wait_sockets", len(pile.young), SOCK_DIAG,
+                   f"CLOSE_WAIT for less than {seconds(stuck_age)} (--min-age)"),
+                ev("oldest_age_s", round(oldest, 1), TCP_INFO, "lower bound, last_ack_recv"),
+                ev("destinations" if client else "local_ports", top(where), SOCK_DIAG)]
+    if client:
+        services = {sides.service(s) for s in pile.socks}
+        rports = {s.peer_port for s in pile.socks}
+        port = next(iter(rports)) if len(rports) == 1 else None
+        peer = next(iter(services)) if len(services) == 1 else None
+    else:
+        lports = {s.local_port for s in pile.socks}
+        port, peer = (next(iter(lports)) if len(lports) == 1 else None), None
+    return Finding(
+        id="close-wait-leak", severity="info", cause=CAUSE,
+        title=(f"{who(pid, comm)}{' (the client)' if client else ''} holds "
+               f"{plural(len(pile.young), 'CLOSE_WAIT socket')} younger than "
+               f"{seconds(stuck_age)}, oldest {_age_text(oldest)}: not yet judged; run again, "
+               "or lower --min-age"),
+        subject=subject(netns, pid, comm, port, direction=pile.socks[0].direction, peer=peer),
+        evidence=evidence, fixes=[],
+        why="A process that closes its sockets passes through CLOSE_WAIT for a moment; only "
+            "sockets that stay there are a leak. These are younger than the age threshold, "
+            "so they are counted, not judged. " + (WHY_CLOSE_WAIT_CLIENT if client
+                                                   else WHY_CLOSE_WAIT))
 
 
 WHY_FD_LEAK = (

@@ -6,6 +6,12 @@ dead-peer, per process: ESTABLISHED sockets (peer not on this host) where
   - keepalive probes go unanswered: keepalive timer, tcp_info.probes >= MIN_PROBES.
   warning; critical from CRITICAL_COUNT sockets in one process.
 
+Both split each process's sockets by side (Socket.direction): inbound, this host
+  is the server and its clients vanished; outbound, it is the client and the
+  service (named ip:port) stopped answering. Each side gets its own finding, its
+  fix on that side: the server's keepalive, or the client's keepalive, timeouts
+  and pool. Unknown direction is judged as the server's side, without saying so.
+
 keepalive-off, per process: ESTABLISHED sockets (peer not on this host) with
   no timer at all (so no keepalive timer: SO_KEEPALIVE is off) idle for at
   least IDLE_S in both directions (tcp_info last_data_recv, last_data_sent,
@@ -17,7 +23,9 @@ from __future__ import annotations
 from collections import Counter
 
 from ..model.finding import Finding
+from ..model.socket import INBOUND, OUTBOUND
 from ..model.states import TcpState
+from . import sides
 from .common import (
     SOCK_DIAG,
     TCP_INFO,
@@ -108,58 +116,105 @@ def check_dead_peer(ctx: Context) -> list[Finding]:
            if _retransmitting(s, no_ack) or _probes_unanswered(s)]
     findings = []
     for (netns, pid, comm), group in sorted(by_owner(hit).items(), key=lambda kv: -len(kv[1])):
-        retrans = [s for s in group if s.timer == TIMER_ON]
-        probing = [s for s in group if s.timer == TIMER_KEEPALIVE]
-        infos = [s.tcp_info for s in group if s.tcp_info is not None]
-        peers = Counter(f"{s.peer_addr}" for s in group)
-        tun = None
-        if ctx.snapshot.host_facts is not None:
-            tun = ctx.tunables(netns)
-        retries2 = tun.tcp_retries2 if tun is not None and tun.tcp_retries2 is not None else 15
-        evidence = [ev("dead_peer_sockets", len(group), SOCK_DIAG),
-                    ev("retransmitting", len(retrans), SOCK_DIAG,
-                       f">= {MIN_RETRANS} retransmissions, no ACK for >= {seconds(no_ack)}"),
-                    ev("keepalive_probes_unanswered", len(probing), SOCK_DIAG,
-                       f">= {MIN_PROBES} probes out")]
-        if infos:
-            evidence += [
-                ev("max_retransmits", max(i.retransmits for i in infos), TCP_INFO),
-                ev("oldest_no_ack_s", round(max(i.last_ack_recv for i in infos) / 1000), TCP_INFO,
-                   "last_ack_recv: time since the peer last acknowledged anything"),
-            ]
-        unacked = sum(s.send_q for s in group)
-        evidence += [ev("unacked_bytes", unacked, SOCK_DIAG, "Send-Q summed"),
-                     ev("peers", top(peers), SOCK_DIAG),
-                     ev("tcp_retries2", retries2, "/proc/sys/net/ipv4/tcp_retries2",
-                        f"gives up after ~{seconds(retries_timeout_s(retries2))} of retransmission")]
-        severity = "critical" if len(group) >= CRITICAL_COUNT else "warning"
-        title = (f"{who(pid, comm)}: {plural(len(group), 'ESTABLISHED socket')} to a peer that "
-                 "stopped answering")
-        if len(peers) == 1:
-            title += f" ({next(iter(peers))})"
-        fixes = []
-        if pid is not None:
-            dsts = " or ".join(f"dst {p}" for p in list(peers)[:5])
-            flt = f"state established pid {pid}" + (f" and ( {dsts} )" if len(peers) <= 5 else "")
-            fixes.append(kill_fix(flt, "end them now: RST to the dead peer (harmless), the "
-                                       "process's next read fails with ECONNABORTED"))
-            fixes.append(keepalive_fix(pid, "state established", user_timeout_ms=30000,
-                                       why="keepalive for idle sockets and TCP_USER_TIMEOUT "
-                                           "30 s for sockets with unacknowledged data"))
-        if retries2 > RETRIES2_SUGGESTED:
-            fixes.append(sysctl_fix("net.ipv4.tcp_retries2", RETRIES2_SUGGESTED, netns,
-                                    f"give up on unacknowledged data after ~"
-                                    f"{seconds(retries_timeout_s(RETRIES2_SUGGESTED))} instead "
-                                    f"of ~{seconds(retries_timeout_s(retries2))}, host-wide"))
-        fixes.append(code_fix("set SO_KEEPALIVE with TCP_KEEPIDLE/KEEPINTVL/KEEPCNT and "
-                              "TCP_USER_TIMEOUT on long-lived connections, or use an "
-                              "application heartbeat with a read deadline"))
-        findings.append(Finding(
-            id="dead-peer", severity=severity, cause=CAUSE, title=title,
-            subject=subject(netns, pid, comm,
-                            group[0].local_port if len({s.local_port for s in group}) == 1 else None),
-            evidence=evidence, fixes=fixes, why=WHY_DEAD_PEER))
+        for side, part in sides.split(group):
+            findings.append(_dead_peer(ctx, netns, pid, comm, side, part, no_ack))
     return findings
+
+
+def _dead_peer(ctx: Context, netns: str, pid: int | None, comm: str, side: str,
+               group: list, no_ack: float) -> Finding:
+    client = side == sides.CLIENT
+    retrans = [s for s in group if s.timer == TIMER_ON]
+    probing = [s for s in group if s.timer == TIMER_KEEPALIVE]
+    infos = [s.tcp_info for s in group if s.tcp_info is not None]
+    peers = Counter(sides.service(s) if client else s.peer_addr for s in group)
+    tun = ctx.tunables(netns) if ctx.snapshot.host_facts is not None else None
+    retries2 = tun.tcp_retries2 if tun is not None and tun.tcp_retries2 is not None else 15
+    evidence = [ev("dead_peer_sockets", len(group), SOCK_DIAG, _side_note(group)),
+                ev("retransmitting", len(retrans), SOCK_DIAG,
+                   f">= {MIN_RETRANS} retransmissions, no ACK for >= {seconds(no_ack)}"),
+                ev("keepalive_probes_unanswered", len(probing), SOCK_DIAG,
+                   f">= {MIN_PROBES} probes out")]
+    if infos:
+        evidence += [
+            ev("max_retransmits", max(i.retransmits for i in infos), TCP_INFO),
+            ev("oldest_no_ack_s", round(max(i.last_ack_recv for i in infos) / 1000), TCP_INFO,
+               "last_ack_recv: time since the peer last acknowledged anything"),
+        ]
+    unacked = sum(s.send_q for s in group)
+    evidence += [ev("unacked_bytes", unacked, SOCK_DIAG, "Send-Q summed"),
+                 ev("services" if client else "peers", top(peers), SOCK_DIAG,
+                    "remote service ip:port, count" if client else ""),
+                 ev("tcp_retries2", retries2, "/proc/sys/net/ipv4/tcp_retries2",
+                    f"gives up after ~{seconds(retries_timeout_s(retries2))} of retransmission")]
+    severity = "critical" if len(group) >= CRITICAL_COUNT else "warning"
+    one = next(iter(peers)) if len(peers) == 1 else None
+    if client:
+        title = (f"{who(pid, comm)} is the client: {plural(len(group), 'connection')} to "
+                 f"{one or plural(len(peers), 'service')} that stopped answering")
+    else:
+        title = (f"{who(pid, comm)}{_server_word(group)}: "
+                 f"{plural(len(group), 'ESTABLISHED socket')} to a "
+                 f"{'client' if _inbound(group) else 'peer'} that stopped answering"
+                 + (f" ({one})" if one else ""))
+    fixes = []
+    if pid is not None:
+        dsts = sides.dst_filter(list(peers))
+        flt = f"state established pid {pid}" + (f" and ( {dsts} )" if dsts else "")
+        fixes.append(kill_fix(flt, "end them now: RST to the dead peer (harmless), the "
+                                   "process's next read fails with ECONNABORTED"))
+        fixes.append(keepalive_fix(pid, "state established", user_timeout_ms=30000,
+                                   why="keepalive for idle sockets and TCP_USER_TIMEOUT "
+                                       f"30 s for sockets with unacknowledged data, on this "
+                                       f"{'client' if client else 'server'}'s sockets"))
+    if retries2 > RETRIES2_SUGGESTED:
+        fixes.append(sysctl_fix("net.ipv4.tcp_retries2", RETRIES2_SUGGESTED, netns,
+                                f"give up on unacknowledged data after ~"
+                                f"{seconds(retries_timeout_s(RETRIES2_SUGGESTED))} instead "
+                                f"of ~{seconds(retries_timeout_s(retries2))}, host-wide"))
+    fixes.append(code_fix(CLIENT_DEAD_PEER_FIX if client else SERVER_DEAD_PEER_FIX))
+    return Finding(
+        id="dead-peer", severity=severity, cause=CAUSE, title=title,
+        subject=_subject(netns, pid, comm, client, group, one),
+        evidence=evidence, fixes=fixes,
+        why=WHY_DEAD_PEER + (WHY_CLIENT_SIDE if client else ""))
+
+
+CLIENT_DEAD_PEER_FIX = (
+    "this process is the client: bound every request with a timeout, set TCP_USER_TIMEOUT "
+    "and SO_KEEPALIVE on the client's connections (JDBC socketTimeout and tcpKeepAlive=true, "
+    "Go net.Dialer.KeepAlive, urllib3/requests socket_options and timeout=), and give the "
+    "pool a max connection lifetime so a dead connection is dropped, not reused")
+SERVER_DEAD_PEER_FIX = (
+    "set SO_KEEPALIVE with TCP_KEEPIDLE/KEEPINTVL/KEEPCNT and TCP_USER_TIMEOUT on the "
+    "accepted connections (nginx: listen ... so_keepalive=60s:10s:6), or use an application "
+    "heartbeat with a read deadline")
+WHY_CLIENT_SIDE = (
+    " This host is the client here: it connected out to the service named above, so the "
+    "fix belongs in the client and its connection pool, not in the server.")
+
+
+def _inbound(group: list) -> bool:
+    return all(s.direction == INBOUND for s in group)
+
+
+def _server_word(group: list) -> str:
+    """', the server' when every socket is inbound; nothing when the direction is unknown."""
+    return ", the server" if _inbound(group) else ""
+
+
+def _side_note(group: list) -> str:
+    if group[0].direction == OUTBOUND:
+        return "this host is the client: it connected out"
+    return "this host is the server: accepted connections" if _inbound(group) else ""
+
+
+def _subject(netns: str, pid: int | None, comm: str, client: bool, group: list,
+             one: str | None) -> dict:
+    ports = {s.peer_port if client else s.local_port for s in group}
+    return subject(netns, pid, comm, next(iter(ports)) if len(ports) == 1 else None,
+                   direction=OUTBOUND if client else (INBOUND if _inbound(group) else None),
+                   peer=one if client else None)
 
 
 def _idle_ms(s) -> int | None:
@@ -180,26 +235,55 @@ def check_keepalive_off(ctx: Context) -> list[Finding]:
             hit.append(s)
     findings = []
     for (netns, pid, comm), group in sorted(by_owner(hit).items(), key=lambda kv: -len(kv[1])):
-        idles = [(_idle_ms(s) or 0) / 1000 for s in group]  # every hit has an idle time
-        peers = Counter(s.peer_addr for s in group)
-        ports = Counter(s.local_port for s in group)
-        severity = "warning" if len(group) >= WARN_COUNT else "info"
-        fixes = []
-        if pid is not None:
-            fixes.append(keepalive_fix(pid, "state established"))
-        fixes.append(code_fix("enable SO_KEEPALIVE on long-lived connections and set "
-                              "TCP_KEEPIDLE below every NAT/firewall/LB idle timeout on the path "
-                              "(e.g. 60 s), TCP_KEEPINTVL 10 s, TCP_KEEPCNT 6"))
-        findings.append(Finding(
-            id="keepalive-off", severity=severity, cause=CAUSE,
-            title=f"{who(pid, comm)}: {plural(len(group), 'idle connection')} without keepalive, "
-                  f"idle up to {seconds(max(idles))}",
-            subject=subject(netns, pid, comm, ports.most_common(1)[0][0] if len(ports) == 1 else None),
-            evidence=[ev("idle_sockets_without_keepalive", len(group), SOCK_DIAG,
-                         f"ESTABLISHED, no timer, idle >= {seconds(idle_s)}"),
-                      ev("max_idle_s", round(max(idles)), TCP_INFO,
-                         "min of last_data_recv, last_data_sent, last_ack_recv"),
-                      ev("peers", top(peers), SOCK_DIAG),
-                      ev("local_ports", top(ports), SOCK_DIAG)],
-            fixes=fixes, why=WHY_KEEPALIVE_OFF))
+        for side, part in sides.split(group):
+            findings.append(_keepalive_off(netns, pid, comm, side, part, idle_s))
     return findings
+
+
+def _keepalive_off(netns: str, pid: int | None, comm: str, side: str, group: list,
+                   idle_s: float) -> Finding:
+    client = side == sides.CLIENT
+    idles = [(_idle_ms(s) or 0) / 1000 for s in group]  # every hit has an idle time
+    peers = Counter(sides.service(s) if client else s.peer_addr for s in group)
+    ports = Counter(s.local_port for s in group)
+    one = next(iter(peers)) if len(peers) == 1 else None
+    severity = "warning" if len(group) >= WARN_COUNT else "info"
+    fixes = []
+    if pid is not None:
+        fixes.append(keepalive_fix(pid, "state established",
+                                   why="retrofit TCP keepalive onto this "
+                                       f"{'client' if client else 'server'}'s idle sockets "
+                                       "(pidfd_getfd + setsockopt, no restart)"))
+    fixes.append(code_fix(CLIENT_KEEPALIVE_FIX if client else SERVER_KEEPALIVE_FIX))
+    if client:
+        title = (f"{who(pid, comm)} is the client: {plural(len(group), 'idle connection')} to "
+                 f"{one or plural(len(peers), 'service')} without keepalive, idle up to "
+                 f"{seconds(max(idles))}")
+    else:
+        title = (f"{who(pid, comm)}{_server_word(group)}: "
+                 f"{plural(len(group), 'idle connection')} without keepalive, idle up to "
+                 f"{seconds(max(idles))}")
+    return Finding(
+        id="keepalive-off", severity=severity, cause=CAUSE, title=title,
+        subject=(_subject(netns, pid, comm, True, group, one) if client else
+                 subject(netns, pid, comm, ports.most_common(1)[0][0] if len(ports) == 1
+                         else None, direction=INBOUND if _inbound(group) else None)),
+        evidence=[ev("idle_sockets_without_keepalive", len(group), SOCK_DIAG,
+                     f"ESTABLISHED, no timer, idle >= {seconds(idle_s)}"
+                     + (f"; {_side_note(group)}" if _side_note(group) else "")),
+                  ev("max_idle_s", round(max(idles)), TCP_INFO,
+                     "min of last_data_recv, last_data_sent, last_ack_recv"),
+                  ev("services" if client else "peers", top(peers), SOCK_DIAG),
+                  ev("local_ports", top(ports), SOCK_DIAG)],
+        fixes=fixes, why=WHY_KEEPALIVE_OFF + (WHY_CLIENT_SIDE if client else ""))
+
+
+CLIENT_KEEPALIVE_FIX = (
+    "this process is the client: enable SO_KEEPALIVE on its pooled connections with "
+    "TCP_KEEPIDLE below every NAT/firewall/LB idle timeout on the path (e.g. 60 s), "
+    "TCP_KEEPINTVL 10 s, TCP_KEEPCNT 6 (Go net.Dialer.KeepAlive; JDBC tcpKeepAlive=true; "
+    "urllib3 socket_options), or give the pool an idle timeout shorter than those")
+SERVER_KEEPALIVE_FIX = (
+    "enable SO_KEEPALIVE on the accepted connections and set TCP_KEEPIDLE below every "
+    "NAT/firewall/LB idle timeout on the path (e.g. 60 s), TCP_KEEPINTVL 10 s, TCP_KEEPCNT 6 "
+    "(nginx: listen ... so_keepalive=60s:10s:6), or close clients idle longer than a timeout")

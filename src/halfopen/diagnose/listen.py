@@ -14,20 +14,29 @@ accept-queue-overflow, per LISTEN socket (Recv-Q = accept queue, Send-Q = backlo
             full now (not attributable: reported for the namespace)
 
 syn-flood, per listener whose accept queue is *not* full:
-  critical  SYN_RECV >= backlog (SYN queue full) or TCPReqQFullDrop grew (SYNs
-            dropped: no cookies)
-  warning   SYN_RECV >= max(MIN_SYN_RECV, SYN_RATIO x backlog), or cookies sent
-            (TcpExt.SyncookiesSent grew) in a namespace with no full accept queue
+  The SYN queue is full when SYN_RECV to the port reaches syn_queue_limit():
+  the listener's backlog (Send-Q = min(listen() backlog, somaxconn), as
+  inet_csk_reqsk_queue_is_full compares it), and with tcp_syncookies=0 also
+  3/4 of tcp_max_syn_backlog. Any backlog, 1 to 4096.
+  critical  SYN queue full and, during the window, SYNs answered with cookies
+            (TcpExt.SyncookiesSent) or dropped (TcpExt.TCPReqQFullDrop)
+  warning   SYN queue full with no overflow seen (or no window), or SYN_RECV
+            >= max(MIN_SYN_RECV, SYN_RATIO x backlog)
   info      a "Possible SYN flooding" kernel line for the port in the last hour
             and nothing now
+  The finding names the port, its owner and whether syncookies are on.
+  Namespace-wide (no listener full now): cookies sent (warning) or SYNs
+  dropped (critical) during the window.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 
+from halfopen.records import record
+
 from ..model.finding import Finding
-from ..model.socket import Socket
+from ..model.socket import INBOUND, Socket
 from ..model.states import TcpState
 from .common import SOCK_DIAG, code_fix, config_fix, ev, owner, plural, subject, sysctl_fix, top, who
 from .context import Context
@@ -38,6 +47,7 @@ OVERFLOWS_PER_MIN = 1.0  # netdata's alarm, used only when no listener is full n
 MIN_SYN_RECV = 64
 SYN_RATIO = 0.5
 KLOG_RECENT_S = 3600
+BIG_BACKLOG = 1024  # below this, a larger listen() backlog is worth saying
 
 LISTEN = int(TcpState.LISTEN)
 SYN_RECV_STATES = (int(TcpState.SYN_RECV), int(TcpState.NEW_SYN_RECV))
@@ -173,6 +183,74 @@ def check_accept_queue(ctx: Context) -> list[Finding]:
     return findings
 
 
+def syn_queue_limit(backlog: int, syncookies: int | None, max_syn_backlog: int | None) -> int:
+    """How many half-open handshakes a listener holds before new SYNs get a cookie or a drop.
+
+    tcp_conn_request (net/ipv4/tcp_input.c): inet_csk_reqsk_queue_is_full compares the
+    request queue with sk_max_ack_backlog, the listener's Send-Q (min(listen() backlog,
+    somaxconn), __sys_listen); measured on 6.18, a flooded queue holds backlog + 1
+    (the test is qlen > backlog), so "at or above the backlog" is full. With
+    tcp_syncookies=0 the last quarter of
+    tcp_max_syn_backlog is kept for peers proven alive: an unproven SYN is dropped
+    once the queue holds max_syn_backlog - max_syn_backlog/4.
+
+    >>> syn_queue_limit(128, 1, 2048), syn_queue_limit(4096, 0, 2048), syn_queue_limit(5, 0, 128)
+    (128, 1536, 5)
+    """
+    limit = max(backlog, 1)
+    if syncookies == 0 and max_syn_backlog:
+        limit = min(limit, max_syn_backlog - (max_syn_backlog >> 2))
+    return limit
+
+
+@record
+class SynQueue:
+    """One listener's SYN queue, measured: what the syn-flood rule grades and renders."""
+
+    netns: str
+    port: int
+    listener: Socket
+    syn_recv: list[Socket]
+    limit: int  # syn_queue_limit
+    syncookies: int | None
+    max_syn_backlog: int | None
+    cookies: int | None  # TcpExt.SyncookiesSent over the window (namespace-wide)
+    drops: int | None  # TcpExt.TCPReqQFullDrop over the window
+    klog: list
+
+    @property
+    def full(self) -> bool:
+        return len(self.syn_recv) >= self.limit
+
+    @property
+    def overflowed(self) -> bool:
+        """New SYNs were answered with a cookie or dropped during the window."""
+        return bool(self.cookies) or bool(self.drops)
+
+
+def _syn_queue(ctx: Context, netns: str, port: int, lst: Socket, sr: list, lines: list
+               ) -> SynQueue:
+    tun = ctx.tunables(netns) if _has_rates(ctx) else None
+    cookies_on = tun.tcp_syncookies if tun is not None else None
+    msb = tun.tcp_max_syn_backlog if tun is not None else None
+    cookies = ctx.delta(netns, "TcpExt.SyncookiesSent") if _has_rates(ctx) else None
+    drops = ctx.delta(netns, "TcpExt.TCPReqQFullDrop") if _has_rates(ctx) else None
+    return SynQueue(netns, port, lst, sr, syn_queue_limit(lst.send_q, cookies_on, msb),
+                    cookies_on, msb, cookies, drops, lines)
+
+
+def _grade_syn(q: SynQueue) -> str | None:
+    n = len(q.syn_recv)
+    many = n >= max(MIN_SYN_RECV, SYN_RATIO * max(q.listener.send_q, 1))
+    if q.full and q.overflowed:
+        return "critical"
+    if q.full or many:
+        return "warning"
+    if q.klog and not q.syn_recv:
+        return "info"
+    return None
+
+
 def check_syn_flood(ctx: Context) -> list[Finding]:
     findings = []
     syn_recv = _syn_recv_by_port(ctx)
@@ -185,47 +263,13 @@ def check_syn_flood(ctx: Context) -> list[Finding]:
     for (netns, port), lst in sorted(listeners.items(), key=lambda kv: kv[0][1]):
         if _full(lst):
             continue  # accept-queue-overflow explains its SYN queue
-        sr = syn_recv.get((netns, port), [])
-        backlog = max(lst.send_q, 1)
-        cookies = drops = None
-        if _has_rates(ctx):
-            cookies = ctx.delta(netns, "TcpExt.SyncookiesSent")
-            drops = ctx.delta(netns, "TcpExt.TCPReqQFullDrop")
-        lines = klog.get(port, [])
-        many = len(sr) >= max(MIN_SYN_RECV, SYN_RATIO * backlog)
-        if len(sr) >= backlog and len(sr) >= MIN_SYN_RECV or (many and drops):
-            severity = "critical"
-        elif many:
-            severity = "warning"
-        elif lines and not sr:
-            severity = "info"
-        else:
+        q = _syn_queue(ctx, netns, port, lst, syn_recv.get((netns, port), []),
+                       klog.get(port, []))
+        severity = _grade_syn(q)
+        if severity is None:
             continue
         reported.add(netns)
-        who_ = owner(lst)
-        pid, comm = who_ if who_ else (None, "")
-        sources = Counter(s.peer_addr for s in sr)
-        evidence = [ev("syn_recv", len(sr), SOCK_DIAG, "half-open handshakes to this port"),
-                    ev("backlog", lst.send_q, SOCK_DIAG, "the SYN queue holds up to this many"),
-                    ev("accept_queue", lst.recv_q, SOCK_DIAG, "not full: the application keeps up"),
-                    ev("distinct_sources", len(sources), SOCK_DIAG,
-                       "many distinct sources suggest spoofing"),
-                    ev("top_sources", top(sources), SOCK_DIAG)]
-        if cookies is not None:
-            evidence.append(ev("syncookies_sent", cookies, "/proc/net/netstat",
-                               "TcpExt.SyncookiesSent over the window"))
-        if drops is not None:
-            evidence.append(ev("syn_queue_full_drops", drops, "/proc/net/netstat",
-                               "TcpExt.TCPReqQFullDrop over the window"))
-        if lines:
-            evidence.append(ev("kernel_log", lines[-1].text, "kernel log"))
-        findings.append(Finding(
-            id="syn-flood", severity=severity, cause="SYN flood",
-            title=(f"port {port}: {plural(len(sr), 'half-open handshake')} "
-                   f"from {plural(len(sources), 'source')} ({who(pid, comm)})" if sr else
-                   f"port {port}: the kernel reported a SYN flood in the last hour"),
-            subject=subject(netns, pid, comm, port),
-            evidence=evidence, fixes=_syn_fixes(ctx, netns), why=WHY_SYN))
+        findings.append(_render_syn(ctx, q, severity))
     if _has_rates(ctx):
         for ns in ctx.namespaces():
             if ns.netns in reported or ns.netns in full_ns:
@@ -236,12 +280,64 @@ def check_syn_flood(ctx: Context) -> list[Finding]:
                 findings.append(Finding(
                     id="syn-flood", severity="critical" if drops else "warning", cause="SYN flood",
                     title=f"netns {ns.netns}: SYN queues overflowed during the window "
-                          f"({cookies} cookies sent, {drops} SYNs dropped)",
+                          f"({cookies} cookies sent, {drops} SYNs dropped); no listener's "
+                          "queue is full now",
                     subject=subject(ns.netns),
                     evidence=[ev("syncookies_sent", cookies, "/proc/net/netstat"),
                               ev("syn_queue_full_drops", drops, "/proc/net/netstat")],
                     fixes=_syn_fixes(ctx, ns.netns), why=WHY_SYN))
     return findings
+
+
+def _render_syn(ctx: Context, q: SynQueue, severity: str) -> Finding:
+    sr, lst, port = q.syn_recv, q.listener, q.port
+    who_ = owner(lst)
+    pid, comm = who_ if who_ else (None, "")
+    sources = Counter(s.peer_addr for s in sr)
+    evidence = [ev("syn_recv", len(sr), SOCK_DIAG, "half-open handshakes to this port"),
+                ev("backlog", lst.send_q, SOCK_DIAG,
+                   "Send-Q of the LISTEN socket: min(listen() backlog, somaxconn)"),
+                ev("syn_queue_limit", q.limit, "tcp_conn_request",
+                   "the SYN queue is full at this many (the backlog; with syncookies off also "
+                   "3/4 of tcp_max_syn_backlog)"),
+                ev("syn_queue_full", q.full, SOCK_DIAG, "syn_recv >= syn_queue_limit"),
+                ev("accept_queue", lst.recv_q, SOCK_DIAG, "not full: the application keeps up"),
+                ev("distinct_sources", len(sources), SOCK_DIAG,
+                   "many distinct sources suggest spoofing"),
+                ev("top_sources", top(sources), SOCK_DIAG)]
+    if q.syncookies is not None:
+        evidence.append(ev("tcp_syncookies", q.syncookies, "/proc/sys/net/ipv4/tcp_syncookies",
+                           "0 off: a full queue drops SYNs; 1: cookies when full; 2: always"))
+    if q.cookies is not None:
+        evidence.append(ev("syncookies_sent", q.cookies, "/proc/net/netstat",
+                           "TcpExt.SyncookiesSent over the window (namespace-wide)"))
+    if q.drops is not None:
+        evidence.append(ev("syn_queue_full_drops", q.drops, "/proc/net/netstat",
+                           "TcpExt.TCPReqQFullDrop over the window (namespace-wide)"))
+    if q.klog:
+        evidence.append(ev("kernel_log", q.klog[-1].text, "kernel log"))
+    if not sr:
+        title = f"port {port}: the kernel reported a SYN flood in the last hour"
+    else:
+        title = (f"port {port}: SYN queue {'full' if q.full else 'filling'} "
+                 f"({len(sr)}/{q.limit}), {plural(len(sr), 'half-open handshake')} from "
+                 f"{plural(len(sources), 'source')} ({who(pid, comm)})")
+        if q.drops:
+            title += f"; {plural(q.drops, 'SYN')} dropped"
+        if q.cookies:
+            title += f"; {plural(q.cookies, 'SYN cookie')} sent"
+        if q.syncookies is not None:
+            title += f"; syncookies {'off' if q.syncookies == 0 else 'on'}"
+    fixes = _syn_fixes(ctx, q.netns)
+    if lst.send_q < BIG_BACKLOG:
+        fixes.append(code_fix(f"listen() with a larger backlog (now {lst.send_q}; Python's "
+                              "socketserver uses 5, many frameworks 100-128): the SYN queue "
+                              "holds min(backlog, net.core.somaxconn) half-open handshakes"))
+    return Finding(
+        id="syn-flood", severity=severity, cause="SYN flood", title=title,
+        subject=subject(q.netns, pid, comm, port, addr=lst.local_addr, direction=INBOUND,
+                        syncookies=q.syncookies),
+        evidence=evidence, fixes=fixes, why=WHY_SYN)
 
 
 def _syn_fixes(ctx: Context, netns: str) -> list:

@@ -17,6 +17,12 @@ from .states import STATE_BY_KEY, state_name
 # idiag_timer values (net/ipv4/inet_diag.c inet_sk_diag_fill, inet_twsk_diag_fill).
 TIMER_NAMES = {0: "off", 1: "on", 2: "keepalive", 3: "timewait", 4: "persist"}
 
+# Socket.direction: the connection was accepted by a listener of its namespace, or this
+# host connected out.
+INBOUND = "in"
+OUTBOUND = "out"
+DIRECTIONS = (INBOUND, OUTBOUND)
+
 # sk_shutdown bits (include/net/sock.h): RCV_SHUTDOWN 1, SEND_SHUTDOWN 2.
 RCV_SHUTDOWN = 1
 SEND_SHUTDOWN = 2
@@ -154,6 +160,14 @@ class Socket:
     tcp_info: TcpInfo | None = None
     meminfo: SkMemInfo | None = None
     owners: tuple[Owner, ...] = ()
+    # DIRECTIONS: "in" when the local port is a listening port of the namespace, "out"
+    # otherwise; None for listeners and when unknown (set by collect.direction).
+    direction: str | None = None
+    # For the dev/fwmark/cgroup filter words: idiag_if (sk_bound_dev_if), and the
+    # INET_DIAG_MARK / INET_DIAG_CGROUP_ID attributes (full sockets only: None).
+    ifindex: int = 0
+    mark: int | None = None
+    cgroup_id: int | None = None
 
     @property
     def state_name(self) -> str:
@@ -181,6 +195,7 @@ class Socket:
             "uid": self.uid,
             "inode": self.inode,
             "cookie": self.cookie,
+            "direction": self.direction,
         }
         if self.shutdown is not None:
             d["shutdown"] = self.shutdown
@@ -198,6 +213,9 @@ class Socket:
         timer = {v: k for k, v in TIMER_NAMES.items()}.get(d["timer"], 0)
         ti = d.get("tcp_info")
         mi = d.get("meminfo")
+        direction = d.get("direction")
+        if direction is not None and direction not in DIRECTIONS:
+            raise ValueError(f"direction {direction!r}: want one of {DIRECTIONS} or null")
         return cls(
             family=d["family"], state=int(STATE_BY_KEY[d["state"]]),
             local_addr=d["local_addr"], local_port=d["local_port"],
@@ -209,4 +227,5 @@ class Socket:
             tcp_info=TcpInfo(**ti) if ti is not None else None,
             meminfo=SkMemInfo(**mi) if mi is not None else None,
             owners=tuple(Owner.from_dict(o) for o in d.get("owners", ())),
+            direction=direction,
         )

@@ -1,25 +1,38 @@
 """The Prometheus collector: a fresh snapshot and fresh metric families per scrape.
 
-Metric names and labels are listed in docs/metrics.md. Per-process series
-are capped: the `top` processes (most CLOSE_WAIT, then most sockets) keep
-their pid and comm labels; the rest are summed into pid="other",
-comm="other" so a host with 5,000 processes does not flood Prometheus.
+Metric names and labels are listed in docs/metrics.md. Series are keyed by
+what survives a restart (identity.py): per-process series by comm, systemd
+unit and container/pod, with the pids in `halfopen_process_info`; findings by
+rule id and subject, with the severity as the value, so a finding that
+escalates from warning to critical stays one series (one alert).
+
+Per-process series are capped: the `top` identities (most CLOSE_WAIT, then
+most sockets) keep their labels; the rest are summed into comm="other" so a
+host with 5,000 processes does not flood Prometheus.
 """
 
 from __future__ import annotations
 
+import platform
 import re
 import threading
 import time
 from collections.abc import Iterator
+from typing import Optional
 
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from .. import __version__
+from .identity import LABELS as IDENTITY_LABELS
+from .identity import OTHER_IDENTITY, Identity
 from .sample import ProcSample, Sample
 from .sampler import Sampler
 
-OTHER = "other"
-FINDING_LABELS = ("id", "severity", "cause", "pid", "comm", "netns", "port")
+FINDING_LABELS = ("id", "cause", *IDENTITY_LABELS, "netns", "port")
+# The value of halfopen_finding: the severity, so escalation changes a value, not a series.
+SEVERITY_VALUE = {"info": 0, "warning": 1, "critical": 2}
+INFO_PIDS = 5  # pids per identity in halfopen_process_info (most sockets first)
 
 
 def counter_metric_name(key: str) -> str:
@@ -33,77 +46,189 @@ def counter_metric_name(key: str) -> str:
     return f"halfopen_{group.lower()}_{snake}"
 
 
-def cap_processes(procs: dict[int, ProcSample], top: int) -> tuple[list[ProcSample], ProcSample | None]:
-    """The `top` processes by (CLOSE_WAIT, sockets), and the rest summed as 'other'."""
-    ranked = sorted(procs.values(), key=lambda p: (p.close_wait, p.total, -p.pid), reverse=True)
-    kept, rest = ranked[:top], ranked[top:]
-    if not rest:
-        return kept, None
-    other = ProcSample(0, OTHER)
-    for p in rest:
+def identity_of(s: Sample, pid: Optional[int], comm: str = "") -> Identity:
+    if pid is None:
+        return Identity(comm)
+    found = s.identities.get(pid)
+    if found is not None:
+        return found
+    p = s.processes.get(pid)
+    return Identity(p.comm if p is not None else comm)
+
+
+def group_processes(s: Sample) -> dict[Identity, list[ProcSample]]:
+    """Processes by identity, each group's processes with the most sockets first."""
+    groups: dict[Identity, list[ProcSample]] = {}
+    for p in s.processes.values():
+        groups.setdefault(identity_of(s, p.pid, p.comm), []).append(p)
+    for procs in groups.values():
+        procs.sort(key=lambda p: (-p.close_wait, -p.total, p.pid))
+    return groups
+
+
+def _close_wait(procs: list[ProcSample]) -> tuple[int, int]:
+    return sum(p.close_wait for p in procs), sum(p.total for p in procs)
+
+
+def cap_processes(s: Sample, top: int
+                  ) -> tuple[list[tuple[Identity, list[ProcSample]]], list[ProcSample]]:
+    """The `top` identities by (CLOSE_WAIT, sockets), and the processes of the rest.
+    A process whose comm is "other" and has no unit cannot be told from the rest by
+    its labels: it is folded with them (two series with one label set would break
+    the scrape)."""
+    groups = group_processes(s)
+    rest = groups.pop(OTHER_IDENTITY, [])
+    ranked = sorted(groups.items(),
+                    key=lambda kv: (*(-x for x in _close_wait(kv[1])), kv[0].labels()))
+    rest += [p for _ident, procs in ranked[top:] for p in procs]
+    return ranked[:top], rest
+
+
+def _summed(procs: list[ProcSample]) -> tuple[dict[str, int], Optional[float]]:
+    states: dict[str, int] = {}
+    oldest: Optional[float] = None
+    for p in procs:
         for st, n in p.states.items():
-            other.states[st] = other.states.get(st, 0) + n
+            states[st] = states.get(st, 0) + n
         if p.oldest_close_wait_s is not None:
-            other.oldest_close_wait_s = max(other.oldest_close_wait_s or 0.0, p.oldest_close_wait_s)
-    return kept, other
+            oldest = max(oldest or 0.0, p.oldest_close_wait_s)
+    return states, oldest
 
 
-def families(s: Sample, top: int) -> Iterator[Metric]:
-    """Every metric family of one sample (pure: tests feed recorded samples)."""
-    g = GaugeMetricFamily("halfopen_sockets", "TCP sockets by state and network namespace.",
-                          labels=["netns", "state"])
-    for (ns, st), n in sorted(s.states.items()):
-        g.add_metric([ns, st], n)
-    yield g
+def _nearest_limit(procs: list[ProcSample]) -> Optional[ProcSample]:
+    """Of processes sharing an identity, the one nearest its fd limit (most fds if none has one)."""
+    with_fds = [p for p in procs if p.fds is not None]
+    if not with_fds:
+        return None
+    return max(with_fds, key=lambda p: ((p.fds or 0) / p.fd_limit if p.fd_limit else 0.0, p.fds or 0))
 
-    kept, other = cap_processes(s.processes, top)
+
+def process_families(s: Sample, top: int) -> Iterator[Metric]:
+    labels = list(IDENTITY_LABELS)
+    kept, rest = cap_processes(s, top)
     ps = GaugeMetricFamily("halfopen_process_sockets",
-                           f"TCP sockets held by a process, by state (top {top} processes; "
-                           "the rest summed as pid=\"other\").", labels=["pid", "comm", "state"])
+                           f"TCP sockets held by the processes of one identity, by state (top {top}"
+                           " identities; the rest summed as comm=\"other\").",
+                           labels=[*labels, "state"])
     age = GaugeMetricFamily("halfopen_process_oldest_close_wait_seconds",
-                            "Age of the process's oldest CLOSE_WAIT socket: a lower bound from "
+                            "Age of the identity's oldest CLOSE_WAIT socket: a lower bound from "
                             "tcp_info last_ack_recv, kept monotonic per socket across scrapes.",
-                            labels=["pid", "comm"])
-    fds = GaugeMetricFamily("halfopen_process_open_fds", "Open file descriptors of a process.",
-                            labels=["pid", "comm"])
+                            labels=labels)
+    fds = GaugeMetricFamily("halfopen_process_open_fds",
+                            "Open file descriptors of the identity's process nearest its limit.",
+                            labels=labels)
     lim = GaugeMetricFamily("halfopen_process_max_fds",
-                            "Soft RLIMIT_NOFILE of a process (from /proc/PID/limits).",
-                            labels=["pid", "comm"])
-    for p in kept + ([other] if other else []):
-        pid = OTHER if p is other else str(p.pid)
-        for st, n in sorted(p.states.items()):
-            ps.add_metric([pid, p.comm, st], n)
-        if p.oldest_close_wait_s is not None:
-            age.add_metric([pid, p.comm], round(p.oldest_close_wait_s, 3))
-        if p is not other:
-            if p.fds is not None:
-                fds.add_metric([pid, p.comm], p.fds)
-            if p.fd_limit is not None:
-                lim.add_metric([pid, p.comm], p.fd_limit)
-    yield ps
-    yield age
-    yield fds
-    yield lim
+                            "Soft RLIMIT_NOFILE of that same process (from /proc/PID/limits).",
+                            labels=labels)
+    count = GaugeMetricFamily("halfopen_process_pids",
+                              "Processes holding TCP sockets that share this identity.",
+                              labels=labels)
+    info = GaugeMetricFamily("halfopen_process_info",
+                             f"1 per pid of an identity (up to {INFO_PIDS}, most sockets first): "
+                             "join on the identity labels to find the pid.",
+                             labels=[*labels, "pid"])
+    groups = [(ident, procs) for ident, procs in kept]
+    if rest:
+        groups.append((OTHER_IDENTITY, rest))
+    for ident, procs in groups:
+        lv = ident.labels()
+        states, oldest = _summed(procs)
+        for st, n in sorted(states.items()):
+            ps.add_metric([*lv, st], n)
+        if oldest is not None:
+            age.add_metric(lv, round(oldest, 3))
+        if ident == OTHER_IDENTITY:
+            continue  # no fd pair and no pids for the folded processes
+        count.add_metric(lv, len(procs))
+        nearest = _nearest_limit(procs)
+        if nearest is not None and nearest.fds is not None:
+            fds.add_metric(lv, nearest.fds)
+            if nearest.fd_limit is not None:
+                lim.add_metric(lv, nearest.fd_limit)
+        for p in procs[:INFO_PIDS]:
+            info.add_metric([*lv, str(p.pid)], 1)
+    yield from (ps, age, fds, lim, count, info)
     yield GaugeMetricFamily("halfopen_processes_capped",
-                            "Processes holding TCP sockets folded into pid=\"other\".",
-                            value=max(0, len(s.processes) - len(kept)))
+                            "Processes holding TCP sockets folded into comm=\"other\".",
+                            value=len(rest))
 
-    labels = ["netns", "address", "port", "comm"]
+
+def listener_families(s: Sample) -> Iterator[Metric]:
+    labels = ["netns", "address", "port", *IDENTITY_LABELS]
     aq = GaugeMetricFamily("halfopen_listener_accept_queue",
                            "Connections waiting in a listener's accept queue (Recv-Q).", labels=labels)
     aql = GaugeMetricFamily("halfopen_listener_accept_queue_limit",
                             "A listener's accept queue limit (backlog, Send-Q).", labels=labels)
     syn = GaugeMetricFamily("halfopen_listener_syn_recv",
                             "SYN_RECV request sockets to a listener's port.", labels=labels)
+    # SO_REUSEPORT: several listeners of one identity on one address and port share a series
+    summed: dict[tuple[str, ...], list[int]] = {}
     for li in s.listeners:
-        lv = [li.netns, li.addr, str(li.port), li.comm]
-        aq.add_metric(lv, li.accept_queue)
-        aql.add_metric(lv, li.backlog)
-        syn.add_metric(lv, li.syn_recv)
-    yield aq
-    yield aql
-    yield syn
+        key = (li.netns, li.addr, str(li.port), *identity_of(s, li.pid, li.comm).labels())
+        acc = summed.setdefault(key, [0, 0, 0])
+        acc[0] += li.accept_queue
+        acc[1] += li.backlog
+        acc[2] += li.syn_recv
+    for key, (queue, backlog, syn_recv) in sorted(summed.items()):
+        aq.add_metric(list(key), queue)
+        aql.add_metric(list(key), backlog)
+        syn.add_metric(list(key), syn_recv)
+    yield from (aq, aql, syn)
 
+
+def finding_families(s: Sample) -> Iterator[Metric]:
+    yield GaugeMetricFamily("halfopen_doctor_up",
+                            "1 if the doctor ran on this scrape, 0 if it is unavailable.",
+                            value=int(s.findings is not None))
+    fam = GaugeMetricFamily("halfopen_finding",
+                            "One series per active doctor finding, keyed by rule id and subject; "
+                            "the value is its severity: 0 info, 1 warning, 2 critical.",
+                            labels=list(FINDING_LABELS))
+    unknown = GaugeMetricFamily("halfopen_rule_unknown",
+                                "1 while a rule could not check (its source is unavailable).",
+                                labels=["id"])
+    worst: dict[tuple[str, ...], int] = {}
+    unknown_ids: set[str] = set()
+    for x in s.findings or ():
+        if x.severity not in SEVERITY_VALUE:
+            unknown_ids.add(x.id)
+            continue
+        subj = x.subject
+        pid = subj.get("pid")
+        ident = identity_of(s, pid if isinstance(pid, int) else None, str(subj.get("comm", "")))
+        key = (x.id, x.cause, *ident.labels(), str(subj.get("netns", "")), str(subj.get("port", "")))
+        # one series per subject: the worst of the findings that share it (two workers)
+        worst[key] = max(worst.get(key, 0), SEVERITY_VALUE[x.severity])
+    for key, value in sorted(worst.items()):
+        fam.add_metric(list(key), value)
+    for rid in sorted(unknown_ids):
+        unknown.add_metric([rid], 1)
+    yield fam
+    yield unknown
+
+
+def collector_families(s: Sample) -> Iterator[Metric]:
+    ok = GaugeMetricFamily("halfopen_collector_success",
+                           "1 if the collector read what it reads on this scrape (host sources: "
+                           "as of the host run's last run), 0 if it failed or fell back.",
+                           labels=["collector"])
+    took = GaugeMetricFamily("halfopen_collector_duration_seconds",
+                             "Seconds the collector took (the host run: its last run).",
+                             labels=["collector"])
+    for name, run in sorted(s.collectors.items()):
+        ok.add_metric([name], int(run.success))
+        if run.duration_s is not None:
+            took.add_metric([name], round(run.duration_s, 6))
+    yield ok
+    yield took
+
+
+def host_families(s: Sample) -> Iterator[Metric]:
+    g = GaugeMetricFamily("halfopen_sockets", "TCP sockets by state and network namespace.",
+                          labels=["netns", "state"])
+    for (ns, st), n in sorted(s.states.items()):
+        g.add_metric([ns, st], n)
+    yield g
     f = s.facts
     for name, doc, value in (
             ("halfopen_conntrack_entries", "Connections tracked by nf_conntrack.", f.conntrack_count),
@@ -116,22 +241,22 @@ def families(s: Sample, top: int) -> Iterator[Metric]:
         yield CounterMetricFamily(counter_metric_name(key),
                                   f"{key} from /proc/net/netstat or /proc/net/snmp.", value=value)
 
-    up = GaugeMetricFamily("halfopen_doctor_up",
-                           "1 if the doctor ran on this scrape, 0 if it is unavailable.",
-                           value=int(s.findings is not None))
-    yield up
-    fam = GaugeMetricFamily("halfopen_finding", "One series per active finding of the doctor "
-                            "(value 1); labels name the rule and its subject.",
-                            labels=list(FINDING_LABELS))
-    seen = set()
-    for x in s.findings or ():
-        subj = x.subject
-        values = (x.id, x.severity, x.cause, str(subj.get("pid", "")), str(subj.get("comm", "")),
-              str(subj.get("netns", "")), str(subj.get("port", "")))
-        if values not in seen:
-            seen.add(values)
-            fam.add_metric(list(values), 1)
-    yield fam
+
+def build_info() -> Metric:
+    g = GaugeMetricFamily("halfopen_build_info", "halfopen's version and Python (value 1).",
+                          labels=["version", "python_version"])
+    g.add_metric([__version__, platform.python_version()], 1)
+    return g
+
+
+def families(s: Sample, top: int) -> Iterator[Metric]:
+    """Every metric family of one sample (pure: tests feed recorded samples)."""
+    yield from host_families(s)
+    yield from process_families(s, top)
+    yield from listener_families(s)
+    yield from finding_families(s)
+    yield from collector_families(s)
+    yield build_info()
 
 
 class HalfopenCollector:
@@ -154,3 +279,11 @@ class HalfopenCollector:
                                          "Seconds this scrape took to read the kernel.",
                                          value=time.perf_counter() - start))
         yield from out
+
+
+def registry(sampler: Sampler, top: int = 20) -> CollectorRegistry:
+    """What `halfopen exporter` serves: our families and the standard process_* metrics."""
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(HalfopenCollector(sampler, top))
+    ProcessCollector(registry=reg)  # process_cpu_seconds_total, process_open_fds ...: the usual names
+    return reg

@@ -27,6 +27,7 @@ from ..model.process import Process
 from ..model.socket import Socket
 from ..model.states import TcpState, state_name
 from .hostfacts import HostStats
+from .identity import Identity
 
 CLOSE_WAIT = int(TcpState.CLOSE_WAIT)
 LISTEN = int(TcpState.LISTEN)
@@ -64,6 +65,14 @@ class Listener:
     comm: str = ""
 
 
+@record(frozen=True)
+class CollectorRun:
+    """How one collector did on this sample: the exporter's collector gauges."""
+
+    success: bool
+    duration_s: float | None = None  # None: no timing (a host source inside the host run)
+
+
 @record
 class Sample:
     t: float  # unix time
@@ -76,6 +85,8 @@ class Sample:
     # ^ cookie -> (pid or 0, age estimate in s); cookie 0 (procfs) is not kept
     findings: list[Finding] | None = None  # None: the doctor did not run
     notes: list[str] = field(default_factory=list)
+    identities: dict[int, Identity] = field(default_factory=dict)  # pid -> what survives restarts
+    collectors: dict[str, CollectorRun] = field(default_factory=dict)  # "sockets" -> run
 
     def state_totals(self) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -9,11 +9,12 @@ from halfopen.records import record
 from ..collect import snapshot as snapshots
 from ..collect import sockets as collector
 from ..collect.netns import Namespace
-from ..model.host import HostFacts
-from . import hostfacts
+from ..collect.unit import read_unit
+from ..model.host import SOURCES, HostFacts
+from . import hostfacts, identity
 from .ages import CloseWaitAges
 from .findings import Doctor
-from .sample import Sample, build
+from .sample import CollectorRun, Sample, build
 
 
 @record(frozen=True)
@@ -43,6 +44,8 @@ class Sampler:
         self.clock = clock
         self._host_facts: HostFacts | None = None  # the last full run's HostFacts
         self._host_at: float | None = None
+        self._host_run: CollectorRun | None = None  # how the last full run went
+        self._units: dict[tuple[int, str], str] = {}  # (pid, comm) -> systemd unit
 
     def take(self) -> Sample:
         st = self.settings
@@ -53,11 +56,13 @@ class Sampler:
         now = self.clock()
         full = self.doctor.available and (self._host_at is None
                                           or now - self._host_at >= st.host_every_s)
-        snap = snapshots.take(query, host=True, window=0) if full else snapshots.take(query)
+        timings: dict[str, float] = {}
+        snap = snapshots.take(query, host=full, window=0, timings=timings)
         t = time.time()
         model = snap.host_facts
         if full and model is not None:
             self._host_facts, self._host_at = model, now
+            self._host_run = CollectorRun(True, timings.get("host"))
         facts = hostfacts.from_model(model) if model is not None else hostfacts.read(st.proc)
         if not full and self.doctor.available:
             snap.host_facts = model = self._host_facts  # the doctor's host view, not ours
@@ -70,7 +75,46 @@ class Sampler:
 
         sample = build(t, snap.host, snap.sockets, snap.processes, facts, fd_limit, snap.notes)
         self.ages.update(sample)
+        start = time.perf_counter()
         sample.findings = self.doctor.findings(snap)
+        doctor_s = time.perf_counter() - start
         if self.doctor.note:
             sample.notes.append(self.doctor.note)
+        sample.identities = self._identities(sample, snap.processes)
+        sample.collectors = self._collectors(snap.source, timings, doctor_s, sample)
         return sample
+
+    def _identities(self, sample: Sample, processes: dict) -> dict[int, identity.Identity]:
+        """What survives a restart, for every TCP socket owner and every pid a finding
+        names: comm, the systemd unit, and the container when the owner record carries
+        one. The unit is read from /proc/PID/cgroup once per (pid, comm) while the pid
+        keeps appearing (a read costs 0.1 ms on a loaded host; a process that exec()s
+        or a reused pid has a new comm, so it is read again)."""
+        comms = {pid: p.comm for pid, p in sample.processes.items()}
+        for f in sample.findings or ():
+            pid = f.subject.get("pid")
+            if isinstance(pid, int):
+                comms.setdefault(pid, str(f.subject.get("comm", "")))
+        units = {}
+        for key in comms.items():
+            cached = self._units.get(key)
+            units[key] = cached if cached is not None else read_unit(key[0], self.settings.proc)
+        self._units = units  # forget the pids that are gone
+        return {pid: identity.of(comm, units[pid, comm],
+                                 getattr(processes.get(pid), "container", None))
+                for pid, comm in comms.items()}
+
+    def _collectors(self, source: str, timings: dict[str, float], doctor_s: float,
+                    sample: Sample) -> dict[str, CollectorRun]:
+        """sockets (0 when the dump fell back to /proc/net/tcp: no tcp_info, no ages),
+        the host run and its sources as of its last run, the doctor."""
+        out = {"sockets": CollectorRun(source == "sock_diag", timings.get("sockets"))}
+        if self._host_run is not None and self._host_facts is not None:
+            out["host"] = self._host_run
+            failed = {key.partition("@")[0] for key in self._host_facts.unavailable}
+            for src in SOURCES:
+                out[src] = CollectorRun(src not in failed)
+        if self.doctor.available:
+            out["doctor"] = CollectorRun(sample.findings is not None, doctor_s)
+        return out
+

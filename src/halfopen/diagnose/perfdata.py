@@ -1,0 +1,133 @@
+"""Performance data for monitoring plugins: the figures the rules judge, with their thresholds.
+
+`halfopen doctor --nagios` prints these after the `|` of its first line, in
+the plugin format `label=value[UOM];warn;crit;min;max` (Nagios Plugin
+Development Guidelines, "Performance data"). Thresholds are the rules' own
+constants (a rule fires at or above them); a figure whose rule has no fixed
+threshold (SYN_RECV is judged against each listener's backlog) has none.
+Pure: a Snapshot in, values out, so it is tested on recorded snapshots.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Optional, Union
+
+from halfopen.records import record
+
+from ..model.host import UNLIMITED
+from ..model.snapshot import Snapshot
+from ..model.states import TcpState
+from . import closewait, listen, resources, timewait
+
+Number = Union[int, float]
+CLOSE_WAIT = int(TcpState.CLOSE_WAIT)
+TIME_WAIT = int(TcpState.TIME_WAIT)
+ESTABLISHED = int(TcpState.ESTABLISHED)
+LISTEN = int(TcpState.LISTEN)
+SYN_RECV_STATES = (int(TcpState.SYN_RECV), int(TcpState.NEW_SYN_RECV))
+_PLAIN_LABEL = re.compile(r"[A-Za-z0-9_.@:-]+")
+
+
+@record(frozen=True)
+class Perf:
+    label: str
+    value: Number
+    uom: str = ""  # "" (a count), "%", "s", "B" ...
+    warn: Optional[Number] = None
+    crit: Optional[Number] = None
+    min: Optional[Number] = None
+    max: Optional[Number] = None
+
+    def text(self) -> str:
+        """One plugin perfdata item; empty trailing fields are dropped.
+
+        >>> Perf("close_wait", 12, "", 10, 100, 0).text()
+        'close_wait=12;10;100;0'
+        >>> Perf("fd use", 81.5, "%", 80, 95, 0, 100).text()
+        "'fd use'=81.5%;80;95;0;100"
+        """
+        label = self.label if _PLAIN_LABEL.fullmatch(self.label) else \
+            "'" + self.label.replace("'", "''") + "'"
+        fields = [f"{_num(self.value)}{self.uom}"] + [
+            "" if x is None else _num(x) for x in (self.warn, self.crit, self.min, self.max)]
+        while fields and fields[-1] == "":
+            fields.pop()
+        return f"{label}={';'.join(fields)}"
+
+
+def _num(x: Number) -> str:
+    """'12', '0.5', '81.5': integers plain, fractions to 3 places without trailing zeros."""
+    if isinstance(x, int) or float(x).is_integer():
+        return str(int(x))
+    return f"{x:.3f}".rstrip("0").rstrip(".")
+
+
+def _of(share: float, limit: Optional[int]) -> Optional[Number]:
+    """A rule's ratio threshold in the units of its figure."""
+    if not limit:
+        return None
+    value = share * limit
+    return int(value) if float(value).is_integer() else round(value, 3)
+
+
+def perfdata(snap: Snapshot) -> list[Perf]:
+    """Per checked namespace: sockets by the states the rules watch, the worst process's
+    CLOSE_WAIT, the fullest accept queue, TIME_WAIT against its buckets, conntrack;
+    host-wide: file handles, the process nearest its fd limit, orphans."""
+    hf = snap.host_facts
+    by_ns: dict[str, Counter] = {}
+    cw_by_owner: dict[str, Counter] = {}
+    queue_pct: dict[str, float] = {}
+    for s in snap.sockets:
+        by_ns.setdefault(s.netns, Counter())[s.state] += 1
+        if s.state == CLOSE_WAIT and s.owners:
+            cw_by_owner.setdefault(s.netns, Counter())[s.owners[0].pid] += 1
+        elif s.state == LISTEN and s.send_q >= listen.MIN_BACKLOG:
+            pct = 100.0 * s.recv_q / s.send_q
+            queue_pct[s.netns] = max(queue_pct.get(s.netns, 0.0), pct)
+    spaces = list(snap.namespaces) or sorted(by_ns)
+    out: list[Perf] = []
+    for ns in spaces:
+        suffix = "" if len(spaces) == 1 else f"@{ns}"
+        states = by_ns.get(ns, Counter())
+        nsh = hf.namespaces.get(ns) if hf is not None else None
+        tun = nsh.tunables if nsh is not None else None
+        out += [Perf("close_wait" + suffix, states[CLOSE_WAIT], min=0),
+                Perf("close_wait_process_max" + suffix,
+                     max(cw_by_owner.get(ns, Counter()).values(), default=0), "",
+                     closewait.WARN_COUNT, closewait.CRITICAL_COUNT, 0),
+                Perf("syn_recv" + suffix, sum(states[st] for st in SYN_RECV_STATES), min=0),
+                Perf("established" + suffix, states[ESTABLISHED], min=0),
+                Perf("accept_queue_max" + suffix, round(queue_pct.get(ns, 0.0), 1), "%",
+                     round(100 * listen.FULL_RATIO, 1), 100, 0, 100)]
+        tw = states[TIME_WAIT]
+        if nsh is not None and nsh.sockstat is not None:
+            tw = max(tw, nsh.sockstat.tcp_tw)
+        buckets = tun.tcp_max_tw_buckets if tun is not None else None
+        out.append(Perf("time_wait" + suffix, tw, "", _of(timewait.TW_WARN, buckets), None, 0,
+                        buckets or None))
+        ct = nsh.conntrack if nsh is not None else None
+        if ct is not None and ct.loaded and ct.count is not None and ct.max:
+            out.append(Perf("conntrack" + suffix, ct.count, "", _of(resources.CT_WARN, ct.max),
+                            _of(resources.CT_CRITICAL, ct.max), 0, ct.max))
+    if hf is None:
+        return out
+    if hf.files is not None and hf.files.file_max > 0:
+        fm = hf.files.file_max
+        out.append(Perf("file_handles", hf.files.allocated, "", _of(resources.FD_WARN, fm),
+                        _of(resources.FD_CRITICAL, fm), 0, fm))
+    ratios = [100.0 * p.fd_count / p.nofile_soft for p in hf.processes.values()
+              if p.nofile_soft not in (UNLIMITED, 0) and (p.netns in spaces or not spaces)]
+    if ratios:
+        out.append(Perf("fd_use_process_max", round(max(ratios), 1), "%",
+                        round(100 * resources.FD_WARN, 1), round(100 * resources.FD_CRITICAL, 1),
+                        0, 100))
+    glob = hf.global_tunables
+    host = hf.namespaces.get("host")
+    if glob is not None and glob.tcp_max_orphans and host is not None and host.sockstat is not None:
+        mo = glob.tcp_max_orphans
+        out.append(Perf("orphans", host.sockstat.tcp_orphan, "", _of(resources.ORPHAN_WARN, mo),
+                        _of(resources.ORPHAN_CRITICAL, mo), 0, mo))
+    return out

@@ -1,0 +1,153 @@
+"""`halfopen doctor --nagios` as a monitoring plugin: the status line, perfdata in the
+plugin format with the rules' own thresholds, the findings as long output, exit
+codes 0-3 matching the status, UNKNOWN and exit 3 for every failure, --timeout.
+A real CLOSE_WAIT pile in a test namespace; a real Nagios Core: test_nagios_core.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from halfopen.diagnose import closewait, listen, resources, timewait
+from halfopen.diagnose.perfdata import Perf
+
+from .conftest import LEAKER
+
+PLUGIN = [sys.executable, "-m", "halfopen", "doctor", "--nagios"]
+EXIT = {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
+# Nagios Plugin Development Guidelines: 'label'=value[UOM];[warn];[crit];[min];[max]
+PERF_ITEM = re.compile(r"(?:'[^']+'|[^\s'=]+)=(-?[0-9.]+)(%|s|ms|us|B|KB|MB|TB|c)?"
+                       r"(?:;(-?[0-9.]*)){0,4}")
+STATUS_LINE = re.compile(r"HALFOPEN (OK|WARNING|CRITICAL|UNKNOWN) - ([^|]+?)(?: \| (.*))?")
+
+
+def plugin(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*PLUGIN, *args], capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, COLUMNS="200"))
+
+
+def parse(out: str) -> tuple[str, str, dict[str, list[str]], list[str]]:
+    first, *long = out.splitlines()
+    m = STATUS_LINE.fullmatch(first)
+    assert m, first
+    perf = {}
+    for item in (m.group(3) or "").split():
+        assert PERF_ITEM.fullmatch(item), item
+        label, _, rest = item.partition("=")
+        perf[label] = rest.split(";")
+    return m.group(1), m.group(2), perf, long
+
+
+@pytest.fixture
+def close_wait_pile(netns):
+    """A leaker in the test namespace holding CLOSE_WAIT sockets: CRITICAL_COUNT + 5."""
+    count = closewait.CRITICAL_COUNT + 5
+    proc = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, str(LEAKER),
+                             "--initial", str(count)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().startswith("ready "), "leaker did not start"
+        yield netns, count, proc
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_a_close_wait_pile_is_critical_with_perfdata(close_wait_pile):
+    netns, count, leaker = close_wait_pile
+    r = plugin("--netns", netns, "--window", "0", "--min-age", "0")
+    status, summary, perf, long = parse(r.stdout)
+    assert (status, r.returncode) == ("CRITICAL", 2), r.stdout + r.stderr
+    assert r.stderr == ""
+    assert "close-wait-leak" in summary and f"pid {leaker.pid}" in r.stdout
+    # the rules' own thresholds, as constants: a change of a rule moves its perfdata
+    assert perf["close_wait"] == [str(count), "", "", "0"]
+    assert perf["close_wait_process_max"] == [str(count), str(closewait.WARN_COUNT),
+                                              str(closewait.CRITICAL_COUNT), "0"]
+    assert perf["accept_queue_max"][1:] == [f"{100 * listen.FULL_RATIO:g}", "100", "0", "100"]
+    tw_max = int(perf["time_wait"][4])
+    assert float(perf["time_wait"][1]) == pytest.approx(timewait.TW_WARN * tw_max)
+    fmax = int(perf["file_handles"][4])
+    assert [float(x) for x in perf["file_handles"][1:3]] == pytest.approx(
+        [resources.FD_WARN * fmax, resources.FD_CRITICAL * fmax], abs=0.1)
+    assert perf["syn_recv"] == ["0", "", "", "0"]
+    # long output: the findings, worst first, one line each
+    assert long and long[0].startswith("CRITICAL close-wait-leak: ")
+    assert not any(line.startswith("halfopen doctor") for line in long)  # no banner
+
+
+def test_exit_code_matches_the_status_on_this_host():
+    r = plugin("--window", "0")
+    status, _summary, perf, _long = parse(r.stdout)
+    assert r.returncode == EXIT[status], r.stdout
+    assert {"close_wait", "syn_recv", "time_wait", "file_handles"} <= set(perf)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--bogus"], "--bogus"),  # click's own wording differs between its versions
+    (["--window", "-1"], "--window"),
+    (["--netns", "hoM-no-such-namespace"], "unknown network namespace 'hoM-no-such-namespace'"),
+    (["--json"], "choose one of --nagios, --json"),
+    (["--timeout", "0"], "--timeout"),
+])
+def test_usage_errors_are_unknown_exit_3_in_one_line(args, says):
+    r = plugin(*args)
+    assert r.returncode == 3
+    assert r.stdout.count("\n") == 1 and r.stdout.startswith("HALFOPEN UNKNOWN - ")
+    assert says in r.stdout and r.stderr == ""
+    if args == ["--json"]:
+        return  # valid without --nagios
+    # without --nagios the same mistake is a usage error (64) on stderr
+    plain = subprocess.run([sys.executable, "-m", "halfopen", "doctor", *args],
+                           capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 64 and plain.stdout == ""
+
+
+def test_a_broken_snapshot_is_unknown(tmp_path):
+    bad = tmp_path / "snap.json"
+    bad.write_text('{"schema": "halfopen.snapshot/1", "sockets": [')
+    r = plugin("--snapshot", str(bad))
+    assert r.returncode == 3 and r.stdout.startswith("HALFOPEN UNKNOWN - ")
+    assert r.stdout.count("\n") == 1 and "Traceback" not in r.stdout + r.stderr
+
+
+def test_an_internal_error_is_unknown_exit_3(tmp_path):
+    """A snapshot whose file-nr is a string loads, then a rule trips over it: the
+    last line of defence must still speak the plugin's language."""
+    saved = tmp_path / "saved.json"
+    r = subprocess.run([sys.executable, "-m", "halfopen", "doctor", "--window", "0",
+                        "--save-snapshot", str(saved)], capture_output=True, text=True, timeout=120)
+    assert saved.exists(), r.stderr
+    data = json.loads(saved.read_text())
+    assert data["host_facts"]["files"], "this host has no fs.file-nr?"
+    data["host_facts"]["files"]["allocated"] = "many"
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(data))
+    r = plugin("--snapshot", str(broken))
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert re.fullmatch(r"HALFOPEN UNKNOWN - internal error: TypeError: .* \(run with --debug\)\n",
+                        r.stdout), r.stdout
+    assert r.stderr == ""
+    debug = subprocess.run([sys.executable, "-m", "halfopen", "--debug", "doctor", "--nagios",
+                            "--snapshot", str(broken)], capture_output=True, text=True, timeout=120)
+    assert "Traceback" in debug.stderr
+
+
+def test_timeout_expiry_is_unknown_in_one_line():
+    window = 30  # the doctor would sample counters 30 s apart; the deadline comes first
+    start = time.monotonic()
+    r = plugin("--window", str(window), "--timeout", "1")
+    assert time.monotonic() - start < window
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert r.stdout == "HALFOPEN UNKNOWN - timed out after 1 s (--timeout)\n" and r.stderr == ""
+
+
+def test_perfdata_labels_that_need_quotes():
+    assert Perf("close_wait@hoM ns", 3, "", None, None, 0).text() == "'close_wait@hoM ns'=3;;;0"
+    assert Perf("orphans", 0, "", 65536, 104857.6, 0, 131072).text() == \
+        "orphans=0;65536;104857.6;0;131072"
