@@ -11,8 +11,9 @@ import json
 
 from . import fsio
 from .errors import UsageError
+from .model import files
 from .model.nginx import NginxConf
-from .model.snapshot import Snapshot
+from .model.snapshot import MAX_BYTES, Snapshot
 
 
 def save_snapshot(path: str, snapshot: Snapshot, nginx: NginxConf | None = None) -> None:
@@ -24,19 +25,12 @@ def save_snapshot(path: str, snapshot: Snapshot, nginx: NginxConf | None = None)
 
 def load_snapshot(path: str) -> tuple[Snapshot, NginxConf | None]:
     """The snapshot and nginx facts of `path`; UsageError naming the file otherwise."""
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except OSError as exc:
-        raise UsageError(f"cannot read snapshot {path}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path} is not JSON: {exc}") from None
+    # size-capped (`--snapshot /dev/zero` is refused, not read), UTF-8, strict JSON;
+    # from_dict checks the whole document against its schema, "doctor" too
+    data = files.read_json(path, "snapshot", MAX_BYTES)
     try:
         snap = Snapshot.from_dict(data)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise UsageError(f"{path} is not a valid halfopen snapshot: {exc}") from None
-    try:
-        extra = (data.get("doctor") or {}).get("nginx")
-    except AttributeError as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from None
+    except UsageError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    extra = (data.get("doctor") or {}).get("nginx")
     return snap, (NginxConf.from_dict(extra) if extra else None)

@@ -116,9 +116,10 @@ def test_a_broken_snapshot_is_unknown(tmp_path):
     assert r.stdout.count("\n") == 1 and "Traceback" not in r.stdout + r.stderr
 
 
-def test_an_internal_error_is_unknown_exit_3(tmp_path):
-    """A snapshot whose file-nr is a string loads, then a rule trips over it: the
-    last line of defence must still speak the plugin's language."""
+def test_a_mistyped_snapshot_and_an_internal_error_are_unknown_exit_3(tmp_path):
+    """A snapshot whose file-nr is a string is refused before any rule sees it; a bug
+    in a rule (injected: the doctor raises TypeError) still speaks the plugin's
+    language, and --debug shows its traceback."""
     saved = tmp_path / "saved.json"
     r = subprocess.run([sys.executable, "-m", "halfopen", "doctor", "--window", "0",
                         "--save-snapshot", str(saved)], capture_output=True, text=True, timeout=120)
@@ -130,12 +131,25 @@ def test_an_internal_error_is_unknown_exit_3(tmp_path):
     broken.write_text(json.dumps(data))
     r = plugin("--snapshot", str(broken))
     assert r.returncode == 3, r.stdout + r.stderr
-    assert re.fullmatch(r"HALFOPEN UNKNOWN - internal error: TypeError: .* \(run with --debug\)\n",
-                        r.stdout), r.stdout
+    assert re.fullmatch(r"HALFOPEN UNKNOWN - .*broken.json: not a valid halfopen snapshot: "
+                        r"\$\.host_facts\.files\.allocated: .*\n", r.stdout), r.stdout
     assert r.stderr == ""
-    debug = subprocess.run([sys.executable, "-m", "halfopen", "--debug", "doctor", "--nagios",
-                            "--snapshot", str(broken)], capture_output=True, text=True, timeout=120)
-    assert "Traceback" in debug.stderr
+
+    inject = ("import sys; import halfopen.diagnose.report as rep\n"
+              "def broken(*a, **k): raise TypeError('injected')\n"
+              "rep.diagnose = broken\n"
+              "from halfopen.cli.main import main; sys.exit(main(sys.argv[1:]))")
+    for debug in (False, True):
+        argv = [sys.executable, "-c", inject, *(["--debug"] if debug else []), "doctor", "--nagios",
+                "--snapshot", str(saved)]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        if debug:
+            assert "Traceback" in r.stderr and "TypeError: injected" in r.stderr
+        else:
+            assert r.returncode == 3, r.stdout + r.stderr
+            assert r.stdout == ("HALFOPEN UNKNOWN - internal error: TypeError: injected "
+                                "(run with --debug)\n"), r.stdout
+            assert r.stderr == ""
 
 
 def test_timeout_expiry_is_unknown_in_one_line():

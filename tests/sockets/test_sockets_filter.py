@@ -81,7 +81,9 @@ def test_ports_default_op_and_service_names():
 
 
 @pytest.mark.parametrize("text,expr", [
-    ("sport = :80 or dport = :443 and state established", Or(P80, And(D443, EST))),
+    # ss's grammar: and, or and juxtaposition on one level, left to right
+    ("sport = :80 or dport = :443 and state established", And(Or(P80, D443), EST)),
+    ("sport = :80 and dport = :443 or state established", Or(And(P80, D443), EST)),
     ("( sport = :80 or dport = :443 ) and state established", And(Or(P80, D443), EST)),
     ("(sport = :80 or dport = :443) state established", And(Or(P80, D443), EST)),
     ("not sport = :80 and dport = :443", And(Not(P80), D443)),
@@ -102,7 +104,13 @@ def test_precedence_parentheses_juxtaposition(text, expr):
     ("dst [::1]:443", HostIs("d", ipaddress.ip_network("::1/128"), 443)),
     ("dst [2001:db8::]/32", HostIs("d", ipaddress.ip_network("2001:db8::/32"), None)),
     ("dst [2001:db8::]/32:22", HostIs("d", ipaddress.ip_network("2001:db8::/32"), 22)),
-    ("dst 2001:db8::1", HostIs("d", ipaddress.ip_network("2001:db8::1/128"), None)),
+    ("dst 2001:db8::1:22", HostIs("d", ipaddress.ip_network("2001:db8::1/128"), 22)),
+    ("dst 2001:db8::/32", HostIs("d", ipaddress.ip_network("2001:db8::/32"), None)),
+    ("dst 198.18/15", HostIs("d", ipaddress.ip_network("198.18.0.0/15"), None)),
+    ("dst 010.0x1.2", HostIs("d", ipaddress.ip_network("8.1.2.0/32"), None)),
+    ("src 1.2.3.4:*", HostIs("s", ipaddress.ip_network("1.2.3.4/32"), None)),
+    ("src 1.2.3.4/255.255.0.0", HostIs("s", ipaddress.ip_network("1.2.0.0/16"), None)),
+    ("src any:22", HostIs("s", None, 22)),
     ("src :80", HostIs("s", None, 80)),
     ("src *:80", HostIs("s", None, 80)),
     ("src = 10.0.0.1", HostIs("s", ipaddress.ip_network("10.0.0.1/32"), None)),
@@ -128,6 +136,10 @@ def test_owner_words():
     ("sport = :99999", ["':99999'"]),
     ("sport = :nosuchservice", ["':nosuchservice'"]),
     ("src 300.1.1.1", ["'300.1.1.1'"]),
+    ("src 2001:db8::1", ["'2001:db8::1'"]),  # ss: address 2001:db8: port 1
+    ("sport = ²", ["'\\xb2'"]),
+    ("sport = 08", ["'08'"]),
+    ("sport = 70000", ["'70000'"]),
     ("dst [::1", ["'[::1'"]),
     ("pid abc", ["'abc'"]),
     ("( sport = :80", ["')'"]),
@@ -190,6 +202,11 @@ KERNEL_FILTERS = [
     "exclude listening and not src 198.18.0.1", "state time-wait dport = :{Q}",
     "state bucket and ( dst 198.18.0.2 or dport = :{P} )",
     "not state established and ( sport = :{P} or sport = :{Q} )",
+    # INET_DIAG_BC_DEV_COND, MARK_COND, CGROUP_COND (the zoo's sockets: no device,
+    # mark 0, the root cgroup; mini sockets carry neither attribute)
+    "dev lo", "dev != lo", "not dev 0", "fwmark 0", "fwmark 0x10/0x10", "fwmark != 0",
+    "cgroup /", "not cgroup /", "cgroup / and sport = :{P}", "fwmark 0 or dev 0",
+    "sport = inet6::{Q}", "dst inet:198.18.0.2",
 ]
 
 
@@ -225,7 +242,7 @@ def test_kernel_filters_agree_with_userspace(zoo, everything):
     failures, sizes = [], []
     for template in KERNEL_FILTERS:
         text = template.format(**ports)
-        flt = parse(text.split())
+        flt = parse(text.split()).bind({"lo": 1})  # lo is index 1 in every namespace
         user = {_key(s) for s in everything if flt.matches(s)}
         sizes.append(len(user))
         kf = bytecode.compile_filter(flt)
@@ -245,8 +262,10 @@ def test_kernel_filters_agree_with_userspace(zoo, everything):
         if piped != user:
             failures.append(f"{text!r}: collect() gave {sorted(piped ^ user)} wrong")
     assert not failures, "\n".join(failures)
-    # the table is not vacuous: most filters select some sockets but not all
-    assert sum(0 < n < len(all_keys) for n in sizes) >= len(KERNEL_FILTERS) - 8, \
+    # the table is not vacuous: most filters select some sockets but not all (the
+    # zoo has no device-bound or marked socket: those rows select all or none, and
+    # prove the kernel takes and runs the new conditions)
+    assert sum(0 < n < len(all_keys) for n in sizes) >= len(KERNEL_FILTERS) - 15, \
         list(zip(KERNEL_FILTERS, sizes))
 
 
@@ -267,6 +286,35 @@ def test_compiled_bytecode_matches_ss_layout():
     assert kf.bytecode == (bytecode.OP.pack(8, 16, 20)
                            + bytecode.HOSTCOND.pack(socket.AF_INET, 8, -1)
                            + bytes([10, 0, 0, 0]))
+
+
+def test_new_conditions_match_the_kernel_layout():
+    """inet_diag.h: DEV_COND + u32 ifindex, MARK_COND + markcond, CGROUP_COND + u64 id;
+    autobound is ss's pair of tests: AUTO, then the ephemeral range."""
+    kf = bytecode.compile_filter(parse(["dev", "lo"]).bind({"lo": 1}))
+    assert kf.exact and kf.bytecode == bytecode.OP.pack(9, 8, 12) + (1).to_bytes(4, "little")
+    kf = bytecode.compile_filter(parse(["fwmark", "0x10/0xff"]))
+    assert kf.bytecode == bytecode.OP.pack(10, 12, 16) + bytecode.MARKCOND.pack(0x10, 0xFF)
+    kf = bytecode.compile_filter(parse(["cgroup", "/"]))
+    assert kf.bytecode[:4] == bytecode.OP.pack(13, 12, 16) and len(kf.bytecode) == 12
+    kf = bytecode.compile_filter(parse(["autobound"]).bind({}, (32768, 60999)))
+    assert kf.bytecode == (bytecode.OP.pack(6, 4, 24) + bytecode.OP.pack(2, 8, 20)
+                           + bytecode.OP.pack(0, 0, 32768) + bytecode.OP.pack(3, 8, 12)
+                           + bytecode.OP.pack(0, 0, 60999))
+    assert bytecode.compile_filter(parse(["sport", "=", "inet6::22"])).families == (6,)
+
+
+def test_an_unknown_device_is_a_usage_error_and_procfs_refuses_kernel_words(zoo):
+    from halfopen.errors import HalfopenError
+    q = collector.Query(filter=parse(["dev", "nosuchdev0"]),
+                        namespaces=(netns.named(zoo.netns),))
+    with pytest.raises(UsageError, match="nosuchdev0"):
+        collector.collect(q)
+    q = collector.Query(filter=parse(["fwmark", "1"]), namespaces=(netns.named(zoo.netns),),
+                        source="procfs")
+    with pytest.raises(HalfopenError, match="sock_diag") as info:
+        collector.collect(q)
+    assert info.value.exit_code == 3
 
 
 def test_owner_words_are_left_to_userspace():

@@ -24,6 +24,8 @@ def count(path) -> int:
     db = sqlite3.connect(path)
     try:
         return db.execute("SELECT count(*) FROM samples").fetchone()[0]
+    except sqlite3.OperationalError:  # the writer has created the file, not yet its tables
+        return 0
     finally:
         db.close()
 

@@ -15,9 +15,10 @@ from ..diagnose import middlebox
 from ..diagnose import report as rep
 from ..diagnose.context import Options
 from ..errors import EXIT_UNKNOWN, HalfopenError, UsageError
+from ..model import files
 from ..watch import history as watch_history
 from . import doctor_out
-from .options import namespace_options, resolve_namespaces
+from .options import PATH, PID, PORT, Seconds, namespace_options, resolve_namespaces
 
 
 class TimedOut(HalfopenError):
@@ -93,44 +94,40 @@ def _unknown(message: str) -> None:
 def _middleboxes(words: tuple[str, ...], file: str | None) -> tuple[middlebox.Middlebox, ...]:
     found = [middlebox.parse(w) for w in words]
     if file is not None:
-        try:
-            with open(file) as f:
-                text = f.read()
-        except OSError as exc:
-            raise UsageError(f"cannot read --middlebox-file {file}: {exc.strerror}") from None
+        text = files.read_text(file, "--middlebox-file", files.MiB)
         found += middlebox.parse_file(text, file)
     return tuple(found)
 
 
 @click.command(cls=PluginCommand)
-@click.option("--pid", type=int, metavar="PID", help="Focus on one process (and host-wide findings).")
-@click.option("--port", type=int, metavar="PORT", help="Focus on one port (and host-wide findings).")
+@click.option("--pid", type=PID, metavar="PID", help="Focus on one process (and host-wide findings).")
+@click.option("--port", type=PORT, metavar="PORT", help="Focus on one port (and host-wide findings).")
 @click.option("--container", metavar="NAME|ID",
               help="Focus on one container or pod: its name, pod, NAMESPACE/POD or id (prefix).")
-@click.option("--window", type=click.FloatRange(min=0), default=3.0, show_default=True,
+@click.option("--window", type=Seconds(0, 3600), default=3.0, show_default=True,
               metavar="SECONDS", help="Sample counters twice this far apart (0: one sample, no rates).")
 @click.option("--middlebox", "middleboxes", multiple=True, metavar="NAME|SECONDS",
               help=f"A NAT/firewall/LB on the path: {', '.join(middlebox.PRESETS)} or an idle "
                    "timeout in seconds. Repeatable.")
-@click.option("--middlebox-file", type=str, metavar="FILE",
+@click.option("--middlebox-file", type=PATH, metavar="FILE",
               help="Middleboxes, one per line: PRESET | SECONDS | NAME SECONDS [flow|proxy].")
 @click.option("--json", "as_json", is_flag=True, help="The halfopen.doctor/1 JSON document.")
 @click.option("-v", "--verbose", is_flag=True, help="Evidence, every fix, why, and info findings.")
 @namespace_options
-@click.option("--snapshot", "snapshot_file", metavar="FILE",
+@click.option("--snapshot", "snapshot_file", type=PATH, metavar="FILE",
               help="Diagnose a saved snapshot instead of this host (no live reads).")
-@click.option("--save-snapshot", metavar="FILE", help="Also save what was read, for later --snapshot.")
-@click.option("--history", "history_file", metavar="FILE.db",
+@click.option("--save-snapshot", type=PATH, metavar="FILE", help="Also save what was read, for later --snapshot.")
+@click.option("--history", "history_file", type=PATH, metavar="FILE.db",
               help="A `halfopen watch --record` file: growth and time-to-limit from it.")
-@click.option("--min-age", type=click.FloatRange(min=0), metavar="SECONDS",
+@click.option("--min-age", type=Seconds(), metavar="SECONDS",
               help="Override every age threshold (CLOSE_WAIT age, idle time, no-ACK time).")
-@click.option("--nginx-config", metavar="FILE",
+@click.option("--nginx-config", type=PATH, metavar="FILE",
               help="nginx's configuration file, read instead of the running master's "
                    "(its -c, else /etc/nginx/nginx.conf).")
 @click.option("--nagios", is_flag=True,
               help="Monitoring-plugin output (Nagios, Icinga): status line with perfdata, then "
                    "the findings; every failure is UNKNOWN, exit 3.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+@click.option("--timeout", type=Seconds(0.001, 86400), metavar="SECONDS",
               help="Give up after SECONDS: exit 3 (UNKNOWN) in one line.")
 def doctor(pid: int | None, port: int | None, container: str | None, window: float,
            middleboxes: tuple[str, ...],
@@ -179,7 +176,11 @@ def _run(*, pid: int | None, port: int | None, container: str | None, window: fl
         spaces = resolve_namespaces(netns_name, netns_pid, all_netns)
         snap, nginx, note = live.take_live(spaces, window, nginx_config=nginx_config)
     if save_snapshot is not None:
-        store.save_snapshot(save_snapshot, snap, nginx)
+        try:
+            store.save_snapshot(save_snapshot, snap, nginx)
+        except OSError as exc:
+            raise HalfopenError(f"cannot write --save-snapshot {save_snapshot}: "
+                                f"{exc.strerror or exc}") from None
     history = None
     if history_file is not None:
         history = watch_history.load_history(history_file, sorted(snap.processes))

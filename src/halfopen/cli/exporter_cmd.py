@@ -3,54 +3,97 @@
 from __future__ import annotations
 
 import errno
+import re
+import resource
 import signal
+import socket
 import threading
 
 import click
 
 from ..errors import UsageError
 from ..watch.sampler import Sampler, Settings
-from .options import namespace_options, resolve_namespaces
+from .options import PATH, Integer, Seconds, namespace_options, resolve_namespaces
+
+_HOST = re.compile(r"[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}(%[A-Za-z0-9_.-]{1,15})?\]|")
+LISTEN_HELP = "ADDRESS:PORT, e.g. 127.0.0.1:9469, [::1]:9469 or :9469 (every address)"
+FD_MARGIN = 64  # fds kept for the collectors (netlink, /proc files) beside the connections
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    """'127.0.0.1:9469' -> ('127.0.0.1', 9469); '[::1]:9469', ':9469' too."""
+    """'127.0.0.1:9469' -> ('127.0.0.1', 9469); '[::1]:9469', ':9469' too.
+
+    >>> parse_listen("[::1]:9469"), parse_listen(":80")
+    (('::1', 9469), ('0.0.0.0', 80))
+    """
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"bad --listen {text!r}: ADDRESS:PORT, e.g. 127.0.0.1:9469 or [::1]:9469")
+    if not sep or not re.fullmatch(r"[0-9]{1,5}", port) or not 0 < int(port) < 65536 \
+            or not _HOST.fullmatch(host):
+        raise UsageError(f"bad --listen {text!r}: {LISTEN_HELP}")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port)
+
+
+def _max_connections(wanted: int) -> int:
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and wanted > soft - FD_MARGIN:
+        capped = max(1, soft - FD_MARGIN)
+        click.echo(f"halfopen: note: --web.max-connections {wanted} lowered to {capped} "
+                   f"(RLIMIT_NOFILE is {soft})", err=True)
+        return capped
+    return wanted
 
 
 @click.command()
 @click.option("--listen", default="127.0.0.1:9469", show_default=True, metavar="ADDR:PORT",
               help="Address and port to serve /metrics on.")
-@click.option("--top", default=20, show_default=True, type=click.IntRange(1, 10000),
+@click.option("--top", default=20, show_default=True, type=Integer(1, 10000),
               help="Process identities with their own series; the rest are summed as comm=\"other\".")
 @click.option("--no-doctor", is_flag=True, help="Do not run the doctor on each scrape.")
+@click.option("--web.config.file", "web_config", type=PATH, metavar="FILE",
+              help="TLS and basic auth, in the Prometheus exporter-toolkit format.")
+@click.option("--web.max-connections", "max_connections", default=256, show_default=True,
+              type=Integer(1, 65536), help="Open connections at most; more are answered 503.")
+@click.option("--web.read-timeout", "read_timeout", default=10.0, show_default=True,
+              type=Seconds(0.1, 3600), metavar="SECONDS",
+              help="Time a client has from connecting to the end of its request.")
+@click.option("--web.workers", "workers", default=4, show_default=True, type=Integer(1, 64),
+              help="Threads that render and send responses.")
 @namespace_options
-def exporter(listen: str, top: int, no_doctor: bool, netns_name: str | None,
-             netns_pid: int | None, all_netns: bool) -> int:
+def exporter(listen: str, top: int, no_doctor: bool, web_config: str | None,
+             max_connections: int, read_timeout: float, workers: int,
+             netns_name: str | None, netns_pid: int | None, all_netns: bool) -> int:
     """Serve Prometheus metrics: sockets by state, per-process CLOSE_WAIT, fds, findings.
 
     \b
     Metrics are listed in docs/metrics.md; alert rules are in deploy/prometheus/.
+    Idle and slow clients cost no thread: a client has --web.read-timeout
+    seconds from connecting to send its request, at most --web.max-connections
+    are open at once, and --web.workers threads answer complete requests.
     """
-    from prometheus_client import start_http_server
-
+    from ..watch import serve, webconfig
     from ..watch.exporter import registry as build_registry
 
     host, port = parse_listen(listen)
+    access = webconfig.load(web_config) if web_config is not None else webconfig.Access()
     settings = Settings(namespaces=resolve_namespaces(netns_name, netns_pid, all_netns),
                         doctor=not no_doctor)
     registry = build_registry(Sampler(settings), top)
     try:
-        server, thread = start_http_server(port, addr=host, registry=registry)
+        listener = serve.listen(host, port)
+    except socket.gaierror as exc:
+        raise UsageError(f"bad --listen {listen!r}: {exc.strerror}") from None
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise UsageError(f"{listen} is in use: choose another --listen") from None
         raise UsageError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
-    click.echo(f"halfopen: serving metrics on http://{listen}/metrics", err=True)
+    limits = serve.Limits(workers=workers, max_connections=_max_connections(max_connections),
+                          read_timeout_s=read_timeout)
+    server = serve.Server(listener, serve.metrics_render(registry), limits, access)
+    server.start()
+    scheme = "https" if access.tls is not None else "http"
+    auth = f", basic auth for {len(access.users)} user(s)" if access.users else ""
+    click.echo(f"halfopen: serving metrics on {scheme}://{listen}/metrics{auth}", err=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

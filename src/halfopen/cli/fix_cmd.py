@@ -17,9 +17,9 @@ from ..fix import apply as applier
 from ..fix import journal, plan
 from ..fix import persist as persist_file
 from ..fix.errors import PartialFailure
-from ..model.finding import Finding
+from ..model.finding import Finding, read_findings
 from .format import table
-from .options import namespace_options, resolve_namespaces
+from .options import PATH, Seconds, namespace_options, resolve_namespaces
 
 SCHEMA = "halfopen.fix/1"
 
@@ -31,20 +31,20 @@ SCHEMA = "halfopen.fix/1"
               help="Also write the host's sysctls to /etc/sysctl.d/60-halfopen.conf.")
 @click.option("--rollback", is_flag=True, help="Restore every value the journal says we changed.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
-@click.option("--findings", "findings_file", type=click.Path(dir_okay=False), metavar="FILE",
+@click.option("--findings", "findings_file", type=PATH, metavar="FILE",
               help="Take the findings from `halfopen doctor --json` output instead of "
                    "running the doctor.")
-@click.option("--journal", "journal_path", metavar="PATH",
+@click.option("--journal", "journal_path", type=PATH, metavar="PATH",
               help=f"Journal file [env {journal.ENV}; default {journal.DEFAULT_PATH}].")
-@click.option("--sysctl-file", metavar="PATH",
+@click.option("--sysctl-file", type=PATH, metavar="PATH",
               help=f"The --persist file [env {persist_file.ENV}; default {persist_file.DEFAULT_PATH}].")
-@click.option("--window", type=float, default=1.0, show_default=True,
+@click.option("--window", type=Seconds(0, 3600), default=1.0, show_default=True,
               help="Seconds the doctor measures counter rates over.")
-@click.option("--min-age", type=click.FloatRange(min=0), metavar="SECONDS",
+@click.option("--min-age", type=Seconds(), metavar="SECONDS",
               help="Passed to the doctor: override every age threshold.")
 @click.option("--middlebox", "middleboxes", multiple=True, metavar="NAME|SECONDS",
               help="Passed to the doctor: a NAT/firewall/LB on the path. Repeatable.")
-@click.option("--nginx-config", metavar="FILE",
+@click.option("--nginx-config", type=PATH, metavar="FILE",
               help="Passed to the doctor: nginx's configuration file.")
 @namespace_options
 def fix(finding_ids: tuple[str, ...], do_apply: bool, persist: bool, rollback: bool,
@@ -135,16 +135,7 @@ def _in_spaces(findings: list[Finding], spaces: tuple) -> tuple[list[Finding], l
 def _findings(path: str | None, spaces: tuple, window: float,
               options: Options = Options(), nginx_config: str | None = None) -> list[Finding]:
     if path is not None:
-        try:
-            with open(path) as f:
-                doc = json.load(f)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"cannot read findings from {path}: {exc}") from None
-        items = doc.get("findings", []) if isinstance(doc, dict) else doc
-        try:
-            return [Finding.from_dict(d) for d in items]
-        except (KeyError, TypeError) as exc:
-            raise UsageError(f"{path}: not doctor --json output ({exc})") from None
+        return read_findings(path)
     # the doctor is heavy: load it only when fix must take its own findings
     from ..collect import live  # noqa: PLC0415
     from ..diagnose import report  # noqa: PLC0415

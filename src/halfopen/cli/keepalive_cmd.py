@@ -10,28 +10,28 @@ import click
 
 from ..collect import owners
 from ..errors import EXIT_CRITICAL, UsageError
-from ..fix import retrofit
+from ..fix import retrofit, sockopt
 from ..model import filter as filters
 from .format import endpoint, table
-from .options import filter_argument
+from .options import PID, Integer, filter_argument
 
 RELEASE_NOTE = ("released sockets sent our FIN and leave the kernel table once the peer "
                 "answers; their fds remain the application's to close")
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
-@click.option("--pid", type=int, help="The process whose sockets to change.")
+@click.option("--pid", type=PID, help="The process whose sockets to change.")
 @click.option("--container", metavar="NAME|ID",
               help="The one process holding sockets in this container or pod (name, pod, "
                    "NAMESPACE/POD, id or id prefix).")
 @filter_argument
-@click.option("--idle", type=int, default=60, show_default=True,
+@click.option("--idle", type=Integer(1, sockopt.MAX_KEEPIDLE), default=60, show_default=True,
               help="TCP_KEEPIDLE: seconds idle before the first probe.")
-@click.option("--interval", type=int, default=10, show_default=True,
+@click.option("--interval", type=Integer(1, sockopt.MAX_KEEPINTVL), default=10, show_default=True,
               help="TCP_KEEPINTVL: seconds between probes.")
-@click.option("--count", type=int, default=6, show_default=True,
+@click.option("--count", type=Integer(1, sockopt.MAX_KEEPCNT), default=6, show_default=True,
               help="TCP_KEEPCNT: unanswered probes before the reset.")
-@click.option("--user-timeout", "user_timeout", type=int, metavar="MS",
+@click.option("--user-timeout", "user_timeout", type=Integer(0, 2**31 - 1), metavar="MS",
               help="TCP_USER_TIMEOUT in ms (unacknowledged data); unset: left as is.")
 @click.option("--release", is_flag=True,
               help="shutdown(SHUT_WR) CLOSE_WAIT sockets instead: send our FIN.")

@@ -42,6 +42,9 @@ def kill(filter_words: tuple[str, ...], yes: bool, include_listeners: bool,
     if flt.is_empty:
         raise UsageError("kill needs a filter: an empty one would name every socket "
                          "(e.g. `state close-wait pid 812`)")
+    if flt.ambiguity:  # `a or b and c`: ss and its manual group it differently
+        raise UsageError(f"ambiguous filter: {flt.ambiguity}; add parentheses before "
+                         "destroying anything")
     spaces = resolve_namespaces(netns_name, netns_pid, all_netns) or (netns.current(),)
     found = targets.matching(flt, spaces)
     listeners = [s for s in found if s.state == TcpState.LISTEN]

@@ -65,6 +65,17 @@ def cli(debug: bool) -> None:
     """
 
 
+def one_line(text: str) -> str:
+    """An error message as one line: control characters (a file name with a newline,
+    a terminal escape sequence) shown escaped, so the line can neither break nor
+    repaint the operator's terminal.
+
+    >>> one_line("cannot read a\\rb\\x1b[2J")
+    'cannot read a\\\\rb\\\\x1b[2J'
+    """
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; a command returns its exit code (None means 0)."""
     args = sys.argv[1:] if argv is None else list(argv)
@@ -76,13 +87,16 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("halfopen: interrupted", err=True)
         return 130
     except click.UsageError as exc:
-        click.echo(f"halfopen: {exc.format_message()}", err=True)
+        if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
+            click.echo(exc.ctx.get_help())  # `halfopen lab`: the group's help, not an error line
+            return EXIT_USAGE
+        click.echo(f"halfopen: {one_line(exc.format_message())}", err=True)
         return EXIT_USAGE
     except click.ClickException as exc:
-        click.echo(f"halfopen: {exc.format_message()}", err=True)
+        click.echo(f"halfopen: {one_line(exc.format_message())}", err=True)
         return exc.exit_code
     except HalfopenError as exc:
-        click.echo(f"halfopen: {exc}", err=True)
+        click.echo(f"halfopen: {one_line(str(exc))}", err=True)
         return exc.exit_code
     except BrokenPipeError:
         # `halfopen sockets | head`: the reader left; say nothing.
@@ -95,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         if "--debug" in args:
             raise
         click.echo(
-            f"halfopen: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            f"halfopen: internal error: {type(exc).__name__}: {one_line(str(exc))} "
+            "(run with --debug for the traceback)",
             err=True,
         )
         return EXIT_UNKNOWN

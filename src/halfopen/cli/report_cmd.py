@@ -9,11 +9,12 @@ import click
 from .. import fsio
 from ..watch import history
 from ..watch import report as reports
+from .options import PATH
 
 
 @click.command()
-@click.argument("db_path", metavar="FILE.db")
-@click.option("--html", "out", metavar="OUT.html", help="Write the page here (default: stdout).")
+@click.argument("db_path", type=PATH, metavar="FILE.db")
+@click.option("--html", "out", type=PATH, metavar="OUT.html", help="Write the page here (default: stdout).")
 def report(db_path: str, out: str | None) -> int:
     """Turn a history recorded by `halfopen watch --record` into a self-contained HTML page.
 

@@ -32,7 +32,9 @@ def sockets(filter_words: tuple[str, ...], processes: bool, info: bool,
 
     \b
     FILTER: state NAME | exclude NAME | sport/dport [OP] :PORT | src/dst ADDR[/LEN][:PORT]
-            | pid N | comm NAME | uid N | container NAME|ID, joined by and, or, not and ( ).
+            | dev NAME | fwmark M[/MASK] | cgroup PATH | autobound | pid N | comm NAME
+            | uid N | container NAME|ID, joined by and, or, not and ( ) left to right
+            as in ss (docs/filter.md).
     State names and groups: established, syn-sent, syn-recv, fin-wait-1, fin-wait-2,
     time-wait, closed, close-wait, last-ack, listening, closing, all, connected,
     synchronized, bucket, big.

@@ -7,19 +7,19 @@ import click
 from ..watch import duration, history
 from ..watch.live import WatchOptions, run
 from ..watch.sampler import Settings
-from .options import namespace_options, resolve_namespaces
+from .options import PATH, Integer, namespace_options, resolve_namespaces
 
 
 @click.command()
 @click.option("--interval", default="2", show_default=True, metavar="S",
               help="Time between samples: seconds, or with a unit (2, 10s, 1m).")
-@click.option("--record", metavar="FILE.db", help="Append every sample to this SQLite history.")
+@click.option("--record", type=PATH, metavar="FILE.db", help="Append every sample to this SQLite history.")
 @click.option("--retention", default="7d", show_default=True, metavar="DURATION",
               help="Drop recorded samples older than this (s, m, h, d, w).")
 @click.option("--window", default="5m", show_default=True, metavar="DURATION",
               help="Growth is fitted over this much of the latest samples.")
 @click.option("--once", is_flag=True, help="Print one frame and exit.")
-@click.option("--top", default=10, show_default=True, type=click.IntRange(1, 1000),
+@click.option("--top", default=10, show_default=True, type=Integer(1, 1000),
               help="Rows in the process and listener tables.")
 @click.option("--no-doctor", is_flag=True, help="Do not run the doctor on each sample.")
 @namespace_options

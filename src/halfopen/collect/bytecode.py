@@ -8,7 +8,8 @@ the program accepts a socket when it lands exactly on its end.
 
 Compiled blocks follow iproute2's ssfilter_bytecompile(): a block of length L
 ends at L when true and at L + 4 when false, so blocks concatenate for "and",
-and a JMP glues "or" and "not".
+and a JMP glues "or" and "not". Unlike ss, `dev` is compiled too
+(INET_DIAG_BC_DEV_COND, which ss leaves to userspace).
 """
 
 from __future__ import annotations
@@ -18,16 +19,39 @@ import struct
 
 from halfopen.records import record
 
-from ..model.filter import And, Expr, Filter, HostIs, Not, Or, OwnerIs, PortCmp, StateIs, _conjuncts
+from ..model.filter import (
+    And,
+    AutoBound,
+    CgroupIs,
+    DevIs,
+    Expr,
+    Filter,
+    HostIs,
+    MarkIs,
+    Not,
+    Or,
+    OwnerIs,
+    PortCmp,
+    StateIs,
+    _conjuncts,
+)
 from ..model.states import ALL_STATES
 
+# enum in include/uapi/linux/inet_diag.h (INET_DIAG_BC_*)
 BC_JMP = 1
 BC_S_GE, BC_S_LE, BC_D_GE, BC_D_LE = 2, 3, 4, 5
+BC_AUTO = 6
 BC_S_COND, BC_D_COND = 7, 8
+BC_DEV_COND, BC_MARK_COND = 9, 10
 BC_S_EQ, BC_D_EQ = 11, 12
+BC_CGROUP_COND = 13
 
 OP = struct.Struct("=BBH")  # code, yes, no
 HOSTCOND = struct.Struct("=BBxxi")  # family, prefix_len, port (-1: any)
+MARKCOND = struct.Struct("=II")  # struct inet_diag_markcond: mark, mask
+# The program travels in one netlink attribute (u16 length, 4 of them header).
+MAX_BYTECODE = 0xFFFF - 4
+KERNEL_LEAVES = (PortCmp, HostIs, DevIs, MarkIs, CgroupIs, AutoBound)
 
 
 @record(frozen=True)
@@ -37,15 +61,24 @@ class KernelFilter:
     states: int
     bytecode: bytes
     exact: bool  # True: userspace need not check the filter again
+    families: tuple[int, ...] = (4, 6)  # an inet:/inet6: prefix narrows the dump
 
 
 def compile_filter(flt: Filter) -> KernelFilter:
+    """The kernel's share of a filter already bound to one namespace (Filter.bind)."""
+    families = (flt.family,) if flt.family is not None else (4, 6)
     expr = flt.expr
     if expr is None:
-        return KernelFilter(ALL_STATES, b"", True)
+        return KernelFilter(ALL_STATES, b"", True, families)
     kernel_expr = _kernel_part(expr)
-    code = _compile(kernel_expr) if kernel_expr is not None else b""
-    return KernelFilter(_state_superset(expr), code, _is_exact(expr))
+    exact = _is_exact(expr)
+    try:
+        code = _compile(kernel_expr) if kernel_expr is not None else b""
+    except struct.error:  # a jump beyond 64 KiB (u16 yes/no)
+        code = b"\0" * (MAX_BYTECODE + 1)
+    if len(code) > MAX_BYTECODE:  # too long for the kernel: userspace checks it all
+        code, exact = b"", False
+    return KernelFilter(_state_superset(expr), code, exact, families)
 
 
 def _has(expr: Expr, kinds: tuple[type, ...]) -> bool:
@@ -75,7 +108,7 @@ def _state_superset(expr: Expr) -> int:
 
 def _kernel_part(expr: Expr) -> Expr | None:
     """The loosest filter made only of words the bytecode has; None = all."""
-    if isinstance(expr, (PortCmp, HostIs)):
+    if isinstance(expr, KERNEL_LEAVES):
         return expr
     if isinstance(expr, And):
         left, right = _kernel_part(expr.left), _kernel_part(expr.right)
@@ -122,6 +155,20 @@ def _host_op(leaf: HostIs) -> bytes:
     return _leaf(BC_S_COND if leaf.side == "s" else BC_D_COND, cond)
 
 
+def _dev_op(leaf: DevIs) -> bytes:
+    # inet_diag_bc_run: u32 ifindex after the op, compared with sk_bound_dev_if
+    index = leaf.index if leaf.index is not None and leaf.index >= 0 else 0xFFFFFFFF
+    return _leaf(BC_DEV_COND, struct.pack("=I", index))
+
+
+def _auto_op(leaf: AutoBound) -> bytes:
+    """ss's `autobound`: the kernel's test (no SOCK_BINDPORT_LOCK) and ss's own
+    userspace test (the port is ephemeral), both of which ss applies."""
+    auto = _op(BC_AUTO, 4, 8)
+    low, high = _port_op("s", "ge", leaf.low), _port_op("s", "le", leaf.high)
+    return _relocate_false(_relocate_false(auto, len(low)) + low, len(high)) + high
+
+
 def _negate(block: bytes) -> bytes:
     # true lands on the JMP, which skips to L+8 (false); false lands on L+4 (true).
     return block + _op(BC_JMP, 4, 8)
@@ -145,6 +192,14 @@ def _compile(expr: Expr) -> bytes:
         return _port_op(expr.side, expr.op, expr.port)
     if isinstance(expr, HostIs):
         return _host_op(expr)
+    if isinstance(expr, DevIs):
+        return _dev_op(expr)
+    if isinstance(expr, MarkIs):
+        return _leaf(BC_MARK_COND, MARKCOND.pack(expr.mark, expr.mask))
+    if isinstance(expr, CgroupIs):
+        return _leaf(BC_CGROUP_COND, struct.pack("=Q", expr.cgroup_id))
+    if isinstance(expr, AutoBound):
+        return _auto_op(expr)
     if isinstance(expr, And):
         left, right = _compile(expr.left), _compile(expr.right)
         return _relocate_false(left, len(right)) + right

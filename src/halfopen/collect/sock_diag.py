@@ -22,6 +22,8 @@ INET_DIAG_MEMINFO = 1
 INET_DIAG_INFO = 2
 INET_DIAG_SKMEMINFO = 7
 INET_DIAG_SHUTDOWN = 8
+INET_DIAG_MARK = 15  # only to CAP_NET_ADMIN (inet_diag_msg_attrs_fill)
+INET_DIAG_CGROUP_ID = 21
 
 # idiag_ext asks for extension attribute N with bit 1 << (N - 1).
 EXT_INFO = 1 << (INET_DIAG_INFO - 1)
@@ -38,6 +40,8 @@ DIAG_MSG = struct.Struct("=BBBBHH16s16sIIIIIIII")
 _NTOHS = [socket.ntohs(p) for p in range(1 << 16)]
 NLMSGHDR_SIZE = netlink.NLMSGHDR.size
 NLA = struct.Struct("=HH")
+U32 = struct.Struct("=I")
+U64 = struct.Struct("=Q")
 SKMEMINFO = struct.Struct("=9I")
 SKMEMINFO_OLD = struct.Struct("=8I")  # before SK_MEMINFO_DROPS (v4.7)
 
@@ -186,6 +190,8 @@ def decode_messages(chunks: Iterator[tuple[bytes, int, int]], netns: str = "host
             text(family, dst), ntohs[dport],
             rqueue, wqueue, timer, expires, retrans, uid, inode,
             cookie_hi << 32 | cookie_lo, netns)
+        if _if:
+            sock.ifindex = _if
         # Attributes follow the fixed message; TIME_WAIT and SYN_RECV mini
         # sockets carry none (inet_twsk_diag_fill, inet_req_diag_fill).
         pos, end = offset + attrs_at, offset + length
@@ -200,6 +206,10 @@ def decode_messages(chunks: Iterator[tuple[bytes, int, int]], netns: str = "host
                 sock.meminfo = decode_meminfo(buf[pos + 4:pos + nla_len])
             elif nla_type == INET_DIAG_SHUTDOWN:
                 sock.shutdown = buf[pos + 4]
+            elif nla_type == INET_DIAG_MARK and nla_len >= 8:
+                sock.mark = U32.unpack_from(buf, pos + 4)[0]
+            elif nla_type == INET_DIAG_CGROUP_ID and nla_len >= 12:
+                sock.cgroup_id = U64.unpack_from(buf, pos + 4)[0]
             pos += (nla_len + 3) & ~3
         yield sock
 

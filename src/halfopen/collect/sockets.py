@@ -8,14 +8,17 @@ or when the filter needs them.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Iterator
 from dataclasses import field
-from typing import IO, Any
+from typing import IO, Any, Optional
 
 from halfopen.records import record
 
-from ..model.filter import Filter
+from ..errors import HalfopenError, NamespaceError, UsageError
+from ..model.filter import DEFAULT_PORT_RANGE, Filter
+from ..model.filter_values import device_number
 from ..model.socket import OUTBOUND, Socket
 from ..model.states import ALL_STATES, TcpState
 from . import bytecode, direction, netlink, netns, owners, procfs_tcp, sock_diag
@@ -46,8 +49,40 @@ class Collection:
     notes: list[str] = field(default_factory=list)
 
 
-def _open_sources(query: Query) -> tuple[str, list[tuple[netns.Namespace, Any]], list[str]]:
-    """Open one reader per namespace: a sock_diag socket or procfs files."""
+def _bound(flt: Filter, only: bool) -> Filter:
+    """The filter with this thread's namespace's facts: interface indexes, port range.
+
+    only: this is the one namespace read, so an unknown device is a usage error
+    (as ss's "Cannot parse device"); across several, it matches nothing there.
+    """
+    if flt.expr is None:
+        return flt
+    names: dict[str, Optional[int]] = {}
+    for name in flt.devices():
+        try:
+            names[name] = socket.if_nametoindex(name)
+        except (OSError, ValueError, UnicodeError):
+            names[name] = None
+            if only and device_number(name) is None:
+                raise UsageError(f"dev {name!r}: no such interface here (`ip link` lists "
+                                 "them; an index number works too)") from None
+    return flt.bind(names, _port_range() if flt.needs_sock_diag else DEFAULT_PORT_RANGE)
+
+
+def _port_range() -> tuple[int, int]:
+    """net.ipv4.ip_local_port_range of this thread's namespace (ss's is_ephemeral)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split()[:2])
+        return low, high
+    except (OSError, ValueError):
+        return DEFAULT_PORT_RANGE
+
+
+def _open_sources(query: Query) -> tuple[str, list[tuple[netns.Namespace, Any, Filter]],
+                                          list[str]]:
+    """Open one reader per namespace (a sock_diag socket or procfs files), each
+    with the filter bound to that namespace."""
     spaces = query.namespaces or (netns.current(query.proc),)
     notes: list[str] = []
     source = query.source
@@ -55,21 +90,48 @@ def _open_sources(query: Query) -> tuple[str, list[tuple[netns.Namespace, Any]],
         opened = []
         try:
             for ns in spaces:
-                with netns.entered(ns, query.proc):
-                    opened.append((ns, netlink.open_sock_diag()))
+                with contextlib.ExitStack() as inside:
+                    if _enter(inside, ns, query.proc, len(spaces) > 1, notes):
+                        bound = _bound(query.filter, len(spaces) == 1)
+                        opened.append((ns, netlink.open_sock_diag(), bound))
             return "sock_diag", opened, notes
         except OSError as exc:
-            for _ns, s in opened:
+            for _ns, s, _f in opened:
                 s.close()
             if source == "sock_diag":
                 raise
             notes.append(f"sock_diag unavailable ({exc.strerror or exc}): read /proc/net/tcp "
                          "instead (no cookie, tcp_info, memory or shutdown bits)")
+    if query.filter.needs_sock_diag:
+        raise HalfopenError("dev, fwmark, cgroup and autobound need sock_diag: "
+                            "/proc/net/tcp has no device, mark, cgroup or port lock")
     files = []
     for ns in spaces:
-        with netns.entered(ns, query.proc):
-            files.append((ns, _open_tables(query.families)))
+        with contextlib.ExitStack() as inside:
+            if _enter(inside, ns, query.proc, len(spaces) > 1, notes):
+                files.append((ns, _open_tables(query.families),
+                              _bound(query.filter, len(spaces) == 1)))
     return "procfs", files, notes
+
+
+def _enter(stack: contextlib.ExitStack, ns: netns.Namespace, proc: str, several: bool,
+           notes: list[str]) -> bool:
+    """Enter `ns` for the rest of `stack`; False (and a note) if it vanished meanwhile.
+
+    With several namespaces (--all-netns) one deleted between listing and
+    reading must not stop the others: its nsfs file is gone (ENOENT) or the
+    /run/netns bind mount under it was removed and setns(2) finds a plain file
+    (EINVAL). With one namespace asked for by name, that is the user's error.
+    """
+    try:
+        stack.enter_context(netns.entered(ns, proc))
+    except (NamespaceError, OSError) as exc:
+        if not several or isinstance(exc, PermissionError):
+            raise
+        notes.append(f"network namespace {ns.name} vanished during the run; the others "
+                     f"were read ({exc})")
+        return False
+    return True
 
 
 def _open_tables(families: tuple[int, ...]) -> list[tuple[int, IO[str]]]:
@@ -90,7 +152,6 @@ def collect(query: Query, owner_map: owners.OwnerMap | None = None) -> Collectio
     owner_map: owners already scanned (the doctor's one fd scan), used instead
     of scanning again when the query wants owners.
     """
-    kernel = bytecode.compile_filter(query.filter)
     source, readers, notes = _open_sources(query)
     if not (query.owners or query.filter.needs_owners):
         owner_map = None
@@ -99,9 +160,7 @@ def collect(query: Query, owner_map: owners.OwnerMap | None = None) -> Collectio
     if owner_map is not None and owner_map.denied:
         notes.append(f"not root: owners of {owner_map.denied} other users' processes "
                      "are not shown")
-    exact = query.filter.is_empty or (source == "sock_diag" and kernel.exact)
-    check = None if exact else query.filter.predicate()
-    stream = _stream(source, readers, query, kernel, owner_map, check)
+    stream = _stream(source, readers, query, owner_map)
     return Collection(stream, source, owner_map, notes)
 
 
@@ -115,23 +174,26 @@ def _listening(source, reader, families, netns_name, addresses) -> direction.Lis
                                         netns_name, addresses))
 
 
-def _stream(source, readers, query, kernel, owner_map, check) -> Iterator[Socket]:
+def _stream(source, readers, query, owner_map) -> Iterator[Socket]:
     ext = sock_diag.EXT_INFO | sock_diag.EXT_SKMEMINFO if query.tcp_info else 0
     holders = owner_map.owners if owner_map is not None else None
     addresses = sock_diag.AddressCache()
-    states = kernel.states
     try:
-        for ns, reader in readers:
+        for ns, reader, flt in readers:
+            kernel = bytecode.compile_filter(flt)
+            states = kernel.states
+            exact = flt.is_empty or (source == "sock_diag" and kernel.exact)
+            check = None if exact else flt.predicate()
             listening = _listening(source, reader, query.families, ns.name, addresses)
             ports, direction_of = listening.ports, listening.direction
             if source == "sock_diag":
                 parts = [sock_diag.dump_sockets(reader, family, states, ext, kernel.bytecode,
                                                 ns.name, addresses)
                          for family, number in ((socket.AF_INET, 4), (socket.AF_INET6, 6))
-                         if number in query.families]
+                         if number in query.families and number in kernel.families]
             else:
                 parts = [procfs_tcp.parse_table(f, family, ns.name, f.name)
-                         for family, f in reader]
+                         for family, f in reader if family in kernel.families]
             for part in parts:
                 for sock in part:
                     if states != ALL_STATES and not states >> sock.state & 1:
@@ -144,7 +206,7 @@ def _stream(source, readers, query, kernel, owner_map, check) -> Iterator[Socket
                     if check is None or check(sock):
                         yield sock
     finally:  # also when the reader stops early: close every namespace's source
-        for _ns, reader in readers:
+        for _ns, reader, _flt in readers:
             if source == "sock_diag":
                 reader.close()
             else:

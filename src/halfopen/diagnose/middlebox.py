@@ -31,6 +31,7 @@ from ..errors import UsageError
 FLOW = "flow"
 PROXY = "proxy"
 KINDS = (FLOW, PROXY)
+MAX_S = 10 * 365 * 86400  # an idle timeout past ten years is a typo
 
 
 @record(frozen=True)
@@ -61,6 +62,11 @@ def _bad(word: str, where: str = "--middlebox") -> UsageError:
                       "or a number of seconds")
 
 
+def _seconds(word: str) -> bool:
+    """ASCII digits, 1 s to ten years ('²'.isdigit() is True, int('²') fails)."""
+    return word.isascii() and word.isdigit() and len(word) <= 9 and 0 < int(word) <= MAX_S
+
+
 def parse(word: str) -> Middlebox:
     """A --middlebox value: a preset name or a number of seconds (a flow timeout).
 
@@ -70,7 +76,7 @@ def parse(word: str) -> Middlebox:
     word = word.strip()
     if word in PRESETS:
         return PRESETS[word]
-    if word.isdigit() and int(word) > 0:
+    if _seconds(word):
         return Middlebox(f"{word}s", int(word), FLOW, "--middlebox")
     raise _bad(word)
 
@@ -96,7 +102,7 @@ def parse_file(text: str, path: str) -> list[Middlebox]:
             except UsageError:
                 raise _bad(words[0], f"middlebox at {where}") from None
             continue
-        if len(words) > 3 or not words[1].isdigit() or int(words[1]) <= 0 \
+        if len(words) > 3 or not _seconds(words[1]) \
                 or (len(words) == 3 and words[2] not in KINDS):
             raise UsageError(f"bad middlebox at {where}: {line.strip()!r}: want "
                              "NAME SECONDS [flow|proxy], a preset "

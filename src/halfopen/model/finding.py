@@ -18,6 +18,9 @@ from typing import Any
 
 from halfopen.records import record
 
+from ..errors import UsageError
+from . import files, schema
+
 SEVERITIES = ("ok", "info", "warning", "critical", "unknown")
 SEVERITY_RANK = {"ok": 0, "info": 0, "warning": 1, "critical": 2, "unknown": 3}
 
@@ -62,3 +65,21 @@ class Finding:
             fixes=[Fix(**f) for f in d.get("fixes", [])],
             why=d.get("why", ""),
         )
+
+
+MAX_BYTES = 64 * files.MiB
+
+
+def read_findings(path: str) -> list[Finding]:
+    """The findings of a `halfopen doctor --json` file (or a bare list of findings).
+
+    Each finding is checked against the Finding record's shape first, so a
+    mistyped file is one line naming the place, never an error inside `fix`.
+    """
+    doc = files.read_json(path, "findings", MAX_BYTES)
+    items = doc.get("findings") if isinstance(doc, dict) else doc
+    try:
+        schema.check(items, schema.List(schema.of_record(Finding)), "$.findings")
+    except schema.SchemaError as exc:
+        raise UsageError(f"{path}: not doctor --json output: {exc}") from None
+    return [Finding.from_dict(d) for d in items]

@@ -6,17 +6,21 @@ halfopen.store), so rules can run on recorded data as well as on a live kernel.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import field
 from typing import Any
 
 from halfopen.records import record
 
 from ..errors import UsageError
-from .host import HostFacts
+from . import files, schema
+from .host import HostFacts, NamespaceHost, ProcessLimits
 from .process import Process
-from .socket import Socket
+from .socket import DIRECTIONS, TIMER_NAMES, Socket
+from .states import STATE_BY_KEY
 
 SCHEMA = "halfopen.snapshot/1"
+MAX_BYTES = 256 * files.MiB  # a file's cap: 100,000 sockets with tcp_info are about 60 MiB
 
 
 @record
@@ -45,9 +49,18 @@ class Snapshot:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Snapshot:
-        if d.get("schema") != SCHEMA:
-            raise UsageError(f"not a halfopen snapshot (schema {d.get('schema')!r}, "
-                             f"want {SCHEMA!r})")
+        """Build from a document; UsageError naming the first wrong place otherwise.
+
+        The whole document is checked against its schema first (document_shape),
+        so no record, and no rule, is built from a value of the wrong type.
+        """
+        if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+            got = d.get("schema") if isinstance(d, dict) else type(d).__name__
+            raise UsageError(f"not a halfopen snapshot (schema {got!r}, want {SCHEMA!r})")
+        try:
+            schema.check(d, document_shape())
+        except schema.SchemaError as exc:
+            raise UsageError(f"not a valid halfopen snapshot: {exc}") from None
         return cls(
             host=d["host"], kernel=d["kernel"], taken_at=d["taken_at"], source=d["source"],
             namespaces=list(d["namespaces"]), notes=list(d.get("notes", [])),
@@ -56,3 +69,21 @@ class Snapshot:
             host_facts=(HostFacts.from_dict(d["host_facts"])
                         if d.get("host_facts") is not None else None),
         )
+
+
+@functools.cache
+def document_shape() -> schema.Obj:
+    """halfopen.snapshot/1: Snapshot.to_dict's form (plus the doctor's "doctor" key)."""
+    from .nginx import NginxConf  # noqa: PLC0415 - the doctor's extra facts
+    sock = schema.of_record(Socket, overrides={
+        "family": schema.OneOf((4, 6)), "state": schema.OneOf(STATE_BY_KEY),
+        "timer": schema.OneOf(TIMER_NAMES.values()),
+        "direction": schema.Opt(schema.OneOf(DIRECTIONS))})
+    host = schema.of_record(HostFacts, overrides={
+        "namespaces": schema.List(schema.of_record(NamespaceHost)),
+        "processes": schema.List(schema.of_record(ProcessLimits))})
+    doctor = schema.Obj({"nginx": schema.Opt(schema.of_record(NginxConf))}, (), "doctor")
+    return schema.of_record(Snapshot, overrides={
+        "processes": schema.List(schema.of_record(Process)),
+        "sockets": schema.List(sock), "host_facts": schema.Opt(host)},
+        added={"schema": schema.OneOf((SCHEMA,)), "doctor": schema.Opt(doctor)})

@@ -163,6 +163,11 @@ class Socket:
     # DIRECTIONS: "in" when the local port is a listening port of the namespace, "out"
     # otherwise; None for listeners and when unknown (set by collect.direction).
     direction: str | None = None
+    # For the dev/fwmark/cgroup filter words: idiag_if (sk_bound_dev_if), and the
+    # INET_DIAG_MARK / INET_DIAG_CGROUP_ID attributes (full sockets only: None).
+    ifindex: int = 0
+    mark: int | None = None
+    cgroup_id: int | None = None
 
     @property
     def state_name(self) -> str:
@@ -217,7 +222,7 @@ class Socket:
             peer_addr=d["peer_addr"], peer_port=d["peer_port"],
             recv_q=d["recv_q"], send_q=d["send_q"], timer=timer,
             timer_expires_ms=d["timer_expires_ms"], timer_retrans=d["timer_retrans"],
-            uid=d["uid"], inode=d["inode"], cookie=d["cookie"], netns=d["netns"],
+            uid=d["uid"], inode=d["inode"], cookie=d["cookie"], netns=d.get("netns", "host"),
             shutdown=d.get("shutdown"),
             tcp_info=TcpInfo(**ti) if ti is not None else None,
             meminfo=SkMemInfo(**mi) if mi is not None else None,

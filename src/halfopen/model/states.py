@@ -85,6 +85,11 @@ STATE_WORD_NAMES = tuple(STATE_WORDS)
 STATE_WORDS["estab"] = STATE_WORDS["established"]
 STATE_WORDS["listen"] = STATE_WORDS["listening"]
 STATE_WORDS["close"] = STATE_WORDS["closed"]
+# ss's own extra names (misc/ss.c scan_state, sstate_namel): "unknown" is
+# state 0, which no TCP socket is in.
+STATE_WORDS["unconnected"] = STATE_WORDS["closed"]
+STATE_WORDS["syn-rcv"] = STATE_WORDS["syn-recv"]
+STATE_WORDS["unknown"] = 1
 for _s in TcpState:  # the kernel's own spelling too: close_wait, fin_wait1 ...
     if _s is not TcpState.NEW_SYN_RECV:
         STATE_WORDS.setdefault(STATE_KEYS[_s], _mask(_s))

@@ -29,6 +29,7 @@ Reader API (the doctor's --history uses these):
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import sqlite3
@@ -75,6 +76,14 @@ CREATE TABLE close_wait_seen(cookie INTEGER PRIMARY KEY, pid INTEGER, fin_at REA
   first_seen REAL, last_seen REAL);
 CREATE INDEX close_wait_seen_pid ON close_wait_seen(pid, last_seen);
 """
+# Columns the writer leaves NULL: the Optional fields of Sample, ProcSample,
+# Listener and HostStats (watch/sample.py, watch/hostfacts.py). Any other NULL
+# is damage.
+_NULLABLE = {
+    "samples": ("conntrack_count", "conntrack_max", "file_nr", "file_max"),
+    "proc_fds": ("fds", "fd_limit", "oldest_close_wait_s"),
+    "listeners": ("pid", "comm"),
+}
 _TABLES = ("state_counts", "proc_states", "proc_fds", "listeners", "counters", "findings")
 
 
@@ -121,6 +130,14 @@ def _check_schema(db: sqlite3.Connection, path: str) -> bool:
     return True
 
 
+def _check_intact(db: sqlite3.Connection, path: str) -> None:
+    """PRAGMA quick_check: the b-trees and their pages are sound (O(size), no index compare)."""
+    rows = db.execute("PRAGMA quick_check").fetchall()
+    if rows != [("ok",)]:
+        raise UsageError(f"{path} is damaged ({rows[0][0]}); left untouched: record into a "
+                         "new file")
+
+
 class Recorder:
     """The one writer of a history file. Use `Recorder.open(path)`; close() when done."""
 
@@ -148,6 +165,7 @@ class Recorder:
             who = f" by pid {holder}" if holder else ""
             raise HistoryBusy(f"{path} is being recorded{who}; one writer per file "
                               "(read it with `halfopen report`)") from None
+        db = None
         try:
             # nofollow=1: SQLite refuses a symlink too (SQLITE_OPEN_NOFOLLOW, 3.31+)
             db = sqlite3.connect(f"file:{urllib.parse.quote(path)}?nofollow=1", uri=True,
@@ -156,7 +174,9 @@ class Recorder:
                 db.close()
                 raise fsio.UnsafePath(f"{path} was replaced while opening it; left alone")
             ours = _check_schema(db, path)
-            if not ours:
+            if ours:
+                _check_intact(db, path)  # before the first write: never add to a damaged file
+            else:
                 db.execute(f"PRAGMA application_id = {APP_ID}")
                 db.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 db.execute("PRAGMA journal_mode = WAL")
@@ -170,16 +190,24 @@ class Recorder:
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA busy_timeout = 5000")
             db.execute("INSERT OR REPLACE INTO meta VALUES ('writer_pid', ?)", (str(os.getpid()),))
-        except sqlite3.DatabaseError as exc:
-            os.close(lock_fd)
-            raise HistoryError(f"{path}: {exc}") from None
+        except sqlite3.Error as exc:
+            _close(db, lock_fd)
+            raise damaged(path, exc) from None
         except BaseException:
-            os.close(lock_fd)
+            _close(db, lock_fd)
             raise
         return cls(path, db, lock_fd, retention_s)
 
     def append(self, s: Sample) -> int:
         """Write one sample in one transaction; return its id."""
+        try:
+            return self._append(s)
+        except sqlite3.Error as exc:
+            raise (HistoryError(f"cannot write {self.path}: {exc}")
+                   if isinstance(exc, sqlite3.OperationalError) else damaged(self.path, exc)) \
+                from None
+
+    def _append(self, s: Sample) -> int:
         db = self.db
         f = s.facts
         db.execute("BEGIN IMMEDIATE")
@@ -248,6 +276,12 @@ class Recorder:
             os.close(self._lock_fd)
 
 
+def _close(db: sqlite3.Connection | None, lock_fd: int) -> None:
+    if db is not None:
+        db.close()
+    os.close(lock_fd)
+
+
 def _writer_pid(path: str) -> int | None:
     try:
         with closing_reader(path) as db:
@@ -255,6 +289,44 @@ def _writer_pid(path: str) -> int | None:
             return int(row[0]) if row else None
     except (HalfopenError, sqlite3.DatabaseError, ValueError):
         return None
+
+
+@functools.lru_cache(maxsize=1)
+def _declared() -> dict[str, list[tuple[str, str]]]:
+    """table -> [(column, declared type)] of our own schema (not the file's: it may lie)."""
+    mem = sqlite3.connect(":memory:")
+    try:
+        mem.executescript(_SCHEMA)
+        tables = [r[0] for r in mem.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {t: [(r[1], r[2]) for r in mem.execute(f"PRAGMA table_info({t})")]
+                for t in tables}
+    finally:
+        mem.close()
+
+
+def _check_types(db: sqlite3.Connection, path: str) -> None:
+    """Every cell holds the type its column declares, in range; else refuse the file.
+
+    SQLite lets any cell hold any type: a damaged or hand-edited history can put
+    text where a time is, or 1e999 where a count is. Checked once here so the
+    readers and the report never meet them.
+    """
+    for table, columns in _declared().items():
+        bad = []
+        for name, kind in columns:
+            ok = ["'integer'", "'real'"] if kind in ("INTEGER", "REAL") else ["'text'"]
+            if name in _NULLABLE.get(table, ()):
+                ok.append("'null'")
+            test = f"typeof({name}) NOT IN ({', '.join(ok)})"
+            # REAL columns are times and ages in seconds: beyond 6e10 (years 69 and 3871) a
+            # date cannot be shown; INTEGER ones are counts, at most 64 bits
+            top = {"REAL": "6e10", "INTEGER": "9.2e18"}.get(kind)
+            bad.append(f"({test} OR abs({name}) > {top})" if top else test)
+        row = db.execute(f"SELECT {', '.join(c for c, _k in columns)} FROM {table} "
+                         f"WHERE {' OR '.join(bad)} LIMIT 1").fetchone()
+        if row is not None:
+            raise HistoryError(f"{path} is damaged: table {table} holds a value of the wrong "
+                               f"type ({', '.join(repr(x)[:40] for x in row)})")
 
 
 def open_reader(path: str) -> sqlite3.Connection:
@@ -269,6 +341,10 @@ def open_reader(path: str) -> sqlite3.Connection:
     try:
         if not _check_schema(db, path):
             raise UsageError(f"{path} is empty: not a halfopen history")
+        _check_types(db, path)
+    except sqlite3.Error as exc:
+        db.close()
+        raise damaged(path, exc) from None
     except BaseException:
         db.close()
         raise
@@ -277,11 +353,19 @@ def open_reader(path: str) -> sqlite3.Connection:
 
 @contextmanager
 def closing_reader(path: str) -> Iterator[sqlite3.Connection]:
+    """A reader; an SQLite error while reading (a damaged page) is one line, exit 3."""
     db = open_reader(path)
     try:
         yield db
+    except sqlite3.Error as exc:
+        raise damaged(path, exc) from None
     finally:
         db.close()
+
+
+def damaged(path: str, exc: BaseException) -> HistoryError:
+    return HistoryError(f"{path} is damaged ({exc}); `sqlite3 {path} .recover` may save "
+                        "what is left")
 
 
 @contextmanager

@@ -113,6 +113,15 @@ def host_use(db: sqlite3.Connection) -> list[tuple[str, list[tuple[float, float]
     return [("conntrack %", downsample(ct)), ("file handles %", downsample(fh))]
 
 
+def _subject(text: str | None) -> dict:
+    """A finding's subject as recorded (JSON); {} when a damaged file holds something else."""
+    try:
+        subj = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return subj if isinstance(subj, dict) else {}
+
+
 def finding_spans(db: sqlite3.Connection) -> list[tuple[str, str, list[tuple[float, float]]]]:
     """(label, worst severity, [(first seen, last seen)]) per finding and subject."""
     times = [r[0] for r in db.execute("SELECT t FROM samples WHERE doctor = 1 ORDER BY t")]
@@ -123,8 +132,8 @@ def finding_spans(db: sqlite3.Connection) -> list[tuple[str, str, list[tuple[flo
     for fid, severity, subject, t in db.execute(
             "SELECT f.id, f.severity, f.subject, s.t FROM findings f JOIN samples s ON"
             " s.id = f.sample_id ORDER BY s.t"):
-        subj = json.loads(subject or "{}")
-        label = fid + "".join(f" {k}={subj[k]}" for k in ("comm", "pid", "port") if k in subj)
+        subj = _subject(subject)
+        label = str(fid) + "".join(f" {k}={subj[k]}" for k in ("comm", "pid", "port") if k in subj)
         key = (label, fid)
         seen[key].append(t)
         if rank.get(severity, 3) >= rank.get(sev.get(key, "info"), 0):

@@ -141,7 +141,7 @@ class HostRun:
             try:
                 with netns_mod.entered(ns, self.proc):
                     fn(_net_root(self.proc), self.hosts[ns.name])
-            except HalfopenError as exc:
+            except (HalfopenError, OSError) as exc:  # OSError: it vanished (setns EINVAL)
                 self.run.unavailable[f"netns@{ns.name}"] = str(exc)
 
     def scan_fds(self) -> tuple[list[owners.FdScan], int] | None:
