@@ -289,6 +289,17 @@ case("accept-queue-full-is-not-syn-flood",
        "subject": {"port": 8000, "pid": 20, "comm": "gunicorn"}}],
      absent=["syn-flood"])
 
+aq_at = [sock("syn_recv", 8001, "10.9.0.2", 2100 + i, inode=0) for i in range(130)]
+case("accept-queue-at-backlog-is-not-syn-flood",
+     "the accept queue of port 8001 is at its backlog (128/128: one accepted a moment ago) "
+     "and 130 handshakes wait in the SYN queue behind it: accept-queue-overflow, not a flood",
+     snapshot(aq_at + [sock("listen", 8001, pid=21, comm="gunicorn", recv_q=128, send_q=128,
+                            inode=10)],
+              host(namespaces=[namespace(rates={"TcpExt.ListenOverflows": 40,
+                                                "TcpExt.SyncookiesSent": 5})])),
+     [{"id": "accept-queue-overflow", "subject": {"port": 8001, "pid": 21}}],
+     absent=["syn-flood"])
+
 # ---------------------------------------------------------------- resources
 case("fd-exhaustion-process",
      "a process at 1,000 of 1,024 fds: critical; the prlimit fix names pid and soft",

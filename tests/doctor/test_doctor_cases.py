@@ -90,7 +90,7 @@ def test_outbound_case_names_the_service_and_the_servers_timeout():
                               "10.0.0.1:80 that the server closed after its 15s keepalive "
                               "timeout (nginx)")
     ev = {e.what: (e.value, e.source) for e in f.evidence}
-    assert ev["server_keepalive_timeout_s"] == (15.0, "nginx -T")
+    assert ev["server_keepalive_timeout_s"] == (15.0, "nginx configuration")
     assert ev["destinations"][0] == [["10.0.0.1:80", 4]]
     assert "below the server's keepalive timeout (15s), e.g. 12s" in f.fixes[1].command
     assert "keep-alive timeout" in f.why and "pool" in f.why

@@ -63,7 +63,7 @@ def test_pool_keeping_connections_nginx_closed_is_the_clients_close_wait(lab, tm
     assert e["recv_q_ge_1"] == POOL  # the pool never read the server's FIN
     assert e["server_keepalive_timeout_s"] == 1.0
     assert [x for x in f["evidence"] if x["what"] == "server_keepalive_timeout_s"][0][
-        "source"] == "nginx -T"
+        "source"] == "nginx configuration"
     kill = [x for x in f["fixes"] if x["action"] == "kill"][0]
     assert kill["params"]["filter"] == f"state close-wait pid {client.pid} and ( dst {SERVICE} )"
     code = " ".join(x["command"] for x in f["fixes"] if x["action"] == "code")
@@ -123,8 +123,10 @@ def test_sockets_show_the_direction_whatever_the_filter(lab):
     server = lab.spawn("idle-server", SERVER, "8084", "3")
     client = lab.spawn("hold", SERVER, "8084", "3", CLIENT)
     time.sleep(0.3)
-    for words in ((), ("state", "established")):  # the filter drops the listener
-        socks = sockets_json(lab.netns, *words)
+    cases = [(source, words) for source in ("sock_diag", "procfs")
+             for words in ((), ("state", "established"))]  # the filter drops the listener
+    for source, words in cases:
+        socks = sockets_json(lab.netns, "--source", source, *words)
         by_pid = {}
         for s in socks:
             for o in s.get("owners", []):

@@ -93,7 +93,12 @@ def fix(finding_ids: tuple[str, ...], do_apply: bool, persist: bool, rollback: b
         try:
             done = applier.apply(steps, jnl)
             if persist:
-                done.append(applier.persist_steps(steps, spath, jnl))
+                try:
+                    done.append(applier.persist_steps(steps, spath, jnl))
+                except journal.JournalError as exc:
+                    if not any(d.outcome == "set" for d in done):
+                        raise
+                    raise applier.Failed(str(exc), done) from None
         except applier.Failed as exc:
             _show_done(exc.done, steps, notes, jpath, as_json, failure=exc.reason)
             raise PartialFailure(f"{exc.reason}; the journal {jpath} holds what changed "

@@ -23,7 +23,7 @@ close-wait-leak, per process (and namespace) and side:
 
   outbound (client: a pool keeps connections the server closed after its
   keep-alive timeout), named by remote service ip:port, with the server's
-  timeout when the server listens on this host (nginx: `nginx -T`)
+  timeout when the server listens on this host (nginx: its configuration)
   critical   growth (least squares over --history), any stuck socket older
              than OLD_AGE_S, RLIMIT_NOFILE within CRITICAL_ETA_S, or fds >=
              FD_CRITICAL_RATIO of RLIMIT_NOFILE

@@ -13,7 +13,7 @@ accept-queue-overflow, per LISTEN socket (Recv-Q = accept queue, Send-Q = backlo
             or ListenOverflows grew faster than OVERFLOWS_PER_MIN with no listener
             full now (not attributable: reported for the namespace)
 
-syn-flood, per listener whose accept queue is *not* full:
+syn-flood, per listener whose accept queue is less than half full:
   The SYN queue is full when SYN_RECV to the port reaches syn_queue_limit():
   the listener's backlog (Send-Q = min(listen() backlog, somaxconn), as
   inet_csk_reqsk_queue_is_full compares it), and with tcp_syncookies=0 also
@@ -88,6 +88,14 @@ def _full(s) -> bool:
 
 def _near_full(s) -> bool:
     return _full(s) or (s.send_q >= MIN_BACKLOG and s.recv_q >= FULL_RATIO * s.send_q)
+
+
+def _accept_backed_up(s) -> bool:
+    """The accept queue is at least half full: its SYN queue holds handshakes that could
+    not move on (a completed handshake waits there while the accept queue is full), so a
+    full SYN queue there is the application's, not a flood (a flood's accept queue is
+    empty: spoofed sources never complete)."""
+    return _full(s) or (s.recv_q > 0 and 2 * s.recv_q >= s.send_q)
 
 
 def _has_rates(ctx: Context) -> bool:
@@ -258,10 +266,10 @@ def check_syn_flood(ctx: Context) -> list[Finding]:
     listeners: dict[tuple[str, int], Socket] = {}
     for s in _listeners(ctx):
         listeners.setdefault((s.netns, s.local_port), s)
-    full_ns = {s.netns for s in listeners.values() if _full(s)}
+    full_ns = {s.netns for s in listeners.values() if _accept_backed_up(s)}
     reported = set()
     for (netns, port), lst in sorted(listeners.items(), key=lambda kv: kv[0][1]):
-        if _full(lst):
+        if _accept_backed_up(lst):
             continue  # accept-queue-overflow explains its SYN queue
         q = _syn_queue(ctx, netns, port, lst, syn_recv.get((netns, port), []),
                        klog.get(port, []))

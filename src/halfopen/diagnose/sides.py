@@ -7,7 +7,8 @@ address and port are the service it uses. None (a saved snapshot from before
 direction was recorded) is treated as before: the server's side.
 
 When the service is on this host too (its listener is in the snapshot), the
-server's idle timeout may be known: nginx's keepalive_timeout from `nginx -T`.
+server's idle timeout may be known: nginx's keepalive_timeout from its configuration
+(collect.nginx_conf reads the running master's files).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class LocalServer:
     pid: int | None
     comm: str
     keepalive_timeout_s: float | None  # the server's idle timeout, when known
-    source: str  # where the timeout was read ("nginx -T"), or why it is unknown
+    source: str  # where the timeout was read ("nginx configuration"), or why it is unknown
 
 
 def local_servers(ctx: Context, netns: str, socks: Iterable[Socket]) -> dict[str, LocalServer]:
@@ -106,7 +107,7 @@ def _server(ctx: Context, svc: str, lst: Socket) -> LocalServer:
     nginx = ctx.nginx
     if comm == "nginx" or (nginx is not None and pid in nginx.pids):
         if nginx is not None:
-            src = "nginx -T" if nginx.keepalive_timeouts else "nginx default (no keepalive_timeout)"
+            src = "nginx configuration" if nginx.keepalive_timeouts else "nginx default (no keepalive_timeout)"
             return LocalServer(svc, pid, comm, nginx.min_keepalive_timeout_s, src)
         return LocalServer(svc, pid, comm, None, ctx.nginx_note or "nginx configuration not read")
     return LocalServer(svc, pid, comm, None, f"{comm or 'the server'}'s idle timeout is not "
