@@ -99,13 +99,15 @@ def test_keepalive_and_kill_from_findings(netns, start_peer, state_dir, run, tmp
     assert code == 0 and out.count("cannot undo") == 1  # one journal line per kill step
 
 
-def test_missing_pid_is_one_line_exit_64(state_dir, run, tmp_path):
+def test_missing_pid_is_a_skipped_step(state_dir, run, tmp_path):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait(timeout=10)
     fix = Fix("keepalive", f"halfopen keepalive --pid {gone.pid} --yes", True, {"pid": gone.pid})
     path = write_findings(tmp_path, [fix], "keepalive-off", {"pid": gone.pid})
-    code, _out, err = run("fix", "--findings", path, "--apply")
-    assert code == 64 and err.strip() == f"halfopen: no process with pid {gone.pid}"
+    code, out, err = run("fix", "--findings", path, "--apply", "--json")
+    assert code == 0 and not err
+    (result,) = json.loads(out)["results"]
+    assert result["outcome"] == "skipped" and f"pid {gone.pid} has exited" in result["detail"]
     assert not (state_dir / "journal.jsonl").exists() or \
         not (state_dir / "journal.jsonl").read_text()
 

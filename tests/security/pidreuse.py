@@ -1,6 +1,8 @@
 """Run as pid 1 of a new pid namespace (unshare --pid --fork --mount-proc):
-a process is diagnosed, exits, and another gets its pid; `fix --findings
---apply` must then skip every step. Prints one JSON line with what happened."""
+a process is diagnosed and its limit raised by `fix` (journaled); it exits
+and another gets its pid. `fix --findings --apply` must then skip every step,
+and `fix --rollback` must not put the first one's old limit on the second.
+Prints one JSON line with what happened."""
 
 from __future__ import annotations
 
@@ -13,10 +15,10 @@ import time
 from halfopen.kernel import identity
 
 # A server that holds one ESTABLISHED connection to itself, with keepalive off
-# and RLIMIT_NOFILE soft 1024: every step of the findings would change it.
+# and RLIMIT_NOFILE soft/hard from argv: every step of the findings would change it.
 CHILD = """
 import resource, socket, sys, time
-resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 4096))
+resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), int(sys.argv[2])))
 srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
 cli = socket.create_connection(srv.getsockname()); conn, _ = srv.accept()
 print(srv.getsockname()[1], flush=True)
@@ -24,13 +26,19 @@ time.sleep(600)
 """
 
 
-def spawn() -> tuple[subprocess.Popen, int]:
-    p = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True)
+def spawn(soft: int, hard: int) -> tuple[subprocess.Popen, int]:
+    p = subprocess.Popen([sys.executable, "-c", CHILD, str(soft), str(hard)],
+                         stdout=subprocess.PIPE, text=True)
     return p, int(p.stdout.readline())
 
 
+def halfopen(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "halfopen", *argv], capture_output=True,
+                          text=True, timeout=120)
+
+
 def main(findings_path: str, journal: str) -> None:
-    a, port_a = spawn()
+    a, _port_a = spawn(1024, 4096)
     me = identity.process(a.pid)
     fixes = [
         {"action": "prlimit", "command": "", "automatic": True,
@@ -47,21 +55,28 @@ def main(findings_path: str, journal: str) -> None:
                "evidence": [], "fixes": fixes, "why": ""}
     with open(findings_path, "w") as f:
         json.dump({"schema": "halfopen.doctor/1", "findings": [finding]}, f)
+    first = dict(finding, fixes=fixes[:1])  # the prlimit step, applied while it is a's
+    with open(findings_path + ".prlimit", "w") as f:
+        json.dump({"schema": "halfopen.doctor/1", "findings": [first]}, f)
+    applied = halfopen("fix", "--findings", findings_path + ".prlimit", "--apply",
+                       "--journal", journal + ".first")
+    a_limits = list(resource.prlimit(a.pid, resource.RLIMIT_NOFILE))
     a.kill()
     a.wait()
     time.sleep(0.02)  # at least one clock tick: the new process's start time differs
     with open("/proc/sys/kernel/ns_last_pid", "w") as f:
         f.write(str(a.pid - 1))  # the next fork in this pid namespace gets a.pid
-    b, port_b = spawn()
-    proc = subprocess.run([sys.executable, "-m", "halfopen", "fix", "--findings", findings_path,
-                           "--apply", "--json", "--journal", journal],
-                          capture_output=True, text=True, timeout=120)
+    b, port_b = spawn(4096, 4096)  # what halfopen set on a: a rollback by pid would lower it
+    proc = halfopen("fix", "--findings", findings_path, "--apply", "--json", "--journal", journal)
+    rollback = halfopen("fix", "--rollback", "--journal", journal + ".first")
     ss = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{port_b} or dport = :{port_b} )"],
                         capture_output=True, text=True).stdout
     print(json.dumps({"a": a.pid, "b": b.pid, "a_start": me.start_time,
                       "b_start": identity.start_time(b.pid), "code": proc.returncode,
                       "out": proc.stdout, "err": proc.stderr,
                       "b_limits": list(resource.prlimit(b.pid, resource.RLIMIT_NOFILE)),
+                      "applied": applied.returncode, "a_limits": a_limits,
+                      "rollback": rollback.returncode, "rollback_out": rollback.stdout,
                       "b_established": len(ss.splitlines())}))
     b.kill()
     b.wait()

@@ -70,7 +70,7 @@ def test_apply_skips_a_finding_about_a_namespace_since_recreated(tmp_path, netns
     assert ns_sysctl(netns, SYN) == "0"
 
 
-def test_fix_skips_a_reused_pid(tmp_path, netns):
+def test_fix_and_rollback_skip_a_reused_pid(tmp_path, netns):
     proc = subprocess.run(["ip", "netns", "exec", netns, "unshare", "--pid", "--fork",
                            "--mount-proc", sys.executable, PIDREUSE,
                            str(tmp_path / "doctor.json"), str(tmp_path / "journal.jsonl")],
@@ -82,8 +82,10 @@ def test_fix_skips_a_reused_pid(tmp_path, netns):
     results = json.loads(r["out"])["results"]
     assert [x["outcome"] for x in results] == ["skipped"] * 3, results
     assert all("is now another process" in x["detail"] for x in results), results
-    assert r["b_limits"] == [1024, 4096]  # prlimit not applied to the new process
-    assert r["b_established"] == 2  # its connection was not destroyed
+    assert r["applied"] == 0 and r["a_limits"] == [4096, 4096]  # the fix, while a ran
+    assert r["b_established"] == 2  # b's connection was not destroyed
+    assert r["rollback"] == 0 and "is now another process" in r["rollback_out"], r
+    assert r["b_limits"] == [4096, 4096]  # not lowered to a's old 1024 by the rollback
 
 
 def test_doctor_stamps_process_and_namespace_identity(netns):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import time
 import uuid
 
 from tests.conftest import remove_netns, sh
@@ -22,7 +23,17 @@ from halfopen.lab.state import StateFile
 
 
 def _sleeper(ns: str) -> subprocess.Popen:
-    return subprocess.Popen(["ip", "netns", "exec", ns, "sleep", "300"])
+    """`sleep` inside `ns`, returned once it runs there (ip netns exec has exec'ed)."""
+    p = subprocess.Popen(["ip", "netns", "exec", ns, "sleep", "300"])
+    for _ in range(500):
+        try:
+            with open(f"/proc/{p.pid}/comm") as f:
+                if f.read().strip() == "sleep":
+                    return p
+        except FileNotFoundError:
+            break
+        time.sleep(0.01)
+    raise AssertionError(f"sleep in {ns} did not start")
 
 
 def test_clean_leaves_what_it_did_not_create(tmp_path):

@@ -161,3 +161,21 @@ def test_journal_is_private(tmp_path, netns):
     assert stat.S_IMODE(os.stat(journal).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(journal.parent).st_mode) == 0o700
     assert ns_sysctl(netns, KEY) == "300"
+
+
+def test_rollback_refuses_a_symlink_planted_since(persist_env, victim, tmp_path, capsys):
+    target = persist_env["HALFOPEN_SYSCTL_FILE"]
+    with open(target, "w") as f:
+        f.write("net.core.somaxconn = 4096\n")
+    assert main(["fix", "--findings", _host_findings(tmp_path), "--apply", "--persist"]) == 0
+    written = Path(target).read_text()
+    os.unlink(target)
+    os.symlink(victim, target)  # planted after the apply: rollback must not write through it
+    capsys.readouterr()
+    assert main(["fix", "--rollback"]) == 2
+    out = capsys.readouterr()
+    assert "symlink" in out.out and "could not be restored" in one_line(out.err)
+    os.unlink(target)  # the symlink gone, a later rollback still has the change pending
+    Path(target).write_text(written)
+    assert main(["fix", "--rollback"]) == 0
+    assert Path(target).read_text() == "net.core.somaxconn = 4096\n"

@@ -34,6 +34,10 @@ from ..kernel import openat2
 from ..model.nginx import NginxConf, NginxListen
 from ..model.snapshot import Snapshot
 
+MAX_FILES = 256
+MAX_DEPTH = 16
+MAX_BYTES = 4 << 20
+DEFAULT_CONF = "/etc/nginx/nginx.conf"  # Debian's --conf-path
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "M": 2592000,
           "y": 31536000}
 _TIME = re.compile(r"^(\d+)(ms|s|m|h|d|w|M|y)?$")
@@ -111,12 +115,6 @@ def _directive(conf: NginxConf, stack: list[str], words: list[str], names: list[
             if a.startswith("so_keepalive="):
                 so = a.split("=", 1)[1]
         conf.listens.append(NginxListen(args[0], _port(args[0]), so))
-
-
-MAX_FILES = 256
-MAX_DEPTH = 16
-MAX_BYTES = 4 << 20
-DEFAULT_CONF = "/etc/nginx/nginx.conf"  # Debian's --conf-path
 
 
 class ConfError(Exception):

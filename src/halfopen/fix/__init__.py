@@ -6,11 +6,11 @@
     retrofit.py   keepalive across a process's TCP sockets: plan, apply, undo
     destroy.py    SOCK_DESTROY of sockets a filter named, with per-socket results
     sysctl.py     the sysctls halfopen may set: catalog, validation, read, write
-    namespace.py  a finding's "netns" word -> a Namespace to enter
+    namespace.py  a finding's "netns" word -> a Namespace to enter; is it still the same one
     rlimit.py     RLIMIT_NOFILE of another process via prlimit(2), and the
                   systemd / limits.conf lines when the hard limit must move
-    journal.py    /var/lib/halfopen/journal.jsonl: one line per change, and undo
-    persist.py    /etc/sysctl.d/60-halfopen.conf: atomic write, backup, restore
+    journal.py    /var/lib/halfopen/journal.jsonl: write-ahead intent, done, undo
+    persist.py    /etc/sysctl.d/60-halfopen.conf: backup and write via halfopen.fsio
     plan.py       Findings' fixes -> Steps (pure compare of current and wanted)
-    apply.py      carry Steps out with a journal; roll the journal back
+    apply.py      carry Steps out with a journal, identity re-checked; roll back
 """

@@ -17,6 +17,7 @@ from typing import Any
 
 from halfopen.records import record
 
+from .. import fsio
 from ..collect import netns
 from ..errors import HalfopenError
 from ..kernel import identity
@@ -66,9 +67,9 @@ def apply(steps: list[Step], jnl: journal.Journal, proc: str = "/proc",
         try:
             done.append(_APPLY[step.action](step, jnl, proc, sys_root))
         except journal.JournalError as exc:
-            if done and any(d.outcome == "set" for d in done):
+            if exc.changed or any(d.outcome == "set" for d in done):
                 raise Failed(str(exc), done) from exc
-            raise
+            raise  # nothing was changed: the one line, exit 2
         except OSError as exc:
             raise Failed(f"{step.action} {step.target}: {_oserror(exc)}", done) from exc
         except HalfopenError as exc:
@@ -219,6 +220,9 @@ def rollback(path: str, jnl: journal.Journal, proc: str = "/proc",
             continue
         except ProcessGone as exc:
             outcome, detail = "gone", f"{exc}; left alone"
+        except (fsio.UnsafePath, fsio.WriteFailed) as exc:  # kept pending: try again later
+            done.append(Done(entry["target"], "failed", str(exc)))
+            continue
         except OSError as exc:
             done.append(Done(entry["target"], "failed", _oserror(exc)))
             continue

@@ -39,9 +39,17 @@ MAX_LINE = 1 << 20  # a journal line longer than this is not ours
 
 
 class JournalError(HalfopenError):
-    """The journal cannot be written: nothing more is changed (exit 2)."""
+    """The journal cannot be written: nothing more is changed (exit 2).
+
+    changed: the change the line was about had been made already (its
+    intent is on disk; only the "done" mark is missing).
+    """
 
     exit_code = EXIT_CRITICAL
+
+    def __init__(self, message: str, changed: bool = False) -> None:
+        super().__init__(message)
+        self.changed = changed
 
 
 def default_path() -> str:
@@ -99,6 +107,11 @@ class Journal:
                 os.ftruncate(self._fd, size)
             except OSError:
                 pass  # entries() skips a torn last line
+            if kind == "done":
+                raise JournalError(f"cannot write the journal {self.path}: {exc.strerror}; "
+                                   "the last change was made and its intent is on disk: "
+                                   "`halfopen fix --rollback` restores it", changed=True) \
+                    from None
             raise JournalError(f"cannot write the journal {self.path}: {exc.strerror}; "
                                f"the {kind} change of {fields.get('target', '?')} was not made")\
                 from None

@@ -15,6 +15,7 @@ from ..collect.unit import read_unit
 from ..model.filter import Filter, StateIs
 from ..model.finding import Finding
 from ..model.host import SOURCES, HostFacts
+from ..model.process import Process
 from ..model.states import ALL_STATES, TcpState
 from . import hostfacts, identity
 from .ages import CloseWaitAges
@@ -149,7 +150,8 @@ class Sampler:
             return hostfacts.fd_limit(pid, proc)
         return fd_limit
 
-    def _identities(self, sample: Sample, processes: dict) -> dict[int, identity.Identity]:
+    def _identities(self, sample: Sample, processes: dict[int, Process]
+                    ) -> dict[int, identity.Identity]:
         """What survives a restart, for every TCP socket owner and every pid a finding
         names: comm, the systemd unit, and the container when the owner record carries
         one. The unit is read from /proc/PID/cgroup once per (pid, comm) while the pid
@@ -165,9 +167,12 @@ class Sampler:
             cached = self._units.get(key)
             units[key] = cached if cached is not None else read_unit(key[0], self.settings.proc)
         self._units = units  # forget the pids that are gone
-        return {pid: identity.of(comm, units[pid, comm],
-                                 getattr(processes.get(pid), "container", None))
-                for pid, comm in comms.items()}
+        out = {}
+        for pid, comm in comms.items():
+            owner = sample.processes.get(pid) or processes.get(pid)
+            out[pid] = identity.of(comm, units[pid, comm],
+                                   owner.container if owner is not None else None)
+        return out
 
     def _collectors(self, source: str, sockets_s: float | None,
                     sample: Sample) -> dict[str, CollectorRun]:

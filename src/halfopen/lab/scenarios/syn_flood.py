@@ -15,7 +15,7 @@ SUMMARY = ("an attacker sends SYNs from spoofed 198.19.x addresses at a listener
            "backlog and syncookies off; legitimate connects fail until syncookies are on")
 NEEDS = ("hping3",)
 PORT = 8090
-BACKLOG = 128  # the doctor names a listener from 64 SYN_RECV; queue limit = backlog with cookies off
+BACKLOG = 128  # the doctor names a listener whose SYN queue is full (SYN_RECV >= backlog) and drops or cookies grow
 SPOOFED = ("198.19.7.1", "198.19.7.2", "198.19.8.1", "198.19.9.1")  # all inside 198.18.0.0/15
 INTERVAL_US = 4000  # per hping3: 250 SYN/s each, 1000 SYN/s in all
 MAX_PACKETS = 15000  # per hping3: bounds the flood to 60 s even if the lab were to hang
