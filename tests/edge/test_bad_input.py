@@ -72,7 +72,8 @@ def seed() -> dict:
     (b"[" * 200000, ["nested too deep"]),
     (b'{"schema": "halfopen.snapshot/1", "x": NaN}', ["not valid JSON", "NaN"]),
     (b"", ["not valid JSON"]),
-])
+], ids=["list", "not-utf8", "nested-200k", "nan", "empty"])  # short ids: pytest puts the id in
+# PYTEST_CURRENT_TEST, and a 200 kB one makes the child's exec fail with E2BIG
 def test_snapshot_files_that_are_not_snapshots(tmp_path, content, words):
     path = tmp_path / "s.json"
     path.write_bytes(content)

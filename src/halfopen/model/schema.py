@@ -158,7 +158,7 @@ class List(Shape):
         self.want = f"a list of {item.want}"
 
     def check(self, value: Any, where: str, depth: int) -> None:
-        if type(value) is not list:
+        if type(value) not in (list, tuple):  # a tuple: a to_dict() not yet through JSON
             raise SchemaError(where, "a list", value)
         if depth > MAX_DEPTH:
             raise SchemaError(where, f"nesting at most {MAX_DEPTH} deep", "...")
@@ -172,7 +172,7 @@ class Tuple(Shape):
         self.want = f"a list of {len(items)}"
 
     def check(self, value: Any, where: str, depth: int) -> None:
-        if type(value) is not list or len(value) != len(self.items):
+        if type(value) not in (list, tuple) or len(value) != len(self.items):
             raise SchemaError(where, self.want, value)
         for i, (shape, v) in enumerate(zip(self.items, value)):
             shape.check(v, f"{where}[{i}]", depth + 1)
