@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -47,3 +49,20 @@ def netns() -> Iterator[str]:
         yield name
     finally:
         remove_netns(name)
+
+
+@functools.cache
+def nobody_cannot_run_halfopen() -> str:
+    """Why user nobody cannot run this interpreter with halfopen importable, or "".
+
+    A pyenv interpreter under /root (mode 0700) is out of nobody's reach; scripts/test
+    keeps the Debian run's venv in a directory every user can enter, so the tests that
+    run halfopen as nobody run there.
+    """
+    probe = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+                            sys.executable, "-c", "import halfopen, prometheus_client"],
+                           capture_output=True, text=True, timeout=60, cwd="/")
+    if probe.returncode == 0:
+        return ""
+    last = (probe.stderr.strip().splitlines() or ["?"])[-1]
+    return f"user nobody cannot run {sys.executable} with halfopen ({last})"
