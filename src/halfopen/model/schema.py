@@ -253,10 +253,10 @@ _BUILTIN = {"int": INT, "float": NUM, "str": STR, "bool": BOOL, "Any": JSON,
 _cache: dict[type, Obj] = {}
 
 
-def _fields(cls: type) -> list[tuple[str, str, bool]]:
+def _fields(cls: Any) -> list[tuple[str, str, bool]]:
     """(name, annotation text, required) of a dataclass or a NamedTuple."""
     if dataclasses.is_dataclass(cls):
-        return [(f.name, f.type, f.default is dataclasses.MISSING
+        return [(f.name, _text(f.type), f.default is dataclasses.MISSING
                  and f.default_factory is dataclasses.MISSING)
                 for f in dataclasses.fields(cls)]
     defaults = cls._field_defaults
@@ -297,7 +297,7 @@ class _Scope(dict):
         return of_record(obj)
 
 
-def of_record(cls: type, overrides: dict[str, Shape] | None = None,
+def of_record(cls: Any, overrides: dict[str, Shape] | None = None,
               added: dict[str, Shape] | None = None) -> Obj:
     """The JSON shape of a record: its fields (required when they have no default).
 
