@@ -19,10 +19,12 @@ import values as v
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import FUZZ, check
+from conftest import FUZZ, TARGET_TIMEOUT_S, check
 from halfopen.cli import options as opts
 from halfopen.cli.main import COMMANDS
 from halfopen.lab import scenarios
+
+pytestmark = pytest.mark.timeout(TARGET_TIMEOUT_S)
 
 SCENARIOS = frozenset(scenarios.SCENARIOS) | {"clean"}  # never run, never cleaned
 
