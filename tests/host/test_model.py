@@ -51,7 +51,7 @@ def full_facts() -> HostFacts:
 
 
 def test_round_trip_exact():
-    snap = Snapshot(host="h", kernel="6.18", taken_at="t", source="sock_diag",
+    snap = Snapshot(host="h", kernel="6.18", taken_at="2026-12-01T12:00:00+00:00", source="sock_diag",
                     namespaces=["host"], sockets=[], host_facts=full_facts())
     text = json.dumps(snap.to_dict())
     back = Snapshot.from_dict(json.loads(text))
@@ -60,7 +60,7 @@ def test_round_trip_exact():
 
 
 def test_old_snapshot_without_host_facts_loads():
-    snap = Snapshot(host="h", kernel="6.18", taken_at="t", source="sock_diag",
+    snap = Snapshot(host="h", kernel="6.18", taken_at="2026-12-01T12:00:00+00:00", source="sock_diag",
                     namespaces=["host"], sockets=[])
     d = snap.to_dict()
     del d["host_facts"]

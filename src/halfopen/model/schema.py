@@ -102,7 +102,7 @@ class _Json(Shape):
         if isinstance(value, dict):
             for k, v in value.items():
                 self.check(v, f"{where}.{k}", depth + 1)
-        elif isinstance(value, list):
+        elif isinstance(value, (list, tuple)):
             for i, v in enumerate(value):
                 self.check(v, f"{where}[{i}]", depth + 1)
         elif isinstance(value, str):
@@ -158,7 +158,7 @@ class List(Shape):
         self.want = f"a list of {item.want}"
 
     def check(self, value: Any, where: str, depth: int) -> None:
-        if type(value) is not list:
+        if type(value) not in (list, tuple):  # tuple: a to_dict() not yet through JSON
             raise SchemaError(where, "a list", value)
         if depth > MAX_DEPTH:
             raise SchemaError(where, f"nesting at most {MAX_DEPTH} deep", "...")
@@ -172,7 +172,7 @@ class Tuple(Shape):
         self.want = f"a list of {len(items)}"
 
     def check(self, value: Any, where: str, depth: int) -> None:
-        if type(value) is not list or len(value) != len(self.items):
+        if type(value) not in (list, tuple) or len(value) != len(self.items):
             raise SchemaError(where, self.want, value)
         for i, (shape, v) in enumerate(zip(self.items, value)):
             shape.check(v, f"{where}[{i}]", depth + 1)
