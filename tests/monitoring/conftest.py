@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from containers.conftest import cgroup2, node_root  # noqa: F401 - fixtures for the pod test
 from watch.conftest import HERE as WATCH_TESTS
 from watch.conftest import free_port, stop, wait_for
 

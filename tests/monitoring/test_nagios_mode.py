@@ -81,6 +81,18 @@ def test_a_close_wait_pile_is_critical_with_perfdata(close_wait_pile):
     assert not any(line.startswith("halfopen doctor") for line in long)  # no banner
 
 
+def test_all_namespaces_one_item_per_label(close_wait_pile):
+    """--all-netns: counts summed over the namespaces, one label each, however many pods."""
+    _netns, count, _leaker = close_wait_pile
+    r = plugin("--all-netns", "--window", "0", "--min-age", "0")
+    first = r.stdout.splitlines()[0]
+    labels = [item.partition("=")[0] for item in first.partition(" | ")[2].split()]
+    assert len(labels) == len(set(labels)) and "close_wait" in labels, first
+    _status, _summary, perf, _long = parse(r.stdout)
+    assert int(perf["close_wait"][0]) >= count
+    assert int(perf["close_wait_process_max"][0]) >= count
+
+
 def test_exit_code_matches_the_status_on_this_host():
     r = plugin("--window", "0")
     status, _summary, perf, _long = parse(r.stdout)

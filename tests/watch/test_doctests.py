@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ("trend", "hostfacts", "view", "duration", "exporter", "svg", "report")
+MODULES = ("trend", "hostfacts", "view", "duration", "exporter", "svg", "report", "identity")
 
 
 @pytest.mark.parametrize("name", MODULES)

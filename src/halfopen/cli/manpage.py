@@ -80,6 +80,8 @@ def _command(name: str, command: click.Command, ctx: click.Context) -> list[str]
     usage = " ".join(command.collect_usage_pieces(sub))
     out = [f".SS halfopen {name} {_roff(usage)}", _help(command.help or command.short_help or "")]
     for param in command.get_params(sub):
+        if not isinstance(param, click.Option):
+            continue  # arguments are in the usage line (click 8.2+ would list them again)
         record = param.get_help_record(sub)
         if record is None:
             continue

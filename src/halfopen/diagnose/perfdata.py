@@ -72,10 +72,41 @@ def _of(share: float, limit: Optional[int]) -> Optional[Number]:
     return int(value) if float(value).is_integer() else round(value, 3)
 
 
+SUMMED = ("close_wait", "syn_recv", "established")  # counts: the total over namespaces
+
+
+def _fill(p: Perf) -> float:
+    """How near its limit (or warning) a figure is, to pick the worst namespace's."""
+    limit = p.max or p.warn
+    return p.value / limit if limit else float(p.value)
+
+
+def merged(items: list[Perf]) -> list[Perf]:
+    """One item per label whatever the number of namespaces (--all-netns on a host whose
+    pods come and go must not make a new graph per pod): counts summed, every other
+    figure the namespace's nearest its limit, with that namespace's thresholds.
+
+    >>> merged([Perf("close_wait", 2), Perf("time_wait", 5, "", 8, None, 0, 10),
+    ...         Perf("close_wait", 3), Perf("time_wait", 7, "", 80, None, 0, 100)])
+    [Perf(label='close_wait', value=5, uom='', warn=None, crit=None, min=None, max=None), \
+Perf(label='time_wait', value=5, uom='', warn=8, crit=None, min=0, max=10)]
+    """
+    out: dict[str, Perf] = {}
+    for p in items:
+        seen = out.get(p.label)
+        if seen is None:
+            out[p.label] = p
+        elif p.label in SUMMED:
+            out[p.label] = Perf(p.label, seen.value + p.value, p.uom, p.warn, p.crit, p.min, p.max)
+        elif _fill(p) > _fill(seen):
+            out[p.label] = p
+    return list(out.values())
+
+
 def perfdata(snap: Snapshot) -> list[Perf]:
-    """Per checked namespace: sockets by the states the rules watch, the worst process's
-    CLOSE_WAIT, the fullest accept queue, TIME_WAIT against its buckets, conntrack;
-    host-wide: file handles, the process nearest its fd limit, orphans."""
+    """Over the checked namespaces: sockets by the states the rules watch, the worst
+    process's CLOSE_WAIT, the fullest accept queue, TIME_WAIT against its buckets,
+    conntrack; host-wide: file handles, the process nearest its fd limit, orphans."""
     hf = snap.host_facts
     by_ns: dict[str, Counter] = {}
     cw_by_owner: dict[str, Counter] = {}
@@ -88,30 +119,30 @@ def perfdata(snap: Snapshot) -> list[Perf]:
             pct = 100.0 * s.recv_q / s.send_q
             queue_pct[s.netns] = max(queue_pct.get(s.netns, 0.0), pct)
     spaces = list(snap.namespaces) or sorted(by_ns)
-    out: list[Perf] = []
+    per_ns: list[Perf] = []
     for ns in spaces:
-        suffix = "" if len(spaces) == 1 else f"@{ns}"
         states = by_ns.get(ns, Counter())
         nsh = hf.namespaces.get(ns) if hf is not None else None
         tun = nsh.tunables if nsh is not None else None
-        out += [Perf("close_wait" + suffix, states[CLOSE_WAIT], min=0),
-                Perf("close_wait_process_max" + suffix,
+        per_ns += [Perf("close_wait", states[CLOSE_WAIT], min=0),
+                Perf("close_wait_process_max",
                      max(cw_by_owner.get(ns, Counter()).values(), default=0), "",
                      closewait.WARN_COUNT, closewait.CRITICAL_COUNT, 0),
-                Perf("syn_recv" + suffix, sum(states[st] for st in SYN_RECV_STATES), min=0),
-                Perf("established" + suffix, states[ESTABLISHED], min=0),
-                Perf("accept_queue_max" + suffix, round(queue_pct.get(ns, 0.0), 1), "%",
+                Perf("syn_recv", sum(states[st] for st in SYN_RECV_STATES), min=0),
+                Perf("established", states[ESTABLISHED], min=0),
+                Perf("accept_queue_max", round(queue_pct.get(ns, 0.0), 1), "%",
                      round(100 * listen.FULL_RATIO, 1), 100, 0, 100)]
         tw = states[TIME_WAIT]
         if nsh is not None and nsh.sockstat is not None:
             tw = max(tw, nsh.sockstat.tcp_tw)
         buckets = tun.tcp_max_tw_buckets if tun is not None else None
-        out.append(Perf("time_wait" + suffix, tw, "", _of(timewait.TW_WARN, buckets), None, 0,
+        per_ns.append(Perf("time_wait", tw, "", _of(timewait.TW_WARN, buckets), None, 0,
                         buckets or None))
         ct = nsh.conntrack if nsh is not None else None
         if ct is not None and ct.loaded and ct.count is not None and ct.max:
-            out.append(Perf("conntrack" + suffix, ct.count, "", _of(resources.CT_WARN, ct.max),
+            per_ns.append(Perf("conntrack", ct.count, "", _of(resources.CT_WARN, ct.max),
                             _of(resources.CT_CRITICAL, ct.max), 0, ct.max))
+    out = merged(per_ns)
     if hf is None:
         return out
     if hf.files is not None and hf.files.file_max > 0:

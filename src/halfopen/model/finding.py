@@ -22,7 +22,11 @@ from ..errors import UsageError
 from . import files, schema
 
 SEVERITIES = ("ok", "info", "warning", "critical", "unknown")
+# How bad, for a status or a worst-of: "unknown" (could not check) outranks all.
 SEVERITY_RANK = {"ok": 0, "info": 0, "warning": 1, "critical": 2, "unknown": 3}
+# The order a report lists findings in: a known critical problem before a check
+# that could not run (unknown is "could not check", not worse than critical).
+REPORT_ORDER = {"critical": 0, "warning": 1, "unknown": 2, "info": 3, "ok": 4}
 
 
 @record

@@ -291,7 +291,7 @@ class _Scope(dict):
         self.module = module
 
     def __missing__(self, name: str) -> Shape:
-        obj = vars(sys.modules[self.module]).get(name)
+        obj: Any = vars(sys.modules[self.module]).get(name)
         if not _is_record(obj):
             raise NameError(f"annotation names {name!r}, which is no record of {self.module}")
         return of_record(obj)

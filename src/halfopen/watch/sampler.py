@@ -11,6 +11,7 @@ from ..collect import sockets as collector
 from ..collect.netns import Namespace
 from ..collect.unit import read_unit
 from ..model.host import SOURCES, HostFacts
+from ..model.process import Process
 from . import hostfacts, identity
 from .ages import CloseWaitAges
 from .findings import Doctor
@@ -84,7 +85,8 @@ class Sampler:
         sample.collectors = self._collectors(snap.source, timings, doctor_s, sample)
         return sample
 
-    def _identities(self, sample: Sample, processes: dict) -> dict[int, identity.Identity]:
+    def _identities(self, sample: Sample, processes: dict[int, Process]
+                    ) -> dict[int, identity.Identity]:
         """What survives a restart, for every TCP socket owner and every pid a finding
         names: comm, the systemd unit, and the container when the owner record carries
         one. The unit is read from /proc/PID/cgroup once per (pid, comm) while the pid
@@ -100,9 +102,12 @@ class Sampler:
             cached = self._units.get(key)
             units[key] = cached if cached is not None else read_unit(key[0], self.settings.proc)
         self._units = units  # forget the pids that are gone
-        return {pid: identity.of(comm, units[pid, comm],
-                                 getattr(processes.get(pid), "container", None))
-                for pid, comm in comms.items()}
+        out = {}
+        for pid, comm in comms.items():
+            owner = sample.processes.get(pid) or processes.get(pid)
+            out[pid] = identity.of(comm, units[pid, comm],
+                                   owner.container if owner is not None else None)
+        return out
 
     def _collectors(self, source: str, timings: dict[str, float], doctor_s: float,
                     sample: Sample) -> dict[str, CollectorRun]:
