@@ -27,6 +27,9 @@ from halfopen.cli.main import main
 EXAMPLES = int(os.environ.get("HALFOPEN_FUZZ_EXAMPLES", "20000"))
 EXITS = {0, 1, 2, 3, 64}
 TIME_BOUND_S = 10.0  # one run; a hang or a runaway read fails the example
+# A whole target: pytest-timeout's 300 s (pyproject) is for ordinary tests; a
+# target at 20,000 inputs takes several minutes on a shared 2-core machine.
+TARGET_TIMEOUT_S = 300 + 0.2 * EXAMPLES
 CASES = Path(__file__).parent.parent / "doctor" / "cases"
 
 FUZZ = settings(

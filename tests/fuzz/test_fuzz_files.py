@@ -14,15 +14,18 @@ import sqlite3
 from pathlib import Path
 
 import inputs
+import pytest
 import values as v
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import FUZZ, check
+from conftest import FUZZ, TARGET_TIMEOUT_S, check
 from halfopen.diagnose import report
 from halfopen.errors import HalfopenError
 from halfopen.model.snapshot import Snapshot
 from halfopen.watch import history, webconfig
+
+pytestmark = pytest.mark.timeout(TARGET_TIMEOUT_S)
 
 SEEDS = inputs.small_cases()
 FINDINGS = [report.diagnose(Snapshot.from_dict(s)).to_dict() for s in SEEDS]

@@ -19,10 +19,12 @@ import values as v
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import FUZZ, check
+from conftest import FUZZ, TARGET_TIMEOUT_S, check
 from halfopen.cli import options as opts
 from halfopen.cli.main import COMMANDS
 from halfopen.lab import scenarios
+
+pytestmark = pytest.mark.timeout(TARGET_TIMEOUT_S)
 
 SCENARIOS = frozenset(scenarios.SCENARIOS) | {"clean"}  # never run, never cleaned
 
@@ -119,8 +121,8 @@ def argv_for(draw, cmd: str, pools: dict) -> list[str]:
             argv.append(flag)
             continue
         good, bad = cached((cmd, flag), lambda p=p: value_for(cmd, p, pools))
-        value = draw(cached((cmd, flag, "bad"), lambda bad=bad: st.sampled_from(bad))) if p is poison \
-            else draw(good)
+        value = draw(cached((cmd, flag, "bad"), lambda bad=bad: st.sampled_from(bad))) \
+            if p is poison else draw(good)
         argv += [f"{flag}={value}"] if draw(st.booleans()) else [flag, value]
     for p in params:
         if isinstance(p, click.Argument):

@@ -86,7 +86,7 @@ def read_findings(path: str) -> list[Finding]:
         schema.check(items, findings_shape(), "$.findings")
     except schema.SchemaError as exc:
         raise UsageError(f"{path}: not doctor --json output: {exc}") from None
-    return [Finding.from_dict(d) for d in items or ()]  # checked a list above
+    return [Finding.from_dict(d) for d in items or ()]
 
 
 def findings_shape() -> schema.Shape:

@@ -342,7 +342,7 @@ def open_reader(path: str) -> sqlite3.Connection:
         if not _check_schema(db, path):
             raise UsageError(f"{path} is empty: not a halfopen history")
         _check_types(db, path)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, UnicodeDecodeError) as exc:
         db.close()
         raise damaged(path, exc) from None
     except BaseException:
@@ -357,7 +357,7 @@ def closing_reader(path: str) -> Iterator[sqlite3.Connection]:
     db = open_reader(path)
     try:
         yield db
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, UnicodeDecodeError) as exc:  # a TEXT cell that is not UTF-8
         raise damaged(path, exc) from None
     finally:
         db.close()

@@ -22,6 +22,7 @@ Access (TLS, basic auth) comes from `webconfig.Access`; the metrics from any
 from __future__ import annotations
 
 import base64
+import itertools
 import queue
 import selectors
 import socket
@@ -31,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import field
-from typing import Any, Optional, cast
+from typing import Optional
 
 from halfopen.records import record
 
@@ -116,12 +117,12 @@ class _Conn:
 class Server:
     """Serve `render` on a bound, listening socket; start() then shutdown()."""
 
-    def __init__(self, listener: socket.socket, render: Render, limits: Limits = Limits(),
-                 access: Access = Access(), log: Callable[[str], None] | None = None) -> None:
+    def __init__(self, listener: socket.socket, render: Render, limits: Limits | None = None,
+                 access: Access | None = None, log: Callable[[str], None] | None = None) -> None:
         self.listener = listener
         self.render = render
-        self.limits = limits
-        self.access = access
+        self.limits = limits or Limits()
+        self.access = access or Access()
         self.log = log or (lambda line: print(f"halfopen: exporter: {line}", file=sys.stderr))
         self._sel = selectors.DefaultSelector()
         self._pending: dict[int, _Conn] = {}  # fd -> conn, in accept order = deadline order
@@ -171,12 +172,10 @@ class Server:
             if self._accept_paused_until and now >= self._accept_paused_until:
                 self._accept_paused_until = 0.0
                 self._sel.register(self.listener, selectors.EVENT_READ, "accept")
-            wait = 1.0
-            waitings: tuple[dict[int, Any], ...] = (self._pending, self._lingering)
-            for waiting in waitings:
-                first = next(iter(waiting.values()), None)
-                if first is not None:
-                    wait = min(wait, first.deadline - now)
+            deadlines = [next(iter(self._pending.values())).deadline] if self._pending else []
+            if self._lingering:
+                deadlines.append(next(iter(self._lingering.values())).deadline)
+            wait = min([1.0] + [d - now for d in deadlines])
             if self._accept_paused_until:
                 wait = min(wait, self._accept_paused_until - now)
             for key, _events in self._sel.select(max(wait, 0.0)):
@@ -283,8 +282,8 @@ class Server:
     def _readable(self, conn: _Conn) -> None:
         sock = conn.sock
         try:
-            if conn.handshaking:
-                cast(ssl.SSLSocket, sock).do_handshake()  # handshaking: a TLS socket
+            if conn.handshaking and isinstance(sock, ssl.SSLSocket):
+                sock.do_handshake()
                 conn.handshaking = False
                 self._sel.modify(sock, selectors.EVENT_READ, conn)
             while True:
@@ -320,16 +319,13 @@ class Server:
         self._work.put((sock, request))
 
     def _expire(self, now: float) -> None:
-        queues: tuple[tuple[dict[int, Any], Callable[[Any], None]], ...] = (
-            (self._pending, self._drop), (self._lingering, self._unlinger))
-        for waiting, end in queues:
-            expired = []
-            for item in waiting.values():  # insertion order is deadline order
-                if item.deadline > now:
-                    break
-                expired.append(item)
-            for item in expired:
-                end(item)
+        # insertion order is deadline order: stop at the first one still in time
+        for conn in list(itertools.takewhile(lambda c: c.deadline <= now,
+                                             self._pending.values())):
+            self._drop(conn)
+        for lin in list(itertools.takewhile(lambda x: x.deadline <= now,
+                                            self._lingering.values())):
+            self._unlinger(lin)
 
     def _answer_and_drop(self, conn: _Conn, response: bytes) -> None:
         self._forget(conn)
