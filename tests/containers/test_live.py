@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 
@@ -17,9 +18,11 @@ from halfopen.collect import containers
 
 from .conftest import install
 
-POD_ID = "8c3f5e0a9b7d4c2e1f6a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e"
-POD_UID = "005f082b-5fd9-4650-8ef4-473e63bc2d13"
-DOCKER_ID = "3f4e1b2c9a0d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f"
+# Container ids fresh per run: another checkout's tests may run these at the same
+# time, and its processes' cgroups must not name containers our runtime files know.
+POD_ID = secrets.token_hex(32)
+POD_UID = "005f082b-5fd9-4650-8ef4-473e63bc2d13"  # the recorded config.json's
+DOCKER_ID = secrets.token_hex(32)
 POD_SLICE = (f"kubepods.slice/kubepods-burstable.slice/"
              f"kubepods-burstable-pod{POD_UID.replace('-', '_')}.slice/"
              f"cri-containerd-{POD_ID}.scope")

@@ -64,16 +64,16 @@ def _sock(pid: int):
 def test_kill_leaves_init_and_itself_alone_unless_named():
     import os
 
-    from halfopen.fix import targets
+    from halfopen.fix import safety
     from halfopen.model import filter as filters
 
     socks = [_sock(1), _sock(os.getpid()), _sock(4242)]
-    refused = targets.refused(socks, filters.parse(["state", "close-wait"]))
+    refused = safety.refused(socks, filters.parse(["state", "close-wait"]))
     assert [s.owners[0].pid for s, _r in refused] == [1, os.getpid()]
     assert "pid 1" in refused[0][1]
     assert [s.owners[0].pid for s, _r in
-            targets.refused(socks, filters.parse(["pid", "1"]))] == [os.getpid()]
-    assert len(targets.refused(socks, filters.parse(["not", "pid", "1"]))) == 2
+            safety.refused(socks, filters.parse(["pid", "1"]))] == [os.getpid()]
+    assert len(safety.refused(socks, filters.parse(["not", "pid", "1"]))) == 2
 
 
 def test_destroy_answers():

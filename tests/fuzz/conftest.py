@@ -30,7 +30,7 @@ TIME_BOUND_S = 10.0  # one run; a hang or a runaway read fails the example
 CASES = Path(__file__).parent.parent / "doctor" / "cases"
 
 FUZZ = settings(
-    max_examples=EXAMPLES, deadline=timedelta(seconds=TIME_BOUND_S), database=None,
+    max_examples=EXAMPLES, deadline=timedelta(seconds=3 * TIME_BOUND_S), database=None,
     derandomize=bool(os.environ.get("HALFOPEN_FUZZ_DERANDOMIZE")),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                            HealthCheck.filter_too_much, HealthCheck.large_base_example],

@@ -118,8 +118,8 @@ def argv_for(draw, cmd: str, pools: dict) -> list[str]:
         if p.is_flag:
             argv.append(flag)
             continue
-        good, bad = cached((cmd, flag), lambda: value_for(cmd, p, pools))
-        value = draw(cached((cmd, flag, "bad"), lambda: st.sampled_from(bad))) if p is poison \
+        good, bad = cached((cmd, flag), lambda p=p: value_for(cmd, p, pools))
+        value = draw(cached((cmd, flag, "bad"), lambda bad=bad: st.sampled_from(bad))) if p is poison \
             else draw(good)
         argv += [f"{flag}={value}"] if draw(st.booleans()) else [flag, value]
     for p in params:

@@ -27,7 +27,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from sockets_support import DATA, build_zoo, make_netns, parse_ss, remove_netns, run  # noqa: E402
 
-from halfopen.collect import netlink, netns  # noqa: E402
+from halfopen.collect import netns  # noqa: E402
+from halfopen.kernel import netlink  # noqa: E402
+from halfopen.kernel import sock_diag as requests  # noqa: E402
 
 # include/uapi/linux/inet_diag.h: struct inet_diag_msg (72 bytes after nlmsghdr)
 NLMSGHDR_LEN = 16
@@ -131,7 +133,7 @@ def dump_raw(ns_name: str) -> list[bytes]:
     messages = []
     try:
         for family in (socket.AF_INET, socket.AF_INET6):
-            request = sock_diag.build_dump_request(
+            request = requests.build_dump_request(
                 family, ext=sock_diag.EXT_INFO | sock_diag.EXT_SKMEMINFO)
             for buf, offset, length in netlink.dump(nl, request):
                 messages.append(bytes(buf[offset:offset + length]))

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from halfopen.collect import bytecode
+from halfopen.collect import bytecode, filter_names
 from halfopen.errors import UsageError
 from halfopen.model.filter import JOIN_WORDS, MAX_DEPTH, OPERATORS, WORDS, parse
 from halfopen.model.socket import Socket
@@ -69,12 +69,13 @@ SOCK = Socket(6, 1, "::ffff:198.18.0.1", 22, "2001:db8::1", 40000, 0, 0, 0, 0, 0
 def _check(argv: list[str]) -> None:
     try:
         flt = parse(argv)
-    except UsageError as exc:
+        names = filter_names.look_up(flt, mounts_file="/nonexistent")  # no real cgroup stat
+        bound = flt.bind({name: 1 for name in flt.devices()}, (32768, 60999), *names)
+    except UsageError as exc:  # also an unknown host name, found when binding
         msg = str(exc)
         assert msg and "\n" not in msg and exc.exit_code == 64
         msg.encode("utf-8")  # printable: no lone surrogate reaches the terminal
         return
-    bound = flt.bind({name: 1 for name in flt.devices()})
     bytecode.compile_filter(bound)
     bound.matches(SOCK)
     flt.matches(SOCK)

@@ -14,7 +14,7 @@ from ..diagnose import middlebox
 from ..diagnose.context import Options
 from ..errors import EXIT_WARNING, UsageError
 from ..fix import apply as applier
-from ..fix import journal, plan
+from ..fix import journal, plan, safety
 from ..fix import persist as persist_file
 from ..fix.errors import PartialFailure
 from ..model.finding import Finding, read_findings
@@ -78,7 +78,7 @@ def fix(finding_ids: tuple[str, ...], do_apply: bool, persist: bool, rollback: b
     options = Options(middleboxes=tuple(middlebox.parse(w) for w in middleboxes),
                       min_age_s=min_age)
     findings = _findings(findings_file, spaces, window, options, nginx_config)
-    findings, outside = _in_spaces(findings, spaces)
+    findings, outside = safety.in_namespaces(findings, {s.name for s in spaces} if spaces else None)
     chosen, notes = plan.select(findings, finding_ids)
     notes += outside
     steps = plan.build(chosen, only_netns={s.name for s in spaces} if spaces else None)
@@ -112,29 +112,14 @@ def fix(finding_ids: tuple[str, ...], do_apply: bool, persist: bool, rollback: b
 def _verify(chosen: list[Finding], spaces: tuple, window: float, options: Options,
             nginx_config: str | None = None) -> None:
     """Run the doctor again (same options) and name the findings it still reports."""
-    again = {f.id for f in _in_spaces(_findings(None, spaces, window, options, nginx_config),
-                                       spaces)[0]}
+    again = {f.id for f in safety.in_namespaces(_findings(None, spaces, window, options, nginx_config),
+                                                 {s.name for s in spaces} if spaces else None)[0]}
     left = sorted({f.id for f in chosen} & again)
     if left:
         click.echo("doctor, run again, still reports: " + ", ".join(left) + " (keepalive "
                    "and timeouts act over time; run `halfopen doctor` later)")
     else:
         click.echo("doctor, run again: the fixed findings are gone")
-
-
-def _in_spaces(findings: list[Finding], spaces: tuple) -> tuple[list[Finding], list[str]]:
-    """With --netns/--netns-pid/--all-netns: only findings about those namespaces.
-
-    The doctor also reports host-wide facts (the top fd users of every namespace,
-    file-max); `fix --netns X` must not change a process or the host outside X.
-    """
-    if not spaces:
-        return findings, []
-    names = {s.name for s in spaces}
-    kept = [f for f in findings if str(f.subject.get("netns", "host")) in names]
-    left = len(findings) - len(kept)
-    return kept, ([f"{left} finding(s) about other namespaces or the host left out: "
-                   "outside the namespaces chosen"] if left else [])
 
 
 def _findings(path: str | None, spaces: tuple, window: float,

@@ -9,9 +9,8 @@ import click
 
 from ..collect import netns
 from ..errors import EXIT_CRITICAL, UsageError
-from ..fix import destroy, targets
+from ..fix import destroy, safety, targets
 from ..model import filter as filters
-from ..model.states import TcpState
 from .format import endpoint, table
 from .options import filter_argument, namespace_options, resolve_namespaces
 
@@ -47,13 +46,13 @@ def kill(filter_words: tuple[str, ...], yes: bool, include_listeners: bool,
                          "destroying anything")
     spaces = resolve_namespaces(netns_name, netns_pid, all_netns) or (netns.current(),)
     found = targets.matching(flt, spaces)
-    listeners = [s for s in found if s.state == TcpState.LISTEN]
+    listeners = safety.listening(found)
     if listeners and not include_listeners:
         first = listeners[0]
         raise UsageError(f"the filter matches {len(listeners)} listening socket(s) "
                          f"({endpoint(first.local_addr, first.local_port)}); add "
                          "`exclude listening` to the filter, or --include-listeners")
-    refused = targets.refused(found, flt)
+    refused = safety.refused(found, flt)
     skipped = {id(s) for s, _r in refused}
     chosen = [s for s in found if id(s) not in skipped]
     if yes:

@@ -27,6 +27,7 @@ from ..model.filter import (
     Expr,
     Filter,
     HostIs,
+    HostName,
     MarkIs,
     Not,
     Or,
@@ -91,7 +92,7 @@ def _has(expr: Expr, kinds: tuple[type, ...]) -> bool:
 
 def _is_exact(expr: Expr) -> bool:
     """Exact when no owner words and state words only as top-level conjuncts."""
-    return all(isinstance(c, StateIs) or not _has(c, (StateIs, OwnerIs))
+    return all(isinstance(c, StateIs) or not _has(c, (StateIs, OwnerIs, HostName))
                for c in _conjuncts(expr))
 
 
@@ -108,7 +109,8 @@ def _state_superset(expr: Expr) -> int:
 
 def _kernel_part(expr: Expr) -> Expr | None:
     """The loosest filter made only of words the bytecode has; None = all."""
-    if isinstance(expr, KERNEL_LEAVES):
+    if isinstance(expr, KERNEL_LEAVES) and not (isinstance(expr, CgroupIs)
+                                                 and expr.cgroup_id is None):
         return expr
     if isinstance(expr, And):
         left, right = _kernel_part(expr.left), _kernel_part(expr.right)
@@ -197,7 +199,7 @@ def _compile(expr: Expr) -> bytes:
     if isinstance(expr, MarkIs):
         return _leaf(BC_MARK_COND, MARKCOND.pack(expr.mark, expr.mask))
     if isinstance(expr, CgroupIs):
-        return _leaf(BC_CGROUP_COND, struct.pack("=Q", expr.cgroup_id))
+        return _leaf(BC_CGROUP_COND, struct.pack("=Q", expr.cgroup_id or 0))
     if isinstance(expr, AutoBound):
         return _auto_op(expr)
     if isinstance(expr, And):

@@ -1,7 +1,7 @@
-"""Build inet_diag requests and decode their replies into Socket records.
+"""Dump TCP sockets over inet_diag and decode the replies into Socket records.
 
-Layouts from include/uapi/linux/inet_diag.h (struct inet_diag_req_v2,
-inet_diag_sockid, inet_diag_msg, the INET_DIAG_* attributes) and
+The requests are built in kernel.sock_diag. Layouts from
+include/uapi/linux/inet_diag.h (struct inet_diag_msg, the INET_DIAG_* attributes) and
 include/uapi/linux/tcp.h (struct tcp_info). The decoder is pure: bytes in,
 records out, so recorded replies replay in tests without a kernel.
 """
@@ -12,12 +12,12 @@ import socket
 import struct
 from collections.abc import Iterator
 
+from ..kernel import netlink
+from ..kernel.sock_diag import build_dump_request
 from ..model.socket import TCP_INFO_FIELDS, SkMemInfo, Socket, TcpInfo
 from ..model.states import ALL_STATES
-from . import netlink
 
-# enum in inet_diag.h: request attributes and reply attributes.
-INET_DIAG_REQ_BYTECODE = 1
+# enum in inet_diag.h: reply attributes (requests: kernel.sock_diag)
 INET_DIAG_MEMINFO = 1
 INET_DIAG_INFO = 2
 INET_DIAG_SKMEMINFO = 7
@@ -29,10 +29,6 @@ INET_DIAG_CGROUP_ID = 21
 EXT_INFO = 1 << (INET_DIAG_INFO - 1)
 EXT_SKMEMINFO = 1 << (INET_DIAG_SKMEMINFO - 1)
 
-# struct inet_diag_sockid: ports are __be16, addresses __be32[4], then
-# idiag_if and idiag_cookie[2] in host order.
-SOCKID = struct.Struct("=HH16s16sIII")
-REQ_V2 = struct.Struct("=BBBBI")  # family, protocol, ext, pad, states; then sockid
 # struct inet_diag_msg: family, state, timer, retrans, sockid, expires,
 # rqueue, wqueue, uid, inode.
 DIAG_MSG = struct.Struct("=BBBBHH16s16sIIIIIIII")
@@ -46,33 +42,6 @@ SKMEMINFO = struct.Struct("=9I")
 SKMEMINFO_OLD = struct.Struct("=8I")  # before SK_MEMINFO_DROPS (v4.7)
 
 FAMILY_NUMBER = {socket.AF_INET: 4, socket.AF_INET6: 6}
-
-
-def build_dump_request(family: int, states: int = ALL_STATES, ext: int = 0,
-                       bytecode: bytes = b"") -> bytes:
-    """A SOCK_DIAG_BY_FAMILY dump request for TCP sockets of one family."""
-    payload = REQ_V2.pack(family, socket.IPPROTO_TCP, ext, 0, states)
-    payload += SOCKID.pack(0, 0, bytes(16), bytes(16), 0, 0xFFFFFFFF, 0xFFFFFFFF)
-    if bytecode:
-        payload += netlink.nlattr(INET_DIAG_REQ_BYTECODE, bytecode)
-    return netlink.build_message(netlink.SOCK_DIAG_BY_FAMILY,
-                                 netlink.NLM_F_REQUEST | netlink.NLM_F_DUMP, payload)
-
-
-def build_destroy_request(sock: Socket) -> bytes:
-    """A SOCK_DESTROY request naming one socket by its 4-tuple and cookie."""
-    family = socket.AF_INET if sock.family == 4 else socket.AF_INET6
-    payload = REQ_V2.pack(family, socket.IPPROTO_TCP, 0, 0, 1 << sock.state)
-    payload += SOCKID.pack(
-        socket.htons(sock.local_port), socket.htons(sock.peer_port),
-        _pack_addr(family, sock.local_addr), _pack_addr(family, sock.peer_addr), 0,
-        sock.cookie & 0xFFFFFFFF, sock.cookie >> 32)
-    return netlink.build_message(netlink.SOCK_DESTROY,
-                                 netlink.NLM_F_REQUEST | netlink.NLM_F_ACK, payload)
-
-
-def _pack_addr(family: int, addr: str) -> bytes:
-    return socket.inet_pton(family, addr).ljust(16, b"\0")
 
 
 # tcp_info grew over the years; each group is appended at a fixed offset.

@@ -17,11 +17,12 @@ from typing import IO, Any, Optional
 from halfopen.records import record
 
 from ..errors import HalfopenError, NamespaceError, UsageError
+from ..kernel import netlink
 from ..model.filter import DEFAULT_PORT_RANGE, Filter
 from ..model.filter_values import device_number
 from ..model.socket import OUTBOUND, Socket
 from ..model.states import ALL_STATES, TcpState
-from . import bytecode, direction, netlink, netns, owners, procfs_tcp, sock_diag
+from . import bytecode, direction, filter_names, netns, owners, procfs_tcp, sock_diag
 
 LISTEN = int(TcpState.LISTEN)
 
@@ -49,7 +50,7 @@ class Collection:
     notes: list[str] = field(default_factory=list)
 
 
-def _bound(flt: Filter, only: bool) -> Filter:
+def _bound(flt: Filter, only: bool, names: tuple) -> Filter:
     """The filter with this thread's namespace's facts: interface indexes, port range.
 
     only: this is the one namespace read, so an unknown device is a usage error
@@ -57,16 +58,18 @@ def _bound(flt: Filter, only: bool) -> Filter:
     """
     if flt.expr is None:
         return flt
-    names: dict[str, Optional[int]] = {}
+    devices: dict[str, Optional[int]] = {}
     for name in flt.devices():
         try:
-            names[name] = socket.if_nametoindex(name)
+            devices[name] = socket.if_nametoindex(name)
         except (OSError, ValueError, UnicodeError):
-            names[name] = None
+            devices[name] = None
             if only and device_number(name) is None:
                 raise UsageError(f"dev {name!r}: no such interface here (`ip link` lists "
                                  "them; an index number works too)") from None
-    return flt.bind(names, _port_range() if flt.needs_sock_diag else DEFAULT_PORT_RANGE)
+    hosts, cgroups = names
+    return flt.bind(devices, _port_range() if flt.needs_sock_diag else DEFAULT_PORT_RANGE,
+                    hosts, cgroups)
 
 
 def _port_range() -> tuple[int, int]:
@@ -86,13 +89,14 @@ def _open_sources(query: Query) -> tuple[str, list[tuple[netns.Namespace, Any, F
     spaces = query.namespaces or (netns.current(query.proc),)
     notes: list[str] = []
     source = query.source
+    names = filter_names.look_up(query.filter)
     if source in ("auto", "sock_diag"):
         opened = []
         try:
             for ns in spaces:
                 with contextlib.ExitStack() as inside:
                     if _enter(inside, ns, query.proc, len(spaces) > 1, notes):
-                        bound = _bound(query.filter, len(spaces) == 1)
+                        bound = _bound(query.filter, len(spaces) == 1, names)
                         opened.append((ns, netlink.open_sock_diag(), bound))
             return "sock_diag", opened, notes
         except OSError as exc:
@@ -110,7 +114,7 @@ def _open_sources(query: Query) -> tuple[str, list[tuple[netns.Namespace, Any, F
         with contextlib.ExitStack() as inside:
             if _enter(inside, ns, query.proc, len(spaces) > 1, notes):
                 files.append((ns, _open_tables(query.families),
-                              _bound(query.filter, len(spaces) == 1)))
+                              _bound(query.filter, len(spaces) == 1, names)))
     return "procfs", files, notes
 
 

@@ -129,10 +129,7 @@ WHY_CLOSE_WAIT_CLIENT = (
 
 def _age_s(sock) -> tuple[float | None, float | None]:
     """(lower, upper) bound of the time since the FIN, seconds; None without tcp_info."""
-    ti = sock.tcp_info
-    if ti is None:
-        return None, None
-    return ti.last_ack_recv / 1000, ti.last_data_recv / 1000
+    return sock.fin_age_s or (None, None)
 
 
 @record
@@ -476,12 +473,8 @@ def check_fd_leak(ctx: Context) -> list[Finding]:
         unchecked = sum(1 for f in tcp_all if f.hup is None)
         if not tcp:
             continue
-        growth = None
-        if ctx.history is not None:
-            pts = ctx.history.points(entry.pid, "stale_tcp_fds")
-            if len(pts) >= 2:
-                growth = slope_per_s(pts + [(ctx.now, len(tcp))])
-        severity = "warning" if len(tcp) >= FD_LEAK_WARN or (growth or 0) > 0 else "info"
+        # no growth here: the history records no stale-fd series (watch.history)
+        severity = "warning" if len(tcp) >= FD_LEAK_WARN else "info"
         limits = hf.processes.get(entry.pid)
         evidence = [ev("stale_tcp_socket_fds", len(tcp), "/proc/PID/fd",
                        "TCP socket fds in no socket table of any namespace, shut down both "
@@ -494,8 +487,6 @@ def check_fd_leak(ctx: Context) -> list[Finding]:
         if unchecked:
             evidence.append(ev("unchecked_socket_fds", unchecked, "/proc/PID/fd",
                                "in no table; shutdown not readable (pidfd_getfd): not counted"))
-        if growth is not None:
-            evidence.append(ev("growth_per_hour", round(growth * 3600, 1), "history"))
         if limits is not None:
             evidence.append(ev("fds_open", limits.fd_count, "/proc/PID/fd"))
             if limits.nofile_soft != UNLIMITED:

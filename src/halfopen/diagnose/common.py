@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import shlex
 import statistics
 from collections import Counter
 from collections.abc import Iterable
 
 from ..model.container import Container
 from ..model.finding import Evidence, Finding, Fix
+from ..model.fixes import KeepaliveChange, KillChange, RlimitChange, SysctlChange
 from ..model.process import Process
 from ..model.socket import Socket
 from ..units import seconds  # noqa: F401  (the rules format durations with it)
@@ -126,27 +126,15 @@ def ev(what: str, value, source: str, note: str = "") -> Evidence:
 
 # ---------------------------------------------------------------- fixes
 
-def _in_netns(netns: str, argv: str) -> str:
-    if netns in ("host", ""):
-        return argv
-    if netns.startswith(("net:[", "pod:")):
-        return f"nsenter --net=/proc/PID/ns/net {argv}  # namespace {netns}: any PID inside it"
-    return f"ip netns exec {shlex.quote(netns)} {argv}"
-
-
 def sysctl_fix(key: str, value: str | int, netns: str = "host", why: str = "") -> Fix:
-    value = str(value)
-    cmd = _in_netns(netns, f"sysctl -w {key}={shlex.quote(value)}")
-    return Fix("sysctl", cmd, True, {"key": key, "value": value, "netns": netns},
-               why or f"set {key} = {value} (halfopen fix --persist also writes /etc/sysctl.d)")
+    c = SysctlChange(key, str(value), netns)
+    return Fix(c.action, c.command(), True, c.params(),
+               why or f"set {key} = {c.value} (halfopen fix --persist also writes /etc/sysctl.d)")
 
 
 def prlimit_fix(pid: int, soft: int, hard: int | None = None, why: str = "") -> Fix:
-    limits = f"{soft}:{hard}" if hard is not None else f"{soft}"
-    params = {"pid": pid, "resource": "nofile", "soft": soft}
-    if hard is not None:
-        params["hard"] = hard
-    return Fix("prlimit", f"prlimit --pid {pid} --nofile={limits}", True, params,
+    c = RlimitChange(pid, soft, hard)
+    return Fix(c.action, c.command(), True, c.params(),
                why or "raise the running process's RLIMIT_NOFILE (prlimit(2)); "
                       "/proc/PID/limits is read-only")
 
@@ -164,22 +152,15 @@ def systemd_limit_fix(comm: str, nofile: int) -> Fix:
 def keepalive_fix(pid: int, filter_words: str = "", idle: int = KEEPALIVE_IDLE_S,
                   interval: int = KEEPALIVE_INTERVAL_S, count: int = KEEPALIVE_COUNT,
                   user_timeout_ms: int | None = None, why: str = "") -> Fix:
-    cmd = f"halfopen keepalive --pid {pid} --idle {idle} --interval {interval} --count {count}"
-    params: dict = {"pid": pid, "idle": idle, "interval": interval, "count": count}
-    if user_timeout_ms is not None:
-        cmd += f" --user-timeout {user_timeout_ms}"
-        params["user_timeout"] = user_timeout_ms
-    if filter_words:
-        cmd += f" {shlex.quote(filter_words)}"
-        params["filter"] = filter_words
-    return Fix("keepalive", cmd + " --yes", True, params,
+    c = KeepaliveChange(pid, idle, interval, count, user_timeout_ms, filter_words)
+    return Fix(c.action, c.command(), True, c.params(),
                why or "retrofit TCP keepalive onto the running process's sockets "
                       "(pidfd_getfd + setsockopt, no restart)")
 
 
 def kill_fix(filter_words: str, why: str = "") -> Fix:
-    return Fix("kill", f"halfopen kill {shlex.quote(filter_words)} --yes", True,
-               {"filter": filter_words},
+    c = KillChange(filter_words)
+    return Fix(c.action, c.command(), True, c.params(),
                why or "SOCK_DESTROY: RST to the peer, TCP state freed; the owner's fd stays "
                       "open until it calls close()")
 

@@ -66,6 +66,7 @@ def retries_timeout_s(retries: int) -> float:
     (924.6, 102.2)
     """
     thresh = 9  # ilog2(TCP_RTO_MAX / TCP_RTO_MIN)
+    retries = max(retries, 0)  # proc_dointvec takes -1; the kernel's boundary is unsigned
     if retries <= thresh:
         return ((2 << retries) - 1) * TCP_RTO_MIN_S
     return ((2 << thresh) - 1) * TCP_RTO_MIN_S + (retries - thresh) * TCP_RTO_MAX_S

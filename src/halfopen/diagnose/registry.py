@@ -1,4 +1,4 @@
-"""Every rule id in DESIGN.md, its seed cause and its check function, in report order."""
+"""Every rule id (model.rules) with its seed cause and its check function, in report order."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from collections.abc import Callable
 from halfopen.records import record
 
 from ..model.finding import Finding
+from ..model.rules import CAUSES
+from ..model.rules import RULE_IDS as RULE_IDS  # re-exported: one check per id, in its order
 from . import closewait, deadpeer, kernel, listen, resources, timeouts, timewait
 from .context import Context, Unavailable
 
@@ -19,28 +21,27 @@ class Rule:
     doc: str  # docs/rules/<id>.md
 
 
-def _rule(rid: str, cause: str, check) -> Rule:
-    return Rule(rid, cause, check, f"docs/rules/{rid}.md")
+def _rule(rid: str, check) -> Rule:
+    return Rule(rid, CAUSES[rid], check, f"docs/rules/{rid}.md")
 
 
 RULES: tuple[Rule, ...] = (
-    _rule("close-wait-leak", "application does not close", closewait.check_close_wait),
-    _rule("fd-leak", "application does not close", closewait.check_fd_leak),
-    _rule("dead-peer", "client vanished", deadpeer.check_dead_peer),
-    _rule("keepalive-off", "client vanished", deadpeer.check_keepalive_off),
-    _rule("timeout-mismatch", "middlebox timing out", timeouts.check_timeouts),
-    _rule("syn-flood", "SYN flood", listen.check_syn_flood),
-    _rule("accept-queue-overflow", "resource exhaustion", listen.check_accept_queue),
-    _rule("fd-exhaustion", "resource exhaustion", resources.check_fds),
-    _rule("conntrack-exhaustion", "resource exhaustion", resources.check_conntrack),
-    _rule("tcp-memory-pressure", "resource exhaustion", resources.check_tcp_memory),
-    _rule("orphan-pressure", "resource exhaustion", resources.check_orphans),
-    _rule("memory-exhaustion", "resource exhaustion", resources.check_memory),
-    _rule("time-wait-pressure", "after the fix: TIME_WAIT", timewait.check_time_wait),
-    _rule("kernel-warning", "kernel", kernel.check_kernel_log),
-    _rule("kernel-tuning", "kernel", kernel.check_tuning),
+    _rule("close-wait-leak", closewait.check_close_wait),
+    _rule("fd-leak", closewait.check_fd_leak),
+    _rule("dead-peer", deadpeer.check_dead_peer),
+    _rule("keepalive-off", deadpeer.check_keepalive_off),
+    _rule("timeout-mismatch", timeouts.check_timeouts),
+    _rule("syn-flood", listen.check_syn_flood),
+    _rule("accept-queue-overflow", listen.check_accept_queue),
+    _rule("fd-exhaustion", resources.check_fds),
+    _rule("conntrack-exhaustion", resources.check_conntrack),
+    _rule("tcp-memory-pressure", resources.check_tcp_memory),
+    _rule("orphan-pressure", resources.check_orphans),
+    _rule("memory-exhaustion", resources.check_memory),
+    _rule("time-wait-pressure", timewait.check_time_wait),
+    _rule("kernel-warning", kernel.check_kernel_log),
+    _rule("kernel-tuning", kernel.check_tuning),
 )
-RULE_IDS = tuple(r.id for r in RULES)
 BY_ID = {r.id: r for r in RULES}
 
 

@@ -15,7 +15,7 @@ from halfopen.records import record
 
 from ..errors import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING
 from ..model.container import Container
-from ..model.finding import SEVERITY_RANK, Finding
+from ..model.finding import REPORT_ORDER, SEVERITY_RANK, Finding
 from ..model.history import History
 from ..model.nginx import NginxConf
 from ..model.snapshot import Snapshot
@@ -24,9 +24,6 @@ from .common import attribute
 from .context import Context, Options
 
 SCHEMA = "halfopen.doctor/1"
-# Worst first: critical, warning, unknown, info (unknown is "could not check", not worse
-# than a known critical problem).
-ORDER = {"critical": 0, "warning": 1, "unknown": 2, "info": 3, "ok": 4}
 EXIT_BY_STATUS = {"ok": EXIT_OK, "warning": EXIT_WARNING, "critical": EXIT_CRITICAL,
                   "unknown": EXIT_UNKNOWN}
 
@@ -86,7 +83,7 @@ def diagnose(snapshot: Snapshot, options: Options = Options(), history: History 
     findings, checked, unknown = registry.run(ctx, only)
     attribute(findings, snapshot.processes)
     findings = _focus(findings, options)
-    findings.sort(key=lambda f: (ORDER.get(f.severity, 9), registry.RULE_IDS.index(f.id)
+    findings.sort(key=lambda f: (REPORT_ORDER.get(f.severity, 9), registry.RULE_IDS.index(f.id)
                                  if f.id in registry.RULE_IDS else 99, f.title))
     hf = snapshot.host_facts
     window = hf.window_s if hf is not None else 0.0

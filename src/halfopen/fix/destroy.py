@@ -22,7 +22,8 @@ from collections.abc import Iterable
 
 from halfopen.records import record
 
-from ..collect import netlink, netns, sock_diag
+from ..collect import netns
+from ..kernel import netlink, sock_diag
 from ..model.socket import Socket
 
 RESULTS = {

@@ -21,7 +21,6 @@ so that apply compares them again right before the change.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import field
 from typing import Any
@@ -31,17 +30,13 @@ from halfopen.records import record
 from ..errors import UsageError
 from ..kernel import identity
 from ..model import filter as filters
+from ..model import fixes
 from ..model.finding import Finding, Fix
-from ..model.states import TcpState
-from . import namespace, retrofit, rlimit, sysctl
+from ..model.rules import RULE_IDS
+from . import namespace, retrofit, rlimit, safety, sysctl
 from . import targets as kill_targets
 from .errors import AccessDenied, NotSupported, ProcessGone
 
-# DESIGN.md "Rule ids": a FINDING_ID on the command line must be one of these.
-RULE_IDS = ("close-wait-leak", "fd-leak", "dead-peer", "keepalive-off", "timeout-mismatch",
-            "syn-flood", "accept-queue-overflow", "fd-exhaustion", "conntrack-exhaustion",
-            "tcp-memory-pressure", "orphan-pressure", "memory-exhaustion",
-            "time-wait-pressure", "kernel-warning", "kernel-tuning")
 AUTOMATIC = ("sysctl", "prlimit", "keepalive", "kill")
 
 
@@ -93,11 +88,10 @@ def build(findings: Iterable[Finding], proc: str = "/proc",
     for finding in findings:
         for fix in finding.fixes:
             step = _step(finding, fix, proc, sys_root)
-            if (only_netns is not None and step.action in AUTOMATIC
-                    and step.status != "manual" and step.netns not in only_netns):
+            why = safety.outside(step.netns, only_netns)
+            if why and step.action in AUTOMATIC and step.status != "manual":
                 step.status = "manual"
-                step.note = _join(step.note, f"acts in namespace {step.netns}, outside the "
-                                             "namespaces chosen; run it without --netns if meant")
+                step.note = _join(step.note, why)
             key = (step.action, step.netns + " " + step.target)
             if step.action in AUTOMATIC and key in seen:
                 first = seen[key]
@@ -126,27 +120,26 @@ def _manual(finding: Finding, fix: Fix, note: str = "") -> Step:
 def _step(finding: Finding, fix: Fix, proc: str, sys_root: str) -> Step:
     if not fix.automatic or fix.action not in AUTOMATIC:
         return _manual(finding, fix)
-    params = dict(fix.params or {})
-    params.setdefault("action", fix.action)
-    if fix.action == "sysctl":
-        return _sysctl_step(finding, fix, params, sys_root, proc)
     try:
-        if fix.action == "prlimit":
-            return _prlimit_step(finding, fix, params, proc)
-        if fix.action == "keepalive":
-            return _keepalive_step(finding, fix, params, proc)
-        return _kill_step(finding, fix, params, proc)
+        change = fixes.change(fix.action, dict(fix.params or {}), finding.subject)
+    except ValueError as exc:
+        raise UsageError(f"{finding.id}: {exc}") from None
+    if isinstance(change, fixes.SysctlChange):
+        return _sysctl_step(finding, change, sys_root, proc)
+    try:
+        if isinstance(change, fixes.RlimitChange):
+            return _prlimit_step(finding, change, proc)
+        if isinstance(change, fixes.KeepaliveChange):
+            return _keepalive_step(finding, fix, change, proc)
+        return _kill_step(finding, fix, change, proc)
     except (ProcessGone, AccessDenied, NotSupported) as exc:
         # a fact we could not read: the fix stays on the plan, for a person
         return _manual(finding, fix, note=f"cannot plan it: {exc}")
 
 
-def _sysctl_step(finding: Finding, fix: Fix, params: dict, sys_root: str, proc: str) -> Step:
-    key = params.get("key")
-    if not key:
-        raise UsageError(f"{finding.id}: sysctl fix without a key")
-    value = sysctl.check(key, params.get("value"))
-    where = str(params.get("netns") or finding.subject.get("netns") or "host")
+def _sysctl_step(finding: Finding, change: fixes.SysctlChange, sys_root: str, proc: str) -> Step:
+    key, where = change.key, change.netns
+    value = sysctl.check(key, change.value)
     knob = sysctl.KNOBS[key]
     base = Step(finding.id, finding.title, "sysctl", key, "change", netns=where, new=value,
                 params={"key": key, "value": value, "netns": where})
@@ -212,46 +205,23 @@ def _process(finding: Finding, pid: int, proc: str) -> tuple[dict[str, Any], str
     return {"pid": pid, "start": now.start_time, "comm": now.comm}, ""
 
 
-def _pid(finding: Finding, params: dict) -> int:
-    pid = params.get("pid", finding.subject.get("pid"))
-    if pid is None:
-        raise UsageError(f"{finding.id}: the {params.get('action', 'fix')} fix names no pid")
-    try:
-        pid = int(pid)
-    except (TypeError, ValueError):
-        raise UsageError(f"{finding.id}: bad pid {pid!r}") from None
+def _positive(finding: Finding, pid: int) -> int:
     if pid <= 0:
         raise UsageError(f"{finding.id}: bad pid {pid}: a positive process id")
     return pid  # one that has exited since is a skipped step (_process), not bad input
 
 
-def _guarded(pid: int) -> str:
-    """A reason not to touch `pid` unless a person named it on the command line."""
-    if pid == 1:
-        return "pid 1 (init) is never changed by `halfopen fix`"
-    if pid in (os.getpid(), os.getppid()):
-        return "halfopen does not change itself"
-    return ""
-
-
-def _prlimit_step(finding: Finding, fix: Fix, params: dict, proc: str) -> Step:
-    pid = _pid(finding, params)
-    if params.get("resource", "nofile") not in rlimit.RESOURCES:
-        raise UsageError(f"{finding.id}: prlimit resource {params.get('resource')!r}; "
-                         "valid: nofile")
-    soft, hard = params.get("soft"), params.get("hard")
-    for name, v in (("soft", soft), ("hard", hard)):
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-            raise UsageError(f"{finding.id}: bad {name} limit {v!r}: a positive number")
-    if soft is None:
-        raise UsageError(f"{finding.id}: prlimit fix without a soft limit")
+def _prlimit_step(finding: Finding, change: fixes.RlimitChange, proc: str) -> Step:
+    pid, soft, hard = _positive(finding, change.pid), change.soft, change.hard
+    if change.resource not in rlimit.RESOURCES:
+        raise UsageError(f"{finding.id}: prlimit resource {change.resource!r}; valid: nofile")
     comm = _comm(pid, proc)
     step = Step(finding.id, finding.title, "prlimit", f"pid {pid} ({comm}) RLIMIT_NOFILE",
                 "change", netns=str(finding.subject.get("netns", "host")))
     who, why = _process(finding, pid, proc)
     if why:
         return _skipped(step, why)
-    guard = _guarded(pid)
+    guard = safety.guarded(pid)
     if guard:
         step.status, step.note = "manual", guard
         step.text = f"prlimit --pid {pid} --nofile={soft}:{hard or soft}"
@@ -269,23 +239,16 @@ def _prlimit_step(finding: Finding, fix: Fix, params: dict, proc: str) -> Step:
 
 def _comm(pid: int, proc: str) -> str:
     try:
-        with open(f"{proc}/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
+        return identity.comm(pid, proc) or "?"
+    except OSError:  # not ours to read
         return "?"
 
 
-def _keepalive_step(finding: Finding, fix: Fix, params: dict, proc: str) -> Step:
-    pid = _pid(finding, params)
-    user_timeout = params.get("user_timeout_ms", params.get("user_timeout"))
-    try:
-        settings = retrofit.Settings(int(params.get("idle", 60)), int(params.get("interval", 10)),
-                                     int(params.get("count", 6)),
-                                     None if user_timeout is None else int(user_timeout))
-    except (TypeError, ValueError):
-        raise UsageError(f"{finding.id}: bad keepalive values {params!r}") from None
+def _keepalive_step(finding: Finding, fix: Fix, change: fixes.KeepaliveChange, proc: str) -> Step:
+    pid = _positive(finding, change.pid)
+    settings = retrofit.Settings(change.idle, change.interval, change.count, change.user_timeout_ms)
     settings.check()
-    flt = filters.parse(str(params.get("filter", "")).split())
+    flt = filters.parse(change.filter.split())
     comm = _comm(pid, proc)
     want = f"keepalive {settings.idle}s/{settings.interval}s x{settings.count}"
     step = Step(finding.id, finding.title, "keepalive", f"pid {pid} ({comm}) TCP sockets",
@@ -293,7 +256,7 @@ def _keepalive_step(finding: Finding, fix: Fix, params: dict, proc: str) -> Step
     who, why = _process(finding, pid, proc)
     if why:
         return _skipped(step, why)
-    guard = _guarded(pid)
+    guard = safety.guarded(pid)
     if guard:
         step.status, step.note, step.text = "manual", guard, fix.command
         return step
@@ -307,16 +270,16 @@ def _keepalive_step(finding: Finding, fix: Fix, params: dict, proc: str) -> Step
     return step
 
 
-def _kill_step(finding: Finding, fix: Fix, params: dict, proc: str) -> Step:
-    words = str(params.get("filter", "")).split()
+def _kill_step(finding: Finding, fix: Fix, change: fixes.KillChange, proc: str) -> Step:
+    words = change.filter.split()
     flt = filters.parse(words)
     if flt.is_empty:
         raise UsageError(f"{finding.id}: a kill fix needs a filter; an empty one names every socket")
-    where = str(params.get("netns") or finding.subject.get("netns") or "host")
+    where = change.netns or "host"
     step = Step(finding.id, finding.title, "kill", " ".join(words), "change", netns=where,
                 new="destroyed (RST)")
     holders = []
-    for pid in sorted(kill_targets.named_pids(flt.expr) | _subject_pid(finding)):
+    for pid in sorted(safety.named_pids(flt.expr) | _subject_pid(finding)):
         who, why = _process(finding, pid, proc)
         if why:
             return _skipped(step, why)
@@ -329,8 +292,8 @@ def _kill_step(finding: Finding, fix: Fix, params: dict, proc: str) -> Step:
             return _skipped(step, why)
     socks = kill_targets.matching(flt, (space,), proc)
     step.current = f"{len(socks)} sockets"
-    listeners = [s for s in socks if s.state == TcpState.LISTEN]
-    refused = kill_targets.refused(socks, flt)
+    listeners = safety.listening(socks)
+    refused = safety.refused(socks, flt)
     if listeners or refused:
         step.status = "manual"
         step.note = "matches listening sockets" if listeners else refused[0][1]

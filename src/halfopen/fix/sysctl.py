@@ -1,13 +1,9 @@
 """The sysctls halfopen may set: which, their valid values, read and write.
 
 Values are written straight to /proc/sys (no sysctl(8), no shell), inside the
-finding's network namespace for the per-namespace keys. Scope per key from
-the kernel (6.x): most net.ipv4 TCP keys and net.core.somaxconn live in
-`struct netns_ipv4` / `netns_core`, one value per namespace;
-tcp_max_orphans is one host-wide value (shown only in the initial
-namespace); nf_conntrack_max is host-wide and read-only in other namespaces;
-tcp_mem (three numbers, pages) and fs.file-max are host-wide. Every key a
-doctor rule suggests must be here (tests/fix/test_fix_from_doctor.py checks).
+finding's network namespace for the per-namespace keys. Which keys, their
+valid values and their scope come from model.sysctls. Every key a doctor
+rule suggests must be settable (tests/fix/test_fix_from_doctor.py checks).
 """
 
 from __future__ import annotations
@@ -18,10 +14,9 @@ from halfopen.records import record
 
 from ..collect import netns
 from ..errors import UsageError
+from ..model.sysctls import SYSCTLS
 
 PROC_SYS = "/proc/sys"
-INT_MAX = 2**31 - 1
-LONG_MAX = 2**63 - 1
 
 
 @record(frozen=True)
@@ -34,31 +29,11 @@ class Knob:
     numbers: int = 0  # how many numbers when not 1 or 2 (tcp_mem: three, ascending)
 
 
-_CONNTRACK_TIMEOUTS = ("established", "close_wait", "fin_wait", "time_wait", "syn_sent",
-                       "syn_recv", "last_ack", "close", "max_retrans", "unacknowledged")
-
-KNOBS: dict[str, Knob] = {k.key: k for k in (
-    Knob("net.ipv4.tcp_keepalive_time", 1, 32767, True),  # MAX_TCP_KEEPIDLE
-    Knob("net.ipv4.tcp_keepalive_intvl", 1, 32767, True),  # MAX_TCP_KEEPINTVL
-    Knob("net.ipv4.tcp_keepalive_probes", 1, 127, True),  # MAX_TCP_KEEPCNT
-    Knob("net.ipv4.tcp_syncookies", 0, 2, True),
-    Knob("net.ipv4.tcp_max_syn_backlog", 1, INT_MAX, True),
-    Knob("net.ipv4.tcp_synack_retries", 0, 255, True),
-    Knob("net.ipv4.tcp_retries2", 0, 255, True),
-    Knob("net.ipv4.tcp_abort_on_overflow", 0, 1, True),
-    Knob("net.ipv4.tcp_timestamps", 0, 2, True),
-    Knob("net.core.somaxconn", 0, INT_MAX, True),
-    Knob("net.ipv4.tcp_fin_timeout", 1, INT_MAX, True),
-    Knob("net.ipv4.tcp_tw_reuse", 0, 2, True),
-    Knob("net.ipv4.tcp_max_tw_buckets", 0, INT_MAX, True),
-    Knob("net.ipv4.ip_local_port_range", 1, 65535, True, pair=True),
-    Knob("net.ipv4.tcp_max_orphans", 0, INT_MAX, False),
-    Knob("net.ipv4.tcp_mem", 1, LONG_MAX, False, numbers=3),  # pages: low pressure high
-    Knob("fs.file-max", 1, LONG_MAX, False),
-    Knob("net.netfilter.nf_conntrack_max", 0, INT_MAX, False),
-    *(Knob(f"net.netfilter.nf_conntrack_tcp_timeout_{t}", 0, INT_MAX, True)
-      for t in _CONNTRACK_TIMEOUTS),
-)}
+# the sysctls halfopen may set and their valid values: from the one table, model.sysctls
+KNOBS: dict[str, Knob] = {
+    s.key: Knob(s.key, s.valid[0], s.valid[1], s.per_netns, pair=s.numbers == 2,
+                numbers=s.numbers if s.numbers > 2 else 0)
+    for s in SYSCTLS.values() if s.valid is not None}
 
 
 def knob(key: str) -> Knob:
@@ -80,7 +55,9 @@ def check(key: str, value: object) -> str:
     text = normalize(" ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value))
     parts = text.split(" ")
     want = k.numbers or (2 if k.pair else 1)
-    if len(parts) != want or not all(p.lstrip("-").isdigit() for p in parts):
+    # ASCII digits: str.isdigit() is also true of '²', which int() refuses
+    if len(parts) != want or not all(p.lstrip("-").isascii() and p.lstrip("-").isdigit()
+                                     for p in parts):
         words = {1: "a number", 2: "two numbers"}.get(want, f"{want} numbers")
         raise UsageError(f"bad value {text!r} for {key}: {words} in {k.low}..{k.high}")
     numbers = [int(p) for p in parts]

@@ -26,7 +26,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import fsio
+from ..errors import HalfopenError, UsageError
 from ..kernel import identity
+from ..model import files
 
 STATE_DIR = "/run/halfopen-lab"
 STATE_FILE = "state.json"
@@ -67,6 +69,10 @@ def pending_host_entries(path: str) -> list[dict[str, Any]]:
 start_time = identity.start_time  # field 22 of /proc/PID/stat, None if gone
 
 
+class LabStateError(HalfopenError):
+    """The state file is damaged: nothing is cleaned on its word (exit 3)."""
+
+
 class StateFile:
     """Read-modify-write of the state file under an flock."""
 
@@ -91,15 +97,18 @@ class StateFile:
         return self._read()
 
     def _read(self) -> dict[str, Any]:
-        try:
-            with open(self.path) as f:
-                data = json.load(f)
-        except FileNotFoundError:
+        if not os.path.lexists(self.path):
             return {"runs": {}}
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{self.path}: not JSON ({exc}); remove it after checking "
-                             "`ip netns list` for ho-* namespaces") from exc
-        data.setdefault("runs", {})
+        advice = "remove it after checking `ip netns list` for ho-* namespaces"
+        try:  # size-capped, UTF-8, strict JSON: a damaged file is one line, exit 3
+            data = files.read_json(self.path, "lab state file", 16 * files.MiB)
+        except UsageError as exc:
+            raise LabStateError(f"{exc}; {advice}") from None
+        runs = data.get("runs", {}) if isinstance(data, dict) else None
+        if not isinstance(runs, dict) or not all(isinstance(r, dict) for r in runs.values()):
+            raise LabStateError(f"{self.path} is not a lab state file ({{\"runs\": {{ID: "
+                                f"{{...}}}}}} expected); {advice}")
+        data["runs"] = runs
         return data
 
     def run(self, run_id: str) -> RunRecord:

@@ -59,6 +59,16 @@ class HostIs:
 
 
 @record(frozen=True)
+class HostName:
+    """`src NAME` / `dst NAME`: a host name, replaced by its addresses in bind()."""
+
+    side: str
+    name: str
+    port: Optional[int]
+    family: Optional[int]
+
+
+@record(frozen=True)
 class DevIs:
     """`dev NAME`: the socket is bound to that interface (SO_BINDTODEVICE)."""
 
@@ -76,10 +86,10 @@ class MarkIs:
 
 @record(frozen=True)
 class CgroupIs:
-    """`cgroup PATH`: the socket's cgroup v2 id."""
+    """`cgroup PATH`: the socket's cgroup v2 id (looked up in bind())."""
 
-    cgroup_id: int
     path: str
+    cgroup_id: Optional[int] = None
 
 
 @record(frozen=True)
@@ -114,7 +124,7 @@ class Not:
     inner: Expr
 
 
-Expr = Union[StateIs, PortCmp, HostIs, DevIs, MarkIs, CgroupIs, AutoBound, OwnerIs,
+Expr = Union[StateIs, PortCmp, HostIs, HostName, DevIs, MarkIs, CgroupIs, AutoBound, OwnerIs,
              And, Or, Not]
 # Leaves /proc/net/tcp cannot answer: the kernel must run them (sock_diag).
 SOCK_DIAG_ONLY = (DevIs, MarkIs, CgroupIs, AutoBound)
@@ -233,18 +243,55 @@ class Filter:
     def devices(self) -> frozenset[str]:
         """The interface names `dev` words name (resolved per namespace)."""
         found: set[str] = set()
+
+        def note(e: Expr) -> bool:
+            if isinstance(e, DevIs):
+                found.add(e.name)
+            return False
+
         if self.expr is not None:
-            _any_leaf(self.expr, lambda e: isinstance(e, DevIs) and bool(found.add(e.name)))
+            _any_leaf(self.expr, note)
         return frozenset(found)
 
+    def names(self) -> tuple[frozenset[tuple[str, Optional[int]]], frozenset[str]]:
+        """The host names (with the family they are read in) and cgroup paths to look up."""
+        hosts: set[tuple[str, Optional[int]]] = set()
+        paths: set[str] = set()
+
+        def note(e: Expr) -> bool:
+            if isinstance(e, HostName):
+                hosts.add((e.name, e.family))
+            elif isinstance(e, CgroupIs):
+                paths.add(e.path)
+            return False
+
+        if self.expr is not None:
+            _any_leaf(self.expr, note)
+        return frozenset(hosts), frozenset(paths)
+
     def bind(self, ifindex: dict[str, Optional[int]],
-             port_range: tuple[int, int] = DEFAULT_PORT_RANGE) -> Filter:
-        """This filter with facts of one namespace filled in: interface indexes
-        (name -> index, None when absent there) and ip_local_port_range."""
+             port_range: tuple[int, int] = DEFAULT_PORT_RANGE,
+             hosts: Optional[dict[tuple[str, Optional[int]], tuple[Network, ...]]] = None,
+             cgroups: Optional[dict[str, int]] = None) -> Filter:
+        """This filter with the facts it names filled in: interface indexes of one
+        namespace (name -> index, None when absent there), its ip_local_port_range,
+        the addresses of host names and the ids of cgroup paths (collect.filter_names)."""
         if self.expr is None:
             return self
 
         def fill(leaf: Expr) -> Expr:
+            if isinstance(leaf, HostName) and hosts is not None:
+                found = [HostIs(leaf.side, net, leaf.port)
+                         for net in hosts.get((leaf.name, leaf.family), ())]
+                if not found:
+                    raise UsageError(f"bad address {values._show(leaf.name)}: not an address "
+                                     "and not a name in /etc/hosts")
+                expr: Expr = found[0]
+                for more in found[1:]:  # a name with several addresses: any of them
+                    expr = Or(expr, more)
+                return expr
+            if isinstance(leaf, CgroupIs) and cgroups is not None:
+                return CgroupIs(leaf.path, cgroups[leaf.path])
             if isinstance(leaf, DevIs):
                 index = ifindex.get(leaf.name)
                 if index is None:  # parse_devcond(): then the name as a number
@@ -270,7 +317,7 @@ class Filter:
         return lambda s: _eval(expr, s)
 
 
-def parse(words: Iterable[str], hosts_file: str = values.HOSTS_FILE) -> Filter:
+def parse(words: Iterable[str]) -> Filter:
     """Parse ss-style filter words; raise UsageError (one line) naming the bad word."""
     words = list(words)
     for w in words:
@@ -279,7 +326,7 @@ def parse(words: Iterable[str], hosts_file: str = values.HOSTS_FILE) -> Filter:
     tokens = tokenize(words)
     if not tokens:
         return Filter(None, "")
-    parser = _Parser(tokens, hosts_file)
+    parser = _Parser(tokens)
     expr = parser.parse()
     return Filter(expr, " ".join(words), parser.family, parser.ambiguity)
 
@@ -313,10 +360,9 @@ def _balanced(op: str, items: list[tuple[Expr, int]]) -> tuple[Expr, int]:
 
 
 class _Parser:
-    def __init__(self, tokens: list[str], hosts_file: str) -> None:
+    def __init__(self, tokens: list[str]) -> None:
         self.tokens = tokens
         self.pos = 0
-        self.hosts_file = hosts_file
         self.family: Optional[int] = None
         self.ambiguity = ""
 
@@ -490,7 +536,7 @@ class _Parser:
 
     def host_value(self, word: str, is_port: bool) -> values.HostValue:
         text = self.take_value(word, "a port" if is_port else "an address")
-        value = values.parse_host(text, is_port, self.hosts_file, self.family)
+        value = values.parse_host(text, is_port, self.family)
         if value.family is not None:
             self.family = value.family  # ss: filter_af_set(), the last prefix wins
         return value
@@ -518,6 +564,9 @@ def _word_host(p: _Parser, word: str) -> Expr:
     op = p.take_op(("eq", "ne"))  # ss has no `src !=`: halfopen's extension
     value = p.host_value(word, False)
     side = word[0]
+    if value.name:
+        named: Expr = HostName(side, value.name, value.port, value.family)
+        return Not(named) if op == "ne" else named
     leaves = [HostIs(side, net, value.port) for net in (value.networks or (None,))]
     expr: Expr = leaves[0]
     for more in leaves[1:]:  # a host name with several addresses: any of them
@@ -543,7 +592,7 @@ def _word_fwmark(p: _Parser, word: str) -> Expr:
 def _word_cgroup(p: _Parser, word: str) -> Expr:
     op = p.take_op(("eq", "ne"))
     path = p.take_value(word, "a cgroup path")
-    leaf = CgroupIs(values.cgroup_id(path), path)
+    leaf = CgroupIs(path)
     return Not(leaf) if op == "ne" else leaf
 
 
@@ -589,7 +638,8 @@ VALID_WORDS = ", ".join(list(WORDS) + ["and", "or", "not", "(", ")"])
 # ---------------------------------------------------------------- walking trees
 
 def _conjuncts(expr: Expr) -> list[Expr]:
-    out, todo = [], [expr]
+    out: list[Expr] = []
+    todo: list[Expr] = [expr]
     while todo:
         e = todo.pop()
         if isinstance(e, And):
@@ -660,7 +710,9 @@ def _eval(expr: Expr, s: Socket) -> bool:
     if isinstance(expr, MarkIs):  # mini sockets carry no mark attribute: 0, as ss
         return ((s.mark or 0) & expr.mask) == expr.mark
     if isinstance(expr, CgroupIs):
-        return (s.cgroup_id or 0) == expr.cgroup_id
+        return expr.cgroup_id is not None and (s.cgroup_id or 0) == expr.cgroup_id
+    if isinstance(expr, HostName):
+        return False  # not bound: no address known
     if isinstance(expr, AutoBound):
         return expr.low <= s.local_port <= expr.high
     if expr.key == "pid":

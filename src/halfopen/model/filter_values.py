@@ -1,6 +1,7 @@
 """The values of ss's filter words, read as ss reads them.
 
-Each reader follows one iproute2 function and says which (misc/ss.c
+Pure: host names and cgroup paths are looked up when the filter is bound to a
+namespace (collect.filter_names). Each reader follows one iproute2 function and says which (misc/ss.c
 parse_hostcond, find_port, parse_markmask, parse_devcond, parse_cgroupcond;
 lib/utils.c get_integer, get_unsigned, get_addr_ipv4, get_prefix_1,
 get_netmask). Where ss accepts something that makes no sense (a port of
@@ -11,7 +12,7 @@ input (non-ASCII, NUL bytes, huge numbers).
     >>> read_port("026"), read_port("0x16"), read_port("+22"), read_port("ssh")
     (22, 22, 22, 22)
     >>> parse_host("198.18/15", False)
-    HostValue(networks=(IPv4Network('198.18.0.0/15'),), port=None, family=None)
+    HostValue(networks=(IPv4Network('198.18.0.0/15'),), port=None, family=None, name='')
     >>> parse_host("fd00::2:40000", False).port
     40000
 """
@@ -19,7 +20,6 @@ input (non-ASCII, NUL bytes, huge numbers).
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import socket
 from typing import Optional, Union
@@ -29,9 +29,6 @@ from halfopen.records import record
 from ..errors import UsageError
 
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
-
-HOSTS_FILE = "/etc/hosts"
-MOUNTS_FILE = "/proc/self/mounts"
 
 # C's strtol/strtoul with base 0: optional sign, then 0x.. hex, 0.. octal or decimal.
 _C_INT = re.compile(r"[+-]?(?:0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\Z", re.ASCII)
@@ -99,13 +96,13 @@ def read_port(text: str, whole: str = "") -> int:
 class HostValue:
     """What `src`/`dst`/`sport`/`dport` compare: addresses (any), port (any), family."""
 
-    networks: Optional[tuple[Network, ...]]  # None: any address
+    networks: Optional[tuple[Network, ...]]  # None: any address (or `name`)
     port: Optional[int]  # None: any port
     family: Optional[int]  # 4 or 6 from an inet:/inet6: prefix, else None
+    name: str = ""  # a host name, looked up later (collect.filter_names)
 
 
-def parse_host(text: str, is_port: bool, hosts_file: str = HOSTS_FILE,
-               family: Optional[int] = None) -> HostValue:
+def parse_host(text: str, is_port: bool, family: Optional[int] = None) -> HostValue:
     """ss's parse_hostcond() for the TCP families.
 
     Without brackets the port is split off at the last ':' (after any '/'),
@@ -132,15 +129,15 @@ def parse_host(text: str, is_port: bool, hosts_file: str = HOSTS_FILE,
             raise UsageError(f"bad address {_show(text)}: missing ']'")
         addr, port_text = rest[1:close], rest[close + 1:]
         if port_text.startswith("/"):  # halfopen's extension: [2001:db8::]/32[:PORT]
-            length, colon, tail = port_text.partition(":")
-            addr, port_text = addr + length, colon + tail
+            length, sep, tail = port_text.partition(":")
+            addr, port_text = addr + length, sep + tail
     elif rest.startswith("*"):
         addr, port_text = rest, rest[1:]
     else:
-        slash = rest.find("/")
-        colon = rest.rfind(":", slash if slash >= 0 else 0)
-        if colon >= 0:
-            addr, port_text = rest[:colon], rest[colon:]
+        at = rest.find("/")
+        last = rest.rfind(":", at if at >= 0 else 0)
+        if last >= 0:
+            addr, port_text = rest[:last], rest[last:]
         else:
             addr, port_text = rest, None
     port = None
@@ -151,13 +148,14 @@ def parse_host(text: str, is_port: bool, hosts_file: str = HOSTS_FILE,
             port = read_port(port_text, text)
     networks = None
     if not is_port and addr and not addr.startswith("*"):
-        networks = _prefix(addr, family, text, hosts_file)
+        networks = _prefix(addr, family, text)
+        if networks == ():
+            return HostValue(None, port, family, addr)
     return HostValue(networks, port, family)
 
 
-def _prefix(addr: str, family: Optional[int], text: str,
-            hosts_file: str) -> Optional[tuple[Network, ...]]:
-    """get_prefix_1(), then a host name looked up in /etc/hosts (never DNS)."""
+def _prefix(addr: str, family: Optional[int], text: str) -> Optional[tuple[Network, ...]]:
+    """get_prefix_1(); () for a host name (looked up later, never in DNS)."""
     base, slash, length = addr.partition("/")
     if base in ("any", "all", "default"):
         if slash:
@@ -170,18 +168,25 @@ def _prefix(addr: str, family: Optional[int], text: str,
         bits = 8 * len(raw)
         plen = bits
         if slash:
-            plen = _netmask(length)
-            if plen is None or plen > bits:
+            mask = _netmask(length)
+            if mask is None or mask > bits:
                 raise UsageError(f"bad address {_show(text)}: /LEN is 0-{bits} or a "
                                  "dotted netmask")
+            plen = mask
         net = ipaddress.ip_network((int.from_bytes(raw, "big"), plen), strict=False)
         return (net,)
-    found = () if slash else _host_addresses(base, family, hosts_file)
-    if not found:
-        raise UsageError(f"bad address {_show(text)}: an IPv4/IPv6 address or prefix "
-                         "(10.0.0.0/8, 198.18/15, [::1]:22, fd00::/8) or a name in "
-                         f"{hosts_file}")
-    return found
+    numeric = re.fullmatch(r"[0-9.]+", base) is not None
+    if not slash and numeric and family != 6 and not base.endswith("."):
+        raw = _inet_aton(base)  # glibc reads all-digits names as inet_aton does
+        if raw is not None:
+            return (ipaddress.ip_network(raw),)
+    elif not slash and not numeric and _HOSTNAME.match(base):
+        return ()
+    if ":" in text and "[" not in text:
+        raise UsageError(f"bad address {_show(text)}: as in ss, the part after the last ':' "
+                         "is a port; write IPv6 addresses in brackets, e.g. [::1] or [::1]:22")
+    raise UsageError(f"bad address {_show(text)}: an IPv4/IPv6 address or prefix "
+                     "(10.0.0.0/8, 198.18/15, [::1]:22, fd00::/8) or a host name")
 
 
 def _address(text: str, family: Optional[int]) -> Optional[bytes]:
@@ -189,9 +194,9 @@ def _address(text: str, family: Optional[int]) -> Optional[bytes]:
     if ":" in text:
         if family == 4 or not _printable_ascii(text) or "%" in text:
             return None
-        try:
-            return socket.inet_pton(socket.AF_INET6, text)
-        except OSError:
+        try:  # inet_pton's syntax; ipaddress would also take a %scope
+            return ipaddress.IPv6Address(text).packed
+        except ValueError:
             return None
     if family == 6:
         return None
@@ -234,51 +239,14 @@ def _netmask(text: str) -> Optional[int]:
     return 32 - host.bit_length()
 
 
-def _host_addresses(name: str, family: Optional[int], hosts_file: str) -> tuple[Network, ...]:
-    """gethostbyname2() for AF_INET then AF_INET6, from the hosts file only.
-
-    glibc reads an all-digits-and-dots name as inet_aton does ("256" is
-    0.0.1.0); other names come from `hosts_file`. ss would also ask DNS: a
-    filter here never sends a query.
-    """
-    if not _HOSTNAME.match(name):
-        return ()
-    found: list[Network] = []
-    if family != 6 and re.fullmatch(r"[0-9.]+", name) and not name.endswith("."):
-        raw = _inet_aton(name)
-        if raw is not None:
-            found.append(ipaddress.ip_network(raw))
-        return tuple(found)
-    try:
-        with open(hosts_file, encoding="utf-8", errors="replace") as f:
-            lines = f.read(1 << 20).splitlines()
-    except OSError:
-        return ()
-    for want in (4, 6):
-        if family not in (None, want):
-            continue
-        for line in lines:
-            words = line.split("#", 1)[0].split()
-            if len(words) < 2 or name.lower() not in (w.lower() for w in words[1:]):
-                continue
-            try:
-                ip = ipaddress.ip_address(words[0])
-            except ValueError:
-                continue
-            if ip.version == want:
-                net = ipaddress.ip_network(ip)
-                if net not in found:
-                    found.append(net)
-    return tuple(found)
-
-
 def _inet_aton(text: str) -> Optional[bytes]:
     """inet_aton(): a.b.c.d, a.b.c (c is 16 bits), a.b (b is 24 bits), a (32 bits)."""
     parts = text.split(".")
     if len(parts) > 4 or any(not p for p in parts):
         return None
-    values = [c_int(p) for p in parts]
-    if any(v is None or v < 0 for v in values):
+    read = [c_int(p) for p in parts]
+    values = [v for v in read if v is not None and v >= 0]
+    if len(values) != len(read):
         return None
     last_bits = 8 * (5 - len(parts))
     head = values[:-1]
@@ -314,41 +282,6 @@ def _u32(text: str) -> Optional[int]:
 def device_number(text: str) -> Optional[int]:
     """parse_devcond()'s fallback: an interface index written as a number."""
     return _u32(text)
-
-
-def cgroup_id(path: str, mounts_file: str = MOUNTS_FILE) -> int:
-    """`cgroup PATH` -> the cgroup's id, as lib/fs.c get_cgroup2_id() finds it.
-
-    PATH is relative to the cgroup2 mount (one leading '/' dropped). ss asks
-    name_to_handle_at() for the kernfs id; on 64-bit kernels that id is the
-    directory's inode number (fs/kernfs kernfs_id_ino), which stat() gives.
-    """
-    if "\0" in path or not path:
-        raise UsageError(f"bad cgroup {_show(path)}: a path under the cgroup2 mount")
-    mount = _cgroup2_mount(mounts_file)
-    if mount is None:
-        raise UsageError("cgroup: no cgroup2 file system is mounted")
-    full = os.path.join(mount, path[1:] if path.startswith("/") else path)
-    try:
-        st = os.stat(full)
-    except (OSError, ValueError, UnicodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
-        raise UsageError(f"bad cgroup {_show(path)}: {why} under {mount}") from None
-    if not os.path.isdir(full):
-        raise UsageError(f"bad cgroup {_show(path)}: not a cgroup directory under {mount}")
-    return st.st_ino
-
-
-def _cgroup2_mount(mounts_file: str) -> Optional[str]:
-    try:
-        with open(mounts_file, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                words = line.split()
-                if len(words) >= 3 and words[2] == "cgroup2":
-                    return words[1].replace("\\040", " ")
-    except OSError:
-        return None
-    return None
 
 
 def _printable_ascii(text: str) -> bool:

@@ -22,7 +22,11 @@ from ..errors import UsageError
 from . import files, schema
 
 SEVERITIES = ("ok", "info", "warning", "critical", "unknown")
+# How bad, for a status or a worst-of: "unknown" (could not check) outranks all.
 SEVERITY_RANK = {"ok": 0, "info": 0, "warning": 1, "critical": 2, "unknown": 3}
+# The order a report lists findings in: a known critical problem before a check
+# that could not run (unknown is "could not check", not worse than critical).
+REPORT_ORDER = {"critical": 0, "warning": 1, "unknown": 2, "info": 3, "ok": 4}
 
 
 @record
@@ -79,7 +83,28 @@ def read_findings(path: str) -> list[Finding]:
     doc = files.read_json(path, "findings", MAX_BYTES)
     items = doc.get("findings") if isinstance(doc, dict) else doc
     try:
-        schema.check(items, schema.List(schema.of_record(Finding)), "$.findings")
+        schema.check(items, findings_shape(), "$.findings")
     except schema.SchemaError as exc:
         raise UsageError(f"{path}: not doctor --json output: {exc}") from None
-    return [Finding.from_dict(d) for d in items]
+    return [Finding.from_dict(d) for d in items or ()]  # checked a list above
+
+
+def findings_shape() -> schema.Shape:
+    """A list of Finding.to_dict()s, with the params `halfopen fix` acts on typed.
+
+    Fix.params is free-form in the record (each action has its own), but fix
+    turns these keys into pids, limits and sysctl values: each must have the
+    type the module docstring names.
+    """
+    count, text = schema.Opt(schema.INT), schema.Opt(schema.STR)
+    params = schema.Obj(
+        {**{k: count for k in ("pid", "soft", "hard", "idle", "interval", "count",
+                               "user_timeout", "user_timeout_ms", "start_time")},
+         **{k: text for k in ("key", "file", "snippet", "filter", "resource", "netns", "comm")}},
+        (), "params", rest=schema.JSON)
+    fix = schema.of_record(Fix, overrides={"params": params})
+    subject = schema.Obj({k: count for k in ("pid", "port", "start_time", "netns_inode",
+                                             "netns_cookie")},
+                         (), "subject", rest=schema.JSON)
+    return schema.List(schema.of_record(Finding, overrides={
+        "fixes": schema.List(fix), "subject": subject}))

@@ -25,6 +25,8 @@ from typing import Any
 
 from halfopen.records import record
 
+from .sysctls import SYSCTLS
+
 # Names used as keys of HostFacts.unavailable (with "@NETNS" for per-namespace ones).
 SOURCES = (
     "counters",       # /proc/net/netstat + /proc/net/snmp
@@ -106,40 +108,10 @@ class Default:
     source: str  # where the default is set in the kernel tree
 
 
-# Kernel defaults on 6.x, as /proc/sys prints them (tabs become single spaces).
+# Kernel defaults on 6.x, as /proc/sys prints them (tabs become single spaces),
+# for the sysctls halfopen compares: from the one table, model.sysctls.
 KERNEL_DEFAULTS: dict[str, Default] = {
-    "net.ipv4.tcp_mem": Default(None, "net/ipv4/tcp.c tcp_init_mem(): from nr_free_buffer_pages()"),
-    "net.ipv4.tcp_max_orphans": Default(None, "net/ipv4/tcp.c tcp_init(): ehash entries / 2"),
-    "net.ipv4.tcp_max_tw_buckets": Default(None, "net/ipv4/tcp_ipv4.c tcp_sk_init(): ehash entries / 2"),
-    "net.ipv4.tcp_max_syn_backlog": Default(None, "net/ipv4/tcp_ipv4.c tcp_sk_init(): max(128, ehash entries / 128)"),
-    "net.ipv4.ip_local_port_range": Default("32768 60999", "net/ipv4/af_inet.c inet_init_net()"),
-    "net.core.somaxconn": Default("4096", "include/linux/socket.h SOMAXCONN (since 5.4)"),
-    "net.ipv4.tcp_syncookies": Default("1", "net/ipv4/tcp_ipv4.c tcp_sk_init()"),
-    "net.ipv4.tcp_synack_retries": Default("5", "include/net/tcp.h TCP_SYNACK_RETRIES"),
-    "net.ipv4.tcp_syn_retries": Default("6", "include/net/tcp.h TCP_SYN_RETRIES"),
-    "net.ipv4.tcp_keepalive_time": Default("7200", "include/net/tcp.h TCP_KEEPALIVE_TIME (2 hours)"),
-    "net.ipv4.tcp_keepalive_intvl": Default("75", "include/net/tcp.h TCP_KEEPALIVE_INTVL"),
-    "net.ipv4.tcp_keepalive_probes": Default("9", "include/net/tcp.h TCP_KEEPALIVE_PROBES"),
-    "net.ipv4.tcp_fin_timeout": Default("60", "include/net/tcp.h TCP_FIN_TIMEOUT"),
-    "net.ipv4.tcp_retries1": Default("3", "include/net/tcp.h TCP_RETR1"),
-    "net.ipv4.tcp_retries2": Default("15", "include/net/tcp.h TCP_RETR2"),
-    "net.ipv4.tcp_orphan_retries": Default("0", "net/ipv4/tcp_ipv4.c tcp_sk_init() (0 means 8)"),
-    "net.ipv4.tcp_tw_reuse": Default("2", "net/ipv4/tcp_ipv4.c tcp_sk_init() (2: loopback only)"),
-    "net.ipv4.tcp_abort_on_overflow": Default("0", "net/ipv4/tcp_ipv4.c tcp_sk_init()"),
-    "net.ipv4.tcp_timestamps": Default("1", "net/ipv4/tcp_ipv4.c tcp_sk_init()"),
-    "net.ipv4.tcp_sack": Default("1", "net/ipv4/tcp_ipv4.c tcp_sk_init()"),
-    "net.ipv4.tcp_window_scaling": Default("1", "net/ipv4/tcp_ipv4.c tcp_sk_init()"),
-    "net.netfilter.nf_conntrack_tcp_timeout_established":
-        Default("432000", "net/netfilter/nf_conntrack_proto_tcp.c tcp_timeouts[] (5 days)"),
-    "net.netfilter.nf_conntrack_tcp_timeout_close_wait":
-        Default("60", "net/netfilter/nf_conntrack_proto_tcp.c tcp_timeouts[]"),
-    "net.netfilter.nf_conntrack_tcp_timeout_time_wait":
-        Default("120", "net/netfilter/nf_conntrack_proto_tcp.c tcp_timeouts[]"),
-    "net.netfilter.nf_conntrack_tcp_timeout_fin_wait":
-        Default("120", "net/netfilter/nf_conntrack_proto_tcp.c tcp_timeouts[]"),
-    "net.netfilter.nf_conntrack_tcp_timeout_syn_recv":
-        Default("60", "net/netfilter/nf_conntrack_proto_tcp.c tcp_timeouts[]"),
-}
+    s.key: Default(s.default, s.source) for s in SYSCTLS.values() if s.source}
 
 
 @record
@@ -189,26 +161,7 @@ class Tunables:
 
 # Sysctl name -> Tunables field, and how to parse it: "int" or a tuple length.
 TUNABLE_FIELDS: dict[str, tuple[str, str | int]] = {
-    "net.ipv4.tcp_mem": ("tcp_mem", 3),
-    "net.ipv4.tcp_max_orphans": ("tcp_max_orphans", "int"),
-    "net.ipv4.tcp_max_tw_buckets": ("tcp_max_tw_buckets", "int"),
-    "net.ipv4.ip_local_port_range": ("ip_local_port_range", 2),
-    "net.core.somaxconn": ("somaxconn", "int"),
-    "net.ipv4.tcp_max_syn_backlog": ("tcp_max_syn_backlog", "int"),
-    "net.ipv4.tcp_syncookies": ("tcp_syncookies", "int"),
-    "net.ipv4.tcp_synack_retries": ("tcp_synack_retries", "int"),
-    "net.ipv4.tcp_syn_retries": ("tcp_syn_retries", "int"),
-    "net.ipv4.tcp_keepalive_time": ("tcp_keepalive_time", "int"),
-    "net.ipv4.tcp_keepalive_intvl": ("tcp_keepalive_intvl", "int"),
-    "net.ipv4.tcp_keepalive_probes": ("tcp_keepalive_probes", "int"),
-    "net.ipv4.tcp_fin_timeout": ("tcp_fin_timeout", "int"),
-    "net.ipv4.tcp_retries1": ("tcp_retries1", "int"),
-    "net.ipv4.tcp_retries2": ("tcp_retries2", "int"),
-    "net.ipv4.tcp_orphan_retries": ("tcp_orphan_retries", "int"),
-    "net.ipv4.tcp_tw_reuse": ("tcp_tw_reuse", "int"),
-    "net.ipv4.tcp_abort_on_overflow": ("tcp_abort_on_overflow", "int"),
-    "net.ipv4.tcp_timestamps": ("tcp_timestamps", "int"),
-}
+    s.key: (s.field, "int" if s.numbers == 1 else s.numbers) for s in SYSCTLS.values() if s.field}
 
 
 # ---------------------------------------------------------------- files, memory, processes

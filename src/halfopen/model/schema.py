@@ -136,6 +136,22 @@ class OneOf(Shape):
             raise SchemaError(where, self.want, value)
 
 
+class Where(Shape):
+    """`inner`, and `test(value)` true: a value the record's type allows but its use does not."""
+
+    def __init__(self, inner: Shape, test: Any, want: str) -> None:
+        self.inner, self.test, self.want = inner, test, want
+
+    def check(self, value: Any, where: str, depth: int) -> None:
+        self.inner.check(value, where, depth)
+        try:
+            ok = self.test(value)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise SchemaError(where, self.want, value)
+
+
 class List(Shape):
     def __init__(self, item: Shape) -> None:
         self.item = item
@@ -182,11 +198,13 @@ class Map(Shape):
 
 
 class Obj(Shape):
-    """A JSON object with these keys (`required` must be there); no others."""
+    """A JSON object with these keys (`required` must be there); others only of `rest`."""
 
-    def __init__(self, fields: dict[str, Shape], required: Iterable[str], name: str = "") -> None:
+    def __init__(self, fields: dict[str, Shape], required: Iterable[str], name: str = "",
+                 rest: Shape | None = None) -> None:
         self.fields = fields
         self.required = tuple(required)
+        self.rest = rest  # the shape of other keys; None: no other keys
         self.want = f"an object ({name})" if name else "an object"
 
     def check(self, value: Any, where: str, depth: int) -> None:
@@ -198,7 +216,7 @@ class Obj(Shape):
             if key not in value:
                 raise SchemaError(where, f"the key {key!r}", sorted(value)[:8])
         for key, v in value.items():
-            shape = self.fields.get(key)
+            shape = self.fields.get(key, self.rest)
             if shape is None:
                 raise SchemaError(f"{where}.{key}", "no such key; known: "
                                   + ", ".join(self.fields), v)
@@ -235,10 +253,10 @@ _BUILTIN = {"int": INT, "float": NUM, "str": STR, "bool": BOOL, "Any": JSON,
 _cache: dict[type, Obj] = {}
 
 
-def _fields(cls: type) -> list[tuple[str, str, bool]]:
+def _fields(cls: Any) -> list[tuple[str, str, bool]]:
     """(name, annotation text, required) of a dataclass or a NamedTuple."""
     if dataclasses.is_dataclass(cls):
-        return [(f.name, f.type, f.default is dataclasses.MISSING
+        return [(f.name, typing.cast(str, f.type), f.default is dataclasses.MISSING
                  and f.default_factory is dataclasses.MISSING)
                 for f in dataclasses.fields(cls)]
     defaults = cls._field_defaults
@@ -273,7 +291,7 @@ class _Scope(dict):
         self.module = module
 
     def __missing__(self, name: str) -> Shape:
-        obj = vars(sys.modules[self.module]).get(name)
+        obj: Any = vars(sys.modules[self.module]).get(name)
         if not _is_record(obj):
             raise NameError(f"annotation names {name!r}, which is no record of {self.module}")
         return of_record(obj)

@@ -6,6 +6,7 @@ halfopen.store), so rules can run on recorded data as well as on a live kernel.
 
 from __future__ import annotations
 
+import datetime
 import functools
 from dataclasses import field
 from typing import Any
@@ -79,11 +80,16 @@ def document_shape() -> schema.Obj:
         "family": schema.OneOf((4, 6)), "state": schema.OneOf(STATE_BY_KEY),
         "timer": schema.OneOf(TIMER_NAMES.values()),
         "direction": schema.Opt(schema.OneOf(DIRECTIONS))})
+    # the rules date ages from taken_at (diagnose/context.py): it must parse
+    when = schema.Where(schema.STR, lambda t: datetime.datetime.fromisoformat(t).timestamp(),
+                        "an ISO-8601 time (2026-12-01T20:15:00+00:00)")
     host = schema.of_record(HostFacts, overrides={
+        "taken_at": when,
         "namespaces": schema.List(schema.of_record(NamespaceHost)),
         "processes": schema.List(schema.of_record(ProcessLimits))})
     doctor = schema.Obj({"nginx": schema.Opt(schema.of_record(NginxConf))}, (), "doctor")
     return schema.of_record(Snapshot, overrides={
+        "taken_at": when,
         "processes": schema.List(schema.of_record(Process)),
         "sockets": schema.List(sock), "host_facts": schema.Opt(host)},
         added={"schema": schema.OneOf((SCHEMA,)), "doctor": schema.Opt(doctor)})

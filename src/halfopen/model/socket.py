@@ -177,6 +177,19 @@ class Socket:
     def timer_name(self) -> str:
         return TIMER_NAMES.get(self.timer, "unknown")
 
+    @property
+    def fin_age_s(self) -> tuple[float, float] | None:
+        """In CLOSE_WAIT: (lower, upper) bound of the seconds since the peer's FIN.
+
+        The FIN was ACKed, so last_ack_recv is a lower bound (any later ACK
+        resets it); last_data_recv ignores a bare FIN, so it is an upper bound.
+        None without tcp_info.
+        """
+        ti = self.tcp_info
+        if ti is None:
+            return None
+        return ti.last_ack_recv / 1000, ti.last_data_recv / 1000
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: flat, stable keys; absent parts are left out."""
         d: dict[str, Any] = {

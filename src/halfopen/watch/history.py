@@ -134,8 +134,8 @@ def _check_intact(db: sqlite3.Connection, path: str) -> None:
     """PRAGMA quick_check: the b-trees and their pages are sound (O(size), no index compare)."""
     rows = db.execute("PRAGMA quick_check").fetchall()
     if rows != [("ok",)]:
-        raise UsageError(f"{path} is damaged ({rows[0][0]}); left untouched: record into a "
-                         "new file")
+        raise HistoryError(f"{path} is damaged ({rows[0][0]}); left untouched: record into "
+                           "a new file")
 
 
 class Recorder:

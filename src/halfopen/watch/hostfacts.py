@@ -1,9 +1,9 @@
 """Host facts the watch needs beside sockets: conntrack, file-nr, TCP counters, fd limits.
 
 Tiny readers over /proc with the root as a parameter (tests pass a recorded
-tree). When a snapshot carries the host collectors' facts
-(Snapshot.host_facts, halfopen.model.host) `from_model` takes them from
-there instead; these readers are the fallback and read the same files.
+tree), parsing with collect.host's parsers. When a snapshot carries the host
+collectors' facts (Snapshot.host_facts, halfopen.model.host) `from_model`
+takes them from there instead; these readers are the fallback.
 A value the kernel does not offer (no nf_conntrack module) is None.
 """
 
@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import field
 
 from halfopen.records import record
+
+from ..collect.host import _text, counters, files, limits
+from ..model.host import UNLIMITED
 
 # The counters the rules use (DESIGN.md), "Group.Name" as in /proc/net/{netstat,snmp}.
 COUNTERS = (
@@ -43,46 +46,25 @@ def _read_int(path: str) -> int | None:
         return None
 
 
-def parse_counters(text: str, wanted: tuple[str, ...] = COUNTERS) -> dict[str, int]:
-    """Pair header and value lines of /proc/net/netstat or /proc/net/snmp.
-
-    >>> parse_counters("TcpExt: ListenOverflows ListenDrops\\nTcpExt: 3 5\\n", ("TcpExt.ListenDrops",))
-    {'TcpExt.ListenDrops': 5}
-    """
-    out: dict[str, int] = {}
-    lines = text.splitlines()
-    for head, values in zip(lines[::2], lines[1::2]):
-        group, _, names = head.partition(":")
-        vgroup, _, nums = values.partition(":")
-        if group != vgroup:
-            raise ValueError(f"counter lines out of step: {head[:40]!r} / {values[:40]!r}")
-        for name, value in zip(names.split(), nums.split()):
-            key = f"{group}.{name}"
-            if key in wanted:
-                out[key] = int(value)
-    return out
-
-
 def read_counters(proc: str = "/proc") -> dict[str, int]:
+    """The COUNTERS of /proc/net/netstat and /proc/net/snmp (collect.host's parser)."""
     out: dict[str, int] = {}
-    for name in ("net/netstat", "net/snmp"):
+    for name in counters.FILES:
         try:
-            with open(f"{proc}/{name}") as f:
-                out.update(parse_counters(f.read()))
+            values = counters.parse_pairs(_text.read(f"{proc}/net/{name}"), f"{proc}/net/{name}")
         except OSError:
             continue
+        out.update((k, v) for k, v in values.items() if k in COUNTERS)
     return out
 
 
 def read(proc: str = "/proc") -> HostStats:
     """Read this network namespace's host facts."""
-    nr = None
+    path = f"{proc}/sys/fs/file-nr"
     try:
-        with open(f"{proc}/sys/fs/file-nr") as f:
-            allocated, _free, _max = f.read().split()
-            nr = int(allocated)
+        nr: int | None = files.parse_file_nr(_text.read(path), path)[0]
     except (OSError, ValueError):
-        pass
+        nr = None
     return HostStats(
         conntrack_count=_read_int(f"{proc}/sys/net/netfilter/nf_conntrack_count"),
         conntrack_max=_read_int(f"{proc}/sys/net/netfilter/nf_conntrack_max"),
@@ -91,26 +73,17 @@ def read(proc: str = "/proc") -> HostStats:
     )
 
 
-def parse_nofile(text: str) -> int | None:
-    """The soft RLIMIT_NOFILE from /proc/PID/limits; None for unlimited.
-
-    >>> parse_nofile("Max open files            1024                 524288               files\\n")
-    1024
-    """
-    for line in text.splitlines():
-        if line.startswith("Max open files"):
-            soft = line[len("Max open files"):].split()[0]
-            return None if soft == "unlimited" else int(soft)
-    return None
-
-
 def fd_limit(pid: int, proc: str = "/proc") -> int | None:
-    """Soft RLIMIT_NOFILE of a process; None if unreadable or gone."""
+    """Soft RLIMIT_NOFILE of a process; None if unlimited, unreadable or gone.
+
+    >>> fd_limit(1, "/nonexistent") is None
+    True
+    """
     try:
-        with open(f"{proc}/{pid}/limits") as f:
-            return parse_nofile(f.read())
+        soft, _hard = limits.read_nofile(pid, proc)
     except (OSError, ValueError):
         return None
+    return None if soft == UNLIMITED else soft
 
 
 def from_model(hf, netns: str = "host") -> HostStats:

@@ -14,6 +14,7 @@ import sqlite3
 from collections import defaultdict
 from collections.abc import Sequence
 
+from ..model.finding import SEVERITY_RANK
 from . import history, svg, trend
 
 MAX_POINTS = 600
@@ -128,7 +129,7 @@ def finding_spans(db: sqlite3.Connection) -> list[tuple[str, str, list[tuple[flo
     index = {t: i for i, t in enumerate(times)}
     seen: dict[tuple[str, str], list[float]] = defaultdict(list)
     sev: dict[tuple[str, str], str] = {}
-    rank = {"info": 0, "warning": 1, "critical": 2}
+    rank = SEVERITY_RANK  # recorded findings are info, warning, critical or unknown
     for fid, severity, subject, t in db.execute(
             "SELECT f.id, f.severity, f.subject, s.t FROM findings f JOIN samples s ON"
             " s.id = f.sample_id ORDER BY s.t"):

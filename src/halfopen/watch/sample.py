@@ -117,8 +117,9 @@ def build(t: float, host: str, sockets: Iterable[Socket], processes: dict[int, P
             syn_recv[k] = syn_recv.get(k, 0) + 1
             continue
         age = None
-        if st == CLOSE_WAIT and s.tcp_info is not None:
-            age = s.tcp_info.last_ack_recv / 1000.0
+        if st == CLOSE_WAIT:
+            bounds = s.fin_age_s
+            age = bounds[0] if bounds is not None else None
         if st == LISTEN:
             owner = s.owners[0] if s.owners else None
             listeners.setdefault((s.netns, s.local_port), []).append(Listener(

@@ -31,13 +31,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import field
-from typing import Optional, Tuple
+from typing import Any, Optional, cast
 
 from halfopen.records import record
 
 from .webconfig import Access
 
-Render = Callable[[str, str], Tuple[str, bytes, Optional[str]]]
+Render = Callable[[str, str], tuple[str, bytes, Optional[str]]]
 
 
 @record(frozen=True)
@@ -172,7 +172,8 @@ class Server:
                 self._accept_paused_until = 0.0
                 self._sel.register(self.listener, selectors.EVENT_READ, "accept")
             wait = 1.0
-            for waiting in (self._pending, self._lingering):
+            waitings: tuple[dict[int, Any], ...] = (self._pending, self._lingering)
+            for waiting in waitings:
                 first = next(iter(waiting.values()), None)
                 if first is not None:
                     wait = min(wait, first.deadline - now)
@@ -283,7 +284,7 @@ class Server:
         sock = conn.sock
         try:
             if conn.handshaking:
-                sock.do_handshake()
+                cast(ssl.SSLSocket, sock).do_handshake()  # handshaking: a TLS socket
                 conn.handshaking = False
                 self._sel.modify(sock, selectors.EVENT_READ, conn)
             while True:
@@ -319,7 +320,9 @@ class Server:
         self._work.put((sock, request))
 
     def _expire(self, now: float) -> None:
-        for waiting, end in ((self._pending, self._drop), (self._lingering, self._unlinger)):
+        queues: tuple[tuple[dict[int, Any], Callable[[Any], None]], ...] = (
+            (self._pending, self._drop), (self._lingering, self._unlinger))
+        for waiting, end in queues:
             expired = []
             for item in waiting.values():  # insertion order is deadline order
                 if item.deadline > now:

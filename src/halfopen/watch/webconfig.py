@@ -143,7 +143,8 @@ def parse_yaml(text: str, path: str) -> dict[str, Any]:
         if value:
             top[1][key] = _scalar(value, where)
         else:
-            top[1][key] = child = {}
+            child: dict[str, Any] = {}
+            top[1][key] = child
             stack.append([indent, child, None])
     return root
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 
 from ...errors import HalfopenError
 from ...model.host import HostFacts, NamespaceHost, NetCounters, ProcessLimits, Tunables
+from ...model.sysctls import SYSCTLS
 from .. import netns as netns_mod
 from .. import owners
 from . import conntrack, counters, files, kmsg, limits, sockstat, stalefds, tunables
@@ -35,7 +36,7 @@ from . import conntrack, counters, files, kmsg, limits, sockstat, stalefds, tuna
 __all__ = ["collect_host"]
 
 _FAILS = (OSError, ValueError, HalfopenError)
-GLOBAL_TUNABLES = ("net.ipv4.tcp_mem", "net.ipv4.tcp_max_orphans")
+GLOBAL_TUNABLES = tuple(s.key for s in SYSCTLS.values() if s.field and not s.per_netns)
 
 
 def _reason(exc: BaseException) -> str:

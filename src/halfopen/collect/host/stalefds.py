@@ -27,12 +27,12 @@ changes nothing — and None when that could not be checked.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import select
 from collections.abc import Iterable
 
 from ...errors import HalfopenError, NotPermitted
+from ...kernel import pidfd
 from ...model.host import StaleSocketFd, StaleSocketFds
 from ..owners import FdScan
 from ._text import bad, read, to_int
@@ -88,31 +88,20 @@ def protocol(proc: str, pid: int, fd: int) -> str:
     return raw.rstrip(b"\0").decode("ascii", "replace")
 
 
-_SYS_PIDFD_GETFD = 438  # include/uapi/asm-generic/unistd.h, same number on all arches
-_libc = ctypes.CDLL(None, use_errno=True)
 _POLLRDHUP = getattr(select, "POLLRDHUP", 0x2000)
 
 
 def shut_down(pid: int, fd: int) -> bool | None:
     """Was the socket shut down both ways (POLLRDHUP|POLLHUP)? None if we cannot look."""
     try:
-        pidfd = os.pidfd_open(pid)
-    except OSError:
-        return None
-    try:
-        dup = _libc.syscall(_SYS_PIDFD_GETFD, pidfd, fd, 0)
-        if dup < 0:
-            return None
-        try:
+        with pidfd.opened(pid) as pfd, pidfd.borrowed(pfd, fd) as dup:
             p = select.poll()
             p.register(dup, select.POLLIN | _POLLRDHUP)
             events = p.poll(0)
-            mask = events[0][1] if events else 0
-            return bool(mask & _POLLRDHUP) and bool(mask & select.POLLHUP)
-        finally:
-            os.close(dup)
-    finally:
-        os.close(pidfd)
+    except OSError:
+        return None
+    mask = events[0][1] if events else 0
+    return bool(mask & _POLLRDHUP) and bool(mask & select.POLLHUP)
 
 
 def _readers(namespaces, scans: list[FdScan], proc: str, notes: list[str]):

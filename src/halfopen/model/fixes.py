@@ -1,0 +1,170 @@
+"""The automatic fixes as typed records: what a rule proposes and `halfopen fix` applies.
+
+A finding's `Fix` carries one of these as JSON (`Fix.params`, the shape
+docs/design.md shows) and the command a person could run instead, rendered
+from the same record, so the two never disagree:
+
+    >>> c = SysctlChange("net.ipv4.tcp_keepalive_time", "300", "blue")
+    >>> c.command()
+    'ip netns exec blue sysctl -w net.ipv4.tcp_keepalive_time=300'
+    >>> change("sysctl", c.params()) == c
+    True
+
+Reading params back (`change`) checks their types and says what is wrong in
+one line (ValueError); the values' ranges are fix's to check (fix.sysctl,
+fix.retrofit, fix.rlimit).
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any, Optional, Union
+
+from halfopen.records import record
+
+
+def in_netns(netns: str, argv: str) -> str:
+    """The command line that runs `argv` in network namespace `netns`."""
+    if netns in ("host", ""):
+        return argv
+    if netns.startswith(("net:[", "pod:")):
+        return f"nsenter --net=/proc/PID/ns/net {argv}  # namespace {netns}: any PID inside it"
+    return f"ip netns exec {shlex.quote(netns)} {argv}"
+
+
+@record(frozen=True)
+class SysctlChange:
+    key: str  # dotted name, as sysctl(8) spells it
+    value: str  # as /proc/sys takes it
+    netns: str = "host"  # the namespace it is set in (a host-wide key: "host")
+
+    action = "sysctl"
+
+    def params(self) -> dict[str, Any]:
+        return {"key": self.key, "value": self.value, "netns": self.netns}
+
+    def command(self) -> str:
+        return in_netns(self.netns, f"sysctl -w {self.key}={shlex.quote(self.value)}")
+
+
+@record(frozen=True)
+class RlimitChange:
+    pid: int
+    soft: int
+    hard: Optional[int] = None  # None: leave the hard limit
+    resource: str = "nofile"
+
+    action = "prlimit"
+
+    def params(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"pid": self.pid, "resource": self.resource, "soft": self.soft}
+        if self.hard is not None:
+            d["hard"] = self.hard
+        return d
+
+    def command(self) -> str:
+        limits = f"{self.soft}:{self.hard}" if self.hard is not None else f"{self.soft}"
+        return f"prlimit --pid {self.pid} --nofile={limits}"
+
+
+@record(frozen=True)
+class KeepaliveChange:
+    pid: int
+    idle: int  # TCP_KEEPIDLE, seconds
+    interval: int  # TCP_KEEPINTVL, seconds
+    count: int  # TCP_KEEPCNT
+    user_timeout_ms: Optional[int] = None  # TCP_USER_TIMEOUT; None: leave it
+    filter: str = ""  # ss filter words: which of the process's sockets; "" all
+
+    action = "keepalive"
+
+    def params(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"pid": self.pid, "idle": self.idle, "interval": self.interval,
+                             "count": self.count}
+        if self.user_timeout_ms is not None:
+            d["user_timeout"] = self.user_timeout_ms  # the JSON key since halfopen.doctor/1
+        if self.filter:
+            d["filter"] = self.filter
+        return d
+
+    def command(self) -> str:
+        cmd = (f"halfopen keepalive --pid {self.pid} --idle {self.idle} "
+               f"--interval {self.interval} --count {self.count}")
+        if self.user_timeout_ms is not None:
+            cmd += f" --user-timeout {self.user_timeout_ms}"
+        if self.filter:
+            cmd += f" {shlex.quote(self.filter)}"
+        return cmd + " --yes"
+
+
+@record(frozen=True)
+class KillChange:
+    filter: str  # ss filter words naming the sockets
+    netns: Optional[str] = None  # None: the finding's namespace
+
+    action = "kill"
+
+    def params(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"filter": self.filter}
+        if self.netns is not None:
+            d["netns"] = self.netns
+        return d
+
+    def command(self) -> str:
+        return f"halfopen kill {shlex.quote(self.filter)} --yes"
+
+
+Change = Union[SysctlChange, RlimitChange, KeepaliveChange, KillChange]
+ACTIONS = {c.action: c for c in (SysctlChange, RlimitChange, KeepaliveChange, KillChange)}
+
+
+def _int(params: dict[str, Any], name: str, default: Any = None) -> Any:
+    v = params.get(name, default)
+    if v is None:
+        if default is None:
+            return None  # optional and absent
+        raise ValueError(f"bad {name} {v!r}: a number")
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"bad {name} {v!r}: a number") from None
+
+
+def change(action: str, params: dict[str, Any], subject: Optional[dict[str, Any]] = None) -> Change:
+    """The typed change of an automatic fix; the finding's subject fills pid and netns."""
+    subject = subject or {}
+    if action == "sysctl":
+        if not params.get("key"):
+            raise ValueError("sysctl fix without a key")
+        value = params.get("value")
+        text = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        return SysctlChange(str(params["key"]), text,
+                            str(params.get("netns") or subject.get("netns") or "host"))
+    if action == "kill":
+        netns = params.get("netns") or subject.get("netns")
+        return KillChange(str(params.get("filter", "")), None if netns is None else str(netns))
+    pid = params.get("pid", subject.get("pid"))
+    if pid is None:
+        raise ValueError(f"the {action} fix names no pid")
+    try:
+        pid = int(pid)
+    except (TypeError, ValueError):
+        raise ValueError(f"bad pid {pid!r}") from None
+    if action == "prlimit":
+        soft, hard = params.get("soft"), params.get("hard")
+        for name, v in (("soft", soft), ("hard", hard)):
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise ValueError(f"bad {name} limit {v!r}: a positive number")
+        if soft is None:
+            raise ValueError("prlimit fix without a soft limit")
+        return RlimitChange(pid, soft, hard, str(params.get("resource", "nofile")))
+    if action == "keepalive":
+        try:
+            return KeepaliveChange(
+                pid, _int(params, "idle", 60), _int(params, "interval", 10),
+                _int(params, "count", 6),
+                _int(params, "user_timeout_ms", params.get("user_timeout")),
+                str(params.get("filter", "")))
+        except ValueError:
+            raise ValueError(f"bad keepalive values {params!r}") from None
+    raise ValueError(f"no automatic fix {action!r}; valid: {', '.join(ACTIONS)}")

@@ -1,0 +1,37 @@
+"""The docstring examples of the input-checking and serving modules run as tests."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+
+from halfopen.cli import exporter_cmd, main, options
+from halfopen.model import files
+from halfopen.watch import serve, webconfig
+
+
+@pytest.mark.parametrize("mod", [exporter_cmd, main, options, files, serve, webconfig])
+def test_docstring_examples(mod):
+    result = doctest.testmod(mod)
+    assert result.failed == 0 and result.attempted > 0
+
+
+def test_schema_names_the_first_wrong_place():
+    from halfopen.model import schema
+    from halfopen.model.finding import Finding
+
+    shape = schema.List(schema.of_record(Finding))
+    good = {"id": "fd-leak", "severity": "warning", "cause": "c", "title": "t",
+            "evidence": [{"what": "n", "value": [1, {"a": None}], "source": "s"}]}
+    schema.check([good], shape)
+    for bad, where in [
+            (dict(good, evidence=[{"what": "n", "value": 1}]), "$[0].evidence[0]: want the key 'source'"),
+            (dict(good, id=7), "$[0].id: want a string"),
+            (dict(good, extra=1), "$[0].extra: want no such key"),
+            (dict(good, subject={"pid": float("inf")}), "$[0].subject.pid: want a finite number"),
+            (dict(good, subject={"pid": True, "x": 2**65}), "$[0].subject.x: want a finite number"),
+    ]:
+        with pytest.raises(schema.SchemaError) as info:
+            schema.check([bad], shape)
+        assert str(info.value).startswith(where), str(info.value)
