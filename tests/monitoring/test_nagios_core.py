@@ -107,7 +107,7 @@ host_inter_check_delay_method=n
 max_service_check_spread=1
 max_host_check_spread=1
 check_result_reaper_frequency=1
-service_check_timeout=120
+service_check_timeout=240
 log_initial_states=1
 illegal_macro_output_chars=`~$&|"<>
 """
@@ -135,7 +135,7 @@ def test_nagios_records_the_leak_then_the_recovery(netns, tmp_path):
         assert leaker.stdout.readline().startswith("ready "), "leaker did not start"
         # the installed halfopen, as an operator's command definition would run it
         check = (f"{sys.executable} -m halfopen doctor --nagios --netns {netns} --window 0 "
-                 f"--min-age 0 --timeout 100")
+                 f"--min-age 0 --timeout 200")
         (tmp_path / "checkresults").mkdir()
         (tmp_path / "objects.cfg").write_text(OBJECTS.format(check=check))
         cfg = tmp_path / "nagios.cfg"
@@ -153,7 +153,9 @@ def test_nagios_records_the_leak_then_the_recovery(netns, tmp_path):
                 return s
             return None
 
-        critical = wait_for("Nagios to record CRITICAL", lambda: checked("2"), timeout=180, step=1)
+        # bounded, and generous: one check reads every process's fds, which takes a
+        # minute on a host at load 30 with 100k fds open
+        critical = wait_for("Nagios to record CRITICAL", lambda: checked("2"), timeout=300, step=1)
         assert critical["plugin_output"].startswith("HALFOPEN CRITICAL - ")
         assert "close-wait-leak" in critical["plugin_output"]
         assert f"close_wait={count};;;0" in critical["performance_data"].split()
@@ -174,7 +176,7 @@ def test_nagios_records_the_leak_then_the_recovery(netns, tmp_path):
                 return s
             return None
 
-        after = wait_for("Nagios to record the recovery", recovered, timeout=180, step=1)
+        after = wait_for("Nagios to record the recovery", recovered, timeout=300, step=1)
         assert "close-wait-leak" not in after["plugin_output"] + after["long_plugin_output"]
         assert "close_wait=0;;;0" in after["performance_data"].split()
         state = {"0": "OK", "1": "WARNING"}[after["current_state"]]  # host-wide findings may warn
