@@ -11,7 +11,8 @@ import json
 import os
 from pathlib import Path
 
-from conftest import CASES
+from harness import CASES
+
 from halfopen.watch import history
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import inputs
 import pytest
 import values as v
+from harness import FUZZ, TARGET_TIMEOUT_S, check
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import FUZZ, TARGET_TIMEOUT_S, check
 from halfopen.diagnose import report
 from halfopen.errors import HalfopenError
 from halfopen.model.snapshot import Snapshot

@@ -16,10 +16,10 @@ import click
 import inputs
 import pytest
 import values as v
+from harness import FUZZ, TARGET_TIMEOUT_S, check
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import FUZZ, TARGET_TIMEOUT_S, check
 from halfopen.cli import options as opts
 from halfopen.cli.main import COMMANDS
 from halfopen.lab import scenarios
