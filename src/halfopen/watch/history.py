@@ -117,7 +117,7 @@ def _check_schema(db: sqlite3.Connection, path: str) -> bool:
         app = db.execute("PRAGMA application_id").fetchone()[0]
         version = db.execute("PRAGMA user_version").fetchone()[0]
         tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # a damaged schema's text
         raise UsageError(f"{path} is not a halfopen history ({exc}); left untouched") from None
     if tables == 0 and app == 0:
         return False
@@ -190,7 +190,7 @@ class Recorder:
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA busy_timeout = 5000")
             db.execute("INSERT OR REPLACE INTO meta VALUES ('writer_pid', ?)", (str(os.getpid()),))
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
             _close(db, lock_fd)
             raise damaged(path, exc) from None
         except BaseException:
