@@ -13,6 +13,7 @@ import contextlib
 import io
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -52,12 +53,27 @@ def work() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+class Hung(BaseException):
+    """A run past its time bound: raised from SIGALRM, a BaseException so that no
+    handler inside halfopen swallows it; the example fails naming the argv."""
+
+
+def _hung(_signum: int, _frame: object) -> None:
+    raise Hung(f"a run took more than {2 * TIME_BOUND_S:g}s")
+
+
 def run(argv: list[str]) -> tuple[int, str, str]:
     """halfopen.cli.main.main(argv) with stdout and stderr captured."""
     out, err = io.StringIO(), io.StringIO()
     t0 = time.monotonic()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
+    previous = signal.signal(signal.SIGALRM, _hung)
+    signal.setitimer(signal.ITIMER_REAL, 2 * TIME_BOUND_S)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(argv)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
     took = time.monotonic() - t0
     assert took < TIME_BOUND_S, f"{argv!r} took {took:.1f}s"
     return code, out.getvalue(), err.getvalue()

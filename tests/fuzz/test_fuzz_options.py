@@ -109,6 +109,8 @@ def argv_for(draw, cmd: str, pools: dict) -> list[str]:
         if cmd in LIVE else None
     if poison is not None and poison not in chosen:
         chosen.insert(draw(st.integers(0, len(chosen))), poison)
+    if cmd == "watch":
+        argv.append("--once")  # should a poison value pass, one sample, not a live view
     if cmd == "doctor" and not any(p.opts[0] == "--snapshot" for p in chosen):
         argv += ["--snapshot", draw(cached(("snapshot",), lambda: st.sampled_from(
             pools["snapshot"])))]  # never the live doctor
