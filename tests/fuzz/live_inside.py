@@ -17,9 +17,8 @@ from hypothesis import strategies as st
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import values as v  # noqa: E402
 from harness import FUZZ, check  # noqa: E402
+from test_fuzz_live import EXAMPLES  # noqa: E402
 from test_fuzz_options import FILTER_WORDS  # noqa: E402
-
-EXAMPLES = int(os.environ.get("HALFOPEN_FUZZ_LIVE_EXAMPLES", "100"))
 ME = str(os.getpid())
 OUT = os.environ.get("HALFOPEN_FUZZ_OUT", "/tmp")
 

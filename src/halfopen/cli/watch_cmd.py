@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..watch import duration, history
+from ..watch import duration
 from ..watch.live import WatchOptions, run
 from ..watch.sampler import Settings
 from .options import PATH, Integer, namespace_options, resolve_namespaces
@@ -38,8 +38,7 @@ def watch(interval: str, record: str | None, retention: str, window: str, once: 
         interval_s=duration.parse(interval, "interval"),
         window_s=duration.parse(window, "window"),
         record=record,
-        retention_s=(duration.parse(retention, "retention") if retention
-                     else history.DEFAULT_RETENTION_S),
+        retention_s=duration.parse(retention, "retention"),
         once=once, top=top,
         settings=Settings(namespaces=resolve_namespaces(netns_name, netns_pid, all_netns),
                           doctor=not no_doctor),

@@ -314,7 +314,9 @@ def _check_types(db: sqlite3.Connection, path: str) -> None:
     for table, columns in _declared().items():
         bad = []
         for name, kind in columns:
-            ok = ["'integer'", "'real'"] if kind in ("INTEGER", "REAL") else ["'text'"]
+            # INTEGER columns are counts and ids: a REAL there (SQLite stores 3.0 as 3) is
+            # damage, and 1e-308 as a limit would turn a use ratio into inf
+            ok = {"INTEGER": ["'integer'"], "REAL": ["'integer'", "'real'"]}.get(kind, ["'text'"])
             if name in _NULLABLE.get(table, ()):
                 ok.append("'null'")
             test = f"typeof({name}) NOT IN ({', '.join(ok)})"
