@@ -19,6 +19,7 @@ import values as v  # noqa: E402
 from harness import FUZZ, check  # noqa: E402
 from test_fuzz_live import EXAMPLES  # noqa: E402
 from test_fuzz_options import FILTER_WORDS  # noqa: E402
+
 ME = str(os.getpid())
 OUT = os.environ.get("HALFOPEN_FUZZ_OUT", "/tmp")
 

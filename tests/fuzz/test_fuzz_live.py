@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from harness import EXAMPLES as _DEFAULT  # noqa: E402
+from harness import EXAMPLES as _DEFAULT
 
 EXAMPLES = int(os.environ.get("HALFOPEN_FUZZ_LIVE_EXAMPLES", str(_DEFAULT)))
 # the sandbox's bound: 0.15 s a run at most (a loaded 2-core machine), plus start-up
