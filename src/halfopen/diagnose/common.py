@@ -14,6 +14,7 @@ from ..model.fixes import KeepaliveChange, KillChange, RlimitChange, SysctlChang
 from ..model.process import Process
 from ..model.socket import Socket
 from ..units import seconds  # noqa: F401  (the rules format durations with it)
+from .bounded import Keys
 
 SOCK_DIAG = "sock_diag"  # evidence source of socket counts (or procfs in the fallback)
 TCP_INFO = "tcp_info"
@@ -76,7 +77,7 @@ def _loopback(addr: str) -> bool:
     return ip.is_loopback
 
 
-def top(counter: Counter, k: int = 5) -> list[list]:
+def top(counter: Counter | Keys, k: int = 5) -> list[list]:
     """The k most common items as [item, count] pairs (JSON friendly)."""
     return [[item, count] for item, count in counter.most_common(k)]
 

@@ -48,7 +48,7 @@ def sockets(seed: int, count: int, spaces: tuple[str, ...] = ("host", "blue")):
             owners = owners + (Owner(pid + 1, comm, 11),)
         out = rng.random() < 0.4
         peer = rng.choice(("10.0.0.9", "127.0.0.1", "198.18.0.7", "2001:db8::5",
-                           "10.0.0.%d" % rng.randrange(1, 40)))
+                           f"10.0.0.{rng.randrange(1, 40)}"))
         family = 6 if ":" in peer else 4
         local = "::1" if family == 6 else rng.choice(("10.0.0.1", "127.0.0.1"))
         if out:

@@ -6,12 +6,12 @@ import glob
 import json
 import os
 
+import gen
+
 from halfopen.diagnose import middlebox
 from halfopen.diagnose.context import Options
 from halfopen.model.nginx import NginxConf
 from halfopen.model.snapshot import Snapshot
-
-import gen
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = sorted(glob.glob(os.path.join(HERE, "..", "cases", "*.json")))

@@ -11,6 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import inputs  # noqa: E402
+
 from halfopen.diagnose.perfdata import perfdata  # noqa: E402
 from halfopen.diagnose.report import diagnose  # noqa: E402
 
