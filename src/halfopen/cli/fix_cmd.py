@@ -129,8 +129,9 @@ def _findings(path: str | None, spaces: tuple, window: float,
     # the doctor is heavy: load it only when fix must take its own findings
     from ..collect import live  # noqa: PLC0415
     from ..diagnose import report  # noqa: PLC0415
-    snap, nginx, note = live.take_live(spaces, window, nginx_config=nginx_config)
-    findings = report.diagnose(snap, options, nginx=nginx, nginx_note=note).findings
+    table = report.new_tally(options)  # fed as the dump streams: no socket list kept
+    snap, nginx, note = live.take_live(spaces, window, nginx_config=nginx_config, sink=table.add)
+    findings = report.diagnose(snap, options, nginx=nginx, nginx_note=note, table=table).findings
     stamp.stamp(findings, snap.taken_at)
     return findings
 

@@ -96,13 +96,18 @@ def new_tally(options: Options = Options()) -> Tally:
     return Tally(marks(options))
 
 
+def tally_of(snapshot: Snapshot, options: Options = Options()) -> Tally:
+    """The Tally of a snapshot that holds its sockets (a file, --save-snapshot)."""
+    return Tally.of(snapshot.sockets, marks(options))
+
+
 def diagnose(snapshot: Snapshot, options: Options = Options(), history: History | None = None,
              nginx: NginxConf | None = None, nginx_note: str = "",
              only: tuple[str, ...] = (), table: Tally | None = None) -> Report:
     """The report on a snapshot. `table`: its sockets, tallied while they were dumped
     (new_tally); without it the snapshot's socket list is tallied here."""
     if table is None:
-        table = Tally.of(snapshot.sockets, marks(options))
+        table = tally_of(snapshot, options)
     ctx = Context(snapshot, options, history, nginx, nginx_note, table)
     findings, checked, unknown = registry.run(ctx, only)
     attribute(findings, snapshot.processes)
