@@ -16,11 +16,12 @@ from ..model.filter import Filter, StateIs
 from ..model.finding import Finding
 from ..model.host import SOURCES, HostFacts
 from ..model.process import Process
+from ..model.socket import Socket
 from ..model.states import ALL_STATES, TcpState
 from . import hostfacts, identity
 from .ages import CloseWaitAges
 from .findings import Doctor
-from .sample import CollectorRun, Sample, build
+from .sample import CollectorRun, Fold, Sample, build
 
 
 @record(frozen=True)
@@ -88,18 +89,27 @@ class Sampler:
         query = collector.Query(tcp_info=True, owners=True, namespaces=st.namespaces,
                                 proc=st.proc)
         timings: dict[str, float] = {}
-        snap = snapshots.take(query, host=True, window=0, timings=timings)
+        # one pass: each socket is folded into the sample and tallied for the doctor
+        # as the dump streams; none is kept (diagnose.tally)
+        fold, table = Fold(), self.doctor.tally()
+        if table is None:
+            sink = fold.add
+        else:
+            def sink(s: Socket) -> None:
+                fold.add(s)
+                table.add(s)
+        snap = snapshots.take(query, host=True, window=0, timings=timings, sink=sink)
         t = time.time()
         model = snap.host_facts
         if model is not None:
             self._host_facts, self._host_at = model, now
             self._host_run = CollectorRun(True, timings.get("host"))
         facts = hostfacts.from_model(model) if model is not None else hostfacts.read(st.proc)
-        sample = build(t, snap.host, snap.sockets, snap.processes, facts, self._fd_limit(model),
-                       snap.notes)
+        sample = fold.sample(t, snap.host, snap.processes, facts, self._fd_limit(model),
+                             snap.notes)
         self.ages.update(sample)
         start = time.perf_counter()
-        self._findings = sample.findings = self.doctor.findings(snap)
+        self._findings = sample.findings = self.doctor.findings(snap, table)
         self._findings_t = t
         self._doctor_s = time.perf_counter() - start
         # counted from the end of the run: on a host where it takes longer than
