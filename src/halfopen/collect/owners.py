@@ -90,6 +90,10 @@ class OwnerMap:
     denied: int  # processes whose fds we may not read (not root)
 
 
+def denied_note(denied: int) -> str:
+    return f"not root: owners of {denied} other users' processes are not shown"
+
+
 def read_comm(proc: str, pid: int) -> str:
     with open(f"{proc}/{pid}/comm", "rb") as f:
         return f.read().rstrip(b"\n").decode("utf-8", "replace")

@@ -162,8 +162,7 @@ def collect(query: Query, owner_map: owners.OwnerMap | None = None) -> Collectio
     elif owner_map is None:
         owner_map = owners.scan(query.proc, query.filter.required_pids())
     if owner_map is not None and owner_map.denied:
-        notes.append(f"not root: owners of {owner_map.denied} other users' processes "
-                     "are not shown")
+        notes.append(owners.denied_note(owner_map.denied))
     stream = _stream(source, readers, query, owner_map)
     return Collection(stream, source, owner_map, notes)
 
