@@ -32,7 +32,7 @@ def sockets(filter_words: tuple[str, ...], processes: bool, info: bool,
 
     The table is aligned over all its rows, so it prints when the dump ends
     (past 10,000 rows they wait in an unlinked temporary file, not in memory);
-    --jsonl and --csv print each socket as it is read.
+    --jsonl and --csv stream the sockets out as they are read.
 
     \b
     FILTER: state NAME | exclude NAME | sport/dport [OP] :PORT | src/dst ADDR[/LEN][:PORT]

@@ -77,6 +77,7 @@ class OwnerCache:
         self.denied = 0
         # what the last sample cost, for tests and the benchmark
         self.links_read = 0
+        self.links_by_pid: dict[int, int] = {}  # pid -> links read, last sample
         self.full_scans = 0
         self.unowned = 0  # sockets with an inode no readable fd holds, last sample
 
@@ -115,9 +116,11 @@ class OwnerCache:
             fds.append(fd)
             inodes.append(inode)
         self.links_read += read
+        if read:
+            self.links_by_pid[pid] = self.links_by_pid.get(pid, 0) + read
         comm = read_comm(self.proc, pid)
         container = old.container if old is not None else None
-        if old is None and fds:
+        if fds and (old is None or not old.sock_fds):  # from its first socket on
             container = self._resolver.of_pid(pid)
         return _Cached(start, comm, fds, inodes, others, container)
 
@@ -162,6 +165,7 @@ class OwnerCache:
         """Bring the cache up to date with /proc (a full scan the first time or
         when the last one is `full_every_s` old); returns the owner map."""
         self.links_read = 0
+        self.links_by_pid = {}
         self.full_scans = 0
         now = self.clock()
         full = self._full_at is None or now - self._full_at >= self.full_every_s
