@@ -29,6 +29,7 @@ from halfopen.records import record
 
 from ..errors import UsageError
 from ..kernel import identity
+from ..kernel import proc as procfs
 from ..model import filter as filters
 from ..model import fixes
 from ..model.finding import Finding, Fix
@@ -227,7 +228,7 @@ def _prlimit_step(finding: Finding, change: fixes.RlimitChange, proc: str) -> St
         step.text = f"prlimit --pid {pid} --nofile={soft}:{hard or soft}"
         return step
     current = rlimit.read(pid)
-    new, note = rlimit.plan(current, soft, hard, rlimit.can_raise_hard(proc), rlimit.nr_open(proc))
+    new, note = rlimit.plan(current, soft, hard, rlimit.can_raise_hard(proc), procfs.nr_open(proc))
     step.current, step.new, step.note = current.text(), new.text(), note
     step.params = {**who, "old": [current.soft, current.hard], "new": [new.soft, new.hard]}
     if note:
@@ -239,7 +240,7 @@ def _prlimit_step(finding: Finding, change: fixes.RlimitChange, proc: str) -> St
 
 def _comm(pid: int, proc: str) -> str:
     try:
-        return identity.comm(pid, proc) or "?"
+        return procfs.comm(pid, proc) or "?"
     except OSError:  # not ours to read
         return "?"
 

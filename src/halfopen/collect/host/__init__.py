@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from ...errors import HalfopenError
+from ...kernel import proc as procfs
 from ...model.host import HostFacts, NamespaceHost, NetCounters, ProcessLimits, Tunables
 from ...model.sysctls import SYSCTLS
 from .. import netns as netns_mod
@@ -117,7 +118,7 @@ class HostRun:
             namespaces = [netns_mod.current(proc)] if live else []
         self.namespaces = list(namespaces)
         taken_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        self.btime = btime = run("boot-time", files.read_btime, proc)
+        self.btime = btime = run("boot-time", procfs.boot_time, proc)
         self.facts = HostFacts(taken_at=taken_at, kernel=uname.release,
                                boot_time=float(btime) if btime is not None else 0.0,
                                window_s=window)
@@ -216,7 +217,7 @@ def _global_tunables(proc: str, live: bool) -> Tunables | None:
     # when /proc/1 is not ours to read, any process in the initial namespace will
     # do: it is the one whose /proc/sys has tcp_mem.
     here = netns_mod.current(proc).inode
-    tried = [netns_mod.Namespace("init", 0, f"{proc}/1/ns/net")]
+    tried = [netns_mod.Namespace("init", 0, procfs.ns_path(1, proc))]
     tried += [ns for ns in netns_mod.all_namespaces(proc) if ns.inode != here]
     errors: list[str] = []
     for ns in tried:
