@@ -14,20 +14,10 @@ import socket
 import struct
 from typing import Optional
 
-from ..records import record
+from ..model.identity import ProcessIdentity
 from .proc import comm, start_time
 
 SO_NETNS_COOKIE = 71  # include/uapi/asm-generic/socket.h
-
-
-@record(frozen=True)
-class ProcessIdentity:
-    pid: int
-    start_time: int  # clock ticks after boot, /proc/PID/stat field 22
-    comm: str
-
-    def text(self) -> str:
-        return f"pid {self.pid} ({self.comm}, started at tick {self.start_time})"
 
 
 def process(pid: int, proc: str = "/proc") -> Optional[ProcessIdentity]:
