@@ -34,6 +34,7 @@ def spawn(soft: int, hard: int) -> tuple[subprocess.Popen, int]:
 
 
 def halfopen(*argv: str) -> subprocess.CompletedProcess:
+    # a script run inside its own pid namespace: tests.helpers is not importable here
     return subprocess.run([sys.executable, "-m", "halfopen", *argv], capture_output=True,
                           text=True, timeout=120)
 
