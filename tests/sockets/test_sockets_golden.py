@@ -229,3 +229,22 @@ def test_a_message_unlike_the_learnt_layout_of_its_length_is_decoded_in_full():
         assert decode([m, permuted(m)]) == alone * 2
         assert decode([permuted(m), m]) == alone * 2
         assert decode([permuted(m)]) == alone
+
+
+def test_jsonl_lines_are_byte_for_byte_json_dumps_of_to_dict():
+    """The hand-built line formats (cli.sockets_out) write exactly the bytes of
+    json.dumps(to_dict(), separators=(",", ":")): every recorded socket, each
+    with several shapes of holders, in namespaces whose names need escaping."""
+    from halfopen.cli.sockets_out import encode_socket
+    from halfopen.model.container import Container
+    from halfopen.model.socket import Owner
+
+    box = Container("docker", "ab" * 32, name='web"1', pod="p%d")
+    holders = ((), (Owner(1, "nginx", 3),), (Owner(2, 'we"ird\n%s', 4, box), Owner(3, "ünï", 5)))
+    for netns in ("golden", 'odd "ns"\\', "100%d"):
+        sockets = list(sock_diag.decode_messages(iter((m, 0, len(m)) for m in MESSAGES), netns))
+        for i, s in enumerate(sockets):
+            s.owners = holders[i % len(holders)]
+            s.direction = (None, "in", "out")[i % 3]
+            want = json.dumps(s.to_dict(), separators=(",", ":"))
+            assert encode_socket(s) == want

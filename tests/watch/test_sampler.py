@@ -20,9 +20,9 @@ def test_full_host_run_and_doctor_throttled(monkeypatch):
     calls = []
     real_take = sampler_mod.snapshots.take
 
-    def take(query, host=False, window=3.0, timings=None):
+    def take(query, host=False, window=3.0, timings=None, sink=None):
         calls.append(host)
-        snap = real_take(query)  # the real sockets, without the slow host pass
+        snap = real_take(query, sink=sink)  # the real sockets, without the slow host pass
         snap.host_facts = FakeFacts() if host else None
         return snap
 
@@ -32,7 +32,7 @@ def test_full_host_run_and_doctor_throttled(monkeypatch):
     now = [0.0]
     s = Sampler(Settings(host_every_s=30), clock=lambda: now[0])
     findings = [[finding(1)], [finding(2)]]
-    s.doctor = Doctor(run=lambda snap: seen.append(snap.host_facts) or findings[len(seen) - 1])
+    s.doctor = Doctor(run=lambda snap, _table: seen.append(snap.host_facts) or findings[len(seen) - 1])
     samples = []
     for t in (0, 1, 29, 30, 31):
         now[0] = t

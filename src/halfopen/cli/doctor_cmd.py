@@ -172,9 +172,14 @@ def _run(*, pid: int | None, port: int | None, container: str | None, window: fl
                              "--all-netns/--nginx-config")
         snap, nginx = store.load_snapshot(snapshot_file)
         note = ""
+        table = None  # diagnose() tallies the file's sockets
     else:
         spaces = resolve_namespaces(netns_name, netns_pid, all_netns)
-        snap, nginx, note = live.take_live(spaces, window, nginx_config=nginx_config)
+        # the rules read a Tally fed as the dump streams; --save-snapshot writes every
+        # socket, so then the snapshot keeps its list and diagnose() tallies that
+        table = rep.new_tally(options) if save_snapshot is None else None
+        snap, nginx, note = live.take_live(spaces, window, nginx_config=nginx_config,
+                                           sink=table.add if table is not None else None)
     if save_snapshot is not None:
         try:
             store.save_snapshot(save_snapshot, snap, nginx)
@@ -184,12 +189,14 @@ def _run(*, pid: int | None, port: int | None, container: str | None, window: fl
     history = None
     if history_file is not None:
         history = watch_history.load_history(history_file, sorted(snap.processes))
-    report = rep.diagnose(snap, options, history, nginx, note)
+    if table is None:
+        table = rep.tally_of(snap, options)
+    report = rep.diagnose(snap, options, history, nginx, note, table=table)
     if snapshot_file is None:
         stamp.stamp(report.findings, snap.taken_at)
     if nagios:
         from ..diagnose.perfdata import perfdata  # noqa: PLC0415 - only plugins pay for it
-        doctor_out.write_nagios(report, perfdata(snap), sys.stdout, verbose)
+        doctor_out.write_nagios(report, perfdata(snap, table), sys.stdout, verbose)
     elif as_json:
         doctor_out.write_json(report, sys.stdout)
     else:

@@ -126,8 +126,9 @@ def _findings(path: str | None, spaces: tuple, window: float,
               options: Options = Options(), nginx_config: str | None = None) -> list[Finding]:
     if path is not None:
         return read_findings(path)
-    snap, nginx, note = live.take_live(spaces, window, nginx_config=nginx_config)
-    findings = report.diagnose(snap, options, nginx=nginx, nginx_note=note).findings
+    table = report.new_tally(options)  # fed as the dump streams: no socket list kept
+    snap, nginx, note = live.take_live(spaces, window, nginx_config=nginx_config, sink=table.add)
+    findings = report.diagnose(snap, options, nginx=nginx, nginx_note=note, table=table).findings
     stamp.stamp(findings, snap.taken_at)
     return findings
 

@@ -10,6 +10,7 @@ option and what is valid, exit 64.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable
 from typing import Any, Optional
@@ -77,10 +78,24 @@ class FilePath(click.ParamType):
 
     def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> str:
         text = str(value)
-        if not text or "\0" in text or len(text.encode("utf-8", "surrogateescape")) > PATH_MAX:
-            self.fail(f"{text!r}: want a file path (not empty, no NUL byte, at most "
+        raw = fs_bytes(text)
+        if not text or raw is None or b"\0" in raw or len(raw) > PATH_MAX:
+            self.fail(f"{text!r}: want a file path (not empty, no NUL byte or lone surrogate, at most "
                       f"{PATH_MAX} bytes)", param, ctx)
         return text
+
+
+def fs_bytes(text: str) -> Optional[bytes]:
+    """`text` as the kernel gets it (os.fsencode), or None for a lone surrogate
+    such as '\\ud800': no byte string decodes to one, so no file is named by it.
+
+    >>> fs_bytes("caf\\xe9"), fs_bytes("\\udcff"), fs_bytes("\\ud800")
+    (b'caf\\xc3\\xa9', b'\\xff', None)
+    """
+    try:
+        return os.fsencode(text)
+    except UnicodeEncodeError:
+        return None
 
 
 PID = Integer(1, PID_MAX, "a process id")
@@ -94,12 +109,12 @@ def check_netns_name(name: str) -> str:
     >>> check_netns_name("ho-1a2b"), check_netns_name("pod:shop/web-7f9")
     ('ho-1a2b', 'pod:shop/web-7f9')
     """
-    raw = name.encode("utf-8", "surrogateescape")
+    raw = fs_bytes(name)
     pod = name.startswith(netns.POD_PREFIX)
     # pod:NAMESPACE/POD names a pod's namespace (netns.named looks it up); each part
     # obeys the rule of an ip-netns name
     parts = name[len(netns.POD_PREFIX):].split("/") if pod else [name]
-    if len(parts) != (2 if pod else 1) or len(raw) > NAME_MAX or "\0" in name \
+    if len(parts) != (2 if pod else 1) or raw is None or len(raw) > NAME_MAX or "\0" in name \
             or any(p in ("", ".", "..") or "/" in p for p in parts):
         raise UsageError(f"bad --netns {name!r}: a name from `ip netns list` (not empty, "
                          f"not . or .., no '/', at most {NAME_MAX} bytes) or "

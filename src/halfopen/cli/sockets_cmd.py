@@ -30,6 +30,10 @@ def sockets(filter_words: tuple[str, ...], processes: bool, info: bool,
             as_json: bool, jsonl: bool, as_csv: bool, summary: bool, source: str) -> int:
     """List TCP sockets, filtered with ss's words.
 
+    The table is aligned over all its rows, so it prints when the dump ends
+    (past 10,000 rows they wait in an unlinked temporary file, not in memory);
+    --jsonl and --csv stream the sockets out as they are read.
+
     \b
     FILTER: state NAME | exclude NAME | sport/dport [OP] :PORT | src/dst ADDR[/LEN][:PORT]
             | dev NAME | fwmark M[/MASK] | cgroup PATH | autobound | pid N | comm NAME

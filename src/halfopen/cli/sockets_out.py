@@ -6,12 +6,13 @@ import contextlib
 import csv
 import json
 import marshal
+import operator
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import IO
 
-from ..model.socket import SKMEM_FIELDS, TCP_INFO_FIELDS, TIMER_NAMES, Owner, Socket
+from ..model.socket import SKMEM_FIELDS, TCP_INFO_FIELDS, TIMER_NAMES, Socket
 from ..model.states import SS_NAMES, STATE_KEYS, TcpState, state_name
 from .format import duration_ms, endpoint, table
 
@@ -21,13 +22,19 @@ _quote = json.encoder.encode_basestring_ascii  # C; for the only free-form strin
 
 # The JSON of Socket.to_dict(), formatted directly: a dict per socket and
 # json's encoder cost three times the whole kernel dump at 100k sockets.
-# Keys, order and values are the same (tests compare with to_dict()).
-_SOCKET_HEAD = ('{"netns":%s,"family":%d,"state":"%s","recv_q":%d,"send_q":%d,'
-                '"local_addr":"%s","local_port":%d,"peer_addr":"%s","peer_port":%d,'
-                '"timer":"%s","timer_expires_ms":%d,"timer_retrans":%d,"uid":%d,'
-                '"inode":%d,"cookie":%d,"direction":%s')
+# Keys, order and bytes are those of json.dumps(to_dict(), separators=(",", ":"))
+# (tests/unit/test_encode.py compares both). One % per line: the format is
+# built once per shape of line (namespace, state, timer, direction and
+# shutdown written into it as text; number of holders; tcp_info and meminfo
+# fields present), and the numbers and addresses go in one tuple, fetched by
+# one attrgetter.
+_OWNER = '{"pid":%d,"comm":%s,"fd":%d%s}'  # the last %s: ',"container":{..}' or ""
 _DIRECTION_JSON = {None: "null", "in": '"in"', "out": '"out"'}
 _STATE_TEXT = {int(k): v for k, v in STATE_KEYS.items()}
+_shape_of = operator.attrgetter("netns", "state", "timer", "direction", "shutdown")
+_values_of = operator.attrgetter("family", "recv_q", "send_q", "local_addr", "local_port",
+                                 "peer_addr", "peer_port", "timer_expires_ms",
+                                 "timer_retrans", "uid", "inode", "cookie")
 
 
 def _object_format(names: tuple[str, ...], count: int) -> str:
@@ -40,69 +47,73 @@ _MEMINFO_FORMATS = [_object_format(SKMEM_FIELDS, n) for n in range(len(SKMEM_FIE
 
 def _present(values: tuple) -> tuple:
     """The leading non-None values (the decoder pads missing groups with None)."""
-    if values[-1] is not None:
-        return values
     n = len(values)
     while n and values[n - 1] is None:
         n -= 1
     return values[:n]
 
 
-_netns_json: dict[str, str] = {}  # a few names, quoted once
+_comm_json: dict[str, str] = {}  # comm -> its JSON string, bounded below
+_COMM_LIMIT = 4096
+_formats: dict[tuple, str] = {}  # shape -> format, bounded below
+_FORMAT_LIMIT = 4096
 
 
-_tails: dict[tuple[int, int], str] = {}  # (tcp_info, meminfo fields) -> format
-
-
-def _tail(n_info: int, n_mem: int) -> str:
-    """The format of ',"tcp_info":{..},"meminfo":{..}}' for this many fields of each
-    (-1: the part is absent): one % for both, the costliest part of a line."""
-    fmt = _tails.get((n_info, n_mem))
-    if fmt is None:
-        fmt = ((',"tcp_info":' + _TCP_INFO_FORMATS[n_info] if n_info >= 0 else "")
-               + (',"meminfo":' + _MEMINFO_FORMATS[n_mem] if n_mem >= 0 else "") + "}")
-        _tails[(n_info, n_mem)] = fmt
+def _line_format(shape: tuple) -> str:
+    """The whole line's format for a shape: (netns, state, timer, direction,
+    shutdown, holders, tcp_info fields, meminfo fields; -1: absent)."""
+    netns, state, timer, direction, shutdown, holders, n_info, n_mem = shape
+    state_text = _STATE_TEXT.get(state) or state_name(state)
+    fmt = ('{"netns":' + _quote(netns).replace("%", "%%")
+           + ',"family":%d,"state":"' + state_text.replace("%", "%%")
+           + '","recv_q":%d,"send_q":%d,"local_addr":"%s","local_port":%d,'
+           '"peer_addr":"%s","peer_port":%d,"timer":"' + TIMER_NAMES.get(timer, "unknown")
+           + '","timer_expires_ms":%d,"timer_retrans":%d,"uid":%d,"inode":%d,"cookie":%d,'
+           '"direction":' + _DIRECTION_JSON[direction])
+    if shutdown is not None:
+        fmt += ',"shutdown":%d' % shutdown
+    if holders:
+        fmt += ',"owners":[' + ",".join([_OWNER] * holders) + "]"
+    if n_info >= 0:
+        fmt += ',"tcp_info":' + _TCP_INFO_FORMATS[n_info]
+    if n_mem >= 0:
+        fmt += ',"meminfo":' + _MEMINFO_FORMATS[n_mem]
+    if len(_formats) >= _FORMAT_LIMIT:
+        _formats.clear()
+    _formats[shape] = fmt = fmt + "}"
     return fmt
 
 
+def _quote_comm(comm: str) -> str:
+    if len(_comm_json) >= _COMM_LIMIT:
+        _comm_json.clear()
+    quoted = _comm_json[comm] = _quote(comm)
+    return quoted
+
+
 def encode_socket(s: Socket) -> str:
-    """json.dumps(s.to_dict()) without building the dict."""
-    state = _STATE_TEXT.get(s.state) or state_name(s.state)
-    netns = _netns_json.get(s.netns)
-    if netns is None:
-        netns = _netns_json[s.netns] = _quote(s.netns)
-    line = _SOCKET_HEAD % (
-        netns, s.family, state, s.recv_q, s.send_q, s.local_addr, s.local_port,
-        s.peer_addr, s.peer_port, TIMER_NAMES.get(s.timer, "unknown"), s.timer_expires_ms,
-        s.timer_retrans, s.uid, s.inode, s.cookie, _DIRECTION_JSON[s.direction])
-    if s.shutdown is not None:
-        line += ',"shutdown":%d' % s.shutdown
+    """json.dumps(s.to_dict(), separators=(",", ":")) without building the dict."""
+    values = _values_of(s)
     owners = s.owners
-    if owners:
-        if len(owners) == 1:
-            line += ',"owners":[' + _owner_json(owners[0]) + "]"
-        else:
-            line += ',"owners":[' + ",".join(_owner_json(o) for o in owners) + "]"
-    ti, mi = s.tcp_info, s.meminfo
-    if ti is None and mi is None:
-        return line + "}"
-    values: tuple = ()
+    for o in owners:
+        values += (o.pid, _comm_json.get(o.comm) or _quote_comm(o.comm), o.fd,
+                   "" if o.container is None
+                   else ',"container":' + _encode(o.container.to_dict()))
     n_info = n_mem = -1
+    ti: tuple | None = s.tcp_info
     if ti is not None:
-        values = _present(ti)
-        n_info = len(values)
+        if ti[-1] is None:
+            ti = _present(ti)
+        n_info = len(ti)
+        values += ti
+    mi: tuple | None = s.meminfo
     if mi is not None:
-        mem = _present(mi)
-        n_mem = len(mem)
-        values += mem
-    return line + _tail(n_info, n_mem) % values
-
-
-def _owner_json(o: Owner) -> str:
-    head = '{"pid":%d,"comm":%s,"fd":%d' % (o.pid, _quote(o.comm), o.fd)
-    if o.container is None:
-        return head + "}"
-    return head + ',"container":' + _encode(o.container.to_dict()) + "}"
+        if mi[-1] is None:
+            mi = _present(mi)
+        n_mem = len(mi)
+        values += mi
+    shape = _shape_of(s) + (len(owners), n_info, n_mem)
+    return (_formats.get(shape) or _line_format(shape)) % values
 
 
 def containers_text(sock: Socket) -> str:
@@ -207,13 +218,25 @@ def write_table(sockets: Iterable[Socket], out: IO[str], info: bool, show_netns:
     return n
 
 
+JSONL_BATCH = 512  # lines joined per write: a text write per line cost a tenth of the run
+
+
 def write_jsonl(sockets: Iterable[Socket], out: IO[str]) -> int:
     n = 0
-    write = out.write
+    batch: list[str] = []
+    add = batch.append
+    encode = encode_socket
     for s in sockets:
-        write(encode_socket(s))
-        write("\n")
-        n += 1
+        add(encode(s))
+        if len(batch) >= JSONL_BATCH:
+            batch.append("")
+            out.write("\n".join(batch))
+            n += len(batch) - 1
+            batch.clear()
+    if batch:
+        batch.append("")
+        out.write("\n".join(batch))
+        n += len(batch) - 1
     return n
 
 

@@ -6,17 +6,24 @@ Every TCP socket with owners and tcp_info, the host facts (counters sampled
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..model.nginx import NginxConf
 from ..model.snapshot import Snapshot
+from ..model.socket import Socket
 from . import nginx_conf, sockets
 from . import snapshot as snapshots
 from .netns import Namespace
 
 
 def take_live(namespaces: tuple[Namespace, ...] = (), window_s: float = 3.0, read_nginx: bool = True,
-              nginx_config: str | None = None) -> tuple[Snapshot, NginxConf | None, str]:
-    """(snapshot, nginx conf or None, a note on nginx or ""); `nginx_config` names the file to read."""
+              nginx_config: str | None = None, sink: Callable[[Socket], None] | None = None
+              ) -> tuple[Snapshot, NginxConf | None, str]:
+    """(snapshot, nginx conf or None, a note on nginx or ""); `nginx_config` names the file to read.
+
+    `sink`: each socket goes to it as the dump streams, the snapshot keeps none
+    (collect.snapshot.take)."""
     query = sockets.Query(tcp_info=True, owners=True, namespaces=namespaces)
-    snap = snapshots.take_full(query, window=window_s)
+    snap = snapshots.take_full(query, window=window_s, sink=sink)
     nginx, note = nginx_conf.read(snap, config=nginx_config) if read_nginx else (None, "")
     return snap, nginx, note

@@ -13,16 +13,22 @@ import datetime
 import gc
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ..model.snapshot import Snapshot
+from ..model.socket import Socket
 from . import netns, owners, sockets
 
 
 def take(query: sockets.Query, host: bool = False, window: float = 3.0,
-         timings: dict[str, float] | None = None) -> Snapshot:
+         timings: dict[str, float] | None = None,
+         sink: Callable[[Socket], None] | None = None) -> Snapshot:
     """One snapshot; `timings`, when given, gets the seconds spent on "sockets"
-    (the dump with its owners) and "host" (the host collectors, window included)."""
+    (the dump with its owners) and "host" (the host collectors, window included).
+
+    With a `sink` each socket is handed to it as the dump streams and none is
+    kept: Snapshot.sockets stays empty (the doctor's Tally, diagnose.tally).
+    Without one, Snapshot.sockets holds them all (--save-snapshot, watch)."""
     hostrun = owner_map = None
     start = time.perf_counter()
     if host:
@@ -37,8 +43,13 @@ def take(query: sockets.Query, host: bool = False, window: float = 3.0,
             owner_map = owners.from_scans(*scanned, proc=query.proc)
     dump_start = time.perf_counter()
     collection = sockets.collect(query, owner_map)
+    seen = _Seen(_every_socket(query))
+    socks: list[Socket] = []
+    keep = socks.append if sink is None else sink
     with gc_paused():
-        socks = list(collection.sockets)
+        for s in collection.sockets:
+            seen.add(s)
+            keep(s)
     dumped = time.perf_counter()
     uname = os.uname()
     owner_map = collection.owner_map
@@ -46,14 +57,13 @@ def take(query: sockets.Query, host: bool = False, window: float = 3.0,
         host=uname.nodename, kernel=uname.release,
         taken_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         source=collection.source,
-        namespaces=sorted({s.netns for s in socks} | {ns.name for ns in query.namespaces}),
+        namespaces=sorted(seen.netns | {ns.name for ns in query.namespaces}),
         sockets=socks,
         processes=dict(owner_map.processes) if owner_map else {},
         notes=collection.notes,
     )
     if hostrun is not None:
-        pids = sorted({o.pid for s in socks for o in (s.owners or ())})
-        snap.host_facts = hostrun.finish(pids, _tcp_inodes(query, socks))
+        snap.host_facts = hostrun.finish(sorted(seen.pids), _tcp_inodes(query, seen))
     if timings is not None:
         # the fd scan before the dump serves as its owner map: count it with the host run
         timings["sockets"] = dumped - dump_start if hostrun is not None else dumped - start
@@ -81,19 +91,42 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _tcp_inodes(query: sockets.Query, socks: list) -> dict[int, set[int]] | None:
+class _Seen:
+    """What take() needs of the sockets after the dump, gathered as they pass: their
+    namespaces, their owners' pids, and (when the dump holds every TCP socket) the
+    inodes per namespace, for the stale-fd check (collect.host.stalefds)."""
+
+    __slots__ = ("netns", "pids", "inodes")
+
+    def __init__(self, inodes: bool) -> None:
+        self.netns: set[str] = set()
+        self.pids: set[int] = set()
+        self.inodes: dict[str, set[int]] | None = {} if inodes else None
+
+    def add(self, s: Socket) -> None:
+        self.netns.add(s.netns)
+        for o in s.owners or ():
+            self.pids.add(o.pid)
+        if self.inodes is not None and s.inode:
+            got = self.inodes.get(s.netns)
+            if got is None:
+                got = self.inodes[s.netns] = set()
+            got.add(s.inode)
+
+
+def _every_socket(query: sockets.Query) -> bool:
+    return query.filter.is_empty and set(query.families) == {4, 6}
+
+
+def _tcp_inodes(query: sockets.Query, seen: _Seen) -> dict[int, set[int]] | None:
     """Every TCP socket inode per namespace inode, when the query dumped them all."""
-    if not query.filter.is_empty or set(query.families) != {4, 6}:
+    if seen.inodes is None:
         return None
     spaces = query.namespaces or (netns.current(query.proc),)
-    by_name: dict[str, set[int]] = {ns.name: set() for ns in spaces}
-    for s in socks:
-        got = by_name.get(s.netns)
-        if got is not None and s.inode:
-            got.add(s.inode)
-    return {ns.inode: by_name[ns.name] for ns in spaces}
+    return {ns.inode: seen.inodes.get(ns.name, set()) for ns in spaces}
 
 
-def take_full(query: sockets.Query, window: float = 3.0) -> Snapshot:
+def take_full(query: sockets.Query, window: float = 3.0,
+              sink: Callable[[Socket], None] | None = None) -> Snapshot:
     """take() with the host facts: what `halfopen doctor` reads."""
-    return take(query, host=True, window=window)
+    return take(query, host=True, window=window, sink=sink)

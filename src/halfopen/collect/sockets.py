@@ -162,8 +162,7 @@ def collect(query: Query, owner_map: owners.OwnerMap | None = None) -> Collectio
     elif owner_map is None:
         owner_map = owners.scan(query.proc, query.filter.required_pids())
     if owner_map is not None and owner_map.denied:
-        notes.append(f"not root: owners of {owner_map.denied} other users' processes "
-                     "are not shown")
+        notes.append(owners.denied_note(owner_map.denied))
     stream = _stream(source, readers, query, owner_map)
     return Collection(stream, source, owner_map, notes)
 
@@ -180,7 +179,7 @@ def _listening(source, reader, families, netns_name, addresses) -> direction.Lis
 
 def _stream(source, readers, query, owner_map) -> Iterator[Socket]:
     ext = sock_diag.EXT_INFO | sock_diag.EXT_SKMEMINFO if query.tcp_info else 0
-    holders = owner_map.owners if owner_map is not None else None
+    owners_of = owner_map.owners.getter() if owner_map is not None else None
     addresses = sock_diag.AddressCache()
     try:
         for ns, reader, flt in readers:
@@ -202,8 +201,8 @@ def _stream(source, readers, query, owner_map) -> Iterator[Socket]:
                 for sock in part:
                     if states != ALL_STATES and not states >> sock.state & 1:
                         continue  # procfs path: the kernel did not filter
-                    if holders is not None and sock.inode:  # mini sockets: no inode
-                        sock.owners = holders.get(sock.inode, ())
+                    if owners_of is not None and sock.inode:  # mini sockets: no inode
+                        sock.owners = owners_of(sock.inode)
                     if sock.state != LISTEN:  # the common case (not a listening port) inlined
                         sock.direction = (OUTBOUND if sock.local_port not in ports
                                           else direction_of(sock))

@@ -56,20 +56,19 @@ fd-leak, per process (in the namespaces being checked, or owning sockets there):
 from __future__ import annotations
 
 import statistics
-from collections import Counter
+from collections.abc import Sequence
 
 from halfopen.records import record
 
 from ..model.finding import Finding, Fix
 from ..model.history import slope_per_s
 from ..model.host import UNLIMITED, ProcessLimits
-from ..model.socket import OUTBOUND, Socket
+from ..model.socket import OUTBOUND
 from ..model.states import TcpState
 from . import sides
 from .common import (
     SOCK_DIAG,
     TCP_INFO,
-    by_owner,
     code_fix,
     ev,
     kill_fix,
@@ -81,6 +80,8 @@ from .common import (
     who,
 )
 from .context import Context, Unavailable
+from .servers import local_servers
+from .tally import Pile
 
 STUCK_AGE_S = 30  # a live application closes within milliseconds of reading EOF
 OLD_AGE_S = 3600  # even one socket this old in CLOSE_WAIT is a bug, not a slow close
@@ -127,32 +128,6 @@ WHY_CLOSE_WAIT_CLIENT = (
 )
 
 
-def _age_s(sock) -> tuple[float | None, float | None]:
-    """(lower, upper) bound of the time since the FIN, seconds; None without tcp_info."""
-    return sock.fin_age_s or (None, None)
-
-
-@record
-class Pile:
-    """One process's CLOSE_WAIT sockets on one side (server or client), measured."""
-
-    socks: list[Socket]  # every CLOSE_WAIT socket of this side
-    stuck: list[Socket]  # at least the stuck age old, or undated
-    lows: list[float]  # age lower bounds of the dated stuck sockets, seconds
-    highs: list[float]  # their upper bounds
-    undated: int  # stuck sockets without tcp_info (counted, age unknown)
-    young: list[float]  # age lower bounds of the sockets not yet judged
-    process_total: int  # CLOSE_WAIT sockets of the process, both sides (as --history counts)
-
-    @property
-    def oldest(self) -> float | None:
-        return max(self.lows) if self.lows else None
-
-    @property
-    def unread(self) -> int:
-        return sum(1 for s in self.stuck if s.recv_q >= 1)
-
-
 @record
 class Pressure:
     """Growth and the fd limit of the process holding a pile."""
@@ -165,23 +140,7 @@ class Pressure:
     evidence: list
 
 
-def _measure(socks: list[Socket], stuck_age: float, process_total: int) -> Pile:
-    pile = Pile(socks, [], [], [], 0, [], process_total)
-    for s in socks:
-        lo, hi = _age_s(s)
-        if lo is None or hi is None:
-            pile.undated += 1
-            pile.stuck.append(s)  # undated: count it, say so
-        elif lo >= stuck_age:
-            pile.stuck.append(s)
-            pile.lows.append(lo)
-            pile.highs.append(hi)
-        else:
-            pile.young.append(lo)
-    return pile
-
-
-def _pressure(ctx: Context, pid: int | None, held: int, lows: list[float],
+def _pressure(ctx: Context, pid: int | None, held: int, lows: Sequence[float],
               from_ages: bool) -> Pressure:
     """Growth (history, else the spread of ages when `from_ages`) and fd limits.
 
@@ -218,11 +177,11 @@ def _pressure(ctx: Context, pid: int | None, held: int, lows: list[float],
 
 
 def _age_evidence(pile: Pile, stuck_age: float, note: str) -> list:
-    count = len(pile.stuck)
+    count = pile.stuck
     evidence = [
         ev("close_wait_sockets", count, SOCK_DIAG,
            f"{note}CLOSE_WAIT for at least {seconds(stuck_age)}; "
-           f"{len(pile.socks)} in CLOSE_WAIT in all"),
+           f"{pile.count} in CLOSE_WAIT in all"),
         ev("recv_q_ge_1", pile.unread, SOCK_DIAG, "has not read EOF (Recv-Q >= 1)"),
         ev("recv_q_0", count - pile.unread, SOCK_DIAG,
            "read EOF but never called close() (Recv-Q 0)"),
@@ -231,7 +190,7 @@ def _age_evidence(pile: Pile, stuck_age: float, note: str) -> list:
         evidence += [
             ev("oldest_age_s", round(max(pile.lows)), TCP_INFO,
                "lower bound: last_ack_recv (the FIN's ACK; a later ACK resets it); "
-               f"upper bound {round(max(pile.highs))} s from last_data_recv"),
+               f"upper bound {round(pile.high)} s from last_data_recv"),
             ev("median_age_s", round(statistics.median(pile.lows)), TCP_INFO,
                "lower bound, last_ack_recv"),
         ]
@@ -256,26 +215,29 @@ def check_close_wait(ctx: Context) -> list[Finding]:
     stuck_age = ctx.age(STUCK_AGE_S)
     old_age = max(OLD_AGE_S, stuck_age)
     findings = []
-    for (netns, pid, comm), group in sorted(by_owner(ctx.in_state(CLOSE_WAIT)).items(),
-                                            key=lambda kv: -len(kv[1])):
-        for side, socks in sides.split(group):
-            pile = _measure(socks, stuck_age, len(group))
+    table = ctx.table
+    for (netns, pid, comm), group in table.by_size(table.close_wait):
+        for side, pile in group.sides():
+            assert isinstance(pile, Pile)
             if not pile.stuck:
                 findings.append(_young(netns, pid, comm, side, pile, stuck_age))
             elif side == sides.CLIENT:
-                findings.append(_client_pile(ctx, netns, pid, comm, pile, stuck_age, old_age))
+                findings.append(_client_pile(ctx, netns, pid, comm, pile, group.total, stuck_age,
+                                             old_age))
             else:
-                findings.append(_server_pile(ctx, netns, pid, comm, pile, stuck_age, old_age))
+                findings.append(_server_pile(ctx, netns, pid, comm, pile, group.total, stuck_age,
+                                             old_age))
     return findings
 
 
 def _server_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pile,
-                 stuck_age: float, old_age: float) -> Finding:
-    """The peers closed, this process (the server, or unknown) does not: a code bug."""
-    stuck, count, oldest = pile.stuck, len(pile.stuck), pile.oldest
-    peers = Counter(s.peer_addr for s in stuck)
-    ports = Counter(s.local_port for s in stuck)
-    pressure = _pressure(ctx, pid, pile.process_total, pile.lows, from_ages=True)
+                 process_total: int, stuck_age: float, old_age: float) -> Finding:
+    """The peers closed, this process (the server, or unknown) does not: a code bug.
+
+    `process_total`: its CLOSE_WAIT sockets on both sides (as --history counts)."""
+    count, oldest = pile.stuck, pile.oldest
+    peers, ports = pile.peers, pile.ports
+    pressure = _pressure(ctx, pid, process_total, pile.lows, from_ages=True)
     evidence = _age_evidence(pile, stuck_age, "")
     evidence += [ev("peers", top(peers), SOCK_DIAG, "peer address, count"),
                  ev("local_ports", top(ports), SOCK_DIAG, "local port, count")]
@@ -298,7 +260,7 @@ def _server_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pil
     fixes = []
     if pid is not None:
         flt = f"state close-wait pid {pid}"
-        if pile.process_total > len(pile.socks) and len(ports) <= KILL_TERMS:
+        if process_total > pile.count and len(ports) <= KILL_TERMS:
             # the process is a client too: leave its outbound sockets to their own finding
             flt += " and ( " + " or ".join(f"sport = :{p}" for p in ports) + " )"
         fixes.append(kill_fix(flt,
@@ -314,7 +276,7 @@ def _server_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pil
          if pile.unread > count - pile.unread else
          "most read EOF (Recv-Q 0): look for an early return after EOF or an error "
          "that skips close()")))
-    direction = stuck[0].direction
+    direction = pile.stuck_direction
     return Finding(
         id="close-wait-leak", severity=severity, cause=CAUSE, title=title,
         subject=subject(netns, pid, comm, ports.most_common(1)[0][0] if len(ports) == 1 else None,
@@ -323,18 +285,17 @@ def _server_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pil
 
 
 def _client_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pile,
-                 stuck_age: float, old_age: float) -> Finding:
+                 process_total: int, stuck_age: float, old_age: float) -> Finding:
     """This process connected out and the servers closed: a pool keeping dead connections.
 
     warning: a bounded pool that does not grow; critical: growth (history), the oldest
     older than OLD_AGE_S, or the process near RLIMIT_NOFILE. Socket ages do not give a
     rate here: a pool's sockets are spread by their last use, not by a leak.
     """
-    stuck, count, oldest = pile.stuck, len(pile.stuck), pile.oldest
-    dests = Counter(sides.service(s) for s in stuck)
-    rports = {s.peer_port for s in stuck}
-    servers = sides.local_servers(ctx, netns, stuck)
-    pressure = _pressure(ctx, pid, pile.process_total, pile.lows, from_ages=False)
+    count, oldest = pile.stuck, pile.oldest
+    dests = pile.dests
+    servers = local_servers(ctx, netns, pile.wanted)
+    pressure = _pressure(ctx, pid, process_total, pile.lows, from_ages=False)
     eta = pressure.eta
     grows = pressure.rate is not None and pressure.rate > 0
 
@@ -380,7 +341,7 @@ def _client_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pil
     fixes += _client_fixes(timeout)
     return Finding(
         id="close-wait-leak", severity=severity, cause=CAUSE, title=title,
-        subject=subject(netns, pid, comm, next(iter(rports)) if len(rports) == 1 else None,
+        subject=subject(netns, pid, comm, pile.rport.single,
                         direction=OUTBOUND, peer=first if len(dests) == 1 else None),
         evidence=evidence, fixes=fixes, why=WHY_CLOSE_WAIT_CLIENT)
 
@@ -417,28 +378,24 @@ def _age_text(s: float) -> str:
 def _young(netns: str, pid: int | None, comm: str, side: str, pile: Pile,
            stuck_age: float) -> Finding:
     """CLOSE_WAIT too young to judge: said, not silent (info)."""
-    oldest = max(pile.young)
+    oldest = pile.young_max
     client = side == sides.CLIENT
-    where = Counter(sides.service(s) if client else s.local_port for s in pile.socks)
-    evidence = [ev("young_close_wait_sockets", len(pile.young), SOCK_DIAG,
+    where = pile.where  # every socket of the pile is young here
+    evidence = [ev("young_close_wait_sockets", pile.young, SOCK_DIAG,
                    f"CLOSE_WAIT for less than {seconds(stuck_age)} (--min-age)"),
                 ev("oldest_age_s", round(oldest, 1), TCP_INFO, "lower bound, last_ack_recv"),
                 ev("destinations" if client else "local_ports", top(where), SOCK_DIAG)]
     if client:
-        services = {sides.service(s) for s in pile.socks}
-        rports = {s.peer_port for s in pile.socks}
-        port = next(iter(rports)) if len(rports) == 1 else None
-        peer = next(iter(services)) if len(services) == 1 else None
+        port, peer = pile.young_rport.single, pile.young_service.single
     else:
-        lports = {s.local_port for s in pile.socks}
-        port, peer = (next(iter(lports)) if len(lports) == 1 else None), None
+        port, peer = pile.young_lport.single, None
     return Finding(
         id="close-wait-leak", severity="info", cause=CAUSE,
         title=(f"{who(pid, comm)}{' (the client)' if client else ''} holds "
-               f"{plural(len(pile.young), 'CLOSE_WAIT socket')} younger than "
+               f"{plural(pile.young, 'CLOSE_WAIT socket')} younger than "
                f"{seconds(stuck_age)}, oldest {_age_text(oldest)}: not yet judged; run again, "
                "or lower --min-age"),
-        subject=subject(netns, pid, comm, port, direction=pile.socks[0].direction, peer=peer),
+        subject=subject(netns, pid, comm, port, direction=pile.direction, peer=peer),
         evidence=evidence, fixes=[],
         why="A process that closes its sockets passes through CLOSE_WAIT for a moment; only "
             "sockets that stay there are a leak. These are younger than the age threshold, "

@@ -10,11 +10,12 @@ from collections.abc import Iterable
 
 from ..model.container import Container
 from ..model.finding import Evidence, Finding, Fix
-from ..model.fixes import KeepaliveChange, KeepaliveSettings, KillChange, RlimitChange, SysctlChange, parse_filter
+from ..model.fixes import KeepaliveChange, KeepaliveSettings, KillChange, RlimitChange, SysctlChange, proposed_filter
 from ..model.identity import ProcessIdentity
 from ..model.process import Process
 from ..model.socket import Socket
 from ..units import seconds  # noqa: F401  (the rules format durations with it)
+from .bounded import Keys
 
 SOCK_DIAG = "sock_diag"  # evidence source of socket counts (or procfs in the fallback)
 TCP_INFO = "tcp_info"
@@ -77,7 +78,7 @@ def _loopback(addr: str) -> bool:
     return ip.is_loopback
 
 
-def top(counter: Counter, k: int = 5) -> list[list]:
+def top(counter: Counter | Keys, k: int = 5) -> list[list]:
     """The k most common items as [item, count] pairs (JSON friendly)."""
     return [[item, count] for item, count in counter.most_common(k)]
 
@@ -154,14 +155,14 @@ def keepalive_fix(pid: int, filter_words: str = "", idle: int = KEEPALIVE_IDLE_S
                   interval: int = KEEPALIVE_INTERVAL_S, count: int = KEEPALIVE_COUNT,
                   user_timeout_ms: int | None = None, why: str = "") -> Fix:
     c = KeepaliveChange(ProcessIdentity(pid), KeepaliveSettings(idle, interval, count, user_timeout_ms),
-                        parse_filter(filter_words))
+                        proposed_filter(filter_words))
     return Fix(c.action, c.command(), True, c.params(),
                why or "retrofit TCP keepalive onto the running process's sockets "
                       "(pidfd_getfd + setsockopt, no restart)")
 
 
 def kill_fix(filter_words: str, why: str = "") -> Fix:
-    c = KillChange(parse_filter(filter_words))
+    c = KillChange(proposed_filter(filter_words))
     return Fix(c.action, c.command(), True, c.params(),
                why or "SOCK_DESTROY: RST to the peer, TCP state freed; the owner's fd stays "
                       "open until it calls close()")

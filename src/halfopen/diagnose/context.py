@@ -1,4 +1,5 @@
-"""What every rule reads: the snapshot, the doctor's options, optional history.
+"""What every rule reads: the socket table's tally, the snapshot's host facts, the
+doctor's options, optional history.
 
 A rule is a pure function `check(ctx: Context) -> list[Finding]`. When the
 source it rests on was not read (not root, module missing, no host facts in
@@ -17,12 +18,8 @@ from ..model.history import History
 from ..model.host import HostFacts, NamespaceHost, Tunables
 from ..model.nginx import NginxConf
 from ..model.snapshot import Snapshot
-from ..model.socket import Socket
-from ..model.states import TcpState
-from .common import is_local_peer
 from .middlebox import Middlebox
-
-ESTABLISHED = int(TcpState.ESTABLISHED)
+from .tally import Tally
 
 
 class Unavailable(Exception):
@@ -47,34 +44,16 @@ class Context:
     history: History | None = None
     nginx: NginxConf | None = None  # None: nginx not running or `nginx -T` not read
     nginx_note: str = ""  # why nginx is None, when it runs but could not be read
+    # the socket table as the rules read it: built while the dump streams (live), or
+    # from the snapshot's list (report.diagnose does either)
+    tally: Tally | None = None
     _now: float | None = field(default=None, repr=False)
-    _by_state: dict[int, list[Socket]] | None = field(default=None, repr=False)
-    _remote_est: list[Socket] | None = field(default=None, repr=False)
-    _scope_pids: set[int] | None = field(default=None, repr=False)
 
-    # ---------------------------------------------------------------- sockets, grouped once
-
-    def in_state(self, *states: int) -> list[Socket]:
-        """The snapshot's sockets in these states (one pass over the snapshot, shared by
-        every rule)."""
-        if self._by_state is None:
-            groups: dict[int, list[Socket]] = {}
-            for s in self.snapshot.sockets:
-                got = groups.get(s.state)
-                if got is None:
-                    groups[s.state] = [s]
-                else:
-                    got.append(s)
-            self._by_state = groups
-        if len(states) == 1:
-            return self._by_state.get(states[0], [])
-        return [s for st in states for s in self._by_state.get(st, [])]
-
-    def remote_established(self) -> list[Socket]:
-        """ESTABLISHED sockets whose peer is not on this host (dead-peer, keepalive-off)."""
-        if self._remote_est is None:
-            self._remote_est = [s for s in self.in_state(ESTABLISHED) if not is_local_peer(s)]
-        return self._remote_est
+    @property
+    def table(self) -> Tally:
+        if self.tally is None:
+            raise RuntimeError("Context without a tally: build it with report.diagnose")
+        return self.tally
 
     # ---------------------------------------------------------------- scope
 
@@ -91,11 +70,7 @@ class Context:
         belong in this run? Yes when the process lives in a checked namespace or owns
         a socket in one (the snapshot holds only the checked namespaces' sockets).
         Host-wide facts (file-nr, tcp_mem) are not per process and need no scope."""
-        if netns in self.checked_netns():
-            return True
-        if self._scope_pids is None:
-            self._scope_pids = {o.pid for s in self.snapshot.sockets for o in (s.owners or ())}
-        return pid in self._scope_pids
+        return netns in self.checked_netns() or pid in self.table.pids
 
     # ---------------------------------------------------------------- time
 

@@ -20,16 +20,15 @@ keepalive-off, per process: ESTABLISHED sockets (peer not on this host) with
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Callable
 
 from ..model.finding import Finding
-from ..model.socket import INBOUND, OUTBOUND
+from ..model.socket import INBOUND, OUTBOUND, Socket
 from ..model.states import TcpState
 from . import sides
 from .common import (
     SOCK_DIAG,
     TCP_INFO,
-    by_owner,
     code_fix,
     ev,
     keepalive_fix,
@@ -42,6 +41,7 @@ from .common import (
     who,
 )
 from .context import Context
+from .tally import TIMER_KEEPALIVE, TIMER_OFF, TIMER_ON, Hits, idle_ms
 
 MIN_RETRANS = 3  # three RTO backoffs in a row without an ACK
 NO_ACK_S = 30
@@ -50,7 +50,6 @@ CRITICAL_COUNT = 100
 IDLE_S = 600
 WARN_COUNT = 10
 
-TIMER_ON, TIMER_KEEPALIVE, TIMER_OFF = 1, 2, 0
 RETRIES2_SUGGESTED = 8  # ~100 s: RFC 1122's minimum R2 for data, and far below 15's ~15 min
 ESTABLISHED = int(TcpState.ESTABLISHED)
 CAUSE = "client vanished"
@@ -111,51 +110,63 @@ def _probes_unanswered(s) -> bool:
     return probes >= MIN_PROBES
 
 
+def dead_peer_mark(no_ack_s: float) -> Callable[[Socket], bool]:
+    """The Tally's test for a dead-peer socket (remote ESTABLISHED ones are asked)."""
+    return lambda s: _retransmitting(s, no_ack_s) or _probes_unanswered(s)
+
+
+def keepalive_off_mark(idle_s: float) -> Callable[[Socket], bool]:
+    """The Tally's test for a keepalive-off socket (remote ESTABLISHED ones are asked)."""
+    def hit(s: Socket) -> bool:
+        if s.timer != TIMER_OFF:
+            return False
+        idle = idle_ms(s)
+        return idle is not None and idle / 1000 >= idle_s
+    return hit
+
+
 def check_dead_peer(ctx: Context) -> list[Finding]:
     no_ack = ctx.age(NO_ACK_S)
-    hit = [s for s in ctx.remote_established()
-           if _retransmitting(s, no_ack) or _probes_unanswered(s)]
+    table = ctx.table
     findings = []
-    for (netns, pid, comm), group in sorted(by_owner(hit).items(), key=lambda kv: -len(kv[1])):
-        for side, part in sides.split(group):
+    for (netns, pid, comm), group in table.by_size(table.dead_peer):
+        for side, part in group.sides():
+            assert isinstance(part, Hits)
             findings.append(_dead_peer(ctx, netns, pid, comm, side, part, no_ack))
     return findings
 
 
 def _dead_peer(ctx: Context, netns: str, pid: int | None, comm: str, side: str,
-               group: list, no_ack: float) -> Finding:
+               group: Hits, no_ack: float) -> Finding:
     client = side == sides.CLIENT
-    retrans = [s for s in group if s.timer == TIMER_ON]
-    probing = [s for s in group if s.timer == TIMER_KEEPALIVE]
-    infos = [s.tcp_info for s in group if s.tcp_info is not None]
-    peers = Counter(sides.service(s) if client else s.peer_addr for s in group)
+    peers = group.peers
     tun = ctx.tunables(netns) if ctx.snapshot.host_facts is not None else None
     retries2 = tun.tcp_retries2 if tun is not None and tun.tcp_retries2 is not None else 15
-    evidence = [ev("dead_peer_sockets", len(group), SOCK_DIAG, _side_note(group)),
-                ev("retransmitting", len(retrans), SOCK_DIAG,
+    evidence = [ev("dead_peer_sockets", group.count, SOCK_DIAG, _side_note(group)),
+                ev("retransmitting", group.retrans, SOCK_DIAG,
                    f">= {MIN_RETRANS} retransmissions, no ACK for >= {seconds(no_ack)}"),
-                ev("keepalive_probes_unanswered", len(probing), SOCK_DIAG,
+                ev("keepalive_probes_unanswered", group.probing, SOCK_DIAG,
                    f">= {MIN_PROBES} probes out")]
-    if infos:
+    if group.infos:
         evidence += [
-            ev("max_retransmits", max(i.retransmits for i in infos), TCP_INFO),
-            ev("oldest_no_ack_s", round(max(i.last_ack_recv for i in infos) / 1000), TCP_INFO,
+            ev("max_retransmits", group.max_retransmits, TCP_INFO),
+            ev("oldest_no_ack_s", round(group.max_ack_ms / 1000), TCP_INFO,
                "last_ack_recv: time since the peer last acknowledged anything"),
         ]
-    unacked = sum(s.send_q for s in group)
+    unacked = group.unacked
     evidence += [ev("unacked_bytes", unacked, SOCK_DIAG, "Send-Q summed"),
                  ev("services" if client else "peers", top(peers), SOCK_DIAG,
                     "remote service ip:port, count" if client else ""),
                  ev("tcp_retries2", retries2, "/proc/sys/net/ipv4/tcp_retries2",
                     f"gives up after ~{seconds(retries_timeout_s(retries2))} of retransmission")]
-    severity = "critical" if len(group) >= CRITICAL_COUNT else "warning"
+    severity = "critical" if group.count >= CRITICAL_COUNT else "warning"
     one = next(iter(peers)) if len(peers) == 1 else None
     if client:
-        title = (f"{who(pid, comm)} is the client: {plural(len(group), 'connection')} to "
+        title = (f"{who(pid, comm)} is the client: {plural(group.count, 'connection')} to "
                  f"{one or plural(len(peers), 'service')} that stopped answering")
     else:
         title = (f"{who(pid, comm)}{_server_word(group)}: "
-                 f"{plural(len(group), 'ESTABLISHED socket')} to a "
+                 f"{plural(group.count, 'ESTABLISHED socket')} to a "
                  f"{'client' if _inbound(group) else 'peer'} that stopped answering"
                  + (f" ({one})" if one else ""))
     fixes = []
@@ -195,60 +206,47 @@ WHY_CLIENT_SIDE = (
     "fix belongs in the client and its connection pool, not in the server.")
 
 
-def _inbound(group: list) -> bool:
-    return all(s.direction == INBOUND for s in group)
+def _inbound(group: Hits) -> bool:
+    return group.inbound
 
 
-def _server_word(group: list) -> str:
+def _server_word(group: Hits) -> str:
     """', the server' when every socket is inbound; nothing when the direction is unknown."""
     return ", the server" if _inbound(group) else ""
 
 
-def _side_note(group: list) -> str:
-    if group[0].direction == OUTBOUND:
+def _side_note(group: Hits) -> str:
+    if group.direction == OUTBOUND:
         return "this host is the client: it connected out"
     return "this host is the server: accepted connections" if _inbound(group) else ""
 
 
-def _subject(netns: str, pid: int | None, comm: str, client: bool, group: list,
+def _subject(netns: str, pid: int | None, comm: str, client: bool, group: Hits,
              one: str | None) -> dict:
-    ports = {s.peer_port if client else s.local_port for s in group}
-    return subject(netns, pid, comm, next(iter(ports)) if len(ports) == 1 else None,
+    # group.port: the remote port on the client's side, the local port on the server's
+    return subject(netns, pid, comm, group.port.single,
                    direction=OUTBOUND if client else (INBOUND if _inbound(group) else None),
                    peer=one if client else None)
 
 
-def _idle_ms(s) -> int | None:
-    ti = s.tcp_info
-    if ti is None:
-        return None
-    return min(ti.last_data_recv, ti.last_data_sent, ti.last_ack_recv)
-
-
 def check_keepalive_off(ctx: Context) -> list[Finding]:
     idle_s = ctx.age(IDLE_S)
-    hit = []
-    for s in ctx.remote_established():
-        if s.timer != TIMER_OFF:
-            continue
-        idle = _idle_ms(s)
-        if idle is not None and idle / 1000 >= idle_s:
-            hit.append(s)
+    table = ctx.table
     findings = []
-    for (netns, pid, comm), group in sorted(by_owner(hit).items(), key=lambda kv: -len(kv[1])):
-        for side, part in sides.split(group):
+    for (netns, pid, comm), group in table.by_size(table.keepalive_off):
+        for side, part in group.sides():
+            assert isinstance(part, Hits)
             findings.append(_keepalive_off(netns, pid, comm, side, part, idle_s))
     return findings
 
 
-def _keepalive_off(netns: str, pid: int | None, comm: str, side: str, group: list,
+def _keepalive_off(netns: str, pid: int | None, comm: str, side: str, group: Hits,
                    idle_s: float) -> Finding:
     client = side == sides.CLIENT
-    idles = [(_idle_ms(s) or 0) / 1000 for s in group]  # every hit has an idle time
-    peers = Counter(sides.service(s) if client else s.peer_addr for s in group)
-    ports = Counter(s.local_port for s in group)
+    idle_max = group.max_idle_s  # every hit has an idle time
+    peers, ports = group.peers, group.ports
     one = next(iter(peers)) if len(peers) == 1 else None
-    severity = "warning" if len(group) >= WARN_COUNT else "info"
+    severity = "warning" if group.count >= WARN_COUNT else "info"
     fixes = []
     if pid is not None:
         fixes.append(keepalive_fix(pid, "state established",
@@ -257,22 +255,22 @@ def _keepalive_off(netns: str, pid: int | None, comm: str, side: str, group: lis
                                        "(pidfd_getfd + setsockopt, no restart)"))
     fixes.append(code_fix(CLIENT_KEEPALIVE_FIX if client else SERVER_KEEPALIVE_FIX))
     if client:
-        title = (f"{who(pid, comm)} is the client: {plural(len(group), 'idle connection')} to "
+        title = (f"{who(pid, comm)} is the client: {plural(group.count, 'idle connection')} to "
                  f"{one or plural(len(peers), 'service')} without keepalive, idle up to "
-                 f"{seconds(max(idles))}")
+                 f"{seconds(idle_max)}")
     else:
         title = (f"{who(pid, comm)}{_server_word(group)}: "
-                 f"{plural(len(group), 'idle connection')} without keepalive, idle up to "
-                 f"{seconds(max(idles))}")
+                 f"{plural(group.count, 'idle connection')} without keepalive, idle up to "
+                 f"{seconds(idle_max)}")
     return Finding(
         id="keepalive-off", severity=severity, cause=CAUSE, title=title,
         subject=(_subject(netns, pid, comm, True, group, one) if client else
                  subject(netns, pid, comm, ports.most_common(1)[0][0] if len(ports) == 1
                          else None, direction=INBOUND if _inbound(group) else None)),
-        evidence=[ev("idle_sockets_without_keepalive", len(group), SOCK_DIAG,
+        evidence=[ev("idle_sockets_without_keepalive", group.count, SOCK_DIAG,
                      f"ESTABLISHED, no timer, idle >= {seconds(idle_s)}"
                      + (f"; {_side_note(group)}" if _side_note(group) else "")),
-                  ev("max_idle_s", round(max(idles)), TCP_INFO,
+                  ev("max_idle_s", round(idle_max), TCP_INFO,
                      "min of last_data_recv, last_data_sent, last_ack_recv"),
                   ev("services" if client else "peers", top(peers), SOCK_DIAG),
                   ev("local_ports", top(ports), SOCK_DIAG)],

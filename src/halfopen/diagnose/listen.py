@@ -31,8 +31,6 @@ syn-flood, per listener whose accept queue is less than half full:
 
 from __future__ import annotations
 
-from collections import Counter
-
 from halfopen.records import record
 
 from ..model.finding import Finding
@@ -40,6 +38,9 @@ from ..model.socket import INBOUND, Socket
 from ..model.states import TcpState
 from .common import SOCK_DIAG, code_fix, config_fix, ev, owner, plural, subject, sysctl_fix, top, who
 from .context import Context
+from .tally import SynGroup
+
+NO_SYN_RECV = SynGroup()  # a port without SYN_RECV sockets (never added to)
 
 FULL_RATIO = 0.8
 MIN_BACKLOG = 10
@@ -50,7 +51,6 @@ KLOG_RECENT_S = 3600
 BIG_BACKLOG = 1024  # below this, a larger listen() backlog is worth saying
 
 LISTEN = int(TcpState.LISTEN)
-SYN_RECV_STATES = (int(TcpState.SYN_RECV), int(TcpState.NEW_SYN_RECV))
 
 WHY_ACCEPT = (
     "The kernel completes the TCP handshake by itself and puts the connection in the "
@@ -78,8 +78,8 @@ WHY_SYN = (
 )
 
 
-def _listeners(ctx: Context):
-    return ctx.in_state(LISTEN)
+def _listeners(ctx: Context) -> list[Socket]:
+    return ctx.table.listeners
 
 
 def _full(s) -> bool:
@@ -102,11 +102,8 @@ def _has_rates(ctx: Context) -> bool:
     return ctx.snapshot.host_facts is not None
 
 
-def _syn_recv_by_port(ctx: Context) -> dict[tuple[str, int], list]:
-    out: dict[tuple[str, int], list] = {}
-    for s in ctx.in_state(*SYN_RECV_STATES):
-        out.setdefault((s.netns, s.local_port), []).append(s)
-    return out
+def _syn_recv_by_port(ctx: Context) -> dict[tuple[str, int], SynGroup]:
+    return ctx.table.syn_recv
 
 
 def _klog_ports(ctx: Context) -> dict[int, list]:
@@ -143,7 +140,7 @@ def check_accept_queue(ctx: Context) -> list[Finding]:
             evidence.append(ev("listen_overflows", overflows, "/proc/net/netstat",
                                f"TcpExt.ListenOverflows over the {window:.1f} s window"
                                if window else "TcpExt.ListenOverflows over the window"))
-        sr = syn_recv.get((s.netns, s.local_port), [])
+        sr = syn_recv.get((s.netns, s.local_port), NO_SYN_RECV)
         if sr:
             evidence.append(ev("syn_recv", len(sr), SOCK_DIAG,
                                "half-open handshakes held because the accept queue is full"))
@@ -218,7 +215,7 @@ class SynQueue:
     netns: str
     port: int
     listener: Socket
-    syn_recv: list[Socket]
+    syn_recv: SynGroup
     limit: int  # syn_queue_limit
     syncookies: int | None
     max_syn_backlog: int | None
@@ -236,7 +233,7 @@ class SynQueue:
         return bool(self.cookies) or bool(self.drops)
 
 
-def _syn_queue(ctx: Context, netns: str, port: int, lst: Socket, sr: list, lines: list
+def _syn_queue(ctx: Context, netns: str, port: int, lst: Socket, sr: SynGroup, lines: list
                ) -> SynQueue:
     tun = ctx.tunables(netns) if _has_rates(ctx) else None
     cookies_on = tun.tcp_syncookies if tun is not None else None
@@ -271,7 +268,7 @@ def check_syn_flood(ctx: Context) -> list[Finding]:
     for (netns, port), lst in sorted(listeners.items(), key=lambda kv: kv[0][1]):
         if _accept_backed_up(lst):
             continue  # accept-queue-overflow explains its SYN queue
-        q = _syn_queue(ctx, netns, port, lst, syn_recv.get((netns, port), []),
+        q = _syn_queue(ctx, netns, port, lst, syn_recv.get((netns, port), NO_SYN_RECV),
                        klog.get(port, []))
         severity = _grade_syn(q)
         if severity is None:
@@ -301,7 +298,7 @@ def _render_syn(ctx: Context, q: SynQueue, severity: str) -> Finding:
     sr, lst, port = q.syn_recv, q.listener, q.port
     who_ = owner(lst)
     pid, comm = who_ if who_ else (None, "")
-    sources = Counter(s.peer_addr for s in sr)
+    sources = sr.sources
     evidence = [ev("syn_recv", len(sr), SOCK_DIAG, "half-open handshakes to this port"),
                 ev("backlog", lst.send_q, SOCK_DIAG,
                    "Send-Q of the LISTEN socket: min(listen() backlog, somaxconn)"),

@@ -20,12 +20,12 @@ from ..model.host import UNLIMITED
 from ..model.snapshot import Snapshot
 from ..model.states import TcpState
 from . import closewait, listen, resources, timewait
+from .tally import Tally
 
 Number = Union[int, float]
 CLOSE_WAIT = int(TcpState.CLOSE_WAIT)
 TIME_WAIT = int(TcpState.TIME_WAIT)
 ESTABLISHED = int(TcpState.ESTABLISHED)
-LISTEN = int(TcpState.LISTEN)
 SYN_RECV_STATES = (int(TcpState.SYN_RECV), int(TcpState.NEW_SYN_RECV))
 _PLAIN_LABEL = re.compile(r"[A-Za-z0-9_.@:-]+")
 
@@ -103,30 +103,30 @@ Perf(label='time_wait', value=5, uom='', warn=8, crit=None, min=0, max=10)]
     return list(out.values())
 
 
-def perfdata(snap: Snapshot) -> list[Perf]:
+def perfdata(snap: Snapshot, table: Tally | None = None) -> list[Perf]:
     """Over the checked namespaces: sockets by the states the rules watch, the worst
     process's CLOSE_WAIT, the fullest accept queue, TIME_WAIT against its buckets,
-    conntrack; host-wide: file handles, the process nearest its fd limit, orphans."""
+    conntrack; host-wide: file handles, the process nearest its fd limit, orphans.
+
+    `table`: the doctor's tally of the snapshot's sockets (else one is made from them)."""
     hf = snap.host_facts
-    by_ns: dict[str, Counter] = {}
-    cw_by_owner: dict[str, Counter] = {}
+    if table is None:
+        table = Tally.of(snap.sockets)
     queue_pct: dict[str, float] = {}
-    for s in snap.sockets:
-        by_ns.setdefault(s.netns, Counter())[s.state] += 1
-        if s.state == CLOSE_WAIT and s.owners:
-            cw_by_owner.setdefault(s.netns, Counter())[s.owners[0].pid] += 1
-        elif s.state == LISTEN and s.send_q >= listen.MIN_BACKLOG:
+    for s in table.listeners:
+        if s.send_q >= listen.MIN_BACKLOG:
             pct = 100.0 * s.recv_q / s.send_q
             queue_pct[s.netns] = max(queue_pct.get(s.netns, 0.0), pct)
-    spaces = list(snap.namespaces) or sorted(by_ns)
+    spaces = list(snap.namespaces) or sorted(table.spaces)
     per_ns: list[Perf] = []
     for ns in spaces:
-        states = by_ns.get(ns, Counter())
+        space = table.spaces.get(ns)
+        states = space.states if space is not None else Counter()
         nsh = hf.namespaces.get(ns) if hf is not None else None
         tun = nsh.tunables if nsh is not None else None
         per_ns += [Perf("close_wait", states[CLOSE_WAIT], min=0),
                 Perf("close_wait_process_max",
-                     max(cw_by_owner.get(ns, Counter()).values(), default=0), "",
+                     space.cw_pids.max() if space is not None else 0, "",
                      closewait.WARN_COUNT, closewait.CRITICAL_COUNT, 0),
                 Perf("syn_recv", sum(states[st] for st in SYN_RECV_STATES), min=0),
                 Perf("established", states[ESTABLISHED], min=0),

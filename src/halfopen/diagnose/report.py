@@ -19,9 +19,11 @@ from ..model.finding import REPORT_ORDER, SEVERITY_RANK, Finding
 from ..model.history import History
 from ..model.nginx import NginxConf
 from ..model.snapshot import Snapshot
-from . import registry
+from . import closewait, deadpeer, registry
 from .common import attribute
 from .context import Context, Options
+from .middlebox import FLOW
+from .tally import Marks, Tally
 
 SCHEMA = "halfopen.doctor/1"
 EXIT_BY_STATUS = {"ok": EXIT_OK, "warning": EXIT_WARNING, "critical": EXIT_CRITICAL,
@@ -76,10 +78,37 @@ def status_of(findings: list[Finding], checked: list[str]) -> str:
     return {0: "ok", 1: "warning", 2: "critical"}[worst]
 
 
+def marks(options: Options = Options()) -> Marks:
+    """The thresholds a Tally groups sockets by, from the rules and the doctor's options."""
+    def age(default_s: float) -> float:
+        return default_s if options.min_age_s is None else options.min_age_s
+    flows = tuple(dict.fromkeys(mb.idle_timeout_s for mb in options.middleboxes
+                                if mb.kind == FLOW))
+    return Marks(stuck_age_s=age(closewait.STUCK_AGE_S),
+                 dead_peer=deadpeer.dead_peer_mark(age(deadpeer.NO_ACK_S)),
+                 keepalive_off=deadpeer.keepalive_off_mark(age(deadpeer.IDLE_S)),
+                 flow_idle_s=flows)
+
+
+def new_tally(options: Options = Options()) -> Tally:
+    """An empty Tally for these options: feed it the dump (collect.snapshot.take's sink),
+    then pass it to diagnose()."""
+    return Tally(marks(options))
+
+
+def tally_of(snapshot: Snapshot, options: Options = Options()) -> Tally:
+    """The Tally of a snapshot that holds its sockets (a file, --save-snapshot)."""
+    return Tally.of(snapshot.sockets, marks(options))
+
+
 def diagnose(snapshot: Snapshot, options: Options = Options(), history: History | None = None,
              nginx: NginxConf | None = None, nginx_note: str = "",
-             only: tuple[str, ...] = ()) -> Report:
-    ctx = Context(snapshot, options, history, nginx, nginx_note)
+             only: tuple[str, ...] = (), table: Tally | None = None) -> Report:
+    """The report on a snapshot. `table`: its sockets, tallied while they were dumped
+    (new_tally); without it the snapshot's socket list is tallied here."""
+    if table is None:
+        table = tally_of(snapshot, options)
+    ctx = Context(snapshot, options, history, nginx, nginx_note, table)
     findings, checked, unknown = registry.run(ctx, only)
     attribute(findings, snapshot.processes)
     findings = _focus(findings, options)
@@ -87,7 +116,7 @@ def diagnose(snapshot: Snapshot, options: Options = Options(), history: History 
                                  if f.id in registry.RULE_IDS else 99, f.title))
     hf = snapshot.host_facts
     window = hf.window_s if hf is not None else 0.0
-    notes = list(snapshot.notes)
+    notes = list(snapshot.notes) + table.notes()
     if nginx_note:
         notes.append(nginx_note)
     return Report(snapshot.host, snapshot.kernel, snapshot.taken_at, window,

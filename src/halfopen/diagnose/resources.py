@@ -26,7 +26,7 @@ from collections import Counter
 from ..model.finding import Evidence, Finding, Fix
 from ..model.history import slope_per_s
 from ..model.host import UNLIMITED
-from ..model.states import TcpState
+from ..model.states import state_name
 from .common import (
     SOCK_DIAG,
     code_fix,
@@ -41,6 +41,7 @@ from .common import (
     who,
 )
 from .context import Context, Unavailable
+from .tally import FIN_WAIT2, ORPHAN_STATES
 
 FD_WARN = 0.8
 FD_CRITICAL = 0.95
@@ -284,15 +285,12 @@ def check_tcp_memory(ctx: Context) -> list[Finding]:
         severity = "warning"
     else:
         return []
-    top_sendq = sorted((s for s in ctx.snapshot.sockets if s.send_q > 0),
-                       key=lambda s: -s.send_q)[:5]
     evidence = [ev("tcp_mem_pages", st.tcp_mem, "/proc/net/sockstat"),
                 ev("tcp_mem_sysctl", list(tun.tcp_mem), "/proc/sys/net/ipv4/tcp_mem",
                    "min, pressure, max (pages)"),
                 ev("abort_on_memory", aborts, "/proc/net/netstat", "over the window"),
                 ev("memory_pressures", pressures, "/proc/net/netstat", "over the window"),
-                ev("largest_send_q", [[f"{s.local_port}->{s.peer_addr}:{s.peer_port}", s.send_q]
-                                      for s in top_sendq], SOCK_DIAG)]
+                ev("largest_send_q", ctx.table.largest_send_q(), SOCK_DIAG)]
     if lines:
         evidence.append(ev("kernel_log", lines[-1].text, "kernel log"))
     return [Finding(
@@ -344,30 +342,31 @@ def check_orphans(ctx: Context) -> list[Finding]:
         raise Unavailable(ctx.unavailable("sockstat", "host") or ctx.unavailable("global-tunables")
                           or "sockstat or tcp_max_orphans not read")
     ratio = st.tcp_orphan / tun.tcp_max_orphans
-    fw2_by_ns: dict[str, list] = {}
-    for s in ctx.in_state(int(TcpState.FIN_WAIT2)):
-        if not s.owners:
-            fw2_by_ns.setdefault(s.netns, []).append(s)
+    spaces = ctx.table.spaces
+    fw2_by_ns = {netns: sp.orphans[FIN_WAIT2] for netns, sp in spaces.items()
+                 if sp.orphans[FIN_WAIT2]}  # unowned FIN_WAIT2 sockets
     piles = {}  # netns -> (sockets, limit name, limit, threshold)
-    for netns, socks in fw2_by_ns.items():
+    for netns, count in fw2_by_ns.items():
         name, limit = _fin_wait2_limit(ctx, netns, tun.tcp_max_orphans)
         threshold = max(FIN_WAIT2_MIN, int(limit * FIN_WAIT2_SHARE))
-        if len(socks) >= threshold:
-            piles[netns] = (socks, name, limit, threshold)
+        if count >= threshold:
+            piles[netns] = (count, name, limit, threshold)
     lines = _recent(ctx, "orphans")
     host_label = ns_host.netns
     findings = []
     if ratio >= ORPHAN_CRITICAL or lines or ratio >= ORPHAN_WARN or host_label in piles:
         severity = "critical" if ratio >= ORPHAN_CRITICAL or lines else "warning"
-        fw2 = fw2_by_ns.get(host_label, [])
-        states = Counter(s.state_name for s in ctx.in_state(4, 5, 9, 11)
-                         if not s.owners and s.netns == host_label)
+        fw2 = fw2_by_ns.get(host_label, 0)
+        host_space = spaces.get(host_label)
+        states = Counter({state_name(st): host_space.orphans[st] for st in ORPHAN_STATES
+                          if host_space is not None and host_space.orphans[st]})
         evidence = [ev("orphans", st.tcp_orphan, "/proc/net/sockstat"),
                     ev("tcp_max_orphans", tun.tcp_max_orphans,
                        "/proc/sys/net/ipv4/tcp_max_orphans", "host-wide"),
                     ev("used_ratio", round(ratio, 3), "computed"),
                     ev("orphan_states", top(states), SOCK_DIAG),
-                    ev("fin_wait2_peers", top(Counter(s.peer_addr for s in fw2)), SOCK_DIAG)]
+                    ev("fin_wait2_peers", top(host_space.fw2_peers) if host_space else [],
+                       SOCK_DIAG)]
         if lines:
             evidence.append(ev("kernel_log", lines[-1].text, "kernel log"))
         fixes = []
@@ -386,19 +385,19 @@ def check_orphans(ctx: Context) -> list[Finding]:
         findings.append(Finding(
             id="orphan-pressure", severity=severity, cause=RESOURCE,
             title=f"{st.tcp_orphan:,} orphaned TCP sockets ({_pct(ratio)} of tcp_max_orphans)"
-                  + (f", {plural(len(fw2), 'in FIN_WAIT2', 'in FIN_WAIT2')}" if fw2 else ""),
+                  + (f", {plural(fw2, 'in FIN_WAIT2', 'in FIN_WAIT2')}" if fw2 else ""),
             subject=subject(host_label), evidence=evidence, fixes=fixes, why=WHY_ORPHAN))
     for netns, pile in sorted(piles.items()):
         if netns == host_label and findings:
             continue
-        socks, name, limit, _ = pile
+        count, name, limit, _ = pile
         findings.append(Finding(
             id="orphan-pressure", severity="warning", cause=RESOURCE,
-            title=f"netns {netns}: {plural(len(socks), 'orphaned socket')} in FIN_WAIT2 "
-                  f"({_pct(len(socks) / limit)} of {name}): peers do not finish closing",
+            title=f"netns {netns}: {plural(count, 'orphaned socket')} in FIN_WAIT2 "
+                  f"({_pct(count / limit)} of {name}): peers do not finish closing",
             subject=subject(netns),
             evidence=[_pile_evidence(pile),
-                      ev("fin_wait2_peers", top(Counter(s.peer_addr for s in socks)), SOCK_DIAG)],
+                      ev("fin_wait2_peers", top(spaces[netns].fw2_peers), SOCK_DIAG)],
             fixes=_fin_timeout_fix(ctx, netns) + [_peers_fix()],
             why=WHY_ORPHAN))
     return findings
@@ -410,8 +409,8 @@ def _peers_fix() -> object:
 
 
 def _pile_evidence(pile) -> Evidence:
-    socks, name, limit, threshold = pile
-    return ev("fin_wait2_orphans", len(socks), SOCK_DIAG,
+    count, name, limit, threshold = pile
+    return ev("fin_wait2_orphans", count, SOCK_DIAG,
               f"threshold {threshold:,} = {_pct(FIN_WAIT2_SHARE)} of {name} ({limit:,}), "
               "the limit that holds them")
 

@@ -20,7 +20,6 @@ Checks, per namespace with TCP sysctls:
 from __future__ import annotations
 
 from ..model.finding import Finding
-from ..model.states import TcpState
 from .common import config_fix, ev, seconds, subject, sysctl_fix
 from .context import Context, Unavailable
 from .middlebox import FLOW, PROXY, Middlebox
@@ -29,7 +28,6 @@ FLOW_MARGIN = 0.8  # keepalive at most 80 % of a flow timeout: probes are late u
 PROXY_MARGIN_S = 5  # backend idle timeout at least this much above the proxy's
 
 CAUSE = "middlebox timing out"
-ESTABLISHED = int(TcpState.ESTABLISHED)
 
 WHY_FLOW = (
     "A NAT, firewall or L4 load balancer keeps per-flow state and forgets a flow that "
@@ -79,9 +77,7 @@ def check_timeouts(ctx: Context) -> list[Finding]:
         ka = t.tcp_keepalive_time
         ka_src = ev("tcp_keepalive_time", ka, "/proc/sys/net/ipv4/tcp_keepalive_time",
                     "default TCP_KEEPIDLE for sockets with SO_KEEPALIVE")
-        idle_no_ka = [s for s in ctx.in_state(ESTABLISHED)
-                      if s.netns == ns.netns and s.timer == 0
-                      and s.tcp_info is not None]
+        space = ctx.table.spaces.get(ns.netns)
         ct = ns.conntrack
         est = ct.tcp_timeouts.get("established") if ct is not None and ct.loaded else None
         if est is not None and est <= ka:
@@ -107,13 +103,11 @@ def check_timeouts(ctx: Context) -> list[Finding]:
             if mb.kind == FLOW:
                 target = _flow_target(mb)
                 if ka > target:
-                    lost = [s for s in idle_no_ka
-                            if s.tcp_info is not None
-                            and min(s.tcp_info.last_data_recv, s.tcp_info.last_data_sent)
-                            >= mb.idle_timeout_s * 1000]
+                    # ESTABLISHED, no timer, idle (data both ways) past the timeout
+                    lost = space.flow_idle[ctx.table.flow_mark(mb.idle_timeout_s)] if space else 0
                     evidence = [ka_src, mb_ev]
                     if lost:
-                        evidence.append(ev("idle_without_keepalive_past_timeout", len(lost),
+                        evidence.append(ev("idle_without_keepalive_past_timeout", lost,
                                            "tcp_info", "ESTABLISHED, no keepalive timer, idle "
                                            "longer than the middlebox remembers"))
                     findings.append(Finding(
@@ -169,8 +163,8 @@ def _nginx_namespaces(ctx: Context) -> set[str]:
     if ctx.nginx is None:
         return set()
     pids = set(ctx.nginx.pids)
-    found = {s.netns for s in ctx.snapshot.sockets
-             if any(o.pid in pids for o in (s.owners or ()))}
+    found = {netns for netns, space in ctx.table.spaces.items()
+             if any(pid in space.pids for pid in pids)}
     if found:
         return found
     checked = ctx.checked_netns()

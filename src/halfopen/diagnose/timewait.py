@@ -12,11 +12,9 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 from ..model.finding import Finding
 from ..model.states import TcpState
-from .common import SOCK_DIAG, code_fix, ev, owner, subject, sysctl_fix, top, who
+from .common import SOCK_DIAG, code_fix, ev, subject, sysctl_fix, top, who
 from .context import Context
 
 TW_WARN = 0.8
@@ -25,7 +23,6 @@ PORTS_CRITICAL = 0.8
 DEFAULT_RANGE = (32768, 60999)
 
 TIME_WAIT = int(TcpState.TIME_WAIT)
-LISTEN = int(TcpState.LISTEN)
 CAUSE = "after the fix: TIME_WAIT"
 
 WHY_TW = (
@@ -45,33 +42,21 @@ WHY_TW = (
 
 def check_time_wait(ctx: Context) -> list[Finding]:
     findings = []
-    socks = ctx.snapshot.sockets
+    table = ctx.table
     hf = ctx.snapshot.host_facts
-    by_netns: dict[str, list] = {}
-    for s in socks:  # one pass, not one per namespace
-        by_netns.setdefault(s.netns, []).append(s)
-    namespaces = sorted(set(by_netns) | (set(hf.namespaces) if hf else set()))
+    namespaces = sorted(set(table.spaces) | (set(hf.namespaces) if hf else set()))
     for netns in namespaces:
-        mine = by_netns.get(netns, [])
+        space = table.spaces.get(netns)
         tun = ctx.tunables(netns) if hf is not None else None
         lo, hi = (tun.ip_local_port_range if tun is not None and tun.ip_local_port_range
                   else DEFAULT_RANGE)
         size = hi - lo + 1
-        listening = {s.local_port for s in mine if s.state == LISTEN}
-        per_dest: dict[tuple[str, str, int], list] = {}
-        tw = 0
-        for s in mine:
-            if s.state == TIME_WAIT:
-                tw += 1
-            if s.state == LISTEN or not (lo <= s.local_port <= hi) or s.local_port in listening:
-                continue
-            per_dest.setdefault((s.local_addr, s.peer_addr, s.peer_port), []).append(s)
-        for (laddr, paddr, pport), group in sorted(per_dest.items(), key=lambda kv: -len(kv[1])):
-            ratio = len(group) / size
+        tw = space.states[TIME_WAIT] if space is not None else 0
+        groups = table.dest_groups(netns, lo, hi, PORTS_WARN * size)
+        for (laddr, paddr, pport), count, states, owners in sorted(groups, key=lambda g: -g[1]):
+            ratio = count / size
             if ratio < PORTS_WARN:
                 break
-            states = Counter(s.state_name for s in group)
-            owners = Counter(o for o in map(owner, group) if o)
             pid, comm = owners.most_common(1)[0][0] if owners else (None, "")
             dest = f"{paddr}:{pport}" if ":" not in paddr else f"[{paddr}]:{pport}"
             fixes = [sysctl_fix("net.ipv4.ip_local_port_range", "1024 65535", netns,
@@ -86,10 +71,10 @@ def check_time_wait(ctx: Context) -> list[Finding]:
             findings.append(Finding(
                 id="time-wait-pressure",
                 severity="critical" if ratio >= PORTS_CRITICAL else "warning", cause=CAUSE,
-                title=f"{len(group):,} of {size:,} ephemeral ports to {dest} in use "
+                title=f"{count:,} of {size:,} ephemeral ports to {dest} in use "
                       f"({ratio * 100:.0f}%)" + (f", mostly {who(pid, comm)}" if pid else ""),
                 subject=subject(netns, pid, comm, pport, peer=dest),
-                evidence=[ev("ports_in_use", len(group), SOCK_DIAG,
+                evidence=[ev("ports_in_use", count, SOCK_DIAG,
                              f"local {laddr}, every state"),
                           ev("ip_local_port_range", [lo, hi],
                              "/proc/sys/net/ipv4/ip_local_port_range"),

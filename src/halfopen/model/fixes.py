@@ -22,6 +22,7 @@ from typing import Any, Optional, Union
 
 from halfopen.records import record
 
+from ..errors import UsageError
 from . import filter as filters
 from .filter import Filter
 from .identity import NetnsIdentity, ProcessIdentity, recorded_netns, recorded_process
@@ -134,6 +135,19 @@ class KillChange:
 def parse_filter(text: str) -> Filter:
     """A filter as a fix's JSON carries it: the words joined by spaces."""
     return filters.parse(text.split())
+
+
+def proposed_filter(text: str) -> Filter:
+    """A rule's filter: parsed, or kept as text when the parser refuses it.
+
+    What a fix does is decided when it is read back (change() parses strictly,
+    and `halfopen fix` refuses a bad filter in one line), so a rule that wrote
+    one the parser refuses still yields its finding, as before.
+    """
+    try:
+        return parse_filter(text)
+    except UsageError:
+        return Filter(None, " ".join(text.split()))
 
 
 Change = Union[SysctlChange, RlimitChange, KeepaliveChange, KillChange]

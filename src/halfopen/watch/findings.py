@@ -8,21 +8,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..diagnose.report import diagnose
+from ..diagnose.report import diagnose, new_tally
+from ..diagnose.tally import Tally
 from ..model.finding import Finding
 from ..model.snapshot import Snapshot
 
 
-def _diagnose(snapshot: Snapshot) -> list[Finding]:
-    return diagnose(snapshot).findings
+def _diagnose(snapshot: Snapshot, table: Tally | None) -> list[Finding]:
+    return diagnose(snapshot, table=table).findings
 
 
 class Doctor:
     """Runs the doctor (`run`, diagnose() by default) on snapshots; `available` False
-    and `note` say when it is off."""
+    and `note` say when it is off.
+
+    A full sample feeds its dump to `tally()` as it streams and passes that to
+    findings(): the sample keeps no socket list (diagnose.tally)."""
 
     def __init__(self, enabled: bool = True,
-                 run: Callable[[Snapshot], list[Finding]] = _diagnose) -> None:
+                 run: Callable[[Snapshot, Tally | None], list[Finding]] = _diagnose) -> None:
         self.enabled = enabled
         self.run = run
         self.note = "" if enabled else "doctor off (--no-doctor)"
@@ -31,8 +35,13 @@ class Doctor:
     def available(self) -> bool:
         return self.enabled
 
-    def findings(self, snapshot: Snapshot) -> list[Finding] | None:
-        """The findings of one snapshot other than "ok"; None when the doctor is off."""
+    def tally(self) -> Tally | None:
+        """An empty Tally for the next dump, or None when the doctor is off."""
+        return new_tally() if self.enabled else None
+
+    def findings(self, snapshot: Snapshot, table: Tally | None = None) -> list[Finding] | None:
+        """The findings of one snapshot other than "ok" (its sockets in `table`, else in
+        the snapshot's list); None when the doctor is off."""
         if not self.enabled:
             return None
-        return [f for f in self.run(snapshot) if f.severity != "ok"]
+        return [f for f in self.run(snapshot, table) if f.severity != "ok"]

@@ -95,36 +95,42 @@ class Sample:
         return out
 
 
-def build(t: float, host: str, sockets: Iterable[Socket], processes: dict[int, Process],
-          facts: HostStats, fd_limit: Callable[[int], int | None] = lambda _pid: None,
-          notes: list[str] | None = None) -> Sample:
-    """Fold sockets into a Sample in one pass."""
-    states: dict[tuple[str, str], int] = {}
-    procs: dict[int, ProcSample] = {}
-    listeners: dict[tuple[str, int], list[Listener]] = {}
-    syn_recv: dict[tuple[str, int], int] = {}
-    close_wait: dict[int, tuple[int, float | None]] = {}
-    names: dict[int, str] = {}
-    for s in sockets:
+class Fold:
+    """A Sample folded one socket at a time (`add`), then finished (`sample`): what a
+    full sample feeds as the dump streams, next to the doctor's Tally."""
+
+    __slots__ = ("states", "procs", "listeners", "syn_recv", "close_wait", "names")
+
+    def __init__(self) -> None:
+        self.states: dict[tuple[str, str], int] = {}
+        self.procs: dict[int, ProcSample] = {}
+        self.listeners: dict[tuple[str, int], list[Listener]] = {}
+        self.syn_recv: dict[tuple[str, int], int] = {}
+        self.close_wait: dict[int, tuple[int, float | None]] = {}
+        self.names: dict[int, str] = {}
+
+    def add(self, s: Socket) -> None:
         st = s.state
-        name = names.get(st)
+        name = self.names.get(st)
         if name is None:
-            name = names[st] = state_name(st)
+            name = self.names[st] = state_name(st)
         key = (s.netns, name)
+        states = self.states
         states[key] = states.get(key, 0) + 1
         if st in SYN_RECV_STATES:
             k = (s.netns, s.local_port)
-            syn_recv[k] = syn_recv.get(k, 0) + 1
-            continue
+            self.syn_recv[k] = self.syn_recv.get(k, 0) + 1
+            return
         age = None
         if st == CLOSE_WAIT:
             bounds = s.fin_age_s
             age = bounds[0] if bounds is not None else None
         if st == LISTEN:
             owner = s.owners[0] if s.owners else None
-            listeners.setdefault((s.netns, s.local_port), []).append(Listener(
+            self.listeners.setdefault((s.netns, s.local_port), []).append(Listener(
                 s.netns, s.local_addr, s.local_port, s.recv_q, s.send_q,
                 pid=owner.pid if owner else None, comm=owner.comm if owner else ""))
+        procs = self.procs
         seen: set[int] = set()
         for o in s.owners:
             if o.pid in seen:
@@ -137,16 +143,32 @@ def build(t: float, host: str, sockets: Iterable[Socket], processes: dict[int, P
             if age is not None and (p.oldest_close_wait_s is None or age > p.oldest_close_wait_s):
                 p.oldest_close_wait_s = age
         if st == CLOSE_WAIT and s.cookie:
-            close_wait[s.cookie] = (s.owners[0].pid if s.owners else 0, age)
-    for pid, p in procs.items():
-        proc = processes.get(pid)
-        if proc is not None:
-            p.fds = proc.fd_count
-            p.container = proc.container
-        p.fd_limit = fd_limit(pid)
-    flat: list[Listener] = []
-    for port_key, group in sorted(listeners.items()):
-        # one SYN_RECV count per port: give it to the first listener on the port
-        group[0].syn_recv = syn_recv.get(port_key, 0)
-        flat.extend(group)
-    return Sample(t, host, states, procs, flat, facts, close_wait, None, list(notes or []))
+            self.close_wait[s.cookie] = (s.owners[0].pid if s.owners else 0, age)
+
+    def sample(self, t: float, host: str, processes: dict[int, Process], facts: HostStats,
+               fd_limit: Callable[[int], int | None] = lambda _pid: None,
+               notes: list[str] | None = None) -> Sample:
+        for pid, p in self.procs.items():
+            proc = processes.get(pid)
+            if proc is not None:
+                p.fds = proc.fd_count
+                p.container = proc.container
+            p.fd_limit = fd_limit(pid)
+        flat: list[Listener] = []
+        for port_key, group in sorted(self.listeners.items()):
+            # one SYN_RECV count per port: give it to the first listener on the port
+            group[0].syn_recv = self.syn_recv.get(port_key, 0)
+            flat.extend(group)
+        return Sample(t, host, self.states, self.procs, flat, facts, self.close_wait, None,
+                      list(notes or []))
+
+
+def build(t: float, host: str, sockets: Iterable[Socket], processes: dict[int, Process],
+          facts: HostStats, fd_limit: Callable[[int], int | None] = lambda _pid: None,
+          notes: list[str] | None = None) -> Sample:
+    """Fold sockets into a Sample in one pass."""
+    fold = Fold()
+    add = fold.add
+    for s in sockets:
+        add(s)
+    return fold.sample(t, host, processes, facts, fd_limit, notes)

@@ -11,16 +11,19 @@ from halfopen.records import record
 from ..collect import snapshot as snapshots
 from ..collect import sockets as collector
 from ..collect.netns import Namespace
+from ..collect.owner_cache import OwnerCache
+from ..collect.owners import denied_note
 from ..collect.unit import read_unit
 from ..model.filter import Filter, StateIs
 from ..model.finding import Finding
 from ..model.host import SOURCES, HostFacts
 from ..model.process import Process
+from ..model.socket import Socket
 from ..model.states import ALL_STATES, TcpState
 from . import hostfacts, identity
 from .ages import CloseWaitAges
 from .findings import Doctor
-from .sample import CollectorRun, Sample, build
+from .sample import CollectorRun, Fold, Sample, build
 
 
 @record(frozen=True)
@@ -30,6 +33,7 @@ class Settings:
     doctor: bool = True
     host_every_s: float = 30.0  # the host collectors' full run (stale fds, limits, kernel log)
     # ^ and the doctor: both need every socket kept at once (see Sampler)
+    owners_full_every_s: float = 120.0  # the owner cache's full fd rescan (collect.owner_cache)
 
 
 # Only CLOSE_WAIT sockets need tcp_info in a streamed sample (their age, see
@@ -64,6 +68,7 @@ class Sampler:
         self.doctor = Doctor(settings.doctor)
         self.ages = CloseWaitAges()
         self.clock = clock
+        self.owners = OwnerCache(settings.proc, settings.owners_full_every_s, clock)
         self._host_facts: HostFacts | None = None  # the last full run's HostFacts
         self._host_at: float | None = None
         self._host_run: CollectorRun | None = None  # how the last full run went
@@ -88,18 +93,27 @@ class Sampler:
         query = collector.Query(tcp_info=True, owners=True, namespaces=st.namespaces,
                                 proc=st.proc)
         timings: dict[str, float] = {}
-        snap = snapshots.take(query, host=True, window=0, timings=timings)
+        # one pass: each socket is folded into the sample and tallied for the doctor
+        # as the dump streams; none is kept (diagnose.tally)
+        fold, table = Fold(), self.doctor.tally()
+        if table is None:
+            sink = fold.add
+        else:
+            def sink(s: Socket) -> None:
+                fold.add(s)
+                table.add(s)
+        snap = snapshots.take(query, host=True, window=0, timings=timings, sink=sink)
         t = time.time()
         model = snap.host_facts
         if model is not None:
             self._host_facts, self._host_at = model, now
             self._host_run = CollectorRun(True, timings.get("host"))
         facts = hostfacts.from_model(model) if model is not None else hostfacts.read(st.proc)
-        sample = build(t, snap.host, snap.sockets, snap.processes, facts, self._fd_limit(model),
-                       snap.notes)
+        sample = fold.sample(t, snap.host, snap.processes, facts, self._fd_limit(model),
+                             snap.notes)
         self.ages.update(sample)
         start = time.perf_counter()
-        self._findings = sample.findings = self.doctor.findings(snap)
+        self._findings = sample.findings = self.doctor.findings(snap, table)
         self._findings_t = t
         self._doctor_s = time.perf_counter() - start
         # counted from the end of the run: on a host where it takes longer than
@@ -114,18 +128,21 @@ class Sampler:
     def _take_streamed(self) -> Sample:
         st = self.settings
         start = time.perf_counter()
+        # owners from the cache: a listing per process, links read only for new
+        # fds (collect.owner_cache); matched to the dump as it streams
+        owner_map = self.owners.refresh()
         first = collector.collect(collector.Query(
-            filter=_CLOSE_WAIT, tcp_info=True, owners=True, namespaces=st.namespaces,
-            proc=st.proc))
+            filter=_CLOSE_WAIT, tcp_info=True, namespaces=st.namespaces, proc=st.proc))
         rest = collector.collect(collector.Query(
-            filter=_NOT_CLOSE_WAIT, owners=True, namespaces=st.namespaces, proc=st.proc),
-            first.owner_map)
+            filter=_NOT_CLOSE_WAIT, namespaces=st.namespaces, proc=st.proc))
         facts = hostfacts.read(st.proc)
         notes = list(dict.fromkeys(first.notes + rest.notes))
-        processes = first.owner_map.processes if first.owner_map is not None else {}
+        if owner_map.denied:
+            notes.append(denied_note(owner_map.denied))
+        processes = owner_map.processes  # refilled in place if attach reads again
         sample = build(time.time(), os.uname().nodename,
-                       itertools.chain(first.sockets, rest.sockets), processes, facts,
-                       self._fd_limit(self._host_facts), notes)
+                       self.owners.attach(itertools.chain(first.sockets, rest.sockets)),
+                       processes, facts, self._fd_limit(self._host_facts), notes)
         dumped = time.perf_counter() - start
         self.ages.update(sample)
         if self.doctor.available:

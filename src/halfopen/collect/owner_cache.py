@@ -1,0 +1,263 @@
+"""Socket owners kept between samples: the exporter's and the watch's fd scan
+costs a directory listing per process, not a readlink per fd.
+
+A full scan (owners.scan) reads every fd link of every process: at 100k
+sockets half a second, most of it in the kernel (proc_fd_link, d_path). The
+cache keeps each process's socket fds (fd -> socket inode, as in owners) and
+its other fd numbers, and on each sample:
+
+- a pid not seen before, or whose start time (/proc/PID/stat field 22)
+  changed (it exited and the pid was reused), is read in full;
+- any other process's fd directory is listed: fds that appeared are read,
+  fds that are gone are forgotten, the rest are kept unread;
+- the sockets of the dump are matched against the cache (attach). A socket
+  with an inode the cache does not know (a new socket on an fd number that
+  was reused since the last sample: the listing did not change) sends the
+  cache back to the processes whose count of matched sockets dropped (an fd
+  of theirs that held a TCP socket may now hold another): their fds are read
+  again. Still unknown, a full rescan runs if the last one is at
+  least `full_every_s` old; otherwise the socket is reported without owner
+  until then (never with a stale one, unless the stale fd's old socket is
+  still alive through another fd, until that rescan: docs/metrics.md).
+
+A socket with inode 0 (TIME_WAIT, SYN_RECV, orphans after close(): sock_i_ino
+of a socket without a struct socket) has no holder and is not looked up.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+
+from ..kernel import proc as procfs
+from ..model.container import Container
+from ..model.process import Process
+from ..model.socket import Socket
+from ..records import record
+from .containers import Resolver
+from .owners import Holders, OwnerMap
+
+
+@record
+class _Cached:
+    """One process as last read."""
+
+    start: int  # start time, clock ticks after boot
+    comm: str
+    sock_fds: array  # 'l': socket fds, in the order read
+    sock_inodes: array  # 'Q': their socket inodes, same order
+    other_fds: array  # 'l': every other fd
+    container: Container | None = None
+
+
+def _read_start(proc: str, pid: int) -> int | None:
+    try:
+        return procfs.start_time(pid, proc)
+    except OSError:  # not ours to read
+        return None
+
+
+class OwnerCache:
+    """owners.scan() kept up to date between samples (see the module docstring)."""
+
+    def __init__(self, proc: str = "/proc", full_every_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.proc = proc
+        self.full_every_s = full_every_s
+        self.clock = clock
+        self._procs: dict[int, _Cached] = {}
+        self._processes: dict[int, Process] = {}
+        self._resolver = Resolver(proc)
+        self._full_at: float | None = None
+        self._last_hits: dict[int, int] = {}  # pid -> holders matched in the last sample
+        self.owner_map: OwnerMap | None = None
+        self.denied = 0
+        # what the last sample cost, for tests and the benchmark
+        self.links_read = 0
+        self.links_by_pid: dict[int, int] = {}  # pid -> links read, last sample
+        self.full_scans = 0
+        self.unowned = 0  # sockets with an inode no readable fd holds, last sample
+
+    # -- reading /proc ---------------------------------------------------------
+
+    def _read_process(self, pid: int, dir_fd: int, names: list[str], start: int,
+                      old: _Cached | None) -> _Cached | None:
+        """Read the links of the fds not in `old` (all of them without `old`)."""
+        readlink = os.readlink
+        known: dict[int, int] = {}
+        others = array("l")
+        if old is not None:
+            known = dict(zip(old.sock_fds, old.sock_inodes))
+            kept_others = set(old.other_fds)
+        else:
+            kept_others = set()
+        fds = array("l")
+        inodes = array("Q")
+        read = 0
+        for name in names:
+            fd = int(name)
+            inode = known.get(fd)
+            if inode is None:
+                if fd in kept_others:
+                    others.append(fd)
+                    continue
+                try:
+                    link = readlink(name, dir_fd=dir_fd)
+                except OSError:  # closed between listdir and readlink
+                    continue
+                read += 1
+                if not link.startswith("socket:["):
+                    others.append(fd)
+                    continue
+                inode = int(link[8:-1])
+            fds.append(fd)
+            inodes.append(inode)
+        self.links_read += read
+        if read:
+            self.links_by_pid[pid] = self.links_by_pid.get(pid, 0) + read
+        comm = procfs.read_comm(pid, self.proc)
+        container = old.container if old is not None else None
+        if fds and (old is None or not old.sock_fds):  # from its first socket on
+            container = self._resolver.of_pid(pid)
+        return _Cached(start, comm, fds, inodes, others, container)
+
+    def _visit(self, pid: int, reread: bool) -> _Cached | None:
+        """The process as it is now; None when it is gone or not ours to read."""
+        start = _read_start(self.proc, pid)
+        if start is None:
+            return None
+        old = self._procs.get(pid)
+        if old is not None and (old.start != start or reread):
+            old = None
+        try:
+            dir_fd = os.open(f"{self.proc}/{pid}/fd", os.O_RDONLY | os.O_DIRECTORY)
+        except PermissionError:
+            self.denied += 1
+            return None
+        except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
+            return None
+        try:
+            names = os.listdir(dir_fd)
+            cached = self._read_process(pid, dir_fd, names, start, old)
+        except (FileNotFoundError, ProcessLookupError):
+            return None
+        except PermissionError:
+            self.denied += 1
+            return None
+        finally:
+            os.close(dir_fd)
+        if old is None and _read_start(self.proc, pid) != start:
+            return None  # exited while we read it: its fds may be another's
+        return cached
+
+    def _reread(self, pids: Iterable[int]) -> None:
+        for pid in pids:
+            cached = self._visit(pid, reread=True)
+            if cached is None:
+                self._procs.pop(pid, None)
+            else:
+                self._procs[pid] = cached
+
+    def refresh(self) -> OwnerMap:
+        """Bring the cache up to date with /proc (a full scan the first time or
+        when the last one is `full_every_s` old); returns the owner map."""
+        self.links_read = 0
+        self.links_by_pid = {}
+        self.full_scans = 0
+        now = self.clock()
+        full = self._full_at is None or now - self._full_at >= self.full_every_s
+        self._scan(full)
+        return self._build()
+
+    def _scan(self, full: bool) -> None:
+        self.denied = 0
+        if full:
+            self.full_scans += 1
+            self._full_at = self.clock()
+        procs: dict[int, _Cached] = {}
+        for pid in procfs.pids(self.proc):
+            cached = self._visit(pid, reread=full)
+            if cached is not None:
+                procs[pid] = cached
+        self._procs = procs
+
+    def _build(self) -> OwnerMap:
+        packed: dict[int, int | tuple[int, ...]] = {}
+        comms: dict[int, str] = {}
+        # One dict for the cache's life, refilled in place: a sample built from
+        # an earlier map sees the processes read again while it was matched.
+        processes = self._processes
+        processes.clear()
+        containers: dict[int, Container] = {}
+        for pid, c in self._procs.items():
+            high = pid << 32
+            for fd, inode in zip(c.sock_fds, c.sock_inodes):
+                holder = high | fd
+                held = packed.get(inode)
+                if held is None:
+                    packed[inode] = holder
+                else:
+                    packed[inode] = (held if type(held) is tuple else (held,)) + (holder,)
+            comms[pid] = c.comm
+            if c.container is not None:
+                containers[pid] = c.container
+            processes[pid] = Process(pid, c.comm, len(c.sock_fds) + len(c.other_fds),
+                                     list(c.sock_inodes), c.container)
+        self.owner_map = OwnerMap(Holders(packed, comms, containers), processes, self.denied)
+        return self.owner_map
+
+    # -- matching a dump ----------------------------------------------------
+
+    def attach(self, sockets: Iterable[Socket]) -> Iterator[Socket]:
+        """Set each socket's owners from the cache, as refresh() left it. Sockets
+        it does not know are held back, looked for (see the module docstring)
+        and yielded last; the Processes of owner_map follow what was read."""
+        if self.owner_map is None:
+            self.refresh()
+        assert self.owner_map is not None
+        owners_of = self.owner_map.owners.getter()
+        hits: dict[int, int] = {}
+        missed: list[Socket] = []
+        for s in sockets:
+            if s.inode:
+                found = owners_of(s.inode)
+                if not found:
+                    missed.append(s)
+                    continue
+                s.owners = found
+                for o in found:
+                    hits[o.pid] = hits.get(o.pid, 0) + 1
+            yield s
+        self.unowned = 0
+        if missed:
+            yield from self._resolve(missed, hits)
+        self._last_hits = hits
+
+    def _resolve(self, missed: list[Socket], hits: dict[int, int]) -> Iterator[Socket]:
+        unknown = missed
+        suspects = [pid for pid, n in self._last_hits.items() if hits.get(pid, 0) < n]
+        if suspects:
+            self._reread(suspects)
+            unknown = self._match(unknown, hits)
+        if unknown and (self._full_at is None
+                        or self.clock() - self._full_at >= self.full_every_s):
+            self._scan(full=True)
+            unknown = self._match(unknown, hits)
+        self.unowned = len(unknown)
+        yield from missed  # found ones with their owners, the rest without
+
+    def _match(self, missed: list[Socket], hits: dict[int, int]) -> list[Socket]:
+        """Look the sockets up again after a re-read; returns those still unknown."""
+        owners_of = self._build().owners.getter()
+        still: list[Socket] = []
+        for s in missed:
+            found = owners_of(s.inode)
+            if found:
+                s.owners = found
+                for o in found:
+                    hits[o.pid] = hits.get(o.pid, 0) + 1
+            else:
+                still.append(s)
+        return still
