@@ -6,7 +6,7 @@ import glob
 import json
 import os
 
-import gen
+import streamed_gen as gen
 
 from halfopen.diagnose import middlebox
 from halfopen.diagnose.context import Options

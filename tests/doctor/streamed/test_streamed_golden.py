@@ -15,7 +15,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import inputs  # noqa: E402
+import streamed_inputs as inputs  # noqa: E402
 
 from halfopen.diagnose.perfdata import perfdata  # noqa: E402
 from halfopen.diagnose.report import diagnose, new_tally  # noqa: E402
