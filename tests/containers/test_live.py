@@ -9,10 +9,10 @@ DaemonSet points it at the node's filesystem mounted under /host.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
-import sys
+
+from tests import helpers
 
 from halfopen.collect import containers
 
@@ -29,9 +29,8 @@ POD_SLICE = (f"kubepods.slice/kubepods-burstable.slice/"
 
 
 def halfopen(*args: str, root: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    env = dict(os.environ, COLUMNS="250", **{containers.HOST_ROOT_ENV: root})
-    return subprocess.run([sys.executable, "-m", "halfopen", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    return helpers.halfopen(*args, env={"COLUMNS": "250", containers.HOST_ROOT_ENV: root},
+                            timeout=timeout)
 
 
 def owned_by(doc: dict, pid: int) -> list[dict]:

@@ -14,7 +14,7 @@ import os
 
 import pytest
 from doctor_support import SERVER, doctor, finding, ids
-from tests.conftest import sh
+from tests.helpers import sh
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 

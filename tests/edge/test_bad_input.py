@@ -6,14 +6,15 @@ suite (tests/fuzz) covers the space around each of these.
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tests import helpers
 
 from halfopen.cli.main import main
 from halfopen.lab.state import LabStateError, StateFile
@@ -21,9 +22,7 @@ from halfopen.lab.state import LabStateError, StateFile
 CASES = Path(__file__).parent.parent / "doctor" / "cases"
 
 
-def halfopen(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "halfopen", *args], capture_output=True,
-                          text=True, timeout=timeout, env=dict(os.environ, COLUMNS="200"))
+halfopen = functools.partial(helpers.halfopen, env={"COLUMNS": "200"})
 
 
 def one_line(r: subprocess.CompletedProcess, code: int, *words: str) -> str:

@@ -4,30 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 
 import pytest
+from tests.helpers import make_netns, remove_netns, sh
 
 from halfopen.collect import netns, snapshot, sockets
 from halfopen.diagnose import report
 from halfopen.errors import NamespaceError
 
 pytestmark = pytest.mark.netns
-
-
-def sh(*argv: str) -> None:
-    subprocess.run(argv, check=True, capture_output=True, timeout=30)
-
-
-def make_netns(prefix: str) -> str:
-    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    sh("ip", "netns", "add", name)
-    sh("ip", "-n", name, "link", "set", "lo", "up")
-    return name
-
-
-def remove_netns(name: str) -> None:
-    subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
 
 
 def test_vanished_namespace_becomes_a_note_and_the_others_are_read():

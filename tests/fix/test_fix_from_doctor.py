@@ -29,9 +29,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import sh
 from tests.doctor.doctor_support import CLIENT, SERVER
 from tests.doctor.doctor_support import Lab as NamespaceLab
+from tests.helpers import sh
 
 from halfopen.diagnose.kernel import RISKY
 from halfopen.fix.sysctl import KNOBS

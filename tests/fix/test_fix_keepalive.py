@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from tests.conftest import sh
+from tests.helpers import sh
 
 
 def ss_lines(netns: str, port: int) -> list[str]:

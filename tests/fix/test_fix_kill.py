@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import json
 
-from tests.conftest import sh
+from tests.helpers import sh
 
 
 def ss_states(netns: str, port: int) -> list[str]:

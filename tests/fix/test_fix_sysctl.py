@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 
-from tests.conftest import sh
+from tests.helpers import sh
 
 from halfopen.model.finding import Finding, Fix
 

@@ -12,7 +12,7 @@ import time
 import uuid
 
 import pytest
-from tests.conftest import sh
+from tests.helpers import sh
 
 from halfopen.collect import netns as nsmod
 from halfopen.collect.host import collect_host

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from halfopen.collect.host import collect_host, conntrack, counters, files, kmsg, limits, sockstat, stalefds, tunables
+from halfopen.kernel import proc as procfs
 from halfopen.model.host import UNLIMITED, NetCounters
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
@@ -56,7 +57,7 @@ def test_files_memory_btime_limits_recorded():
     assert fl.file_max == int(text("sys/fs/file-max")) and fl.nr_open == int(text("sys/fs/nr_open"))
     mem = files.read_memory(PROC)
     assert 0 < mem.available_kb <= mem.total_kb
-    assert files.read_btime(PROC) > 1_000_000_000
+    assert procfs.boot_time(PROC) > 1_000_000_000
     soft, hard = limits.parse_nofile(text("1/limits"))
     assert soft == UNLIMITED or 0 < soft <= hard or hard == UNLIMITED
 

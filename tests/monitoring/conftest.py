@@ -17,9 +17,9 @@ import pytest
 
 from containers.conftest import cgroup2, node_root  # noqa: F401 - fixtures for the pod test
 from watch.conftest import HERE as WATCH_TESTS
-from watch.conftest import free_port, stop, wait_for
+from watch.conftest import free_port, stop
 
-__all__ = ["free_port", "stop", "wait_for", "Service", "start_process"]
+__all__ = ["free_port", "stop", "Service", "start_process"]
 
 CGROUP2 = Path("/sys/fs/cgroup/unified")
 LEAKER = WATCH_TESTS / "leaker.py"

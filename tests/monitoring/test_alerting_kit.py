@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests.helpers import wait_for
 
-from .conftest import free_port, start_process, stop_group, wait_for
+from .conftest import free_port, start_process, stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "deploy" / "prometheus"

@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from tests.conftest import nobody_cannot_run_halfopen
+from tests.helpers import nobody_cannot_run_halfopen
 
 SCRAPE = """
 from prometheus_client import generate_latest

@@ -12,11 +12,13 @@ import subprocess
 import sys
 import urllib.request
 
+from tests.helpers import wait_for
+
 from containers.conftest import Cgroups, install
 from containers.test_live import POD_ID, POD_SLICE
 from halfopen.collect import containers
 
-from .conftest import LEAKER, free_port, stop, wait_for
+from .conftest import LEAKER, free_port, stop
 
 SECOND_ID = "9d4e6f1b0c8e5d3f2a7b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f"
 

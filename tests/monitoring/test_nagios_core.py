@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.helpers import wait_for
 
 from halfopen.diagnose import closewait
 
-from .conftest import LEAKER, start_process, stop_group, wait_for
+from .conftest import LEAKER, start_process, stop_group
 
 NAGIOS = shutil.which("nagios4") or "/usr/sbin/nagios4"
 pytestmark = pytest.mark.skipif(not Path(NAGIOS).exists(),

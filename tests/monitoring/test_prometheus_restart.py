@@ -14,8 +14,9 @@ import urllib.parse
 import urllib.request
 
 import pytest
+from tests.helpers import wait_for
 
-from .conftest import free_port, start_process, stop, stop_group, wait_for
+from .conftest import free_port, start_process, stop, stop_group
 
 pytestmark = pytest.mark.skipif(shutil.which("prometheus") is None,
                                 reason="prometheus not installed (scripts/install-deps --test)")

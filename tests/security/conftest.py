@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
-from tests.conftest import make_netns, remove_netns
+from tests import helpers
+from tests.helpers import make_netns, remove_netns
 
-HALFOPEN = [sys.executable, "-m", "halfopen"]
-
-
-def halfopen(*argv: str, env: dict | None = None, timeout: float = 120,
-             **kw) -> subprocess.CompletedProcess:
-    """Run the installed CLI as root would: exit code, stdout, stderr."""
-    return subprocess.run([*HALFOPEN, *argv], capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, **(env or {})), stdin=subprocess.DEVNULL, **kw)
+# the CLI as root would run it, nothing on stdin
+halfopen = functools.partial(helpers.halfopen, timeout=120, stdin=subprocess.DEVNULL)
 
 
 def one_line(text: str) -> str:

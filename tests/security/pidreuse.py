@@ -13,6 +13,7 @@ import sys
 import time
 
 from halfopen.kernel import identity
+from halfopen.kernel import proc as procfs
 
 # A server that holds one ESTABLISHED connection to itself, with keepalive off
 # and RLIMIT_NOFILE soft/hard from argv: every step of the findings would change it.
@@ -33,6 +34,7 @@ def spawn(soft: int, hard: int) -> tuple[subprocess.Popen, int]:
 
 
 def halfopen(*argv: str) -> subprocess.CompletedProcess:
+    # a script run inside its own pid namespace: tests.helpers is not importable here
     return subprocess.run([sys.executable, "-m", "halfopen", *argv], capture_output=True,
                           text=True, timeout=120)
 
@@ -72,7 +74,7 @@ def main(findings_path: str, journal: str) -> None:
     ss = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{port_b} or dport = :{port_b} )"],
                         capture_output=True, text=True).stdout
     print(json.dumps({"a": a.pid, "b": b.pid, "a_start": me.start_time,
-                      "b_start": identity.start_time(b.pid), "code": proc.returncode,
+                      "b_start": procfs.start_time(b.pid), "code": proc.returncode,
                       "out": proc.stdout, "err": proc.stderr,
                       "b_limits": list(resource.prlimit(b.pid, resource.RLIMIT_NOFILE)),
                       "applied": applied.returncode, "a_limits": a_limits,

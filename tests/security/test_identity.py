@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import sh
+from tests.helpers import sh
 from tests.security.conftest import halfopen, ns_sysctl, set_ns_sysctl
 
 from halfopen.collect import netns as nsmod

@@ -14,7 +14,8 @@ import signal
 import subprocess
 import time
 
-from tests.security.conftest import HALFOPEN, halfopen, ns_sysctl, one_line, set_ns_sysctl
+from tests.helpers import HALFOPEN
+from tests.security.conftest import halfopen, ns_sysctl, one_line, set_ns_sysctl
 
 from halfopen.model.finding import Finding, Fix
 

@@ -15,7 +15,7 @@ import subprocess
 import time
 import uuid
 
-from tests.conftest import remove_netns, sh
+from tests.helpers import remove_netns, sh
 
 from halfopen.collect import netns as nsmod
 from halfopen.lab import runner

@@ -21,7 +21,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from tests.security.conftest import HALFOPEN, halfopen, one_line
+from tests.helpers import HALFOPEN
+from tests.security.conftest import halfopen, one_line
 
 FAKE = r"""
 #include <stdio.h>

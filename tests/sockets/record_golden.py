@@ -24,6 +24,7 @@ import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from sockets_support import DATA, build_zoo, make_netns, parse_ss, remove_netns, run  # noqa: E402
 

@@ -6,18 +6,19 @@ has a matching stopper that the fixtures call in `finally`.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import select
-import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests import helpers
+from tests.helpers import remove_netns
 
 from halfopen.collect import netns as netns_mod
 from halfopen.collect import sockets as collector
@@ -45,10 +46,9 @@ def run(*argv: str, check: bool = True, netns: str | None = None, timeout: float
 
 
 def make_netns(prefix: str = "hos") -> str:
-    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    run("ip", "netns", "add", name)
+    """tests.helpers' namespace (lo up) with the veth pair the zoo's addresses sit on."""
+    name = helpers.make_netns(prefix)
     try:
-        run("ip", "link", "set", "lo", "up", netns=name)
         # v0 holds our addresses; with ARP/ND off it sends frames for on-link
         # peers to its own MAC, so v1 (no address) drops them as not its own.
         run("ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1", netns=name)
@@ -60,15 +60,6 @@ def make_netns(prefix: str = "hos") -> str:
         remove_netns(name)
         raise
     return name
-
-
-def remove_netns(name: str) -> None:
-    for pid in run("ip", "netns", "pids", name, check=False).stdout.split():
-        try:
-            os.kill(int(pid), signal.SIGKILL)
-        except (ProcessLookupError, ValueError):
-            pass
-    run("ip", "netns", "del", name, check=False)
 
 
 class Puppet:
@@ -128,17 +119,8 @@ class Puppet:
                 f.close()
 
 
-def wait_for(what: str, check: Callable[[], object], timeout: float = 5.0,
-             step: float = 0.02):
-    """Poll `check` until it returns something true; fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(step)
+# the zoo's sockets settle in milliseconds: poll often, give up soon
+wait_for = functools.partial(helpers.wait_for, timeout=5.0, step=0.02)
 
 
 @dataclass
@@ -250,7 +232,7 @@ def build_zoo(name: str) -> Zoo:
             if e.family == 4 and e.state == "listen":
                 e.recv_q = 2
         try:
-            wait_for("the zoo's sockets to reach their states", lambda: not _unsettled(z), 5)
+            wait_for("the zoo's sockets to reach their states", lambda: not _unsettled(z), timeout=5)
         except AssertionError as exc:
             raise AssertionError(f"{exc}: {_unsettled(z)}") from None
         return z
@@ -370,9 +352,9 @@ def ss(netns: str | None = None, *extra: str) -> list[SsRow]:
 def halfopen(*args: str, check: bool = True, prefix: tuple[str, ...] = (),
              python: str = sys.executable, env: dict | None = None,
              timeout: float = 30) -> subprocess.CompletedProcess:
-    """Run the CLI the way a user does (`prefix`: e.g. ip netns exec + setpriv)."""
-    argv = [*prefix, python, "-m", "halfopen.cli.main", *args]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+    """Run the CLI the way a user does (`prefix`: e.g. ip netns exec + setpriv); with
+    check, fail the test on a non-zero exit."""
+    proc = helpers.halfopen(*args, prefix=prefix, python=python, env=env, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"halfopen {' '.join(args)} -> {proc.returncode}: {proc.stderr}")
     return proc

@@ -28,7 +28,7 @@ def test_fix_records_round_trip_through_json_and_render_their_command():
     assert made[2].command == ("halfopen keepalive --pid 812 --idle 60 --interval 10 --count 6 "
                                "--user-timeout 30000 'dport = :5432' --yes")
     # the key a finding writes (user_timeout) and the record's name both read back
-    assert fixes.change("keepalive", {"pid": 1, "user_timeout_ms": 5}).user_timeout_ms == 5
+    assert fixes.change("keepalive", {"pid": 1, "user_timeout_ms": 5}).settings.user_timeout_ms == 5
 
 
 def test_fix_params_that_are_wrong_say_what_in_one_line():
@@ -44,7 +44,7 @@ def test_fix_params_that_are_wrong_say_what_in_one_line():
             fixes.change(action, params)
     # the finding's subject names the pid and the namespace when the params do not
     c = fixes.change("kill", {"filter": "state close-wait"}, {"netns": "blue", "pid": 9})
-    assert c.netns == "blue"
+    assert c.netns is not None and c.netns.name == "blue"
     assert fixes.change("prlimit", {"soft": 10}, {"pid": 9}).pid == 9
 
 

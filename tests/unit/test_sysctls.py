@@ -7,7 +7,7 @@ import doctest
 import os
 
 import pytest
-from tests.conftest import sh
+from tests.helpers import sh
 
 from halfopen.model import sysctls
 from halfopen.model.host import Tunables

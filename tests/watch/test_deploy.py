@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from tests.conftest import nobody_cannot_run_halfopen
+from tests.helpers import nobody_cannot_run_halfopen
 
 from .conftest import ROOT
 

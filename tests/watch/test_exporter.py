@@ -9,13 +9,14 @@ import subprocess
 import sys
 
 import pytest
+from tests.helpers import wait_for
 
 from halfopen.model.finding import Finding
 from halfopen.watch import exporter
 from halfopen.watch.identity import Identity
 from halfopen.watch.sample import CollectorRun, Listener
 
-from .conftest import ROOT, free_port, run_halfopen, stop, wait_for
+from .conftest import ROOT, free_port, run_halfopen, stop
 from .samples import finding, make
 
 

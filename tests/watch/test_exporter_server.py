@@ -20,8 +20,9 @@ import urllib.request
 from contextlib import ExitStack
 
 import pytest
+from tests.helpers import wait_for
 
-from .conftest import ROOT, free_port, run_halfopen, stop, wait_for
+from .conftest import ROOT, free_port, run_halfopen, stop
 
 SCRAPE = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
 

@@ -12,11 +12,12 @@ import textwrap
 import time
 
 import pytest
+from tests.helpers import wait_for
 
 from halfopen.errors import UsageError
 from halfopen.watch import history
 
-from .conftest import ROOT, run_halfopen, stop, wait_for
+from .conftest import ROOT, run_halfopen, stop
 from .samples import finding, make
 
 

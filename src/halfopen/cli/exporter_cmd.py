@@ -12,6 +12,8 @@ import threading
 import click
 
 from ..errors import UsageError
+from ..watch import serve, webconfig
+from ..watch.exporter import registry as build_registry
 from ..watch.sampler import Sampler, Settings
 from .options import PATH, Integer, Seconds, namespace_options, resolve_namespaces
 
@@ -71,8 +73,6 @@ def exporter(listen: str, top: int, no_doctor: bool, web_config: str | None,
     seconds from connecting to send its request, at most --web.max-connections
     are open at once, and --web.workers threads answer complete requests.
     """
-    from ..watch import serve, webconfig
-    from ..watch.exporter import registry as build_registry
 
     host, port = parse_listen(listen)
     access = webconfig.load(web_config) if web_config is not None else webconfig.Access()

@@ -9,8 +9,8 @@ from typing import Any
 import click
 
 from .. import fsio
-from ..collect import stamp
-from ..diagnose import middlebox
+from ..collect import live, stamp
+from ..diagnose import middlebox, report
 from ..diagnose.context import Options
 from ..errors import EXIT_WARNING, UsageError
 from ..fix import apply as applier
@@ -126,9 +126,6 @@ def _findings(path: str | None, spaces: tuple, window: float,
               options: Options = Options(), nginx_config: str | None = None) -> list[Finding]:
     if path is not None:
         return read_findings(path)
-    # the doctor is heavy: load it only when fix must take its own findings
-    from ..collect import live  # noqa: PLC0415
-    from ..diagnose import report  # noqa: PLC0415
     table = report.new_tally(options)  # fed as the dump streams: no socket list kept
     snap, nginx, note = live.take_live(spaces, window, nginx_config=nginx_config, sink=table.add)
     findings = report.diagnose(snap, options, nginx=nginx, nginx_note=note, table=table).findings

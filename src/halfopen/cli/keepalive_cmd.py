@@ -11,7 +11,7 @@ import click
 from ..collect import owners
 from ..errors import EXIT_CRITICAL, UsageError
 from ..fix import retrofit, sockopt
-from ..kernel import identity
+from ..kernel import proc as procfs
 from ..model import filter as filters
 from .format import endpoint, table
 from .options import PID, Integer, filter_argument
@@ -65,7 +65,7 @@ def keepalive(pid: int | None, container: str | None, filter_words: tuple[str, .
         raise UsageError("choose one of --pid PID, --container NAME|ID")
     retrofit.check_pid(pid)
     flt = filters.parse(filter_words)
-    start = identity.start_time(pid)  # the process whose sockets are listed is the one set
+    start = procfs.start_time(pid)  # the process whose sockets are listed is the one set
     targets = retrofit.find_sockets(pid, flt)
     results = retrofit.retrofit(pid, targets, settings, apply=yes, release=release, start=start)
     failed = [r for r in results if r.result == "failed"]

@@ -8,6 +8,7 @@ import sys
 import click
 
 from ..errors import EXIT_UNKNOWN, HalfopenError, UsageError
+from ..lab import runner, scenarios
 
 
 class LabUnavailable(HalfopenError):
@@ -31,7 +32,6 @@ def lab() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
 def list_(as_json: bool) -> int:
     """The scenarios, the finding each must produce, and what it shows."""
-    from ..lab import scenarios
     rows = [{"name": m.NAME, "findings": list(m.FINDINGS), "summary": m.SUMMARY}
             for m in scenarios.all_modules()]
     if as_json:
@@ -52,7 +52,6 @@ def list_(as_json: bool) -> int:
               help="The result as JSON on stdout; the narration goes to stderr.")
 def run(scenario: str, keep: bool, as_json: bool) -> int:
     """Build, break, diagnose, fix and verify one SCENARIO (exit 0 when cured)."""
-    from ..lab import runner, scenarios
     if scenario not in scenarios.SCENARIOS:
         raise UsageError(f"unknown scenario {scenario!r}; scenarios: {', '.join(scenarios.SCENARIOS)}")
     module = scenarios.load(scenario)
@@ -74,7 +73,6 @@ def clean() -> int:
 
     Only what the lab's state file names is touched; other ho-* namespaces
     and their processes are left alone, and listed."""
-    from ..lab import runner
     missing = runner.preflight()
     if missing:
         raise LabUnavailable(missing)

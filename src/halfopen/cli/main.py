@@ -47,7 +47,7 @@ class LazyGroup(click.Group):
 def _print_man(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    from .manpage import render
+    from .manpage import render  # noqa: PLC0415 - it loads every command; only --man pays
 
     click.echo(render(cli), nl=False)
     ctx.exit(0)

@@ -49,6 +49,7 @@ import re
 import stat
 from typing import Any, Optional
 
+from ..kernel import proc as procfs
 from ..model.container import Container
 
 HOST_ROOT_ENV = "HALFOPEN_HOST_ROOT"
@@ -268,8 +269,7 @@ class Resolver:
     def of_pid(self, pid: int) -> Optional[Container]:
         """The container `pid` runs in; None on the host or when the process is gone."""
         try:
-            with open(f"{self.proc}/{pid}/cgroup", "rb") as f:
-                text = f.read(MAX_CGROUP_BYTES).decode("utf-8", "replace")
+            text = procfs.cgroup(pid, self.proc, MAX_CGROUP_BYTES)
         except OSError:  # gone, or not ours to read
             return None
         found = parse_cgroup(text)

@@ -32,6 +32,7 @@ from halfopen.records import record
 
 from ..model.socket import INBOUND, OUTBOUND, Socket
 from ..model.states import TcpState
+from .procfs_tcp import parse_address
 
 LISTEN = int(TcpState.LISTEN)
 LISTEN_MASK = 1 << LISTEN
@@ -73,7 +74,6 @@ class Listening:
 
 def from_procfs(files: Iterable[tuple[int, IO[str]]]) -> Listening:
     """The LISTEN lines at the head of each /proc/net/tcp{,6} file; each file rewound."""
-    from .procfs_tcp import parse_address  # noqa: PLC0415 - the fallback path only
     lst = Listening()
     for _family, f in files:
         f.seek(0)

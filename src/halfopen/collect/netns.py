@@ -21,6 +21,7 @@ from halfopen.records import record
 
 from ..errors import NamespaceError, NotPermitted
 from ..kernel import identity
+from ..kernel import proc as procfs
 from .containers import Resolver
 
 CLONE_NEWNET = 0x40000000  # include/uapi/linux/sched.h
@@ -43,8 +44,7 @@ def _inode(path: str) -> int:
 
 
 def current(proc: str = "/proc") -> Namespace:
-    path = f"{proc}/thread-self/ns/net"
-    return Namespace(HOST, _inode(path), path)
+    return Namespace(HOST, procfs.ns_inode("thread-self", proc), procfs.ns_path("thread-self", proc))
 
 
 def named(name: str, run_dir: str = NETNS_RUN_DIR) -> Namespace:
@@ -62,9 +62,9 @@ def named(name: str, run_dir: str = NETNS_RUN_DIR) -> Namespace:
 
 
 def of_pid(pid: int, proc: str = "/proc") -> Namespace:
-    path = f"{proc}/{pid}/ns/net"
+    path = procfs.ns_path(pid, proc)
     try:
-        inode = _inode(path)
+        inode = procfs.ns_inode(pid, proc)
     except FileNotFoundError:
         raise NamespaceError(f"no process with pid {pid}") from None
     except PermissionError:
@@ -89,7 +89,7 @@ def label(inode: int, proc: str = "/proc", run_dir: str = NETNS_RUN_DIR,
           pid: int | None = None) -> str:
     """The name a person would use: 'host', the ip-netns name, the pod of `pid` (a
     process inside it) as 'pod:NAMESPACE/POD', or 'net:[INODE]'."""
-    if inode == _inode(f"{proc}/thread-self/ns/net"):
+    if inode == procfs.ns_inode("thread-self", proc):
         return HOST
     for name, ino in list_named(run_dir).items():
         if ino == inode:
@@ -111,19 +111,17 @@ def all_namespaces(proc: str = "/proc", run_dir: str = NETNS_RUN_DIR) -> list[Na
         found.setdefault(inode, Namespace(name, inode, os.path.join(run_dir, name)))
     resolver = Resolver(proc)
     taken = {ns.name for ns in found.values()}
-    for entry in os.listdir(proc):
-        if not entry.isdigit():
-            continue
-        path = f"{proc}/{entry}/ns/net"
+    for pid in procfs.pids(proc):
+        path = procfs.ns_path(pid, proc)
         try:
-            inode = _inode(path)
+            inode = procfs.ns_inode(pid, proc)
         except OSError:  # gone, or not ours to see
             continue
         if inode in found:
             continue
         # A pod being replaced can have two namespaces for a moment: the
         # second keeps its inode name, so a name never means two namespaces.
-        name = pod_label(resolver, int(entry))
+        name = pod_label(resolver, pid)
         name = name if name and name not in taken else f"net:[{inode}]"
         taken.add(name)
         found[inode] = Namespace(name, inode, path)
@@ -139,10 +137,10 @@ def _setns(fd: int) -> None:
 @contextlib.contextmanager
 def entered(ns: Namespace, proc: str = "/proc") -> Iterator[None]:
     """Run the body inside `ns` (this thread only), then come back."""
-    if ns.name == HOST and ns.inode == _inode(f"{proc}/thread-self/ns/net"):
+    if ns.name == HOST and ns.inode == procfs.ns_inode("thread-self", proc):
         yield
         return
-    home = os.open(f"{proc}/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    home = os.open(procfs.ns_path("thread-self", proc), os.O_RDONLY | os.O_CLOEXEC)
     try:
         try:
             target = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)

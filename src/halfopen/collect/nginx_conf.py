@@ -31,6 +31,7 @@ import stat
 
 from ..errors import UsageError
 from ..kernel import openat2
+from ..kernel import proc as procfs
 from ..model.nginx import NginxConf, NginxListen
 from ..model.snapshot import Snapshot
 
@@ -125,12 +126,11 @@ def nginx_pids(snapshot: Snapshot, proc: str = "/proc") -> list[int]:
     """Every process named nginx: the snapshot's, and /proc's (a master may hold no
     socket in the namespaces checked)."""
     found = {p.pid for p in snapshot.processes.values() if p.comm == "nginx"}
-    for entry in os.listdir(proc):
-        if entry.isdigit() and int(entry) not in found:
+    for pid in procfs.pids(proc):
+        if pid not in found:
             try:
-                with open(f"{proc}/{entry}/comm", "rb") as f:
-                    if f.read() == b"nginx\n":
-                        found.add(int(entry))
+                if procfs.read_comm(pid, proc) == "nginx":
+                    found.add(pid)
             except OSError:
                 continue
     return sorted(found)
@@ -138,13 +138,9 @@ def nginx_pids(snapshot: Snapshot, proc: str = "/proc") -> list[int]:
 
 def _status(pid: int, proc: str) -> tuple[int, int]:
     """(ppid, real uid) from /proc/PID/status."""
-    ppid = uid = -1
-    with open(f"{proc}/{pid}/status") as f:
-        for line in f:
-            if line.startswith("PPid:"):
-                ppid = int(line.split()[1])
-            elif line.startswith("Uid:"):
-                uid = int(line.split()[1])
+    fields = procfs.status(pid, proc)
+    ppid = int(fields["PPid"]) if "PPid" in fields else -1
+    uid = int(fields["Uid"].split()[0]) if "Uid" in fields else -1
     return ppid, uid
 
 
@@ -276,7 +272,7 @@ def _root_fd(pid: int, proc: str) -> int:
     try:
         return os.open(f"{proc}/{pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
-        if os.stat(f"{proc}/{pid}/ns/mnt").st_ino != os.stat(f"{proc}/self/ns/mnt").st_ino:
+        if procfs.ns_inode(pid, proc, "mnt") != procfs.ns_inode("self", proc, "mnt"):
             raise ConfError(f"may not open /proc/{pid}/root and nginx runs in another mount "
                             "namespace") from None
         return os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

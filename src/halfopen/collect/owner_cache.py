@@ -31,13 +31,13 @@ import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 
-from ..kernel.identity import parse_start_time
+from ..kernel import proc as procfs
 from ..model.container import Container
 from ..model.process import Process
 from ..model.socket import Socket
 from ..records import record
 from .containers import Resolver
-from .owners import Holders, OwnerMap, all_pids, read_comm
+from .owners import Holders, OwnerMap
 
 
 @record
@@ -54,9 +54,8 @@ class _Cached:
 
 def _read_start(proc: str, pid: int) -> int | None:
     try:
-        with open(f"{proc}/{pid}/stat", "rb") as f:
-            return parse_start_time(f.read())
-    except OSError:
+        return procfs.start_time(pid, proc)
+    except OSError:  # not ours to read
         return None
 
 
@@ -118,7 +117,7 @@ class OwnerCache:
         self.links_read += read
         if read:
             self.links_by_pid[pid] = self.links_by_pid.get(pid, 0) + read
-        comm = read_comm(self.proc, pid)
+        comm = procfs.read_comm(pid, self.proc)
         container = old.container if old is not None else None
         if fds and (old is None or not old.sock_fds):  # from its first socket on
             container = self._resolver.of_pid(pid)
@@ -178,7 +177,7 @@ class OwnerCache:
             self.full_scans += 1
             self._full_at = self.clock()
         procs: dict[int, _Cached] = {}
-        for pid in all_pids(self.proc):
+        for pid in procfs.pids(self.proc):
             cached = self._visit(pid, reread=full)
             if cached is not None:
                 procs[pid] = cached

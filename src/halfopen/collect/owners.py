@@ -14,6 +14,7 @@ from dataclasses import field
 
 from halfopen.records import record
 
+from ..kernel import proc as procfs
 from ..model.container import Container
 from ..model.process import Process
 from ..model.socket import Owner
@@ -94,15 +95,6 @@ def denied_note(denied: int) -> str:
     return f"not root: owners of {denied} other users' processes are not shown"
 
 
-def read_comm(proc: str, pid: int) -> str:
-    with open(f"{proc}/{pid}/comm", "rb") as f:
-        return f.read().rstrip(b"\n").decode("utf-8", "replace")
-
-
-def all_pids(proc: str = "/proc") -> list[int]:
-    return [int(name) for name in os.listdir(proc) if name.isdigit()]
-
-
 @record
 class FdScan:
     """What /proc/PID/fd showed of one process."""
@@ -131,7 +123,7 @@ def _each_process(proc: str, pids: Iterable[int] | None,
     """(pid, comm, netns inode, fd count, fd -> socket inode) of each readable
     process, one at a time; denied[0] counts the processes we may not read."""
     readlink = os.readlink
-    for pid in (all_pids(proc) if pids is None else pids):
+    for pid in (procfs.pids(proc) if pids is None else pids):
         try:
             dir_fd = os.open(f"{proc}/{pid}/fd", os.O_RDONLY | os.O_DIRECTORY)
         except PermissionError:
@@ -149,9 +141,9 @@ def _each_process(proc: str, pids: Iterable[int] | None,
                     continue
                 if link.startswith("socket:["):
                     socks[int(name)] = int(link[8:-1])
-            comm = read_comm(proc, pid)
+            comm = procfs.read_comm(pid, proc)
             try:
-                ns_inode = os.stat(f"{proc}/{pid}/ns/net").st_ino
+                ns_inode = procfs.ns_inode(pid, proc)
             except OSError:
                 ns_inode = 0
         except (FileNotFoundError, ProcessLookupError):

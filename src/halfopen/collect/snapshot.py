@@ -35,9 +35,9 @@ def take(query: sockets.Query, host: bool = False, window: float = 3.0,
         # The counter window runs around the socket dump instead of after it:
         # first sample, one fd scan (owners, limits, stale fds), the dump, the
         # other host facts, then the second sample when the window is over.
-        from .host import HostRun  # only the doctor pays for the import
+        from .host import HostRun  # noqa: PLC0415 - only the doctor pays for the import
         spaces = query.namespaces or (netns.current(query.proc),)
-        hostrun = HostRun(spaces, window, proc=query.proc)
+        hostrun = HostRun.begin(spaces, window, proc=query.proc)
         scanned = hostrun.scan_fds()
         if scanned is not None and (query.owners or query.filter.needs_owners):
             owner_map = owners.from_scans(*scanned, proc=query.proc)

@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from ..errors import HalfopenError
 from ..kernel import identity
+from ..kernel import proc as procfs
 from ..model.finding import Finding
 from . import netns
 
@@ -37,8 +38,9 @@ def stamp(findings: list[Finding], taken_at: str, proc: str = "/proc") -> None:
         if isinstance(pid, int) and not isinstance(pid, bool) and "start_time" not in subject:
             now = identity.process(pid, proc)
             # one clock tick of slack: starttime is rounded down to a tick
-            if now is not None and (taken is None or identity.started_epoch(now.start_time, proc)
-                                    <= taken + 1):
+            started = now.start_time if now is not None else None
+            if now is not None and started is not None and (
+                    taken is None or procfs.started_epoch(started, proc) <= taken + 1):
                 subject["start_time"] = now.start_time
                 subject.setdefault("comm", now.comm)
             else:

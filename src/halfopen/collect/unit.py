@@ -13,6 +13,8 @@ component names the unit.
 
 from __future__ import annotations
 
+from ..kernel import proc as procfs
+
 V1_SYSTEMD = "name=systemd"
 
 
@@ -54,7 +56,6 @@ def parse_unit(text: str) -> str:
 def read_unit(pid: int, proc: str = "/proc") -> str:
     """The systemd service of a process, '' if none or the process is gone."""
     try:
-        with open(f"{proc}/{pid}/cgroup") as f:
-            return parse_unit(f.read())
+        return parse_unit(procfs.cgroup(pid, proc))
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return ""

@@ -10,7 +10,8 @@ from collections.abc import Iterable
 
 from ..model.container import Container
 from ..model.finding import Evidence, Finding, Fix
-from ..model.fixes import KeepaliveChange, KillChange, RlimitChange, SysctlChange
+from ..model.fixes import KeepaliveChange, KeepaliveSettings, KillChange, RlimitChange, SysctlChange, proposed_filter
+from ..model.identity import ProcessIdentity
 from ..model.process import Process
 from ..model.socket import Socket
 from ..units import seconds  # noqa: F401  (the rules format durations with it)
@@ -153,14 +154,15 @@ def systemd_limit_fix(comm: str, nofile: int) -> Fix:
 def keepalive_fix(pid: int, filter_words: str = "", idle: int = KEEPALIVE_IDLE_S,
                   interval: int = KEEPALIVE_INTERVAL_S, count: int = KEEPALIVE_COUNT,
                   user_timeout_ms: int | None = None, why: str = "") -> Fix:
-    c = KeepaliveChange(pid, idle, interval, count, user_timeout_ms, filter_words)
+    c = KeepaliveChange(ProcessIdentity(pid), KeepaliveSettings(idle, interval, count, user_timeout_ms),
+                        proposed_filter(filter_words))
     return Fix(c.action, c.command(), True, c.params(),
                why or "retrofit TCP keepalive onto the running process's sockets "
                       "(pidfd_getfd + setsockopt, no restart)")
 
 
 def kill_fix(filter_words: str, why: str = "") -> Fix:
-    c = KillChange(filter_words)
+    c = KillChange(proposed_filter(filter_words))
     return Fix(c.action, c.command(), True, c.params(),
                why or "SOCK_DESTROY: RST to the peer, TCP state freed; the owner's fd stays "
                       "open until it calls close()")

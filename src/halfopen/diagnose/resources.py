@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ..model.finding import Evidence, Finding
+from ..model.finding import Evidence, Finding, Fix
 from ..model.history import slope_per_s
 from ..model.host import UNLIMITED
 from ..model.states import state_name
@@ -248,7 +248,6 @@ def check_conntrack(ctx: Context) -> list[Finding]:
 
 
 def config_note():
-    from ..model.finding import Fix  # noqa: PLC0415
     return Fix("config", "echo 'options nf_conntrack hashsize=65536' > "
                "/etc/modprobe.d/nf_conntrack.conf", False,
                {"file": "/etc/modprobe.d/nf_conntrack.conf",

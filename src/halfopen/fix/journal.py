@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any, Optional
@@ -122,7 +123,6 @@ class Journal:
         entry = self.record(kind, intent=True, **fields)
         pause = os.environ.get(PAUSE_ENV)
         if pause:
-            import time  # noqa: PLC0415 - test hook only
             time.sleep(float(pause))
         return entry
 

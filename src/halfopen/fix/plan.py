@@ -29,9 +29,10 @@ from halfopen.records import record
 
 from ..errors import UsageError
 from ..kernel import identity
-from ..model import filter as filters
+from ..kernel import proc as procfs
 from ..model import fixes
 from ..model.finding import Finding, Fix
+from ..model.identity import NetnsIdentity, ProcessIdentity, recorded_netns, recorded_process
 from ..model.rules import RULE_IDS
 from . import namespace, retrofit, rlimit, safety, sysctl
 from . import targets as kill_targets
@@ -150,30 +151,29 @@ def _sysctl_step(finding: Finding, change: fixes.SysctlChange, sys_root: str, pr
         base.text = f"sysctl -w {key}='{value}'   # in the host namespace"
         return base
     space = namespace.find(where, proc)
-    recorded = _recorded_netns(finding, where)
-    base.params.update(recorded or namespace.identity(space, proc))
-    if recorded:
-        why = namespace.differs(space, recorded["netns_inode"], recorded["netns_cookie"], proc)
-        if why:
-            return _skipped(base, why)
+    recorded = recorded_netns(finding.subject, where)
+    base.params.update(_netns_params(recorded, space, proc))
+    why = _netns_differs(recorded, space, proc)
+    if why:
+        return _skipped(base, why)
     base.current = sysctl.read(key, space, sys_root)
     if base.current == value:
         base.status = "already set"
     return base
 
 
-def _recorded_netns(finding: Finding, where: str) -> dict[str, Any]:
-    """The namespace identity the finding recorded, if it is about `where`."""
-    subject = finding.subject
-    if str(subject.get("netns", "host")) != where or (
-            subject.get("netns_cookie") is None and subject.get("netns_inode") is None):
-        return {}
-    return {"netns_inode": _int_or_none(subject.get("netns_inode")),
-            "netns_cookie": _int_or_none(subject.get("netns_cookie"))}
+def _netns_differs(recorded: NetnsIdentity, space: Any, proc: str) -> str:
+    """'' when `space` is the namespace the finding recorded (or it recorded none)."""
+    if not recorded.recorded:
+        return ""
+    return namespace.differs(space, recorded.inode, recorded.cookie, proc)
 
 
-def _int_or_none(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
+def _netns_params(recorded: NetnsIdentity, space: Any, proc: str) -> dict[str, Any]:
+    """The identity a step carries to apply: the recorded one, else the one read now."""
+    if recorded.recorded:
+        return {"netns_inode": recorded.inode, "netns_cookie": recorded.cookie}
+    return namespace.identity(space, proc)
 
 
 def _skipped(step: Step, why: str) -> Step:
@@ -182,21 +182,17 @@ def _skipped(step: Step, why: str) -> Step:
     return step
 
 
-def _process(finding: Finding, pid: int, proc: str) -> tuple[dict[str, Any], str]:
+def _process(finding: Finding, want: ProcessIdentity, proc: str) -> tuple[dict[str, Any], str]:
     """(params naming the process: pid, start, comm), or why it is not the finding's.
 
-    The finding's own start time when it recorded one for this pid; else the
-    one read now (an older findings file: the plan and apply still agree).
+    The start time (and comm) the finding recorded when it did; else the one
+    read now (an older findings file: the plan and apply still agree).
     """
-    subject = finding.subject
-    start = comm = None
-    if subject.get("pid") == pid:
-        if "start_time" in subject and subject["start_time"] is None:
-            return {}, (f"pid {pid}: the doctor could not vouch that it is the process it "
-                        "diagnosed (it started after the snapshot, or exited)")
-        start = _int_or_none(subject.get("start_time"))
-        comm = subject.get("comm") if start is not None else None
-    why = identity.differs(pid, start, comm if isinstance(comm, str) else None, proc)
+    pid, subject = want.pid, finding.subject
+    if subject.get("pid") == pid and "start_time" in subject and subject["start_time"] is None:
+        return {}, (f"pid {pid}: the doctor could not vouch that it is the process it "
+                    "diagnosed (it started after the snapshot, or exited)")
+    why = identity.differs(pid, want.start_time, want.comm, proc)
     if why:
         return {}, why
     now = identity.process(pid, proc)
@@ -218,7 +214,7 @@ def _prlimit_step(finding: Finding, change: fixes.RlimitChange, proc: str) -> St
     comm = _comm(pid, proc)
     step = Step(finding.id, finding.title, "prlimit", f"pid {pid} ({comm}) RLIMIT_NOFILE",
                 "change", netns=str(finding.subject.get("netns", "host")))
-    who, why = _process(finding, pid, proc)
+    who, why = _process(finding, recorded_process(finding.subject, pid), proc)
     if why:
         return _skipped(step, why)
     guard = safety.guarded(pid)
@@ -227,7 +223,7 @@ def _prlimit_step(finding: Finding, change: fixes.RlimitChange, proc: str) -> St
         step.text = f"prlimit --pid {pid} --nofile={soft}:{hard or soft}"
         return step
     current = rlimit.read(pid)
-    new, note = rlimit.plan(current, soft, hard, rlimit.can_raise_hard(proc), rlimit.nr_open(proc))
+    new, note = rlimit.plan(current, soft, hard, rlimit.can_raise_hard(proc), procfs.nr_open(proc))
     step.current, step.new, step.note = current.text(), new.text(), note
     step.params = {**who, "old": [current.soft, current.hard], "new": [new.soft, new.hard]}
     if note:
@@ -239,28 +235,28 @@ def _prlimit_step(finding: Finding, change: fixes.RlimitChange, proc: str) -> St
 
 def _comm(pid: int, proc: str) -> str:
     try:
-        return identity.comm(pid, proc) or "?"
+        return procfs.comm(pid, proc) or "?"
     except OSError:  # not ours to read
         return "?"
 
 
 def _keepalive_step(finding: Finding, fix: Fix, change: fixes.KeepaliveChange, proc: str) -> Step:
     pid = _positive(finding, change.pid)
-    settings = retrofit.Settings(change.idle, change.interval, change.count, change.user_timeout_ms)
+    wanted = change.settings
+    settings = retrofit.Settings(wanted.idle, wanted.interval, wanted.count, wanted.user_timeout_ms)
     settings.check()
-    flt = filters.parse(change.filter.split())
     comm = _comm(pid, proc)
     want = f"keepalive {settings.idle}s/{settings.interval}s x{settings.count}"
     step = Step(finding.id, finding.title, "keepalive", f"pid {pid} ({comm}) TCP sockets",
                 "change", netns=str(finding.subject.get("netns", "host")), new=want)
-    who, why = _process(finding, pid, proc)
+    who, why = _process(finding, change.process, proc)
     if why:
         return _skipped(step, why)
     guard = safety.guarded(pid)
     if guard:
         step.status, step.note, step.text = "manual", guard, fix.command
         return step
-    targets = retrofit.find_sockets(pid, flt, proc)
+    targets = retrofit.find_sockets(pid, change.filter, proc)
     results = retrofit.retrofit(pid, targets, settings, apply=False, start=who["start"])
     todo = [r for r in results if r.result == "would set"]
     step.current = f"{len(todo)} of {len(results)} sockets without it"
@@ -271,25 +267,23 @@ def _keepalive_step(finding: Finding, fix: Fix, change: fixes.KeepaliveChange, p
 
 
 def _kill_step(finding: Finding, fix: Fix, change: fixes.KillChange, proc: str) -> Step:
-    words = change.filter.split()
-    flt = filters.parse(words)
+    flt = change.filter
     if flt.is_empty:
         raise UsageError(f"{finding.id}: a kill fix needs a filter; an empty one names every socket")
-    where = change.netns or "host"
-    step = Step(finding.id, finding.title, "kill", " ".join(words), "change", netns=where,
+    recorded = change.netns or recorded_netns(finding.subject, "host")
+    where = recorded.name
+    step = Step(finding.id, finding.title, "kill", flt.text, "change", netns=where,
                 new="destroyed (RST)")
     holders = []
     for pid in sorted(safety.named_pids(flt.expr) | _subject_pid(finding)):
-        who, why = _process(finding, pid, proc)
+        who, why = _process(finding, recorded_process(finding.subject, pid), proc)
         if why:
             return _skipped(step, why)
         holders.append(who)
     space = namespace.find(where, proc)
-    recorded = _recorded_netns(finding, where)
-    if recorded:
-        why = namespace.differs(space, recorded["netns_inode"], recorded["netns_cookie"], proc)
-        if why:
-            return _skipped(step, why)
+    why = _netns_differs(recorded, space, proc)
+    if why:
+        return _skipped(step, why)
     socks = kill_targets.matching(flt, (space,), proc)
     step.current = f"{len(socks)} sockets"
     listeners = safety.listening(socks)
@@ -299,8 +293,7 @@ def _kill_step(finding: Finding, fix: Fix, change: fixes.KillChange, proc: str) 
         step.note = "matches listening sockets" if listeners else refused[0][1]
         step.text = fix.command
         return step
-    step.params = {"sockets": socks, "holders": holders,
-                   **(recorded or namespace.identity(space, proc))}
+    step.params = {"sockets": socks, "holders": holders, **_netns_params(recorded, space, proc)}
     if not socks:
         step.status = "already set"
         step.current = "no matching sockets"

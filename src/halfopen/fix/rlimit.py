@@ -15,7 +15,7 @@ import resource
 
 from halfopen.records import record
 
-from ..kernel import identity
+from ..kernel import proc as procfs
 from .errors import AccessDenied, ProcessGone
 
 RESOURCES = {"nofile": resource.RLIMIT_NOFILE}
@@ -54,23 +54,15 @@ def write(pid: int, limits: Limits) -> None:
 
 def start_time(pid: int, proc: str = "/proc") -> int:
     """Field 22 of /proc/PID/stat: tells a pid from a later process reusing it."""
-    started = identity.start_time(pid, proc)
+    started = procfs.start_time(pid, proc)
     if started is None:
         raise ProcessGone(pid)
     return started
 
 
 def can_raise_hard(proc: str = "/proc") -> bool:
-    with open(f"{proc}/self/status") as f:
-        for line in f:
-            if line.startswith("CapEff:"):
-                return bool(int(line.split()[1], 16) >> CAP_SYS_RESOURCE & 1)
-    return False
-
-
-def nr_open(proc: str = "/proc") -> int:
-    with open(f"{proc}/sys/fs/nr_open") as f:
-        return int(f.read())
+    effective = procfs.status("self", proc).get("CapEff")
+    return effective is not None and bool(int(effective, 16) >> CAP_SYS_RESOURCE & 1)
 
 
 def plan(current: Limits, soft: int, hard: int | None, may_raise_hard: bool,
@@ -98,8 +90,7 @@ def plan(current: Limits, soft: int, hard: int | None, may_raise_hard: bool,
 def systemd_unit(pid: int, proc: str = "/proc") -> str | None:
     """'nginx.service' from /proc/PID/cgroup, or None outside a service."""
     try:
-        with open(f"{proc}/{pid}/cgroup") as f:
-            text = f.read()
+        text = procfs.cgroup(pid, proc)
     except OSError:
         return None
     for line in text.splitlines():
@@ -111,10 +102,9 @@ def systemd_unit(pid: int, proc: str = "/proc") -> str | None:
 
 def user_of(pid: int, proc: str = "/proc") -> str:
     try:
-        with open(f"{proc}/{pid}/status") as f:
-            uid = next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
+        uid = int(procfs.status(pid, proc)["Uid"].split()[0])
         return pwd.getpwuid(uid).pw_name
-    except (OSError, KeyError, StopIteration):
+    except (OSError, KeyError):
         return "USER"
 
 

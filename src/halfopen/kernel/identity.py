@@ -6,58 +6,18 @@ twice (net/core/net_namespace.c, net->net_cookie; read with
 getsockopt(SOL_SOCKET, SO_NETNS_COOKIE) on a socket created inside it,
 Linux 5.14+). Every action halfopen takes on a process or a namespace
 re-reads these and compares them with what was diagnosed or journaled.
-
-    >>> parse_start_time(b"4712 (a b) c) S 1 4712 4712 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98123 0")
-    98123
 """
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 from typing import Optional
 
-from ..records import record
+from ..model.identity import ProcessIdentity
+from .proc import comm, start_time
 
 SO_NETNS_COOKIE = 71  # include/uapi/asm-generic/socket.h
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def parse_start_time(stat: bytes) -> int:
-    """Field 22 of /proc/PID/stat (starttime, clock ticks after boot).
-
-    Counted after the last ')': the comm may itself hold spaces and ')'
-    (fs/proc/array.c do_task_stat prints it raw).
-    """
-    return int(stat[stat.rindex(b")") + 2:].split()[19])
-
-
-def start_time(pid: int, proc: str = "/proc") -> Optional[int]:
-    """The start time of `pid`, or None when no such process exists."""
-    try:
-        with open(f"{proc}/{pid}/stat", "rb") as f:
-            return parse_start_time(f.read())
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-
-
-def comm(pid: int, proc: str = "/proc") -> Optional[str]:
-    try:
-        with open(f"{proc}/{pid}/comm", "rb") as f:
-            return f.read().rstrip(b"\n").decode("utf-8", "replace")
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-
-
-@record(frozen=True)
-class ProcessIdentity:
-    pid: int
-    start_time: int  # clock ticks after boot, /proc/PID/stat field 22
-    comm: str
-
-    def text(self) -> str:
-        return f"pid {self.pid} ({self.comm}, started at tick {self.start_time})"
 
 
 def process(pid: int, proc: str = "/proc") -> Optional[ProcessIdentity]:
@@ -85,13 +45,6 @@ def differs(pid: int, start: Optional[int], name: Optional[str] = None,
     if name is not None and now.comm != name:
         return f"pid {pid} is now {now.comm!r}, not {name!r}"
     return ""
-
-
-def started_epoch(ticks: int, proc: str = "/proc") -> float:
-    """A start time in clock ticks as seconds since the epoch (btime in /proc/stat)."""
-    with open(f"{proc}/stat") as f:
-        btime = next(int(line.split()[1]) for line in f if line.startswith("btime "))
-    return btime + ticks / _CLK_TCK
 
 
 def netns_cookie() -> Optional[int]:

@@ -27,7 +27,7 @@ from typing import Any
 
 from .. import fsio
 from ..errors import HalfopenError, UsageError
-from ..kernel import identity
+from ..kernel import proc as procfs
 from ..model import files
 
 STATE_DIR = "/run/halfopen-lab"
@@ -66,7 +66,7 @@ def pending_host_entries(path: str) -> list[dict[str, Any]]:
             and e.get("netns", "host") == "host" and e.get("id") not in undone]
 
 
-start_time = identity.start_time  # field 22 of /proc/PID/stat, None if gone
+start_time = procfs.start_time  # field 22 of /proc/PID/stat, None if gone
 
 
 class LabStateError(HalfopenError):

@@ -10,12 +10,12 @@ the lab proves these commands, so it never works around them.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 import sys
 from typing import Any
 
+from ..collect import owners
 from .state import journal_entries
 from .topo import Lab, LabError
 
@@ -142,11 +142,6 @@ def nstat(lab: Lab, role: str, names: list[str], show: bool = True) -> dict[str,
 
 
 def socket_fds(pid: int) -> int:
-    n = 0
-    for name in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:"):
-                n += 1
-        except OSError:
-            pass
-    return n
+    """How many socket fds `pid` holds (collect.owners' fd scan)."""
+    scans, _ = owners.scan_fds(pids=[pid])
+    return len(scans[0].socket_fds) if scans else 0

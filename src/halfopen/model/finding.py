@@ -21,12 +21,15 @@ from halfopen.records import record
 from ..errors import UsageError
 from . import files, schema
 
+# The one severity table, in the order a report lists findings: a known critical
+# problem before a check that could not run ("unknown" is "could not check", not
+# worse than critical), with how bad each is for a status or a worst-of; unknown
+# has no rank there (a status leaves it out, a worst-of puts it above critical).
+_SEVERITY = {"critical": 2, "warning": 1, "unknown": None, "info": 0, "ok": 0}
 SEVERITIES = ("ok", "info", "warning", "critical", "unknown")
-# How bad, for a status or a worst-of: "unknown" (could not check) outranks all.
-SEVERITY_RANK = {"ok": 0, "info": 0, "warning": 1, "critical": 2, "unknown": 3}
-# The order a report lists findings in: a known critical problem before a check
-# that could not run (unknown is "could not check", not worse than critical).
-REPORT_ORDER = {"critical": 0, "warning": 1, "unknown": 2, "info": 3, "ok": 4}
+SEVERITY_RANK = {k: v for k, v in _SEVERITY.items() if v is not None}
+UNKNOWN_RANK = 3  # above critical, for a worst-of
+REPORT_ORDER = {k: i for i, k in enumerate(_SEVERITY)}
 
 
 @record

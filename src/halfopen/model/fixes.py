@@ -22,6 +22,13 @@ from typing import Any, Optional, Union
 
 from halfopen.records import record
 
+from ..errors import UsageError
+from . import filter as filters
+from .filter import Filter
+from .identity import NetnsIdentity, ProcessIdentity, recorded_netns, recorded_process
+
+EVERY_SOCKET = Filter(None, "")
+
 
 def in_netns(netns: str, argv: str) -> str:
     """The command line that runs `argv` in network namespace `netns`."""
@@ -68,50 +75,79 @@ class RlimitChange:
 
 
 @record(frozen=True)
-class KeepaliveChange:
-    pid: int
+class KeepaliveSettings:
     idle: int  # TCP_KEEPIDLE, seconds
     interval: int  # TCP_KEEPINTVL, seconds
     count: int  # TCP_KEEPCNT
     user_timeout_ms: Optional[int] = None  # TCP_USER_TIMEOUT; None: leave it
-    filter: str = ""  # ss filter words: which of the process's sockets; "" all
+
+
+@record(frozen=True)
+class KeepaliveChange:
+    process: ProcessIdentity  # the start time and comm, when the finding recorded them
+    settings: KeepaliveSettings
+    filter: Filter = EVERY_SOCKET  # which of the process's sockets
 
     action = "keepalive"
 
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
     def params(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"pid": self.pid, "idle": self.idle, "interval": self.interval,
-                             "count": self.count}
-        if self.user_timeout_ms is not None:
-            d["user_timeout"] = self.user_timeout_ms  # the JSON key since halfopen.doctor/1
-        if self.filter:
-            d["filter"] = self.filter
+        s = self.settings
+        d: dict[str, Any] = {"pid": self.pid, "idle": s.idle, "interval": s.interval,
+                             "count": s.count}
+        if s.user_timeout_ms is not None:
+            d["user_timeout"] = s.user_timeout_ms  # the JSON key since halfopen.doctor/1
+        if self.filter.text:
+            d["filter"] = self.filter.text
         return d
 
     def command(self) -> str:
-        cmd = (f"halfopen keepalive --pid {self.pid} --idle {self.idle} "
-               f"--interval {self.interval} --count {self.count}")
-        if self.user_timeout_ms is not None:
-            cmd += f" --user-timeout {self.user_timeout_ms}"
-        if self.filter:
-            cmd += f" {shlex.quote(self.filter)}"
+        s = self.settings
+        cmd = (f"halfopen keepalive --pid {self.pid} --idle {s.idle} "
+               f"--interval {s.interval} --count {s.count}")
+        if s.user_timeout_ms is not None:
+            cmd += f" --user-timeout {s.user_timeout_ms}"
+        if self.filter.text:
+            cmd += f" {shlex.quote(self.filter.text)}"
         return cmd + " --yes"
 
 
 @record(frozen=True)
 class KillChange:
-    filter: str  # ss filter words naming the sockets
-    netns: Optional[str] = None  # None: the finding's namespace
+    filter: Filter  # the sockets
+    netns: Optional[NetnsIdentity] = None  # None: the finding's namespace
 
     action = "kill"
 
     def params(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"filter": self.filter}
+        d: dict[str, Any] = {"filter": self.filter.text}
         if self.netns is not None:
-            d["netns"] = self.netns
+            d["netns"] = self.netns.name
         return d
 
     def command(self) -> str:
-        return f"halfopen kill {shlex.quote(self.filter)} --yes"
+        return f"halfopen kill {shlex.quote(self.filter.text)} --yes"
+
+
+def parse_filter(text: str) -> Filter:
+    """A filter as a fix's JSON carries it: the words joined by spaces."""
+    return filters.parse(text.split())
+
+
+def proposed_filter(text: str) -> Filter:
+    """A rule's filter: parsed, or kept as text when the parser refuses it.
+
+    What a fix does is decided when it is read back (change() parses strictly,
+    and `halfopen fix` refuses a bad filter in one line), so a rule that wrote
+    one the parser refuses still yields its finding, as before.
+    """
+    try:
+        return parse_filter(text)
+    except UsageError:
+        return Filter(None, " ".join(text.split()))
 
 
 Change = Union[SysctlChange, RlimitChange, KeepaliveChange, KillChange]
@@ -142,7 +178,8 @@ def change(action: str, params: dict[str, Any], subject: Optional[dict[str, Any]
                             str(params.get("netns") or subject.get("netns") or "host"))
     if action == "kill":
         netns = params.get("netns") or subject.get("netns")
-        return KillChange(str(params.get("filter", "")), None if netns is None else str(netns))
+        return KillChange(parse_filter(str(params.get("filter", ""))),
+                          None if netns is None else recorded_netns(subject, str(netns)))
     pid = params.get("pid", subject.get("pid"))
     if pid is None:
         raise ValueError(f"the {action} fix names no pid")
@@ -160,11 +197,11 @@ def change(action: str, params: dict[str, Any], subject: Optional[dict[str, Any]
         return RlimitChange(pid, soft, hard, str(params.get("resource", "nofile")))
     if action == "keepalive":
         try:
-            return KeepaliveChange(
-                pid, _int(params, "idle", 60), _int(params, "interval", 10),
-                _int(params, "count", 6),
-                _int(params, "user_timeout_ms", params.get("user_timeout")),
-                str(params.get("filter", "")))
+            settings = KeepaliveSettings(
+                _int(params, "idle", 60), _int(params, "interval", 10), _int(params, "count", 6),
+                _int(params, "user_timeout_ms", params.get("user_timeout")))
         except ValueError:
             raise ValueError(f"bad keepalive values {params!r}") from None
+        return KeepaliveChange(recorded_process(subject, pid), settings,
+                               parse_filter(str(params.get("filter", ""))))
     raise ValueError(f"no automatic fix {action!r}; valid: {', '.join(ACTIONS)}")

@@ -16,6 +16,7 @@ from halfopen.records import record
 from ..errors import UsageError
 from . import files, schema
 from .host import HostFacts, NamespaceHost, ProcessLimits
+from .nginx import NginxConf
 from .process import Process
 from .socket import DIRECTIONS, TIMER_NAMES, Socket
 from .states import STATE_BY_KEY
@@ -75,7 +76,6 @@ class Snapshot:
 @functools.cache
 def document_shape() -> schema.Obj:
     """halfopen.snapshot/1: Snapshot.to_dict's form (plus the doctor's "doctor" key)."""
-    from .nginx import NginxConf  # noqa: PLC0415 - the doctor's extra facts
     sock = schema.of_record(Socket, overrides={
         "family": schema.OneOf((4, 6)), "state": schema.OneOf(STATE_BY_KEY),
         "timer": schema.OneOf(TIMER_NAMES.values()),

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from .. import __version__
+from ..model.finding import SEVERITY_RANK
 from .identity import LABELS as IDENTITY_LABELS
 from .identity import OTHER_IDENTITY, Identity
 from .sample import ProcSample, Sample
@@ -31,7 +32,7 @@ from .sampler import Sampler
 
 FINDING_LABELS = ("id", "cause", *IDENTITY_LABELS, "netns", "port")
 # The value of halfopen_finding: the severity, so escalation changes a value, not a series.
-SEVERITY_VALUE = {"info": 0, "warning": 1, "critical": 2}
+SEVERITY_VALUE = {k: SEVERITY_RANK[k] for k in ("info", "warning", "critical")}
 INFO_PIDS = 5  # pids per identity in halfopen_process_info (most sockets first)
 
 

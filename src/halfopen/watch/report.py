@@ -14,8 +14,9 @@ import sqlite3
 from collections import defaultdict
 from collections.abc import Sequence
 
-from ..model.finding import SEVERITY_RANK
-from . import history, svg, trend
+from .. import units
+from ..model.finding import SEVERITY_RANK, UNKNOWN_RANK
+from . import history, svg
 
 MAX_POINTS = 600
 TOP = 6
@@ -137,7 +138,7 @@ def finding_spans(db: sqlite3.Connection) -> list[tuple[str, str, list[tuple[flo
         label = str(fid) + "".join(f" {k}={subj[k]}" for k in ("comm", "pid", "port") if k in subj)
         key = (label, fid)
         seen[key].append(t)
-        if rank.get(severity, 3) >= rank.get(sev.get(key, "info"), 0):
+        if rank.get(severity, UNKNOWN_RANK) >= rank.get(sev.get(key, "info"), UNKNOWN_RANK):
             sev[key] = severity
     out = []
     for key, ts in seen.items():
@@ -163,7 +164,7 @@ def render(db: sqlite3.Connection, path: str) -> str:
         parts.append(f"<p>{esc(path)} holds no samples.</p></body></html>")
         return "".join(parts)
     parts.append(f"<p>{n} samples from {_clock(t0)} to {_clock(t1)} "
-                 f"({trend.human_duration(t1 - t0)}), recorded in {esc(path)}.</p>")
+                 f"({units.seconds(t1 - t0)}), recorded in {esc(path)}.</p>")
 
     tops = top_pids(db)
     if tops:
@@ -175,7 +176,7 @@ def render(db: sqlite3.Connection, path: str) -> str:
             age = history.oldest_close_wait_age(db, pid)
             parts.append(f"<tr><td class=n>{pid}</td><td>{esc(comm)}</td><td class=n>{m}</td>"
                          f"<td class=n>{'-' if g is None else f'{g:+.1f}'}</td>"
-                         f"<td class=n>{trend.human_duration(age)}</td></tr>")
+                         f"<td class=n>{units.seconds(age)}</td></tr>")
         parts.append("</table>")
 
     parts.append("<h2>Sockets by state</h2>")

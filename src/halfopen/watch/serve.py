@@ -22,6 +22,7 @@ Access (TLS, basic auth) comes from `webconfig.Access`; the metrics from any
 from __future__ import annotations
 
 import base64
+import gzip
 import itertools
 import queue
 import selectors
@@ -33,6 +34,8 @@ import time
 from collections.abc import Callable
 from dataclasses import field
 from typing import Optional
+
+from prometheus_client.exposition import choose_encoder
 
 from halfopen.records import record
 
@@ -412,10 +415,6 @@ class Server:
 
 def metrics_render(registry) -> Render:
     """prometheus_client's exposition (text or OpenMetrics, as Accept asks; gzip if offered)."""
-    import gzip  # noqa: PLC0415
-
-    from prometheus_client.exposition import choose_encoder  # noqa: PLC0415
-
     def render(accept: str, accept_encoding: str) -> tuple[str, bytes, str | None]:
         encoder, content_type = choose_encoder(accept)
         body = encoder(registry)

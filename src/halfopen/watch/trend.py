@@ -30,21 +30,3 @@ def seconds_to_limit(current: float, limit: float | None, growth_per_min: float 
     if limit is None or growth_per_min is None or growth_per_min <= 0:
         return None
     return max(0.0, (limit - current) / growth_per_min * 60)
-
-
-def human_duration(seconds: float | None) -> str:
-    """120 -> '2m', 5400 -> '1h30m', None -> '-'.
-
-    >>> human_duration(5400)
-    '1h30m'
-    """
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m".replace("h00m", "h")
-    return f"{s // 86400}d{s % 86400 // 3600}h".replace("d0h", "d")

@@ -13,6 +13,7 @@ from rich.console import Group, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
+from .. import units
 from ..model.finding import Finding
 from . import trend
 from .sample import Sample
@@ -120,10 +121,10 @@ def render(window: Window, log: FindingLog, growth: Callable[[int, str], float |
         style = "bold red" if eta is not None and eta < 600 else ""
         cells: list[str | Text] = [str(p.pid), p.comm, str(p.close_wait),
                  "-" if g is None else f"{g:+.1f}",
-                 trend.human_duration(p.oldest_close_wait_s),
+                 units.seconds(p.oldest_close_wait_s),
                  "-" if p.fds is None else str(p.fds),
                  "-" if p.fd_limit is None else str(p.fd_limit), pct(p.fds, p.fd_limit),
-                 Text(trend.human_duration(eta), style=style),
+                 Text(units.seconds(eta), style=style),
                  sparkline([v for _t, v in window.proc_points(p.pid)], 20)]
         if boxed:
             cells.append(p.container.text() if p.container is not None else "-")

@@ -25,8 +25,12 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import field
+
+from halfopen.records import record
 
 from ...errors import HalfopenError
+from ...kernel import proc as procfs
 from ...model.host import HostFacts, NamespaceHost, NetCounters, ProcessLimits, Tunables
 from ...model.sysctls import SYSCTLS
 from .. import netns as netns_mod
@@ -84,47 +88,71 @@ def collect_host(namespaces: Iterable[netns_mod.Namespace] | None = None,
     window: seconds between the two counter samples; 0 takes one sample, no rates.
     proc: the /proc root; a recorded tree replays only the host namespace.
     """
-    run = HostRun(namespaces, window, proc=proc, kmsg_path=kmsg_path, top=top,
-                  kmsg_patterns=kmsg_patterns, stale_fds=stale_fds, clock=clock, sleep=sleep)
+    run = HostRun.begin(namespaces, window, proc=proc, kmsg_path=kmsg_path, top=top,
+                        kmsg_patterns=kmsg_patterns, stale_fds=stale_fds, clock=clock,
+                        sleep=sleep)
     run.scan_fds()
     return run.finish(pids)
 
 
+@record
 class HostRun:
     """collect_host in steps, so the caller can work inside the counter window.
 
-    HostRun(...) takes the first counter sample; scan_fds() reads every
+    HostRun.begin(...) takes the first counter sample; scan_fds() reads every
     process's fds once (its result also serves as the socket owner map);
     finish(pids) reads the rest, waits out the window and takes the second
     sample. snapshot.take dumps the sockets between scan_fds() and finish(),
-    so the window's two samples bracket the socket dump.
+    so the window's two samples bracket the socket dump. The constructor only
+    holds the state; live is False for a recorded /proc tree, which replays
+    the host namespace only.
     """
 
-    def __init__(self, namespaces: Iterable[netns_mod.Namespace] | None = None,
-                 window: float = 3.0, *, proc: str = "/proc", kmsg_path: str = "/dev/kmsg",
-                 top: int = 10, kmsg_patterns: dict[str, re.Pattern[str]] = kmsg.PATTERNS,
-                 stale_fds: bool = True, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    namespaces: list[netns_mod.Namespace]
+    window: float
+    facts: HostFacts
+    btime: int | None
+    live: bool = True
+    proc: str = "/proc"
+    kmsg_path: str = "/dev/kmsg"
+    top: int = 10
+    kmsg_patterns: dict[str, re.Pattern[str]] = field(default_factory=lambda: kmsg.PATTERNS)
+    stale_fds: bool = True
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    run: _Run = field(default_factory=_Run)
+    hosts: dict[str, NamespaceHost] = field(default_factory=dict)
+    firsts: dict[str, NetCounters | None] = field(default_factory=dict)
+    fd_scan: tuple[list[owners.FdScan], int] | None = None
+    started: float = 0.0
+
+    @classmethod
+    def begin(cls, namespaces: Iterable[netns_mod.Namespace] | None = None,
+              window: float = 3.0, *, proc: str = "/proc", live: bool | None = None,
+              kmsg_path: str = "/dev/kmsg", top: int = 10,
+              kmsg_patterns: dict[str, re.Pattern[str]] = kmsg.PATTERNS,
+              stale_fds: bool = True, clock: Callable[[], float] = time.monotonic,
+              sleep: Callable[[float], None] = time.sleep) -> HostRun:
+        """Start a run: the first counter sample in every namespace.
+
+        live: None reads a tree at `proc` other than /proc as a recording.
+        """
         if window < 0:
             raise ValueError(f"window must be >= 0 seconds, not {window}")
-        self.run = run = _Run()
-        self.window, self.proc, self.kmsg_path, self.top = window, proc, kmsg_path, top
-        self.kmsg_patterns, self.stale_fds = kmsg_patterns, stale_fds
-        self.clock, self.sleep = clock, sleep
-        uname = os.uname()
-        self.live = live = proc == "/proc"
+        if live is None:
+            live = proc == "/proc"
+        run = _Run()
         if namespaces is None:
             namespaces = [netns_mod.current(proc)] if live else []
-        self.namespaces = list(namespaces)
+        spaces = list(namespaces)
         taken_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        self.btime = btime = run("boot-time", files.read_btime, proc)
-        self.facts = HostFacts(taken_at=taken_at, kernel=uname.release,
-                               boot_time=float(btime) if btime is not None else 0.0,
-                               window_s=window)
-        self.hosts = {ns.name: NamespaceHost(ns.name) for ns in self.namespaces} if live \
+        btime = run("boot-time", procfs.boot_time, proc)
+        facts = HostFacts(taken_at=taken_at, kernel=os.uname().release,
+                          boot_time=float(btime) if btime is not None else 0.0, window_s=window)
+        hosts = {ns.name: NamespaceHost(ns.name) for ns in spaces} if live \
             else {"host": NamespaceHost("host")}
-        self.firsts: dict[str, NetCounters | None] = {}
-        self.fd_scan: tuple[list[owners.FdScan], int] | None = None
+        self = cls(spaces, window, facts, btime, live, proc, kmsg_path, top, kmsg_patterns,
+                   stale_fds, clock, sleep, run, hosts)
 
         # 1. first counter sample everywhere, then the rest while the window runs
         def first(net_root: str, nh: NamespaceHost) -> None:
@@ -133,6 +161,7 @@ class HostRun:
             nh.counters = self.firsts[nh.netns]
         self._in_ns(first)
         self.started = clock()
+        return self
 
     def _in_ns(self, fn: Callable[[str, NamespaceHost], None]) -> None:
         if not self.live:
@@ -216,7 +245,7 @@ def _global_tunables(proc: str, live: bool) -> Tunables | None:
     # when /proc/1 is not ours to read, any process in the initial namespace will
     # do: it is the one whose /proc/sys has tcp_mem.
     here = netns_mod.current(proc).inode
-    tried = [netns_mod.Namespace("init", 0, f"{proc}/1/ns/net")]
+    tried = [netns_mod.Namespace("init", 0, procfs.ns_path(1, proc))]
     tried += [ns for ns in netns_mod.all_namespaces(proc) if ns.inode != here]
     errors: list[str] = []
     for ns in tried:

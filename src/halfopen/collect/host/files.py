@@ -1,7 +1,9 @@
-"""Host-wide file and memory facts: fs.file-nr, file-max, nr_open, meminfo, btime."""
+"""Host-wide file and memory facts: fs.file-nr, file-max, nr_open, meminfo, btime
+(the last two read by kernel.proc)."""
 
 from __future__ import annotations
 
+from ...kernel import proc as procfs
 from ...model.host import FileLimits, Memory
 from ._text import bad, read, to_int
 
@@ -21,9 +23,7 @@ def parse_file_nr(text: str, name: str = "/proc/sys/fs/file-nr") -> tuple[int, i
 
 def read_files(proc: str = "/proc") -> FileLimits:
     allocated, free, file_max = parse_file_nr(read(f"{proc}/sys/fs/file-nr"))
-    path = f"{proc}/sys/fs/nr_open"
-    text = read(path)
-    return FileLimits(allocated, free, file_max, to_int(path, 1, text, text.strip()))
+    return FileLimits(allocated, free, file_max, procfs.nr_open(proc))
 
 
 def parse_meminfo(text: str, name: str = "/proc/meminfo") -> Memory:
@@ -48,19 +48,3 @@ def parse_meminfo(text: str, name: str = "/proc/meminfo") -> Memory:
 
 def read_memory(proc: str = "/proc") -> Memory:
     return parse_meminfo(read(f"{proc}/meminfo"), f"{proc}/meminfo")
-
-
-def parse_btime(text: str, name: str = "/proc/stat") -> int:
-    """Boot time, seconds since the epoch, from /proc/stat's btime line.
-
-    >>> parse_btime("cpu 1 2 3\\nbtime 1795289080\\n")
-    1795289080
-    """
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if line.startswith("btime "):
-            return to_int(name, lineno, line, line.split()[1])
-    raise ValueError(f"{name}: no btime line")
-
-
-def read_btime(proc: str = "/proc") -> int:
-    return parse_btime(read(f"{proc}/stat"), f"{proc}/stat")

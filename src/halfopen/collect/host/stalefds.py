@@ -34,6 +34,7 @@ from collections.abc import Iterable
 from ...errors import HalfopenError, NotPermitted
 from ...kernel import pidfd
 from ...model.host import StaleSocketFd, StaleSocketFds
+from .. import netns as netns_mod
 from ..owners import FdScan
 from ._text import bad, read, to_int
 
@@ -111,8 +112,6 @@ def _readers(namespaces, scans: list[FdScan], proc: str, notes: list[str]):
     without (an `ip netns add` namespace can hold sockets and no process) is
     entered with setns and read through /proc/thread-self/net.
     """
-    from .. import netns as netns_mod  # noqa: PLC0415
-
     members: dict[int, list[int]] = {}
     for scan in scans:
         if scan.netns_inode:
@@ -168,7 +167,6 @@ def find_stale(scans: Iterable[FdScan], label, proc: str = "/proc",
     if not candidates:
         return []
     if namespaces is None:
-        from .. import netns as netns_mod  # noqa: PLC0415
         namespaces = netns_mod.all_namespaces(proc) if proc == "/proc" else []
     readers = _readers(namespaces, scans, proc, notes)
     # which protocol, per candidate fd (fds closed since the scan drop out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from .. import tools
-from ..scenario import Ctx, connect, wait_until
+from ..scenario import Ctx, connect, errname, wait_until
 
 NAME = "client-power-loss"
 FINDINGS = ("keepalive-off",)
@@ -77,5 +77,4 @@ table inet lab {
 
 
 def tools_err(e: int) -> str:
-    from ..scenario import errname
     return f"connect failed: {errname(e)}"

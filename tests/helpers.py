@@ -1,0 +1,88 @@
+"""What the test folders share: commands, network namespaces, polling, running the CLI.
+
+Imported as `tests.helpers` (pytest puts the checkout on sys.path); the
+fixtures built on these are in tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+
+HALFOPEN = [sys.executable, "-m", "halfopen"]
+
+
+def sh(*cmd: str, check: bool = True, netns: str | None = None, **kw) -> subprocess.CompletedProcess:
+    """Run a command (inside `netns` when given); fail the test with its stderr."""
+    argv = list(cmd)
+    if netns is not None:
+        argv = ["ip", "netns", "exec", netns, *argv]
+    proc = subprocess.run(argv, capture_output=True, text=True, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} -> {proc.returncode}: {proc.stderr.strip()}")
+    return proc
+
+
+def make_netns(prefix: str = "hot") -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    sh("ip", "netns", "add", name)
+    sh("ip", "link", "set", "lo", "up", netns=name)
+    return name
+
+
+def remove_netns(name: str) -> None:
+    # kill what still runs inside, then drop the namespace
+    pids = sh("ip", "netns", "pids", name, check=False).stdout.split()
+    for pid in pids:
+        try:
+            os.kill(int(pid), 9)
+        except ProcessLookupError:
+            pass
+    sh("ip", "netns", "del", name, check=False)
+
+
+@functools.cache
+def nobody_cannot_run_halfopen() -> str:
+    """Why user nobody cannot run this interpreter with halfopen importable, or "".
+
+    A pyenv interpreter under /root (mode 0700) is out of nobody's reach; scripts/test
+    keeps the Debian run's venv in a directory every user can enter, so the tests that
+    run halfopen as nobody run there.
+    """
+    probe = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+                            sys.executable, "-c", "import halfopen, prometheus_client"],
+                           capture_output=True, text=True, timeout=60, cwd="/")
+    if probe.returncode == 0:
+        return ""
+    last = (probe.stderr.strip().splitlines() or ["?"])[-1]
+    return f"user nobody cannot run {sys.executable} with halfopen ({last})"
+
+
+def wait_for(what: str, check: Callable[[], object], timeout: float = 20.0,
+             step: float = 0.2) -> object:
+    """Poll `check` until it returns something true (and return that); fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {value!r})")
+        time.sleep(step)
+
+
+def halfopen(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
+             prefix: tuple[str, ...] = (), python: str = sys.executable,
+             **kw) -> subprocess.CompletedProcess:
+    """Run the CLI the way a user does: exit code, stdout, stderr.
+
+    env: variables added to this process's environment; prefix: what runs it
+    (ip netns exec, setpriv); python: another interpreter (3.9).
+    """
+    return subprocess.run([*prefix, python, "-m", "halfopen", *args], capture_output=True,
+                          text=True, timeout=timeout, env=dict(os.environ, **(env or {})), **kw)
