@@ -137,8 +137,11 @@ def test_not_root_exits_3_and_creates_nothing(monkeypatch, capsys) -> None:
 
 def test_ctrl_c_removes_everything() -> None:
     before = host_sysctls()
+    # SIGINT as at a terminal: a suite started in the background (`make test &`) has it
+    # ignored, and Python keeps an ignored SIGINT ignored
     p = subprocess.Popen([*HALFOPEN, "lab", "run", "middlebox-timeout", "--json"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and len(lab_namespaces()) < 3:
         time.sleep(0.2)

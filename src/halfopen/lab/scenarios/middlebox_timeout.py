@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 
+from ...diagnose.deadpeer import MIN_RETRANS
 from .. import tools
 from ..scenario import Ctx, connect, errname, wait_until
 
@@ -52,6 +54,14 @@ def hello(ctx: Ctx, srv_ip: str) -> socket.socket | None:
     return s
 
 
+def backoff(ctx: Ctx) -> int:
+    """The server socket's retransmission backoff (icsk_backoff, `ss -i` "backoff:N")."""
+    out = ctx.lab.sh(["ss", "-tnoi", "state", "established", "sport", "=", f":{PORT}"], ns="srv",
+                     check=False, show=False, echo=False).stdout
+    m = re.search(r"\bbackoff:(\d+)", out)
+    return int(m.group(1)) if m else 0
+
+
 def ct_entries(ctx: Ctx, show: bool = True) -> int:
     out = ctx.lab.sh(["conntrack", "-L", "-p", "tcp", "--dport", str(PORT)], ns="rtr",
                      check=False, show=show, echo=show).stdout
@@ -82,6 +92,9 @@ def run(ctx: Ctx) -> None:
     except socket.timeout:
         got = b""
     ctx.check("symptom", "the server's data never arrives", got == b"", repr(got) if got else "recv timed out")
+    # dead-peer asks for MIN_RETRANS backoffs (200 ms, 400 ms, 800 ms: about 1.4 s after the
+    # write); on a busy machine the doctor may otherwise look before the third one
+    wait_until(lambda: backoff(ctx) >= MIN_RETRANS, 15)
     lab.sh(["ss", "-tnoi", "state", "established", "sport", "=", f":{PORT}"], ns="srv", echo=True)
     lab.sh(["nft", "list", "chain", "inet", "lab", "forward"], ns="rtr", echo=True)
 
