@@ -37,7 +37,7 @@ from ..model.process import Process
 from ..model.socket import Socket
 from ..records import record
 from .containers import Resolver
-from .owners import Holders, OwnerMap
+from .owners import Holders, OwnerMap, pack_holders
 
 
 @record
@@ -192,14 +192,7 @@ class OwnerCache:
         processes.clear()
         containers: dict[int, Container] = {}
         for pid, c in self._procs.items():
-            high = pid << 32
-            for fd, inode in zip(c.sock_fds, c.sock_inodes):
-                holder = high | fd
-                held = packed.get(inode)
-                if held is None:
-                    packed[inode] = holder
-                else:
-                    packed[inode] = (held if type(held) is tuple else (held,)) + (holder,)
+            pack_holders(packed, pid, zip(c.sock_fds, c.sock_inodes))
             comms[pid] = c.comm
             if c.container is not None:
                 containers[pid] = c.container

@@ -84,6 +84,19 @@ class Holders(Mapping[int, tuple[Owner, ...]]):
         return inode in self._packed
 
 
+def pack_holders(packed: dict[int, int | tuple[int, ...]], pid: int,
+                 fds: Iterable[tuple[int, int]]) -> None:
+    """Add `pid`'s (fd, socket inode) pairs to `packed`, in Holders' format."""
+    high = pid << 32
+    for fd, inode in fds:
+        holder = high | fd
+        held = packed.get(inode)
+        if held is None:
+            packed[inode] = holder
+        else:
+            packed[inode] = (held, holder) if isinstance(held, int) else held + (holder,)
+
+
 @record
 class OwnerMap:
     owners: Holders  # socket inode -> holders
@@ -182,14 +195,7 @@ def from_scans(scans: Iterable, denied: int = 0, proc: str = "/proc",
     resolver = resolver or Resolver(proc)
     for scan in scans:
         pid = scan.pid
-        high = pid << 32
-        for fd, inode in scan.socket_fds.items():
-            holder = high | fd
-            held = packed.get(inode)
-            if held is None:
-                packed[inode] = holder
-            else:
-                packed[inode] = (held if type(held) is tuple else (held,)) + (holder,)
+        pack_holders(packed, pid, scan.socket_fds.items())
         comms[pid] = scan.comm
         # Only socket holders: the container names an owner; a process
         # without sockets is never one (and a host has many of them).
