@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from halfopen.watch import history
+from halfopen.watch import history, svg
 
 from .conftest import ARTIFACTS, run_halfopen
 from .samples import finding, make
@@ -74,3 +74,11 @@ def test_report_of_an_empty_history_says_so(tmp_path):
     history.Recorder.open(db).close()
     r = run_halfopen("report", db)
     assert r.returncode == 0 and "holds no samples" in r.stdout
+
+
+def test_a_flat_series_beyond_two_to_the_53_still_draws():
+    """A history's fd limit of -2**53 (damage the fuzz suite wrote): `v0 + 1` is v0 there."""
+    flat = [(1000.0, -9007199254740996.0), (1010.0, -9007199254740996.0)]
+    out = svg.line_chart("fds", [("limit", flat)])
+    assert out.startswith("<svg") and out.endswith("</svg>")
+    assert "nan" not in out and "inf" not in out

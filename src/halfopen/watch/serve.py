@@ -181,7 +181,10 @@ class Server:
             wait = min([1.0] + [d - now for d in deadlines])
             if self._accept_paused_until:
                 wait = min(wait, self._accept_paused_until - now)
-            for key, _events in self._sel.select(max(wait, 0.0)):
+            # accepts last: a client that closed in the same wake-up frees its slot
+            # first, so it is not counted against the connections behind it
+            ready = sorted(self._sel.select(max(wait, 0.0)), key=lambda ev: ev[0].data == "accept")
+            for key, _events in ready:
                 if key.data == "accept":
                     self._accept()
                 elif key.data == "wake":

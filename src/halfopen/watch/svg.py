@@ -55,10 +55,11 @@ def line_chart(title: str, series: Sequence[tuple[str, Sequence[tuple[float, flo
         return "".join(out)
     t0, t1 = min(p[0] for p in pts), max(p[0] for p in pts)
     v0, v1 = min(0.0, min(p[1] for p in pts)), max(p[1] for p in pts)
-    if t1 == t0:
-        t1 = t0 + 1
-    if v1 == v0:
-        v1 = v0 + 1
+    # a flat series gets a span of its own size: `v0 + 1` is v0 again beyond 2**53
+    if not t1 > t0:
+        t1 = t0 + max(1.0, abs(t0))
+    if not v1 > v0:
+        v1 = v0 + max(1.0, abs(v0))
 
     def x(t: float) -> float:
         return ml + (t - t0) / (t1 - t0) * pw
