@@ -76,6 +76,13 @@ def many_fds():
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+def server_ends(port: int) -> int:
+    """Server-side sockets of `port` still open (/proc/net/tcp: not LISTEN, not TIME_WAIT)."""
+    with open("/proc/net/tcp") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    return sum(1 for r in rows if int(r[1].split(":")[1], 16) == port and r[3] not in ("0A", "06"))
+
+
 def open_idle(stack: ExitStack, port: int, n: int) -> list[socket.socket]:
     socks = []
     for _ in range(n):
@@ -108,12 +115,15 @@ def test_1700_idle_clients_hold_no_threads_and_a_scrape_still_works(many_fds):
 
 def test_connections_over_the_cap_get_503_at_once_and_idle_ones_time_out():
     port = free_port()
-    proc = start(port, "--web.max-connections", "40", "--web.read-timeout", "2")
+    # the read timeout leaves a loaded machine time to open the 40 before the first expires
+    proc = start(port, "--web.max-connections", "40", "--web.read-timeout", "6")
     try:
         wait_for("exporter to serve", lambda: serving(port), timeout=40)
+        wait_for("the probe's connection closed", lambda: not server_ends(port), timeout=10)
+        base = fds(proc.pid)
         with ExitStack() as stack:
             idle = open_idle(stack, port, 40)
-            wait_for("40 connections held", lambda: fds(proc.pid) >= 40 + 3, timeout=10)
+            wait_for("40 connections held", lambda: fds(proc.pid) >= base + 40, timeout=10)
             t0 = time.monotonic()
             reply = raw_request(port, timeout=5)
             assert reply.startswith(b"HTTP/1.1 503 Service Unavailable"), reply

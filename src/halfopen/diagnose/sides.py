@@ -40,8 +40,17 @@ def service(sock: Socket) -> str:
     return f"[{addr}]:{sock.peer_port}" if ":" in addr else f"{addr}:{sock.peer_port}"
 
 
-def dst_filter(services: list[str], limit: int = 5) -> str:
-    """'dst A or dst B' for up to `limit` services, '' beyond (the caller says so)."""
-    if not services or len(services) > limit:
+def dst_filter(peers: list[str], limit: int = 5) -> str:
+    """'dst A or dst B' for up to `limit` peers, '' beyond (the caller says so).
+
+    A peer is a service ('10.0.0.1:80', '[::1]:443') or a bare address; a bare
+    IPv6 address is bracketed, since in the filter (as in ss) the part after the
+    last ':' is a port.
+
+    >>> dst_filter(["10.0.0.9", "2001:db8::5", "[::1]:443"])
+    'dst 10.0.0.9 or dst [2001:db8::5] or dst [::1]:443'
+    """
+    if not peers or len(peers) > limit:
         return ""
-    return " or ".join(f"dst {s}" for s in services)
+    return " or ".join(f"dst [{p}]" if p.count(":") > 1 and not p.startswith("[") else f"dst {p}"
+                       for p in peers)

@@ -180,11 +180,10 @@ class HostRun:
         return self.fd_scan
 
     def finish(self, pids: Iterable[int] | None = None,
-               known_tcp: dict[int, set[int]] | None = None) -> HostFacts:
+               dumped: stalefds.DumpedTcp | None = None) -> HostFacts:
         """The rest of the facts, then the second counter sample once the window is over.
 
-        known_tcp: namespace inode -> every TCP socket inode there, dumped after
-        scan_fds() (see stalefds.find_stale).
+        dumped: what a dump of every TCP socket after scan_fds() held (stalefds.DumpedTcp).
         """
         run, proc, facts = self.run, self.proc, self.facts
 
@@ -202,7 +201,7 @@ class HostRun:
         facts.memory = run("memory", files.read_memory, proc)
         if self.fd_scan is None and "limits" not in run.unavailable:
             self.scan_fds()
-        _processes(run, facts, self.fd_scan, pids, self.top, proc, self.stale_fds, known_tcp)
+        _processes(run, facts, self.fd_scan, pids, self.top, proc, self.stale_fds, dumped)
         if self.btime is not None:
             got = run("kernel-log", kmsg.collect, float(self.btime), self.kmsg_path,
                       self.kmsg_patterns)
@@ -264,7 +263,7 @@ def _global_tunables(proc: str, live: bool) -> Tunables | None:
 
 
 def _processes(run: _Run, facts: HostFacts, got, pids: Iterable[int] | None, top: int,
-               proc: str, stale_fds: bool, known_tcp: dict[int, set[int]] | None) -> None:
+               proc: str, stale_fds: bool, dumped: stalefds.DumpedTcp | None) -> None:
     """fd counts, RLIMIT_NOFILE, top fd users and stale socket fds, from one fd scan."""
     if got is None:
         return
@@ -286,7 +285,7 @@ def _processes(run: _Run, facts: HostFacts, got, pids: Iterable[int] | None, top
     if stale_fds:
         notes: list[str] = []
         found = run("socket-tables", stalefds.find_stale, scans, label, proc,
-                    known_tcp=known_tcp, notes=notes)
+                    dumped=dumped, notes=notes)
         if notes:
             run.unavailable["socket-tables"] = "; ".join(notes)
         if found is not None:

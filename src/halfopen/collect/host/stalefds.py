@@ -34,6 +34,7 @@ from collections.abc import Iterable
 from ...errors import HalfopenError, NotPermitted
 from ...kernel import pidfd
 from ...model.host import StaleSocketFd, StaleSocketFds
+from ...records import record
 from .. import netns as netns_mod
 from ..owners import FdScan
 from ._text import bad, read, to_int
@@ -141,9 +142,24 @@ def _readers(namespaces, scans: list[FdScan], proc: str, notes: list[str]):
     return {inode: reader(inode) for inode in set(members) | set(spaces)}
 
 
+@record
+class DumpedTcp:
+    """What a socket dump taken *after* the fd scan (snapshot.take) tells the check.
+
+    namespaces: inodes of the namespaces whose every TCP socket was dumped;
+    undumped: the scanned fds' inodes the dump did not hold. A socket fd open at
+    the scan whose inode the dump did not hold was gone from those namespaces'
+    TCP tables, so their tcp/tcp6 files need not be read again, and an inode the
+    dump held is in a table: only `undumped` are candidates.
+    """
+
+    namespaces: frozenset[int]
+    undumped: set[int]
+
+
 def find_stale(scans: Iterable[FdScan], label, proc: str = "/proc",
                check_hup: bool = True, namespaces=None,
-               known_tcp: dict[int, set[int]] | None = None,
+               dumped: DumpedTcp | None = None,
                notes: list[str] | None = None) -> list[StaleSocketFds]:
     """Stale socket fds per process. `label(netns_inode)` names a namespace.
 
@@ -153,17 +169,17 @@ def find_stale(scans: Iterable[FdScan], label, proc: str = "/proc",
     (default: netns.all_namespaces() when `proc` is the live /proc, else the
     namespaces of the scanned processes).
 
-    known_tcp: namespace inode -> inodes of every TCP socket there, from a
-    socket dump taken *after* the fd scan (what snapshot.take does): a socket
-    fd open at the scan whose inode is not in that dump was gone from those
-    namespaces' TCP tables, so their tcp/tcp6 files need not be read again.
+    dumped: see DumpedTcp.
     """
     scans = [s for s in scans if s.socket_fds]
     notes = notes if notes is not None else []
-    known_tcp = known_tcp or {}
-    dumped: set[int] = set().union(*known_tcp.values()) if known_tcp else set()
-    candidates = [(scan, fd, inode) for scan in scans
-                  for fd, inode in scan.socket_fds.items() if inode not in dumped]
+    dumped_ns = dumped.namespaces if dumped is not None else frozenset()
+    if dumped is None:
+        candidates = [(scan, fd, inode) for scan in scans for fd, inode in scan.socket_fds.items()]
+    else:
+        undumped = dumped.undumped
+        candidates = [(scan, fd, inode) for scan in scans
+                      for fd, inode in scan.socket_fds.items() if inode in undumped]
     if not candidates:
         return []
     if namespaces is None:
@@ -184,7 +200,7 @@ def find_stale(scans: Iterable[FdScan], label, proc: str = "/proc",
     tcp_files = {"tcp", "tcp6"}
     known: set[int] = set()
     for ns_inode, read_tables in readers.items():
-        wanted = [f for f in files if not (f in tcp_files and ns_inode in known_tcp)]
+        wanted = [f for f in files if not (f in tcp_files and ns_inode in dumped_ns)]
         if wanted:
             got = read_tables(wanted)
             if got is not None:
