@@ -161,9 +161,10 @@ def _nginx_facts(netns: str, tmp_path, *extra: str) -> dict:
     return json.loads(snap.read_text())["doctor"]["nginx"] or {}
 
 
-def test_debian_nginx_keepalive_read_from_its_files(nginx, netns, tmp_path):
+def test_debian_nginx_keepalive_read_from_its_files(nginx, nginx_dir, netns, tmp_path):
     facts = _nginx_facts(netns, tmp_path)
     assert nginx.pid in facts["pids"]  # `ip netns exec` execs nginx: same pid
+    assert facts["config"] == os.path.join(nginx_dir, "nginx.conf")  # its -c: evidence names it
     assert ["http", 23.0] in facts["keepalive_timeouts"], facts
     assert ["server", 17.0] in facts["keepalive_timeouts"], facts
     assert {"address": "127.0.0.1:18089", "port": 18089, "so_keepalive": None,

@@ -32,13 +32,12 @@ import stat
 from ..errors import UsageError
 from ..kernel import openat2
 from ..kernel import proc as procfs
-from ..model.nginx import NginxConf, NginxListen
+from ..model.nginx import NGINX_DEFAULT_CONF, NginxConf, NginxListen
 from ..model.snapshot import Snapshot
 
 MAX_FILES = 256
 MAX_DEPTH = 16
 MAX_BYTES = 4 << 20
-DEFAULT_CONF = "/etc/nginx/nginx.conf"  # Debian's --conf-path
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "M": 2592000,
           "y": 31536000}
 _TIME = re.compile(r"^(\d+)(ms|s|m|h|d|w|M|y)?$")
@@ -162,7 +161,7 @@ def conf_path(cmdline: bytes) -> str:
             return words[i + 1]
         if word.startswith("-c") and len(word) > 2:
             return word[2:]
-    return DEFAULT_CONF
+    return NGINX_DEFAULT_CONF
 
 
 class _Reader:
@@ -287,7 +286,7 @@ def read(snapshot: Snapshot, proc: str = "/proc", config: str | None = None
     """
     pids = nginx_pids(snapshot, proc)
     if config is not None:
-        conf = NginxConf(pids=pids)
+        conf = NginxConf(pids=pids, config=config)
         try:
             root = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
@@ -311,6 +310,7 @@ def read(snapshot: Snapshot, proc: str = "/proc", config: str | None = None
                 _merge(conf, _Reader(root, {0, uid}).tokens(path))
             finally:
                 os.close(root)
+            conf.config = conf.config or path
             read_any = True
         except (ConfError, OSError) as exc:
             notes.append(f"nginx pid {pid}: configuration not read ({_why(exc)})")

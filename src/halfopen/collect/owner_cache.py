@@ -184,6 +184,7 @@ class OwnerCache:
         self._procs = procs
 
     def _build(self) -> OwnerMap:
+        self.owner_map = None  # the last map goes before the next is built: not two at once
         packed: dict[int, int | tuple[int, ...]] = {}
         comms: dict[int, str] = {}
         # One dict for the cache's life, refilled in place: a sample built from
@@ -192,12 +193,13 @@ class OwnerCache:
         processes.clear()
         containers: dict[int, Container] = {}
         for pid, c in self._procs.items():
-            pack_holders(packed, pid, zip(c.sock_fds, c.sock_inodes))
+            inodes = list(c.sock_inodes)  # one int object each, shared with the map's keys
+            pack_holders(packed, pid, zip(c.sock_fds, inodes))
             comms[pid] = c.comm
             if c.container is not None:
                 containers[pid] = c.container
             processes[pid] = Process(pid, c.comm, len(c.sock_fds) + len(c.other_fds),
-                                     list(c.sock_inodes), c.container)
+                                     inodes, c.container)
         self.owner_map = OwnerMap(Holders(packed, comms, containers), processes, self.denied)
         return self.owner_map
 

@@ -42,7 +42,7 @@ class Context:
     snapshot: Snapshot
     options: Options = Options()
     history: History | None = None
-    nginx: NginxConf | None = None  # None: nginx not running or `nginx -T` not read
+    nginx: NginxConf | None = None  # None: nginx not running or its files not read
     nginx_note: str = ""  # why nginx is None, when it runs but could not be read
     # the socket table as the rules read it: built while the dump streams (live), or
     # from the snapshot's list (report.diagnose does either)

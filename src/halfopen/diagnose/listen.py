@@ -34,6 +34,7 @@ from __future__ import annotations
 from halfopen.records import record
 
 from ..model.finding import Finding
+from ..model.nginx import NGINX_DEFAULT_CONF
 from ..model.socket import INBOUND, Socket
 from ..model.states import TcpState
 from .common import SOCK_DIAG, code_fix, config_fix, ev, owner, plural, subject, sysctl_fix, top, who
@@ -157,7 +158,7 @@ def check_accept_queue(ctx: Context) -> list[Finding]:
                                     "the backlog is capped by somaxconn; raise it, then restart "
                                     "or re-listen with a larger backlog"))
         if comm.startswith("nginx"):
-            fixes.append(config_fix("/etc/nginx/nginx.conf",
+            fixes.append(config_fix(ctx.nginx.fix_path if ctx.nginx else NGINX_DEFAULT_CONF,
                                     f"listen {s.local_port} backlog={want};",
                                     "nginx's listen backlog (default 511 on Linux)"))
         else:

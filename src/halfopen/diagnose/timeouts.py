@@ -137,10 +137,10 @@ def check_timeouts(ctx: Context) -> list[Finding]:
                                   f"{mb.name} does ({seconds(mb.idle_timeout_s)}): expect 502s",
                             subject=subject(ns.netns, nginx.pids[0] if nginx.pids else None,
                                             "nginx", middlebox=mb.name),
-                            evidence=[ev("nginx_keepalive_timeout_s", kt, "nginx -T",
+                            evidence=[ev("nginx_keepalive_timeout_s", kt, nginx.source,
                                          "the shortest keepalive_timeout (default 75 s)"),
                                       mb_ev],
-                            fixes=[config_fix("/etc/nginx/nginx.conf",
+                            fixes=[config_fix(nginx.fix_path,
                                               f"keepalive_timeout {want}s;   # in http {{}}",
                                               f"keep idle connections longer than {mb.name}")],
                             why=WHY_PROXY))
@@ -150,7 +150,7 @@ def check_timeouts(ctx: Context) -> list[Finding]:
                         title=f"behind {mb.name}: check that the backend keeps idle "
                               f"connections longer than {seconds(mb.idle_timeout_s)}",
                         subject=subject(ns.netns, middlebox=mb.name),
-                        evidence=[mb_ev] + ([ev("nginx", ctx.nginx_note, "nginx -T")]
+                        evidence=[mb_ev] + ([ev("nginx", ctx.nginx_note, "nginx configuration")]
                                             if ctx.nginx_note else []),
                         fixes=[], why=WHY_PROXY))
     if not checked_any:
@@ -180,10 +180,10 @@ def _nginx_flow(netns, mb, kt, no_ka, nginx) -> Finding:
               f"them ({seconds(mb.idle_timeout_s)}), without so_keepalive",
         subject=subject(netns, nginx.pids[0] if nginx.pids else None, "nginx",
                         ports[0] if len(ports) == 1 else None, middlebox=mb.name),
-        evidence=[ev("nginx_keepalive_timeout_s", kt, "nginx -T", "the longest keepalive_timeout"),
-                  ev("listens_without_so_keepalive", [x.address for x in no_ka], "nginx -T"),
+        evidence=[ev("nginx_keepalive_timeout_s", kt, nginx.source, "the longest keepalive_timeout"),
+                  ev("listens_without_so_keepalive", [x.address for x in no_ka], nginx.source),
                   ev("middlebox_idle_timeout_s", mb.idle_timeout_s, mb.source, mb.name)],
-        fixes=[config_fix("/etc/nginx/nginx.conf",
+        fixes=[config_fix(nginx.fix_path,
                           f"keepalive_timeout {min(int(kt), target)}s;\n"
                           f"listen {ports[0] if ports else 80} so_keepalive={target}s:10s:6;",
                           f"close idle client connections, or probe them, before {mb.name} "

@@ -1,4 +1,4 @@
-"""What the doctor needs from nginx's configuration (`nginx -T`)."""
+"""What the doctor needs from nginx's configuration (its files, collect.nginx_conf)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from halfopen.records import record
 
 NGINX_KEEPALIVE_TIMEOUT_DEFAULT_S = 75  # ngx_http_core_module: keepalive_timeout 75s
+NGINX_DEFAULT_CONF = "/etc/nginx/nginx.conf"  # Debian's --conf-path
 
 
 @record
@@ -27,6 +28,17 @@ class NginxConf:
     keepalive_timeouts: list[tuple[str, float]] = field(default_factory=list)  # (context, s)
     listens: list[NginxListen] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)  # running nginx processes
+    config: str = ""  # the main file read, as nginx names it (-c, else its default)
+
+    @property
+    def source(self) -> str:
+        """The evidence's source: the file read."""
+        return self.config or "nginx configuration"
+
+    @property
+    def fix_path(self) -> str:
+        """The file a config fix names: the one read, else the default."""
+        return self.config or NGINX_DEFAULT_CONF
 
     @property
     def max_keepalive_timeout_s(self) -> float:
@@ -48,4 +60,4 @@ class NginxConf:
     def from_dict(cls, d: dict[str, Any]) -> NginxConf:
         return cls([tuple(k) for k in d.get("keepalive_timeouts", [])],
                    [NginxListen(**x) for x in d.get("listens", [])],
-                   list(d.get("pids", [])))
+                   list(d.get("pids", [])), str(d.get("config", "")))

@@ -5,7 +5,8 @@ socket in a list (main f7860af); the doctor now reads a Tally instead. Every
 recorded case and every generated table must give the same report, finding
 for finding, and the same perfdata. One change since, by hand: a kill filter
 names a bare IPv6 peer in brackets (`dst [2001:db8::5]`; unbracketed, the
-filter read its last group as a port and refused it).
+filter read its last group as a port and refused it), and nginx evidence names
+the configuration read, not `nginx -T` (which halfopen no longer runs).
 """
 
 from __future__ import annotations
