@@ -37,7 +37,7 @@ from ..model.process import Process
 from ..model.socket import Socket
 from ..records import record
 from .containers import Resolver
-from .owners import Holders, OwnerMap, pack_holders
+from .owners import HolderArrays, Holders, OwnerMap
 
 
 @record
@@ -185,7 +185,7 @@ class OwnerCache:
 
     def _build(self) -> OwnerMap:
         self.owner_map = None  # the last map goes before the next is built: not two at once
-        packed: dict[int, int | tuple[int, ...]] = {}
+        held = HolderArrays()
         comms: dict[int, str] = {}
         # One dict for the cache's life, refilled in place: a sample built from
         # an earlier map sees the processes read again while it was matched.
@@ -193,14 +193,13 @@ class OwnerCache:
         processes.clear()
         containers: dict[int, Container] = {}
         for pid, c in self._procs.items():
-            inodes = list(c.sock_inodes)  # one int object each, shared with the map's keys
-            pack_holders(packed, pid, zip(c.sock_fds, inodes))
+            held.add(pid, c.sock_fds, c.sock_inodes)
             comms[pid] = c.comm
             if c.container is not None:
                 containers[pid] = c.container
             processes[pid] = Process(pid, c.comm, len(c.sock_fds) + len(c.other_fds),
-                                     inodes, c.container)
-        self.owner_map = OwnerMap(Holders(packed, comms, containers), processes, self.denied)
+                                     c.sock_inodes, c.container)
+        self.owner_map = OwnerMap(Holders(held.table(), comms, containers), processes, self.denied)
         return self.owner_map
 
     # -- matching a dump ----------------------------------------------------

@@ -20,82 +20,85 @@ from ..model.container import Container
 from ..model.process import Process
 from ..model.socket import Owner
 from .containers import Resolver
+from .inode_table import InodeTable
 
 
 class Holders(Mapping[int, tuple[Owner, ...]]):
-    """socket inode -> its holders, stored packed: one int (pid << 32 | fd) per
-    holder, a tuple of them when shared. At 200k sockets this halves the
-    memory of Owner tuples, and most holders are read once, to print them.
+    """socket inode -> its holders, in an InodeTable (collect.inode_table: one
+    pid << 32 | fd per holder, 32 bytes a socket); Owner tuples are made on
+    lookup, since most are read once, to print them or count them.
     """
 
-    __slots__ = ("_packed", "_comms", "_containers")
+    __slots__ = ("_table", "_comms", "_containers")
 
-    def __init__(self, packed: dict[int, int | tuple[int, ...]], comms: dict[int, str],
+    def __init__(self, table: InodeTable, comms: dict[int, str],
                  containers: dict[int, Container] | None = None) -> None:
-        self._packed = packed
+        self._table = table
         self._comms = comms
         self._containers = containers or {}  # pid -> container, for those in one
 
     def __getitem__(self, inode: int) -> tuple[Owner, ...]:
-        value = self._packed[inode]
-        comms = self._comms
-        box = self._containers.get
-        if isinstance(value, int):
-            pid = value >> 32
-            return (Owner(pid, comms[pid], value & 0xFFFFFFFF, box(pid)),)
-        return tuple(Owner(v >> 32, comms[v >> 32], v & 0xFFFFFFFF, box(v >> 32))
-                     for v in value)
+        found = self.get(inode)
+        if not found:
+            raise KeyError(inode)
+        return found
 
     def get(self, inode: int, default: tuple[Owner, ...] = ()) -> tuple[Owner, ...]:  # type: ignore[override]
-        value = self._packed.get(inode)  # one lookup: get() is the per-socket call
-        if value is None:
-            return default
-        if type(value) is int:
-            pid = value >> 32
-            return (Owner(pid, self._comms[pid], value & 0xFFFFFFFF, self._containers.get(pid)),)
-        return self[inode]
+        return self.getter()(inode) or default
 
     def getter(self) -> Callable[[int], tuple[Owner, ...]]:
         """get(inode, ()) as a closure over the tables: the per-socket call of
-        a listing, without a method call and three attribute lookups each."""
-        packed_get = self._packed.get
+        a listing, without a method call and three attribute lookups each.
+        A lookup marks the inode found (InodeTable.unfound)."""
+        holders_of = self._table.holders
         comms = self._comms
         box = self._containers.get
         new = tuple.__new__
-        slow = self.__getitem__
 
         def owners_of(inode: int) -> tuple[Owner, ...]:
-            value = packed_get(inode)
-            if value is None:
+            held = holders_of(inode)
+            if not held:
                 return ()
-            if type(value) is int:
-                pid = value >> 32
-                return (new(Owner, (pid, comms[pid], value & 0xFFFFFFFF, box(pid))),)
-            return slow(inode)
+            if len(held) == 1:
+                v = held[0]
+                pid = v >> 32
+                return (new(Owner, (pid, comms[pid], v & 0xFFFFFFFF, box(pid))),)
+            return tuple(Owner(v >> 32, comms[v >> 32], v & 0xFFFFFFFF, box(v >> 32))
+                         for v in held)
 
         return owners_of
 
+    def unfound(self) -> Iterator[int]:
+        """The inodes no getter has looked up (see InodeTable)."""
+        return self._table.unfound()
+
     def __iter__(self) -> Iterator[int]:
-        return iter(self._packed)
+        return iter(self._table)
 
     def __len__(self) -> int:
-        return len(self._packed)
+        return len(self._table)
 
     def __contains__(self, inode: object) -> bool:
-        return inode in self._packed
+        return isinstance(inode, int) and bool(self._table.holders(inode))
 
 
-def pack_holders(packed: dict[int, int | tuple[int, ...]], pid: int,
-                 fds: Iterable[tuple[int, int]]) -> None:
-    """Add `pid`'s (fd, socket inode) pairs to `packed`, in Holders' format."""
-    high = pid << 32
-    for fd, inode in fds:
-        holder = high | fd
-        held = packed.get(inode)
-        if held is None:
-            packed[inode] = holder
-        else:
-            packed[inode] = (held, holder) if isinstance(held, int) else held + (holder,)
+class HolderArrays:
+    """Each process's (fd, socket inode) pairs gathered as the scan reads them,
+    for one InodeTable at the end (its size is known only then)."""
+
+    __slots__ = ("inodes", "holders")
+
+    def __init__(self) -> None:
+        self.inodes = array("Q")
+        self.holders = array("Q")
+
+    def add(self, pid: int, fds: Iterable[int], inodes: array) -> None:
+        high = pid << 32
+        self.inodes.extend(inodes)
+        self.holders.extend([high | fd for fd in fds])
+
+    def table(self) -> InodeTable:
+        return InodeTable(self.inodes, self.holders)
 
 
 @record
@@ -225,22 +228,19 @@ def from_scans(scans: Iterable, denied: int = 0, proc: str = "/proc",
     """The OwnerMap of fd scans already made: the doctor reads every
     process's fds once for owners, limits and stale fds.
     """
-    packed: dict[int, int | tuple[int, ...]] = {}
+    held = HolderArrays()
     comms: dict[int, str] = {}
     processes: dict[int, Process] = {}
     containers: dict[int, Container] = {}
     resolver = resolver or Resolver(proc)
     for scan in scans:
         pid = scan.pid
-        # one int object per inode, shared by the Process, the map's keys and the
-        # doctor's undumped set (collect.snapshot): the arrays hold none
-        inodes = list(scan.socket_fds.inodes)
-        pack_holders(packed, pid, zip(scan.socket_fds.fds, inodes))
+        held.add(pid, scan.socket_fds.fds, scan.socket_fds.inodes)
         comms[pid] = scan.comm
         # Only socket holders: the container names an owner; a process
         # without sockets is never one (and a host has many of them).
         box = resolver.of_pid(pid) if scan.socket_fds else None
         if box is not None:
             containers[pid] = box
-        processes[pid] = Process(pid, scan.comm, scan.fd_count, inodes, box)
-    return OwnerMap(Holders(packed, comms, containers), processes, denied)
+        processes[pid] = Process(pid, scan.comm, scan.fd_count, scan.socket_fds.inodes, box)
+    return OwnerMap(Holders(held.table(), comms, containers), processes, denied)

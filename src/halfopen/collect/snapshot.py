@@ -43,8 +43,7 @@ def take(query: sockets.Query, host: bool = False, window: float = 3.0,
             owner_map = owners.from_scans(*scanned, proc=query.proc)
     dump_start = time.perf_counter()
     collection = sockets.collect(query, owner_map)
-    seen = _Seen(_scanned_inodes(scanned, owner_map) if hostrun is not None and scanned
-                 is not None and _every_socket(query) else None)
+    seen = _Seen()
     socks: list[Socket] = []
     keep = socks.append if sink is None else sink
     with gc_paused():
@@ -64,7 +63,7 @@ def take(query: sockets.Query, host: bool = False, window: float = 3.0,
         notes=collection.notes,
     )
     if hostrun is not None:
-        snap.host_facts = hostrun.finish(sorted(seen.pids), _dumped_tcp(query, seen))
+        snap.host_facts = hostrun.finish(sorted(seen.pids), _dumped_tcp(query, owner_map))
     if timings is not None:
         # the fd scan before the dump serves as its owner map: count it with the host run
         timings["sockets"] = dumped - dump_start if hostrun is not None else dumped - start
@@ -93,46 +92,30 @@ def gc_paused() -> Iterator[None]:
 
 
 class _Seen:
-    """What take() needs of the sockets after the dump, gathered as they pass: their
-    namespaces, their owners' pids, and (when the dump holds every TCP socket) which
-    of the fd scan's socket inodes it did not hold, for the stale-fd check
-    (collect.host.stalefds): the scan's inodes are known before the dump, so
-    striking off the dumped ones keeps one set of them, not a second of the dump."""
+    """What take() needs of the sockets after the dump, gathered as they pass:
+    their namespaces and their owners' pids."""
 
-    __slots__ = ("netns", "pids", "undumped")
+    __slots__ = ("netns", "pids")
 
-    def __init__(self, undumped: set[int] | None) -> None:
+    def __init__(self) -> None:
         self.netns: set[str] = set()
         self.pids: set[int] = set()
-        self.undumped = undumped
 
     def add(self, s: Socket) -> None:
         self.netns.add(s.netns)
         for o in s.owners or ():
             self.pids.add(o.pid)
-        if self.undumped is not None:
-            self.undumped.discard(s.inode)
 
 
-def _every_socket(query: sockets.Query) -> bool:
-    return query.filter.is_empty and set(query.families) == {4, 6}
-
-
-def _scanned_inodes(scanned: tuple[list[owners.FdScan], int],
-                    owner_map: owners.OwnerMap | None) -> set[int]:
-    """Every socket inode the fd scan saw (the owner map's keys: the same int objects)."""
-    if owner_map is not None:
-        return set(owner_map.owners)
-    return set().union(*(scan.socket_fds.inodes for scan in scanned[0]))
-
-
-def _dumped_tcp(query: sockets.Query, seen: _Seen):
-    """What the dump told of the namespaces' TCP tables, when it held every socket."""
-    if seen.undumped is None:
+def _dumped_tcp(query: sockets.Query, owner_map: owners.OwnerMap | None):
+    """What a dump of every socket told of the namespaces' TCP tables, for the
+    stale-fd check: the dump looked up every socket's owner, so the fd scan's
+    inodes it never looked up are those it did not hold (Holders.unfound)."""
+    if owner_map is None or not (query.filter.is_empty and set(query.families) == {4, 6}):
         return None
     from .host.stalefds import DumpedTcp  # noqa: PLC0415 - as HostRun: the doctor's import
     spaces = query.namespaces or (netns.current(query.proc),)
-    return DumpedTcp(frozenset(ns.inode for ns in spaces), seen.undumped)
+    return DumpedTcp(frozenset(ns.inode for ns in spaces), set(owner_map.owners.unfound()))
 
 
 def take_full(query: sockets.Query, window: float = 3.0,

@@ -249,7 +249,8 @@ def _dict(key: Shape, value: Shape) -> Shape:
 
 _BUILTIN = {"int": INT, "float": NUM, "str": STR, "bool": BOOL, "Any": JSON,
             "Optional": _Generic(Opt),
-            "list": _Generic(List), "dict": _Generic(_dict), "tuple": _Generic(_tuple)}
+            "list": _Generic(List), "Sequence": _Generic(List), "dict": _Generic(_dict),
+            "tuple": _Generic(_tuple)}
 _cache: dict[type, Obj] = {}
 
 
