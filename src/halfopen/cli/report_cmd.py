@@ -23,6 +23,7 @@ def report(db_path: str, out: str | None) -> int:
       halfopen report /var/lib/halfopen/history.db --html incident-4711.html
     """
     with history.closing_reader(db_path) as db:
+        history.verify(db, db_path)
         page = reports.render(db, db_path)
     if out is None:
         sys.stdout.write(page)

@@ -353,6 +353,18 @@ def open_reader(path: str) -> sqlite3.Connection:
     return db
 
 
+def verify(db: sqlite3.Connection, path: str) -> None:
+    """Every index agrees with its table (PRAGMA integrity_check), else refuse the file.
+
+    _check_types reads the tables; a query an index covers reads the index
+    alone, and a damaged one handed the report a NULL time. The report reads
+    every sample anyway, so the full check costs what its own queries do.
+    """
+    row = db.execute("PRAGMA integrity_check(1)").fetchone()
+    if row is None or row[0] != "ok":
+        raise damaged(path, sqlite3.DatabaseError(row[0] if row else "no answer"))
+
+
 @contextmanager
 def closing_reader(path: str) -> Iterator[sqlite3.Connection]:
     """A reader; an SQLite error while reading (a damaged page) is one line, exit 3."""
