@@ -3,9 +3,12 @@ host_every_s; the samples between streamed, with the same counts."""
 
 from __future__ import annotations
 
+import pytest
+
 from halfopen.model.snapshot import Snapshot
 from halfopen.watch import sampler as sampler_mod
 from halfopen.watch.findings import Doctor
+from halfopen.watch.sample import CloseWaitSeen
 from halfopen.watch.sampler import Sampler, Settings
 
 from .samples import finding
@@ -81,3 +84,13 @@ def test_streamed_sample_counts_what_the_full_one_does(start_leaker):
     assert ({c for c, (pid, _a) in full.close_wait.items() if pid == leak.pid}
             == {c for c, (pid, _a) in streamed.close_wait.items() if pid == leak.pid})
     assert full.processes[leak.pid].states == streamed.processes[leak.pid].states
+
+
+def test_the_close_wait_map_reads_back_what_it_was_given():
+    seen = CloseWaitSeen()
+    for cookie, pid, age in ((7, 100, 12.5), (2**63 + 5, 0, None), (9, 101, 0.0)):
+        seen.add(cookie, pid, age)
+    assert list(seen.items()) == [(7, (100, 12.5)), (2**63 + 5, (0, None)), (9, (101, 0.0))]
+    assert len(seen) == 3 and list(seen) == [7, 2**63 + 5, 9] and seen[9] == (101, 0.0)
+    with pytest.raises(KeyError):
+        seen[8]
