@@ -29,13 +29,14 @@ class Holders(Mapping[int, tuple[Owner, ...]]):
     lookup, since most are read once, to print them or count them.
     """
 
-    __slots__ = ("_table", "_comms", "_containers")
+    __slots__ = ("_table", "_comms", "_containers", "_lookup")
 
     def __init__(self, table: InodeTable, comms: dict[int, str],
                  containers: dict[int, Container] | None = None) -> None:
         self._table = table
         self._comms = comms
         self._containers = containers or {}  # pid -> container, for those in one
+        self._lookup = self.getter()  # get()'s, built once
 
     def __getitem__(self, inode: int) -> tuple[Owner, ...]:
         found = self.get(inode)
@@ -44,7 +45,7 @@ class Holders(Mapping[int, tuple[Owner, ...]]):
         return found
 
     def get(self, inode: int, default: tuple[Owner, ...] = ()) -> tuple[Owner, ...]:  # type: ignore[override]
-        return self.getter()(inode) or default
+        return self._lookup(inode) or default
 
     def getter(self) -> Callable[[int], tuple[Owner, ...]]:
         """get(inode, ()) as a closure over the tables: the per-socket call of

@@ -174,12 +174,9 @@ def find_stale(scans: Iterable[FdScan], label, proc: str = "/proc",
     scans = [s for s in scans if s.socket_fds]
     notes = notes if notes is not None else []
     dumped_ns = dumped.namespaces if dumped is not None else frozenset()
-    if dumped is None:
-        candidates = [(scan, fd, inode) for scan in scans for fd, inode in scan.socket_fds.items()]
-    else:
-        undumped = dumped.undumped
-        candidates = [(scan, fd, inode) for scan in scans
-                      for fd, inode in scan.socket_fds.items() if inode in undumped]
+    undumped = dumped.undumped if dumped is not None else None
+    candidates = [(scan, fd, inode) for scan in scans for fd, inode in scan.socket_fds.items()
+                  if undumped is None or inode in undumped]
     if not candidates:
         return []
     if namespaces is None:
