@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from tests import helpers
 from tests.helpers import make_netns, remove_netns
+from tests.security.hostile import Attacker, make_attacker
 
 # the CLI as root would run it, nothing on stdin
 halfopen = functools.partial(helpers.halfopen, timeout=120, stdin=subprocess.DEVNULL)
@@ -50,3 +51,13 @@ def ns_sysctl(ns: str, key: str) -> str:
 def set_ns_sysctl(ns: str, key: str, value: str) -> None:
     subprocess.run(["ip", "netns", "exec", ns, "sh", "-c",
                     f"echo '{value}' > /proc/sys/{key.replace('.', '/')}"], check=True)
+
+
+@pytest.fixture(scope="session")
+def attacker(tmp_path_factory) -> Iterator[Attacker]:
+    """A real unprivileged local user (useradd), removed after the session."""
+    base = tmp_path_factory.mktemp("attacker")
+    os.chmod(base, 0o755)
+    os.chmod(base.parent, 0o755)
+    with make_attacker(str(base)) as who:
+        yield who
