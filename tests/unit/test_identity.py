@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import doctest
-
 from halfopen.model import fixes, identity
-
-
-def test_docstring_examples():
-    result = doctest.testmod(identity)
-    assert result.failed == 0 and result.attempted > 0
 
 
 def test_fix_records_carry_the_identity_the_finding_recorded():

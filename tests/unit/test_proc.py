@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import os
 import subprocess
 import sys
@@ -11,11 +10,6 @@ import time
 import pytest
 
 from halfopen.kernel import proc as procfs
-
-
-def test_docstring_examples():
-    result = doctest.testmod(procfs)
-    assert result.failed == 0 and result.attempted > 0
 
 
 def test_reads_a_child_it_started():

@@ -1,20 +1,9 @@
-"""The docstring examples of the input-checking and serving modules run as tests."""
+"""The schema checker names the first wrong place (the docstring examples of every
+module run in tests/unit/test_doctests.py)."""
 
 from __future__ import annotations
 
-import doctest
-
 import pytest
-
-from halfopen.cli import exporter_cmd, main, options
-from halfopen.model import files
-from halfopen.watch import serve, webconfig
-
-
-@pytest.mark.parametrize("mod", [exporter_cmd, main, options, files, serve, webconfig])
-def test_docstring_examples(mod):
-    result = doctest.testmod(mod)
-    assert result.failed == 0 and result.attempted > 0
 
 
 def test_schema_names_the_first_wrong_place():
