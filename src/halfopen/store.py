@@ -1,19 +1,31 @@
-"""Snapshot files: the one place that writes and reads them.
+"""Documents on disk: snapshot and findings files, the one place that reads them.
 
-A file is a snapshot document (halfopen.snapshot/1, `Snapshot.to_dict`) with
-the doctor's extra facts under "doctor" (nginx's configuration), so
-`doctor --snapshot FILE` sees what `doctor --save-snapshot FILE` saw.
+A snapshot file is a snapshot document (halfopen.snapshot/1, `Snapshot.to_dict`)
+with the doctor's extra facts under "doctor" (nginx's configuration), so
+`doctor --snapshot FILE` sees what `doctor --save-snapshot FILE` saw. A
+findings file is `halfopen doctor --json` output, read by `fix --findings`.
+Both are read through fsio.read_file (no symlink, FIFO or device; capped) and
+checked as pure data by the model (files.parse_json, schema).
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from . import fsio
 from .errors import UsageError
-from .model import files
+from .model import files, schema
+from .model.finding import MAX_BYTES as FINDINGS_MAX_BYTES
+from .model.finding import Finding, findings_shape
 from .model.nginx import NginxConf
 from .model.snapshot import MAX_BYTES, Snapshot
+
+
+def read_json(path: str, what: str, max_bytes: int) -> Any:
+    """A JSON file a user names: fsio.read_text (refused unless a regular file under
+    max_bytes, strict UTF-8), then parsed strictly (files.parse_json)."""
+    return files.parse_json(fsio.read_text(path, what, max_bytes), f"{what} {path}")
 
 
 def save_snapshot(path: str, snapshot: Snapshot, nginx: NginxConf | None = None) -> None:
@@ -27,10 +39,25 @@ def load_snapshot(path: str) -> tuple[Snapshot, NginxConf | None]:
     """The snapshot and nginx facts of `path`; UsageError naming the file otherwise."""
     # size-capped (`--snapshot /dev/zero` is refused, not read), UTF-8, strict JSON;
     # from_dict checks the whole document against its schema, "doctor" too
-    data = files.read_json(path, "snapshot", MAX_BYTES)
+    data = read_json(path, "snapshot", MAX_BYTES)
     try:
         snap = Snapshot.from_dict(data)
     except UsageError as exc:
         raise UsageError(f"{path}: {exc}") from None
     extra = (data.get("doctor") or {}).get("nginx")
     return snap, (NginxConf.from_dict(extra) if extra else None)
+
+
+def load_findings(path: str) -> list[Finding]:
+    """The findings of a `halfopen doctor --json` file (or a bare list of findings).
+
+    Each finding is checked against the Finding record's shape first, so a
+    mistyped file is one line naming the place, never an error inside `fix`.
+    """
+    doc = read_json(path, "findings", FINDINGS_MAX_BYTES)
+    items = doc.get("findings") if isinstance(doc, dict) else doc
+    try:
+        schema.check(items, findings_shape(), "$.findings")
+    except schema.SchemaError as exc:
+        raise UsageError(f"{path}: not doctor --json output: {exc}") from None
+    return [Finding.from_dict(d) for d in items or ()]

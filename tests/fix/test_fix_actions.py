@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from halfopen.fix import errors, rlimit
+from halfopen.kernel import identity
 from halfopen.model.finding import Finding, Fix
 
 
@@ -35,6 +36,11 @@ def child():
 
 
 def write_findings(tmp_path, fixes: list[Fix], rule: str, subject: dict) -> str:
+    """A findings file as the doctor writes it: a live subject pid has its identity
+    (start_time, comm), without which fix refuses to act on the pid."""
+    now = identity.process(subject["pid"]) if "pid" in subject else None
+    if now is not None:
+        subject = {"start_time": now.start_time, "comm": now.comm, **subject}
     finding = Finding(rule, "critical", "cause", f"{rule} title", subject, [], fixes, "why")
     path = tmp_path / "doctor.json"
     path.write_text(json.dumps({"findings": [finding.to_dict()]}))
@@ -103,7 +109,7 @@ def test_missing_pid_is_a_skipped_step(state_dir, run, tmp_path):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait(timeout=10)
     fix = Fix("keepalive", f"halfopen keepalive --pid {gone.pid} --yes", True, {"pid": gone.pid})
-    path = write_findings(tmp_path, [fix], "keepalive-off", {"pid": gone.pid})
+    path = write_findings(tmp_path, [fix], "keepalive-off", {"pid": gone.pid, "start_time": 1})
     code, out, err = run("fix", "--findings", path, "--apply", "--json")
     assert code == 0 and not err
     (result,) = json.loads(out)["results"]

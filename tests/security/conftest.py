@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -54,10 +56,16 @@ def set_ns_sysctl(ns: str, key: str, value: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def attacker(tmp_path_factory) -> Iterator[Attacker]:
-    """A real unprivileged local user (useradd), removed after the session."""
-    base = tmp_path_factory.mktemp("attacker")
-    os.chmod(base, 0o755)
-    os.chmod(base.parent, 0o755)
-    with make_attacker(str(base)) as who:
-        yield who
+def attacker() -> Iterator[Attacker]:
+    """A real unprivileged local user (useradd), removed after the session.
+
+    Its home is under /tmp itself: pytest's own base (/tmp/pytest-of-root) is
+    0700, so a home below it could not be reached (not even as a cwd) by the user.
+    """
+    base = tempfile.mkdtemp(prefix="halfopen-attacker-")
+    try:
+        os.chmod(base, 0o755)
+        with make_attacker(base) as who:
+            yield who
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import click
 
-from .. import store
+from .. import fsio, store
 from ..collect import live, stamp
 from ..diagnose import middlebox
 from ..diagnose import report as rep
@@ -94,7 +94,7 @@ def _unknown(message: str) -> None:
 def _middleboxes(words: tuple[str, ...], file: str | None) -> tuple[middlebox.Middlebox, ...]:
     found = [middlebox.parse(w) for w in words]
     if file is not None:
-        text = files.read_text(file, "--middlebox-file", files.MiB)
+        text = fsio.read_text(file, "--middlebox-file", files.MiB)
         found += middlebox.parse_file(text, file)
     return tuple(found)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .. import fsio
+from .. import store
 from ..collect import live, stamp
 from ..diagnose import middlebox, report
 from ..diagnose.context import Options
@@ -17,7 +17,7 @@ from ..fix import apply as applier
 from ..fix import journal, plan, safety
 from ..fix import persist as persist_file
 from ..fix.errors import PartialFailure
-from ..model.finding import Finding, read_findings
+from ..model.finding import Finding
 from .format import table
 from .options import PATH, Seconds, namespace_options, resolve_namespaces
 
@@ -83,9 +83,8 @@ def fix(finding_ids: tuple[str, ...], do_apply: bool, persist: bool, rollback: b
     notes += outside
     steps = plan.build(chosen, only_netns={s.name for s in spaces} if spaces else None)
     spath = sysctl_file or persist_file.default_path()
-    if persist:  # refuse a planted symlink before anything changes
-        fsio.check_target(spath)
-        fsio.check_target(persist_file.backup_path(spath))
+    if persist:  # refuse a planted file or symlink before anything changes
+        persist_file.check(spath)
     if not do_apply:
         _show_plan(steps, notes, persist and spath, as_json)
         return 0
@@ -125,7 +124,7 @@ def _verify(chosen: list[Finding], spaces: tuple, window: float, options: Option
 def _findings(path: str | None, spaces: tuple, window: float,
               options: Options = Options(), nginx_config: str | None = None) -> list[Finding]:
     if path is not None:
-        return read_findings(path)
+        return store.load_findings(path)
     table = report.new_tally(options)  # fed as the dump streams: no socket list kept
     snap, nginx, note = live.take_live(spaces, window, nginx_config=nginx_config, sink=table.add)
     findings = report.diagnose(snap, options, nginx=nginx, nginx_note=note, table=table).findings

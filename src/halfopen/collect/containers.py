@@ -35,8 +35,8 @@ API server is needed:
                  (containers/storage's list: id, names)
 
 They are read as root from directories other programs write, so with care:
-the last component is opened O_NOFOLLOW and must be a regular file of at
-most MAX_BYTES, ids are 64 hex digits before they become a path, and names
+the last component is opened O_NOFOLLOW|O_NONBLOCK (fsio.read_file) and
+must be a regular file of at most MAX_BYTES, ids are 64 hex digits before they become a path, and names
 that are not plain words are dropped. The node's filesystem may be mounted
 elsewhere (a DaemonSet mounts it under /host): HALFOPEN_HOST_ROOT says where.
 """
@@ -46,9 +46,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
 from typing import Any, Optional
 
+from .. import fsio
+from ..errors import HalfopenError
 from ..kernel import proc as procfs
 from ..model.container import Container
 
@@ -193,29 +194,13 @@ def read_json(path: str, limit: int = MAX_BYTES) -> Optional[Any]:
     """A JSON file's value, or None when it is missing, not a regular file (a
     symlink, a FIFO), larger than `limit` bytes, unreadable or not JSON."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:  # ENOENT, ELOOP (a symlink), EACCES (not root)
+        data = fsio.read_file(path, limit=limit, missing_ok=True)
+    except HalfopenError:  # a symlink, a FIFO, too large, EACCES (not root)
+        return None
+    if data is None:
         return None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
-            return None
-        chunks = []
-        size = 0
-        while size <= limit:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > limit:
-            return None  # grew while we read it
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    try:
-        return json.loads(b"".join(chunks))
+        return json.loads(data)
     except ValueError:  # also UnicodeDecodeError
         return None
 

@@ -57,8 +57,12 @@ PRESETS: dict[str, Middlebox] = {
 }
 
 
-def _bad(word: str, where: str = "--middlebox") -> UsageError:
-    return UsageError(f"bad {where} {word!r}: use a preset ({', '.join(PRESETS)}) "
+WANT = (f"want PRESET ({', '.join(PRESETS)}), SECONDS (1 to {MAX_S}) or "
+        "NAME SECONDS [flow|proxy]")
+
+
+def _bad(word: str) -> UsageError:
+    return UsageError(f"bad --middlebox {word!r}: use a preset ({', '.join(PRESETS)}) "
                       "or a number of seconds")
 
 
@@ -96,17 +100,18 @@ def parse_file(text: str, path: str) -> list[Middlebox]:
         if not words:
             continue
         where = f"{path}:{number}"
+        # an error names the line, never its text: a secret file given here by
+        # mistake (/etc/shadow) must not be printed as root
         if len(words) == 1:
             try:
                 found.append(parse(words[0]))
             except UsageError:
-                raise _bad(words[0], f"middlebox at {where}") from None
+                raise UsageError(f"bad middlebox at {where}: not a preset or a number of "
+                                 f"seconds; {WANT}") from None
             continue
         if len(words) > 3 or not _seconds(words[1]) \
                 or (len(words) == 3 and words[2] not in KINDS):
-            raise UsageError(f"bad middlebox at {where}: {line.strip()!r}: want "
-                             "NAME SECONDS [flow|proxy], a preset "
-                             f"({', '.join(PRESETS)}) or SECONDS")
+            raise UsageError(f"bad middlebox at {where}: {WANT}")
         kind = words[2] if len(words) == 3 else FLOW
         found.append(Middlebox(words[0], int(words[1]), kind, where))
     return found

@@ -15,7 +15,9 @@ Lines without "intent" (written before the write-ahead format) are changes
 that happened. Rollback undoes every change no "undo" line names, newest
 first. The path is --journal, or HALFOPEN_JOURNAL, or
 /var/lib/halfopen/journal.jsonl; the file is 0600 in a 0700 directory,
-opened O_APPEND|O_NOFOLLOW and refused unless it is a regular file we own.
+opened O_APPEND|O_NOFOLLOW|O_NONBLOCK and refused unless it is a regular file
+we own: a symlink, a FIFO (whose open would block forever) or a device there is
+one line, exit 64, before any change.
 """
 
 from __future__ import annotations
@@ -137,10 +139,7 @@ def entries(path: str) -> Iterator[dict[str, Any]]:
     A last line with no newline is a write that was cut short (a full disk, a
     kill): its change was never made, so it is skipped.
     """
-    try:
-        data = fsio.read_nofollow(path, limit=256 << 20)
-    except fsio.WriteFailed as exc:
-        raise UsageError(str(exc)) from None
+    data = fsio.read_file(path, "journal", limit=256 << 20, missing_ok=True)
     if data is None:
         return
     lines = data.split(b"\n")
@@ -153,12 +152,22 @@ def entries(path: str) -> Iterator[dict[str, Any]]:
         except (UnicodeDecodeError, ValueError) as exc:
             if torn:
                 return
-            raise UsageError(f"{path}:{number}: not a journal line ({exc}): "
-                             f"{raw[:80].decode('utf-8', 'replace')}") from None
+            # the line is not quoted: a file named here by mistake may hold secrets
+            raise UsageError(f"{path}:{number}: not a journal line ({_why(exc)}); "
+                             "each line is one JSON object") from None
         if not isinstance(entry, dict) or not isinstance(entry.get("kind"), str) \
                 or not isinstance(entry.get("id"), str):
             raise UsageError(f"{path}:{number}: not a journal line (no kind or id)")
         yield entry
+
+
+def _why(exc: Exception) -> str:
+    """Where a line is wrong, without its text: JSONDecodeError's msg and column."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at column {exc.colno}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 at byte {exc.start}"
+    return type(exc).__name__
 
 
 def pending(path: str) -> list[dict[str, Any]]:

@@ -3,8 +3,9 @@
 The file is rewritten whole: the keys it already held, updated with the new
 ones. Written through halfopen.fsio (a new file under a random name in the
 same directory, O_EXCL|O_NOFOLLOW, fsync'ed, renamed over the old one); the
-previous file is kept as FILE.bak first, the same way. A symlink at either
-name is refused.
+previous file is kept as FILE.bak first, the same way, 0644 and root's
+whatever the old file's mode. A symlink at either name, and an old file that
+is not root's, has more than one link or is not a regular file, is refused.
 Only the host namespace's values belong here: sysctl --system runs in the
 host namespace at boot. The path is HALFOPEN_SYSCTL_FILE, or --sysctl-file.
 """
@@ -53,7 +54,7 @@ def render(values: dict[str, str], reasons: dict[str, str]) -> str:
 
 def read(path: str) -> str | None:
     """The file's text, None if absent; a symlink there is refused (fsio.UnsafePath)."""
-    data = fsio.read_nofollow(path, limit=1 << 20)
+    data = fsio.read_file(path, "--sysctl-file", limit=1 << 20, missing_ok=True)
     return None if data is None else data.decode("utf-8", "replace")
 
 
@@ -61,12 +62,22 @@ def backup_path(path: str) -> str:
     return path + ".bak"
 
 
+def check(path: str) -> None:
+    """UnsafePath (exit 64) unless `path` and its .bak may be written: `fix --persist`
+    calls it before its first change. The file must be a regular file of root's
+    (or ours) with one link: one a user planted in a directory they can write is
+    refused, not copied (its bytes and mode are theirs: a setuid binary).
+    """
+    fsio.check_replaceable(path)
+    fsio.check_target(backup_path(path))
+
+
 def write(path: str, text: str) -> str | None:
     """Replace `path` with `text`, the old file kept as PATH.bak first (both through
-    fsio: O_EXCL|O_NOFOLLOW temporaries renamed into place). Returns the backup."""
-    fsio.check_target(path)
-    fsio.check_target(backup_path(path))  # refuse before anything is written
-    backup = fsio.backup(path)
+    fsio: O_EXCL|O_NOFOLLOW temporaries renamed into place). Returns the backup,
+    0644 and root's like the file itself (sysctl.d files are world-readable)."""
+    check(path)  # refuse before anything is written
+    backup = fsio.backup(path, mode=0o644)
     fsio.write_atomic(path, text, mode=0o644)
     return backup
 

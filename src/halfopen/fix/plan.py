@@ -13,10 +13,11 @@ text is printed, never dropped.
                             finding was about (a reused pid, a namespace
                             recreated under its name); `note` says how
 
-Identity: a finding's subject may carry `start_time` (with pid and comm) and
+Identity: a finding's subject carries `start_time` (with pid and comm) and
 `netns_cookie`/`netns_inode` (halfopen doctor records them); the plan
 compares them with what runs now, and records them in each step's params
-so that apply compares them again right before the change.
+so that apply compares them again right before the change. A step on a pid
+whose start time the finding does not record is skipped.
 """
 
 from __future__ import annotations
@@ -185,13 +186,20 @@ def _skipped(step: Step, why: str) -> Step:
 def _process(finding: Finding, want: ProcessIdentity, proc: str) -> tuple[dict[str, Any], str]:
     """(params naming the process: pid, start, comm), or why it is not the finding's.
 
-    The start time (and comm) the finding recorded when it did; else the one
-    read now (an older findings file: the plan and apply still agree).
+    A pid is acted on only when the finding recorded its start time (halfopen
+    doctor does, collect.stamp): a pid alone, from a findings file without
+    `start_time` (hand-written, or older than identity) or named only in a
+    kill filter, may since belong to any process, so it is skipped like a
+    pid whose start time changed.
     """
     pid, subject = want.pid, finding.subject
     if subject.get("pid") == pid and "start_time" in subject and subject["start_time"] is None:
         return {}, (f"pid {pid}: the doctor could not vouch that it is the process it "
                     "diagnosed (it started after the snapshot, or exited)")
+    if want.start_time is None:
+        return {}, (f"pid {pid}: the finding records no start_time for it, so it cannot be "
+                    "told from a later process that reused the pid; run `halfopen doctor "
+                    "--json` again for a findings file that does")
     why = identity.differs(pid, want.start_time, want.comm, proc)
     if why:
         return {}, why

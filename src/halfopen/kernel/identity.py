@@ -33,8 +33,9 @@ def differs(pid: int, start: Optional[int], name: Optional[str] = None,
             proc: str = "/proc") -> str:
     """'' when `pid` is still the process recorded as (start, name); else why not.
 
-    A recorded start of None (an older findings file) checks only that the
-    pid exists and, when given, its comm.
+    A recorded start of None checks only that the pid exists and, when given,
+    its comm: callers that act on a findings file (fix.plan) refuse such a pid
+    before asking; `halfopen keepalive --pid` reads the start time itself.
     """
     now = process(pid, proc)
     if now is None:

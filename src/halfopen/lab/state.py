@@ -25,7 +25,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from .. import fsio
+from .. import fsio, store
 from ..errors import HalfopenError, UsageError
 from ..kernel import proc as procfs
 from ..model import files
@@ -101,7 +101,7 @@ class StateFile:
             return {"runs": {}}
         advice = "remove it after checking `ip netns list` for ho-* namespaces"
         try:  # size-capped, UTF-8, strict JSON: a damaged file is one line, exit 3
-            data = files.read_json(self.path, "lab state file", 16 * files.MiB)
+            data = store.read_json(self.path, "lab state file", 16 * files.MiB)
         except UsageError as exc:
             raise LabStateError(f"{exc}; {advice}") from None
         runs = data.get("runs", {}) if isinstance(data, dict) else None

@@ -18,7 +18,6 @@ from typing import Any
 
 from halfopen.records import record
 
-from ..errors import UsageError
 from . import files, schema
 
 # The one severity table, in the order a report lists findings: a known critical
@@ -74,22 +73,7 @@ class Finding:
         )
 
 
-MAX_BYTES = 64 * files.MiB
-
-
-def read_findings(path: str) -> list[Finding]:
-    """The findings of a `halfopen doctor --json` file (or a bare list of findings).
-
-    Each finding is checked against the Finding record's shape first, so a
-    mistyped file is one line naming the place, never an error inside `fix`.
-    """
-    doc = files.read_json(path, "findings", MAX_BYTES)
-    items = doc.get("findings") if isinstance(doc, dict) else doc
-    try:
-        schema.check(items, findings_shape(), "$.findings")
-    except schema.SchemaError as exc:
-        raise UsageError(f"{path}: not doctor --json output: {exc}") from None
-    return [Finding.from_dict(d) for d in items or ()]
+MAX_BYTES = 64 * files.MiB  # a findings file's cap (store.load_findings)
 
 
 def findings_shape() -> schema.Shape:

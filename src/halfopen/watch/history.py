@@ -96,14 +96,19 @@ class HistoryBusy(HistoryError):
 
 
 def _check_file(path: str) -> bool:
-    """True if `path` exists and is non-empty; refuse what is not SQLite."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(len(SQLITE_MAGIC))
-    except FileNotFoundError:
+    """True if `path` exists and is non-empty; refuse what is not SQLite.
+
+    Opened the one safe way first (fsio.open_regular: lstat, then O_NONBLOCK|
+    O_NOFOLLOW and fstat), because sqlite3.connect opens blocking: a FIFO
+    planted there would hang `watch --record`, `doctor --history` and `report`
+    for good. A symlink, FIFO, device or directory is one line, exit 64.
+    """
+    fd = fsio.open_regular(path, "history")
+    if fd is None:
         return False
-    except IsADirectoryError:
-        raise UsageError(f"{path} is a directory, not a history file") from None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            head = f.read(len(SQLITE_MAGIC))
     except OSError as exc:
         raise HistoryError(f"cannot read {path}: {exc.strerror}") from None
     if head and head != SQLITE_MAGIC:
@@ -334,10 +339,11 @@ def _check_types(db: sqlite3.Connection, path: str) -> None:
 def open_reader(path: str) -> sqlite3.Connection:
     """Open a history read-only; refuse a missing, foreign or unreadable file."""
     if not _check_file(path):
-        raise UsageError(f"{path}: no such history file") if not os.path.exists(path) else \
+        raise UsageError(f"{path}: no such history file") if not os.path.lexists(path) else \
             UsageError(f"{path} is empty: not a halfopen history")
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    try:  # nofollow=1: a symlink swapped in after the check is refused by SQLite too
+        db = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro&nofollow=1", uri=True,
+                             check_same_thread=False)
     except sqlite3.DatabaseError as exc:
         raise HistoryError(f"cannot open {path}: {exc}") from None
     try:

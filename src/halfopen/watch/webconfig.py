@@ -31,8 +31,8 @@ from typing import Any, Optional
 
 from halfopen.records import record
 
+from .. import fsio
 from ..errors import UsageError
-from ..model import files
 
 MAX_BYTES = 1 << 20
 BCRYPT_HASH = re.compile(r"\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}")
@@ -96,9 +96,9 @@ def _scalar(text: str, where: str) -> str:
         try:
             value = json.loads(text)
         except ValueError:
-            raise UsageError(f"{where}: bad double-quoted string {text}") from None
+            raise UsageError(f"{where}: bad double-quoted string (a JSON string)") from None
         if not isinstance(value, str):
-            raise UsageError(f"{where}: bad double-quoted string {text}")
+            raise UsageError(f"{where}: bad double-quoted string (a JSON string)")
         return value
     if text[0] in "[{&*!|>%@`":
         raise UsageError(f"{where}: {text[0]!r}: flow style, anchors, tags and block "
@@ -127,7 +127,10 @@ def parse_yaml(text: str, path: str) -> dict[str, Any]:
         indent = len(line) - len(body)
         key, sep, value = body.partition(":")
         if not sep or (value and value[0] != " ") or not key.strip():
-            raise UsageError(f"{where}: want `key: value`, got {body!r}")
+            # the line itself is not shown: a secret file named here by mistake
+            # (/etc/shadow) must not reach the terminal or a log
+            raise UsageError(f"{where}: not a `key: value` line (a key, a colon, a space, "
+                             "the value)")
         key, value = key.strip(), value.strip()
         if key[0] in "'\"":
             key = _scalar(key, where)
@@ -167,7 +170,8 @@ def _strings(section: Any, name: str, path: str, allowed: tuple[str, ...] | None
 
 def load(path: str) -> Access:
     """Read and check a web config file; build the TLS context and the user table."""
-    doc = parse_yaml(files.read_text(path, "--web.config.file", MAX_BYTES), path)
+    # fsio: a FIFO or device there is refused (a FIFO once read as empty: no TLS, no auth)
+    doc = parse_yaml(fsio.read_text(path, "--web.config.file", MAX_BYTES), path)
     for key in doc:
         if key not in TOP_KEYS:
             raise UsageError(f"{path}: unknown or unsupported key {key!r}; halfopen reads "
