@@ -1,4 +1,5 @@
-"""The fleet kit in deploy/: alert rules checked and unit-tested by promtool,
+"""The fleet kit in deploy/: alert rules checked and unit-tested by promtool
+(the exporter-down rule against every shipped scrape config's job label),
 every metric used there exists in docs/metrics.md, units point at halfopen,
 score at most 3.0 in systemd-analyze security, and their user and
 capabilities see what root sees."""
@@ -40,6 +41,44 @@ def test_promtool_test_rules():
     assert tests
     r = promtool("test", "rules", *map(str, tests))
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def shipped_jobs() -> dict[str, str]:
+    """The job label each shipped scrape config gives the exporter's series: the static
+    config in docs/metrics.md, a ServiceMonitor's (the Service's name, prometheus-operator's
+    default without jobLabel) and a PodMonitor's (namespace/name)."""
+    import yaml
+
+    docs = (ROOT / "docs" / "metrics.md").read_text()
+    (static,) = re.findall(r"^  - job_name: (\S+)$", docs, re.M)
+    mon = DEPLOY / "kubernetes" / "monitoring"
+    sm = yaml.safe_load((mon / "servicemonitor.yaml").read_text())
+    pm = yaml.safe_load((mon / "podmonitor.yaml").read_text())
+    (svc,) = [d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "service.yaml").read_text())
+              if d and d["kind"] == "Service"]
+    assert "jobLabel" not in sm["spec"] and "jobLabel" not in pm["spec"]
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    return {"static": static, "ServiceMonitor": svc["metadata"]["name"],
+            "PodMonitor": f'{pm["metadata"]["namespace"]}/{pm["metadata"]["name"]}'}
+
+
+def test_exporter_down_selects_the_job_of_every_shipped_scrape_config():
+    import yaml
+
+    rules = {r["alert"]: r["expr"] for g in yaml.safe_load(RULES.read_text())["groups"]
+             for r in g["rules"]}
+    jobs = shipped_jobs()
+    assert jobs == {"static": "halfopen", "ServiceMonitor": "halfopen-exporter",
+                    "PodMonitor": "halfopen/halfopen-exporter"}
+    for name in ("HalfopenExporterDown", "HalfopenExporterAbsent"):
+        (regex,) = re.findall(r'up\{job=~"([^"]+)"\}', rules[name])
+        for job in jobs.values():  # Prometheus anchors its regexes
+            assert re.fullmatch(regex, job), (name, job)
+        assert not re.fullmatch(regex, "node-exporter")
+    # the promtool cases use exactly these job labels
+    health = (DEPLOY / "prometheus" / "tests" / "exporter-health-test.yml").read_text()
+    for job in jobs.values():
+        assert f'up{{job="{job}",' in health
 
 
 def test_an_alert_for_every_finding_kind():
