@@ -330,3 +330,31 @@ def test_the_wheel_builds_with_the_setuptools_floor_without_deprecation(tmp_path
     (tree / "pyproject.toml").write_text(old)
     proc, log = build_wheel(venv, tree, tmp_path / "old")
     assert "SetuptoolsDeprecationWarning" in log, log[-2000:]
+
+
+# -- scripts/install-deps: what it could not fetch, and from where ---------------------
+
+
+def test_install_deps_names_the_package_and_registry_npm_cannot_reach(tmp_path):
+    """npm pointed at a loopback port where nothing listens: npm's own error is shown
+    (no --silent), then one line names the package and that registry; exit 1, and no
+    models directory is left half made for the next run to trust."""
+    if shutil.which("npm") is None:
+        pytest.fail("npm is installed by scripts/install-deps --test")
+    with socket.socket() as probe:  # a loopback port, closed again: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    registry = f"http://127.0.0.1:{port}/"
+    models = tmp_path / "models"
+    env = {**os.environ, "HALFOPEN_K8S_MODELS": str(models), "npm_config_registry": registry,
+           "npm_config_fetch_retries": "0", "npm_config_cache": str(tmp_path / "npm-cache"),
+           "npm_config_prefer_online": "true"}
+    proc = run(["./scripts/install-deps", "--test"], cwd=REPO, env=env, timeout=300)
+    if "missing Debian packages" in proc.stderr or "installing " in proc.stderr:
+        pytest.skip("Debian packages missing: install-deps would install them first")
+    assert proc.returncode == 1, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == (f"install-deps: npm could not fetch @kubernetes-models/prometheus-operator@6.0.0 "
+                    f"from {registry} (see npm's error above)"), proc.stderr
+    assert "ECONNREFUSED" in proc.stderr  # npm's own reason, no longer hidden
+    assert not (models / "node_modules" / "@kubernetes-models").exists()
