@@ -1,18 +1,20 @@
 # The README's two commands (doctor, test), and the rest.
 PREFIX ?= /opt/halfopen
 BINDIR ?= /usr/local/bin
+MANDIR ?= /usr/local/share/man
 PYTHON ?= python3
 
 .PHONY: doctor install test pyz man bench lint
 
-# Install halfopen into its own venv (PREFIX) and run the doctor on this host.
+# Install halfopen into its own venv (PREFIX), link the command (BINDIR) and halfopen(8)
+# (MANDIR), and run the doctor on this host.
 # The doctor's verdicts 0-2 (ok, warning, critical) are not make failures.
 doctor: install
 	@$(PREFIX)/bin/halfopen doctor; rc=$$?; [ $$rc -le 2 ]
 
 install:
 	./scripts/install-deps
-	PREFIX=$(PREFIX) BINDIR=$(BINDIR) PYTHON=$(PYTHON) ./scripts/install
+	PREFIX=$(PREFIX) BINDIR=$(BINDIR) MANDIR=$(MANDIR) PYTHON=$(PYTHON) ./scripts/install
 
 # Everything the tests need, then the whole suite on the built wheel, per Python.
 test:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import signal
 import socket
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -136,7 +138,7 @@ def test_shell_completion_lists_the_commands():
 
 def install(tmp: Path, **env: str) -> subprocess.CompletedProcess:
     full = {**os.environ, "PREFIX": str(tmp / "opt" / "halfopen"), "BINDIR": str(tmp / "bin"),
-            "PYTHON": "/usr/bin/python3", **env}
+            "MANDIR": str(tmp / "share" / "man"), "PYTHON": "/usr/bin/python3", **env}
     return run(["./scripts/install"], cwd=REPO, env=full, timeout=600)
 
 
@@ -146,6 +148,15 @@ def test_install_into_its_own_venv_links_the_command_and_refuses_what_it_did_not
     link = tmp_path / "bin" / "halfopen"
     assert os.readlink(link) == str(tmp_path / "opt" / "halfopen" / "bin" / "halfopen")
     assert_clean(run([str(link), "--version"]))
+    # halfopen(8) is where man looks for the commands of BINDIR (BINDIR/../share/man),
+    # a link to the venv's page (man -w names the page it resolves to); without the link,
+    # man finds nothing
+    venv_page = tmp_path / "opt" / "halfopen" / "share" / "man" / "man8" / "halfopen.8"
+    manlink = tmp_path / "share" / "man" / "man8" / "halfopen.8"
+    assert os.readlink(manlink) == str(venv_page)
+    assert man_finds(tmp_path) == venv_page
+    manlink.unlink()
+    assert man_finds(tmp_path, found=False) is None
     # again: an upgrade in place, same link
     assert install(tmp_path).returncode == 0
     # a PREFIX someone else made is refused, and left as it was
@@ -161,6 +172,26 @@ def test_install_into_its_own_venv_links_the_command_and_refuses_what_it_did_not
     proc = install(tmp_path, BINDIR=str(tmp_path / "bin2"))
     assert proc.returncode == 1 and "is not halfopen's link" in proc.stderr
     assert (tmp_path / "bin2" / "halfopen").read_text() == "#!/bin/sh\n"
+    # a man page of the same name that is not our link is refused, and left as it was
+    (tmp_path / "man2" / "man8").mkdir(parents=True)
+    (tmp_path / "man2" / "man8" / "halfopen.8").write_text(".TH THEIRS 8\n")
+    proc = install(tmp_path, MANDIR=str(tmp_path / "man2"))
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "is not halfopen's link" in proc.stderr
+    assert (tmp_path / "man2" / "man8" / "halfopen.8").read_text() == ".TH THEIRS 8\n"
+
+
+def man_finds(tmp: Path, found: bool = True) -> Path | None:
+    """Where `man -w halfopen` finds the page for a user whose PATH starts with tmp/bin
+    (man-db maps each PATH directory's ../share/man into its search path; no MANPATH)."""
+    if shutil.which("man") is None:
+        pytest.fail("man (man-db) is installed by scripts/install-deps --test")
+    env = {**BARE_ENV, "PATH": f"{tmp / 'bin'}:{BARE_ENV['PATH']}"}
+    proc = run(["man", "-w", "halfopen"], env=env)
+    if not found:
+        assert proc.returncode == 16, proc.stdout  # man-db: no page found
+        return None
+    assert proc.returncode == 0, proc.stderr
+    return Path(proc.stdout.strip())
 
 
 def test_install_with_a_too_old_python_says_so_and_makes_nothing(tmp_path):
@@ -201,9 +232,13 @@ def test_make_doctor_leaves_a_running_nginx_running(tmp_path):
         time.sleep(0.5)
         assert server.poll() is None, server.stderr.read() if server.stderr else ""
         proc = run(["make", "-s", "doctor", f"PREFIX={tmp_path}/opt/halfopen", f"BINDIR={tmp_path}/bin",
-                    "PYTHON=/usr/bin/python3"], cwd=REPO, timeout=600, env={**os.environ, **BARE_ENV})
+                    f"MANDIR={tmp_path}/share/man", "PYTHON=/usr/bin/python3"], cwd=REPO, timeout=600,
+                   env={**os.environ, **BARE_ENV})
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert "status " in proc.stdout and "rules checked" in proc.stdout
+        # `man halfopen` works after `make doctor`, and shows the installed page
+        assert os.path.islink(tmp_path / "share" / "man" / "man8" / "halfopen.8")
+        assert man_finds(tmp_path) == tmp_path / "opt" / "halfopen" / "share" / "man" / "man8" / "halfopen.8"
         assert server.poll() is None, "make doctor stopped an nginx it did not start"
     finally:
         server.send_signal(signal.SIGTERM)
@@ -217,6 +252,12 @@ def test_pipx_install_with_its_own_home_and_bin_dir(tmp_path):
     proc = run([pipx, "install", str(REPO)], env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert_clean(run([str(tmp_path / "bin" / "halfopen"), "sockets", "state", "listening"]))
+    # the pipx route of docs/deploy.md: the page is in pipx's venv (pipx 1.5+ also links
+    # it into PIPX_MAN_DIR; Debian 12's 1.1 does not), and man -l shows it
+    page = tmp_path / "pipx" / "venvs" / "halfopen" / "share" / "man" / "man8" / "halfopen.8"
+    assert page.is_file()
+    shown = run(["man", "-l", str(page)], env={**BARE_ENV, "MANWIDTH": "100"})
+    assert shown.returncode == 0 and "EXIT STATUS" in shown.stdout
 
 
 def test_a_missing_tool_is_named_with_its_package_in_one_line():
@@ -224,3 +265,96 @@ def test_a_missing_tool_is_named_with_its_package_in_one_line():
     proc = run([sys.executable, "-m", "halfopen", "lab", "run", "leaky-server"], env={"PATH": "/nonexistent"})
     assert proc.returncode == 3 and proc.stdout == ""
     assert proc.stderr == "halfopen: ip is not installed: apt-get install iproute2 (or scripts/install-deps --test)\n"
+
+
+# -- packaging: the wheel builds with the setuptools floor, without a deprecation --------
+
+
+def setuptools_floor() -> str:
+    text = (REPO / "pyproject.toml").read_text()
+    (floor,) = re.findall(r'^requires = \["setuptools>=(\d+)"\]$', text, re.M)
+    return floor
+
+
+def build_wheel(venv: Path, tree: Path, out: Path) -> tuple[subprocess.CompletedProcess, str]:
+    """pip wheel -v of `tree` with the venv's setuptools (no build isolation): the
+    backend's warnings are in the log."""
+    proc = run([str(venv / "bin" / "pip"), "wheel", "-v", "--no-deps", "--no-build-isolation",
+                "--disable-pip-version-check", "-w", str(out), str(tree)], timeout=300)
+    return proc, proc.stdout + proc.stderr
+
+
+def source_tree(dest: Path) -> Path:
+    """What the wheel is built from, copied: a build in place would leave build/ and
+    an egg-info in the checkout."""
+    dest.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, dest / name)
+    shutil.copytree(REPO / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    (dest / "docs").mkdir()
+    shutil.copy(REPO / "docs" / "halfopen.8", dest / "docs" / "halfopen.8")
+    return dest
+
+
+def test_the_wheel_builds_with_the_setuptools_floor_without_deprecation(tmp_path):
+    """PEP 639 metadata (an SPDX license expression, license-files) with exactly the
+    oldest setuptools pyproject.toml allows, from PyPI: no deprecation in the build log;
+    the old `license = {text = ...}` table in the same build logs one (the check can fail)."""
+    floor = setuptools_floor()
+    venv = tmp_path / "venv"
+    assert_clean(run([sys.executable, "-m", "venv", str(venv)]))
+    got = run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
+               f"setuptools=={floor}.*"], timeout=300)
+    if got.returncode != 0:
+        pytest.fail(f"pip could not fetch setuptools=={floor}.* from its index: {got.stderr[-500:]}")
+    tree = source_tree(tmp_path / "tree")
+    proc, log = build_wheel(venv, tree, tmp_path / "wheel")
+    assert proc.returncode == 0, log[-2000:]
+    assert "deprecat" not in log.lower(), [line for line in log.splitlines() if "eprecat" in line]
+    (wheel,) = (tmp_path / "wheel").glob("halfopen-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+        names = z.namelist()
+    assert "License-Expression: Apache-2.0" in meta and "License-File: LICENSE" in meta
+    for classifier in ("Operating System :: POSIX :: Linux", "Environment :: Console",
+                       "Topic :: System :: Networking :: Monitoring",
+                       *(f"Programming Language :: Python :: 3.{m}" for m in range(9, 14))):
+        assert f"Classifier: {classifier}\n" in meta, classifier
+    assert "Project-URL: Documentation, " in meta and "Project-URL: Source, " in meta
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    assert any(n.endswith(".data/data/share/man/man8/halfopen.8") for n in names)
+
+    old = (tree / "pyproject.toml").read_text().replace(
+        'license = "Apache-2.0"\nlicense-files = ["LICENSE"]\n', 'license = {text = "Apache-2.0"}\n')
+    assert "license = {text" in old
+    (tree / "pyproject.toml").write_text(old)
+    proc, log = build_wheel(venv, tree, tmp_path / "old")
+    assert "SetuptoolsDeprecationWarning" in log, log[-2000:]
+
+
+# -- scripts/install-deps: what it could not fetch, and from where ---------------------
+
+
+def test_install_deps_names_the_package_and_registry_npm_cannot_reach(tmp_path):
+    """npm pointed at a loopback port where nothing listens: npm's own error is shown
+    (no --silent), then one line names the package and that registry; exit 1, and no
+    models directory is left half made for the next run to trust."""
+    if shutil.which("npm") is None:
+        pytest.fail("npm is installed by scripts/install-deps --test")
+    with socket.socket() as probe:  # a loopback port, closed again: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    registry = f"http://127.0.0.1:{port}/"
+    models = tmp_path / "models"
+    env = {**os.environ, "HALFOPEN_K8S_MODELS": str(models), "npm_config_registry": registry,
+           "npm_config_fetch_retries": "0", "npm_config_cache": str(tmp_path / "npm-cache"),
+           "npm_config_prefer_online": "true"}
+    proc = run(["./scripts/install-deps", "--test"], cwd=REPO, env=env, timeout=300)
+    if "missing Debian packages" in proc.stderr or "installing " in proc.stderr:
+        pytest.skip("Debian packages missing: install-deps would install them first")
+    assert proc.returncode == 1, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == (f"install-deps: npm could not fetch @kubernetes-models/prometheus-operator@6.0.0 "
+                    f"from {registry} (see npm's error above)"), proc.stderr
+    assert "ECONNREFUSED" in proc.stderr  # npm's own reason, no longer hidden
+    assert not (models / "node_modules" / "@kubernetes-models").exists()

@@ -5,11 +5,13 @@ the dashboard is on $__rate_interval with job/instance/netns/pod variables."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
 import subprocess
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -75,6 +77,44 @@ def alert(name: str, severity: str, **labels: str) -> dict:
             "annotations": {"summary": name}}
 
 
+@contextlib.contextmanager
+def alertmanager(tmp_path: Path) -> Iterator[str]:
+    """A real Alertmanager with deploy/prometheus/alertmanager.yml on a loopback port and
+    its own storage, no cluster; yields its API v2 URL and is always stopped."""
+    if shutil.which("prometheus-alertmanager") is None:
+        pytest.skip("prometheus-alertmanager not installed (scripts/install-deps --test)")
+    port = free_port()
+    am = start_process(["prometheus-alertmanager", f"--config.file={PROM / 'alertmanager.yml'}",
+                        f"--storage.path={tmp_path / 'am'}", f"--web.listen-address=127.0.0.1:{port}",
+                        "--cluster.listen-address="], tmp_path / "am.log")
+    try:
+        def ready():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=5) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        wait_for("alertmanager ready", ready, timeout=60, step=0.5)
+        yield f"http://127.0.0.1:{port}/api/v2"
+    finally:
+        stop_group(am)
+
+
+def post(api: str, alerts: list[dict]) -> None:
+    req = urllib.request.Request(f"{api}/alerts", data=json.dumps(alerts).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200
+
+
+def get_alerts(api: str) -> list[dict]:
+    """Every alert Alertmanager holds; status.state "suppressed" when an inhibit rule
+    mutes it (the API asks the inhibitor for each alert it returns)."""
+    with urllib.request.urlopen(f"{api}/alerts", timeout=10) as r:
+        return json.loads(r.read())
+
+
 @pytest.mark.skipif(shutil.which("prometheus-alertmanager") is None,
                     reason="prometheus-alertmanager not installed (scripts/install-deps --test)")
 def test_a_real_alertmanager_inhibits_the_overlapping_pairs(tmp_path):
@@ -96,28 +136,11 @@ def test_a_real_alertmanager_inhibits_the_overlapping_pairs(tmp_path):
         "conntrack": alert("HalfopenConntrackExhaustion", "critical", **ct),
         "timeout-mismatch": alert("HalfopenTimeoutMismatch", "warning", **tm),
     }
-    port = free_port()
-    am = start_process(["prometheus-alertmanager", f"--config.file={PROM / 'alertmanager.yml'}",
-                        f"--storage.path={tmp_path / 'am'}", f"--web.listen-address=127.0.0.1:{port}",
-                        "--cluster.listen-address="], tmp_path / "am.log")
-    api = f"http://127.0.0.1:{port}/api/v2"
-    try:
-        def ready():
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=5) as r:
-                    return r.status == 200
-            except OSError:
-                return False
-
-        wait_for("alertmanager ready", ready, timeout=60, step=0.5)
-        req = urllib.request.Request(f"{api}/alerts", data=json.dumps(list(sent.values())).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
-        with urllib.request.urlopen(req, timeout=10) as r:
-            assert r.status == 200
+    with alertmanager(tmp_path) as api:
+        post(api, list(sent.values()))
 
         def states():
-            with urllib.request.urlopen(f"{api}/alerts", timeout=10) as r:
-                got = json.loads(r.read())
+            got = get_alerts(api)
             if len(got) < len(sent):
                 return None
             out = {}
@@ -140,8 +163,6 @@ def test_a_real_alertmanager_inhibits_the_overlapping_pairs(tmp_path):
             "conntrack": "active",  # not inhibited either way: two problems, two fixes
             "timeout-mismatch": "active",
         }
-    finally:
-        stop_group(am)
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
@@ -162,3 +183,107 @@ def test_the_escalation_test_fails_for_rules_that_split_on_severity(tmp_path):
     ok = subprocess.run(["promtool", "test", "rules", "halfopen-alerts-test.yml"],
                         capture_output=True, text=True, timeout=60, cwd=PROM / "tests")
     assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+# -- one page per problem, every alert with its runbook -------------------------------
+
+DOCS_BASE = "https://github.com/halfopen/halfopen/blob/main/docs/"
+
+
+def all_rules() -> list[dict]:
+    groups = yaml.safe_load((PROM / "halfopen-alerts.yml").read_text())["groups"]
+    return [r for g in groups for r in g["rules"]]
+
+
+def heading_anchors(markdown: str) -> set[str]:
+    """GitHub's anchors of a page's headings: lower case, punctuation dropped, spaces as -."""
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+            for h in re.findall(r"^#+ (.+)$", markdown, re.M)}
+
+
+def test_every_alert_has_summary_description_and_a_runbook_that_exists():
+    rules = all_rules()
+    assert len({r["alert"] for r in rules}) == 28
+    for rule in rules:
+        ann = rule["annotations"]
+        assert ann["summary"] and ann["description"], rule["alert"]
+        url = ann["runbook_url"]
+        assert url.startswith(DOCS_BASE), (rule["alert"], url)
+        page, _, anchor = url[len(DOCS_BASE):].partition("#")
+        path = ROOT / "docs" / page
+        assert path.is_file(), (rule["alert"], url)
+        if anchor:
+            assert anchor in heading_anchors(path.read_text()), (rule["alert"], url)
+            assert anchor == rule["alert"].lower()  # the page has a section per alert
+
+
+def expected_alerts(test_file: str, eval_time: str) -> list[dict]:
+    """The alerts a promtool test file expects at `eval_time`, as Prometheus would send
+    them to Alertmanager (alertname and labels)."""
+    doc = yaml.safe_load((PROM / "tests" / test_file).read_text())
+    out = []
+    for group in doc["tests"]:
+        for case in group["alert_rule_test"]:
+            if case["eval_time"] != eval_time:
+                continue
+            for a in case["exp_alerts"]:
+                labels = {"alertname": case["alertname"], **{k: str(v) for k, v in a["exp_labels"].items()}}
+                out.append({"labels": labels, "annotations": a["exp_annotations"]})
+    return out
+
+
+def test_one_page_per_problem_after_alertmanager(tmp_path):
+    """What promtool proves fires at 10 minutes in one-page-test.yml (conntrack at 96 %,
+    file handles at 96 %, a process's fds at 96 % and growing, a full accept queue; with
+    and without the doctor), sent to a real Alertmanager with the shipped inhibit rules:
+    each problem keeps exactly one active alert, and it is critical."""
+    sent = expected_alerts("one-page-test.yml", "10m")
+    assert len(sent) == 12  # edge1: 2+4+1+1 with the finding warnings, edge2: 4
+    problem = {
+        "HalfopenConntrackExhaustion": "conntrack", "HalfopenConntrackNearFull": "conntrack",
+        "HalfopenFileHandlesNearMax": "fds", "HalfopenFdExhaustion": "fds",
+        "HalfopenFdExhaustionSoon": "fds",
+        "HalfopenAcceptQueueFull": "accept-queue", "HalfopenAcceptQueueOverflow": "accept-queue",
+    }
+    with alertmanager(tmp_path) as api:
+        post(api, sent)
+
+        def settled():
+            got = get_alerts(api)
+            if len(got) < len(sent) or any(a["status"]["state"] == "unprocessed" for a in got):
+                return None
+            active = [a["labels"] for a in got if a["status"]["state"] == "active"]
+            return active if len(active) <= 8 else None
+
+        active = wait_for("inhibitions applied", settled, timeout=30, step=0.5)
+    pages = sorted((a["instance"], problem[a["alertname"]], a.get("comm", ""), a["severity"])
+                   for a in active)
+    assert pages == [
+        ("edge1:9469", "accept-queue", "haproxy", "critical"),
+        ("edge1:9469", "conntrack", "", "critical"),
+        ("edge1:9469", "fds", "", "critical"),  # host file handles
+        ("edge1:9469", "fds", "leaky", "critical"),  # the process's limit
+        ("edge2:9469", "accept-queue", "haproxy", "critical"),
+        ("edge2:9469", "conntrack", "", "critical"),
+        ("edge2:9469", "fds", "", "critical"),
+        ("edge2:9469", "fds", "leaky", "critical"),
+    ]
+
+
+def test_the_one_page_check_fails_without_the_doctor_guard(tmp_path):
+    """The promtool half can fail: without `unless ... halfopen_doctor_up == 1`, conntrack
+    at 96 % pages twice on a host that runs the doctor, and promtool says so."""
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool not installed")
+    rules = (PROM / "halfopen-alerts.yml").read_text()
+    guard = "halfopen_conntrack_entries / halfopen_conntrack_entries_limit > 0.9\n" \
+            "          unless on(job, instance) halfopen_doctor_up == 1\n"
+    assert rules.count(guard) == 1
+    (tmp_path / "halfopen-alerts.yml").write_text(
+        rules.replace(guard, "halfopen_conntrack_entries / halfopen_conntrack_entries_limit > 0.9\n"))
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "one-page-test.yml").write_text((PROM / "tests" / "one-page-test.yml").read_text())
+    r = subprocess.run(["promtool", "test", "rules", "one-page-test.yml"], capture_output=True, text=True,
+                       timeout=60, cwd=tmp_path / "tests")
+    assert r.returncode != 0
+    assert "alertname: HalfopenConntrackNearFull, time: 10m" in r.stdout + r.stderr

@@ -1,4 +1,5 @@
-"""The fleet kit in deploy/: alert rules checked and unit-tested by promtool,
+"""The fleet kit in deploy/: alert rules checked and unit-tested by promtool
+(the exporter-down rule against every shipped scrape config's job label),
 every metric used there exists in docs/metrics.md, units point at halfopen,
 score at most 3.0 in systemd-analyze security, and their user and
 capabilities see what root sees."""
@@ -11,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from tests.helpers import nobody_cannot_run_halfopen
@@ -42,6 +44,44 @@ def test_promtool_test_rules():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def shipped_jobs() -> dict[str, str]:
+    """The job label each shipped scrape config gives the exporter's series: the static
+    config in docs/metrics.md, a ServiceMonitor's (the Service's name, prometheus-operator's
+    default without jobLabel) and a PodMonitor's (namespace/name)."""
+    import yaml
+
+    docs = (ROOT / "docs" / "metrics.md").read_text()
+    (static,) = re.findall(r"^  - job_name: (\S+)$", docs, re.M)
+    mon = DEPLOY / "kubernetes" / "monitoring"
+    sm = yaml.safe_load((mon / "servicemonitor.yaml").read_text())
+    pm = yaml.safe_load((mon / "podmonitor.yaml").read_text())
+    (svc,) = [d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "base" / "service.yaml").read_text())
+              if d and d["kind"] == "Service"]
+    assert "jobLabel" not in sm["spec"] and "jobLabel" not in pm["spec"]
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    return {"static": static, "ServiceMonitor": svc["metadata"]["name"],
+            "PodMonitor": f'{pm["metadata"]["namespace"]}/{pm["metadata"]["name"]}'}
+
+
+def test_exporter_down_selects_the_job_of_every_shipped_scrape_config():
+    import yaml
+
+    rules = {r["alert"]: r["expr"] for g in yaml.safe_load(RULES.read_text())["groups"]
+             for r in g["rules"]}
+    jobs = shipped_jobs()
+    assert jobs == {"static": "halfopen", "ServiceMonitor": "halfopen-exporter",
+                    "PodMonitor": "halfopen/halfopen-exporter"}
+    for name in ("HalfopenExporterDown", "HalfopenExporterAbsent"):
+        (regex,) = re.findall(r'up\{job=~"([^"]+)"\}', rules[name])
+        for job in jobs.values():  # Prometheus anchors its regexes
+            assert re.fullmatch(regex, job), (name, job)
+        assert not re.fullmatch(regex, "node-exporter")
+    # the promtool cases use exactly these job labels
+    health = (DEPLOY / "prometheus" / "tests" / "exporter-health-test.yml").read_text()
+    for job in jobs.values():
+        assert f'up{{job="{job}",' in health
+
+
 def test_an_alert_for_every_finding_kind():
     text = RULES.read_text()
     for rid in RULE_IDS:
@@ -66,14 +106,63 @@ def test_rules_and_dashboard_use_documented_metrics():
 def test_systemd_units_run_halfopen():
     exporter = (DEPLOY / "systemd" / "halfopen-exporter.service").read_text()
     watch = (DEPLOY / "systemd" / "halfopen-watch.service").read_text()
-    # where `make doctor` installs it: a venv in /opt/halfopen
-    assert re.search(r"^ExecStart=/opt/halfopen/bin/halfopen exporter --listen 127.0.0.1:9469$",
-                     exporter, re.M)
-    assert re.search(r"^ExecStart=/opt/halfopen/bin/halfopen watch .*--record "
-                     r"/var/lib/halfopen/\S+\.db", watch, re.M)
-    for unit in (exporter, watch):
+    # where `make doctor` installs it: a venv in /opt/halfopen; the arguments from
+    # /etc/default/halfopen when it exists (Debian's node-exporter way), else the unit's
+    for unit, var in ((exporter, "EXPORTER_ARGS"), (watch, "WATCH_ARGS")):
+        assert re.search(rf"^ExecStart=/opt/halfopen/bin/halfopen \w+ \${var}$", unit, re.M)
+        assert re.search(r"^EnvironmentFile=-/etc/default/halfopen$", unit, re.M)
+        assert re.search(r"^Documentation=man:halfopen\(8\) https://\S+/docs/deploy\.md$", unit, re.M)
         assert "[Install]" in unit and "WantedBy=multi-user.target" in unit
         assert re.search(r"^MemoryMax=512M$", unit, re.M)  # BENCHMARKS.md: 1M sockets
+    assert default_args(exporter, "EXPORTER_ARGS") == ["--listen", "127.0.0.1:9469"]
+    args = default_args(watch, "WATCH_ARGS")
+    assert args[args.index("--record") + 1].startswith("/var/lib/halfopen/")
+    # the example /etc/default/halfopen sets the same variables, commented out
+    example = (DEPLOY / "systemd" / "halfopen.default").read_text()
+    assert re.search(r'^#EXPORTER_ARGS="--listen 127\.0\.0\.1:9469', example, re.M)
+    assert re.search(r'^#WATCH_ARGS="', example, re.M)
+
+
+def default_args(unit: str, var: str) -> list[str]:
+    (value,) = re.findall(rf'^Environment="{var}=([^"]*)"$', unit, re.M)
+    return value.split()  # systemd splits an unquoted $VAR at whitespace
+
+
+def test_unit_default_arguments_are_valid_commands():
+    from halfopen.cli.exporter_cmd import exporter
+    from halfopen.cli.watch_cmd import watch
+
+    for unit, var, command in (("halfopen-exporter.service", "EXPORTER_ARGS", exporter),
+                               ("halfopen-watch.service", "WATCH_ARGS", watch)):
+        args = default_args((DEPLOY / "systemd" / unit).read_text(), var)
+        command.make_context(command.name, list(args))  # raises on a bad option
+
+
+def test_systemd_analyze_verify_accepts_the_units(tmp_path):
+    """`systemd-analyze verify` with the man page where man finds it: it runs `man
+    halfopen(8)` for Documentation= and checks ExecStart is executable, so /opt/halfopen
+    stands in as a tmp copy of the same command path; without the page it fails."""
+    if shutil.which("systemd-analyze") is None or shutil.which("man") is None:
+        pytest.skip("systemd-analyze or man not installed")
+    (tmp_path / "man" / "man8").mkdir(parents=True)
+    shutil.copy(ROOT / "docs" / "halfopen.8", tmp_path / "man" / "man8" / "halfopen.8")
+    command = tmp_path / "halfopen"
+    command.write_text("#!/bin/sh\n")
+    command.chmod(0o755)
+    units = []
+    for name, path in shipped_units(tmp_path).items():
+        unit = tmp_path / "verify" / name.replace("/", "-").replace(".conf", ".service")
+        unit.parent.mkdir(exist_ok=True)
+        unit.write_text(Path(path).read_text().replace("/opt/halfopen/bin/halfopen", str(command)))
+        units.append(str(unit))
+    env = {**os.environ, "MANPATH": str(tmp_path / "man")}
+    r = subprocess.run(["systemd-analyze", "verify", *units], capture_output=True, text=True,
+                       timeout=60, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    env["MANPATH"] = str(tmp_path / "nowhere")
+    r = subprocess.run(["systemd-analyze", "verify", *units], capture_output=True, text=True,
+                       timeout=60, env=env)
+    assert r.returncode != 0 and "man halfopen(8)" in r.stderr
 
 
 def test_every_exported_metric_is_documented():
