@@ -82,8 +82,8 @@ def trace(port: int | None, pid: int | None, container: str | None, duration: fl
     def keep(ev: TraceEvent, flow: Flow | None) -> None:
         if pid is not None and ev.pid != pid:
             return
-        if port is not None and flow is None and not (_port_of(ev.src) == port or _port_of(ev.dst) == port):
-            return  # a reset with no socket: tcp_send_reset has no port fields to filter on
+        if port is not None and port not in (_port_of(ev.src), _port_of(ev.dst)):
+            return  # tcp_send_reset has no port fields for the kernel to filter on
         if container is not None and not (ev.container and (ev.container == container or
                                                             (flow and flow.owner and flow.owner.container
                                                              and flow.owner.container.id.startswith(container)))):
@@ -103,12 +103,11 @@ def trace(port: int | None, pid: int | None, container: str | None, duration: fl
             click.echo(f"halfopen: note: removed the trace instance {name} a killed halfopen left", err=True)
         for note in reader.notes:
             click.echo(f"halfopen: note: {note}", err=True)
-        joiner = Joiner(reader.epoch, OwnerLookup(port=port))
-        joiner.learn()
-        if not (as_json or summary):
+        joiner = Joiner(reader.epoch, OwnerLookup(port=port), reader.saved_tgids)
+        try:  # Ctrl-C or SIGTERM from here on is how a trace ends: report what was read
+            joiner.learn()
             click.echo(f"halfopen: tracing {', '.join(reader.enabled)} "
                        f"(instance {reader.instance.name}); Ctrl-C to stop", err=True)
-        try:
             while duration is None or time.monotonic() - started < duration:
                 joiner.feed(reader.poll())
                 for ev, flow in joiner.ready():

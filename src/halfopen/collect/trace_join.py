@@ -145,8 +145,10 @@ def _container_name(owner: Owner | None) -> str | None:
 class Joiner:
     """Decoded events in, TraceEvents with owners out (see the module docstring)."""
 
-    def __init__(self, epoch: Callable[[int], float], lookup: OwnerLookup) -> None:
+    def __init__(self, epoch: Callable[[int], float], lookup: OwnerLookup,
+                 saved_tgids: Callable[[], dict[int, int]] = dict) -> None:
         self.epoch = epoch
+        self.saved_tgids = saved_tgids  # the kernel's tid -> tgid, for threads already gone
         self.lookup = lookup
         self.flows: dict[int, Flow] = {}  # skaddr -> flow
         self.by_tuple: dict[tuple[str, str], Flow] = {}  # flows not yet tied to a skaddr, and all
@@ -199,7 +201,10 @@ class Joiner:
         if tid not in self._tgids:
             if len(self._tgids) > 65536:
                 self._tgids.clear()
-            self._tgids[tid] = tgid_of(tid, self.lookup.proc)
+            tgid = tgid_of(tid, self.lookup.proc)
+            if tgid is None:
+                tgid = self.saved_tgids().get(tid)
+            self._tgids[tid] = tgid
         return self._tgids[tid]
 
     # -- events ---------------------------------------------------------------------

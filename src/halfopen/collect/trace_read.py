@@ -201,6 +201,7 @@ class TraceReader:
         self.missed_pages = 0  # pages whose header said events were lost before them
         self.mono_to_epoch = time.time() - time.monotonic()
         self.clock_ok = False
+        self.record_tgid = False
 
     @classmethod
     def open(cls, options: TraceOptions) -> TraceReader:
@@ -230,6 +231,14 @@ class TraceReader:
             self.clock_ok = True
         except OSError:
             self.notes.append("trace clock 'mono' not offered: event times are approximate")
+        try:
+            # the kernel notes each traced thread's process (tgid_map, read back from
+            # saved_tgids): a close() from a thread gone by the time it is read still
+            # finds its process
+            inst.write("options/record-tgid", "1")
+            self.record_tgid = True
+        except OSError:
+            self.notes.append("no record-tgid option: close() by threads that exit at once is not seen")
         addrs = _Addresses()
         ports = f"(sport == {options.port} || dport == {options.port})" if options.port else ""
         for system, event, kind in EVENTS:
@@ -273,6 +282,15 @@ class TraceReader:
         if len(self.fds) > 1:
             out.sort(key=lambda e: e[0])
         return out
+
+    def saved_tgids(self) -> dict[int, int]:
+        """tid -> tgid as the kernel recorded them (record-tgid); empty without it."""
+        if not self.record_tgid:
+            return {}
+        try:
+            return tracefs.parse_pairs(tracefs.read_text(f"{self.root}/saved_tgids"))
+        except OSError:
+            return {}
 
     def epoch(self, ts_ns: int) -> float:
         return ts_ns / 1e9 + self.mono_to_epoch

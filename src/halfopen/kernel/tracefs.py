@@ -240,6 +240,25 @@ def parse_stats(text: str) -> dict[str, int]:
     return out
 
 
+def parse_pairs(text: str) -> dict[int, int]:
+    """saved_tgids: "TID TGID" lines (saved_tgids_show).
+
+    >>> parse_pairs("12 10\n13 10\n")
+    {12: 10, 13: 10}
+    """
+    out = {}
+    for line in text.splitlines():
+        a, _, b = line.partition(" ")
+        if a.isdigit() and b.strip().isdigit():
+            out[int(a)] = int(b)
+    return out
+
+
+def read_text(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
 # -- instances ---------------------------------------------------------------------
 
 class Instance:
