@@ -17,7 +17,8 @@ from ..errors import HalfopenError, NotPermitted, UsageError
 from ..model.trace import TraceEvent
 from . import trace_out
 
-TICK_S = 0.2  # how often the per-CPU pipes are read
+TICK_S = 0.2  # how often the per-CPU pipes are read when they are quiet
+BUSY_EVENTS = 500  # a read that brought this many: read again without sleeping
 
 
 class _Stop(Exception):
@@ -109,12 +110,14 @@ def trace(port: int | None, pid: int | None, container: str | None, duration: fl
             click.echo(f"halfopen: tracing {', '.join(reader.enabled)} "
                        f"(instance {reader.instance.name}); Ctrl-C to stop", err=True)
             while duration is None or time.monotonic() - started < duration:
-                joiner.feed(reader.poll())
+                raw = reader.poll()
+                joiner.feed(raw)
                 for ev, flow in joiner.ready():
                     keep(ev, flow)
                 if jsonl:
                     out.flush()
-                time.sleep(TICK_S)
+                if len(raw) < BUSY_EVENTS:  # busy: read again at once, before a buffer fills
+                    time.sleep(TICK_S)
         except (KeyboardInterrupt, _Stop):
             pass
         joiner.feed(reader.poll())
@@ -129,7 +132,9 @@ def trace(port: int | None, pid: int | None, container: str | None, duration: fl
     if reader.missed_pages:
         notes.append(f"{reader.missed_pages} buffer pages said events were lost before them")
     if summary and (as_json or jsonl):
-        json.dump(fold.document(elapsed, lost, notes), out, indent=None if jsonl else 2)
+        doc = fold.document(elapsed, lost, notes)
+        doc["events_read"] = reader.events_read
+        json.dump(doc, out, indent=None if jsonl else 2)
         out.write("\n")
     elif summary:
         out.write("\n".join(fold.text(elapsed, lost)) + "\n")

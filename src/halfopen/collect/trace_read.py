@@ -198,7 +198,8 @@ class TraceReader:
         self.enabled: list[str] = []
         self.fds: list[int] = []
         self.layout: tracefs.PageLayout | None = None
-        self.missed_pages = 0  # pages whose header said events were lost before them
+        self.missed_pages = 0
+        self.events_read = 0  # events decoded, before any joining or dropping  # pages whose header said events were lost before them
         self.mono_to_epoch = time.time() - time.monotonic()
         self.clock_ok = False
         self.record_tgid = False
@@ -279,6 +280,7 @@ class TraceReader:
                     dec = decoders.get(common_type(page, off)[0])
                     if dec is not None:
                         append(dec(page, off, ts))
+        self.events_read += len(out)
         if len(self.fds) > 1:
             out.sort(key=lambda e: e[0])
         return out
