@@ -21,6 +21,7 @@ COMMANDS = {
     "fix": ("halfopen.cli.fix_cmd", "fix", "Plan, apply, persist or roll back the doctor's fixes."),
     "kill": ("halfopen.cli.kill_cmd", "kill", "Destroy matching sockets (SOCK_DESTROY); dry run without --yes."),
     "keepalive": ("halfopen.cli.keepalive_cmd", "keepalive", "Retrofit TCP keepalive onto a running process's sockets."),
+    "trace": ("halfopen.cli.trace_cmd", "trace", "Show how connections end (FINs, resets, close()) from tracefs."),
     "watch": ("halfopen.cli.watch_cmd", "watch", "Live view of socket states, leaks and findings."),
     "exporter": ("halfopen.cli.exporter_cmd", "exporter", "Serve Prometheus metrics."),
     "report": ("halfopen.cli.report_cmd", "report", "Turn a recorded history into an HTML report."),

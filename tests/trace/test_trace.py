@@ -1,0 +1,243 @@
+"""`halfopen trace` on real loopback connections, real processes and real tracefs:
+the counts the kernel wrote compared with what each test did."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import struct
+import time
+import uuid
+
+from tests.helpers import halfopen
+from tests.trace.trace_support import Tracing, events, leftover, server, stop_server, trace_mount
+
+from halfopen.kernel import tracefs
+
+LOOKUP_S = 1.5  # connections live this long before they end, so an owner lookup sees them
+
+
+def _comm(pid: int) -> str:
+    with open(f"/proc/{pid}/comm") as f:
+        return f.read().strip()
+
+
+def _connect(port: int, n: int) -> list[socket.socket]:
+    return [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+
+
+def _wait_line(p, text: str) -> None:
+    assert p.stdout.readline().strip() == text
+
+
+def test_peer_fin_then_owner_close(tracefs_restored):
+    """N connections closed by the peer: N established -> close-wait, owned by the
+    server (not the softirq's pid), then N close() by the server with their fds."""
+    n = 5
+    srv, port = server(n, "close")
+    t = None
+    try:
+        t = Tracing("--port", str(port), "--jsonl")
+        tracefs_restored.append(t.proc.pid)
+        clients = _connect(port, n)
+        time.sleep(LOOKUP_S)
+        for c in clients:
+            c.close()
+        _wait_line(srv, "ended")
+        time.sleep(1.0)  # the server's close() 0.3 s after each FIN
+        rc, out, err = t.stop()
+    finally:
+        if t is not None:
+            t.kill()
+        stop_server(srv)
+    assert rc == 0, err
+    evs = events(out)
+    mine = f"127.0.0.1:{port}"
+    fins = [e for e in evs if e["event"] == "state" and e["src"] == mine
+            and e["from"] == "established" and e["to"] == "close-wait"]
+    assert len(fins) == n, evs
+    assert {e["pid"] for e in fins} == {srv.pid}
+    assert {e["comm"] for e in fins} == {_comm(os.getpid())}  # the same interpreter's name
+    assert all(e["ended_by"] == "peer" and e["lived_s"] >= LOOKUP_S * 0.9 for e in fins)
+    closes = [e for e in evs if e["event"] == "close" and e["src"] == mine]
+    assert len(closes) == n, evs
+    assert {e["pid"] for e in closes} == {srv.pid}
+    assert all(isinstance(e["fd"], int) and e["fd"] > 2 for e in closes)
+    left = [e for e in evs if e["event"] == "state" and e["src"] == mine and e["from"] == "close-wait"]
+    assert len(left) == n and all(e["to"] == "last-ack" and e["close_wait_s"] >= 0.25 for e in left)
+    ours = [e for e in evs if e["event"] == "state" and e["dst"] == mine and e["from"] == "established"]
+    assert len(ours) == n and {e["to"] for e in ours} == {"fin-wait-1"} and {e["pid"] for e in ours} == {os.getpid()}
+    assert "0 lost" in err
+    assert leftover([t.proc.pid]) == []
+
+
+def _summary(mode: str, n: int, tracefs_restored) -> dict:
+    """The --summary --json row of a server of `mode` whose n clients closed."""
+    srv, port = server(n, mode)
+    t = None
+    try:
+        t = Tracing("--port", str(port), "--summary", "--json")
+        tracefs_restored.append(t.proc.pid)
+        clients = _connect(port, n)
+        time.sleep(LOOKUP_S)
+        for c in clients:
+            c.close()
+        _wait_line(srv, "ended")
+        time.sleep(1.0)
+        rc, out, err = t.stop(signal.SIGTERM)
+    finally:
+        if t is not None:
+            t.kill()
+        stop_server(srv)
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert doc["schema"] == "halfopen.trace/1"
+    assert doc["lost_events"] == 0 and isinstance(doc["lost_events"], int)
+    rows = [r for r in doc["owners"] if r["pid"] == srv.pid]
+    assert len(rows) == 1, doc
+    assert leftover([t.proc.pid]) == []
+    return rows[0]
+
+
+def test_leaker_calls_close_on_none(tracefs_restored):
+    row = _summary("leak", 4, tracefs_restored)
+    assert (row["fins_received"], row["closes_called"], row["close_events"]) == (4, 0, 0)
+
+
+def test_healthy_server_calls_close_on_all(tracefs_restored):
+    row = _summary("close", 4, tracefs_restored)
+    assert (row["fins_received"], row["closes_called"], row["close_events"]) == (4, 4, 4)
+    assert row["close_wait_max_s"] >= 0.25
+
+
+def test_resets_no_socket(tracefs_restored):
+    """M connects to a port nothing listens on: M resets sent with reason no_socket
+    from that port, and M received by the connecting sockets in syn-sent."""
+    m = 6
+    hold = socket.socket()  # bound, not listening: the port stays ours and closed
+    hold.bind(("127.0.0.1", 0))
+    port = hold.getsockname()[1]
+    t = None
+    try:
+        t = Tracing("--port", str(port), "--jsonl")
+        tracefs_restored.append(t.proc.pid)
+        for _ in range(m):
+            s = socket.socket()
+            try:
+                s.connect(("127.0.0.1", port))
+            except ConnectionRefusedError:
+                pass
+            finally:
+                s.close()
+        time.sleep(0.8)
+        rc, out, err = t.stop()
+    finally:
+        if t is not None:
+            t.kill()
+        hold.close()
+    assert rc == 0, err
+    evs = events(out)
+    sent = [e for e in evs if e["event"] == "reset-sent"]
+    assert len(sent) == m, evs
+    assert all(e["reason"] == "no_socket" and e["state"] is None and e["pid"] is None
+               and e["src"] == f"127.0.0.1:{port}" for e in sent)
+    got = [e for e in evs if e["event"] == "reset-received"]
+    assert len(got) == m and {e["state"] for e in got} == {"syn-sent"} and {e["reason"] for e in got} == {None}
+
+
+def test_resets_linger(tracefs_restored):
+    """K closes in FIN_WAIT2 with TCP_LINGER2 = -1: tcp_abort_on_linger (tcp_close);
+    K closes with SO_LINGER 0: tcp_disconnect's reason, tcp_state on this kernel.
+    Each reset is owned by this process (the closer), over IPv6 as well."""
+    k = 3
+    lst = socket.socket(socket.AF_INET6)
+    lst.bind(("::1", 0))
+    lst.listen(16)
+    port = lst.getsockname()[1]
+    t = None
+    try:
+        t = Tracing("--port", str(port), "--jsonl")
+        tracefs_restored.append(t.proc.pid)
+        linger2 = [socket.create_connection(("::1", port)) for _ in range(k)]
+        zero = [socket.create_connection(("::1", port)) for _ in range(k)]
+        accepted = [lst.accept()[0] for _ in range(2 * k)]
+        time.sleep(LOOKUP_S)
+        for c in linger2:
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_LINGER2, -1)
+            c.shutdown(socket.SHUT_WR)
+        time.sleep(0.3)  # the peer ACKs our FIN: FIN_WAIT2
+        for c in linger2:
+            c.close()
+        for c in zero:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+        time.sleep(0.8)
+        rc, out, err = t.stop()
+    finally:
+        if t is not None:
+            t.kill()
+        for s in [lst, *locals().get("accepted", [])]:
+            s.close()
+    assert rc == 0, err
+    evs = events(out)
+    sent = [e for e in evs if e["event"] == "reset-sent" and e["dst"] == f"[::1]:{port}"]
+    reasons = sorted(e["reason"] for e in sent)
+    assert reasons == ["tcp_abort_on_linger"] * k + ["tcp_state"] * k, evs
+    assert {e["pid"] for e in sent} == {os.getpid()}
+    got = [e for e in evs if e["event"] == "reset-received" and e["src"] == f"[::1]:{port}"]
+    assert len(got) == 2 * k
+    assert sorted(e["state"] for e in got) == ["close-wait"] * k + ["established"] * k
+
+
+def test_kill9_leaves_stale_instance_next_run_removes_only_it(tracefs_restored):
+    where, _mounted = tracefs.mount_tracefs()  # the fixture unmounts it if it was not mounted
+    other = f"other-test-{uuid.uuid4().hex[:8]}"
+    os.mkdir(f"{where}/instances/{other}")
+    a = b = None
+    try:
+        a = Tracing("--jsonl")
+        tracefs_restored.append(a.proc.pid)
+        os.kill(a.proc.pid, signal.SIGKILL)
+        a.proc.communicate(timeout=30)
+        assert leftover([a.proc.pid]) == [a.instance]  # -9: nothing could remove it
+        b = Tracing("--jsonl")
+        tracefs_restored.append(b.proc.pid)
+        assert f"removed the trace instance {a.instance}" in "".join(b.first_err)
+        assert leftover([a.proc.pid]) == []
+        assert os.path.isdir(f"{where}/instances/{other}")
+        rc, _out, err = b.stop()
+        assert rc == 0, err
+        assert leftover([b.proc.pid]) == []
+        assert os.path.isdir(f"{where}/instances/{other}")
+    finally:
+        for t in (a, b):
+            if t is not None:
+                t.kill()
+        os.rmdir(f"{where}/instances/{other}")
+
+
+def test_sigterm_removes_instance_and_unmounts_what_it_mounted(tracefs_restored):
+    mounted_before = trace_mount()
+    t = Tracing("--jsonl")
+    tracefs_restored.append(t.proc.pid)
+    assert leftover([t.proc.pid]) == [t.instance]
+    rc, _out, err = t.stop(signal.SIGTERM)
+    assert rc == 0, err
+    assert leftover([t.proc.pid]) == []
+    if mounted_before is None:
+        assert trace_mount() is None  # it mounted tracefs, so it unmounted it
+    else:
+        assert trace_mount() == mounted_before
+
+
+def test_duration_ends_cleanly_and_bad_input_is_one_line(tracefs_restored):
+    r = halfopen("trace", "--duration", "0.5", "--json", timeout=60)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["schema"] == "halfopen.trace/1" and doc["lost_events"] == 0 and isinstance(doc["events"], list)
+    bad = halfopen("trace", "--pid", "2147483647", timeout=60)
+    assert bad.returncode == 64 and bad.stderr.count("\n") == 1 and "no such process" in bad.stderr
+    both = halfopen("trace", "--json", "--jsonl", timeout=60)
+    assert both.returncode == 64 and "choose one" in both.stderr

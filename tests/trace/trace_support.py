@@ -1,0 +1,74 @@
+"""Running `halfopen trace` as a user does, and the tracefs state the tests restore."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+from halfopen.kernel import tracefs
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def trace_mount() -> str | None:
+    return tracefs.mounted_at()
+
+
+class Tracing:
+    """A `halfopen trace ... --jsonl` process, started and ready (its instance made)."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "halfopen", "trace", *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.first_err = []
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:  # notes may come first; "tracing" says it is reading
+            self.first_err.append(line)
+            if "tracing " in line:
+                break
+        else:
+            raise AssertionError(f"halfopen trace did not start: {''.join(self.first_err)}")
+
+    @property
+    def instance(self) -> str:
+        return f"{tracefs.PREFIX}{self.proc.pid}"
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 60) -> tuple[int, str, str]:
+        self.proc.send_signal(sig)
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, "".join(self.first_err) + err
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate(timeout=30)
+
+
+def events(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def server(count: int, mode: str) -> tuple[subprocess.Popen, int]:
+    p = subprocess.Popen([sys.executable, os.path.join(HERE, "peers.py"), str(count), mode],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    return p, int(p.stdout.readline())
+
+
+def stop_server(p: subprocess.Popen) -> None:
+    if p.poll() is None:
+        p.kill()
+    p.communicate(timeout=30)
+
+
+def leftover(pids: Iterator[int] | list[int]) -> list[str]:
+    """Instances named for these pids that still exist."""
+    where = trace_mount()
+    if where is None:
+        return []
+    names = set(os.listdir(f"{where}/instances"))
+    return sorted(n for n in (f"{tracefs.PREFIX}{p}" for p in pids) if n in names)
