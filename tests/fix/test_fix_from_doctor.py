@@ -34,6 +34,7 @@ from tests.doctor.doctor_support import Lab as NamespaceLab
 from tests.helpers import sh
 
 from halfopen.diagnose.kernel import RISKY
+from halfopen.diagnose.timeouts import PROBING_SYSCTLS
 from halfopen.fix.sysctl import KNOBS
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(60),
@@ -309,6 +310,7 @@ def test_every_sysctl_the_doctor_suggests_is_one_fix_can_set():
         if name.endswith(".py"):
             with open(os.path.join(src, name)) as f:
                 keys |= set(re.findall(r'sysctl_fix\(\s*"([^"]+)"', f.read()))
+    keys |= {key for _field, key in PROBING_SYSCTLS}
     assert len(keys) >= 10
     assert sorted(keys - set(KNOBS)) == []
 
@@ -324,19 +326,21 @@ def test_doctor_options_are_refused_with_a_findings_file(state_dir, run, tmp_pat
 
 def test_middlebox_reaches_the_doctor_plan_only(state_dir, run):
     """--middlebox is passed to the doctor: a host timeout-mismatch is planned (not applied)."""
+    from halfopen.diagnose.keepalive_target import Probing, wanted
     from halfopen.diagnose.middlebox import parse
-    from halfopen.diagnose.timeouts import _flow_target
 
-    target = _flow_target(parse("aws-nlb"))
     now = host_value(KA_TIME)
+    want = wanted(parse("aws-nlb").idle_timeout_s, Probing(
+        int(now), int(host_value(KA_TIME.replace("time", "intvl"))),
+        int(host_value(KA_TIME.replace("time", "probes")))))
     code, out, err = run("fix", "timeout-mismatch", "--middlebox", "aws-nlb", "--window", "0",
                          "--json")
     assert code == 0, err
     steps = [s for s in json.loads(out)["steps"]
              if s["target"] == KA_TIME and s["netns"] == "host"]
-    if int(now) > target:
+    if want is not None and want.idle != int(now):
         assert [(s["current"], s["new"], s["status"]) for s in steps] == \
-            [(now, str(target), "change")]
+            [(now, str(want.idle), "change")]
     else:
         assert not steps
     assert host_value(KA_TIME) == now and not journal(state_dir)
