@@ -21,7 +21,8 @@ gets no proposal at all.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from collections.abc import Iterable
+from typing import Any, Optional
 
 from halfopen.records import record
 
@@ -117,3 +118,61 @@ def wanted(limit_s: Optional[float], current: Optional[Probing] = None) -> Optio
     # count it already has stays
     return Probing(min(target.idle, current.idle), min(target.interval, current.interval),
                    min(target.count, current.count))
+
+
+@record(frozen=True)
+class SocketsProbing:
+    """What the sockets read of a process (or a namespace) do, against the host's default."""
+
+    read: int  # sockets read
+    off: int  # without SO_KEEPALIVE: no probe at all
+    own: int  # probing with values of their own (set by the process)
+    default: int  # probing with the namespace's sysctls
+    fastest: Optional[Probing]  # each field's smallest over the probing sockets
+    slowest: Optional[Probing]  # the probing socket that finds a dead peer last
+    own_example: Optional[Probing]  # the most common setting of the process's own
+
+    def text(self, host: Probing) -> str:
+        """'of 8 sockets read: 6 probe 30s/5s x3 (set by the process), 2 use the host's
+        7200s/75s x9'"""
+        parts = []
+        if self.own:
+            example = self.own_example.text() if self.own_example else ""
+            parts.append(f"{self.own} probe {example} (set by the process)")
+        if self.default:
+            parts.append(f"{self.default} use the host's {host.text()}")
+        if self.off:
+            parts.append(f"{self.off} without SO_KEEPALIVE")
+        return f"of {self.read} sockets read: " + ", ".join(parts)
+
+
+def summarize(seen: Iterable[Any], host: Probing) -> Optional[SocketsProbing]:
+    """Fold KeepaliveSeen entries (model.process; most common first); None when none.
+
+    >>> from halfopen.model.process import KeepaliveSeen as K
+    >>> s = summarize([K(6, True, 30, 5, 3), K(2, True, 7200, 75, 9), K(1, False, 7200, 75, 9)],
+    ...               Probing(7200, 75, 9))
+    >>> s.own, s.default, s.off, s.fastest, s.slowest.detect_s
+    (6, 2, 1, Probing(idle=30, interval=5, count=3), 7875)
+    """
+    read = off = own = default = 0
+    probing: list[Probing] = []
+    own_example = None
+    for k in seen:
+        read += k.sockets
+        if not k.keepalive:
+            off += k.sockets
+            continue
+        p = Probing(k.idle, k.interval, k.count)
+        probing.append(p)
+        if p == host:
+            default += k.sockets
+        else:
+            own += k.sockets
+            own_example = own_example or p
+    if not read:
+        return None
+    fastest = Probing(min(p.idle for p in probing), min(p.interval for p in probing),
+                      min(p.count for p in probing)) if probing else None
+    slowest = max(probing, key=lambda p: p.detect_s) if probing else None
+    return SocketsProbing(read, off, own, default, fastest, slowest, own_example)

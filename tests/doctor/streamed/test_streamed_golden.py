@@ -10,7 +10,9 @@ the configuration read, not `nginx -T` (which halfopen no longer runs); and
 timeout-mismatch's keepalive cure comes from diagnose.keepalive_target (issue
 22: the first probe and a dead peer's reset strictly inside the limit, so the
 three keepalive sysctls, and info when the first probe already beats it):
-the four timeout-mismatch goldens were re-recorded for that finding alone.
+the four timeout-mismatch goldens were re-recorded for that finding alone;
+and dead-peer proposes TCP_USER_TIMEOUT and tcp_retries2 only where data is in
+flight (retransmitting or Send-Q): its goldens re-recorded for that alone.
 """
 
 from __future__ import annotations
