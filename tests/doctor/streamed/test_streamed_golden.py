@@ -12,7 +12,8 @@ timeout-mismatch's keepalive cure comes from diagnose.keepalive_target (issue
 three keepalive sysctls, and info when the first probe already beats it):
 the four timeout-mismatch goldens were re-recorded for that finding alone;
 and dead-peer proposes TCP_USER_TIMEOUT and tcp_retries2 only where data is in
-flight (retransmitting or Send-Q): its goldens re-recorded for that alone.
+flight (retransmitting or Send-Q): its goldens re-recorded for that alone;
+kernel log evidence says the log is host-wide (four goldens: that note alone).
 """
 
 from __future__ import annotations
