@@ -10,6 +10,9 @@ then sleeps until killed.
     fds ADDR PORT N              listen, then open N extra fds (/dev/null)
     send-server ADDR PORT FILE   listen ("ready"), accept one, wait for FILE to exist, send 64 KiB, sleep
     idle-server ADDR PORT N      listen ("ready"), accept N, keep them idle, no keepalive
+    keepalive-server ADDR PORT N IDLE INTVL CNT
+                                 as idle-server, with SO_KEEPALIVE and TCP_KEEPIDLE/INTVL/CNT
+                                 set on each accepted socket (as redis's tcp-keepalive does)
     fresh-socket ADDR PORT       hold a TCP socket() never bound or connected ("ready")
     send-client ADDR PORT FILE SRC  connect from SRC ("ready"), wait for FILE to exist, send 64 KiB
     backlog ADDR PORT N          listen(backlog=N), never accept ("ready")
@@ -108,6 +111,16 @@ def main(argv: list[str]) -> None:
         s = listener(addr, port)
         ready()
         kept = [s.accept()[0] for _ in range(int(argv[3]))]
+        sleep_forever()
+    elif mode == "keepalive-server":
+        s = listener(addr, port)
+        ready()
+        kept = [s.accept()[0] for _ in range(int(argv[3]))]
+        for c in kept:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            for opt, value in zip((socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT),
+                                  argv[4:7]):
+                c.setsockopt(socket.IPPROTO_TCP, opt, int(value))
         sleep_forever()
     elif mode == "fresh-socket":
         kept = socket.socket()

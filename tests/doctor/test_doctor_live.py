@@ -163,3 +163,27 @@ def test_healthy_host_has_no_false_alarms():
         if f["subject"].get("netns", "host") != "host" and pid:
             continue  # another engineer's lab namespace, not this host's own state
         raise AssertionError(f"false alarm on a healthy host: {f['id']} {f['title']}")
+
+
+def test_dead_peer_reads_the_keepalive_the_process_set(lab):
+    """redis's case: a server that sets its own keepalive (2 s, then 1 s apart, 30 probes: 32 s before it gives up)
+    on its clients' sockets. The doctor reads it from the sockets, says so in the title,
+    proposes no retrofit slower than it (none at all: 32 s is faster than 60 s/10 s x6), and
+    only within an 8 s middlebox a faster one, never a field slower than the process's."""
+    server = lab.spawn("keepalive-server", SERVER, "8086", "3", "2", "1", "30")
+    lab.spawn("hold", SERVER, "8086", "3", CLIENT)
+    lab.drop_from(CLIENT)  # the client vanishes: the probes go unanswered
+    data = doctor_until("dead-peer", server.pid, "--netns", lab.netns, "--window", "0",
+                        "--min-age", "1")
+    f = finding(data, "dead-peer", pid=server.pid)
+    ev = {e["what"]: e["value"] for e in f["evidence"]}
+    assert ev["keepalive_read"] == "of 3 sockets read: 3 probe 2s/1s x30 (set by the process)"
+    assert "3 probe 2s/1s x30 (set by the process)" in f["title"]
+    assert not [x for x in f["fixes"] if x["action"] in ("keepalive", "sysctl")], f["fixes"]
+    assert "already on" in [x for x in f["fixes"] if x["action"] == "code"][0]["command"]
+
+    _rc, data = doctor("--netns", lab.netns, "--window", "0", "--min-age", "1", "--middlebox", "8")
+    f = finding(data, "dead-peer", pid=server.pid)
+    ka = [x for x in f["fixes"] if x["action"] == "keepalive"][0]["params"]
+    assert (ka["idle"], ka["interval"], ka["count"]) == (2, 1, 3)  # 5 s: inside 8 s, idle kept
+    assert "user_timeout" not in ka  # nothing in flight: TCP_USER_TIMEOUT would not apply

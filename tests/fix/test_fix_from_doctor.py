@@ -34,6 +34,7 @@ from tests.doctor.doctor_support import Lab as NamespaceLab
 from tests.helpers import sh
 
 from halfopen.diagnose.kernel import RISKY
+from halfopen.diagnose.timeouts import PROBING_SYSCTLS
 from halfopen.fix.sysctl import KNOBS
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(60),
@@ -44,6 +45,7 @@ pytestmark = [pytest.mark.netns, pytest.mark.timeout(60),
 #   leak N   the clients send a byte and close: the server ends sit in CLOSE_WAIT
 #   idle N   the connections stay open and idle, no SO_KEEPALIVE
 #   fds N    a listener (the doctor looks at socket owners) and N extra open files
+#   leak-on N as leak, then it goes on leaking one more every 50 ms (bounded)
 # Prints {"pid", "port"} once ready, then sleeps until killed.
 PROC = r"""
 import json, os, socket, sys, time
@@ -67,6 +69,23 @@ if mode in ("leak", "idle"):
         else:
             kept.append(c)
     lst.close()
+elif mode == "leak-on":  # leak `count`, then one more every 50 ms (at most 600, 30 s)
+    lst = socket.socket()
+    lst.bind((sys.argv[3], 0))
+    lst.listen(64)
+    port = lst.getsockname()[1]
+    def leak_one():
+        c = socket.socket()
+        c.bind((sys.argv[4], 0))
+        c.connect((sys.argv[3], port))
+        kept.append(lst.accept()[0])
+        c.close()
+    for _ in range(count):
+        leak_one()
+    print(json.dumps({"pid": os.getpid(), "port": port}), flush=True)
+    for _ in range(600):
+        time.sleep(0.05)
+        leak_one()
 else:
     lst = socket.socket()
     lst.bind((sys.argv[3], 0))
@@ -146,7 +165,14 @@ def apply(run, netns: str, *ids: str) -> str:
 def journal(state_dir) -> list[dict]:
     path = state_dir / "journal.jsonl"
     lines = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-    return [e for e in lines if e["kind"] != "done"]  # the write-ahead marks
+    return [e for e in lines if e["kind"] not in ("done", "verify")]  # changes only
+
+
+def verified(state_dir) -> dict[str, str]:
+    """target -> what the doctor, run again after the apply, made of the change."""
+    path = state_dir / "journal.jsonl"
+    lines = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+    return {e["target"]: e["verified"] for e in lines if e["kind"] == "verify"}
 
 
 def nofile(pid: int) -> list[int]:
@@ -188,7 +214,7 @@ def test_close_wait_leak_kill_and_prlimit(lab, netns, state_dir, run):
 
     out = apply(run, netns, "close-wait-leak")
     assert "6 sockets destroyed" in out
-    assert "doctor, run again: the fixed findings are gone" in out
+    assert set(verified(state_dir).values()) == {"cured"} and len(verified(state_dir)) == 2
     assert nofile(pid) == [4096, 4096]
     assert sorted(e["kind"] for e in journal(state_dir)) == ["kill", "prlimit"]  # one per step
 
@@ -197,6 +223,18 @@ def test_close_wait_leak_kill_and_prlimit(lab, netns, state_dir, run):
     assert out.count("cannot undo") == 1 and "cannot be brought back" in out
     assert out.count("restored") == 1 and nofile(pid) == [1024, 4096]
     assert "nothing to roll back" in run("fix", "--rollback")[1]
+
+
+def test_a_kill_that_does_not_cure_is_reported_not_cured(lab, netns, state_dir, run):
+    """The leak goes on: the kill ends the CLOSE_WAIT sockets it found, the doctor run
+    again finds new ones: the step is not cured, and the exit code says so."""
+    pid, _port = lab.start("leak-on", 6, (4096, 4096))
+    code, out, err = run("fix", "close-wait-leak", "--netns", netns, "--window", "0",
+                         "--min-age", "0", "--apply", "--json")
+    assert code == 1, err + out
+    (kill,) = [r for r in json.loads(out)["results"] if r.get("target") == f"state close-wait pid {pid}"]
+    assert kill["outcome"] == "set" and kill["verified"] == "not-cured"
+    assert verified(state_dir)[f"state close-wait pid {pid}"] == "not-cured"
 
 
 # ---------------------------------------------------------------- keepalive
@@ -212,7 +250,7 @@ def test_keepalive_off_retrofit_and_rollback(lab, netns, state_dir, run):
 
     out = apply(run, netns, "keepalive-off")
     assert "6 sockets now keepalive 60s/10s x6" in out
-    assert "doctor, run again: the fixed findings are gone" in out
+    assert list(verified(state_dir).values()) == ["cured"]
     assert keepalive_timers(netns, port) == [True] * 3  # ss -o: the kernel runs the timer
     assert [e["kind"] for e in journal(state_dir)] == ["keepalive"] * 6
 
@@ -231,12 +269,13 @@ RISKY_SET = {"net.ipv4.tcp_syncookies": ("0", "1"),  # kernel-tuning, warning
              "net.ipv4.tcp_retries2": ("3", "8")}  # kernel-tuning, warning
 CT_EST = "net.netfilter.nf_conntrack_tcp_timeout_established"
 KA_TIME = "net.ipv4.tcp_keepalive_time"
+KA = [KA_TIME, "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes"]
 
 
 def test_sysctls_in_the_namespace_only(netns, state_dir, run):
     if not os.path.exists("/proc/sys/" + CT_EST.replace(".", "/")):
         pytest.skip("no nf_conntrack on this kernel")
-    keys = [*RISKY_SET, CT_EST, KA_TIME]
+    keys = [*RISKY_SET, CT_EST, *KA]
     host_before = {k: host_value(k) for k in keys}
     defaults = {k: ns_value(netns, k) for k in keys}
     for key, (risky, _fix) in RISKY_SET.items():
@@ -248,15 +287,17 @@ def test_sysctls_in_the_namespace_only(netns, state_dir, run):
     steps = [s for s in plan(run, netns, "kernel-tuning", "timeout-mismatch")
              if s["action"] == "sysctl"]
     assert {s["target"] for s in steps if s["finding"] == "timeout-mismatch"} == \
-        {CT_EST, KA_TIME}
+        {CT_EST, *KA}
     assert {s["netns"] for s in steps} == {netns}  # nothing for the host
     want = {k: v for k, (_r, v) in RISKY_SET.items()}
-    want.update({CT_EST: "432000", KA_TIME: "1800"})
+    # or keepalive probing that ends inside the hour: 2820 s + 10 s x 6 (keepalive_target)
+    want.update({CT_EST: "432000", KA_TIME: "2820", KA[1]: "10", KA[2]: "6"})
     assert {s["target"]: (s["current"], s["new"]) for s in steps} == \
         {k: (broken[k], v) for k, v in want.items()}
 
     out = apply(run, netns, "kernel-tuning", "timeout-mismatch")
-    assert "doctor, run again" in out
+    assert "verified" in out.splitlines()[0] or "verified" in out
+    assert set(verified(state_dir)) == set(want) and "not-cured" not in verified(state_dir).values()
     assert {k: ns_value(netns, k) for k in want} == want
     assert {k: host_value(k) for k in keys} == host_before  # per namespace: host untouched
     # a second doctor run: kernel-tuning may still list values that differ from the
@@ -290,7 +331,7 @@ def test_fd_exhaustion_prlimit_soft_up_to_hard(lab, netns, state_dir, run):
 
     out = apply(run, netns, "fd-exhaustion")
     assert "soft 64, hard 4096 -> soft 4096, hard 4096" in out
-    assert "doctor, run again: the fixed findings are gone" in out
+    assert list(verified(state_dir).values()) == ["cured"]
     assert nofile(pid) == [4096, 4096]
     assert [e["kind"] for e in journal(state_dir)] == ["prlimit"]
 
@@ -309,6 +350,7 @@ def test_every_sysctl_the_doctor_suggests_is_one_fix_can_set():
         if name.endswith(".py"):
             with open(os.path.join(src, name)) as f:
                 keys |= set(re.findall(r'sysctl_fix\(\s*"([^"]+)"', f.read()))
+    keys |= {key for _field, key in PROBING_SYSCTLS}
     assert len(keys) >= 10
     assert sorted(keys - set(KNOBS)) == []
 
@@ -324,19 +366,21 @@ def test_doctor_options_are_refused_with_a_findings_file(state_dir, run, tmp_pat
 
 def test_middlebox_reaches_the_doctor_plan_only(state_dir, run):
     """--middlebox is passed to the doctor: a host timeout-mismatch is planned (not applied)."""
+    from halfopen.diagnose.keepalive_target import Probing, wanted
     from halfopen.diagnose.middlebox import parse
-    from halfopen.diagnose.timeouts import _flow_target
 
-    target = _flow_target(parse("aws-nlb"))
     now = host_value(KA_TIME)
+    want = wanted(parse("aws-nlb").idle_timeout_s, Probing(
+        int(now), int(host_value(KA_TIME.replace("time", "intvl"))),
+        int(host_value(KA_TIME.replace("time", "probes")))))
     code, out, err = run("fix", "timeout-mismatch", "--middlebox", "aws-nlb", "--window", "0",
                          "--json")
     assert code == 0, err
     steps = [s for s in json.loads(out)["steps"]
              if s["target"] == KA_TIME and s["netns"] == "host"]
-    if int(now) > target:
+    if want is not None and want.idle != int(now):
         assert [(s["current"], s["new"], s["status"]) for s in steps] == \
-            [(now, str(target), "change")]
+            [(now, str(want.idle), "change")]
     else:
         assert not steps
     assert host_value(KA_TIME) == now and not journal(state_dir)

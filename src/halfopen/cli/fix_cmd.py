@@ -14,7 +14,7 @@ from ..diagnose import middlebox, report
 from ..diagnose.context import Options
 from ..errors import EXIT_WARNING, UsageError
 from ..fix import apply as applier
-from ..fix import journal, plan, safety
+from ..fix import journal, plan, safety, verify
 from ..fix import persist as persist_file
 from ..fix.errors import PartialFailure
 from ..model.finding import Finding
@@ -91,6 +91,8 @@ def fix(finding_ids: tuple[str, ...], do_apply: bool, persist: bool, rollback: b
     with journal.Journal(jpath) as jnl:
         try:
             done = applier.apply(steps, jnl)
+            checked = _verify(steps, done, jnl, findings_file is None, spaces, window, options,
+                              nginx_config)
             if persist:
                 try:
                     done.append(applier.persist_steps(steps, spath, jnl))
@@ -102,23 +104,29 @@ def fix(finding_ids: tuple[str, ...], do_apply: bool, persist: bool, rollback: b
             _show_done(exc.done, steps, notes, jpath, as_json, failure=exc.reason)
             raise PartialFailure(f"{exc.reason}; the journal {jpath} holds what changed "
                                  "before it; `halfopen fix --rollback` restores it") from None
-    _show_done(done, steps, notes, jpath, as_json)
-    if findings_file is None and not as_json and any(d.outcome == "set" for d in done):
-        _verify(chosen, spaces, window, options, nginx_config)
-    return 0
+    if findings_file is not None and any(d.outcome == "set" for d in done):
+        notes.append("not verified: the findings came from a file (--findings); run "
+                     "`halfopen doctor` with the options that produced them")
+    _show_done(done, steps, notes, jpath, as_json, checked=checked)
+    return EXIT_WARNING if any(v is not None and v.verified == verify.NOT_CURED
+                               for v in checked) else 0
 
 
-def _verify(chosen: list[Finding], spaces: tuple, window: float, options: Options,
-            nginx_config: str | None = None) -> None:
-    """Run the doctor again (same options) and name the findings it still reports."""
-    again = {f.id for f in safety.in_namespaces(_findings(None, spaces, window, options, nginx_config),
-                                                 {s.name for s in spaces} if spaces else None)[0]}
-    left = sorted({f.id for f in chosen} & again)
-    if left:
-        click.echo("doctor, run again, still reports: " + ", ".join(left) + " (keepalive "
-                   "and timeouts act over time; run `halfopen doctor` later)")
-    else:
-        click.echo("doctor, run again: the fixed findings are gone")
+def _verify(steps: list[plan.Step], done: list[applier.Done], jnl: journal.Journal, live_run: bool,
+            spaces: tuple, window: float, options: Options, nginx_config: str | None
+            ) -> list[verify.Verdict | None]:
+    """Run the doctor again (same options, same namespaces) and judge each applied step
+    (fix.verify); each verdict is journaled. None for steps not applied, and for all of
+    them when the findings came from a file (the options that made them are unknown)."""
+    if not live_run or not any(d.outcome == "set" for d in done):
+        return [None] * len(done)
+    after = _findings(None, spaces, window, options, nginx_config)
+    checked = verify.verdicts(steps, [d.outcome for d in done], after)
+    for step, verdict in zip(steps, checked):
+        if verdict is not None:
+            jnl.record("verify", target=step.target, netns=step.netns, finding=step.finding,
+                       **verdict.to_dict())
+    return checked + [None] * (len(done) - len(checked))
 
 
 def _findings(path: str | None, spaces: tuple, window: float,
@@ -186,21 +194,33 @@ def _show_manual(steps: list[plan.Step]) -> None:
 
 
 def _show_done(done: list[applier.Done], steps: list[plan.Step], notes: list[str],
-               jpath: str, as_json: bool, failure: str = "") -> None:
+               jpath: str, as_json: bool, failure: str = "",
+               checked: list[verify.Verdict | None] | None = None) -> None:
+    checked = checked or [None] * len(done)
     if as_json:
         _dump({"schema": SCHEMA, "mode": "apply", "journal": jpath,
-               "results": [d.to_dict() for d in done], "failure": failure or None,
+               "results": [dict(d.to_dict(), **(v.to_dict() if v else {}))
+                           for d, v in zip(done, checked)],
+               "failure": failure or None,
                "manual": [s.to_dict() for s in steps if s.status == "manual"], "notes": notes})
         return
     for note in notes:
         click.echo(note)
-    shown = [d for d in done if d.outcome != "manual"]
+    shown = [(d, v) for d, v in zip(done, checked) if d.outcome != "manual"]
     if shown:
-        click.echo(table([[d.target, d.outcome, d.detail] for d in shown],
-                         ["target", "result", "detail"]))
+        click.echo(table([[d.target, d.outcome, d.detail, _verified(v)] for d, v in shown],
+                         ["target", "result", "detail", "verified"]))
     _show_manual(steps)
     if not failure and any(d.outcome == "set" for d in done):
         click.echo(f"journal: {jpath} (`halfopen fix --rollback` restores)")
+
+
+def _verified(v: verify.Verdict | None) -> str:
+    if v is None:
+        return ""
+    if v.verified == verify.NOT_YET:
+        return f"not yet: shows within {v.settles_in_s:g}s (run the doctor then)"
+    return v.verified
 
 
 def _rollback(jpath: str, as_json: bool) -> int:

@@ -10,8 +10,9 @@ import click
 
 from ..collect import owners
 from ..errors import EXIT_CRITICAL, UsageError
-from ..fix import retrofit, sockopt
+from ..fix import retrofit
 from ..kernel import proc as procfs
+from ..kernel import sockopt
 from ..model import filter as filters
 from .format import endpoint, table
 from .options import PID, Integer, filter_argument

@@ -1,7 +1,8 @@
 """What the doctor reads from a live system: one call for `doctor` and `fix`.
 
 Every TCP socket with owners and tcp_info, the host facts (counters sampled
-`window_s` apart), and nginx's configuration when nginx runs.
+`window_s` apart), a sample of each process's connections' keepalive options
+(collect.keepalive_sample), and nginx's configuration when nginx runs.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from ..model.nginx import NginxConf
 from ..model.snapshot import Snapshot
 from ..model.socket import Socket
-from . import nginx_conf, sockets
+from . import keepalive_sample, nginx_conf, sockets
 from . import snapshot as snapshots
 from .netns import Namespace
 
@@ -24,6 +25,12 @@ def take_live(namespaces: tuple[Namespace, ...] = (), window_s: float = 3.0, rea
     `sink`: each socket goes to it as the dump streams, the snapshot keeps none
     (collect.snapshot.take)."""
     query = sockets.Query(tcp_info=True, owners=True, namespaces=namespaces)
-    snap = snapshots.take_full(query, window=window_s, sink=sink)
+    picker = keepalive_sample.Picker()
+    snap = snapshots.take_full(query, window=window_s,
+                               sink=picker.wrap(sink) if sink is not None else None)
+    if sink is None:  # the snapshot kept its list
+        for s in snap.sockets:
+            picker.add(s)
+    keepalive_sample.read_into(snap, picker)
     nginx, note = nginx_conf.read(snap, config=nginx_config) if read_nginx else (None, "")
     return snap, nginx, note

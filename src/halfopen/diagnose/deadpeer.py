@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..model.finding import Finding
+from ..model.finding import Finding, Fix
 from ..model.socket import INBOUND, OUTBOUND, Socket
 from ..model.states import TcpState
-from . import sides
+from . import keepalive_target, sides
 from .common import (
     SOCK_DIAG,
     TCP_INFO,
@@ -41,6 +41,8 @@ from .common import (
     who,
 )
 from .context import Context
+from .keepalive_target import Probing, SocketsProbing, summarize
+from .middlebox import FLOW
 from .tally import TIMER_KEEPALIVE, TIMER_OFF, TIMER_ON, Hits, idle_ms
 
 MIN_RETRANS = 3  # three RTO backoffs in a row without an ACK
@@ -69,6 +71,48 @@ def retries_timeout_s(retries: int) -> float:
     if retries <= thresh:
         return ((2 << retries) - 1) * TCP_RTO_MIN_S
     return ((2 << thresh) - 1) * TCP_RTO_MIN_S + (retries - thresh) * TCP_RTO_MAX_S
+
+
+def flow_limit_s(ctx: Context) -> float | None:
+    """The shortest idle timeout of the flow middleboxes declared (--middlebox): the
+    limit a keepalive cure must beat; None when none is declared."""
+    limits = [mb.idle_timeout_s for mb in ctx.options.middleboxes if mb.kind == FLOW]
+    return min(limits) if limits else None
+
+
+def host_probing(ctx: Context, netns: str) -> Probing:
+    """The namespace's default keepalive (the sysctls; the kernel's defaults unread)."""
+    t = ctx.tunables(netns) if ctx.snapshot.host_facts is not None else None
+
+    def value(name: str, default: int) -> int:
+        got = getattr(t, name, None) if t is not None else None
+        return got if got is not None else default
+    return Probing(value("tcp_keepalive_time", 7200), value("tcp_keepalive_intvl", 75),
+                   value("tcp_keepalive_probes", 9))
+
+
+def sockets_probing(ctx: Context, pid: int | None, host: Probing) -> SocketsProbing | None:
+    """What the process's sockets read (collect.keepalive_sample) do; None unread."""
+    proc = ctx.snapshot.processes.get(pid) if pid is not None else None
+    return summarize(proc.keepalive, host) if proc is not None else None
+
+
+def keepalive_cure(ctx: Context, pid: int, limit_s: float | None, seen: SocketsProbing | None,
+                   filter_words: str, why: str, user_timeout_ms: int | None = None) -> list[Fix]:
+    """The retrofit for `pid`'s sockets, or none when they already probe fast enough:
+    never slower than a socket's own (keepalive_target.wanted against the fastest
+    socket read), inside the middlebox's limit when one is declared."""
+    if seen is not None and seen.off == 0 and seen.slowest is not None:
+        target = keepalive_target.wanted(limit_s, seen.slowest)
+        if target is None:
+            return []  # every socket read already finds a dead peer soon enough
+    want = keepalive_target.wanted(limit_s, seen.fastest if seen is not None else None)
+    if want is None:
+        if seen is None or seen.fastest is None:
+            return []  # no keepalive can beat the limit: the code fix says so
+        want = seen.fastest  # the process's own best, onto its sockets that lack it
+    return [keepalive_fix(pid, filter_words, want.idle, want.interval, want.count,
+                          user_timeout_ms=user_timeout_ms, why=why)]
 
 
 WHY_DEAD_PEER = (
@@ -159,6 +203,12 @@ def _dead_peer(ctx: Context, netns: str, pid: int | None, comm: str, side: str,
                     "remote service ip:port, count" if client else ""),
                  ev("tcp_retries2", retries2, "/proc/sys/net/ipv4/tcp_retries2",
                     f"gives up after ~{seconds(retries_timeout_s(retries2))} of retransmission")]
+    host = host_probing(ctx, netns)
+    seen = sockets_probing(ctx, pid, host)
+    if seen is not None:
+        evidence.append(ev("keepalive_read", seen.text(host), "getsockopt (pidfd_getfd)",
+                           "TCP_KEEPIDLE/INTVL/CNT read from the process's sockets"))
+    in_flight = group.retrans > 0 or unacked > 0  # retransmission, not keepalive, applies
     severity = "critical" if group.count >= CRITICAL_COUNT else "warning"
     one = next(iter(peers)) if len(peers) == 1 else None
     if client:
@@ -175,16 +225,23 @@ def _dead_peer(ctx: Context, netns: str, pid: int | None, comm: str, side: str,
         flt = f"state established pid {pid}" + (f" and ( {dsts} )" if dsts else "")
         fixes.append(kill_fix(flt, "end them now: RST to the dead peer (harmless), the "
                                    "process's next read fails with ECONNABORTED"))
-        fixes.append(keepalive_fix(pid, "state established", user_timeout_ms=30000,
-                                   why="keepalive for idle sockets and TCP_USER_TIMEOUT "
-                                       f"30 s for sockets with unacknowledged data, on this "
-                                       f"{'client' if client else 'server'}'s sockets"))
-    if retries2 > RETRIES2_SUGGESTED:
+        fixes += keepalive_cure(
+            ctx, pid, flow_limit_s(ctx), seen, "state established",
+            user_timeout_ms=30000 if in_flight else None,
+            why="keepalive for idle sockets" + (" and TCP_USER_TIMEOUT 30 s for sockets with "
+                                               "unacknowledged data" if in_flight else "")
+                + f", on this {'client' if client else 'server'}'s sockets")
+    if retries2 > RETRIES2_SUGGESTED and in_flight:
         fixes.append(sysctl_fix("net.ipv4.tcp_retries2", RETRIES2_SUGGESTED, netns,
                                 f"give up on unacknowledged data after ~"
                                 f"{seconds(retries_timeout_s(RETRIES2_SUGGESTED))} instead "
                                 f"of ~{seconds(retries_timeout_s(retries2))}, host-wide"))
-    fixes.append(code_fix(CLIENT_DEAD_PEER_FIX if client else SERVER_DEAD_PEER_FIX))
+    if seen is not None and seen.off == 0 and not client:
+        fixes.append(code_fix(SERVER_KEEPALIVE_SET_FIX))
+    else:
+        fixes.append(code_fix(CLIENT_DEAD_PEER_FIX if client else SERVER_DEAD_PEER_FIX))
+    if seen is not None:
+        title += f"; keepalive {seen.text(host)}"
     return Finding(
         id="dead-peer", severity=severity, cause=CAUSE, title=title,
         subject=_subject(netns, pid, comm, client, group, one),
@@ -201,6 +258,11 @@ SERVER_DEAD_PEER_FIX = (
     "set SO_KEEPALIVE with TCP_KEEPIDLE/KEEPINTVL/KEEPCNT and TCP_USER_TIMEOUT on the "
     "accepted connections (nginx: listen ... so_keepalive=60s:10s:6), or use an application "
     "heartbeat with a read deadline")
+SERVER_KEEPALIVE_SET_FIX = (
+    "SO_KEEPALIVE is already on for the sockets read: these peers are being probed and "
+    "will be reset when the probes run out; to find them sooner lower the process's own "
+    "keepalive setting (redis: tcp-keepalive; nginx: listen ... so_keepalive=), or set "
+    "TCP_USER_TIMEOUT for sockets that send")
 WHY_CLIENT_SIDE = (
     " This host is the client here: it connected out to the service named above, so the "
     "fix belongs in the client and its connection pool, not in the server.")
@@ -236,23 +298,25 @@ def check_keepalive_off(ctx: Context) -> list[Finding]:
     for (netns, pid, comm), group in table.by_size(table.keepalive_off):
         for side, part in group.sides():
             assert isinstance(part, Hits)
-            findings.append(_keepalive_off(netns, pid, comm, side, part, idle_s))
+            findings.append(_keepalive_off(ctx, netns, pid, comm, side, part, idle_s))
     return findings
 
 
-def _keepalive_off(netns: str, pid: int | None, comm: str, side: str, group: Hits,
+def _keepalive_off(ctx: Context, netns: str, pid: int | None, comm: str, side: str, group: Hits,
                    idle_s: float) -> Finding:
     client = side == sides.CLIENT
+    host = host_probing(ctx, netns)
+    seen = sockets_probing(ctx, pid, host)
     idle_max = group.max_idle_s  # every hit has an idle time
     peers, ports = group.peers, group.ports
     one = next(iter(peers)) if len(peers) == 1 else None
     severity = "warning" if group.count >= WARN_COUNT else "info"
     fixes = []
     if pid is not None:
-        fixes.append(keepalive_fix(pid, "state established",
-                                   why="retrofit TCP keepalive onto this "
-                                       f"{'client' if client else 'server'}'s idle sockets "
-                                       "(pidfd_getfd + setsockopt, no restart)"))
+        fixes += keepalive_cure(ctx, pid, flow_limit_s(ctx), seen, "state established",
+                                why="retrofit TCP keepalive onto this "
+                                    f"{'client' if client else 'server'}'s idle sockets "
+                                    "(pidfd_getfd + setsockopt, no restart)")
     fixes.append(code_fix(CLIENT_KEEPALIVE_FIX if client else SERVER_KEEPALIVE_FIX))
     if client:
         title = (f"{who(pid, comm)} is the client: {plural(group.count, 'idle connection')} to "
@@ -273,7 +337,9 @@ def _keepalive_off(netns: str, pid: int | None, comm: str, side: str, group: Hit
                   ev("max_idle_s", round(idle_max), TCP_INFO,
                      "min of last_data_recv, last_data_sent, last_ack_recv"),
                   ev("services" if client else "peers", top(peers), SOCK_DIAG),
-                  ev("local_ports", top(ports), SOCK_DIAG)],
+                  ev("local_ports", top(ports), SOCK_DIAG)]
+                 + ([ev("keepalive_read", seen.text(host), "getsockopt (pidfd_getfd)",
+                        "TCP_KEEPIDLE/INTVL/CNT read from the process's sockets")] if seen else []),
         fixes=fixes, why=WHY_KEEPALIVE_OFF + (WHY_CLIENT_SIDE if client else ""))
 
 

@@ -56,7 +56,9 @@ def check_kernel_log(ctx: Context) -> list[Finding]:
             title=f"kernel log: {count} \u00d7 {kind} in the last 24 h, last {ago // 60} min ago",
             subject=subject("host", port=last.port),
             evidence=[ev("lines", count, hf.kernel_log_source),
-                      ev("last_line", last.text, hf.kernel_log_source),
+                      ev("last_line", last.text, hf.kernel_log_source,
+                         "host-wide: a line names a port or a process, never the network "
+                         "namespace, so it may belong to any of them"),
                       ev("owner_rule", KIND_OWNER.get(kind, "-"), "halfopen",
                          "the rule that judges whether it still happens")],
             fixes=[], why=WHY_KLOG))

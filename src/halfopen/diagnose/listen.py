@@ -107,6 +107,10 @@ def _syn_recv_by_port(ctx: Context) -> dict[tuple[str, int], SynGroup]:
     return ctx.table.syn_recv
 
 
+KLOG_HOST_WIDE = ("the kernel log is the host's: this port's line may come from any network "
+                  "namespace with a listener on it")
+
+
 def _klog_ports(ctx: Context) -> dict[int, list]:
     hf = ctx.snapshot.host_facts
     out: dict[int, list] = {}
@@ -147,7 +151,8 @@ def check_accept_queue(ctx: Context) -> list[Finding]:
                                "half-open handshakes held because the accept queue is full"))
         if s.local_port in klog:
             evidence.append(ev("kernel_log", klog[s.local_port][-1].text, "kernel log",
-                               "a side effect of the full accept queue, not a SYN flood"))
+                               f"{KLOG_HOST_WIDE}; a side effect of a full accept queue, "
+                               "not a SYN flood"))
         fixes = [code_fix("accept faster: more workers/threads, never block the accept loop, "
                           "check what the process is stuck on (py-spy, jstack, gdb, strace -p)")]
         tun = ctx.tunables(s.netns) if _has_rates(ctx) else None
@@ -252,8 +257,8 @@ def _grade_syn(q: SynQueue) -> str | None:
         return "critical"
     if q.full or many:
         return "warning"
-    if q.klog and not q.syn_recv:
-        return "info"
+    # a kernel log line alone proves no namespace (the log is the host's; the line
+    # names a port): kernel-warning reports it once, host-wide
     return None
 
 
@@ -321,19 +326,16 @@ def _render_syn(ctx: Context, q: SynQueue, severity: str) -> Finding:
         evidence.append(ev("syn_queue_full_drops", q.drops, "/proc/net/netstat",
                            "TcpExt.TCPReqQFullDrop over the window (namespace-wide)"))
     if q.klog:
-        evidence.append(ev("kernel_log", q.klog[-1].text, "kernel log"))
-    if not sr:
-        title = f"port {port}: the kernel reported a SYN flood in the last hour"
-    else:
-        title = (f"port {port}: SYN queue {'full' if q.full else 'filling'} "
-                 f"({len(sr)}/{q.limit}), {plural(len(sr), 'half-open handshake')} from "
-                 f"{plural(len(sources), 'source')} ({who(pid, comm)})")
-        if q.drops:
-            title += f"; {plural(q.drops, 'SYN')} dropped"
-        if q.cookies:
-            title += f"; {plural(q.cookies, 'SYN cookie')} sent"
-        if q.syncookies is not None:
-            title += f"; syncookies {'off' if q.syncookies == 0 else 'on'}"
+        evidence.append(ev("kernel_log", q.klog[-1].text, "kernel log", KLOG_HOST_WIDE))
+    title = (f"port {port}: SYN queue {'full' if q.full else 'filling'} "
+             f"({len(sr)}/{q.limit}), {plural(len(sr), 'half-open handshake')} from "
+             f"{plural(len(sources), 'source')} ({who(pid, comm)})")
+    if q.drops:
+        title += f"; {plural(q.drops, 'SYN')} dropped"
+    if q.cookies:
+        title += f"; {plural(q.cookies, 'SYN cookie')} sent"
+    if q.syncookies is not None:
+        title += f"; syncookies {'off' if q.syncookies == 0 else 'on'}"
     fixes = _syn_fixes(ctx, q.netns)
     if lst.send_q < BIG_BACKLOG:
         fixes.append(code_fix(f"listen() with a larger backlog (now {lst.send_q}; Python's "

@@ -8,7 +8,9 @@ Checks, per namespace with TCP sysctls:
   default, NAME with --netns NAME, all of them with --all-netns (the user
   declares the middlebox on the path of the sockets asked about).
   2. each declared *flow* middlebox (--middlebox aws-nlb, azure-lb, SECONDS):
-     tcp_keepalive_time must be below its idle timeout (margin FLOW_MARGIN);
+     keepalive (the host's tcp_keepalive_time/intvl/probes) must send its first
+     probe and reset a dead peer strictly inside its idle timeout
+     (diagnose.keepalive_target);
      nginx, when it runs, must close idle client connections before it too
      (keepalive_timeout), or set so_keepalive below it. warning.
   3. each declared *proxy* middlebox (aws-alb, gcp-lb): the backend must keep
@@ -19,12 +21,12 @@ Checks, per namespace with TCP sysctls:
 
 from __future__ import annotations
 
-from ..model.finding import Finding
-from .common import config_fix, ev, seconds, subject, sysctl_fix
+from ..model.finding import Finding, Fix
+from . import keepalive_target
+from .common import code_fix, config_fix, ev, seconds, subject, sysctl_fix
 from .context import Context, Unavailable
-from .middlebox import FLOW, PROXY, Middlebox
+from .middlebox import FLOW, PROXY
 
-FLOW_MARGIN = 0.8  # keepalive at most 80 % of a flow timeout: probes are late under load
 PROXY_MARGIN_S = 5  # backend idle timeout at least this much above the proxy's
 
 CAUSE = "middlebox timing out"
@@ -59,8 +61,36 @@ WHY_CT = (
 )
 
 
-def _flow_target(mb: Middlebox) -> int:
-    return max(10, int(mb.idle_timeout_s * FLOW_MARGIN) // 10 * 10)
+def _host_probing(t) -> keepalive_target.Probing:
+    """The host's default keepalive (for sockets with SO_KEEPALIVE that set no
+    TCP_KEEPIDLE/INTVL/CNT of their own)."""
+    return keepalive_target.Probing(
+        t.tcp_keepalive_time,
+        t.tcp_keepalive_intvl if t.tcp_keepalive_intvl is not None else 75,
+        t.tcp_keepalive_probes if t.tcp_keepalive_probes is not None else 9)
+
+
+# the three sysctls behind a Probing's fields (the defaults of TCP_KEEPIDLE/INTVL/CNT)
+PROBING_SYSCTLS = (("idle", "net.ipv4.tcp_keepalive_time"),
+                   ("interval", "net.ipv4.tcp_keepalive_intvl"),
+                   ("count", "net.ipv4.tcp_keepalive_probes"))
+
+
+def _probing_fixes(have: keepalive_target.Probing, want: keepalive_target.Probing | None,
+                   netns: str, name: str, limit_s: float) -> list[Fix]:
+    """The sysctls that make the host's default keepalive beat `name`'s idle timeout."""
+    if want is None:
+        if keepalive_target.within(limit_s) is not None:
+            return []  # the host already probes fast enough
+        return [code_fix(f"no TCP keepalive can beat a {seconds(limit_s)} idle timeout "
+                         "(TCP_KEEPIDLE and TCP_KEEPINTVL are whole seconds): send an "
+                         f"application heartbeat more often than every {seconds(limit_s)}, "
+                         "or raise the idle timeout")]
+    why = (f"probing {want.text()}: the first probe and a dead peer's reset "
+           f"({seconds(want.detect_s)}) inside {name}'s {seconds(limit_s)} "
+           "(for sockets with SO_KEEPALIVE)")
+    return [sysctl_fix(key, getattr(want, field), netns, why)
+            for field, key in PROBING_SYSCTLS if getattr(want, field) != getattr(have, field)]
 
 
 def check_timeouts(ctx: Context) -> list[Finding]:
@@ -90,7 +120,8 @@ def check_timeouts(ctx: Context) -> list[Finding]:
                                      "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established")],
                 fixes=[sysctl_fix("net.netfilter.nf_conntrack_tcp_timeout_established",
                                   max(432000, ka * 2), ns.netns),
-                       sysctl_fix("net.ipv4.tcp_keepalive_time", max(60, est // 2), ns.netns)],
+                       *_probing_fixes(_host_probing(t), keepalive_target.wanted(est, _host_probing(t)),
+                                       ns.netns, "conntrack", est)],
                 why=WHY_CT))
         # Declared middleboxes sit on the path of the sockets asked about: they apply to
         # every namespace being checked (the host by default, --netns NAME, --all-netns).
@@ -101,8 +132,11 @@ def check_timeouts(ctx: Context) -> list[Finding]:
             mb_ev = ev("middlebox_idle_timeout_s", mb.idle_timeout_s, mb.source or "--middlebox",
                        f"{mb.name} ({mb.kind})")
             if mb.kind == FLOW:
-                target = _flow_target(mb)
-                if ka > target:
+                have = _host_probing(t)
+                want = keepalive_target.wanted(mb.idle_timeout_s, have)
+                if want is not None or keepalive_target.within(mb.idle_timeout_s) is None:
+                    # the first probe after the flow is gone: warning; before it, the
+                    # flow is kept and only a dead peer is found late: info
                     # ESTABLISHED, no timer, idle (data both ways) past the timeout
                     lost = space.flow_idle[ctx.table.flow_mark(mb.idle_timeout_s)] if space else 0
                     evidence = [ka_src, mb_ev]
@@ -111,14 +145,17 @@ def check_timeouts(ctx: Context) -> list[Finding]:
                                            "tcp_info", "ESTABLISHED, no keepalive timer, idle "
                                            "longer than the middlebox remembers"))
                     findings.append(Finding(
-                        id="timeout-mismatch", severity="warning", cause=CAUSE,
+                        id="timeout-mismatch", cause=CAUSE,
+                        severity="warning" if ka >= mb.idle_timeout_s else "info",
                         title=f"{mb.name} forgets idle flows after {seconds(mb.idle_timeout_s)}; "
-                              f"keepalive probes start after {seconds(ka)}",
+                              + (f"keepalive probes start after {seconds(ka)}"
+                                 if ka >= mb.idle_timeout_s else
+                                 f"keepalive finds a dead peer only after {seconds(have.detect_s)}"),
                         subject=subject(ns.netns, middlebox=mb.name),
-                        evidence=evidence,
-                        fixes=[sysctl_fix("net.ipv4.tcp_keepalive_time", target, ns.netns,
-                                          "first probe well inside the middlebox's idle "
-                                          "timeout (for sockets with SO_KEEPALIVE)")],
+                        evidence=evidence + [ev("keepalive_detects_dead_peer_s", have.detect_s,
+                                                "/proc/sys/net/ipv4/tcp_keepalive_*",
+                                                "tcp_keepalive_time + intvl x probes")],
+                        fixes=_probing_fixes(have, want, ns.netns, mb.name, mb.idle_timeout_s),
                         why=WHY_FLOW))
                 if nginx is not None:
                     kt = nginx.max_keepalive_timeout_s
@@ -172,8 +209,11 @@ def _nginx_namespaces(ctx: Context) -> set[str]:
 
 
 def _nginx_flow(netns, mb, kt, no_ka, nginx) -> Finding:
-    target = _flow_target(mb)
     ports = sorted({x.port for x in no_ka if x.port})
+    probing = keepalive_target.within(mb.idle_timeout_s)
+    close_by = max(1, keepalive_target.budget_s(mb.idle_timeout_s))
+    listen = (f"\nlisten {ports[0] if ports else 80} so_keepalive={probing.idle}s:"
+              f"{probing.interval}s:{probing.count};" if probing is not None else "")
     return Finding(
         id="timeout-mismatch", severity="warning", cause=CAUSE,
         title=f"nginx keeps idle connections {seconds(kt)}, longer than {mb.name} remembers "
@@ -184,8 +224,7 @@ def _nginx_flow(netns, mb, kt, no_ka, nginx) -> Finding:
                   ev("listens_without_so_keepalive", [x.address for x in no_ka], nginx.source),
                   ev("middlebox_idle_timeout_s", mb.idle_timeout_s, mb.source, mb.name)],
         fixes=[config_fix(nginx.fix_path,
-                          f"keepalive_timeout {min(int(kt), target)}s;\n"
-                          f"listen {ports[0] if ports else 80} so_keepalive={target}s:10s:6;",
+                          f"keepalive_timeout {min(int(kt), close_by)}s;{listen}",
                           f"close idle client connections, or probe them, before {mb.name} "
                           "forgets the flow")],
         why=WHY_FLOW)

@@ -21,10 +21,10 @@ from .. import fsio
 from ..collect import netns
 from ..errors import HalfopenError
 from ..kernel import identity
+from ..kernel.sockopt import Keepalive
 from . import destroy, journal, namespace, persist, retrofit, rlimit, sysctl
 from .errors import ProcessGone
 from .plan import Step
-from .sockopt import Keepalive
 
 
 @record

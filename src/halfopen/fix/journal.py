@@ -4,7 +4,8 @@
      "target": "net.ipv4.tcp_syncookies", "netns": "ho-1", "netns_inode": 4026532291,
      "netns_cookie": 4711, "old": "1", "new": "0", "finding": "syn-flood"}
     {"id": "...:2", "time": "...", "kind": "done", "done": "...:1"}
-    {"id": "...:3", "time": "...", "kind": "undo", "undoes": "...:1", "outcome": "restored"}
+    {"id": "...:3", "time": "...", "kind": "verify", "change": "...:1", "verified": "cured"}
+    {"id": "...:4", "time": "...", "kind": "undo", "undoes": "...:1", "outcome": "restored"}
 
 A change is (1) its intent line written and fsync'ed, (2) the change, (3) a
 "done" line naming the intent. A run killed between (1) and (3) leaves an
@@ -179,6 +180,8 @@ def pending(path: str) -> list[dict[str, Any]]:
             undone.add(entry.get("undoes"))
         elif kind == "done":
             done.add(entry.get("done"))
+        elif kind == "verify":
+            continue  # what the doctor saw after a change: nothing to undo
         else:
             changes.append(entry)
     # a line without "intent" predates the write-ahead format: its change was made

@@ -55,6 +55,7 @@ class Step:
     note: str = ""
     text: str = ""  # manual steps: the snippet or command for a person
     params: dict[str, Any] = field(default_factory=dict)
+    subject: dict[str, Any] = field(default_factory=dict)  # the finding's, to verify against
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in ("finding", "reason", "action", "target", "status",
@@ -90,6 +91,7 @@ def build(findings: Iterable[Finding], proc: str = "/proc",
     for finding in findings:
         for fix in finding.fixes:
             step = _step(finding, fix, proc, sys_root)
+            step.subject = dict(finding.subject)
             why = safety.outside(step.netns, only_netns)
             if why and step.action in AUTOMATIC and step.status != "manual":
                 step.status = "manual"

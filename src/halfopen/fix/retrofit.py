@@ -21,13 +21,13 @@ from halfopen.records import record
 from ..collect import netns, owners
 from ..collect import sockets as collector
 from ..errors import NotPermitted, UsageError
-from ..kernel import identity
+from ..kernel import identity, sockopt
+from ..kernel.sockopt import Keepalive
 from ..model.filter import Filter
 from ..model.socket import Socket
 from ..model.states import TcpState
-from . import pidfd, sockopt
+from . import pidfd
 from .errors import AccessDenied, ProcessGone
-from .sockopt import Keepalive
 
 # TIME_WAIT and SYN_RECV have no fd; LAST_ACK and later are already closing.
 _HELD_STATES = {TcpState.ESTABLISHED, TcpState.CLOSE_WAIT, TcpState.LISTEN,

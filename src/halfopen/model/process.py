@@ -11,6 +11,30 @@ from halfopen.records import record
 from .container import Container
 
 
+@record(frozen=True)
+class KeepaliveSeen:
+    """The keepalive options of some of a process's ESTABLISHED sockets, read from the
+    sockets themselves (getsockopt on a pidfd_getfd duplicate: collect.keepalive_sample):
+    how many of the sockets read have exactly these."""
+
+    sockets: int
+    keepalive: bool  # SO_KEEPALIVE
+    idle: int  # TCP_KEEPIDLE, seconds (the namespace's tcp_keepalive_time unless set)
+    interval: int  # TCP_KEEPINTVL, seconds
+    count: int  # TCP_KEEPCNT
+    user_timeout_ms: int = 0  # TCP_USER_TIMEOUT; 0: tcp_retries2 decides
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sockets": self.sockets, "keepalive": self.keepalive, "idle": self.idle,
+                "interval": self.interval, "count": self.count,
+                "user_timeout_ms": self.user_timeout_ms}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> KeepaliveSeen:
+        return cls(d["sockets"], d["keepalive"], d["idle"], d["interval"], d["count"],
+                   d.get("user_timeout_ms", 0))
+
+
 @record
 class Process:
     pid: int
@@ -20,12 +44,15 @@ class Process:
     # socket), a list when read from JSON; equal when their inodes are
     socket_inodes: Sequence[int] = field(default_factory=list)
     container: Optional[Container] = None  # None: on the host, or not known
+    # a sample of its ESTABLISHED sockets' keepalive, one entry per distinct setting;
+    # empty when not read (not root, no such socket, a snapshot from before)
+    keepalive: list[KeepaliveSeen] = field(default_factory=list)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Process):
             return NotImplemented
-        return (self.pid, self.comm, self.fd_count, self.container) == \
-            (other.pid, other.comm, other.fd_count, other.container) and \
+        return (self.pid, self.comm, self.fd_count, self.container, self.keepalive) == \
+            (other.pid, other.comm, other.fd_count, other.container, other.keepalive) and \
             list(self.socket_inodes) == list(other.socket_inodes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -33,10 +60,13 @@ class Process:
                              "socket_inodes": list(self.socket_inodes)}
         if self.container is not None:
             d["container"] = self.container.to_dict()
+        if self.keepalive:
+            d["keepalive"] = [k.to_dict() for k in self.keepalive]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Process:
         c = d.get("container")
         return cls(d["pid"], d["comm"], d["fd_count"], list(d.get("socket_inodes", [])),
-                   Container.from_dict(c) if c else None)
+                   Container.from_dict(c) if c else None,
+                   [KeepaliveSeen.from_dict(k) for k in d.get("keepalive", [])])

@@ -6,7 +6,14 @@ recorded case and every generated table must give the same report, finding
 for finding, and the same perfdata. One change since, by hand: a kill filter
 names a bare IPv6 peer in brackets (`dst [2001:db8::5]`; unbracketed, the
 filter read its last group as a port and refused it), and nginx evidence names
-the configuration read, not `nginx -T` (which halfopen no longer runs).
+the configuration read, not `nginx -T` (which halfopen no longer runs); and
+timeout-mismatch's keepalive cure comes from diagnose.keepalive_target (issue
+22: the first probe and a dead peer's reset strictly inside the limit, so the
+three keepalive sysctls, and info when the first probe already beats it):
+the four timeout-mismatch goldens were re-recorded for that finding alone;
+and dead-peer proposes TCP_USER_TIMEOUT and tcp_retries2 only where data is in
+flight (retransmitting or Send-Q): its goldens re-recorded for that alone;
+kernel log evidence says the log is host-wide (four goldens: that note alone).
 """
 
 from __future__ import annotations
