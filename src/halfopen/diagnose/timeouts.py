@@ -167,7 +167,7 @@ def check_timeouts(ctx: Context) -> list[Finding]:
                 if nginx is not None:
                     kt = nginx.min_keepalive_timeout_s
                     if kt < mb.idle_timeout_s + PROXY_MARGIN_S:
-                        want = mb.idle_timeout_s + max(PROXY_MARGIN_S, 10)
+                        keep = mb.idle_timeout_s + max(PROXY_MARGIN_S, 10)
                         findings.append(Finding(
                             id="timeout-mismatch", severity="warning", cause=CAUSE,
                             title=f"nginx closes idle connections after {seconds(kt)}, before "
@@ -178,7 +178,7 @@ def check_timeouts(ctx: Context) -> list[Finding]:
                                          "the shortest keepalive_timeout (default 75 s)"),
                                       mb_ev],
                             fixes=[config_fix(nginx.fix_path,
-                                              f"keepalive_timeout {want}s;   # in http {{}}",
+                                              f"keepalive_timeout {keep}s;   # in http {{}}",
                                               f"keep idle connections longer than {mb.name}")],
                             why=WHY_PROXY))
                 else:
