@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 
 from harness import CASES
@@ -54,7 +55,8 @@ def build(root: Path) -> dict[str, list[str]]:
     (root / "web-empty.yml").write_text("# nothing\n")
     (root / "adir").mkdir(exist_ok=True)
     common = [str(root / "empty"), str(root / "adir"), str(root / "missing"), "/dev/null",
-              "/dev/zero", str(root / "notutf8.json"), str(root / "deep.json")]
+              "/dev/zero", str(root / "notutf8.json"), str(root / "deep.json"),
+              *file_types(root, good_snap)]
     return {
         "snapshot": [str(good_snap), str(root / "mistyped.json"), str(root / "list.json")] + common,
         "findings": [str(findings), str(root / "findings-bad.json"), str(good_snap)] + common,
@@ -64,5 +66,26 @@ def build(root: Path) -> dict[str, list[str]]:
         # Never a device: a writer that replaced /dev/null by renaming over it would
         # break the host. Writes stay under root.
         "missing": str(root / "missing") + "/",  # + any text: a path that does not exist
-        "output": [str(root / "out"), str(root / "adir"), str(root / "missing-dir" / "x")],
+        "output": [str(root / "out"), str(root / "adir"), str(root / "missing-dir" / "x"),
+                   str(root / "fifo"), str(root / "link-good"), str(root / "hardlink")],
     }
+
+
+def file_types(root: Path, good: Path) -> list[str]:
+    """Paths that are not plain files, as a user could plant them where root reads: a
+    FIFO (an open that blocks), a unix socket, a symlink to a good file and one to the
+    FIFO, a second hard link to a good file."""
+    fifo, sock = root / "fifo", root / "socket"
+    if not fifo.exists():
+        os.mkfifo(fifo)
+    if not sock.exists():
+        with socket.socket(socket.AF_UNIX) as s:
+            s.bind(str(sock))
+    links = {root / "link-good": good, root / "link-fifo": fifo}
+    for link, target in links.items():
+        if not link.is_symlink():
+            link.symlink_to(target)
+    hard = root / "hardlink"
+    if not hard.exists():
+        os.link(good, hard)
+    return [str(fifo), str(sock), *map(str, links), str(hard)]
