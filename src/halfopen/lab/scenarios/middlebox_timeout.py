@@ -13,12 +13,12 @@ from ..scenario import Ctx, connect, errname, wait_until
 NAME = "middlebox-timeout"
 FINDINGS = ("timeout-mismatch", "dead-peer")
 SUMMARY = ("client - router - server: the router's conntrack forgets an idle flow and drops its "
-           "packets; keepalive below the router timeout keeps it alive; RST on expiry is kinder")
+           "packets; the doctor's keepalive, inside the router timeout, keeps it alive; RST on "
+           "expiry is kinder")
 NEEDS = ("nft", "conntrack")
 PORT = 8082
-CT_TIMEOUT = 3  # router's nf_conntrack_tcp_timeout_established
+CT_TIMEOUT = 8  # router's nf_conntrack_tcp_timeout_established: issue 22's 8 s firewall
 IDLE_FOR = CT_TIMEOUT + 2
-KA_IDLE, KA_INTVL, KA_CNT = 1, 1, 3
 
 RULES = """
 table inet lab {
@@ -68,6 +68,17 @@ def ct_entries(ctx: Ctx, show: bool = True) -> int:
     return sum(1 for line in out.splitlines() if "ESTABLISHED" in line)
 
 
+def _keepalive_cure(report: dict, pid: int) -> tuple[int, int, int] | None:
+    """(idle, interval, count) of the keepalive fix the doctor proposed for `pid`'s dead peers."""
+    for f in report.get("findings", []):
+        if f.get("id") == "dead-peer" and f.get("subject", {}).get("pid") == pid:
+            for fix in f.get("fixes", []):
+                p = fix.get("params") or {}
+                if fix.get("action") == "keepalive":
+                    return p["idle"], p["interval"], p["count"]
+    return None
+
+
 def run(ctx: Ctx) -> None:
     lab = ctx.lab
     _cli_ip, srv_ip = build(ctx)
@@ -103,19 +114,26 @@ def run(ctx: Ctx) -> None:
                  f"path, declared for the namespace checked with --netns")
     ctx.expect(report, "timeout-mismatch", netns=lab.ns("srv"))
     ctx.expect(report, "dead-peer", pid=app.pid)
+    cure = _keepalive_cure(report, app.pid)
     router = ctx.doctor("rtr")
     ctx.expect(router, "timeout-mismatch", middlebox="conntrack")
     s1.close()
     tools.kill(lab, "srv", ["state", "established", "sport", "=", f":{PORT}"])
     ctx.say.note("(the half-open connection is gone now; next, the same idle pattern with the fix)")
 
-    ctx.say.step(f"fix: keepalive below the router timeout (idle {KA_IDLE}s < {CT_TIMEOUT}s), "
-                 "retrofitted onto the server")
+    if cure is None:
+        ctx.check("cure", "the doctor proposes a keepalive for the server", False, "none proposed")
+        return
+    idle, interval, count = cure
+    ctx.check("cure", f"the proposed keepalive ends inside the router's {CT_TIMEOUT}s",
+              idle + interval * count < CT_TIMEOUT, f"{idle}s + {interval}s x {count}")
+    ctx.say.step(f"fix: the doctor's keepalive ({idle}s/{interval}s x{count}: first probe and a "
+                 f"dead peer's reset inside {CT_TIMEOUT}s), retrofitted onto the server")
     s2 = hello(ctx, srv_ip)
     if s2 is None:
         return
-    ctx.result.fixed_by.append(tools.keepalive(lab, app.pid, KA_IDLE, KA_INTVL, KA_CNT))
-    lab.shrunk["srv: TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT (per socket)"] = f"{KA_IDLE}/{KA_INTVL}/{KA_CNT}"
+    ctx.result.fixed_by.append(tools.keepalive(lab, app.pid, idle, interval, count))
+    lab.shrunk["srv: TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT (per socket)"] = f"{idle}/{interval}/{count}"
     ctx.say.note(f"idle for {IDLE_FOR}s again ...")
     time.sleep(IDLE_FOR)
 
