@@ -214,7 +214,8 @@ class Filter:
     @property
     def dual(self) -> bool:
         """True when ss's two matchers read this filter differently (see _eval):
-        `autobound`, or a port outside 0-65535 under `>=`/`<=`/`>`/`<`. Then a
+        `autobound`, a /0 prefix (`::/0`), or a port outside 0-65535 under
+        `>=`/`<=`/`>`/`<`. Then a
         socket is shown when both readings accept it, and the kernel's bytecode
         alone is not the answer."""
         return self.expr is not None and _any_leaf(self.expr, _reads_twice)
@@ -723,17 +724,22 @@ _CMP = {"eq": int.__eq__, "ne": int.__ne__, "ge": int.__ge__, "le": int.__le__,
 
 
 def _reads_twice(leaf: Expr) -> bool:
+    if isinstance(leaf, HostIs):  # ::/0, 0.0.0.0/0: a family in the kernel, any address in ss
+        return leaf.network is not None and leaf.network.prefixlen == 0
     return isinstance(leaf, AutoBound) or (
         isinstance(leaf, PortCmp) and leaf.op not in ("eq", "ne")
         and not 0 <= leaf.port <= 0xFFFF)
 
 
-def _host_matches(leaf: HostIs, addr: str, port: int) -> bool:
+def _host_matches(leaf: HostIs, addr: str, port: int, kernel: bool = True) -> bool:
     """inet_diag_bc_run()'s S_COND/D_COND: the port, then the family (an IPv4
-    prefix also matches v4-mapped IPv6), then the prefix."""
+    prefix also matches v4-mapped IPv6), then the prefix. ss's userspace
+    matcher (kernel=False) skips the address of a /0 prefix: `src ::/0` is
+    IPv6 only in the kernel and any socket in ss's own check, so under `not`
+    ss shows none."""
     if leaf.port is not None and leaf.port != port:
         return False
-    if leaf.network is None:
+    if leaf.network is None or (not kernel and leaf.network.prefixlen == 0):
         return True
     ip = ipaddress.ip_address(addr)
     if ip.version == 6 and leaf.network.version == 4 and ip.ipv4_mapped is not None:
@@ -744,7 +750,8 @@ def _host_matches(leaf: HostIs, addr: str, port: int) -> bool:
 def _eval(expr: Expr, s: Socket, kernel: bool = False) -> bool:
     """One of ss's two readings of a filter: its userspace matcher's
     (run_ssfilter), or with kernel=True its bytecode's as inet_diag_bc_run()
-    runs it. They differ only where Filter.dual says: a `>=`/`<=` port is a C
+    runs it. They differ only where Filter.dual says: a /0 prefix is only a
+    family in the kernel and any address in userspace; a `>=`/`<=` port is a C
     int in userspace and its low 16 bits in the kernel (`>` and `<` are `not`
     of those), and `autobound` is "in the ephemeral range" in userspace and
     "no port lock" in the kernel (which only the kernel can see: here both
@@ -762,8 +769,8 @@ def _eval(expr: Expr, s: Socket, kernel: bool = False) -> bool:
         return _CMP[expr.op](s.local_port if expr.side == "s" else s.peer_port, port)
     if isinstance(expr, HostIs):
         if expr.side == "s":
-            return _host_matches(expr, s.local_addr, s.local_port)
-        return _host_matches(expr, s.peer_addr, s.peer_port)
+            return _host_matches(expr, s.local_addr, s.local_port, kernel)
+        return _host_matches(expr, s.peer_addr, s.peer_port, kernel)
     if isinstance(expr, DevIs):
         index = expr.index if expr.index is not None else values.device_number(expr.name)
         return s.ifindex == index
