@@ -87,10 +87,22 @@ def test_table_like_ss(zoo):
     assert all(f"ho-srv({zoo.srv.pid},fd=" in line for line in cw)
 
 
+def test_a_port_past_65535_is_read_as_ss_reads_it_with_a_note():
+    """sport <= :70000: ss's matcher compares 70000, the kernel its low 16 bits (4464)."""
+    proc = halfopen("sockets", "--json", "sport", "<=", ":70000", check=False)
+    assert proc.returncode == 0, proc.stderr
+    note = [line for line in proc.stderr.splitlines() if "70000" in line]
+    assert len(note) == 1 and "4464" in note[0] and note[0].startswith("halfopen: note: ")
+    assert all(s["local_port"] <= 4464 for s in json.loads(proc.stdout)["sockets"])
+
+
 @pytest.mark.parametrize("args,names", [
     (["sockets", "state", "bogus"], ["'bogus'", "close-wait"]),
     (["sockets", "frobnicate"], ["'frobnicate'", "sport"]),
-    (["sockets", "sport", "=", ":70000"], ["':70000'"]),
+    (["sockets", "sport", "=", ":2147483648"], ["':2147483648'"]),  # past a C int, as ss
+    (["sockets", "sport = :22 or sport ="], ["`sport =`", ":22"]),  # issue 20: ss's syntax error
+    (["sockets", "dport", ">="], ["`dport >=`", "port"]),
+    (["sockets", "src", "or", "sport", "=", ":1"], ["`src`", "'or'", "address"]),
     (["sockets", "src", "1.2.3.999"], ["1.2.3.999"]),
     (["sockets", "(", "sport", "=", ":1"], ["')'"]),
     (["sockets", "--json", "--csv"], ["--json", "--csv"]),

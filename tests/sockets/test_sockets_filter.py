@@ -134,19 +134,26 @@ def test_owner_words():
     ("state bogus", ["'bogus'", "close-wait", "synchronized", "bucket", "big"]),
     ("frobnicate", ["'frobnicate'", "sport", "dport", "src", "dst", "pid", "comm", "uid"]),
     ("sport = :80 frob", ["'frob'", "state"]),
-    ("sport = :99999", ["':99999'"]),
+    ("sport = :2147483648", ["':2147483648'"]),  # past a C int: ss refuses it too
     ("sport = :nosuchservice", ["':nosuchservice'"]),
     ("src 300.1.1.1", ["'300.1.1.1'"]),
     ("src 2001:db8::1", ["'2001:db8::1'"]),  # ss: address 2001:db8: port 1
     ("sport = ²", ["'\\xb2'"]),
     ("sport = 08", ["'08'"]),
-    ("sport = 70000", ["'70000'"]),
+    ("sport = -2147483649", ["'-2147483649'"]),
     ("dst [::1", ["'[::1'"]),
     ("pid abc", ["'abc'"]),
     ("( sport = :80", ["')'"]),
     ("sport = :80 )", ["')'"]),
     ("state", ["state"]),
-    ("sport =", ["port"]),
+    ("sport =", ["`sport =`", "port", ":22"]),
+    ("sport = :22 or sport =", ["`sport =`", "port", ":22"]),  # issue 20: exited 0
+    ("dport >= or sport = :1", ["`dport >=`", "'or'", "port"]),
+    ("( src ) and sport = :1", ["`src`", "address", "')'"]),
+    ("src and dport = :1", ["`src`", "'and'", "address"]),
+    ("dev", ["`dev`", "interface"]),
+    ("fwmark =", ["`fwmark =`", "mark"]),
+    ("cgroup", ["`cgroup`", "cgroup path"]),
 ])
 def test_bad_input_is_one_usage_line_naming_the_word(text, must_name):
     with pytest.raises(UsageError) as info:
@@ -314,7 +321,7 @@ def test_compiled_bytecode_matches_ss_layout():
 
 def test_new_conditions_match_the_kernel_layout():
     """inet_diag.h: DEV_COND + u32 ifindex, MARK_COND + markcond, CGROUP_COND + u64 id;
-    autobound is ss's pair of tests: AUTO, then the ephemeral range."""
+    autobound is ss's AUTO op (its ephemeral-range half is ss's userspace reading)."""
     kf = bytecode.compile_filter(parse(["dev", "lo"]).bind({"lo": 1}))
     assert kf.exact and kf.bytecode == bytecode.OP.pack(9, 8, 12) + (1).to_bytes(4, "little")
     kf = bytecode.compile_filter(parse(["fwmark", "0x10/0xff"]))
@@ -323,9 +330,14 @@ def test_new_conditions_match_the_kernel_layout():
     kf = bytecode.compile_filter(flt.bind({}, (1, 2), *filter_names.look_up(flt)))
     assert kf.bytecode[:4] == bytecode.OP.pack(13, 12, 16) and len(kf.bytecode) == 12
     kf = bytecode.compile_filter(parse(["autobound"]).bind({}, (32768, 60999)))
-    assert kf.bytecode == (bytecode.OP.pack(6, 4, 24) + bytecode.OP.pack(2, 8, 20)
-                           + bytecode.OP.pack(0, 0, 32768) + bytecode.OP.pack(3, 8, 12)
-                           + bytecode.OP.pack(0, 0, 60999))
+    assert kf.bytecode == bytecode.OP.pack(6, 4, 8) and not kf.exact  # ss's op; range: userspace
+    # ports as ss sends them: `=` 70000 a host condition with an int port, `>=` its low 16 bits
+    kf = bytecode.compile_filter(parse(["sport", "=", ":70000"]))
+    assert kf.exact and kf.bytecode == (bytecode.OP.pack(7, 12, 16)
+                                        + bytecode.HOSTCOND.pack(socket.AF_UNSPEC, 0, 70000))
+    kf = bytecode.compile_filter(parse(["dport", ">=", ":70000"]))
+    assert not kf.exact and kf.whole
+    assert kf.bytecode == bytecode.OP.pack(4, 8, 12) + bytecode.OP.pack(0, 0, 70000 & 0xFFFF)
     assert bytecode.compile_filter(parse(["sport", "=", "inet6::22"])).families == (6,)
 
 

@@ -66,6 +66,8 @@ def keepalive(pid: int | None, container: str | None, filter_words: tuple[str, .
         raise UsageError("choose one of --pid PID, --container NAME|ID")
     retrofit.check_pid(pid)
     flt = filters.parse(filter_words)
+    for note in flt.notes:  # how a value was read (a port past 65535), before acting on it
+        click.echo(f"halfopen: note: {note}", err=True)
     start = procfs.start_time(pid)  # the process whose sockets are listed is the one set
     targets = retrofit.find_sockets(pid, flt)
     results = retrofit.retrofit(pid, targets, settings, apply=yes, release=release, start=start)

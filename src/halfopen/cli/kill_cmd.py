@@ -38,6 +38,8 @@ def kill(filter_words: tuple[str, ...], yes: bool, include_listeners: bool,
       halfopen kill state close-wait dport = :5432 --yes
     """
     flt = filters.parse(filter_words)
+    for note in flt.notes:  # how a value was read (a port past 65535), before acting on it
+        click.echo(f"halfopen: note: {note}", err=True)
     if flt.is_empty:
         raise UsageError("kill needs a filter: an empty one would name every socket "
                          "(e.g. `state close-wait pid 812`)")

@@ -63,6 +63,7 @@ class KernelFilter:
     bytecode: bytes
     exact: bool  # True: userspace need not check the filter again
     families: tuple[int, ...] = (4, 6)  # an inet:/inet6: prefix narrows the dump
+    whole: bool = True  # the bytecode runs the whole filter (its kernel reading)
 
 
 def compile_filter(flt: Filter) -> KernelFilter:
@@ -72,14 +73,16 @@ def compile_filter(flt: Filter) -> KernelFilter:
     if expr is None:
         return KernelFilter(ALL_STATES, b"", True, families)
     kernel_expr = _kernel_part(expr)
-    exact = _is_exact(expr)
+    whole = _is_exact(expr)
     try:
         code = _compile(kernel_expr) if kernel_expr is not None else b""
     except struct.error:  # a jump beyond 64 KiB (u16 yes/no)
         code = b"\0" * (MAX_BYTECODE + 1)
     if len(code) > MAX_BYTECODE:  # too long for the kernel: userspace checks it all
-        code, exact = b"", False
-    return KernelFilter(_state_superset(expr), code, exact, families)
+        code, whole = b"", False
+    # ss's two readings (Filter.dual): the kernel gives one, userspace checks the other
+    exact = whole and not flt.dual
+    return KernelFilter(_state_superset(expr), code, exact, families, whole)
 
 
 def _has(expr: Expr, kinds: tuple[type, ...]) -> bool:
@@ -135,13 +138,18 @@ def _leaf(body_code: int, payload: bytes) -> bytes:
 
 
 def _port_op(side: str, op: str, port: int) -> bytes:
+    """A port comparison. ss's `=` is a host condition, whose port is an int
+    (so 70000 matches no socket); `>=`/`<=` carry the port in the u16 `no`
+    field, which keeps its low 16 bits, as ss's struct initialiser does."""
     s = side == "s"
     if op == "eq":
+        if not 0 <= port <= 0xFFFF:
+            return _leaf(BC_S_COND if s else BC_D_COND, HOSTCOND.pack(socket.AF_UNSPEC, 0, port))
         return _leaf(BC_S_EQ if s else BC_D_EQ, _op(0, 0, port))
     if op == "ge":
-        return _leaf(BC_S_GE if s else BC_D_GE, _op(0, 0, port))
+        return _leaf(BC_S_GE if s else BC_D_GE, _op(0, 0, port & 0xFFFF))
     if op == "le":
-        return _leaf(BC_S_LE if s else BC_D_LE, _op(0, 0, port))
+        return _leaf(BC_S_LE if s else BC_D_LE, _op(0, 0, port & 0xFFFF))
     inverse = {"ne": "eq", "gt": "le", "lt": "ge"}[op]
     return _negate(_port_op(side, inverse, port))
 
@@ -164,11 +172,11 @@ def _dev_op(leaf: DevIs) -> bytes:
 
 
 def _auto_op(leaf: AutoBound) -> bytes:
-    """ss's `autobound`: the kernel's test (no SOCK_BINDPORT_LOCK) and ss's own
-    userspace test (the port is ephemeral), both of which ss applies."""
-    auto = _op(BC_AUTO, 4, 8)
-    low, high = _port_op("s", "ge", leaf.low), _port_op("s", "le", leaf.high)
-    return _relocate_false(_relocate_false(auto, len(low)) + low, len(high)) + high
+    """ss's `autobound` in the kernel: no SOCK_BINDPORT_LOCK. Its other half (the
+    port is ephemeral) is ss's userspace reading, which Filter.predicate()
+    checks: as in ss, a socket is shown when both readings accept it, so
+    `not autobound` is "port-locked and not ephemeral"."""
+    return _op(BC_AUTO, 4, 8)
 
 
 def _negate(block: bytes) -> bytes:

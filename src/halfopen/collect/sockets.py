@@ -157,6 +157,7 @@ def collect(query: Query, owner_map: owners.OwnerMap | None = None) -> Collectio
     of scanning again when the query wants owners.
     """
     source, readers, notes = _open_sources(query)
+    notes[:0] = query.filter.notes  # how the filter read odd values (a port past 65535)
     if not (query.owners or query.filter.needs_owners):
         owner_map = None
     elif owner_map is None:
@@ -186,7 +187,7 @@ def _stream(source, readers, query, owner_map) -> Iterator[Socket]:
             kernel = bytecode.compile_filter(flt)
             states = kernel.states
             exact = flt.is_empty or (source == "sock_diag" and kernel.exact)
-            check = None if exact else flt.predicate()
+            check = None if exact else flt.predicate(source == "sock_diag" and kernel.whole)
             listening = _listening(source, reader, query.families, ns.name, addresses)
             ports, direction_of = listening.ports, listening.direction
             if source == "sock_diag":

@@ -209,6 +209,16 @@ class Filter:
     text: str = ""
     family: Optional[int] = None
     ambiguity: str = ""
+    notes: tuple[str, ...] = ()  # how odd values were read (a port past 65535), for stderr
+
+    @property
+    def dual(self) -> bool:
+        """True when ss's two matchers read this filter differently (see _eval):
+        `autobound`, a /0 prefix (`::/0`), or a port outside 0-65535 under
+        `>=`/`<=`/`>`/`<`. Then a
+        socket is shown when both readings accept it, and the kernel's bytecode
+        alone is not the answer."""
+        return self.expr is not None and _any_leaf(self.expr, _reads_twice)
 
     @property
     def needs_owners(self) -> bool:
@@ -301,20 +311,29 @@ class Filter:
                 return AutoBound(*port_range)
             return leaf
 
-        return Filter(_map_leaves(self.expr, fill), self.text, self.family, self.ambiguity)
+        return Filter(_map_leaves(self.expr, fill), self.text, self.family, self.ambiguity,
+                      self.notes)
 
     def matches(self, sock: Socket) -> bool:
-        if self.family is not None and sock.family != self.family:
-            return False
-        return self.expr is None or _eval(self.expr, sock)
+        return self.predicate()(sock)
 
-    def predicate(self) -> Callable[[Socket], bool]:
+    def predicate(self, kernel_ran: bool = False) -> Callable[[Socket], bool]:
+        """The userspace test. kernel_ran: the kernel's bytecode has already run
+        the whole filter (its reading), so only ss's userspace reading is left;
+        otherwise both readings are checked here, `autobound`'s lock half aside
+        (the kernel's alone: userspace sees the port-range half)."""
         expr, family = self.expr, self.family
-        if family is not None:
-            return lambda s: s.family == family and (expr is None or _eval(expr, s))
         if expr is None:
-            return lambda _s: True
-        return lambda s: _eval(expr, s)
+            return (lambda _s: True) if family is None else (lambda s: s.family == family)
+        if self.dual and not kernel_ran:
+            def test(s: Socket) -> bool:
+                return _eval(expr, s) and _eval(expr, s, True)
+        else:
+            def test(s: Socket) -> bool:
+                return _eval(expr, s)
+        if family is not None:
+            return lambda s: s.family == family and test(s)
+        return test
 
 
 def parse(words: Iterable[str]) -> Filter:
@@ -328,7 +347,8 @@ def parse(words: Iterable[str]) -> Filter:
         return Filter(None, "")
     parser = _Parser(tokens)
     expr = parser.parse()
-    return Filter(expr, " ".join(words), parser.family, parser.ambiguity)
+    return Filter(expr, " ".join(words), parser.family, parser.ambiguity,
+                  tuple(dict.fromkeys(parser.notes)))
 
 
 # ---------------------------------------------------------------- the grammar
@@ -365,6 +385,8 @@ class _Parser:
         self.pos = 0
         self.family: Optional[int] = None
         self.ambiguity = ""
+        self.notes: list[str] = []
+        self._word_at = 0
 
     # -- token access
     def peek(self) -> Optional[str]:
@@ -382,10 +404,18 @@ class _Parser:
         return tok
 
     def take_value(self, word: str, what: str) -> str:
-        tok = self.take(f"{what} after {word!r}")
+        """The value after `word` and its operator; a missing one (`sport =` at the
+        end, or before `or`, `and`, `)`) is ss's syntax error: one line naming
+        what is missing and what would do."""
+        said = " ".join(self.tokens[self._word_at:self.pos])
+        hint = VALUE_HINTS.get(word, what)
+        tok = self.peek()
+        if tok is None:
+            raise UsageError(f"filter ends early: `{said}` wants {hint}")
         low = tok.lower()
         if low in JOIN_WORDS or low in WORDS or low in OPERATORS:
-            raise UsageError(f"{word!r} wants {what}, not {values._show(tok)}")
+            raise UsageError(f"`{said}` wants {hint}, not {values._show(tok)}")
+        self.pos += 1
         return tok
 
     def take_op(self, allowed: tuple[str, ...]) -> str:
@@ -512,6 +542,7 @@ class _Parser:
 
     # -- leaves
     def _leaf(self, word: str) -> Expr:
+        self._word_at = self.pos - 1  # where the word starts, for take_value's message
         handler = WORDS.get(word.lower())
         if handler is None:
             raise UsageError(f"unknown filter word {values._show(word)}; valid words: "
@@ -548,22 +579,30 @@ def _word_state(p: _Parser, word: str) -> Expr:
 
 
 def _word_port(p: _Parser, word: str) -> Expr:
+    """ss keeps a port in a C int, -1 (also `*`) meaning any: `=`/`!=` with -1 is
+    "any port"; a comparison takes -1 and any other int as ss does (_eval)."""
     side = word[0]
     op = p.take_op(("eq", "ne", "ge", "le", "gt", "lt"))
     value = p.host_value(word, True)
-    if value.port is None:
-        if op not in ("eq", "ne"):
-            raise UsageError(f"{word} {op}: a wildcard port cannot be compared; give a "
-                             "number")
+    port = -1 if value.port is None else value.port
+    if port == -1 and op in ("eq", "ne"):
+        if value.port is not None:
+            p.notes.append(values.port_note(word, op, port))
         leaf: Expr = HostIs(side, None, None)
         return Not(leaf) if op == "ne" else leaf
-    return PortCmp(side, op, value.port)
+    if not 0 <= port <= 0xFFFF:
+        p.notes.append(values.port_note(word, op, port))
+    return PortCmp(side, op, port)
 
 
 def _word_host(p: _Parser, word: str) -> Expr:
     op = p.take_op(("eq", "ne"))  # ss has no `src !=`: halfopen's extension
     value = p.host_value(word, False)
     side = word[0]
+    if value.port is not None and not 0 <= value.port <= 0xFFFF:
+        p.notes.append(values.port_note(word, "host", value.port))
+        if value.port == -1:  # ss: a.port -1 is "any port"
+            value = values.HostValue(value.networks, None, value.family, value.name)
     if value.name:
         named: Expr = HostName(side, value.name, value.port, value.family)
         return Not(named) if op == "ne" else named
@@ -632,6 +671,14 @@ WORDS: dict[str, Callable[[_Parser, str], Expr]] = {
     "container": _word_container,
 }
 RAW_VALUE_WORDS = {"dev", "cgroup", "comm", "container"}
+# What each word's value looks like, for the line about a missing or wrong one.
+VALUE_HINTS = {
+    "sport": "a port (:22, 22, ssh or :*)", "dport": "a port (:22, 22, ssh or :*)",
+    "src": "an address (10.0.0.1, 10.0.0.0/8, [::1]:22, *:22 or a name in /etc/hosts)",
+    "dst": "an address (10.0.0.1, 10.0.0.0/8, [::1]:22, *:22 or a name in /etc/hosts)",
+    "dev": "an interface name or index (eth0, 2)", "fwmark": "a mark (0x10 or 0x10/0xff)",
+    "cgroup": "a cgroup path (/system.slice/nginx.service)",
+}
 VALID_WORDS = ", ".join(list(WORDS) + ["and", "or", "not", "(", ")"])
 
 
@@ -676,12 +723,23 @@ _CMP = {"eq": int.__eq__, "ne": int.__ne__, "ge": int.__ge__, "le": int.__le__,
         "gt": int.__gt__, "lt": int.__lt__}
 
 
-def _host_matches(leaf: HostIs, addr: str, port: int) -> bool:
+def _reads_twice(leaf: Expr) -> bool:
+    if isinstance(leaf, HostIs):  # ::/0, 0.0.0.0/0: a family in the kernel, any address in ss
+        return leaf.network is not None and leaf.network.prefixlen == 0
+    return isinstance(leaf, AutoBound) or (
+        isinstance(leaf, PortCmp) and leaf.op not in ("eq", "ne")
+        and not 0 <= leaf.port <= 0xFFFF)
+
+
+def _host_matches(leaf: HostIs, addr: str, port: int, kernel: bool = True) -> bool:
     """inet_diag_bc_run()'s S_COND/D_COND: the port, then the family (an IPv4
-    prefix also matches v4-mapped IPv6), then the prefix."""
+    prefix also matches v4-mapped IPv6), then the prefix. ss's userspace
+    matcher (kernel=False) skips the address of a /0 prefix: `src ::/0` is
+    IPv6 only in the kernel and any socket in ss's own check, so under `not`
+    ss shows none."""
     if leaf.port is not None and leaf.port != port:
         return False
-    if leaf.network is None:
+    if leaf.network is None or (not kernel and leaf.network.prefixlen == 0):
         return True
     ip = ipaddress.ip_address(addr)
     if ip.version == 6 and leaf.network.version == 4 and ip.ipv4_mapped is not None:
@@ -689,21 +747,30 @@ def _host_matches(leaf: HostIs, addr: str, port: int) -> bool:
     return ip.version == leaf.network.version and ip in leaf.network
 
 
-def _eval(expr: Expr, s: Socket) -> bool:
+def _eval(expr: Expr, s: Socket, kernel: bool = False) -> bool:
+    """One of ss's two readings of a filter: its userspace matcher's
+    (run_ssfilter), or with kernel=True its bytecode's as inet_diag_bc_run()
+    runs it. They differ only where Filter.dual says: a /0 prefix is only a
+    family in the kernel and any address in userspace; a `>=`/`<=` port is a C
+    int in userspace and its low 16 bits in the kernel (`>` and `<` are `not`
+    of those), and `autobound` is "in the ephemeral range" in userspace and
+    "no port lock" in the kernel (which only the kernel can see: here both
+    readings test the range)."""
     if isinstance(expr, And):
-        return _eval(expr.left, s) and _eval(expr.right, s)
+        return _eval(expr.left, s, kernel) and _eval(expr.right, s, kernel)
     if isinstance(expr, Or):
-        return _eval(expr.left, s) or _eval(expr.right, s)
+        return _eval(expr.left, s, kernel) or _eval(expr.right, s, kernel)
     if isinstance(expr, Not):
-        return not _eval(expr.inner, s)
+        return not _eval(expr.inner, s, kernel)
     if isinstance(expr, StateIs):
         return bool(expr.mask >> s.state & 1)
     if isinstance(expr, PortCmp):
-        return _CMP[expr.op](s.local_port if expr.side == "s" else s.peer_port, expr.port)
+        port = expr.port & 0xFFFF if kernel and expr.op not in ("eq", "ne") else expr.port
+        return _CMP[expr.op](s.local_port if expr.side == "s" else s.peer_port, port)
     if isinstance(expr, HostIs):
         if expr.side == "s":
-            return _host_matches(expr, s.local_addr, s.local_port)
-        return _host_matches(expr, s.peer_addr, s.peer_port)
+            return _host_matches(expr, s.local_addr, s.local_port, kernel)
+        return _host_matches(expr, s.peer_addr, s.peer_port, kernel)
     if isinstance(expr, DevIs):
         index = expr.index if expr.index is not None else values.device_number(expr.name)
         return s.ifindex == index

@@ -4,9 +4,9 @@ Pure: host names and cgroup paths are looked up when the filter is bound to a
 namespace (collect.filter_names). Each reader follows one iproute2 function and says which (misc/ss.c
 parse_hostcond, find_port, parse_markmask, parse_devcond, parse_cgroupcond;
 lib/utils.c get_integer, get_unsigned, get_addr_ipv4, get_prefix_1,
-get_netmask). Where ss accepts something that makes no sense (a port of
-70000, a mark with trailing garbage) the reader refuses it instead; docs/filter.md
-lists each such difference. Every failure is one UsageError line, whatever the
+get_netmask). Where ss accepts something that makes no sense (a mark with
+trailing garbage) the reader refuses it instead; docs/filter.md lists each such
+difference. Ports outside 0-65535 are taken as ss takes them, with a note. Every failure is one UsageError line, whatever the
 input (non-ASCII, NUL bytes, huge numbers).
 
     >>> read_port("026"), read_port("0x16"), read_port("+22"), read_port("ssh")
@@ -15,6 +15,8 @@ input (non-ASCII, NUL bytes, huge numbers).
     HostValue(networks=(IPv4Network('198.18.0.0/15'),), port=None, family=None, name='')
     >>> parse_host("fd00::2:40000", False).port
     40000
+    >>> parse_host("::/0:22", False).networks  # IPv6 sockets only, as in ss
+    (IPv6Network('::/0'),)
 """
 
 from __future__ import annotations
@@ -72,12 +74,19 @@ def _c_ulong_prefix(text: str) -> tuple[Optional[int], str]:
     return value, stripped[m.end():]
 
 
+INT_MIN, INT_MAX = -(1 << 31), (1 << 31) - 1  # get_integer(): a C int
+
+
 def read_port(text: str, whole: str = "") -> int:
     """A port as parse_hostcond() reads it once its ':' is gone.
 
-    Numbers are read like strtol(.., 0), then as a TCP service name
-    (getservbyname). ss takes ports above 65535 and negative ones (-1 meaning
-    any); halfopen refuses both.
+    Numbers are read like strtol(.., 0) into a C int (get_integer), then as a
+    TCP service name (getservbyname). As in ss, any int is taken: -1 means
+    any port, and ports past 65535 or below -1 are compared as ss compares
+    them (model.filter, port_note()).
+
+    >>> read_port("70000"), read_port("-1"), read_port("0x10000")
+    (70000, -1, 65536)
     """
     body = text
     value = c_int(body)
@@ -86,10 +95,37 @@ def read_port(text: str, whole: str = "") -> int:
             value = socket.getservbyname(body, "tcp")
         except OSError:
             value = None
-    if value is None or not 0 <= value <= 65535:
+    if value is None or not INT_MIN <= value <= INT_MAX:
         raise UsageError(f"bad port {_show(whole or text)}: a number 0-65535 (026 and 0x16 are "
-                         "read as C reads them) or a service name such as ssh")
+                         "read as C reads them; as in ss, a C int outside that range is "
+                         "taken, with a note) or a service name such as ssh")
     return value
+
+
+def port_note(word: str, op: str, port: int) -> str:
+    """The note for a port outside 0-65535: how ss (and so halfopen) reads it.
+
+    ss keeps the port in a C int: its own matcher compares that int, the
+    kernel's bytecode compares `>=`/`<=` with its low 16 bits (a u16 field)
+    and `=`/`!=` with the int; a socket is shown when both accept it.
+
+    >>> port_note("sport", "ge", 70000)
+    'port 70000 of `sport >=` is out of range (0-65535): read as ss reads it, 70000 in userspace and 4464 (its low 16 bits) in the kernel; a socket must pass both'
+    >>> port_note("dport", "eq", -1)
+    'port -1 of `dport =` means any port, as in ss'
+    """
+    said = word if op == "host" else f"{word} {OP_TEXT[op]}"  # host: `src 1.2.3.4:-1`
+    if op in ("eq", "ne", "host"):
+        if port == -1:
+            return f"port -1 of `{said}` means any port, as in ss"
+        return f"port {port} of `{said}` is out of range (0-65535): no socket has it, as in ss"
+    what = "the wildcard port (-1)" if port == -1 else f"port {port}"
+    return (f"{what} of `{said}` is out of range (0-65535): read as ss reads it, {port} in "
+            f"userspace and {port & 0xFFFF} (its low 16 bits) in the kernel; a socket must "
+            "pass both")
+
+
+OP_TEXT = {"eq": "=", "ne": "!=", "ge": ">=", "le": "<=", "gt": ">", "lt": "<"}
 
 
 @record(frozen=True)
@@ -173,8 +209,9 @@ def _prefix(addr: str, family: Optional[int], text: str) -> Optional[tuple[Netwo
                 raise UsageError(f"bad address {_show(text)}: /LEN is 0-{bits} or a "
                                  "dotted netmask")
             plen = mask
-        net = ipaddress.ip_network((int.from_bytes(raw, "big"), plen), strict=False)
-        return (net,)
+        # by the address's own length: as a bare int, `::/0` (0) would be read as IPv4
+        kind = ipaddress.IPv4Network if len(raw) == 4 else ipaddress.IPv6Network
+        return (kind((raw, plen), strict=False),)
     numeric = re.fullmatch(r"[0-9.]+", base) is not None
     if not slash and numeric and family != 6 and not base.endswith("."):
         raw = _inet_aton(base)  # glibc reads all-digits names as inet_aton does
