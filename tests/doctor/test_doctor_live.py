@@ -187,3 +187,18 @@ def test_dead_peer_reads_the_keepalive_the_process_set(lab):
     ka = [x for x in f["fixes"] if x["action"] == "keepalive"][0]["params"]
     assert (ka["idle"], ka["interval"], ka["count"]) == (2, 1, 3)  # 5 s: inside 8 s, idle kept
     assert "user_timeout" not in ka  # nothing in flight: TCP_USER_TIMEOUT would not apply
+
+
+def test_timeout_mismatch_says_what_the_sockets_do_not_only_the_sysctl(lab):
+    """redis-py's case: connections that set their own TCP_KEEPIDLE are not ruled by
+    net.ipv4.tcp_keepalive_time; the finding says what the sockets read do."""
+    lab.spawn("keepalive-server", SERVER, "8087", "3", "30", "5", "3")
+    lab.spawn("hold", SERVER, "8087", "3", CLIENT)  # no SO_KEEPALIVE on the client's side
+    time.sleep(0.3)
+    _rc, data = doctor("--netns", lab.netns, "--window", "0", "--middlebox", "aws-nlb")
+    f = finding(data, "timeout-mismatch", middlebox="aws-nlb")
+    assert "for sockets that set nothing" in f["title"]
+    assert "of 6 sockets read: 3 probe 30s/5s x3 (set by the process), 3 without SO_KEEPALIVE" \
+        in f["title"], f["title"]
+    ev = {e["what"]: e["value"] for e in f["evidence"]}
+    assert ev["keepalive_read"].startswith("of 6 sockets read")

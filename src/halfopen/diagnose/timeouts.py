@@ -70,6 +70,23 @@ def _host_probing(t) -> keepalive_target.Probing:
         t.tcp_keepalive_probes if t.tcp_keepalive_probes is not None else 9)
 
 
+def _namespace_probing(ctx: Context, space, host: keepalive_target.Probing
+                       ) -> keepalive_target.SocketsProbing | None:
+    """What the namespace's connections read (collect.keepalive_sample) do; None unread."""
+    if space is None:
+        return None
+    procs = ctx.snapshot.processes
+    seen = [k for pid in sorted(space.pids.members) if pid in procs for k in procs[pid].keepalive]
+    return keepalive_target.summarize(seen, host)
+
+
+def _all_own_inside(seen: keepalive_target.SocketsProbing | None, limit_s: float) -> bool:
+    """Every connection read probes with values of its own, fast enough: the sysctls
+    the finding is about apply to none of them."""
+    return seen is not None and seen.default == 0 and seen.off == 0 \
+        and seen.slowest is not None and seen.slowest.detect_s < limit_s
+
+
 # the three sysctls behind a Probing's fields (the defaults of TCP_KEEPIDLE/INTVL/CNT)
 PROBING_SYSCTLS = (("idle", "net.ipv4.tcp_keepalive_time"),
                    ("interval", "net.ipv4.tcp_keepalive_intvl"),
@@ -134,6 +151,7 @@ def check_timeouts(ctx: Context) -> list[Finding]:
             if mb.kind == FLOW:
                 have = _host_probing(t)
                 want = keepalive_target.wanted(mb.idle_timeout_s, have)
+                seen = _namespace_probing(ctx, space, have)
                 if want is not None or keepalive_target.within(mb.idle_timeout_s) is None:
                     # the first probe after the flow is gone: warning; before it, the
                     # flow is kept and only a dead peer is found late: info
@@ -144,13 +162,20 @@ def check_timeouts(ctx: Context) -> list[Finding]:
                         evidence.append(ev("idle_without_keepalive_past_timeout", lost,
                                            "tcp_info", "ESTABLISHED, no keepalive timer, idle "
                                            "longer than the middlebox remembers"))
+                    if seen is not None:
+                        evidence.append(ev("keepalive_read", seen.text(have), "getsockopt (pidfd_getfd)",
+                                           "TCP_KEEPIDLE/INTVL/CNT of the namespace's connections: "
+                                           "the sysctls apply only to those that set nothing"))
                     findings.append(Finding(
                         id="timeout-mismatch", cause=CAUSE,
-                        severity="warning" if ka >= mb.idle_timeout_s else "info",
+                        severity="warning" if ka >= mb.idle_timeout_s and not _all_own_inside(
+                            seen, mb.idle_timeout_s) else "info",
                         title=f"{mb.name} forgets idle flows after {seconds(mb.idle_timeout_s)}; "
                               + (f"keepalive probes start after {seconds(ka)}"
                                  if ka >= mb.idle_timeout_s else
-                                 f"keepalive finds a dead peer only after {seconds(have.detect_s)}"),
+                                 f"keepalive finds a dead peer only after {seconds(have.detect_s)}")
+                              + (" for sockets that set nothing" if seen is not None else "")
+                              + (f"; {seen.text(have)}" if seen is not None else ""),
                         subject=subject(ns.netns, middlebox=mb.name),
                         evidence=evidence + [ev("keepalive_detects_dead_peer_s", have.detect_s,
                                                 "/proc/sys/net/ipv4/tcp_keepalive_*",
