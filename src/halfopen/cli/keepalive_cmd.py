@@ -13,6 +13,7 @@ from ..errors import EXIT_CRITICAL, UsageError
 from ..fix import retrofit, sockopt
 from ..kernel import proc as procfs
 from ..model import filter as filters
+from ..model.text import shown
 from .format import endpoint, table
 from .options import PID, Integer, filter_argument
 
@@ -114,7 +115,7 @@ def _text(pid: int, results: list[retrofit.SocketResult], yes: bool) -> None:
                      right={0}))
     for r in results:
         if r.note and r.result != "released":
-            click.echo(f"  fd {r.fd}: {r.result}: {r.note}")
+            click.echo(f"  fd {r.fd}: {r.result}: {shown(r.note)}")
     pending = sum(r.result in ("would set", "would release") for r in results)
     if not yes:
         click.echo(f"dry run: {pending} socket(s) would change; add --yes to do it")
