@@ -1,4 +1,10 @@
-"""The doctor's human report: worst first, short by default, -v for evidence and why."""
+"""The doctor's human report: worst first, short by default, -v for evidence and why.
+
+Titles, subjects, evidence and fixes embed process, container and pod names
+and config paths: every line is drawn as rich `Text` (never parsed as markup)
+of model.text.shown() text, so a name like `[/]` or `\x1b[2J` is shown, not
+obeyed. The JSON keeps the exact text.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,10 @@ import json
 from typing import IO, Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.text import Text
 
 from ..diagnose.report import Report
+from ..model.text import shown
 
 STYLE = {"critical": "bold red", "warning": "yellow", "unknown": "magenta", "info": "cyan",
          "ok": "green"}
@@ -39,60 +45,64 @@ def write_text(report: Report, out: IO[str], verbose: bool = False) -> None:
     con.print(Text.assemble(("halfopen doctor", "bold"),
                             f"  {report.host} \u00b7 kernel {report.kernel} \u00b7 "
                             f"{report.taken_at} \u00b7 window {report.window_s:g} s"))
-    shown = [f for f in report.findings if verbose or f.severity != "info"]
-    hidden = len(report.findings) - len(shown)
-    if not shown:
+    listed = [f for f in report.findings if verbose or f.severity != "info"]
+    hidden = len(report.findings) - len(listed)
+    if not listed:
         con.print(Text("  no problems found", style="green"))
-    for f in shown:
+    for f in listed:
         con.print()
         head = Text.assemble((f"{LABEL[f.severity]:<9}", STYLE[f.severity]),
-                             (f"{f.id:<22}", "bold"), f.title)
+                             (f"{shown(f.id):<22}", "bold"), shown(f.title))
         con.print(head)
         pad = " " * 9
         subj = f.subject
         if verbose and subj:
-            con.print(pad + escape(", ".join(f"{k} {v}" for k, v in subj.items())), style="dim")
+            con.print(Text(pad + shown(", ".join(f"{k} {v}" for k, v in subj.items())),
+                           style="dim"))
         if verbose:
             for e in f.evidence:
                 note = f"  ({e.note})" if e.note else ""
-                con.print(pad + escape(f"\u2022 {e.what}: {_value(e.value)}  [{e.source}]{note}"))
+                con.print(Text(pad + shown(f"\u2022 {e.what}: {_value(e.value)}  [{e.source}]{note}")))
         fixes = f.fixes if verbose else f.fixes[:2]
         for fx in fixes:
             tag = "auto" if fx.automatic else fx.action
             first, *rest = fx.command.splitlines() or [""]
-            con.print(Text.assemble(pad, ("fix ", "green"), (f"[{tag}] ", "dim"), first))
+            con.print(Text.assemble(pad, ("fix ", "green"), (f"[{shown(tag)}] ", "dim"),
+                                    shown(first)))
             for line in rest:
-                con.print(pad + "           " + escape(line))
+                con.print(Text(pad + "           " + shown(line)))
             if verbose and fx.description:
-                con.print(pad + "    " + escape(fx.description), style="dim")
+                con.print(Text(pad + "    " + shown(fx.description), style="dim"))
         if len(f.fixes) > len(fixes):
-            con.print(pad + f"(+{len(f.fixes) - len(fixes)} more fixes with -v)", style="dim")
+            con.print(Text(pad + f"(+{len(f.fixes) - len(fixes)} more fixes with -v)", style="dim"))
         if verbose and f.why:
             _para(con, pad, f.why)
     con.print()
     status = Text.assemble(("status ", "bold"), (LABEL[report.status], STYLE[report.status]),
                            f" (exit {report.exit_code}) \u00b7 {len(report.checked)} rules checked")
     if report.unknown:
-        status.append(f" \u00b7 could not check: {', '.join(report.unknown)}", style="magenta")
+        status.append(f" \u00b7 could not check: {shown(', '.join(report.unknown))}",
+                      style="magenta")
     if hidden:
         status.append(f" \u00b7 {hidden} info (-v)", style="dim")
     con.print(status)
     for note in report.notes:
-        con.print(f"note: {escape(note)}", style="dim")
+        con.print(Text(f"note: {shown(note)}", style="dim"))
     if report.findings and any(x.fixes and x.fixes[0].automatic for x in report.findings):
-        con.print("`halfopen fix` plans the automatic fixes; `--apply` applies them.", style="dim")
+        con.print(Text("`halfopen fix` plans the automatic fixes; `--apply` applies them.",
+                       style="dim"))
 
 
 def _para(con: Console, pad: str, text: str, width: int = 88) -> None:
     words, line = text.split(), ""
     for w in words:
         if len(line) + len(w) + 1 > width:
-            con.print(pad + escape(line), style="italic")
+            con.print(Text(pad + shown(line), style="italic"))
             line = w
         else:
             line = f"{line} {w}" if line else w
     if line:
-        con.print(pad + escape(line), style="italic")
+        con.print(Text(pad + shown(line), style="italic"))
 
 
 # ---------------------------------------------------------------- monitoring plugin
@@ -101,8 +111,9 @@ NAGIOS_LONG_MAX = 50  # findings listed in the long output; Nagios keeps about 8
 
 
 def _plugin_text(text: str) -> str:
-    """One line without the perfdata separator: '|' would end the text for Nagios."""
-    return " ".join(text.replace("|", "/").split())
+    """One line without the perfdata separator ('|' would end the text for Nagios),
+    names in it shown() (Nagios shows the line in a browser and on terminals)."""
+    return shown(" ".join(text.replace("|", "/").split()))
 
 
 def nagios_line(status: str, summary: str, perf: str = "") -> str:
@@ -132,13 +143,13 @@ def write_nagios(report: Report, perf: list, out: IO[str], verbose: bool = False
     (worst first; info ones with -v), then the notes. No banner, no colour."""
     out.write(nagios_line(report.status, nagios_summary(report), " ".join(p.text() for p in perf))
               + "\n")
-    shown = [f for f in report.findings if verbose or f.severity != "info"]
-    for f in shown[:NAGIOS_LONG_MAX]:
+    listed = [f for f in report.findings if verbose or f.severity != "info"]
+    for f in listed[:NAGIOS_LONG_MAX]:
         line = f"{LABEL[f.severity]} {f.id}: {f.title}"
         if f.fixes:
             line += f" (fix: {f.fixes[0].command.splitlines()[0] if f.fixes[0].command else f.fixes[0].action})"
         out.write(_plugin_text(line) + "\n")
-    if len(shown) > NAGIOS_LONG_MAX:
-        out.write(f"... and {len(shown) - NAGIOS_LONG_MAX} more: run halfopen doctor on the host\n")
+    if len(listed) > NAGIOS_LONG_MAX:
+        out.write(f"... and {len(listed) - NAGIOS_LONG_MAX} more: run halfopen doctor on the host\n")
     for note in report.notes:
         out.write(_plugin_text(f"note: {note}") + "\n")

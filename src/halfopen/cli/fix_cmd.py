@@ -18,6 +18,7 @@ from ..fix import journal, plan, safety, verify
 from ..fix import persist as persist_file
 from ..fix.errors import PartialFailure
 from ..model.finding import Finding
+from ..model.text import shown
 from .format import table
 from .options import PATH, Seconds, namespace_options, resolve_namespaces
 
@@ -160,7 +161,7 @@ def _show_plan(steps: list[plan.Step], notes: list[str], persist_path: str | Non
         _dump(doc)
         return
     for note in notes:
-        click.echo(note)
+        click.echo(shown(note))
     auto = [s for s in steps if s.status != "manual"]
     if not steps:
         click.echo("nothing to fix: no finding carries a fix")
@@ -170,14 +171,14 @@ def _show_plan(steps: list[plan.Step], notes: list[str], persist_path: str | Non
         click.echo(table(rows, ["finding", "action", "target", "netns", "current -> new"]))
         for s in auto:
             if s.note:
-                click.echo(f"  {s.target}: {s.note}")
+                click.echo(f"  {shown(s.target)}: {shown(s.note)}")
         changes = sum(s.status == "change" for s in auto)
         skipped = sum(s.status == "skipped" for s in auto)
         click.echo(f"plan: {changes} change(s), {len(auto) - changes - skipped} already set"
                    + (f", {skipped} skipped" if skipped else "")
                    + "; nothing was changed (add --apply)")
         if persist_path:
-            click.echo(f"--persist would also write the host's sysctls to {persist_path}")
+            click.echo(f"--persist would also write the host's sysctls to {shown(str(persist_path))}")
     _show_manual(steps)
 
 
@@ -186,11 +187,12 @@ def _show_manual(steps: list[plan.Step]) -> None:
     if not manual:
         return
     click.echo("by hand (halfopen does not apply these, or not all of them):")
-    for s in manual:
-        where = f" {s.target}" if s.target else ""
-        click.echo(f"  [{s.finding}] {s.action}{where}" + (f": {s.note}" if s.note else ""))
+    for s in manual:  # targets, notes and snippets may name a process or a config path
+        where = f" {shown(s.target)}" if s.target else ""
+        click.echo(f"  [{shown(s.finding)}] {shown(s.action)}{where}"
+                   + (f": {shown(s.note)}" if s.note else ""))
         for line in (s.text or "").splitlines():
-            click.echo(f"      {line}")
+            click.echo(f"      {shown(line)}")
 
 
 def _show_done(done: list[applier.Done], steps: list[plan.Step], notes: list[str],
@@ -205,14 +207,14 @@ def _show_done(done: list[applier.Done], steps: list[plan.Step], notes: list[str
                "manual": [s.to_dict() for s in steps if s.status == "manual"], "notes": notes})
         return
     for note in notes:
-        click.echo(note)
-    shown = [(d, v) for d, v in zip(done, checked) if d.outcome != "manual"]
-    if shown:
-        click.echo(table([[d.target, d.outcome, d.detail, _verified(v)] for d, v in shown],
+        click.echo(shown(note))
+    results = [(d, v) for d, v in zip(done, checked) if d.outcome != "manual"]
+    if results:
+        click.echo(table([[d.target, d.outcome, d.detail, _verified(v)] for d, v in results],
                          ["target", "result", "detail", "verified"]))
     _show_manual(steps)
     if not failure and any(d.outcome == "set" for d in done):
-        click.echo(f"journal: {jpath} (`halfopen fix --rollback` restores)")
+        click.echo(f"journal: {shown(jpath)} (`halfopen fix --rollback` restores)")
 
 
 def _verified(v: verify.Verdict | None) -> str:
@@ -232,7 +234,7 @@ def _rollback(jpath: str, as_json: bool) -> int:
         _dump({"schema": SCHEMA, "mode": "rollback", "journal": jpath,
                "results": [d.to_dict() for d in done]})
     elif not done:
-        click.echo(f"nothing to roll back: every change in {jpath} is already undone")
+        click.echo(f"nothing to roll back: every change in {shown(jpath)} is already undone")
     else:
         click.echo(table([[d.target, d.outcome, d.detail] for d in done],
                          ["target", "result", "detail"]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Set as AbstractSet
 
+from ..model.text import shown
 from ..units import seconds
 
 
@@ -35,7 +36,16 @@ def endpoint(addr: str, port: int) -> str:
 
 
 def table(rows: list[list[str]], header: list[str], right: AbstractSet[int] = frozenset()) -> str:
-    """Align columns; columns in `right` are right-aligned (numbers)."""
+    """Align columns; columns in `right` are right-aligned (numbers).
+
+    Every cell passes model.text.shown(): a cell may hold a process name, and
+    a newline or an escape sequence in it would break the row or the terminal.
+
+    >>> print(table([["a\\nb", "10"]], ["name", "n"], {1}))
+    name  n
+    a\\nb 10
+    """
+    rows = [[shown(cell) for cell in row] for row in rows]
     widths = [len(h) for h in header]
     for row in rows:
         for i, cell in enumerate(row):

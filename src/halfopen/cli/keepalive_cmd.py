@@ -14,6 +14,7 @@ from ..fix import retrofit
 from ..kernel import proc as procfs
 from ..kernel import sockopt
 from ..model import filter as filters
+from ..model.text import shown
 from .format import endpoint, table
 from .options import PID, Integer, filter_argument
 
@@ -117,7 +118,7 @@ def _text(pid: int, results: list[retrofit.SocketResult], yes: bool) -> None:
                      right={0}))
     for r in results:
         if r.note and r.result != "released":
-            click.echo(f"  fd {r.fd}: {r.result}: {r.note}")
+            click.echo(f"  fd {r.fd}: {r.result}: {shown(r.note)}")
     pending = sum(r.result in ("would set", "would release") for r in results)
     if not yes:
         click.echo(f"dry run: {pending} socket(s) would change; add --yes to do it")

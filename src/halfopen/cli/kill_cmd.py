@@ -11,6 +11,7 @@ from ..collect import netns
 from ..errors import EXIT_CRITICAL, UsageError
 from ..fix import destroy, safety, targets
 from ..model import filter as filters
+from ..model.text import shown
 from .format import endpoint, table
 from .options import filter_argument, namespace_options, resolve_namespaces
 
@@ -93,7 +94,7 @@ def _text(outcomes: list[destroy.Outcome], yes: bool, show_netns: bool) -> None:
     for o in outcomes:
         if o.reason:
             click.echo(f"  {endpoint(o.sock.local_addr, o.sock.local_port)} -> "
-                       f"{endpoint(o.sock.peer_addr, o.sock.peer_port)}: {o.result}: {o.reason}")
+                       f"{endpoint(o.sock.peer_addr, o.sock.peer_port)}: {o.result}: {shown(o.reason)}")
     would = sum(o.result == "would kill" for o in outcomes)
     if not yes:
         click.echo(f"dry run: {would} socket(s) would be destroyed; add --yes to do it")

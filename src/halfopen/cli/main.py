@@ -13,6 +13,7 @@ import click
 
 from .. import __version__
 from ..errors import EXIT_UNKNOWN, EXIT_USAGE, HalfopenError
+from ..model.text import shown
 
 # command name -> (module, attribute, one-line help)
 COMMANDS = {
@@ -67,14 +68,15 @@ def cli(debug: bool) -> None:
 
 
 def one_line(text: str) -> str:
-    """An error message as one line: control characters (a file name with a newline,
-    a terminal escape sequence) shown escaped, so the line can neither break nor
-    repaint the operator's terminal.
+    """An error message as one line, by the one rule for untrusted text
+    (model.text.shown): control characters (a file name with a newline, a
+    terminal escape sequence, a process name) shown escaped, so the line can
+    neither break nor repaint the operator's terminal.
 
     >>> one_line("cannot read a\\rb\\x1b[2J")
     'cannot read a\\\\rb\\\\x1b[2J'
     """
-    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
+    return shown(text)
 
 
 def main(argv: list[str] | None = None) -> int:

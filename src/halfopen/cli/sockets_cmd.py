@@ -10,6 +10,7 @@ import click
 from ..collect import sockets as collector
 from ..errors import UsageError
 from ..model import filter as filters
+from ..model.text import shown
 from . import sockets_out
 from .options import filter_argument, namespace_options, resolve_namespaces
 
@@ -73,5 +74,5 @@ def sockets(filter_words: tuple[str, ...], processes: bool, info: bool,
         sockets_out.write_table(collection.sockets, out, info, show_netns=len(spaces) > 1)
     out.flush()
     for note in collection.notes:
-        click.echo(f"halfopen: note: {note}", err=True)
+        click.echo(f"halfopen: note: {shown(note)}", err=True)
     return 0

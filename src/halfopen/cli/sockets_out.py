@@ -14,6 +14,7 @@ from typing import IO
 
 from ..model.socket import SKMEM_FIELDS, TCP_INFO_FIELDS, TIMER_NAMES, Socket
 from ..model.states import SS_NAMES, STATE_KEYS, TcpState, state_name
+from ..model.text import shown
 from .format import duration_ms, endpoint, table
 
 SCHEMA = "halfopen.sockets/1"
@@ -116,16 +117,32 @@ def encode_socket(s: Socket) -> str:
     return (_formats.get(shape) or _line_format(shape)) % values
 
 
+# Names as the table shows them (model.text.shown): a process named
+# "\x1b[2J" or "a\nb" would otherwise repaint the terminal or split its row.
+# Cached, as _comm_json is: a million rows share a few hundred names.
+_comm_shown: dict[str, str] = {}
+
+
+def _shown(name: str) -> str:
+    cached = _comm_shown.get(name)
+    if cached is None:
+        if len(_comm_shown) >= _COMM_LIMIT:
+            _comm_shown.clear()
+        cached = _comm_shown[name] = shown(name)
+    return cached
+
+
 def containers_text(sock: Socket) -> str:
-    """The Container column: each holder's container once ('' on the host)."""
+    """The Container column: each holder's container once ('' on the host), shown()."""
     boxes = [o.container for o in sock.owners if o.container is not None]
     if not boxes:
         return ""
-    return ",".join(dict.fromkeys(c.text() for c in boxes))
+    return ",".join(dict.fromkeys(_shown(c.text()) for c in boxes))
 
 
 def owners_text(sock: Socket) -> str:
-    return ",".join(f"{o.comm}({o.pid},fd={o.fd})" for o in sock.owners)
+    """The Process column: 'nginx(812,fd=6)' for each holder, the name shown()."""
+    return ",".join(f"{_shown(o.comm)}({o.pid},fd={o.fd})" for o in sock.owners)
 
 
 def timer_text(sock: Socket) -> str:
@@ -178,7 +195,7 @@ def write_table(sockets: Iterable[Socket], out: IO[str], info: bool, show_netns:
                             f"{ti.retransmits}/{ti.total_retrans}", duration_ms(ti.rto // 1000)]
             row.append(owners_text(s))
             if show_netns:
-                row.insert(0, s.netns)
+                row.insert(0, _shown(s.netns))
             box = containers_text(s)
             if box:
                 boxes = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import shlex
 import statistics
 from collections import Counter
 from collections.abc import Iterable
@@ -141,14 +142,29 @@ def prlimit_fix(pid: int, soft: int, hard: int | None = None, why: str = "") -> 
                       "/proc/PID/limits is read-only")
 
 
-def systemd_limit_fix(comm: str, nofile: int) -> Fix:
+def systemd_limit_fix(pid: int, unit: str, nofile: int) -> Fix:
+    """LimitNOFILE= in the process's systemd service, so the limit survives a restart.
+
+    `unit` is the one its cgroup names (ProcessLimits.unit, read from the
+    kernel), never built from comm: a process may call itself `$(sh /tmp/a)`,
+    and root pastes this command. The name is shell-quoted all the same.
+    Without a unit the fix says what to do in words, with no command.
+
+    >>> systemd_limit_fix(812, "nginx.service", 4096).command.splitlines()[0]
+    'systemctl edit nginx.service   # add:'
+    >>> systemd_limit_fix(812, "", 4096).command
+    'if pid 812 runs under a service manager, set LimitNOFILE=4096 in its unit (systemd: [Service] section; `systemctl status 812` names the unit)'
+    """
     snippet = f"[Service]\nLimitNOFILE={nofile}\n"
-    unit = f"{comm}.service" if comm else "UNIT.service"
+    if not unit:
+        return Fix("config", f"if pid {pid} runs under a service manager, set "
+                             f"LimitNOFILE={nofile} in its unit (systemd: [Service] section; "
+                             f"`systemctl status {pid}` names the unit)", False, {},
+                   "make the limit survive a restart; its cgroup names no system service")
     file = f"/etc/systemd/system/{unit}.d/limits.conf"
-    return Fix("config", f"systemctl edit {unit}   # add:\n{snippet}", False,
+    return Fix("config", f"systemctl edit {shlex.quote(unit)}   # add:\n{snippet}", False,
                {"file": file, "snippet": snippet},
-               "make the limit survive a restart (if the process runs under systemd; "
-               "`systemctl status PID` names its unit)")
+               f"make the limit survive a restart ({unit}, from the process's cgroup)")
 
 
 def keepalive_fix(pid: int, filter_words: str = "", idle: int = KEEPALIVE_IDLE_S,

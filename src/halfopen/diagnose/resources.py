@@ -124,7 +124,7 @@ def check_fds(ctx: Context) -> list[Finding]:
             fixes.append(prlimit_fix(p.pid, target, target,
                                      "soft and hard above the current hard limit: needs "
                                      "CAP_SYS_RESOURCE"))
-        fixes.append(systemd_limit_fix(p.comm, target))
+        fixes.append(systemd_limit_fix(p.pid, p.unit, target))
         fixes.append(code_fix("if the count grows steadily, find what is not closed "
                               "(ls -l /proc/PID/fd | sort | uniq -c) before raising limits"))
         findings.append(Finding(

@@ -237,7 +237,7 @@ def _prlimit_step(finding: Finding, change: fixes.RlimitChange, proc: str) -> St
     step.current, step.new, step.note = current.text(), new.text(), note
     step.params = {**who, "old": [current.soft, current.hard], "new": [new.soft, new.hard]}
     if note:
-        step.text = rlimit.lasting_text(pid, comm, soft, max(hard or 0, soft), proc)
+        step.text = rlimit.lasting_text(pid, soft, max(hard or 0, soft), proc)
     if new == current:
         step.status = "already set" if not note else "manual"
     return step

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import pwd
 import resource
+import shlex
 
 from halfopen.records import record
 
+from ..collect.unit import read_system_unit
 from ..kernel import proc as procfs
 from .errors import AccessDenied, ProcessGone
 
@@ -87,19 +89,6 @@ def plan(current: Limits, soft: int, hard: int | None, may_raise_hard: bool,
     return new, note
 
 
-def systemd_unit(pid: int, proc: str = "/proc") -> str | None:
-    """'nginx.service' from /proc/PID/cgroup, or None outside a service."""
-    try:
-        text = procfs.cgroup(pid, proc)
-    except OSError:
-        return None
-    for line in text.splitlines():
-        for part in reversed(line.rsplit(":", 1)[-1].split("/")):
-            if part.endswith(".service"):
-                return part
-    return None
-
-
 def user_of(pid: int, proc: str = "/proc") -> str:
     try:
         uid = int(procfs.status(pid, proc)["Uid"].split()[0])
@@ -108,18 +97,22 @@ def user_of(pid: int, proc: str = "/proc") -> str:
         return "USER"
 
 
-def lasting_text(pid: int, comm: str, soft: int, hard: int, proc: str = "/proc") -> str:
-    """The lines that raise the limit at the next start, for a person to apply."""
-    unit = systemd_unit(pid, proc)
+def lasting_text(pid: int, soft: int, hard: int, proc: str = "/proc") -> str:
+    """The lines that raise the limit at the next start, for a person to apply.
+
+    The unit is the system service the kernel names in the process's cgroup
+    (collect.unit.read_system_unit: a name systemd accepts, or none), shell-quoted
+    in the command; never made from comm, which the process chooses."""
+    unit = read_system_unit(pid, proc)
     value = str(soft) if soft == hard else f"{soft}:{hard}"
     lines = []
     if unit:
         lines += [f"# /etc/systemd/system/{unit}.d/60-halfopen.conf",
                   "[Service]", f"LimitNOFILE={value}",
-                  f"# then: systemctl daemon-reload && systemctl restart {unit}"]
+                  f"# then: systemctl daemon-reload && systemctl restart {shlex.quote(unit)}"]
     else:
-        lines += [f"# {comm} (pid {pid}) runs outside a systemd service; if it is one, use a "
-                  "drop-in:", "[Service]", f"LimitNOFILE={value}"]
+        lines += [f"# pid {pid} runs in no system service its cgroup names; if a service "
+                  "manager starts it, set in its unit:", "[Service]", f"LimitNOFILE={value}"]
     user = user_of(pid, proc)
     lines += ["# /etc/security/limits.d/60-halfopen.conf (login sessions, via pam_limits)",
               f"{user} soft nofile {soft}", f"{user} hard nofile {hard}"]

@@ -28,9 +28,15 @@ def pids(proc: str = "/proc") -> list[int]:
 
 
 def read_comm(pid: int, proc: str = "/proc") -> str:
-    """The task name (TASK_COMM_LEN, 16 bytes at most); raises if `pid` is gone."""
+    """The task name (TASK_COMM_LEN, 16 bytes at most); raises if `pid` is gone.
+
+    As the process set it: the kernel adds one newline (proc_task_name), and
+    only that one is dropped (a name may end in newlines of its own). Bytes
+    that are not UTF-8 read as U+FFFD; showing it is model.text.shown()'s job.
+    """
     with open(f"{proc}/{pid}/comm", "rb") as f:
-        return f.read().rstrip(b"\n").decode("utf-8", "replace")
+        data = f.read()
+    return (data[:-1] if data.endswith(b"\n") else data).decode("utf-8", "replace")
 
 
 def comm(pid: int, proc: str = "/proc") -> Optional[str]:

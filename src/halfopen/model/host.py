@@ -198,6 +198,9 @@ class ProcessLimits:
     socket_fds: int  # of which sockets
     nofile_soft: int  # RLIMIT_NOFILE soft limit, fds; UNLIMITED (-1) if unlimited
     nofile_hard: int  # RLIMIT_NOFILE hard limit, fds; UNLIMITED (-1) if unlimited
+    # the system service its cgroup names (collect.unit.read_system_unit), '' if none:
+    # the only unit a fix may name; never derived from comm, which the process chooses
+    unit: str = ""
 
 
 # ---------------------------------------------------------------- conntrack

@@ -4,21 +4,27 @@ processes and files halfopen does not own.
 A process's comm and cmdline, a cgroup or container name, a pod label, a path
 read from a config file: any local user chooses these bytes. Before they reach
 a terminal, a table cell, a log line or a suggested command they pass
-`shown()`, which writes what `ps` writes for the same bytes (procps escapes
-control characters; here as Python-style escapes, which are unambiguous):
+`shown()`, which does what `ps` does for the same bytes (procps escapes what
+the terminal would interpret; here as Python-style escapes, which are
+unambiguous):
 
-- C0 and C1 control characters and DEL as `\\xNN` (`\\n`, `\\r`, `\\t` by name),
-  so a name can neither break a line nor send an escape sequence;
+- every character Python does not call printable (`str.isprintable`: the C0
+  and C1 controls, DEL, format characters, separators other than the space,
+  unassigned and private-use code points) as `\\xNN`, `\\uNNNN` or
+  `\\UNNNNNNNN` (`\\n`, `\\r`, `\\t` by name), so a name can neither break a
+  line nor send an escape sequence; the format characters include the
+  bidirectional overrides, isolates and marks and the zero-width characters
+  that reorder or hide text (the "Trojan Source" characters, CVE-2021-42574);
 - bytes that were not UTF-8 (decoded with "surrogateescape") as `\\xNN`;
-- bidirectional overrides and isolates (U+202A-U+202E, U+2066-U+2069) and the
-  invisible marks that reorder or hide text as `\\uNNNN` (the "Trojan Source"
-  characters, CVE-2021-42574);
+  decoded with "replace", as /proc readers here do, they are U+FFFD already;
 - a backslash doubled, so an escape shown can be told from the same
   characters typed by the process.
 
-Rich markup is a second interpreter: data is never passed to it as markup
-(render `rich.text.Text`, or `rich.markup.escape(shown(x))`). JSON, CSV and
-/metrics keep the exact text with their own escaping and do not use this.
+The escaped text is what `shown` returns for every input, so error lines
+(cli.main) and tables use the same function. Rich markup is a second
+interpreter: data is never passed to it as markup (render `rich.text.Text`,
+or `rich.markup.escape(shown(x))`). JSON, CSV and /metrics keep the exact text
+with their own escaping and do not use this.
 """
 
 from __future__ import annotations
@@ -27,43 +33,44 @@ import re
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 
-# C0, DEL, C1; lone surrogates (surrogateescape's undecodable bytes and
-# malformed input); bidi embeddings/overrides/isolates; zero-width and
-# direction marks; the BOM; line and paragraph separators.
-_UNSAFE = re.compile(
-    "[\\\\\x00-\x1f\x7f-\x9f\ud800-\udfff\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 
-
-def _escape(m: re.Match[str]) -> str:
-    ch = m.group()
+def _escape(ch: str) -> str:
     named = _NAMED.get(ch)
     if named is not None:
         return named
+    if ch == " " or ch.isprintable():
+        return ch
     code = ord(ch)
     if 0xDC80 <= code <= 0xDCFF:  # a byte surrogateescape kept: show the byte
         return f"\\x{code - 0xDC00:02x}"
     if code <= 0xFF:
         return f"\\x{code:02x}"
-    return f"\\u{code:04x}"
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
 
 
 def shown(text: str) -> str:
     r"""`text` as one safe printable line.
 
-    >>> shown("nginx")
-    'nginx'
+    >>> shown("nginx"), shown("php-fpm: pool www")
+    ('nginx', 'php-fpm: pool www')
     >>> shown("\x1b[2J\x1b]0;PWN\x07")
     '\\x1b[2J\\x1b]0;PWN\\x07'
-    >>> shown("two\nlines")
-    'two\\nlines'
-    >>> shown("a\u202eb")
-    'a\\u202eb'
-    >>> shown(b"caf\xe9".decode("utf-8", "surrogateescape"))
-    'caf\\xe9'
-    >>> shown("back\\slash")
-    'back\\\\slash'
+    >>> shown("two\nlines\r\tx\x7f\x9b")
+    'two\\nlines\\r\\tx\\x7f\\x9b'
+    >>> shown("a\u202eb\u2066c\u200bd\u061ce\ufeff")
+    'a\\u202eb\\u2066c\\u200bd\\u061ce\\ufeff'
+    >>> shown(b"caf\xe9".decode("utf-8", "surrogateescape")), shown(b"caf\xe9".decode("utf-8", "replace"))
+    ('caf\\xe9', 'caf\ufffd')
+    >>> shown("back\\slash"), shown("[bold]x[/]"), shown("café 東京")
+    ('back\\\\slash', '[bold]x[/]', 'café 東京')
+    >>> shown("\U000e0041\u2028\xa0")
+    '\\U000e0041\\u2028\\xa0'
     """
-    return _UNSAFE.sub(_escape, text)
+    if text.isprintable() and "\\" not in text:  # the common case, at C speed
+        return text
+    return "".join([_escape(ch) for ch in text])
 
 
 def is_plain(text: str) -> bool:

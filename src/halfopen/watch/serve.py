@@ -39,6 +39,7 @@ from prometheus_client.exposition import choose_encoder
 
 from halfopen.records import record
 
+from ..model.text import shown
 from .webconfig import Access
 
 Render = Callable[[str, str], tuple[str, bytes, Optional[str]]]
@@ -126,7 +127,8 @@ class Server:
         self.render = render
         self.limits = limits or Limits()
         self.access = access or Access()
-        self.log = log or (lambda line: print(f"halfopen: exporter: {line}", file=sys.stderr))
+        # a log line may quote an exception naming a process or a file: shown()
+        self.log = log or (lambda line: print(f"halfopen: exporter: {shown(line)}", file=sys.stderr))
         self._sel = selectors.DefaultSelector()
         self._pending: dict[int, _Conn] = {}  # fd -> conn, in accept order = deadline order
         self._lingering: dict[int, _Linger] = {}  # fd -> refused conn, in deadline order

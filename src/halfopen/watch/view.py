@@ -2,6 +2,11 @@
 
 The frame is a pure function of the window of samples (and, for growth,
 of a growth function: the window's own fit, or the recorded history's).
+Rich parses a str cell as markup: every cell that holds data (a process,
+container or namespace name, a finding's title, a note) is a `Text` of
+model.text.shown() text (`_data`), so a process named `[/]` can neither
+stop the view and the recorder (MarkupError) nor restyle it, and one named
+`\x1b[2J` cannot repaint the terminal.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from rich.text import Text
 
 from .. import units
 from ..model.finding import Finding
+from ..model.text import shown
 from . import trend
 from .sample import Sample
 from .window import Window
@@ -76,6 +82,11 @@ class FindingLog:
         self.cleared = self.cleared[-self.keep:]
 
 
+def _data(text: str, style: str = "") -> Text:
+    """A cell or line holding untrusted text: escaped, never markup."""
+    return Text(shown(text), style=style)
+
+
 def _clock(t: float) -> str:
     return datetime.datetime.fromtimestamp(t).strftime("%H:%M:%S")
 
@@ -86,7 +97,7 @@ def render(window: Window, log: FindingLog, growth: Callable[[int, str], float |
     s: Sample = window.samples[-1]
     parts: list = []
     totals = s.state_totals()
-    head = Text.assemble((f"halfopen watch  {s.host}  ", "bold"), _clock(s.t),
+    head = Text.assemble((f"halfopen watch  {shown(s.host)}  ", "bold"), _clock(s.t),
                          f"  {sum(totals.values())} TCP sockets  ",
                          f"{len(window.samples)} samples in window")
     parts.append(head)
@@ -119,7 +130,7 @@ def render(window: Window, log: FindingLog, growth: Callable[[int, str], float |
         rate = gf if gf is not None else g
         eta = trend.seconds_to_limit(p.fds or 0, p.fd_limit, rate)
         style = "bold red" if eta is not None and eta < 600 else ""
-        cells: list[str | Text] = [str(p.pid), p.comm, str(p.close_wait),
+        cells: list[str | Text] = [str(p.pid), _data(p.comm), str(p.close_wait),
                  "-" if g is None else f"{g:+.1f}",
                  units.seconds(p.oldest_close_wait_s),
                  "-" if p.fds is None else str(p.fds),
@@ -127,7 +138,7 @@ def render(window: Window, log: FindingLog, growth: Callable[[int, str], float |
                  Text(units.seconds(eta), style=style),
                  sparkline([v for _t, v in window.proc_points(p.pid)], 20)]
         if boxed:
-            cells.append(p.container.text() if p.container is not None else "-")
+            cells.append(_data(p.container.text()) if p.container is not None else "-")
         pt.add_row(*cells)
     if not procs:
         pt.caption = "no CLOSE_WAIT sockets"
@@ -139,7 +150,8 @@ def render(window: Window, log: FindingLog, growth: Callable[[int, str], float |
     busiest = sorted(s.listeners, key=lambda li: (li.syn_recv, li.accept_queue / max(li.backlog, 1)),
                      reverse=True)[:top]
     for li in busiest:
-        lt.add_row(li.netns, f"{li.addr}:{li.port}", li.comm or "-", str(li.accept_queue),
+        lt.add_row(_data(li.netns), f"{li.addr}:{li.port}", _data(li.comm or "-"),
+                   str(li.accept_queue),
                    str(li.backlog), pct(li.accept_queue, li.backlog), str(li.syn_recv))
     parts.append(lt)
 
@@ -152,7 +164,7 @@ def render(window: Window, log: FindingLog, growth: Callable[[int, str], float |
                       f"({pct(f.file_nr, f.file_max)})"))
 
     if s.findings is None:
-        parts.append(Text(f"findings: {doctor_note or 'doctor unavailable'}", style="dim"))
+        parts.append(_data(f"findings: {doctor_note or 'doctor unavailable'}", style="dim"))
     else:
         ft = Table(title="findings", title_justify="left")
         for col in ("since", "severity", "id", "title"):
@@ -162,14 +174,14 @@ def render(window: Window, log: FindingLog, growth: Callable[[int, str], float |
         if len(active) > top:
             ft.caption = f"{len(active) - top} more findings: halfopen doctor lists them all"
         for since, fnd in active[:top]:
-            ft.add_row(_clock(since), Text(fnd.severity, style=SEVERITY_STYLE.get(fnd.severity, "")),
-                       fnd.id, fnd.title)
+            ft.add_row(_clock(since), _data(fnd.severity, SEVERITY_STYLE.get(fnd.severity, "")),
+                       _data(fnd.id), _data(fnd.title))
         for when, fnd in log.cleared:
-            ft.add_row(_clock(when), Text("cleared", style="green"), fnd.id, fnd.title)
+            ft.add_row(_clock(when), Text("cleared", style="green"), _data(fnd.id), _data(fnd.title))
         if not log.active and not log.cleared:
             ft.caption = "none"
         parts.append(ft)
     for note in s.notes:
         if note != doctor_note:
-            parts.append(Text(f"note: {note}", style="dim"))
+            parts.append(_data(f"note: {note}", style="dim"))
     return Group(*parts)

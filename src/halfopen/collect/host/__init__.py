@@ -35,6 +35,7 @@ from ...model.host import HostFacts, NamespaceHost, NetCounters, ProcessLimits, 
 from ...model.sysctls import SYSCTLS
 from .. import netns as netns_mod
 from .. import owners
+from ..unit import read_system_unit
 from . import conntrack, counters, files, kmsg, limits, sockstat, stalefds, tunables
 
 __all__ = ["collect_host"]
@@ -304,4 +305,5 @@ def _processes(run: _Run, facts: HostFacts, got, pids: Iterable[int] | None, top
             continue
         facts.processes[pid] = ProcessLimits(
             pid=pid, comm=scan.comm, netns=label(scan.netns_inode), fd_count=scan.fd_count,
-            socket_fds=len(scan.socket_fds), nofile_soft=nofile[0], nofile_hard=nofile[1])
+            socket_fds=len(scan.socket_fds), nofile_soft=nofile[0], nofile_hard=nofile[1],
+            unit=read_system_unit(pid, proc))
