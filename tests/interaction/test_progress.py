@@ -83,9 +83,8 @@ def test_a_long_read_counts_its_items_on_a_terminal():
 
 
 def test_quick_work_and_non_terminals_write_nothing(tmp_path):
-    with open(tmp_path / "err", "w") as f:
-        with progress.progress("waiting", 1.0, stream=f):
-            time.sleep(0.8)
+    with open(tmp_path / "err", "w") as f, progress.progress("waiting", 1.0, stream=f):
+        time.sleep(0.8)
     assert (tmp_path / "err").read_text() == ""
     master, slave = pty.openpty()
     term = os.fdopen(slave, "w")

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from tests.helpers import wait_for
 
+import halfopen
 from halfopen.diagnose import closewait
 
 from .conftest import LEAKER, start_process, stop_group
@@ -142,8 +143,11 @@ def test_nagios_records_the_leak_then_the_recovery(netns, tmp_path):
     nagios = None
     try:
         assert leaker.stdout.readline().startswith("ready "), "leaker did not start"
-        # the installed halfopen, as an operator's command definition would run it
-        plugin = f"{sys.executable} -m halfopen doctor --nagios --netns {netns} --window 0"
+        # the halfopen under test, as an operator's command definition would run it
+        # (Nagios clears the environment: the package's directory is passed on)
+        where = Path(halfopen.__file__).resolve().parent.parent
+        plugin = (f"/usr/bin/env PYTHONPATH={where} {sys.executable} -m halfopen doctor "
+                  f"--nagios --netns {netns} --window 0")
         checks = {
             "halfopen": f"{plugin} --min-age 0 --timeout 200",
             # no rule fires (the sockets are younger than --min-age): the -c range alone
@@ -188,7 +192,7 @@ def test_nagios_records_the_leak_then_the_recovery(netns, tmp_path):
         ranged = wait_for("Nagios to record the range's CRITICAL",
                           lambda: checked("2", name="halfopen-ranges"), timeout=300, step=1)
         assert ranged["plugin_output"].startswith(
-            f"HALFOPEN CRITICAL - close_wait={count} (-c ~:{count - 1}); "), ranged
+            f"HALFOPEN CRITICAL - close_wait={count} (-c ~:{count - 1}) - "), ranged
         assert "close-wait-leak" not in ranged["plugin_output"]
         assert f"close_wait={count};10;~:{count - 1};0" in ranged["performance_data"].split()
         focus = wait_for("Nagios to check the focused service",

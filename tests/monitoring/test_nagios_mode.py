@@ -203,7 +203,7 @@ def test_ranges_decide_the_state_and_fill_the_perfdata(close_wait_pile):
         assert (status, r.returncode) == (want, EXIT[want]), (thresholds, r.stdout)
         assert "close-wait-leak" not in summary
         if says:
-            assert summary.startswith(says + "; "), summary
+            assert summary.startswith(says + " - "), summary
     # the operator's ranges replace the rule's fields, as written
     r = plugin(*base, "-w", "close_wait_process_max=50", "-c", "close_wait_process_max=@60:")
     perf = parse(r.stdout)[2]

@@ -143,10 +143,11 @@ def write_nagios(report: Report, perf: list, out: IO[str], verbose: bool = False
     the status and lead the summary. Returns the plugin's status."""
     status = max([report.status, *(b.severity for b in breaches)], key=_PLUGIN_RANK.__getitem__)
     summary = nagios_summary(report)
+    # ' - ' between the parts, not ';': Nagios turns ';' into ':' (its log's separator)
     if breaches:
-        summary = f"{', '.join(b.text for b in breaches)}; {summary}"
+        summary = f"{', '.join(b.text for b in breaches)} - {summary}"
     if unmeasured:
-        summary += f"; not measured here: {', '.join(unmeasured)}"
+        summary += f" - not measured here: {', '.join(unmeasured)}"
     out.write(nagios_line(status, summary, " ".join(p.text() for p in perf)) + "\n")
     shown = [f for f in report.findings if verbose or f.severity != "info"]
     for f in shown[:NAGIOS_LONG_MAX]:
