@@ -19,7 +19,7 @@ from ..errors import EXIT_UNKNOWN, HalfopenError, UsageError
 from ..model import files
 from ..model.socket import Socket
 from ..watch import history as watch_history
-from . import doctor_out
+from . import complete, doctor_out
 from .options import PATH, PID, PORT, Seconds, namespace_options, resolve_namespaces
 from .progress import progress
 
@@ -110,6 +110,7 @@ def _middleboxes(words: tuple[str, ...], file: str | None) -> tuple[middlebox.Mi
 @click.option("--window", type=Seconds(0, 3600), default=3.0, show_default=True,
               metavar="SECONDS", help="Sample counters twice this far apart (0: one sample, no rates).")
 @click.option("--middlebox", "middleboxes", multiple=True, metavar="NAME|SECONDS",
+              shell_complete=complete.middlebox_presets,
               help=f"A NAT/firewall/LB on the path: {', '.join(middlebox.PRESETS)} or an idle "
                    "timeout in seconds. Repeatable.")
 @click.option("--middlebox-file", type=PATH, metavar="FILE",
@@ -131,9 +132,11 @@ def _middleboxes(words: tuple[str, ...], file: str | None) -> tuple[middlebox.Mi
               help="Monitoring-plugin output (Nagios, Icinga): status line with perfdata, then "
                    "the findings; every failure is UNKNOWN, exit 3.")
 @click.option("-w", "--warning", "warning", multiple=True, metavar="LABEL=RANGE",
+              shell_complete=complete.perf_labels,
               help="With --nagios: WARNING when the perfdata figure LABEL is outside RANGE "
                    "(N, N:, ~:N, N:M, @N:M). Repeatable.")
 @click.option("-c", "--critical", "critical", multiple=True, metavar="LABEL=RANGE",
+              shell_complete=complete.perf_labels,
               help="With --nagios: CRITICAL when the perfdata figure LABEL is outside RANGE. "
                    "Repeatable.")
 @click.option("-t", "--timeout", type=Seconds(0.001, 86400), metavar="SECONDS",

@@ -18,6 +18,7 @@ from ..fix import journal, plan, safety
 from ..fix import persist as persist_file
 from ..fix.errors import PartialFailure
 from ..model.finding import Finding, read_findings
+from . import complete
 from .format import table
 from .options import PATH, Seconds, namespace_options, resolve_namespaces
 
@@ -25,7 +26,8 @@ SCHEMA = "halfopen.fix/1"
 
 
 @click.command()
-@click.argument("finding_ids", nargs=-1, metavar="[FINDING_ID]...")
+@click.argument("finding_ids", nargs=-1, metavar="[FINDING_ID]...",
+                shell_complete=complete.rule_ids)
 @click.option("--apply", "do_apply", is_flag=True, help="Carry the plan out.")
 @click.option("--persist", is_flag=True,
               help="Also write the host's sysctls to /etc/sysctl.d/60-halfopen.conf.")
