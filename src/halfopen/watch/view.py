@@ -103,10 +103,10 @@ def budget(height: int, fixed: int, wants: tuple[int, int, int]) -> tuple[int, i
     half of what is left, the processes two thirds of the rest, the listeners the rest
     (0: not shown). `fixed`: the lines of everything else.
 
-    >>> budget(24, 5, (3, 2, 9))
-    (1, 1, 1)
-    >>> budget(40, 5, (3, 2, 9))
-    (3, 2, 11)
+    >>> budget(24, 5, (3, 2, 9)), budget(24, 5, (9, 9, 9)), budget(40, 5, (3, 2, 9))
+    ((3, 2, 1), (3, 2, 1), (3, 2, 17))
+    >>> budget(16, 5, (9, 9, 9))  # nothing left: still one finding and one process
+    (1, 1, 0)
     """
     free = height - fixed - 3 * CHROME - 1  # one spare line: Live's own last line
     f = min(wants[0], max(1, free // 2))
