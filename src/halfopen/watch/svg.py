@@ -83,7 +83,7 @@ def time_ticks(t0: float, t1: float, most: int = 6) -> tuple[list[float], str]:
         span / most / TIME_STEPS[-1]))
     offset = time.localtime(t0).tm_gmtoff  # align to the local clock (hours, days)
     first = math.ceil((t0 + offset) / step) * step - offset
-    out = []
+    out: list[float] = []
     t = first
     while t <= t1 and len(out) <= most:
         out.append(float(t))
