@@ -21,6 +21,7 @@ from ..model.finding import Finding, read_findings
 from . import complete
 from .format import table
 from .options import PATH, Seconds, namespace_options, resolve_namespaces
+from .progress import progress
 
 SCHEMA = "halfopen.fix/1"
 
@@ -129,7 +130,10 @@ def _findings(path: str | None, spaces: tuple, window: float,
     if path is not None:
         return read_findings(path)
     table = report.new_tally(options)  # fed as the dump streams: no socket list kept
-    snap, nginx, note = live.take_live(spaces, window, nginx_config=nginx_config, sink=table.add)
+    what = f"sampling counters over a {window:g} s window" if window else "reading sockets"
+    with progress(what, window or None):
+        snap, nginx, note = live.take_live(spaces, window, nginx_config=nginx_config,
+                                           sink=table.add)
     findings = report.diagnose(snap, options, nginx=nginx, nginx_note=note, table=table).findings
     stamp.stamp(findings, snap.taken_at)
     return findings
