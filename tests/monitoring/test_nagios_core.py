@@ -1,6 +1,8 @@
 """A real Nagios Core runs `halfopen doctor --nagios` against a real leak: a CLOSE_WAIT
 pile in a test namespace. Nagios records CRITICAL with our perfdata and long output
 in its status.dat and log; when the leaking process is gone, the next check recovers.
+Two more services check the same pile with -w/-c ranges and a --pid focus: the
+range decides the state Nagios records, and the focus scopes the perfdata.
 
 The test starts its own nagios4 (Debian's nagios4-core) in the foreground with its
 own configuration directory (never the system service), checks every 3 s
@@ -8,6 +10,7 @@ own configuration directory (never the system service), checks every 3 s
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +20,7 @@ from pathlib import Path
 import pytest
 from tests.helpers import wait_for
 
+import halfopen
 from halfopen.diagnose import closewait
 
 from .conftest import LEAKER, start_process, stop_group
@@ -36,10 +40,6 @@ define timeperiod {{
   thursday 00:00-24:00
   friday 00:00-24:00
   saturday 00:00-24:00
-}}
-define command {{
-  command_name check_halfopen
-  command_line {check}
 }}
 define command {{
   command_name check_true
@@ -65,10 +65,17 @@ define host {{
   notification_period always
   contacts nobody
 }}
+{services}"""
+
+SERVICE = """\
+define command {{
+  command_name check_{name}
+  command_line {check}
+}}
 define service {{
   host_name hoM-host
-  service_description halfopen
-  check_command check_halfopen
+  service_description {name}
+  check_command check_{name}
   max_check_attempts 1
   check_interval 3
   retry_interval 3
@@ -114,17 +121,19 @@ illegal_macro_output_chars=`~$&|"<>
 """
 
 
-def service_status(status_dat: Path) -> dict[str, str] | None:
-    """The servicestatus block of status.dat (key=value lines), None before the first write."""
+def service_status(status_dat: Path, name: str = "halfopen") -> dict[str, str] | None:
+    """The servicestatus block of service `name` in status.dat (key=value lines), None
+    before the first write."""
     try:
         text = status_dat.read_text()
     except FileNotFoundError:
         return None
-    _, found, rest = text.partition("servicestatus {")
-    if not found:
-        return None
-    block = rest.split("}", 1)[0]
-    return dict(line.strip().split("=", 1) for line in block.splitlines() if "=" in line)
+    for chunk in text.split("servicestatus {")[1:]:
+        block = dict(line.strip().split("=", 1) for line in chunk.split("}", 1)[0].splitlines()
+                     if "=" in line)
+        if block.get("service_description") == name:
+            return block
+    return None
 
 
 def test_nagios_records_the_leak_then_the_recovery(netns, tmp_path):
@@ -134,11 +143,24 @@ def test_nagios_records_the_leak_then_the_recovery(netns, tmp_path):
     nagios = None
     try:
         assert leaker.stdout.readline().startswith("ready "), "leaker did not start"
-        # the installed halfopen, as an operator's command definition would run it
-        check = (f"{sys.executable} -m halfopen doctor --nagios --netns {netns} --window 0 "
-                 f"--min-age 0 --timeout 200")
+        # the halfopen under test, as an operator's command definition would run it
+        # (Nagios clears the environment: the package's directory is passed on)
+        where = Path(halfopen.__file__).resolve().parent.parent
+        plugin = (f"/usr/bin/env PYTHONPATH={where} {sys.executable} -m halfopen doctor "
+                  f"--nagios --netns {netns} --window 0")
+        checks = {
+            "halfopen": f"{plugin} --min-age 0 --timeout 200",
+            # no rule fires (the sockets are younger than --min-age): the -c range alone
+            # makes it CRITICAL; -w is past too, and CRITICAL wins
+            "halfopen-ranges": f"{plugin} --min-age 3600 -t 200 -w close_wait=10 "
+                               f"-c close_wait=~:{count - 1}",
+            # focused on another process: its CLOSE_WAIT figure is its own, 0
+            "halfopen-focus": f"{plugin} --min-age 3600 -t 200 --pid {os.getpid()} "
+                              f"-c close_wait=0",
+        }
+        services = "".join(SERVICE.format(name=n, check=c) for n, c in checks.items())
         (tmp_path / "checkresults").mkdir()
-        (tmp_path / "objects.cfg").write_text(OBJECTS.format(check=check))
+        (tmp_path / "objects.cfg").write_text(OBJECTS.format(services=services))
         cfg = tmp_path / "nagios.cfg"
         cfg.write_text(MAIN.format(d=tmp_path))
         verify = subprocess.run([NAGIOS, "-v", str(cfg)], capture_output=True, text=True,
@@ -147,8 +169,8 @@ def test_nagios_records_the_leak_then_the_recovery(netns, tmp_path):
         nagios = start_process([NAGIOS, str(cfg)], tmp_path / "nagios.out")
         status = tmp_path / "status.dat"
 
-        def checked(state: str, after: float = 0.0):
-            s = service_status(status)
+        def checked(state: str, after: float = 0.0, name: str = "halfopen"):
+            s = service_status(status, name)
             if s and s.get("has_been_checked") == "1" and s["current_state"] == state \
                     and int(s["last_check"]) >= after:
                 return s
@@ -166,6 +188,22 @@ def test_nagios_records_the_leak_then_the_recovery(netns, tmp_path):
             critical["long_plugin_output"]
         log = (tmp_path / "nagios.log").read_text()
         assert "SERVICE ALERT: hoM-host;halfopen;CRITICAL;HARD;1;HALFOPEN CRITICAL - " in log
+
+        ranged = wait_for("Nagios to record the range's CRITICAL",
+                          lambda: checked("2", name="halfopen-ranges"), timeout=300, step=1)
+        assert ranged["plugin_output"].startswith(
+            f"HALFOPEN CRITICAL - close_wait={count} (-c ~:{count - 1}) - "), ranged
+        assert "close-wait-leak" not in ranged["plugin_output"]
+        assert f"close_wait={count};10;~:{count - 1};0" in ranged["performance_data"].split()
+        focus = wait_for("Nagios to check the focused service",
+                         lambda: service_status(status, "halfopen-focus") if
+                         (service_status(status, "halfopen-focus") or {}).get(
+                             "has_been_checked") == "1" else None, timeout=300, step=1)
+        assert "close_wait=0;;0;0" in focus["performance_data"].split(), focus
+        assert not focus["plugin_output"].startswith("HALFOPEN CRITICAL - close_wait"), focus
+        log = (tmp_path / "nagios.log").read_text()
+        assert ("SERVICE ALERT: hoM-host;halfopen-ranges;CRITICAL;HARD;1;"
+                f"HALFOPEN CRITICAL - close_wait={count} (-c") in log
 
         leaker.kill()
         leaker.wait(10)

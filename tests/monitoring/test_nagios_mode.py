@@ -21,9 +21,10 @@ from .conftest import LEAKER
 
 PLUGIN = [sys.executable, "-m", "halfopen", "doctor", "--nagios"]
 EXIT = {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
-# Nagios Plugin Development Guidelines: 'label'=value[UOM];[warn];[crit];[min];[max]
+# Nagios Plugin Development Guidelines: 'label'=value[UOM];[warn];[crit];[min];[max],
+# warn and crit in the range format (10, 10:, ~:10, @10:20)
 PERF_ITEM = re.compile(r"(?:'[^']+'|[^\s'=]+)=(-?[0-9.]+)(%|s|ms|us|B|KB|MB|TB|c)?"
-                       r"(?:;(-?[0-9.]*)){0,4}")
+                       r"(?:;(@?(?:~|-?[0-9.]*):?-?[0-9.]*)){0,2}(?:;(-?[0-9.]*)){0,2}")
 STATUS_LINE = re.compile(r"HALFOPEN (OK|WARNING|CRITICAL|UNKNOWN) - ([^|]+?)(?: \| (.*))?")
 
 
@@ -177,3 +178,94 @@ def test_perfdata_labels_that_need_quotes():
     assert Perf("close_wait@hoM ns", 3, "", None, None, 0).text() == "'close_wait@hoM ns'=3;;;0"
     assert Perf("orphans", 0, "", 65536, 104857.6, 0, 131072).text() == \
         "orphans=0;65536;104857.6;0;131072"
+
+
+def test_ranges_decide_the_state_and_fill_the_perfdata(close_wait_pile):
+    """-w/-c in the guidelines' range syntax on named figures: the worse of the ranges and
+    the rules is the state (here no rule fires: --min-age keeps the sockets too young)."""
+    netns, count, _leaker = close_wait_pile
+    base = ["--netns", netns, "--window", "0", "--min-age", "3600"]
+    cases = [  # (thresholds, state, start of the summary)
+        (["-w", f"close_wait={count}", "-c", f"close_wait={count + 1}"], "OK", None),
+        (["-w", f"close_wait={count - 1}", "-c", f"close_wait={count}"], "WARNING",
+         f"close_wait={count} (-w {count - 1})"),
+        (["-w", "close_wait=10", "-c", f"close_wait=~:{count - 1}"], "CRITICAL",
+         f"close_wait={count} (-c ~:{count - 1})"),
+        (["-c", f"close_wait=@{count}:{count + 10}"], "CRITICAL",
+         f"close_wait={count} (-c @{count}:{count + 10})"),
+        (["--critical", f"close_wait={count + 1}:"], "CRITICAL",
+         f"close_wait={count} (-c {count + 1}:)"),
+        (["-w", "close_wait=@0:0,established=@0:0"], "WARNING", None),
+    ]
+    for thresholds, want, says in cases:
+        r = plugin(*base, *thresholds)
+        status, summary, perf, _long = parse(r.stdout)
+        assert (status, r.returncode) == (want, EXIT[want]), (thresholds, r.stdout)
+        assert "close-wait-leak" not in summary
+        if says:
+            assert summary.startswith(says + " - "), summary
+    # the operator's ranges replace the rule's fields, as written
+    r = plugin(*base, "-w", "close_wait_process_max=50", "-c", "close_wait_process_max=@60:")
+    perf = parse(r.stdout)[2]
+    assert perf["close_wait_process_max"] == [str(count), "50", "@60:", "0"]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["-w", "100"], "want LABEL=RANGE"),
+    (["-w", "nosuch=1"], "unknown figure 'nosuch'"),
+    (["-c", "close_wait=10:5"], "the start 10 is above the end 5"),
+    (["-c", "close_wait=1e3"], "N, N:, ~:N, N:M or @N:M"),
+    (["-c", "close_wait=@"], "N, N:, ~:N, N:M or @N:M"),
+    (["-t", "x"], "--timeout"),
+])
+def test_bad_ranges_are_unknown_in_one_line(args, says):
+    r = plugin(*args)
+    assert r.returncode == 3 and r.stdout.count("\n") == 1, r.stdout + r.stderr
+    assert r.stdout.startswith("HALFOPEN UNKNOWN - ") and says in r.stdout, r.stdout
+    plain = subprocess.run([sys.executable, "-m", "halfopen", "doctor", *args],
+                           capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 64 and plain.stdout == "", plain.stdout + plain.stderr
+
+
+def test_focus_scopes_the_perfdata(close_wait_pile):
+    """--pid/--port: the socket figures are the focus's, so a focused check's graph
+    shows what its state judged."""
+    netns, count, leaker = close_wait_pile
+    base = ["--netns", netns, "--window", "0", "--min-age", "0"]
+    whole = parse(plugin(*base).stdout)[2]
+    assert int(whole["close_wait"][0]) == count
+    mine = plugin(*base, "--pid", str(leaker.pid))
+    status, summary, perf, _long = parse(mine.stdout)
+    assert status == "CRITICAL" and "close-wait-leak" in summary
+    assert perf["close_wait"][0] == str(count)
+    assert perf["close_wait_process_max"][0] == str(count)
+    other = plugin(*base, "--pid", str(os.getpid()))
+    status, summary, perf, _long = parse(other.stdout)
+    assert "close-wait-leak" not in summary
+    assert perf["close_wait"][0] == "0" and perf["close_wait_process_max"][0] == "0"
+    assert float(perf["fd_use_process_max"][0].rstrip("%")) < 50  # pytest's fds, not the leaker's
+    # a port nobody uses: no sockets there, so a range of 0 on it is not past
+    nobody = plugin(*base, "--port", "1", "-c", "close_wait=0")
+    _status, summary, perf, _long = parse(nobody.stdout)
+    assert perf["close_wait"] == ["0", "", "0", "0"]
+    assert not summary.startswith("close_wait=") and "close-wait-leak" not in summary
+
+
+def test_version_and_timeout_short_options():
+    from halfopen import __version__
+    for flag in ("-V", "--version"):
+        r = subprocess.run([*PLUGIN, flag], capture_output=True, text=True, timeout=60)
+        assert (r.returncode, r.stdout) == (0, f"halfopen {__version__}\n")
+    start = time.monotonic()
+    r = plugin("--window", "30", "-t", "1")
+    assert time.monotonic() - start < 30
+    assert (r.returncode, r.stdout) == (3, "HALFOPEN UNKNOWN - timed out after 1 s (--timeout)\n")
+
+
+def test_range_and_perfdata_docstrings():
+    import doctest
+
+    from halfopen.diagnose import perfdata, ranges
+    for mod in (perfdata, ranges):
+        result = doctest.testmod(mod)
+        assert result.failed == 0 and result.attempted > 0

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import click
 
-from .. import fsio, store
+from .. import __version__, fsio, store
 from ..collect import live, stamp
-from ..diagnose import middlebox
+from ..diagnose import middlebox, ranges
 from ..diagnose import report as rep
 from ..diagnose.context import Options
+from ..diagnose.tally import Tally
 from ..errors import EXIT_UNKNOWN, HalfopenError, UsageError
 from ..model import files
+from ..model.socket import Socket
 from ..watch import history as watch_history
-from . import doctor_out
+from . import complete, doctor_out
 from .options import PATH, PID, PORT, Seconds, namespace_options, resolve_namespaces
+from .progress import progress
 
 
 class TimedOut(HalfopenError):
@@ -107,6 +110,7 @@ def _middleboxes(words: tuple[str, ...], file: str | None) -> tuple[middlebox.Mi
 @click.option("--window", type=Seconds(0, 3600), default=3.0, show_default=True,
               metavar="SECONDS", help="Sample counters twice this far apart (0: one sample, no rates).")
 @click.option("--middlebox", "middleboxes", multiple=True, metavar="NAME|SECONDS",
+              shell_complete=complete.middlebox_presets,
               help=f"A NAT/firewall/LB on the path: {', '.join(middlebox.PRESETS)} or an idle "
                    "timeout in seconds. Repeatable.")
 @click.option("--middlebox-file", type=PATH, metavar="FILE",
@@ -127,14 +131,25 @@ def _middleboxes(words: tuple[str, ...], file: str | None) -> tuple[middlebox.Mi
 @click.option("--nagios", is_flag=True,
               help="Monitoring-plugin output (Nagios, Icinga): status line with perfdata, then "
                    "the findings; every failure is UNKNOWN, exit 3.")
-@click.option("--timeout", type=Seconds(0.001, 86400), metavar="SECONDS",
+@click.option("-w", "--warning", "warning", multiple=True, metavar="LABEL=RANGE",
+              shell_complete=complete.perf_labels,
+              help="With --nagios: WARNING when the perfdata figure LABEL is outside RANGE "
+                   "(N, N:, ~:N, N:M, @N:M). Repeatable.")
+@click.option("-c", "--critical", "critical", multiple=True, metavar="LABEL=RANGE",
+              shell_complete=complete.perf_labels,
+              help="With --nagios: CRITICAL when the perfdata figure LABEL is outside RANGE. "
+                   "Repeatable.")
+@click.option("-t", "--timeout", type=Seconds(0.001, 86400), metavar="SECONDS",
               help="Give up after SECONDS: exit 3 (UNKNOWN) in one line.")
+@click.version_option(__version__, "-V", "--version", prog_name="halfopen",
+                      message="%(prog)s %(version)s")
 def doctor(pid: int | None, port: int | None, container: str | None, window: float,
            middleboxes: tuple[str, ...],
            middlebox_file: str | None, as_json: bool, verbose: bool, netns_name: str | None,
            netns_pid: int | None, all_netns: bool, snapshot_file: str | None,
            save_snapshot: str | None, history_file: str | None, min_age: float | None,
-           nginx_config: str | None, nagios: bool, timeout: float | None) -> int:
+           nginx_config: str | None, nagios: bool, warning: tuple[str, ...],
+           critical: tuple[str, ...], timeout: float | None) -> int:
     """Diagnose half-open connections and the exhaustion they cause.
 
     \b
@@ -145,16 +160,23 @@ def doctor(pid: int | None, port: int | None, container: str | None, window: flo
       halfopen doctor --middlebox aws-nlb --json
       halfopen doctor --snapshot saved.json
       halfopen doctor --nagios --timeout 50      # a Nagios/Icinga check (docs/nagios.md)
+      halfopen doctor --nagios -w close_wait=100 -c close_wait=500 --port 443
     """
     if nagios and as_json:
         raise UsageError("choose one of --nagios, --json")
+    if (warning or critical) and not nagios:
+        raise UsageError("-w/--warning and -c/--critical judge the perfdata of --nagios: "
+                         "add --nagios")
+    from ..diagnose.perfdata import LABELS  # noqa: PLC0415 - only plugins pay for it
+    thresholds = (ranges.parse_thresholds(warning, "-w", LABELS),
+                  ranges.parse_thresholds(critical, "-c", LABELS))
     with deadline(timeout):
         return _run(pid=pid, port=port, container=container, window=window, middleboxes=middleboxes,
                     middlebox_file=middlebox_file, as_json=as_json, verbose=verbose,
                     netns_name=netns_name, netns_pid=netns_pid, all_netns=all_netns,
                     snapshot_file=snapshot_file, save_snapshot=save_snapshot,
                     history_file=history_file, min_age=min_age, nginx_config=nginx_config,
-                    nagios=nagios)
+                    nagios=nagios, thresholds=thresholds)
 
 
 def _run(*, pid: int | None, port: int | None, container: str | None, window: float,
@@ -162,7 +184,8 @@ def _run(*, pid: int | None, port: int | None, container: str | None, window: fl
          middlebox_file: str | None, as_json: bool, verbose: bool, netns_name: str | None,
          netns_pid: int | None, all_netns: bool, snapshot_file: str | None,
          save_snapshot: str | None, history_file: str | None, min_age: float | None,
-         nginx_config: str | None, nagios: bool) -> int:
+         nginx_config: str | None, nagios: bool,
+         thresholds: tuple[dict[str, ranges.Range], dict[str, ranges.Range]]) -> int:
     boxes = _middleboxes(middleboxes, middlebox_file)
     options = Options(pid=pid, port=port, container=container, middleboxes=boxes,
                       min_age_s=min_age)
@@ -173,13 +196,17 @@ def _run(*, pid: int | None, port: int | None, container: str | None, window: fl
         snap, nginx = store.load_snapshot(snapshot_file)
         note = ""
         table = None  # diagnose() tallies the file's sockets
+        focus = None
     else:
         spaces = resolve_namespaces(netns_name, netns_pid, all_netns)
         # the rules read a Tally fed as the dump streams; --save-snapshot writes every
         # socket, so then the snapshot keeps its list and diagnose() tallies that
         table = rep.new_tally(options) if save_snapshot is None else None
-        snap, nginx, note = live.take_live(spaces, window, nginx_config=nginx_config,
-                                           sink=table.add if table is not None else None)
+        focus = _focus_tally(options) if nagios and table is not None else None
+        what = f"sampling counters over a {window:g} s window" if window else "reading sockets"
+        with progress(what, window or None, enabled=not nagios):
+            snap, nginx, note = live.take_live(spaces, window, nginx_config=nginx_config,
+                                               sink=_sink(table, focus, options))
     if save_snapshot is not None:
         try:
             store.save_snapshot(save_snapshot, snap, nginx)
@@ -195,11 +222,44 @@ def _run(*, pid: int | None, port: int | None, container: str | None, window: fl
     if snapshot_file is None:
         stamp.stamp(report.findings, snap.taken_at)
     if nagios:
-        from ..diagnose.perfdata import perfdata  # noqa: PLC0415 - only plugins pay for it
-        doctor_out.write_nagios(report, perfdata(snap, table), sys.stdout, verbose)
-    elif as_json:
+        from ..diagnose import perfdata as pd  # noqa: PLC0415 - only plugins pay for it
+        focused = pd.in_focus(options)
+        if focused is not None and (snapshot_file is not None or save_snapshot is not None):
+            focus = rep.new_tally(options)
+            for s in snap.sockets:
+                if focused(s):
+                    focus.add(s)
+        pids = pd.focus_pids(snap, options, focus) if focus is not None else None
+        items, breaches, missing = pd.judge(pd.perfdata(snap, table, focus, pids), *thresholds)
+        status = doctor_out.write_nagios(report, items, sys.stdout, verbose, breaches, missing)
+        sys.stdout.flush()
+        return rep.EXIT_BY_STATUS[status]
+    if as_json:
         doctor_out.write_json(report, sys.stdout)
     else:
         doctor_out.write_text(report, sys.stdout, verbose)
     sys.stdout.flush()
     return report.exit_code
+
+
+def _focus_tally(options: Options) -> Tally | None:
+    """A second, small Tally of the --pid/--port/--container sockets, for the plugin's
+    perfdata (the rules still read the whole table)."""
+    from ..diagnose.perfdata import in_focus  # noqa: PLC0415 - only plugins pay for it
+    return rep.new_tally(options) if in_focus(options) is not None else None
+
+
+def _sink(table: Tally | None, focus: Tally | None, options: Options
+          ) -> Callable[[Socket], None] | None:
+    """Where the streamed dump goes: the rules' Tally, and the focus's when there is one."""
+    if table is None or focus is None:
+        return table.add if table is not None else None
+    from ..diagnose.perfdata import in_focus  # noqa: PLC0415 - only plugins pay for it
+    focused = in_focus(options)
+    add, add_focus = table.add, focus.add
+
+    def both(s: Socket) -> None:
+        add(s)
+        if focused is not None and focused(s):
+            add_focus(s)
+    return both

@@ -9,11 +9,13 @@ obeyed. The JSON keeps the exact text.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import IO, Any
 
 from rich.console import Console
 from rich.text import Text
 
+from ..diagnose.perfdata import Breach
 from ..diagnose.report import Report
 from ..model.text import shown
 
@@ -138,11 +140,26 @@ def nagios_summary(report: Report) -> str:
     return text
 
 
-def write_nagios(report: Report, perf: list, out: IO[str], verbose: bool = False) -> None:
+# the plugin's state when the rules and the -w/-c ranges disagree: the worse, with
+# UNKNOWN above OK (Monitoring Plugins' max_state_alt)
+_PLUGIN_RANK = {"ok": 0, "unknown": 1, "warning": 2, "critical": 3}
+
+
+def write_nagios(report: Report, perf: list, out: IO[str], verbose: bool = False,
+                 breaches: Sequence[Breach] = (), unmeasured: Sequence[str] = ()) -> str:
     """Monitoring-plugin output: the status line with perfdata, then one line per finding
-    (worst first; info ones with -v), then the notes. No banner, no colour."""
-    out.write(nagios_line(report.status, nagios_summary(report), " ".join(p.text() for p in perf))
-              + "\n")
+    (worst first; info ones with -v), then the notes. No banner, no colour.
+
+    `breaches`: figures past the operator's -w/-c ranges (perfdata.judge); they raise
+    the status and lead the summary. Returns the plugin's status."""
+    status = max([report.status, *(b.severity for b in breaches)], key=_PLUGIN_RANK.__getitem__)
+    summary = nagios_summary(report)
+    # ' - ' between the parts, not ';': Nagios turns ';' into ':' (its log's separator)
+    if breaches:
+        summary = f"{', '.join(b.text for b in breaches)} - {summary}"
+    if unmeasured:
+        summary += f" - not measured here: {', '.join(unmeasured)}"
+    out.write(nagios_line(status, summary, " ".join(p.text() for p in perf)) + "\n")
     listed = [f for f in report.findings if verbose or f.severity != "info"]
     for f in listed[:NAGIOS_LONG_MAX]:
         line = f"{LABEL[f.severity]} {f.id}: {f.title}"
@@ -153,3 +170,4 @@ def write_nagios(report: Report, perf: list, out: IO[str], verbose: bool = False
         out.write(f"... and {len(listed) - NAGIOS_LONG_MAX} more: run halfopen doctor on the host\n")
     for note in report.notes:
         out.write(_plugin_text(f"note: {note}") + "\n")
+    return status

@@ -19,14 +19,17 @@ from ..fix import persist as persist_file
 from ..fix.errors import PartialFailure
 from ..model.finding import Finding
 from ..model.text import shown
+from . import complete
 from .format import table
 from .options import PATH, Seconds, namespace_options, resolve_namespaces
+from .progress import progress
 
 SCHEMA = "halfopen.fix/1"
 
 
 @click.command()
-@click.argument("finding_ids", nargs=-1, metavar="[FINDING_ID]...")
+@click.argument("finding_ids", nargs=-1, metavar="[FINDING_ID]...",
+                shell_complete=complete.rule_ids)
 @click.option("--apply", "do_apply", is_flag=True, help="Carry the plan out.")
 @click.option("--persist", is_flag=True,
               help="Also write the host's sysctls to /etc/sysctl.d/60-halfopen.conf.")
@@ -135,7 +138,10 @@ def _findings(path: str | None, spaces: tuple, window: float,
     if path is not None:
         return store.load_findings(path)
     table = report.new_tally(options)  # fed as the dump streams: no socket list kept
-    snap, nginx, note = live.take_live(spaces, window, nginx_config=nginx_config, sink=table.add)
+    what = f"sampling counters over a {window:g} s window" if window else "reading sockets"
+    with progress(what, window or None):
+        snap, nginx, note = live.take_live(spaces, window, nginx_config=nginx_config,
+                                           sink=table.add)
     findings = report.diagnose(snap, options, nginx=nginx, nginx_note=note, table=table).findings
     stamp.stamp(findings, snap.taken_at)
     return findings

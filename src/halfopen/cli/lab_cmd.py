@@ -9,6 +9,7 @@ import click
 
 from ..errors import EXIT_UNKNOWN, HalfopenError, UsageError
 from ..lab import runner, scenarios
+from . import complete
 
 
 class LabUnavailable(HalfopenError):
@@ -46,7 +47,7 @@ def list_(as_json: bool) -> int:
 
 
 @lab.command("run")
-@click.argument("scenario", metavar="SCENARIO")
+@click.argument("scenario", metavar="SCENARIO", shell_complete=complete.scenario_names)
 @click.option("--keep", is_flag=True, help="Leave the namespaces and processes for exploring.")
 @click.option("--json", "as_json", is_flag=True,
               help="The result as JSON on stdout; the narration goes to stderr.")

@@ -19,6 +19,7 @@ import click
 
 from ..collect import netns
 from ..errors import UsageError
+from . import complete
 
 PID_MAX = 4194304  # PID_MAX_LIMIT on 64-bit (include/linux/threads.h)
 NAME_MAX = 255  # include/uapi/linux/limits.h: one path component, in bytes
@@ -146,4 +147,5 @@ def resolve_namespaces(netns_name: str | None, netns_pid: int | None,
     return ()
 
 
-filter_argument = click.argument("filter_words", nargs=-1, metavar="[FILTER]...")
+filter_argument = click.argument("filter_words", nargs=-1, metavar="[FILTER]...",
+                                 shell_complete=complete.filter_words)

@@ -13,6 +13,7 @@ from ..model import filter as filters
 from ..model.text import shown
 from . import sockets_out
 from .options import filter_argument, namespace_options, resolve_namespaces
+from .progress import counting, is_terminal, progress
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -55,23 +56,29 @@ def sockets(filter_words: tuple[str, ...], processes: bool, info: bool,
     spaces = resolve_namespaces(netns_name, netns_pid, all_netns)
     query = collector.Query(filter=flt, tcp_info=info, owners=processes or summary,
                             namespaces=spaces, source=source)
-    collection = collector.collect(query)
+    with progress("reading the owners' file descriptors"):
+        collection = collector.collect(query)
     out = sys.stdout
+    # a line on a terminal stderr while the table is read (it is printed only once
+    # read whole), or while a stream goes to a file; not over a stream on the terminal
+    buffered = summary or not (as_json or jsonl or as_csv)
+    socks = counting(collection.sockets, "reading sockets", "sockets",
+                                  enabled=buffered or not is_terminal(out))
     if summary:
-        result = sockets_out.summarize(collection.sockets)
+        result = sockets_out.summarize(socks)
         if as_json or jsonl:
             json.dump(result, out, indent=None if jsonl else 2)
             out.write("\n")
         else:
             out.write("\n".join(sockets_out.summary_text(result)) + "\n")
     elif as_json:
-        sockets_out.write_json(collection.sockets, out, collection.source, collection.notes)
+        sockets_out.write_json(socks, out, collection.source, collection.notes)
     elif jsonl:
-        sockets_out.write_jsonl(collection.sockets, out)
+        sockets_out.write_jsonl(socks, out)
     elif as_csv:
-        sockets_out.write_csv(collection.sockets, out, info)
+        sockets_out.write_csv(socks, out, info)
     else:
-        sockets_out.write_table(collection.sockets, out, info, show_netns=len(spaces) > 1)
+        sockets_out.write_table(socks, out, info, show_netns=len(spaces) > 1)
     out.flush()
     for note in collection.notes:
         click.echo(f"halfopen: note: {shown(note)}", err=True)

@@ -49,13 +49,13 @@ def run(opts: WatchOptions, console: Console | None = None) -> int:
             g = history.growth_per_minute(recorder.db, pid, what, opts.window_s)
         return g
 
-    def step() -> RenderableType:
+    def step(height: int | None = None) -> RenderableType:
         sample = sampler.take()
         if recorder is not None:
             recorder.append(sample)
         window.add(sample)
         log.update(sample.t, sample.findings)
-        return render(window, log, growth, opts.top, sampler.doctor.note)
+        return render(window, log, growth, opts.top, sampler.doctor.note, height)
 
     previous = signal.signal(signal.SIGTERM, _on_term)
     try:
@@ -72,7 +72,9 @@ def run(opts: WatchOptions, console: Console | None = None) -> int:
         with Live(console=console, auto_refresh=False, transient=False) as live:
             while True:
                 start = time.monotonic()
-                live.update(step(), refresh=True)
+                # the terminal's lines now (it may have been resized): a short one
+                # gets a frame fitted to it, findings first
+                live.update(step(console.size.height), refresh=True)
                 time.sleep(max(0.0, opts.interval_s - (time.monotonic() - start)))
     except (_Stop, KeyboardInterrupt):
         return 0

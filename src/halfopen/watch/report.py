@@ -195,7 +195,9 @@ def render(db: sqlite3.Connection, path: str) -> str:
     parts.append(svg.line_chart("open fds and RLIMIT_NOFILE", fd_series, dashed=dashed,
                                 unit="fds"))
     parts.append("<h2>Host limits</h2>")
-    parts.append(svg.line_chart("conntrack and file handles use", host_use(db), unit="%"))
+    # 0-100 at least: the share of a limit, where 0.07 % must look empty, not full
+    parts.append(svg.line_chart("conntrack and file handles use", host_use(db), unit="%",
+                                y_range=(0.0, 100.0)))
     parts.append("<h2>Counter rates</h2>")
     parts.append(svg.line_chart("TCP counters", counter_rates(db), unit="per second"))
     parts.append("<h2>Findings</h2>")
