@@ -243,7 +243,7 @@ def parse_stats(text: str) -> dict[str, int]:
 def parse_pairs(text: str) -> dict[int, int]:
     """saved_tgids: "TID TGID" lines (saved_tgids_show).
 
-    >>> parse_pairs("12 10\n13 10\n")
+    >>> parse_pairs("12 10\\n13 10\\n")
     {12: 10, 13: 10}
     """
     out = {}
