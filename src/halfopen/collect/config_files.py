@@ -172,10 +172,10 @@ class ConfigFiles:
             key = (derive, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
             if key in self.cache:
                 return self.cache[key]
-            data = self._read(fd, st.st_size)
+            text = self._read(fd, st.st_size).decode("utf-8", "replace")  # the bytes go now
         finally:
             os.close(fd)
-        value = derive(data.decode("utf-8", "replace"), self.budget)
+        value = derive(text, self.budget)
         self.cache[key] = value
         return value
 
@@ -190,18 +190,17 @@ class ConfigFiles:
             raise Refused(f"{shown(path)} is writable by group or others "
                           f"(mode {stat.S_IMODE(st.st_mode):o})")
 
-    def _read(self, fd: int, size: int) -> bytes:
+    def _read(self, fd: int, size: int) -> bytearray:
         self.budget.take_bytes(size)  # a file larger than what is left is not read at all
         left = self.budget.left_bytes() + size
-        chunks, got = [], 0
-        while got <= left:
-            chunk = os.read(fd, min(1 << 16, left + 1 - got))
+        data = bytearray()
+        while len(data) <= left:
+            chunk = os.read(fd, min(1 << 16, left + 1 - len(data)))
             if not chunk:
                 break
-            chunks.append(chunk)
-            got += len(chunk)
-        self.budget.take_bytes(got - size)  # it grew (or shrank) since fstat
-        return b"".join(chunks)
+            data += chunk
+        self.budget.take_bytes(len(data) - size)  # it grew (or shrank) since fstat
+        return data
 
     def listdir(self, directory: str) -> list[str]:
         """The names in `directory` inside the root; [] as glob(3) when it cannot be read."""
