@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import doctest
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ import pytest
 from tests.helpers import HALFOPEN
 from tests.security.conftest import halfopen, one_line
 
+from halfopen.collect import config_files, nginx_conf
 from halfopen.collect.nginx_conf import parse
 
 FAKE = r"""
@@ -269,6 +271,13 @@ def _read_cost(config: str = "") -> dict:
     return cost
 
 
+def _comment(size: int) -> str:
+    """`size` bytes of comments in lines of 4 KiB (nginx's longest): a token a line,
+    so cheap to parse."""
+    line = "#" + "x" * 4094 + "\n"
+    return (line * (size // len(line) + 1))[:size]
+
+
 def _write(path: str, text: str, owner: int = 0, mode: int = 0o644) -> str:
     with open(path, "w") as f:
         f.write(text)
@@ -360,7 +369,9 @@ def test_a_users_nginx_master_names_no_file_for_root(attacker, public_dir, tmp_p
             assert not openers() & {json_pid, text_pid}, "the doctor opened the root-only file"
         print(f"\nattacker's nginx: doctor --json {seconds * 1000:.0f} ms, {rss:.0f} MiB peak RSS")
         assert code in (0, 1, 2) and "Traceback" not in err + verbose_err, err
-        assert seconds < 10, f"the doctor took {seconds:.1f} s"
+        # the whole doctor reads the host's sockets too (4-8 s here while other tests held
+        # 130,000 TIME_WAIT); _read_cost bounds the configuration's own part tightly
+        assert seconds < 30, f"the doctor took {seconds:.1f} s"
         cost = _read_cost()
         assert cost["ms"] < 5000 and cost["mib"] < 64, cost  # before: 30.5 s, 556 MB
         for shown_out in (out, err, text, verbose_err, snap.read_text()):
@@ -376,10 +387,10 @@ def test_a_users_nginx_master_names_no_file_for_root(attacker, public_dir, tmp_p
 
 def test_a_root_nginx_past_the_budget_keeps_what_was_read(public_dir, netns, tmp_path):
     """A real nginx run by root whose includes pass the budget: 257 files (one 256 KiB
-    file of comments, included 255 times, which nginx accepts). The walk stops at the
+    comment, included 255 times, which nginx accepts). The walk stops at the
     budget with one note and keeps what came before."""
     port = 18091
-    big = _write(os.path.join(public_dir, "big.conf"), ("# padding\n" * (BIG // 10 + 1))[:BIG])
+    big = _write(os.path.join(public_dir, "big.conf"), _comment(BIG))
     many = _write(os.path.join(public_dir, "many.conf"), f"include {big};\n" * 255)
     conf = _write(os.path.join(public_dir, "nginx.conf"), NGINX_CONF.format(
         d=public_dir, port=port).replace("include conf.d/*.conf;",
@@ -398,7 +409,7 @@ def test_a_root_nginx_past_the_budget_keeps_what_was_read(public_dir, netns, tmp
         facts = json.loads(snap.read_text())["doctor"]["nginx"]
         assert ["http", 19.0] in facts["keepalive_timeouts"], facts  # read before the stop
         assert f"127.0.0.1:{port}" not in [x["address"] for x in facts["listens"]], facts
-        assert seconds < 10
+        assert seconds < 30
         cost = _read_cost()
         assert cost["ms"] < 5000 and cost["mib"] < 64, cost
     finally:
@@ -432,7 +443,7 @@ def test_nginx_config_named_by_the_operator_is_read_within_the_budget(public_dir
     assert facts["config"] == own and facts["keepalive_timeouts"] == [["http", 31.0]], facts
     assert "read in part" not in out
 
-    mib = ("# one MiB of comments\n" * ((1 << 20) // 22 + 1))[: 1 << 20]
+    mib = _comment(1 << 20)  # few tokens: what binds is the bytes read, not the CPU
     parts = [_write(os.path.join(public_dir, f"part{i}.conf"), mib) for i in range(8)]
     bytes_conf = _write(os.path.join(public_dir, "bytes.conf"), "http { keepalive_timeout 5s; "
                         + "".join(f"include {p}; " for p in parts) + "}\n")
@@ -453,7 +464,7 @@ def test_nginx_config_named_by_the_operator_is_read_within_the_budget(public_dir
     print(f"255 x 256 KiB of directives named: doctor {seconds * 1000:.0f} ms, {rss:.0f} MiB")
     assert code in (0, 1, 2) and "Traceback" not in err, err
     assert f"--nginx-config {items_conf} read in part (stopped at {big}: past " in out, out
-    assert seconds < 10
+    assert seconds < 30
     for config in (items_conf, bytes_conf):
         cost = _read_cost(config)
         assert cost["ms"] < 5000 and cost["mib"] < 64, cost
@@ -466,5 +477,64 @@ def test_unterminated_quotes_cost_one_pass(public_dir):
                  'http { keepalive_timeout 7s; }\n' + '"\\' * (128 << 10))
     code, out, err, seconds, _rss, _pid = _timed("doctor", "--window", "0", "--nginx-config", bad)
     assert code in (0, 1, 2) and "Traceback" not in err, err
-    assert seconds < 10, f"{seconds:.1f} s for 256 KiB of quotes"
+    assert seconds < 30, f"{seconds:.1f} s for 256 KiB of quotes"  # before: hours
     assert parse('http { keepalive_timeout 7s; } "\\"\\"\\').keepalive_timeouts == [("http", 7.0)]
+
+
+@pytest.mark.parametrize("mod", [nginx_conf, config_files])
+def test_docstring_examples(mod):
+    result = doctest.testmod(mod)
+    assert result.failed == 0 and result.attempted > 0
+
+
+def test_who_may_name_files_for_root(attacker, public_dir):
+    """untrusted(): root from a root-owned binary may; a user may not, nor root running
+    a binary another user owns or may write (copies of /bin/sleep, never a found one)."""
+    sleep = shutil.which("sleep") or "/bin/sleep"
+    theirs = os.path.join(public_dir, "theirs")
+    shutil.copy(sleep, theirs)
+    os.chown(theirs, NOBODY, NOBODY)
+    writable = os.path.join(public_dir, "writable")
+    shutil.copy(sleep, writable)
+    os.chmod(writable, 0o775)
+    procs = {"root": subprocess.Popen([sleep, "60"]),
+             "user": attacker.run([sleep, "60"]),
+             "theirs": subprocess.Popen([theirs, "60"]),
+             "writable": subprocess.Popen([writable, "60"])}
+    try:
+        why = {}
+        for name, p in procs.items():
+            fd = os.open(f"/proc/{p.pid}", os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                why[name] = config_files.untrusted(fd)
+            finally:
+                os.close(fd)
+        assert why == {"root": None, "user": f"runs as uid {attacker.uid}",
+                       "theirs": f"runs from a binary not owned by root (uid {NOBODY})",
+                       "writable": "runs from a binary others may write (mode 775)"}, why
+        # a /proc/PID fd names that process only: once it is gone, reads through it fail
+        fd = os.open(f"/proc/{procs['root'].pid}", os.O_RDONLY | os.O_DIRECTORY)
+        _stop(procs["root"])
+        with pytest.raises(OSError):
+            config_files.untrusted(fd)
+        os.close(fd)
+    finally:
+        for p in procs.values():
+            _stop(p)
+
+
+def test_a_file_included_200_times_is_read_and_parsed_once(public_dir):
+    big = _write(os.path.join(public_dir, "big.conf"),
+                 ("listen 127.0.0.1:1;\n" * (BIG // 20 + 1))[:BIG])
+    many = _write(os.path.join(public_dir, "many.conf"), f"include {big};\n" * 200)
+    main = _write(os.path.join(public_dir, "nginx.conf"), f"http {{ include {many}; }}\n")
+    budget, cache = config_files.Budget(config_files.Limits(cpu_s=60, wall_s=60, items=10**7)), {}
+    root = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        walk = nginx_conf._Walk(config_files.ConfigFiles(root, budget, cache), main)
+        walk.run()
+    finally:
+        os.close(root)
+    assert budget.files == 202 and len(cache) == 3  # opened each time, parsed once
+    assert budget.bytes == sum(os.path.getsize(f) for f in (main, many, big))
+    assert len(walk.conf.listens) == 200 * (BIG // 20)
