@@ -127,7 +127,7 @@ def _middleboxes(words: tuple[str, ...], file: str | None) -> tuple[middlebox.Mi
               help="Override every age threshold (CLOSE_WAIT age, idle time, no-ACK time).")
 @click.option("--nginx-config", type=PATH, metavar="FILE",
               help="nginx's configuration file, read instead of the running master's "
-                   "(its -c, else /etc/nginx/nginx.conf).")
+                   "(its -c, else /etc/nginx/nginx.conf; read only when root runs it).")
 @click.option("--nagios", is_flag=True,
               help="Monitoring-plugin output (Nagios, Icinga): status line with perfdata, then "
                    "the findings; every failure is UNKNOWN, exit 3.")

@@ -2,46 +2,65 @@
 
 halfopen never executes a program it finds through /proc (a binary any user
 names `nginx` would run as root). The reader finds each nginx master (a
-process named nginx whose parent is not), takes its `-c FILE` from
+process named nginx whose parent is not) and reads its files only if root
+runs it from a root-owned binary (collect.config_files.untrusted: any user can
+start a process named nginx whose `-c` names their own file, whose includes
+name root's secrets). From a trusted master it takes its `-c FILE` from
 /proc/PID/cmdline or else the Debian default /etc/nginx/nginx.conf, and reads
-it and every `include` (globs expanded as glob(3) would, sorted) as files:
+it and every `include` (globs expanded as glob(3) would, sorted) as files,
+through collect.config_files.ConfigFiles:
 
   - resolved inside the master's root (/proc/PID/root with openat2
     RESOLVE_IN_ROOT), the last component opened O_NOFOLLOW|O_NONBLOCK;
-  - only a regular file owned by root or by the master's uid and not
-    writable by group or others (fstat on that fd), at most MAX_BYTES;
-  - at most MAX_FILES files, includes nested at most MAX_DEPTH deep.
+  - only a regular file owned by root and not writable by group or others;
+  - one Budget for the whole walk (4 MiB read, 100 ms CPU, 256 files, 65,536
+    directives kept), each file read and parsed once a run however often it
+    is included; includes nested at most MAX_DEPTH deep.
 
-Anything else is a note naming the file, and `--nginx-config FILE` names the
-configuration explicitly (read as the operator's: its owner is trusted too,
-its mode is not checked). The parser turns the text into a NginxConf:
+A master not trusted, a file refused or a walk stopped by its budget is a note
+(what was read before the budget ran out is kept). `--nginx-config FILE` names
+the configuration explicitly (read as the operator's: its owner is trusted
+for its includes, its own mode is not checked; the same budget).
+
+The parser keeps, of each file, an outline: the blocks that hold something,
+and the directives the doctor uses (keepalive_timeout, listen, include):
 
     >>> c = parse("http { keepalive_timeout 65s; server { listen 80 so_keepalive=on; } }")
     >>> c.keepalive_timeouts, c.listens[0].port, c.listens[0].so_keepalive
     ([('http', 65.0)], 80, 'on')
+    >>> outline("events { worker_connections 64; } http { include a/*.conf; gzip on; }")
+    [('{', 'http'), ('include', 'a/*.conf'), ('}',)]
 """
 
 from __future__ import annotations
 
-import errno
 import fnmatch
 import os
 import re
-import stat
+import sys
+from dataclasses import dataclass
+from typing import Any
 
 from ..errors import UsageError
-from ..kernel import openat2
 from ..kernel import proc as procfs
 from ..model.nginx import NGINX_DEFAULT_CONF, NginxConf, NginxListen
 from ..model.snapshot import Snapshot
+from ..model.text import shown
+from .config_files import LIMITS, Budget, ConfigFiles, Limits, OverBudget, Refused, untrusted
 
-MAX_FILES = 256
 MAX_DEPTH = 16
-MAX_BYTES = 4 << 20
+MAX_WORDS = 16  # words kept of one directive: nginx's take at most a few
+MAX_NOTED = 3  # untrusted masters named one by one; the rest are counted
+_KEPT = ("keepalive_timeout", "listen", "include")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "M": 2592000,
           "y": 31536000}
 _TIME = re.compile(r"^(\d+)(ms|s|m|h|d|w|M|y)?$")
-_TOKEN = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[{};]|[^\s{};'"#]+|#[^\n]*""")
+# A quoted string runs to its closing quote or to the end of the text: with the
+# closing quote required, each unterminated quote rescanned the rest of the file
+# (`"\"\"\...`: 15 s for 64 KiB, quadratic: some 17 h at 4 MiB). Each token is matched once.
+_TOKEN = re.compile(r"""'(?:[^'\\]|\\[\s\S]?)*'?|"(?:[^"\\]|\\[\s\S]?)*"?|[{};]|[^\s{};'"#]+|#[^\n]*""")
+
+Event = tuple[str, ...]  # ("{", label), ("}",), or a kept directive: (name, *args)
 
 
 def parse_time(word: str) -> float:
@@ -73,43 +92,57 @@ def _port(address: str) -> int | None:
     return 80
 
 
-def parse(text: str) -> NginxConf:
-    """The keepalive_timeout values and listen directives of an nginx configuration."""
-    return parse_tokens([t for t in _TOKEN.findall(text) if not t.startswith("#")])
-
-
-def parse_tokens(tokens: list[str]) -> NginxConf:
-    """parse() on tokens, includes already spliced in where they stood."""
-    conf = NginxConf()
-    stack: list[str] = []
+def outline(text: str, budget: Budget | None = None) -> list[Event]:
+    """The events of one file: the blocks that hold a kept directive (_KEPT) and
+    those directives, in order. A block with nothing kept inside is dropped, so
+    an outline stays small whatever the file; `budget` is charged an item for
+    each event kept, and its clocks are checked every 4096 tokens."""
+    events: list[Event] = []
     words: list[str] = []
-    server_names: list[str] = []
-    for tok in tokens:
-        if tok == "{":
-            stack.append(" ".join(words[:2]) if words else "?")
+    for n, m in enumerate(_TOKEN.finditer(text)):
+        if budget is not None and not n & 4095:
+            budget.tick()
+        tok = m.group()
+        if tok in ("{", "}", ";"):
+            event: Event | None = None
+            if tok == "{":
+                event = ("{", " ".join(words[:2]) if words else "?")
+            elif tok == "}" and events and events[-1][0] == "{":
+                events.pop()  # an empty block: nothing in it is kept
+                if budget is not None:
+                    budget.take_items(-1)
+            elif tok == "}":
+                event = ("}",)
+            elif words and words[0] in _KEPT:
+                event = (sys.intern(words[0]), *words[1:])  # one name object, however many
             words = []
-        elif tok == "}":
-            if stack:
-                stack.pop()
-            words = []
-        elif tok == ";":
-            if words:
-                _directive(conf, stack, words, server_names)
-            words = []
-        else:
+            if event is not None:
+                if budget is not None:
+                    budget.take_items(1)
+                events.append(event)
+        elif not tok.startswith("#") and len(words) < MAX_WORDS:
             words.append(tok.strip("'\""))
-    return conf
+    return events
 
 
-def _directive(conf: NginxConf, stack: list[str], words: list[str], names: list[str]) -> None:
-    name, args = words[0], words[1:]
-    context = stack[-1] if stack else "main"
-    if name == "keepalive_timeout" and args and stack and stack[0] == "http":
+def _apply(conf: NginxConf, stack: list[str], event: Event) -> None:
+    """One event of an outline, in the context `stack` (the labels of the open blocks)."""
+    name, args = event[0], event[1:]
+    if name == "{":
+        stack.append(args[0])
+        return
+    if name == "}":
+        if stack:
+            stack.pop()
+        return
+    if not args or not stack or stack[0] != "http":
+        return
+    if name == "keepalive_timeout":
         try:
-            conf.keepalive_timeouts.append((context, parse_time(args[0])))
+            conf.keepalive_timeouts.append((stack[-1], parse_time(args[0])))
         except ValueError:
             pass  # nginx -t would have refused it; nothing to compare
-    elif name == "listen" and args and stack and stack[0] == "http":
+    elif name == "listen":
         so = None
         for a in args[1:]:
             if a.startswith("so_keepalive="):
@@ -117,8 +150,13 @@ def _directive(conf: NginxConf, stack: list[str], words: list[str], names: list[
         conf.listens.append(NginxListen(args[0], _port(args[0]), so))
 
 
-class ConfError(Exception):
-    """A configuration file halfopen will not read; the message names it and why."""
+def parse(text: str) -> NginxConf:
+    """The keepalive_timeout values and listen directives of an nginx configuration
+    (its includes not followed)."""
+    conf, stack = NginxConf(), list[str]()
+    for event in outline(text):
+        _apply(conf, stack, event)
+    return conf
 
 
 def nginx_pids(snapshot: Snapshot, proc: str = "/proc") -> list[int]:
@@ -133,14 +171,6 @@ def nginx_pids(snapshot: Snapshot, proc: str = "/proc") -> list[int]:
             except OSError:
                 continue
     return sorted(found)
-
-
-def _status(pid: int, proc: str) -> tuple[int, int]:
-    """(ppid, real uid) from /proc/PID/status."""
-    fields = procfs.status(pid, proc)
-    ppid = int(fields["PPid"]) if "PPid" in fields else -1
-    uid = int(fields["Uid"].split()[0]) if "Uid" in fields else -1
-    return ppid, uid
 
 
 def conf_path(cmdline: bytes) -> str:
@@ -164,165 +194,185 @@ def conf_path(cmdline: bytes) -> str:
     return NGINX_DEFAULT_CONF
 
 
-class _Reader:
-    """Reads one master's files inside its root, with the owner checks above."""
+class _Walk:
+    """One configuration: its main file and every include, into one NginxConf."""
 
-    def __init__(self, root_fd: int, owners: set[int], explicit: str | None = None) -> None:
-        self.root_fd = root_fd
-        self.owners = owners
-        self.explicit = explicit
-        self.files: list[str] = []
+    def __init__(self, files: ConfigFiles, main: str) -> None:
+        self.files = files
+        self.main = main
+        self.conf = NginxConf()
+        self.stack: list[str] = []
 
-    def tokens(self, path: str, depth: int = 0) -> list[str]:
+    def run(self) -> None:
+        """Walks from the main file; OverBudget leaves self.conf as far as it got."""
+        self._file(self.main, 0)
+
+    def _file(self, path: str, depth: int) -> None:
         if depth > MAX_DEPTH:
-            raise ConfError(f"{path}: includes nested deeper than {MAX_DEPTH}")
-        if len(self.files) >= MAX_FILES:
-            raise ConfError(f"more than {MAX_FILES} configuration files")
-        self.files.append(path)
-        text = self._read(path)
-        out: list[str] = []
-        toks = [t for t in _TOKEN.findall(text) if not t.startswith("#")]
-        i = 0
-        while i < len(toks):
-            if toks[i] == "include" and (i == 0 or toks[i - 1] in ("{", "}", ";")):
-                end = toks.index(";", i) if ";" in toks[i:] else len(toks)
-                for pattern in toks[i + 1:end]:
-                    for name in self._glob(self._full(pattern.strip("'\""))):
-                        out += self.tokens(name, depth + 1)
-                i = end + 1
+            raise Refused(f"{shown(path)}: includes nested deeper than {MAX_DEPTH}")
+        for n, event in enumerate(self.files.load(path, outline)):
+            if not n & 4095:
+                self.files.budget.tick()
+            if event[0] == "include":
+                for pattern in event[1:]:
+                    for name in self._glob(self._full(pattern)):
+                        self._file(name, depth + 1)
                 continue
-            out.append(toks[i])
-            i += 1
-        return out
+            if event[0] not in ("{", "}"):
+                self.files.budget.take_items(1)  # a directive applied: one more entry kept
+            _apply(self.conf, self.stack, event)
 
     def _full(self, pattern: str) -> str:
         # ngx_conf_full_name: relative include paths start at the main file's directory
-        base = os.path.dirname(self.files[0])
-        return pattern if pattern.startswith("/") else os.path.join(base, pattern)
+        return pattern if pattern.startswith("/") else os.path.join(os.path.dirname(self.main),
+                                                                     pattern)
 
     def _glob(self, pattern: str) -> list[str]:
         if not any(c in pattern for c in "*?["):
             return [pattern]
-        parts = [p for p in pattern.split("/") if p]
         found = ["/"]
-        for part in parts:
+        for part in (p for p in pattern.split("/") if p):
             nxt = []
             for prefix in found:
                 if not any(c in part for c in "*?["):
                     nxt.append(os.path.join(prefix, part))
                     continue
-                for name in sorted(self._listdir(prefix)):
+                for name in sorted(self.files.listdir(prefix)):
                     if fnmatch.fnmatchcase(name, part) and (part.startswith(".") or
                                                             not name.startswith(".")):
                         nxt.append(os.path.join(prefix, name))
-            found = nxt[:MAX_FILES]
+            found = nxt[:self.files.budget.limits.files]
         return found
 
-    def _listdir(self, directory: str) -> list[str]:
-        try:
-            fd = openat2.open_in_root(self.root_fd, directory, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            return []  # glob(3): an unreadable or missing directory matches nothing
-        try:
-            return os.listdir(fd)
-        finally:
-            os.close(fd)
 
-    def _read(self, path: str) -> str:
-        try:
-            fd = openat2.open_in_root(self.root_fd, path,
-                                      os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise ConfError(f"{path} is a symlink; not followed") from None
-            raise ConfError(f"cannot open {path}: {exc.strerror}") from None
-        with os.fdopen(fd, "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise ConfError(f"{path} is not a regular file")
-            if path != self.explicit:
-                if st.st_uid not in self.owners:
-                    raise ConfError(f"{path} is owned by uid {st.st_uid}, neither root nor "
-                                    "nginx's master")
-                if st.st_mode & 0o022:
-                    raise ConfError(f"{path} is writable by group or others "
-                                    f"(mode {stat.S_IMODE(st.st_mode):o})")
-            data = f.read(MAX_BYTES + 1)
-        if len(data) > MAX_BYTES:
-            raise ConfError(f"{path} is larger than {MAX_BYTES} bytes")
-        return data.decode("utf-8", "replace")
-
-
-def _masters(pids: list[int], proc: str) -> list[tuple[int, int]]:
-    """(pid, uid) of each master: an nginx process whose parent is not one."""
+def _masters(pids: list[int], proc: str) -> list[int]:
+    """Each master: an nginx process whose parent is not one."""
     masters = []
     for pid in pids:
         try:
-            ppid, uid = _status(pid, proc)
-        except OSError:
+            ppid = int(procfs.status(pid, proc).get("PPid", "-1"))
+        except (OSError, ValueError):
             continue
         if ppid not in pids:
-            masters.append((pid, uid))
+            masters.append(pid)
     return masters
 
 
-def _root_fd(pid: int, proc: str) -> int:
+def _root_fd(pid: int, pid_dir: int, proc: str) -> int:
     """The master's root directory, or ours when the master shares our mount namespace."""
     try:
-        return os.open(f"{proc}/{pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return os.open("root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=pid_dir)
     except OSError:
         if procfs.ns_inode(pid, proc, "mnt") != procfs.ns_inode("self", proc, "mnt"):
-            raise ConfError(f"may not open /proc/{pid}/root and nginx runs in another mount "
-                            "namespace") from None
+            raise Refused(f"may not open /proc/{pid}/root and nginx runs in another mount "
+                          "namespace") from None
         return os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
-def read(snapshot: Snapshot, proc: str = "/proc", config: str | None = None
-         ) -> tuple[NginxConf | None, str]:
+def _walk(root: int, main: str, cache: dict[Any, Any], limits: Limits,
+          owners: frozenset[int] = frozenset({0}), explicit: str | None = None
+          ) -> tuple[NginxConf, str]:
+    """(what was read, "" or why the walk stopped early); Refused as the files raise it."""
+    walk = _Walk(ConfigFiles(root, Budget(limits), cache, owners, explicit), main)
+    try:
+        walk.run()
+    except OverBudget as exc:
+        return walk.conf, str(exc)
+    return walk.conf, ""
+
+
+@dataclass
+class _Read:
+    """One master's configuration, or why it was not read."""
+
+    conf: NginxConf | None = None
+    path: str = ""  # its main file
+    stranger: str = ""  # why the master is not trusted to name files
+    stopped: str = ""  # where the budget stopped the walk
+
+
+def _master(pid: int, proc: str, cache: dict[Any, Any], limits: Limits) -> _Read:
+    """One master's files, when it is trusted; Refused or OSError when a file is refused."""
+    pid_dir = os.open(f"{proc}/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        why = untrusted(pid_dir)
+        if why is not None:
+            return _Read(stranger=why)
+        with open("cmdline", "rb", opener=lambda p, f: os.open(p, f, dir_fd=pid_dir)) as fh:
+            path = conf_path(fh.read(1 << 16))
+        root = _root_fd(pid, pid_dir, proc)
+    finally:
+        os.close(pid_dir)
+    try:
+        conf, stopped = _walk(root, path, cache, limits)
+    finally:
+        os.close(root)
+    return _Read(conf, path, stopped=stopped)
+
+
+def read(snapshot: Snapshot, proc: str = "/proc", config: str | None = None,
+         limits: Limits = LIMITS) -> tuple[NginxConf | None, str]:
     """(conf, note) from the running masters' files; (None, "") if no nginx runs.
 
-    A master whose files are refused is a note (the others are still read);
-    config: `--nginx-config FILE`, read instead (a refusal is a UsageError).
+    A master not run by root, or whose files are refused, is a note (the others
+    are still read); a walk past its budget keeps what it read, with a note.
+    config: `--nginx-config FILE`, read instead (a refused file is a UsageError).
     """
     pids = nginx_pids(snapshot, proc)
+    cache: dict[Any, Any] = {}  # one run: a file is read and parsed once
     if config is not None:
-        conf = NginxConf(pids=pids, config=config)
-        try:
-            root = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                _merge(conf, _Reader(root, {0, os.geteuid(), _owner(config)}, config)
-                       .tokens(config))
-            finally:
-                os.close(root)
-        except (ConfError, OSError) as exc:
-            raise UsageError(f"--nginx-config {config}: {_why(exc)}") from None
-        return conf, ""
+        return _named(config, pids, cache, limits)
     if not pids:
         return None, ""
     masters = _masters(pids, proc)
-    conf, read_any, notes = NginxConf(pids=pids), False, []
-    for pid, uid in masters:
+    conf, read_any, notes, strangers = NginxConf(pids=pids), False, [], []
+    for pid in masters:
         try:
-            with open(f"{proc}/{pid}/cmdline", "rb") as f:
-                path = conf_path(f.read())
-            root = _root_fd(pid, proc)
-            try:
-                _merge(conf, _Reader(root, {0, uid}).tokens(path))
-            finally:
-                os.close(root)
-            conf.config = conf.config or path
-            read_any = True
-        except (ConfError, OSError) as exc:
+            one = _master(pid, proc, cache, limits)
+        except (Refused, OSError) as exc:
             notes.append(f"nginx pid {pid}: configuration not read ({_why(exc)})")
+            continue
+        if one.conf is None:
+            strangers.append(f"nginx master pid {pid} {one.stranger}: its configuration "
+                             "was not read")
+            continue
+        if one.stopped:
+            notes.append(f"nginx pid {pid}: configuration read in part ({one.stopped}; "
+                         "the rest was not read)")
+        _merge(conf, one.conf)
+        conf.config = conf.config or one.path
+        read_any = True
+    if len(strangers) > MAX_NOTED:
+        strangers[MAX_NOTED:] = [f"and {len(strangers) - MAX_NOTED} more nginx masters not "
+                                 "run by root, not read"]
+    notes = strangers + notes
     if not masters:
         notes.append("nginx runs but no master process was found")
     if notes:
         notes[-1] += ("; name the file with --nginx-config FILE" if read_any else
-                      ": keepalive_timeout not checked; name the file with --nginx-config FILE")
+                      "; keepalive_timeout not checked; name the file with --nginx-config FILE")
     return (conf if read_any else None), "; ".join(notes)
 
 
-def _why(exc: ConfError | OSError) -> str:
+def _named(config: str, pids: list[int], cache: dict[Any, Any], limits: Limits
+           ) -> tuple[NginxConf, str]:
+    """`--nginx-config FILE`: the operator vouches for it; its owner is trusted for its
+    includes (as root is). Over the budget: what was read, and a note."""
+    try:
+        root = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            owners = frozenset({0, os.geteuid(), _owner(config)})
+            conf, stopped = _walk(root, config, cache, limits, owners, config)
+        finally:
+            os.close(root)
+    except (Refused, OSError) as exc:
+        raise UsageError(f"--nginx-config {shown(config)}: {_why(exc)}") from None
+    conf.pids, conf.config = pids, config
+    note = f"--nginx-config {shown(config)} read in part ({stopped})" if stopped else ""
+    return conf, note
+
+
+def _why(exc: Refused | OSError) -> str:
     return str(exc.strerror or exc) if isinstance(exc, OSError) else str(exc)
 
 
@@ -330,10 +380,9 @@ def _owner(path: str) -> int:
     try:
         return os.stat(path).st_uid
     except OSError as exc:
-        raise ConfError(f"cannot read --nginx-config {path}: {exc.strerror}") from None
+        raise Refused(f"cannot read --nginx-config {shown(path)}: {exc.strerror}") from None
 
 
-def _merge(conf: NginxConf, tokens: list[str]) -> None:
-    one = parse_tokens(tokens)
+def _merge(conf: NginxConf, one: NginxConf) -> None:
     conf.keepalive_timeouts += one.keepalive_timeouts
     conf.listens += one.listens
