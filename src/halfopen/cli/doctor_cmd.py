@@ -93,7 +93,7 @@ def _unknown(message: str) -> None:
 
 
 @contextmanager
-def traced(seconds: float | None, port: int | None) -> Iterator[TraceWindow | None]:
+def traced(seconds: float | None, port: int | None, pid: int | None) -> Iterator[TraceWindow | None]:
     """A trace window running while the doctor reads (None without --trace): its
     instance is removed on any way out, SIGTERM included (as Ctrl-C)."""
     if not seconds:
@@ -104,7 +104,7 @@ def traced(seconds: float | None, port: int | None) -> Iterator[TraceWindow | No
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, term)
-    window = TraceWindow.start(seconds, port)
+    window = TraceWindow.start(seconds, port, pid)
     try:
         yield window
     finally:
@@ -205,7 +205,7 @@ def _run(*, pid: int | None, port: int | None, container: str | None, window: fl
         # the rules read a Tally fed as the dump streams; --save-snapshot writes every
         # socket, so then the snapshot keeps its list and diagnose() tallies that
         table = rep.new_tally(options) if save_snapshot is None else None
-        with traced(trace_s, port) as tracer:
+        with traced(trace_s, port, pid) as tracer:
             snap, nginx, note = live.take_live(spaces, window, nginx_config=nginx_config,
                                                sink=table.add if table is not None else None)
             trace = tracer.finish() if tracer is not None else None

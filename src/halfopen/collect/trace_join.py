@@ -85,8 +85,9 @@ class OwnerLookup:
     """sock_diag + the owner cache: addresses -> (inode, cookie, owner), and (pid, fd) -> inode."""
 
     def __init__(self, every_s: float = 0.25, proc: str = "/proc", port: int | None = None,
-                 activity: bool = False) -> None:
+                 activity: bool = False, share: float = 0.1) -> None:
         self.cache = OwnerCache(proc)
+        self.share = share  # at most this fraction of the time spent on lookups
         # activity: ask tcp_info too, for when each connection last carried data (a
         # reset's idle time before it); the dump is then larger
         self.activity = activity
@@ -101,9 +102,9 @@ class OwnerLookup:
         self._addresses = AddressCache()
 
     def due(self, now: float) -> bool:
-        # at most every_s apart, and never more than a tenth of the time spent
-        # dumping (a dump of 100k sockets takes a few tenths of a second)
-        return now - self.last >= max(self.every_s, 10 * self.cost_s)
+        # at most every_s apart, and never more than `share` of the time (a tenth
+        # by default) spent dumping (a dump of 100k sockets takes a few tenths of a second)
+        return now - self.last >= max(self.every_s, self.cost_s / self.share)
 
     def run(self) -> dict[tuple[str, str], tuple[int, int, int, Owner | None]]:
         """One dump and one owner refresh: {(src, dst): (state, inode, cookie, owner)}."""

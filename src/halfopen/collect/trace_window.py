@@ -26,6 +26,7 @@ changes). The fold (`Fold`):
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -36,6 +37,9 @@ from .trace_read import TraceOptions, TraceReader
 
 TICK_S = 0.2  # as `halfopen trace`: how often quiet pipes are read
 BUSY_EVENTS = 500  # a read that brought this many: read again at once
+# a window is short and bounded: its lookups may take half of it (a connection that
+# lives a second is still named on a loaded host)
+LOOKUP_SHARE = 0.5
 MAX_RESETS = 1000  # resets received kept per owner (the rest only counted)
 _CLOSE_WAIT = int(TcpState.CLOSE_WAIT)
 
@@ -108,6 +112,14 @@ class Fold:
         return TraceFacts(window_s, lost, list(self.rows.values()), notes)
 
 
+def _threads(pid: int) -> tuple[int, ...]:
+    """The thread ids of `pid` now (empty if it is gone: then every close() is read)."""
+    try:
+        return tuple(sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if t.isdigit()))
+    except OSError:
+        return ()
+
+
 class TraceWindow:
     """A tracer reading in a thread for `seconds` (see the module docstring)."""
 
@@ -121,21 +133,29 @@ class TraceWindow:
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.tids: tuple[int, ...] = ()
+        self.me: tuple[int, ...] = ()
 
     @classmethod
-    def start(cls, seconds: float, port: int | None = None) -> TraceWindow:
+    def start(cls, seconds: float, port: int | None = None, pid: int | None = None) -> TraceWindow:
+        """`port`: connections with it at either end (a kernel filter); `pid`: close()
+        only from that process's threads. The doctor's own threads' close() calls (its
+        /proc scans) are filtered out in the kernel."""
+        tids = _threads(pid) if pid is not None else ()
+        me = (threading.get_native_id(),)
         try:
-            reader = TraceReader.open(TraceOptions(port=port))
+            reader = TraceReader.open(TraceOptions(port=port, tids=tids, exclude_tids=me))
         except PermissionError as exc:
             return cls(seconds, None, f"--trace: not traced: {exc.strerror or exc} (tracefs needs root)")
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""
             return cls(seconds, None, f"--trace: not traced: {exc.strerror or exc}{where}")
         window = cls(seconds, reader)
+        window.tids, window.me = tids, me
         if not reader.enabled:
             return window  # finish() says so
         try:
-            window.joiner = Joiner(reader.epoch, OwnerLookup(port=port, activity=True),
+            window.joiner = Joiner(reader.epoch, OwnerLookup(port=port, activity=True, share=LOOKUP_SHARE),
                                    reader.saved_tgids)
             window.joiner.learn()
         except BaseException:
@@ -148,6 +168,7 @@ class TraceWindow:
     def _run(self) -> None:
         assert self.reader is not None and self.joiner is not None
         try:
+            self.reader.filter_close(self.tids, (*self.me, threading.get_native_id()))
             while not self._stop.is_set():
                 raw = self.reader.poll()
                 self.joiner.feed(raw)
