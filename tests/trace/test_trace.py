@@ -241,3 +241,44 @@ def test_duration_ends_cleanly_and_bad_input_is_one_line(tracefs_restored):
     assert bad.returncode == 64 and bad.stderr.count("\n") == 1 and "no such process" in bad.stderr
     both = halfopen("trace", "--json", "--jsonl", timeout=60)
     assert both.returncode == 64 and "choose one" in both.stderr
+
+
+def test_filter_words_state_and_port(tracefs_restored):
+    """`trace state close-wait sport = :P`: the server's FINs, close() calls and
+    close-wait -> last-ack, none of the clients' events, none of another port's."""
+    n = 3
+    srv, port = server(n, "close")
+    other = socket.socket()
+    other.bind(("127.0.0.1", 0))
+    other.listen(8)
+    t = None
+    try:
+        t = Tracing("state", "close-wait", "sport", "=", f":{port}", "--jsonl")
+        tracefs_restored.append(t.proc.pid)
+        clients = _connect(port, n)
+        others = _connect(other.getsockname()[1], 2)
+        accepted = [other.accept()[0] for _ in others]
+        time.sleep(LOOKUP_S)
+        for c in clients + others + accepted:
+            c.close()
+        _wait_line(srv, "ended")
+        time.sleep(1.0)
+        rc, out, err = t.stop()
+    finally:
+        if t is not None:
+            t.kill()
+        stop_server(srv)
+        other.close()
+    assert rc == 0, err
+    evs = events(out)
+    mine = f"127.0.0.1:{port}"
+    assert evs and all(e["src"] == mine for e in evs), evs
+    kinds = sorted((e["event"], e.get("from"), e.get("to")) for e in evs)
+    assert kinds == sorted([("state", "established", "close-wait")] * n + [("close", None, None)] * n
+                           + [("state", "close-wait", "last-ack")] * n), kinds
+
+
+def test_filter_words_refused_in_one_line():
+    for words in (("dev", "lo"), ("uid", "0"), ("state", "bogus")):
+        r = halfopen("trace", *words, "--duration", "0.1", timeout=60)
+        assert r.returncode == 64 and r.stderr.count("\n") == 1, (words, r.stderr)

@@ -11,6 +11,7 @@ import click
 
 from .. import __version__, fsio, store
 from ..collect import live, stamp
+from ..collect.trace_window import TraceWindow
 from ..diagnose import middlebox, ranges
 from ..diagnose import report as rep
 from ..diagnose.context import Options
@@ -94,6 +95,26 @@ def _unknown(message: str) -> None:
     raise click.exceptions.Exit(EXIT_UNKNOWN)
 
 
+@contextmanager
+def traced(seconds: float | None, port: int | None, pid: int | None) -> Iterator[TraceWindow | None]:
+    """A trace window running while the doctor reads (None without --trace): its
+    instance is removed on any way out, SIGTERM included (as Ctrl-C)."""
+    if not seconds:
+        yield None
+        return
+
+    def term(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, term)
+    window = TraceWindow.start(seconds, port, pid)
+    try:
+        yield window
+    finally:
+        window.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _middleboxes(words: tuple[str, ...], file: str | None) -> tuple[middlebox.Middlebox, ...]:
     found = [middlebox.parse(w) for w in words]
     if file is not None:
@@ -109,6 +130,9 @@ def _middleboxes(words: tuple[str, ...], file: str | None) -> tuple[middlebox.Mi
               help="Focus on one container or pod: its name, pod, NAMESPACE/POD or id (prefix).")
 @click.option("--window", type=Seconds(0, 3600), default=3.0, show_default=True,
               metavar="SECONDS", help="Sample counters twice this far apart (0: one sample, no rates).")
+@click.option("--trace", "trace_s", type=Seconds(0.1, 3600), metavar="SECONDS",
+              help="Also read the kernel's connection-end events (tracefs) for SECONDS, in "
+                   "parallel with --window: FINs and close() calls, resets, give-ups as evidence.")
 @click.option("--middlebox", "middleboxes", multiple=True, metavar="NAME|SECONDS",
               shell_complete=complete.middlebox_presets,
               help=f"A NAT/firewall/LB on the path: {', '.join(middlebox.PRESETS)} or an idle "
@@ -144,7 +168,7 @@ def _middleboxes(words: tuple[str, ...], file: str | None) -> tuple[middlebox.Mi
 @click.version_option(__version__, "-V", "--version", prog_name="halfopen",
                       message="%(prog)s %(version)s")
 def doctor(pid: int | None, port: int | None, container: str | None, window: float,
-           middleboxes: tuple[str, ...],
+           trace_s: float | None, middleboxes: tuple[str, ...],
            middlebox_file: str | None, as_json: bool, verbose: bool, netns_name: str | None,
            netns_pid: int | None, all_netns: bool, snapshot_file: str | None,
            save_snapshot: str | None, history_file: str | None, min_age: float | None,
@@ -159,6 +183,7 @@ def doctor(pid: int | None, port: int | None, container: str | None, window: flo
       halfopen doctor -v --pid 812
       halfopen doctor --middlebox aws-nlb --json
       halfopen doctor --snapshot saved.json
+      halfopen doctor --trace 30 --pid 812     # with the FINs and close() calls seen in 30 s
       halfopen doctor --nagios --timeout 50      # a Nagios/Icinga check (docs/nagios.md)
       halfopen doctor --nagios -w close_wait=100 -c close_wait=500 --port 443
     """
@@ -171,7 +196,8 @@ def doctor(pid: int | None, port: int | None, container: str | None, window: flo
     thresholds = (ranges.parse_thresholds(warning, "-w", LABELS),
                   ranges.parse_thresholds(critical, "-c", LABELS))
     with deadline(timeout):
-        return _run(pid=pid, port=port, container=container, window=window, middleboxes=middleboxes,
+        return _run(pid=pid, port=port, container=container, window=window, trace_s=trace_s,
+                    middleboxes=middleboxes,
                     middlebox_file=middlebox_file, as_json=as_json, verbose=verbose,
                     netns_name=netns_name, netns_pid=netns_pid, all_netns=all_netns,
                     snapshot_file=snapshot_file, save_snapshot=save_snapshot,
@@ -180,7 +206,7 @@ def doctor(pid: int | None, port: int | None, container: str | None, window: flo
 
 
 def _run(*, pid: int | None, port: int | None, container: str | None, window: float,
-         middleboxes: tuple[str, ...],
+         trace_s: float | None, middleboxes: tuple[str, ...],
          middlebox_file: str | None, as_json: bool, verbose: bool, netns_name: str | None,
          netns_pid: int | None, all_netns: bool, snapshot_file: str | None,
          save_snapshot: str | None, history_file: str | None, min_age: float | None,
@@ -190,11 +216,12 @@ def _run(*, pid: int | None, port: int | None, container: str | None, window: fl
     options = Options(pid=pid, port=port, container=container, middleboxes=boxes,
                       min_age_s=min_age)
     if snapshot_file is not None:
-        if any((netns_name, netns_pid, all_netns)) or nginx_config is not None:
+        if any((netns_name, netns_pid, all_netns)) or nginx_config is not None or trace_s:
             raise UsageError("--snapshot reads nothing live: drop --netns/--netns-pid/"
-                             "--all-netns/--nginx-config")
+                             "--all-netns/--nginx-config/--trace")
         snap, nginx = store.load_snapshot(snapshot_file)
         note = ""
+        trace = None
         table = None  # diagnose() tallies the file's sockets
         focus = None
     else:
@@ -204,9 +231,11 @@ def _run(*, pid: int | None, port: int | None, container: str | None, window: fl
         table = rep.new_tally(options) if save_snapshot is None else None
         focus = _focus_tally(options) if nagios and table is not None else None
         what = f"sampling counters over a {window:g} s window" if window else "reading sockets"
-        with progress(what, window or None, enabled=not nagios):
+        with traced(trace_s, port, pid) as tracer, \
+                progress(what, window or None, enabled=not nagios):
             snap, nginx, note = live.take_live(spaces, window, nginx_config=nginx_config,
                                                sink=_sink(table, focus, options))
+            trace = tracer.finish() if tracer is not None else None
     if save_snapshot is not None:
         try:
             store.save_snapshot(save_snapshot, snap, nginx)
@@ -218,7 +247,7 @@ def _run(*, pid: int | None, port: int | None, container: str | None, window: fl
         history = watch_history.load_history(history_file, sorted(snap.processes))
     if table is None:
         table = rep.tally_of(snap, options)
-    report = rep.diagnose(snap, options, history, nginx, note, table=table)
+    report = rep.diagnose(snap, options, history, nginx, note, table=table, trace=trace)
     if snapshot_file is None:
         stamp.stamp(report.findings, snap.taken_at)
     if nagios:

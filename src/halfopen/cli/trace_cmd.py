@@ -11,11 +11,13 @@ from types import FrameType
 
 import click
 
+from ..collect import trace_filter
 from ..collect.trace_join import Flow, Joiner, OwnerLookup
 from ..collect.trace_read import TraceOptions, TraceReader
 from ..errors import HalfopenError, NotPermitted, UsageError
 from ..model.trace import TraceEvent
 from . import trace_out
+from .options import filter_argument
 
 TICK_S = 0.2  # how often the per-CPU pipes are read when they are quiet
 BUSY_EVENTS = 500  # a read that brought this many: read again without sleeping
@@ -41,6 +43,7 @@ def _port_of(endpoint: str | None) -> int | None:
 
 
 @click.command()
+@filter_argument
 @click.option("--port", type=click.IntRange(1, 65535), help="Only connections with this port at either end (filtered in the kernel).")
 @click.option("--pid", type=click.IntRange(1), help="Only sockets this process owns; its close() calls filtered in the kernel.")
 @click.option("--container", help="Only sockets owned by processes of this container (name or id prefix).")
@@ -48,7 +51,7 @@ def _port_of(endpoint: str | None) -> int | None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON document at the end.")
 @click.option("--jsonl", is_flag=True, help="One JSON object per event, streamed.")
 @click.option("--summary", is_flag=True, help="Fold events per owner, peer and reason.")
-def trace(port: int | None, pid: int | None, container: str | None, duration: float | None,
+def trace(filter_words: tuple[str, ...], port: int | None, pid: int | None, container: str | None, duration: float | None,
           as_json: bool, jsonl: bool, summary: bool) -> int:
     """Show how connections end: peers' FINs, resets and their reasons,
     retransmissions, and the owners' close() calls, from the kernel's
@@ -60,16 +63,25 @@ def trace(port: int | None, pid: int | None, container: str | None, duration: fl
     kernel's reason), retransmit-timeout, close (the owner's close() on a
     socket followed). Lost events are always reported (docs/trace.md).
     \b
+    FILTER: ss's words, as `sockets` takes them (state, sport, dport, src, dst,
+    pid, comm, container; and, or, not, parentheses); an event matches `state X`
+    when its socket was in X before or after it. A port the filter requires is
+    also set as the kernel's filter.
+    \b
     Examples:
       halfopen trace --port 8080
+      halfopen trace state close-wait sport = :8080
       halfopen trace --pid 812 --duration 30 --summary
       halfopen trace --jsonl | jq 'select(.event == "reset-received")'
     """
     if as_json and jsonl:
         raise UsageError("choose one of --json, --jsonl")
+    flt = trace_filter.compile_filter(filter_words)
+    wanted = trace_filter.matcher(flt)
+    kport = port if port is not None else trace_filter.kernel_port(flt)
     tids = _threads(pid) if pid is not None else ()
     try:
-        reader = TraceReader.open(TraceOptions(port=port, tids=tids))
+        reader = TraceReader.open(TraceOptions(port=kport, tids=tids))
     except PermissionError as exc:
         raise NotPermitted(f"cannot trace: {exc.strerror or exc} (tracefs needs root)") from None
     except OSError as exc:
@@ -85,6 +97,8 @@ def trace(port: int | None, pid: int | None, container: str | None, duration: fl
             return
         if port is not None and port not in (_port_of(ev.src), _port_of(ev.dst)):
             return  # tcp_send_reset has no port fields for the kernel to filter on
+        if not wanted(ev, flow):
+            return
         if container is not None and not (ev.container and (ev.container == container or
                                                             (flow and flow.owner and flow.owner.container
                                                              and flow.owner.container.id.startswith(container)))):
@@ -104,7 +118,7 @@ def trace(port: int | None, pid: int | None, container: str | None, duration: fl
             click.echo(f"halfopen: note: removed the trace instance {name} a killed halfopen left", err=True)
         for note in reader.notes:
             click.echo(f"halfopen: note: {note}", err=True)
-        joiner = Joiner(reader.epoch, OwnerLookup(port=port), reader.saved_tgids)
+        joiner = Joiner(reader.epoch, OwnerLookup(port=kport), reader.saved_tgids)
         try:  # Ctrl-C or SIGTERM from here on is how a trace ends: report what was read
             joiner.learn()
             click.echo(f"halfopen: tracing {', '.join(reader.enabled)} "

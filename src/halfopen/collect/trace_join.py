@@ -32,11 +32,11 @@ from ..kernel import netlink
 from ..kernel import proc as procfs
 from ..model.socket import Owner
 from ..model.states import TcpState
-from ..model.trace import TraceEvent, endpoint, state_word
+from ..model.trace import GAVE_UP_KEEPALIVE, GAVE_UP_RETRANSMIT, TraceEvent, endpoint, state_word
 from ..records import record
 from . import trace_read as tr
 from .owner_cache import OwnerCache
-from .sock_diag import AddressCache, dump_sockets
+from .sock_diag import EXT_INFO, AddressCache, dump_sockets
 
 _ESTABLISHED = int(TcpState.ESTABLISHED)
 _CLOSE_WAIT = int(TcpState.CLOSE_WAIT)
@@ -66,6 +66,11 @@ class Flow:
     reset_in: TraceEvent | None = None  # a received RST whose state the next X -> CLOSE gives
     fin: bool = False  # the peer's FIN (-> CLOSE_WAIT) seen in this trace
     closed: bool = False  # its owner closed or shut it down while in CLOSE_WAIT
+    earlier: bool = False  # found in CLOSE_WAIT by a lookup: its FIN came before we saw it
+    reset_out: str | None = None  # the reason of a reset this side sent ("-": none given)
+    retransmits: int = 0
+    active_at: float | None = None  # epoch of its last data either way (tcp_info at a lookup)
+    gave_up: str | None = None  # the kernel gave up on it: model.trace.GAVE_UP_*
 
 
 def tgid_of(tid: int, proc: str = "/proc") -> int | None:
@@ -79,8 +84,14 @@ def tgid_of(tid: int, proc: str = "/proc") -> int | None:
 class OwnerLookup:
     """sock_diag + the owner cache: addresses -> (inode, cookie, owner), and (pid, fd) -> inode."""
 
-    def __init__(self, every_s: float = 0.25, proc: str = "/proc", port: int | None = None) -> None:
+    def __init__(self, every_s: float = 0.25, proc: str = "/proc", port: int | None = None,
+                 activity: bool = False, share: float = 0.1) -> None:
         self.cache = OwnerCache(proc)
+        self.share = share  # at most this fraction of the time spent on lookups
+        # activity: ask tcp_info too, for when each connection last carried data (a
+        # reset's idle time before it); the dump is then larger
+        self.activity = activity
+        self.active_at: dict[tuple[str, str], float] = {}  # of the last run, when asked
         self.every_s = every_s
         self.port = port
         self.proc = proc
@@ -91,9 +102,9 @@ class OwnerLookup:
         self._addresses = AddressCache()
 
     def due(self, now: float) -> bool:
-        # at most every_s apart, and never more than a tenth of the time spent
-        # dumping (a dump of 100k sockets takes a few tenths of a second)
-        return now - self.last >= max(self.every_s, 10 * self.cost_s)
+        # at most every_s apart, and never more than `share` of the time (a tenth
+        # by default) spent dumping (a dump of 100k sockets takes a few tenths of a second)
+        return now - self.last >= max(self.every_s, self.cost_s / self.share)
 
     def run(self) -> dict[tuple[str, str], tuple[int, int, int, Owner | None]]:
         """One dump and one owner refresh: {(src, dst): (state, inode, cookie, owner)}."""
@@ -103,14 +114,20 @@ class OwnerLookup:
         self._fds = {}
         get = owner_map.owners.getter()
         found: dict[tuple[str, str], tuple[int, int, int, Owner | None]] = {}
+        self.active_at = {}
+        now = time.time()
         with netlink.open_sock_diag() as sock:
             for family in (socket.AF_INET, socket.AF_INET6):
-                for s in dump_sockets(sock, family, _LOOKUP_STATES, addresses=self._addresses):
+                for s in dump_sockets(sock, family, _LOOKUP_STATES, ext=EXT_INFO if self.activity else 0,
+                                      addresses=self._addresses):
                     if self.port and self.port not in (s.local_port, s.peer_port):
                         continue
                     owners = get(s.inode) if s.inode else ()
-                    found[(endpoint(s.local_addr, s.local_port), endpoint(s.peer_addr, s.peer_port))] = \
-                        (s.state, s.inode, s.cookie, owners[0] if owners else None)
+                    key = (endpoint(s.local_addr, s.local_port), endpoint(s.peer_addr, s.peer_port))
+                    found[key] = (s.state, s.inode, s.cookie, owners[0] if owners else None)
+                    ti = s.tcp_info
+                    if ti is not None:
+                        self.active_at[key] = now - min(ti.last_data_recv, ti.last_data_sent) / 1000
         self.cost_s = time.monotonic() - self.last
         return found
 
@@ -156,6 +173,7 @@ class Joiner:
         self._tgids: dict[int, int | None] = {}
         self._held: list[tuple[TraceEvent, Flow | None]] = []  # waiting for a lookup
         self._new: list[Flow] = []  # flows no lookup has tried yet
+        self.earlier: list[Flow] = []  # flows a lookup found in CLOSE_WAIT (their FIN unseen)
 
     # -- lookups ------------------------------------------------------------------
 
@@ -168,8 +186,9 @@ class Joiner:
             if flow is None:
                 if state != _CLOSE_WAIT:
                     continue
-                flow = Flow(key[0], key[1], state)
+                flow = Flow(key[0], key[1], state, earlier=True)
                 self.by_tuple[key] = flow
+                self.earlier.append(flow)
             flow.looked_up += 1
             if inode and flow.inode != inode:
                 flow.inode = inode
@@ -178,6 +197,9 @@ class Joiner:
             flow.netns = "host"
             if owner is not None:
                 flow.owner = owner
+            active = self.lookup.active_at.get(key)
+            if active is not None:
+                flow.active_at = active
         self._new = []
 
     def _flow(self, skaddr: int, src: str, dst: str) -> Flow:
@@ -232,16 +254,21 @@ class Joiner:
                     flow.reset_in.state = state_word(a)
                     flow.reset_in = None
             elif kind == tr.RESET_SENT:
+                flow.reset_out = b or "-"
                 held.append((TraceEvent(epoch(ts), "reset-sent", src, dst, reason=b,
                                         state=state_word(a)), flow))
             elif kind == tr.RESET_RECEIVED:
                 if a:
                     flow.cookie = a
-                ev = TraceEvent(epoch(ts), "reset-received", src, dst, reason=None,
-                                state=state_word(flow.state) if flow.state else None)
+                when = epoch(ts)
+                ev = TraceEvent(when, "reset-received", src, dst, reason=None,
+                                state=state_word(flow.state) if flow.state else None,
+                                idle_s=(max(0.0, when - flow.active_at)
+                                        if flow.active_at is not None else None))
                 flow.reset_in = ev
                 held.append((ev, flow))
             elif kind == tr.RETRANSMIT:
+                flow.retransmits += 1
                 held.append((TraceEvent(epoch(ts), "retransmit-timeout", src, dst,
                                         state=state_word(a)), flow))
             elif kind == tr.DESTROY:
@@ -249,8 +276,23 @@ class Joiner:
                     flow.cookie = a
                 self._forget(skaddr)
 
+    @staticmethod
+    def _gave_up(flow: Flow, new: int) -> str | None:
+        """Why the kernel, not a person, ended the flow: -> CLOSE after a reset it sent
+        because keepalive ran out (reason tcp_keepalive_timeout, 6.10+), or after
+        retransmissions with no reset either way (tcp_write_err: tcp_retries2,
+        TCP_USER_TIMEOUT). None otherwise."""
+        if new != _CLOSE or flow.reset_in is not None:
+            return None
+        if flow.reset_out == "tcp_keepalive_timeout":
+            return GAVE_UP_KEEPALIVE
+        if flow.reset_out is None and flow.retransmits:
+            return GAVE_UP_RETRANSMIT
+        return None
+
     def _state(self, ts: int, flow: Flow, old: int, new: int) -> None:
         ev = None
+        flow.gave_up = self._gave_up(flow, new)
         if old == _ESTABLISHED and new != _ESTABLISHED:
             ev = TraceEvent(self.epoch(ts), "state", flow.src, flow.dst,
                             from_state=state_word(old), to_state=state_word(new))
@@ -261,6 +303,7 @@ class Joiner:
                 ev.ended_by = "local"
             if flow.born:
                 ev.lived_s = (ts - flow.born) / 1e9
+            ev.gave_up = flow.gave_up
         elif old == _CLOSE_WAIT:
             ev = TraceEvent(self.epoch(ts), "state", flow.src, flow.dst,
                             from_state=state_word(old), to_state=state_word(new))
@@ -268,7 +311,9 @@ class Joiner:
                 ev.close_wait_s = (ts - flow.since) / 1e9
             # LAST_ACK: close() or shutdown(SHUT_WR) by the owner; CLOSE without a
             # reset received: its close() with unread data or SO_LINGER 0 (tcp_close)
-            if new == _LAST_ACK or (new == _CLOSE and flow.reset_in is None):
+            # (not when the kernel gave up: keepalive also runs in CLOSE_WAIT)
+            ev.gave_up = flow.gave_up
+            if new == _LAST_ACK or (new == _CLOSE and flow.reset_in is None and flow.gave_up is None):
                 flow.closed = True
         if new == _ESTABLISHED:
             flow.born = ts

@@ -178,10 +178,26 @@ def make_decoder(kind: int, fmt: tracefs.EventFormat, addrs: _Addresses) -> Call
     return generic
 
 
+def close_filter(tids: tuple[int, ...], exclude: tuple[int, ...]) -> str | None:
+    """The kernel filter of sys_enter_close: only `tids` (if any), never `exclude`.
+
+    >>> close_filter((5, 6), (9,))
+    '(common_pid == 5 || common_pid == 6) && common_pid != 9'
+    """
+    parts = []
+    if tids:
+        parts.append("(" + " || ".join(f"common_pid == {t}" for t in tids) + ")")
+    parts += [f"common_pid != {t}" for t in exclude]
+    return " && ".join(parts) or None
+
+
 @record
 class TraceOptions:
     port: int | None = None  # kept in the kernel: either end's port
     tids: tuple[int, ...] = ()  # close() only from these threads (empty: every thread)
+    # close() never from these threads: a tracer that also reads /proc (the doctor)
+    # would otherwise fill the buffer with its own close() calls
+    exclude_tids: tuple[int, ...] = ()
     tracefs: str = tracefs.TRACEFS  # where to mount it when it is nowhere
 
 
@@ -253,8 +269,8 @@ class TraceReader:
                 filt = STATE_FILTER + (f" && {ports}" if ports else "")
             elif kind in (RESET_RECEIVED, RETRANSMIT, DESTROY) and ports and "sport" in fmt.fields:
                 filt = ports
-            elif kind == CLOSE and options.tids:
-                filt = " || ".join(f"common_pid == {t}" for t in options.tids)
+            elif kind == CLOSE:
+                filt = close_filter(options.tids, options.exclude_tids)
             if kind == RESET_SENT and "reason" not in fmt.fields:
                 self.notes.append("tcp_send_reset has no reason field (before 6.10): reasons are null")
             self.decoders[fmt.id] = make_decoder(kind, fmt, addrs)
@@ -284,6 +300,12 @@ class TraceReader:
         if len(self.fds) > 1:
             out.sort(key=lambda e: e[0])
         return out
+
+    def filter_close(self, tids: tuple[int, ...], exclude: tuple[int, ...]) -> None:
+        """Set sys_enter_close's kernel filter again (a thread made after open())."""
+        if "syscalls:sys_enter_close" in self.enabled:
+            self.instance.write("events/syscalls/sys_enter_close/filter",
+                                close_filter(tids, exclude) or "0")
 
     def saved_tgids(self) -> dict[int, int]:
         """tid -> tgid as the kernel recorded them (record-tgid); empty without it."""

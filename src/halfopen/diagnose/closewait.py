@@ -60,12 +60,12 @@ from collections.abc import Sequence
 
 from halfopen.records import record
 
-from ..model.finding import Finding, Fix
+from ..model.finding import SEVERITY_RANK, Finding, Fix
 from ..model.history import slope_per_s
 from ..model.host import UNLIMITED, ProcessLimits
 from ..model.socket import OUTBOUND
 from ..model.states import TcpState
-from . import sides
+from . import sides, traced
 from .common import (
     SOCK_DIAG,
     TCP_INFO,
@@ -227,7 +227,73 @@ def check_close_wait(ctx: Context) -> list[Finding]:
             else:
                 findings.append(_server_pile(ctx, netns, pid, comm, pile, group.total, stuck_age,
                                              old_age))
+    trace = ctx.traced()
+    if trace is not None:
+        findings = _with_trace(trace, findings, stuck_age)
     return findings
+
+
+def _with_trace(trace, findings: list[Finding], stuck_age: float) -> list[Finding]:
+    """doctor --trace: each finding of a traced owner gets its FINs and close() calls;
+    an owner whose peers' FINs came in the window and who left some of those sockets in
+    CLOSE_WAIT gets a finding of its own when the socket table had none (the table was
+    read at the window's start, before those FINs)."""
+    named = set()
+    for f in findings:
+        pid = f.subject.get("pid")
+        row = trace.owner(pid) if pid is not None else None
+        if row is None or not (row.fins_received or row.earlier_close_wait):
+            continue
+        named.add(pid)
+        f.evidence += traced.close_wait_evidence(row, trace.window_s)
+        severity, title = _traced_verdict(row, stuck_age)
+        if SEVERITY_RANK[severity] > SEVERITY_RANK[f.severity] and traced.unclosed(row):
+            # the table read the sockets before they aged (or before the FINs): the
+            # trace's exact ages judge them
+            f.severity, f.title = severity, title
+        elif row.fins_received:
+            f.title += f"; in the trace window it {traced.fin_phrase(row)}"
+    for row in trace.owners:
+        if row.pid is not None and row.pid not in named and traced.unclosed(row):
+            findings.append(_traced_pile(row, trace.window_s, stuck_age))
+    return findings
+
+
+def _traced_verdict(row, stuck_age: float) -> tuple[str, str]:
+    """(severity, title) from a traced owner's FINs and close() calls: a socket is stuck
+    when its exact CLOSE_WAIT age reaches the threshold; an owner that closed none of
+    them (the article's strace check, positive) is a warning from the first stuck one."""
+    stuck = sum(1 for a in row.close_wait_ages_s if a >= stuck_age)
+    if stuck >= CRITICAL_COUNT:
+        severity = "critical"
+    elif stuck >= WARN_COUNT or (stuck and row.closes_called == 0):
+        severity = "warning"
+    else:
+        severity = "info"
+    oldest = max(row.close_wait_ages_s, default=None)
+    title = (f"{who(row.pid, row.comm or '?')} {traced.fin_phrase(row)}; "
+             f"{row.still_in_close_wait} still in CLOSE_WAIT")
+    if oldest is not None:
+        title += f", oldest {_age_text(oldest)}"
+    if severity == "info":
+        title += f" (not judged before {seconds(stuck_age)}: --min-age)"
+    return severity, title
+
+
+def _traced_pile(row, window_s: float, stuck_age: float) -> Finding:
+    """close-wait-leak from the trace alone: exact ages, so stuck is exact too."""
+    severity, title = _traced_verdict(row, stuck_age)
+    fixes = []
+    if row.pid is not None:
+        fixes.append(kill_fix(f"state close-wait pid {row.pid}",
+                              "frees the TCP state now (RST to each peer); the fds stay open "
+                              "until the process closes them"))
+    fixes.append(code_fix("close the socket on every path after recv() returns 0 or an error "
+                          "(try/finally, `with`, defer conn.Close())"))
+    return Finding(
+        id="close-wait-leak", severity=severity, cause=CAUSE, title=title,
+        subject=subject(row.netns or "host", row.pid, row.comm or "?"),
+        evidence=traced.close_wait_evidence(row, window_s), fixes=fixes, why=WHY_CLOSE_WAIT)
 
 
 def _server_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pile,

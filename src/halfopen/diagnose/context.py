@@ -18,6 +18,7 @@ from ..model.history import History
 from ..model.host import HostFacts, NamespaceHost, Tunables
 from ..model.nginx import NginxConf
 from ..model.snapshot import Snapshot
+from ..model.trace import TraceFacts
 from .middlebox import Middlebox
 from .tally import Tally
 
@@ -47,7 +48,14 @@ class Context:
     # the socket table as the rules read it: built while the dump streams (live), or
     # from the snapshot's list (report.diagnose does either)
     tally: Tally | None = None
+    # `doctor --trace`: the window's connection-end events folded per owner (collected
+    # by collect.trace_window); None: not asked. Rules add its figures as evidence.
+    trace: TraceFacts | None = None
     _now: float | None = field(default=None, repr=False)
+
+    def traced(self) -> TraceFacts | None:
+        """The trace facts when a trace ran (not when it was asked for and could not)."""
+        return self.trace if self.trace is not None and self.trace.traced else None
 
     @property
     def table(self) -> Tally:

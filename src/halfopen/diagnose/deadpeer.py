@@ -25,7 +25,7 @@ from collections.abc import Callable
 from ..model.finding import Finding, Fix
 from ..model.socket import INBOUND, OUTBOUND, Socket
 from ..model.states import TcpState
-from . import keepalive_target, sides
+from . import keepalive_target, sides, traced
 from .common import (
     SOCK_DIAG,
     TCP_INFO,
@@ -177,6 +177,50 @@ def check_dead_peer(ctx: Context) -> list[Finding]:
         for side, part in group.sides():
             assert isinstance(part, Hits)
             findings.append(_dead_peer(ctx, netns, pid, comm, side, part, no_ack))
+    trace = ctx.traced()
+    if trace is not None:
+        findings = _with_trace(trace, findings)
+    return findings
+
+
+WHY_GIVEUPS = (
+    "The kernel itself ended these connections: keepalive probes went unanswered (it "
+    "resets the connection, reason tcp_keepalive_timeout), or data went unacknowledged "
+    "through every retransmission (tcp_retries2, ~15 minutes by default, or the socket's "
+    "TCP_USER_TIMEOUT). Either way the peer had vanished: powered off, unplugged, or cut "
+    "off by a firewall that drops its packets. Keepalive giving up is the cure working; "
+    "retransmission giving up means the application waited minutes on a dead peer.")
+
+
+def _with_trace(trace, findings: list[Finding]) -> list[Finding]:
+    """doctor --trace: the owner's give-ups in the window on its dead-peer findings; an
+    owner with give-ups and no such finding (its dead sockets are gone by now) gets
+    one of its own: info for keepalive, warning for retransmission give-ups."""
+    named = set()
+    for f in findings:
+        pid = f.subject.get("pid")
+        row = trace.owner(pid) if pid is not None else None
+        if row is not None and traced.giveups(row):
+            named.add(pid)
+            f.evidence += traced.giveup_evidence(row, trace.window_s)
+    for row in trace.owners:
+        if row.pid is None or row.pid in named or not traced.giveups(row):
+            continue
+        comm = row.comm or "?"
+        parts = []
+        if row.keepalive_giveups:
+            parts.append(f"keepalive gave up on {plural(row.keepalive_giveups, 'connection')}")
+        if row.retransmit_giveups:
+            parts.append(f"retransmission gave up on {plural(row.retransmit_giveups, 'connection')}")
+        peers = list(row.giveup_peers)
+        findings.append(Finding(
+            id="dead-peer", severity="warning" if row.retransmit_giveups else "info", cause=CAUSE,
+            title=f"{who(row.pid, comm)}: {' and '.join(parts)} in the trace window"
+                  + (f" ({peers[0]})" if len(peers) == 1 else f" ({plural(len(peers), 'peer')})"),
+            subject=subject(row.netns or "host", row.pid, comm),
+            evidence=traced.giveup_evidence(row, trace.window_s),
+            fixes=[code_fix(SERVER_DEAD_PEER_FIX)] if row.retransmit_giveups else [],
+            why=WHY_GIVEUPS))
     return findings
 
 

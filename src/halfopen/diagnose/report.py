@@ -19,6 +19,7 @@ from ..model.finding import REPORT_ORDER, SEVERITY_RANK, Finding
 from ..model.history import History
 from ..model.nginx import NginxConf
 from ..model.snapshot import Snapshot
+from ..model.trace import TraceFacts
 from . import closewait, deadpeer, registry
 from .common import attribute
 from .context import Context, Options
@@ -41,6 +42,7 @@ class Report:
     checked: list[str]
     unknown: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    trace: TraceFacts | None = None  # doctor --trace
 
     @property
     def exit_code(self) -> int:
@@ -50,7 +52,8 @@ class Report:
         """The DESIGN.md shape (schema halfopen.doctor/1)."""
         return {"schema": SCHEMA, "host": self.host, "kernel": self.kernel,
                 "taken_at": self.taken_at, "window_s": self.window_s, "status": self.status,
-                "findings": [f.to_dict() for f in self.findings], "checked": self.checked}
+                "findings": [f.to_dict() for f in self.findings], "checked": self.checked,
+                **({"trace": self.trace.to_dict()} if self.trace is not None else {})}
 
 
 def _focus(findings: list[Finding], options: Options) -> list[Finding]:
@@ -103,12 +106,14 @@ def tally_of(snapshot: Snapshot, options: Options = Options()) -> Tally:
 
 def diagnose(snapshot: Snapshot, options: Options = Options(), history: History | None = None,
              nginx: NginxConf | None = None, nginx_note: str = "",
-             only: tuple[str, ...] = (), table: Tally | None = None) -> Report:
+             only: tuple[str, ...] = (), table: Tally | None = None,
+             trace: TraceFacts | None = None) -> Report:
     """The report on a snapshot. `table`: its sockets, tallied while they were dumped
-    (new_tally); without it the snapshot's socket list is tallied here."""
+    (new_tally); without it the snapshot's socket list is tallied here. `trace`: a
+    trace window's facts (doctor --trace), evidence for the rules."""
     if table is None:
         table = tally_of(snapshot, options)
-    ctx = Context(snapshot, options, history, nginx, nginx_note, table)
+    ctx = Context(snapshot, options, history, nginx, nginx_note, table, trace)
     findings, checked, unknown = registry.run(ctx, only)
     attribute(findings, snapshot.processes)
     findings = _focus(findings, options)
@@ -119,5 +124,7 @@ def diagnose(snapshot: Snapshot, options: Options = Options(), history: History 
     notes = list(snapshot.notes) + table.notes()
     if nginx_note:
         notes.append(nginx_note)
+    if trace is not None:
+        notes += trace.notes + ([trace.note] if trace.note else [])
     return Report(snapshot.host, snapshot.kernel, snapshot.taken_at, window,
-                  status_of(findings, checked), findings, checked, unknown, notes)
+                  status_of(findings, checked), findings, checked, unknown, notes, trace)

@@ -13,6 +13,11 @@ Checks, per namespace with TCP sysctls:
      (diagnose.keepalive_target);
      nginx, when it runs, must close idle client connections before it too
      (keepalive_timeout), or set so_keepalive below it. warning.
+  With `doctor --trace`: an address that reset MIN_IDLE_RESETS or more ESTABLISHED
+  connections, each idle IDLE_RESET_S (or --min-age) or more before its reset, is a
+  middlebox forgetting idle flows and answering with RST (diagnose.traced): named
+  with the idle times, as evidence on the declared flow middleboxes' findings, or a
+  finding of its own (warning) with the keepalive that beats its shortest idle time.
   3. each declared *proxy* middlebox (aws-alb, gcp-lb): the backend must keep
      idle connections *longer* than the proxy's idle timeout, or the proxy reuses
      a connection the backend is closing (HTTP 502). nginx keepalive_timeout
@@ -22,12 +27,13 @@ Checks, per namespace with TCP sysctls:
 from __future__ import annotations
 
 from ..model.finding import Finding, Fix
-from . import keepalive_target
-from .common import code_fix, config_fix, ev, seconds, subject, sysctl_fix
+from . import keepalive_target, traced
+from .common import code_fix, config_fix, ev, plural, seconds, subject, sysctl_fix
 from .context import Context, Unavailable
 from .middlebox import FLOW, PROXY
 
 PROXY_MARGIN_S = 5  # backend idle timeout at least this much above the proxy's
+IDLE_RESET_S = 60  # a reset after this much idle time is a flow forgotten, not an abort
 
 CAUSE = "middlebox timing out"
 
@@ -217,7 +223,56 @@ def check_timeouts(ctx: Context) -> list[Finding]:
                         fixes=[], why=WHY_PROXY))
     if not checked_any:
         raise Unavailable(ctx.unavailable("tunables", "host") or "TCP keepalive sysctls not read")
+    trace = ctx.traced()
+    if trace is not None:
+        findings += _idle_resets(ctx, trace, findings)
     return findings
+
+
+WHY_IDLE_RESET = (
+    "Connections that sat idle were reset as soon as they sent again, by the address of "
+    "their peer, after similar idle times: a NAT, firewall or load balancer on the path "
+    "forgot the idle flows and answers the next packet with RST in the peer's name (an "
+    "nftables/iptables `reject with tcp reset` for packets of no known flow, an AWS NLB "
+    "after 350 s, a home router's NAT). The application sees ECONNRESET on a connection "
+    "it believed open. Keepalive probes sent before the middlebox's idle timeout keep the "
+    "flow known to it; they apply only to sockets with SO_KEEPALIVE (TCP_KEEPIDLE, or the "
+    "host's tcp_keepalive_time).")
+
+
+def _idle_resets(ctx: Context, trace, findings: list[Finding]) -> list[Finding]:
+    """The middleboxes the trace's resets name: evidence on a declared flow middlebox's
+    findings (in the host namespace), else one finding each."""
+    groups = traced.idle_resetters(trace, ctx.age(IDLE_RESET_S))
+    if not groups:
+        return []
+    declared = [f for f in findings if f.subject.get("middlebox") not in (None, "conntrack")]
+    if declared:
+        for f in declared:
+            for g in groups:
+                f.evidence += traced.resetter_evidence(g, trace.window_s)
+        return []
+    out = []
+    ns = ctx.facts.namespaces.get("host") or next(iter(ctx.facts.namespaces.values()), None)
+    t = ns.tunables if ns is not None else None
+    for g in groups:
+        fixes: list[Fix] = []
+        if ns is not None and t is not None and t.tcp_keepalive_time is not None:
+            have = _host_probing(t)
+            fixes = _probing_fixes(have, keepalive_target.wanted(g.idle_min_s, have),
+                                   ns.netns, f"the middlebox at {g.peer}", g.idle_min_s)
+        fixes.append(code_fix("set SO_KEEPALIVE on these connections (or send an application "
+                              f"heartbeat) more often than every {seconds(g.idle_min_s)}, or "
+                              "raise the middlebox's idle timeout"))
+        out.append(Finding(
+            id="timeout-mismatch", severity="warning", cause=CAUSE,
+            title=f"{plural(g.resets, 'connection')} to {g.peer} reset after "
+                  f"{seconds(g.idle_min_s)}-{seconds(g.idle_max_s)} idle: a middlebox on the "
+                  "path forgets idle flows",
+            subject=subject(ns.netns if ns is not None else "host", middlebox=f"resets from {g.peer}"),
+            evidence=traced.resetter_evidence(g, trace.window_s), fixes=fixes,
+            why=WHY_IDLE_RESET))
+    return out
 
 
 def _nginx_namespaces(ctx: Context) -> set[str]:
