@@ -33,8 +33,8 @@ from tests.doctor.doctor_support import CLIENT, SERVER
 from tests.doctor.doctor_support import Lab as NamespaceLab
 from tests.helpers import sh
 
+from halfopen.diagnose.keepalive_target import PROBING_SYSCTLS
 from halfopen.diagnose.kernel import RISKY
-from halfopen.diagnose.timeouts import PROBING_SYSCTLS
 from halfopen.fix.sysctl import KNOBS
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(60),

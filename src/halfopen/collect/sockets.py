@@ -18,10 +18,11 @@ from halfopen.records import record
 
 from ..errors import HalfopenError, NamespaceError, UsageError
 from ..kernel import netlink
-from ..model.filter import DEFAULT_PORT_RANGE, Filter
+from ..model.filter import Filter
 from ..model.filter_values import device_number
 from ..model.socket import OUTBOUND, Socket
 from ..model.states import ALL_STATES, TcpState
+from ..model.sysctls import DEFAULT_PORT_RANGE
 from . import bytecode, direction, filter_names, netns, owners, procfs_tcp, sock_diag
 
 LISTEN = int(TcpState.LISTEN)

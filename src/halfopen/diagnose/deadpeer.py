@@ -81,14 +81,9 @@ def flow_limit_s(ctx: Context) -> float | None:
 
 
 def host_probing(ctx: Context, netns: str) -> Probing:
-    """The namespace's default keepalive (the sysctls; the kernel's defaults unread)."""
-    t = ctx.tunables(netns) if ctx.snapshot.host_facts is not None else None
-
-    def value(name: str, default: int) -> int:
-        got = getattr(t, name, None) if t is not None else None
-        return got if got is not None else default
-    return Probing(value("tcp_keepalive_time", 7200), value("tcp_keepalive_intvl", 75),
-                   value("tcp_keepalive_probes", 9))
+    """The namespace's default keepalive (its sysctls; the kernel's defaults unread)."""
+    return keepalive_target.host_default(
+        ctx.tunables(netns) if ctx.snapshot.host_facts is not None else None)
 
 
 def sockets_probing(ctx: Context, pid: int | None, host: Probing) -> SocketsProbing | None:

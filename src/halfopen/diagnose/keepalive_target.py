@@ -26,6 +26,8 @@ from typing import Any, Optional
 
 from halfopen.records import record
 
+from ..model.sysctls import default_numbers
+
 # socket(7)/tcp(7) bounds: MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL, MAX_TCP_KEEPCNT
 # (include/net/tcp.h)
 MAX_IDLE = 32767
@@ -60,6 +62,23 @@ class Probing:
 
 
 DEFAULT = Probing(DEFAULT_IDLE_S, DEFAULT_INTERVAL_S, DEFAULT_COUNT)
+# the namespace's sysctls behind a socket that set nothing, each Probing field's
+PROBING_SYSCTLS = (("idle", "net.ipv4.tcp_keepalive_time"),
+                   ("interval", "net.ipv4.tcp_keepalive_intvl"),
+                   ("count", "net.ipv4.tcp_keepalive_probes"))
+
+
+def host_default(tunables: Any) -> Probing:
+    """The keepalive of a socket that set nothing: the namespace's tcp_keepalive_*
+    sysctls (model.host.Tunables), the kernel's defaults where one was not read.
+
+    >>> host_default(None)
+    Probing(idle=7200, interval=75, count=9)
+    """
+    def value(key: str) -> int:
+        got = getattr(tunables, key.rsplit(".", 1)[1], None) if tunables is not None else None
+        return got if got is not None else default_numbers(key)[0]
+    return Probing(*(value(key) for _field, key in PROBING_SYSCTLS))
 
 
 def budget_s(limit_s: float) -> int:

@@ -16,6 +16,7 @@ from collections import Counter
 
 from ..model.finding import Finding
 from ..model.host import KERNEL_DEFAULTS, Tunables
+from ..model.sysctls import SYSCTLS, default_numbers
 from .common import ev, subject, sysctl_fix
 from .context import Context, Unavailable
 
@@ -88,12 +89,15 @@ RISKY = [
      "TIME_WAIT sockets are destroyed early past this many: late segments of old "
      "connections can hit new ones", None),
     ("net.ipv4.tcp_keepalive_time",
-     lambda t: t.tcp_keepalive_time is not None and t.tcp_keepalive_time > 7200, "info",
-     "keepalive finds a dead idle peer even later than the default 2 h", "7200"),
+     lambda t: t.tcp_keepalive_time is not None
+     and t.tcp_keepalive_time > default_numbers("net.ipv4.tcp_keepalive_time")[0], "info",
+     "keepalive finds a dead idle peer even later than the default 2 h",
+     SYSCTLS["net.ipv4.tcp_keepalive_time"].default),
     ("net.ipv4.ip_local_port_range",
      lambda t: t.ip_local_port_range is not None
      and t.ip_local_port_range[1] - t.ip_local_port_range[0] + 1 < 10000, "info",
-     "fewer than 10,000 ephemeral ports per destination", "32768 60999"),
+     "fewer than 10,000 ephemeral ports per destination",
+     SYSCTLS["net.ipv4.ip_local_port_range"].default),
     ("net.core.somaxconn", lambda t: t.somaxconn is not None and t.somaxconn < 1024, "info",
      "caps every listen() backlog low: bursts overflow accept queues", "4096"),
 ]

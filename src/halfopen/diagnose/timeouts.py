@@ -67,15 +67,6 @@ WHY_CT = (
 )
 
 
-def _host_probing(t) -> keepalive_target.Probing:
-    """The host's default keepalive (for sockets with SO_KEEPALIVE that set no
-    TCP_KEEPIDLE/INTVL/CNT of their own)."""
-    return keepalive_target.Probing(
-        t.tcp_keepalive_time,
-        t.tcp_keepalive_intvl if t.tcp_keepalive_intvl is not None else 75,
-        t.tcp_keepalive_probes if t.tcp_keepalive_probes is not None else 9)
-
-
 def _namespace_probing(ctx: Context, space, host: keepalive_target.Probing
                        ) -> keepalive_target.SocketsProbing | None:
     """What the namespace's connections read (collect.keepalive_sample) do; None unread."""
@@ -93,12 +84,6 @@ def _all_own_inside(seen: keepalive_target.SocketsProbing | None, limit_s: float
         and seen.slowest is not None and seen.slowest.detect_s < limit_s
 
 
-# the three sysctls behind a Probing's fields (the defaults of TCP_KEEPIDLE/INTVL/CNT)
-PROBING_SYSCTLS = (("idle", "net.ipv4.tcp_keepalive_time"),
-                   ("interval", "net.ipv4.tcp_keepalive_intvl"),
-                   ("count", "net.ipv4.tcp_keepalive_probes"))
-
-
 def _probing_fixes(have: keepalive_target.Probing, want: keepalive_target.Probing | None,
                    netns: str, name: str, limit_s: float) -> list[Fix]:
     """The sysctls that make the host's default keepalive beat `name`'s idle timeout."""
@@ -113,7 +98,7 @@ def _probing_fixes(have: keepalive_target.Probing, want: keepalive_target.Probin
            f"({seconds(want.detect_s)}) inside {name}'s {seconds(limit_s)} "
            "(for sockets with SO_KEEPALIVE)")
     return [sysctl_fix(key, getattr(want, field), netns, why)
-            for field, key in PROBING_SYSCTLS if getattr(want, field) != getattr(have, field)]
+            for field, key in keepalive_target.PROBING_SYSCTLS if getattr(want, field) != getattr(have, field)]
 
 
 def check_timeouts(ctx: Context) -> list[Finding]:
@@ -143,7 +128,7 @@ def check_timeouts(ctx: Context) -> list[Finding]:
                                      "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established")],
                 fixes=[sysctl_fix("net.netfilter.nf_conntrack_tcp_timeout_established",
                                   max(432000, ka * 2), ns.netns),
-                       *_probing_fixes(_host_probing(t), keepalive_target.wanted(est, _host_probing(t)),
+                       *_probing_fixes(keepalive_target.host_default(t), keepalive_target.wanted(est, keepalive_target.host_default(t)),
                                        ns.netns, "conntrack", est)],
                 why=WHY_CT))
         # Declared middleboxes sit on the path of the sockets asked about: they apply to
@@ -155,7 +140,7 @@ def check_timeouts(ctx: Context) -> list[Finding]:
             mb_ev = ev("middlebox_idle_timeout_s", mb.idle_timeout_s, mb.source or "--middlebox",
                        f"{mb.name} ({mb.kind})")
             if mb.kind == FLOW:
-                have = _host_probing(t)
+                have = keepalive_target.host_default(t)
                 want = keepalive_target.wanted(mb.idle_timeout_s, have)
                 seen = _namespace_probing(ctx, space, have)
                 if want is not None or keepalive_target.within(mb.idle_timeout_s) is None:
@@ -258,7 +243,7 @@ def _idle_resets(ctx: Context, trace, findings: list[Finding]) -> list[Finding]:
     for g in groups:
         fixes: list[Fix] = []
         if ns is not None and t is not None and t.tcp_keepalive_time is not None:
-            have = _host_probing(t)
+            have = keepalive_target.host_default(t)
             fixes = _probing_fixes(have, keepalive_target.wanted(g.idle_min_s, have),
                                    ns.netns, f"the middlebox at {g.peer}", g.idle_min_s)
         fixes.append(code_fix("set SO_KEEPALIVE on these connections (or send an application "

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from ..model.finding import Finding
 from ..model.states import TcpState
+from ..model.sysctls import DEFAULT_PORT_RANGE
 from .common import SOCK_DIAG, code_fix, ev, subject, sysctl_fix, top, who
 from .context import Context
 
 TW_WARN = 0.8
 PORTS_WARN = 0.5
 PORTS_CRITICAL = 0.8
-DEFAULT_RANGE = (32768, 60999)
 
 TIME_WAIT = int(TcpState.TIME_WAIT)
 CAUSE = "after the fix: TIME_WAIT"
@@ -49,7 +49,7 @@ def check_time_wait(ctx: Context) -> list[Finding]:
         space = table.spaces.get(netns)
         tun = ctx.tunables(netns) if hf is not None else None
         lo, hi = (tun.ip_local_port_range if tun is not None and tun.ip_local_port_range
-                  else DEFAULT_RANGE)
+                  else DEFAULT_PORT_RANGE)
         size = hi - lo + 1
         tw = space.states[TIME_WAIT] if space is not None else 0
         groups = table.dest_groups(netns, lo, hi, PORTS_WARN * size)

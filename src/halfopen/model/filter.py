@@ -31,12 +31,10 @@ from . import filter_values as values
 from .filter_values import Network
 from .socket import Socket
 from .states import ALL_STATES, STATE_WORD_NAMES, STATE_WORDS
+from .sysctls import DEFAULT_PORT_RANGE
 
 MAX_DEPTH = 100  # nested (, not, and alternating and/or
 MAX_TOKENS = 20000
-# ip_local_port_range's default (net/ipv4/af_inet.c inet_init_net), for
-# `autobound` when the namespace's own range was not read.
-DEFAULT_PORT_RANGE = (32768, 60999)
 
 
 @record(frozen=True)

@@ -92,3 +92,19 @@ SYSCTLS: dict[str, Sysctl] = {s.key: s for s in (
          valid=(0, INT_MAX))
       for t in _CT_TIMEOUTS),
 )}
+
+
+def default_numbers(key: str) -> tuple[int, ...]:
+    """A sysctl's kernel default as integers: the one place the defaults are typed.
+
+    >>> default_numbers("net.ipv4.ip_local_port_range"), default_numbers("net.ipv4.tcp_keepalive_time")
+    ((32768, 60999), (7200,))
+    """
+    default = SYSCTLS[key].default
+    assert default is not None, f"{key} has no fixed default"
+    return tuple(int(x) for x in default.split())
+
+
+# ip_local_port_range's default (net/ipv4/af_inet.c inet_init_net): the ephemeral
+# ports when a namespace's own range was not read (the filter's `autobound`, TIME_WAIT)
+DEFAULT_PORT_RANGE: tuple[int, int] = default_numbers("net.ipv4.ip_local_port_range")  # type: ignore[assignment]
