@@ -55,7 +55,7 @@ def test_case(path):
         assert report.status == "ok"
     elif case.get("status"):
         assert report.status == case["status"], (case["description"], got)
-    for f in report.findings:  # every finding has the DESIGN.md shape
+    for f in report.findings:  # every finding has the docs/design.md shape
         d = f.to_dict()
         assert d["id"] in RULE_IDS and d["title"] and d["cause"]
         assert d["severity"] in ("info", "warning", "critical", "unknown")

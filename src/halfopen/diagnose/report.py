@@ -49,7 +49,7 @@ class Report:
         return EXIT_BY_STATUS[self.status]
 
     def to_dict(self) -> dict[str, Any]:
-        """The DESIGN.md shape (schema halfopen.doctor/1)."""
+        """The docs/design.md shape (schema halfopen.doctor/1)."""
         return {"schema": SCHEMA, "host": self.host, "kernel": self.kernel,
                 "taken_at": self.taken_at, "window_s": self.window_s, "status": self.status,
                 "findings": [f.to_dict() for f in self.findings], "checked": self.checked,

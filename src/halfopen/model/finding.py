@@ -1,6 +1,6 @@
 """A Finding: one diagnosed problem, its evidence, its fixes and why.
 
-The JSON shape is the contract in DESIGN.md ("Findings (doctor --json)").
+The JSON shape is the contract in docs/design.md ("Findings (doctor --json)").
 `Fix.params` carries what `halfopen fix` needs to apply an automatic fix:
 
     action "sysctl"    params {"key": "net.ipv4.tcp_keepalive_time", "value": "300", "netns": "host"}
@@ -50,7 +50,7 @@ class Fix:
 
 @record
 class Finding:
-    id: str  # a rule id from DESIGN.md
+    id: str  # a rule id from docs/design.md
     severity: str  # "info", "warning", "critical", "unknown"
     cause: str
     title: str

@@ -16,7 +16,7 @@ from halfopen.records import record
 from ..collect.host import _text, counters, files, limits
 from ..model.host import UNLIMITED
 
-# The counters the rules use (DESIGN.md), "Group.Name" as in /proc/net/{netstat,snmp}.
+# The counters the rules use (docs/design.md), "Group.Name" as in /proc/net/{netstat,snmp}.
 COUNTERS = (
     "TcpExt.ListenOverflows", "TcpExt.ListenDrops", "TcpExt.SyncookiesSent",
     "TcpExt.SyncookiesRecv", "TcpExt.SyncookiesFailed", "TcpExt.TCPReqQFullDrop",

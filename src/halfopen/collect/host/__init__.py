@@ -1,6 +1,9 @@
 """Host collectors: counters, sockstat, tunables, conntrack, limits, kernel log.
 
-One entry point, `collect_host`, used by the doctor. Each source that fails
+`HostRun` is what the doctor uses (collect.snapshot.take_full): the steps
+apart, so the socket dump and the fd scan run inside the counter window;
+`collect_host` runs them at once (the recorded /proc trees replay through it
+in tests/host). Each source that fails
 (not root, module missing, file absent) is named in `HostFacts.unavailable`
 with the reason and the rest still runs. Everything is read-only.
 
