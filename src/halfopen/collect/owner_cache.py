@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from ..kernel import proc as procfs
 from ..model.container import Container
 from ..model.process import Process
-from ..model.socket import Socket
+from ..model.socket import Owner, Socket
 from ..records import record
 from .containers import Resolver
 from .owners import HolderArrays, Holders, OwnerMap
@@ -214,6 +214,7 @@ class OwnerCache:
         owners_of = self.owner_map.owners.getter()
         hits: dict[int, int] = {}
         missed: list[Socket] = []
+        self.unowned = 0
         for s in sockets:
             if s.inode:
                 found = owners_of(s.inode)
@@ -224,34 +225,46 @@ class OwnerCache:
                 for o in found:
                     hits[o.pid] = hits.get(o.pid, 0) + 1
             yield s
-        self.unowned = 0
         if missed:
-            yield from self._resolve(missed, hits)
-        self._last_hits = hits
+            got = self.recover([s.inode for s in missed], hits)
+            for s in missed:  # found ones with their owners, the rest without
+                s.owners = got.get(s.inode, ())
+            yield from missed
+        else:
+            self.recover([], hits)
 
-    def _resolve(self, missed: list[Socket], hits: dict[int, int]) -> Iterator[Socket]:
-        unknown = missed
-        suspects = [pid for pid, n in self._last_hits.items() if hits.get(pid, 0) < n]
-        if suspects:
-            self._reread(suspects)
-            unknown = self._match(unknown, hits)
-        if unknown and (self._full_at is None
-                        or self.clock() - self._full_at >= self.full_every_s):
-            self._scan(full=True)
-            unknown = self._match(unknown, hits)
+    def recover(self, inodes: list[int], hits: dict[int, int]) -> dict[int, tuple[Owner, ...]]:
+        """Owners of the dumped inodes the map did not know (see the module
+        docstring): inode -> owners, for those found. `hits` (pid -> holders
+        matched in this sample) picks the processes to read again; what is found
+        is added to it, and it is kept for the next sample. attach() ends with
+        this; collect.state_tally, which probes the table itself, calls it."""
+        found: dict[int, tuple[Owner, ...]] = {}
+        unknown = inodes
+        if unknown:
+            suspects = [pid for pid, n in self._last_hits.items() if hits.get(pid, 0) < n]
+            if suspects:
+                self._reread(suspects)
+                unknown = self._match(unknown, hits, found)
+            if unknown and (self._full_at is None
+                            or self.clock() - self._full_at >= self.full_every_s):
+                self._scan(full=True)
+                unknown = self._match(unknown, hits, found)
         self.unowned = len(unknown)
-        yield from missed  # found ones with their owners, the rest without
+        self._last_hits = hits
+        return found
 
-    def _match(self, missed: list[Socket], hits: dict[int, int]) -> list[Socket]:
-        """Look the sockets up again after a re-read; returns those still unknown."""
+    def _match(self, inodes: list[int], hits: dict[int, int],
+               found: dict[int, tuple[Owner, ...]]) -> list[int]:
+        """Look the inodes up again after a re-read; returns those still unknown."""
         owners_of = self._build().owners.getter()
-        still: list[Socket] = []
-        for s in missed:
-            found = owners_of(s.inode)
-            if found:
-                s.owners = found
-                for o in found:
+        still: list[int] = []
+        for inode in inodes:
+            owners = owners_of(inode)
+            if owners:
+                found[inode] = owners
+                for o in owners:
                     hits[o.pid] = hits.get(o.pid, 0) + 1
             else:
-                still.append(s)
+                still.append(inode)
         return still
