@@ -90,7 +90,7 @@ class _Missed:
 
 
 def _messages(sock: socket.socket, request: bytes, buf: bytearray
-              ) -> "Callable[[], int]":
+              ) -> Callable[[], int]:
     """recv_into `buf` after sending `request`: returns the reader (bytes read)."""
     sock.send(request)
     size = len(buf) - _PAD
