@@ -56,7 +56,7 @@ COUNTED_MASK = ALL_STATES & ~(1 << LISTEN | 1 << CLOSE_WAIT)
 # (a mini socket's, no attribute) is exactly this long
 _COUNTED = struct.Struct("=IH11xB2xH62xI")
 _BY_FAMILY = netlink.SOCK_DIAG_BY_FAMILY
-_PAD = _COUNTED.size  # room after a recv for one unpack past its end
+_PAD = 4096  # room after a recv for one unpack past its end (a message is < 1 KiB)
 _TCPI_LAST_ACK_RECV = 56
 _TCP_INFO_MIN = 104  # the first group (collect.sock_diag): older is not decoded there either
 _BASE = "=IH11xB42xII16xI"  # len, type, state, cookie lo, cookie hi, inode (88 bytes)
@@ -220,7 +220,8 @@ class _Counter:
             if nla_type == sock_diag.INET_DIAG_INFO and size >= _TCP_INFO_MIN:
                 header = start - 4 - off
                 st = struct.Struct(f"{_BASE}{header - 88}xHH{_TCPI_LAST_ACK_RECV}xI")
-                layout = (st.unpack_from, size + 4)
+                if st.size <= _PAD:  # it may read past the last message of a recv
+                    layout = (st.unpack_from, size + 4)
                 break
         self._cw_layouts[length] = layout
         return layout
@@ -232,57 +233,71 @@ class _Counter:
         buf = self.buf
         base = struct.Struct(_BASE).unpack_from
         t = self.tally
-        by_pid = t.pid_states
+        by_pid, oldest = t.pid_states, t.oldest
         cookies, pids, ages = t.cw_cookies, t.cw_pids, t.cw_ages
-        holders_of = self.table.holders
+        table = self.table
+        keys, values, shift, mask = table.keys, table.values, table.shift, table.mask
+        golden, mask64 = _GOLDEN, _MASK64
+        info = sock_diag.INET_DIAG_INFO
         nan = float("nan")
         count = 0
-        last = -1
-        layout = None
+        last = -1  # the length whose layout `fast` reads, and the nla_len it expects
+        fast: Callable | None = None
+        want = 0
         while True:
             n = read()
             off = 0
             while off < n:
-                length, mtype, state, lo, hi, inode = base(buf, off)
-                if length < 16:
-                    raise netlink.NetlinkError(errno.EBADMSG, f"netlink message of {length} bytes")
-                if mtype != _BY_FAMILY:
-                    if _control(buf, off, mtype):
-                        if count:
-                            key = (netns, CLOSE_WAIT)
-                            t.states[key] = t.states.get(key, 0) + count
-                        return
-                    off += (length + 3) & ~3
-                    continue
-                if length != last:
-                    layout = self._cw_layout(length, off)
-                    last = length
-                age = None
-                if layout is not None:
-                    v = layout[0](buf, off)
-                    if v[6] == layout[1] and v[7] == sock_diag.INET_DIAG_INFO:
-                        age = v[8] / 1000
-                if age is None:  # another layout, or no tcp_info
-                    age = self._age_slow(off, length)
+                v = fast(buf, off) if fast is not None else None
+                if v is not None and v[0] == last and v[1] == _BY_FAMILY and v[6] == want \
+                        and v[7] == info:  # the common case: one unpack a socket
+                    length, state, lo, hi, inode, age = last, v[2], v[3], v[4], v[5], v[8] / 1000
+                else:
+                    length, mtype, state, lo, hi, inode = base(buf, off)
+                    if length < 16:
+                        raise netlink.NetlinkError(errno.EBADMSG,
+                                                   f"netlink message of {length} bytes")
+                    if mtype != _BY_FAMILY:
+                        if _control(buf, off, mtype):
+                            if count:
+                                key = (netns, CLOSE_WAIT)
+                                t.states[key] = t.states.get(key, 0) + count
+                            return
+                        off += (length + 3) & ~3
+                        continue
+                    if length != last:
+                        layout = self._cw_layout(length, off)
+                        fast, want = layout if layout is not None else (None, 0)
+                        last = length
+                    age = self._age_slow(off, length)  # another layout, or no tcp_info
                 off += (length + 3) & ~3
                 count += 1
                 cookie = hi << 32 | lo
                 pid = 0
                 if inode:
-                    held = holders_of(inode)
-                    if not held:
+                    # InodeTable.holders, inlined (as in counted)
+                    i = ((inode * golden) & mask64) >> shift
+                    key = keys[i]
+                    while key != inode:
+                        if not key:
+                            break
+                        i = (i + 1) & mask
+                        key = keys[i]
+                    if not key:
                         self.missed.append(_Missed(netns, state, inode, cookie, age))
                         continue
-                    if len(held) == 1:
-                        pid = held[0] >> 32
+                    held = values[i]
+                    if held != SHARED:
+                        pid = held >> 32
                         k = pid * 16 + state
                         by_pid[k] = by_pid.get(k, 0) + 1
-                        if age is not None:
-                            self._older(pid, age)
+                        if age is not None and (pid not in oldest or age > oldest[pid]):
+                            oldest[pid] = age
                     else:
-                        pid = self._count_shared(held, state)
+                        shared = table.shared[inode]
+                        pid = self._count_shared(shared, state)
                         if age is not None:
-                            for h in held:
+                            for h in shared:
                                 self._older(h >> 32, age)
                 if cookie:
                     cookies.append(cookie)
