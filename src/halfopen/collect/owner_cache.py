@@ -37,6 +37,7 @@ from ..model.process import Process
 from ..model.socket import Owner, Socket
 from ..records import record
 from .containers import Resolver
+from .inode_table import InodeTable
 from .owners import HolderArrays, Holders, OwnerMap
 
 
@@ -73,6 +74,8 @@ class OwnerCache:
         self._full_at: float | None = None
         self._last_hits: dict[int, int] = {}  # pid -> holders matched in the last sample
         self.owner_map: OwnerMap | None = None
+        self._table: InodeTable | None = None  # the last map's, and the records it was built from
+        self._table_of: dict[int, _Cached] = {}
         self.denied = 0
         # what the last sample cost, for tests and the benchmark
         self.links_read = 0
@@ -195,7 +198,16 @@ class OwnerCache:
         self._procs = procs
 
     def _build(self) -> OwnerMap:
-        self.owner_map = None  # the last map goes before the next is built: not two at once
+        # The table is kept when no process's sockets changed (the same _Cached
+        # records: _read_process returns the old one for an unchanged listing);
+        # otherwise the last map goes before the next is built: not two at once.
+        procs = self._procs
+        last = self._table_of
+        table = self._table if (self._table is not None and len(last) == len(procs) and all(
+            last.get(pid) is c or (last.get(pid) is not None and last[pid].sock_inodes
+                                   is c.sock_inodes) for pid, c in procs.items())) else None
+        self.owner_map = None
+        self._table = None
         held = HolderArrays()
         comms: dict[int, str] = {}
         # One dict for the cache's life, refilled in place: a sample built from
@@ -203,14 +215,17 @@ class OwnerCache:
         processes = self._processes
         processes.clear()
         containers: dict[int, Container] = {}
-        for pid, c in self._procs.items():
-            held.add(pid, c.sock_fds, c.sock_inodes)
+        for pid, c in procs.items():
+            if table is None:
+                held.add(pid, c.sock_fds, c.sock_inodes)
             comms[pid] = c.comm
             if c.container is not None:
                 containers[pid] = c.container
             processes[pid] = Process(pid, c.comm, len(c.sock_fds) + len(c.other_fds),
                                      c.sock_inodes, c.container)
-        self.owner_map = OwnerMap(Holders(held.table(), comms, containers), processes, self.denied)
+        self._table = table if table is not None else held.table()
+        self._table_of = dict(procs)
+        self.owner_map = OwnerMap(Holders(self._table, comms, containers), processes, self.denied)
         return self.owner_map
 
     # -- matching a dump ----------------------------------------------------
