@@ -34,9 +34,10 @@ from collections.abc import Callable, Iterable, Iterator
 from ..kernel import proc as procfs
 from ..model.container import Container
 from ..model.process import Process
-from ..model.socket import Socket
+from ..model.socket import Owner, Socket
 from ..records import record
 from .containers import Resolver
+from .inode_table import InodeTable
 from .owners import HolderArrays, Holders, OwnerMap
 
 
@@ -73,6 +74,8 @@ class OwnerCache:
         self._full_at: float | None = None
         self._last_hits: dict[int, int] = {}  # pid -> holders matched in the last sample
         self.owner_map: OwnerMap | None = None
+        self._table: InodeTable | None = None  # the last map's, and the records it was built from
+        self._table_of: dict[int, _Cached] = {}
         self.denied = 0
         # what the last sample cost, for tests and the benchmark
         self.links_read = 0
@@ -85,6 +88,17 @@ class OwnerCache:
     def _read_process(self, pid: int, dir_fd: int, names: list[str], start: int,
                       old: _Cached | None) -> _Cached | None:
         """Read the links of the fds not in `old` (all of them without `old`)."""
+        if old is not None and len(names) == len(old.sock_fds) + len(old.other_fds):
+            # the steady state: the same fd numbers as last time. Checked with
+            # set operations in C, not a Python step an fd (18,000 fds a worker
+            # in bench/scale.py: most of the cache's time)
+            now = set(map(int, names))
+            if now.issuperset(old.sock_fds) and now.issuperset(old.other_fds):
+                comm = procfs.read_comm(pid, self.proc)
+                if comm == old.comm:
+                    return old
+                return _Cached(start, comm, old.sock_fds, old.sock_inodes, old.other_fds,
+                               old.container)
         readlink = os.readlink
         known: dict[int, int] = {}
         others = array("l")
@@ -184,7 +198,16 @@ class OwnerCache:
         self._procs = procs
 
     def _build(self) -> OwnerMap:
-        self.owner_map = None  # the last map goes before the next is built: not two at once
+        # The table is kept when no process's sockets changed (the same _Cached
+        # records: _read_process returns the old one for an unchanged listing);
+        # otherwise the last map goes before the next is built: not two at once.
+        procs = self._procs
+        last = self._table_of
+        table = self._table if (self._table is not None and len(last) == len(procs) and all(
+            last.get(pid) is c or (last.get(pid) is not None and last[pid].sock_inodes
+                                   is c.sock_inodes) for pid, c in procs.items())) else None
+        self.owner_map = None
+        self._table = None
         held = HolderArrays()
         comms: dict[int, str] = {}
         # One dict for the cache's life, refilled in place: a sample built from
@@ -192,14 +215,17 @@ class OwnerCache:
         processes = self._processes
         processes.clear()
         containers: dict[int, Container] = {}
-        for pid, c in self._procs.items():
-            held.add(pid, c.sock_fds, c.sock_inodes)
+        for pid, c in procs.items():
+            if table is None:
+                held.add(pid, c.sock_fds, c.sock_inodes)
             comms[pid] = c.comm
             if c.container is not None:
                 containers[pid] = c.container
             processes[pid] = Process(pid, c.comm, len(c.sock_fds) + len(c.other_fds),
                                      c.sock_inodes, c.container)
-        self.owner_map = OwnerMap(Holders(held.table(), comms, containers), processes, self.denied)
+        self._table = table if table is not None else held.table()
+        self._table_of = dict(procs)
+        self.owner_map = OwnerMap(Holders(self._table, comms, containers), processes, self.denied)
         return self.owner_map
 
     # -- matching a dump ----------------------------------------------------
@@ -214,6 +240,7 @@ class OwnerCache:
         owners_of = self.owner_map.owners.getter()
         hits: dict[int, int] = {}
         missed: list[Socket] = []
+        self.unowned = 0
         for s in sockets:
             if s.inode:
                 found = owners_of(s.inode)
@@ -224,34 +251,46 @@ class OwnerCache:
                 for o in found:
                     hits[o.pid] = hits.get(o.pid, 0) + 1
             yield s
-        self.unowned = 0
         if missed:
-            yield from self._resolve(missed, hits)
-        self._last_hits = hits
+            got = self.recover([s.inode for s in missed], hits)
+            for s in missed:  # found ones with their owners, the rest without
+                s.owners = got.get(s.inode, ())
+            yield from missed
+        else:
+            self.recover([], hits)
 
-    def _resolve(self, missed: list[Socket], hits: dict[int, int]) -> Iterator[Socket]:
-        unknown = missed
-        suspects = [pid for pid, n in self._last_hits.items() if hits.get(pid, 0) < n]
-        if suspects:
-            self._reread(suspects)
-            unknown = self._match(unknown, hits)
-        if unknown and (self._full_at is None
-                        or self.clock() - self._full_at >= self.full_every_s):
-            self._scan(full=True)
-            unknown = self._match(unknown, hits)
+    def recover(self, inodes: list[int], hits: dict[int, int]) -> dict[int, tuple[Owner, ...]]:
+        """Owners of the dumped inodes the map did not know (see the module
+        docstring): inode -> owners, for those found. `hits` (pid -> holders
+        matched in this sample) picks the processes to read again; what is found
+        is added to it, and it is kept for the next sample. attach() ends with
+        this; collect.state_tally, which probes the table itself, calls it."""
+        found: dict[int, tuple[Owner, ...]] = {}
+        unknown = inodes
+        if unknown:
+            suspects = [pid for pid, n in self._last_hits.items() if hits.get(pid, 0) < n]
+            if suspects:
+                self._reread(suspects)
+                unknown = self._match(unknown, hits, found)
+            if unknown and (self._full_at is None
+                            or self.clock() - self._full_at >= self.full_every_s):
+                self._scan(full=True)
+                unknown = self._match(unknown, hits, found)
         self.unowned = len(unknown)
-        yield from missed  # found ones with their owners, the rest without
+        self._last_hits = hits
+        return found
 
-    def _match(self, missed: list[Socket], hits: dict[int, int]) -> list[Socket]:
-        """Look the sockets up again after a re-read; returns those still unknown."""
+    def _match(self, inodes: list[int], hits: dict[int, int],
+               found: dict[int, tuple[Owner, ...]]) -> list[int]:
+        """Look the inodes up again after a re-read; returns those still unknown."""
         owners_of = self._build().owners.getter()
-        still: list[Socket] = []
-        for s in missed:
-            found = owners_of(s.inode)
-            if found:
-                s.owners = found
-                for o in found:
+        still: list[int] = []
+        for inode in inodes:
+            owners = owners_of(inode)
+            if owners:
+                found[inode] = owners
+                for o in owners:
                     hits[o.pid] = hits.get(o.pid, 0) + 1
             else:
-                still.append(s)
+                still.append(inode)
         return still

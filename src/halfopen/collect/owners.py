@@ -69,6 +69,15 @@ class Holders(Mapping[int, tuple[Owner, ...]]):
 
         return owners_of
 
+    @property
+    def table(self) -> InodeTable:
+        """The raw table (holders as pid << 32 | fd), for a loop that probes it
+        inline (collect.state_tally)."""
+        return self._table
+
+    def comm(self, pid: int) -> str:
+        return self._comms.get(pid, "")
+
     def unfound(self) -> Iterator[int]:
         """The inodes no getter has looked up (see InodeTable)."""
         return self._table.unfound()

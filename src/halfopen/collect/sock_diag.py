@@ -147,7 +147,7 @@ class AddressCache:
         return text
 
 
-def _attributes(buf: bytes, pos: int, end: int) -> list[tuple[int, int, int]]:
+def _attributes(buf: bytes | bytearray, pos: int, end: int) -> list[tuple[int, int, int]]:
     """(type, payload offset, payload length) of each attribute in buf[pos:end]."""
     out = []
     while pos + 4 <= end:

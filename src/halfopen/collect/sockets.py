@@ -83,6 +83,19 @@ def _port_range() -> tuple[int, int]:
         return DEFAULT_PORT_RANGE
 
 
+def open_sock_diag(query: Query) -> tuple[list[tuple[netns.Namespace, socket.socket]],
+                                          list[str]] | None:
+    """One sock_diag socket per namespace of the query (its filter ignored), and
+    the notes of namespaces that vanished; None where sock_diag is unavailable.
+    The caller closes the sockets (collect.state_tally reads them)."""
+    try:
+        source, readers, notes = _open_sources(Query(namespaces=query.namespaces,
+                                                     source="sock_diag", proc=query.proc))
+    except OSError:
+        return None
+    return [(ns, reader) for ns, reader, _flt in readers], notes
+
+
 def _open_sources(query: Query) -> tuple[str, list[tuple[netns.Namespace, Any, Filter]],
                                           list[str]]:
     """Open one reader per namespace (a sock_diag socket or procfs files), each

@@ -23,6 +23,7 @@ from dataclasses import field
 
 from halfopen.records import record
 
+from ..collect.state_tally import Tally
 from ..model.container import Container
 from ..model.finding import Finding
 from ..model.process import Process
@@ -181,6 +182,38 @@ class Fold:
                 p.oldest_close_wait_s = age
         if st == CLOSE_WAIT and s.cookie:
             self.close_wait.add(s.cookie, s.owners[0].pid if s.owners else 0, age)
+
+    @classmethod
+    def of_tally(cls, tally: Tally, comm: Callable[[int], str]) -> Fold:
+        """The fold of a streamed sample counted without Socket records
+        (collect.state_tally): the same Sample as add() of every socket gives.
+        comm: a holder pid's comm (the owner map's)."""
+        fold = cls()
+        names, states, procs = fold.names, fold.states, fold.procs
+        for (ns, st), n in tally.states.items():
+            name = names.get(st)
+            if name is None:
+                name = names[st] = state_name(st)
+            states[ns, name] = states.get((ns, name), 0) + n
+        for key, n in tally.pid_states.items():
+            pid, st = key >> 4, key & 15
+            p = procs.get(pid)
+            if p is None:
+                p = procs[pid] = ProcSample(pid, comm(pid))
+            name = names.get(st)
+            if name is None:
+                name = names[st] = state_name(st)
+            p.states[name] = n
+        for pid, age in tally.oldest.items():
+            p = procs.get(pid)
+            if p is not None:
+                p.oldest_close_wait_s = age
+        fold.syn_recv = tally.syn_recv
+        seen = fold.close_wait
+        seen.cookies, seen.pids, seen.ages = tally.cw_cookies, tally.cw_pids, tally.cw_ages
+        for s in tally.listeners:  # their states, listener series and holders' counts
+            fold.add(s)
+        return fold
 
     def sample(self, t: float, host: str, processes: dict[int, Process], facts: HostStats,
                fd_limit: Callable[[int], int | None] = lambda _pid: None,

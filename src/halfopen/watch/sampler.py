@@ -10,6 +10,7 @@ from halfopen.records import record
 
 from ..collect import snapshot as snapshots
 from ..collect import sockets as collector
+from ..collect import state_tally
 from ..collect.netns import Namespace
 from ..collect.owner_cache import OwnerCache
 from ..collect.owners import denied_note
@@ -23,7 +24,7 @@ from ..model.states import ALL_STATES, TcpState
 from . import hostfacts, identity
 from .ages import CloseWaitAges
 from .findings import Doctor
-from .sample import CollectorRun, Fold, Sample, build
+from .sample import CollectorRun, Fold, Sample
 
 
 @record(frozen=True)
@@ -34,6 +35,8 @@ class Settings:
     host_every_s: float = 30.0  # the host collectors' full run (stale fds, limits, kernel log)
     # ^ and the doctor: both need every socket kept at once (see Sampler)
     owners_full_every_s: float = 120.0  # the owner cache's full fd rescan (collect.owner_cache)
+    tally: bool = True  # streamed samples counted without Socket records (collect.state_tally);
+    # ^ False: every socket decoded and folded (the reference tests/watch/test_tally.py compares)
 
 
 # Only CLOSE_WAIT sockets need tcp_info in a streamed sample (their age, see
@@ -131,18 +134,35 @@ class Sampler:
         # owners from the cache: a listing per process, links read only for new
         # fds (collect.owner_cache); matched to the dump as it streams
         owner_map = self.owners.refresh()
-        first = collector.collect(collector.Query(
-            filter=_CLOSE_WAIT, tcp_info=True, namespaces=st.namespaces, proc=st.proc))
-        rest = collector.collect(collector.Query(
-            filter=_NOT_CLOSE_WAIT, namespaces=st.namespaces, proc=st.proc))
+        processes = owner_map.processes  # refilled in place if the cache reads again
+        opened = collector.open_sock_diag(collector.Query(namespaces=st.namespaces,
+                                                          proc=st.proc)) if st.tally else None
+        if opened is not None:
+            readers, notes = opened
+            try:
+                tally = state_tally.take(readers, self.owners)
+            finally:
+                for _ns, reader in readers:
+                    reader.close()
+            source = "sock_diag"
+            owners = self.owners.owner_map.owners if self.owners.owner_map else owner_map.owners
+            fold = Fold.of_tally(tally, owners.comm)
+        else:  # every socket decoded (or sock_diag unavailable: /proc/net/tcp)
+            first = collector.collect(collector.Query(
+                filter=_CLOSE_WAIT, tcp_info=True, namespaces=st.namespaces, proc=st.proc))
+            rest = collector.collect(collector.Query(
+                filter=_NOT_CLOSE_WAIT, namespaces=st.namespaces, proc=st.proc))
+            notes = first.notes + rest.notes
+            source = first.source
+            fold = Fold()
+            for s in self.owners.attach(itertools.chain(first.sockets, rest.sockets)):
+                fold.add(s)
         facts = hostfacts.read(st.proc)
-        notes = list(dict.fromkeys(first.notes + rest.notes))
+        notes = list(dict.fromkeys(notes))
         if owner_map.denied:
             notes.append(denied_note(owner_map.denied))
-        processes = owner_map.processes  # refilled in place if attach reads again
-        sample = build(time.time(), os.uname().nodename,
-                       self.owners.attach(itertools.chain(first.sockets, rest.sockets)),
-                       processes, facts, self._fd_limit(self._host_facts), notes)
+        sample = fold.sample(time.time(), os.uname().nodename, processes, facts,
+                             self._fd_limit(self._host_facts), notes)
         dumped = time.perf_counter() - start
         self.ages.update(sample)
         if self.doctor.available:
@@ -154,7 +174,7 @@ class Sampler:
         if self.doctor.note:
             sample.notes.append(self.doctor.note)
         sample.identities = self._identities(sample, processes)
-        sample.collectors = self._collectors(first.source, dumped, sample)
+        sample.collectors = self._collectors(source, dumped, sample)
         return sample
 
     def _fd_limit(self, model: HostFacts | None):
