@@ -317,6 +317,7 @@ def test_tls_and_basic_auth(tls_files):
     ("tls_server_config:\n  cert_file: x\n  keyfile: y\n", "unknown key tls_server_config.keyfile"),
     ("http_server_config:\n  http2: false\n", "unknown or unsupported key 'http_server_config'"),
     ("basic_auth_users:\n  u: plaintext\n", "basic_auth_users.u is not a bcrypt hash"),
+    ("basic_auth_users:\n  u: $2b$04$" + "a" * 53 + "\n", "bcrypt cannot use this hash"),
     ("tls_server_config: [a, b]\n", "flow style"),
     ("tls_server_config:\n  cert_file: nope.pem\n  key_file: nope.key\n", "cannot load cert_file"),
     ("a:\n  b: 1\n c: 2\n", "indentation does not line up"),

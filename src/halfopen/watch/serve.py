@@ -6,7 +6,7 @@ connection that has not yet sent its request is one fd and one selector entry:
 
     accept ─> I/O thread (one selector: TLS handshake, request head) ─> queue ─> workers
               │ at max_connections, or its source at max_per_source: the oldest
-              │   incomplete connection (of that source, else of all) is cut ("503")
+              │   incomplete connection (of that source, else of all) is cut (reset)
               │   to make room; none to cut: the newcomer gets "503"
               │ head not complete read_timeout_s after accept: closed (slowloris)
               │ head over max_head_bytes: "431", closed
