@@ -38,8 +38,10 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 def _max_connections(wanted: int) -> int:
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and wanted > soft - FD_MARGIN:
-        capped = max(1, soft - FD_MARGIN)
+    # beside the connections: the collectors' fds, and the answered ones being closed
+    spare = FD_MARGIN + serve.Limits().max_lingering
+    if soft != resource.RLIM_INFINITY and wanted > soft - spare:
+        capped = max(1, soft - spare)
         click.echo(f"halfopen: note: --web.max-connections {wanted} lowered to {capped} "
                    f"(RLIMIT_NOFILE is {soft})", err=True)
         return capped
@@ -55,7 +57,13 @@ def _max_connections(wanted: int) -> int:
 @click.option("--web.config.file", "web_config", type=PATH, metavar="FILE",
               help="TLS and basic auth, in the Prometheus exporter-toolkit format.")
 @click.option("--web.max-connections", "max_connections", default=256, show_default=True,
-              type=Integer(1, 65536), help="Open connections at most; more are answered 503.")
+              type=Integer(1, 65536),
+              help="Open connections at most; a newcomer past it cuts the oldest one that has "
+                   "not sent its request, or is answered 503 if none.")
+@click.option("--web.max-connections-per-source", "max_per_source", default=32,
+              show_default=True, type=Integer(1, 65536),
+              help="Open connections at most from one address (IPv6: one /64); a newcomer "
+                   "past it cuts that source's oldest one that has not sent its request.")
 @click.option("--web.read-timeout", "read_timeout", default=10.0, show_default=True,
               type=Seconds(0.1, 3600), metavar="SECONDS",
               help="Time a client has from connecting to the end of its request.")
@@ -63,7 +71,7 @@ def _max_connections(wanted: int) -> int:
               help="Threads that render and send responses.")
 @namespace_options
 def exporter(listen: str, top: int, no_doctor: bool, web_config: str | None,
-             max_connections: int, read_timeout: float, workers: int,
+             max_connections: int, max_per_source: int, read_timeout: float, workers: int,
              netns_name: str | None, netns_pid: int | None, all_netns: bool) -> int:
     """Serve Prometheus metrics: sockets by state, per-process CLOSE_WAIT, fds, findings.
 
@@ -71,7 +79,10 @@ def exporter(listen: str, top: int, no_doctor: bool, web_config: str | None,
     Metrics are listed in docs/metrics.md; alert rules are in deploy/prometheus/.
     Idle and slow clients cost no thread: a client has --web.read-timeout
     seconds from connecting to send its request, at most --web.max-connections
-    are open at once, and --web.workers threads answer complete requests.
+    are open at once (--web.max-connections-per-source from one address), and
+    --web.workers threads answer complete requests. Past either limit a new
+    connection cuts the oldest one that has not sent its request yet, so idle
+    clients cannot crowd out a scrape.
     """
 
     host, port = parse_listen(listen)
@@ -88,7 +99,7 @@ def exporter(listen: str, top: int, no_doctor: bool, web_config: str | None,
             raise UsageError(f"{listen} is in use: choose another --listen") from None
         raise UsageError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
     limits = serve.Limits(workers=workers, max_connections=_max_connections(max_connections),
-                          read_timeout_s=read_timeout)
+                          max_per_source=max_per_source, read_timeout_s=read_timeout)
     server = serve.Server(listener, serve.metrics_render(registry), limits, access)
     server.start()
     scheme = "https" if access.tls is not None else "http"

@@ -46,6 +46,10 @@ TLS_KEYS = ("cert_file", "key_file", "client_auth_type", "client_ca_file", "min_
             "max_version")
 TOP_KEYS = ("tls_server_config", "basic_auth_users")
 AUTH_CACHE = 64  # remembered good (user, password) pairs: a scrape costs no bcrypt
+# bcrypt reads 72 bytes of a password; bcrypt >= 5 raises ValueError past them (older
+# ones ignored the rest). Longer ones are refused before bcrypt, as wrong: their length
+# is the client's own knowledge, so answering at once tells it nothing.
+MAX_PASSWORD_BYTES = 72
 
 
 @record(frozen=True)
@@ -58,11 +62,14 @@ class Access:
 
     def check(self, user: str, password: str) -> bool:
         import bcrypt  # noqa: PLC0415 - optional; present whenever users is (see load)
+        secret = password.encode("utf-8", "surrogatepass")
+        if len(secret) > MAX_PASSWORD_BYTES:
+            return False
         key = hashlib.sha256(f"{user}\0{password}".encode("utf-8", "surrogatepass")).digest()
         if key in self._good:
             return True
         hashed = self.users.get(user)
-        ok = bcrypt.checkpw(password.encode("utf-8", "surrogatepass"), hashed or _DUMMY_HASH)
+        ok = bcrypt.checkpw(secret, hashed or _DUMMY_HASH)
         ok = ok and hashed is not None
         if ok:
             if len(self._good) >= AUTH_CACHE:
@@ -189,11 +196,17 @@ def _users(users: dict[str, str], path: str) -> dict[str, bytes]:
                              "($2y$10$ and 53 characters; make one with htpasswd -nBC 10 USER)")
     if users:
         try:
-            import bcrypt  # noqa: F401, PLC0415 - optional dependency
+            import bcrypt  # noqa: PLC0415 - optional dependency
         except ImportError:
             raise UsageError(f"{path} has basic_auth_users, which needs the bcrypt module: "
                              "pip install 'halfopen[auth]' (or apt install python3-bcrypt)"
                              ) from None
+        for user, hashed in users.items():
+            try:  # a cost past 31 or a bad salt passes the pattern; bcrypt raises on it
+                bcrypt.checkpw(b"", hashed.encode("ascii"))
+            except ValueError as exc:
+                raise UsageError(f"{path}: basic_auth_users.{user}: bcrypt cannot use this "
+                                 f"hash ({exc}); make one with htpasswd -nBC 10 USER") from None
     return {u: h.encode("ascii") for u, h in users.items()}
 
 
