@@ -196,10 +196,11 @@ class Traced:
             self.out, self.err = self.proc.communicate(timeout=30)
 
     def __exit__(self, exc_type: object, *_rest: object) -> None:
-        # on the scenario's failure: stopped at once; else a trace is asked to end (SIGINT)
-        # and a doctor left to finish its window
+        # on the scenario's failure (Ctrl-C too): interrupted as a person would (its
+        # instances removed on the way out; killed only if it does not end); else a trace
+        # is asked to end and a doctor left to finish its window
         if exc_type is not None:
-            self._end(signal.SIGKILL)
+            self._end(signal.SIGINT, timeout=30.0)
         else:
             self._end(signal.SIGINT if self.words[0] == "trace" else 0)
 
