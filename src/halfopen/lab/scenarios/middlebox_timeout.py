@@ -183,12 +183,12 @@ def run(ctx: Ctx) -> None:
               f"{err.get('errno') if err else 'nothing'} after {took:.1f}s")
     doc = traced.json()
     rows = [o for o in doc.get("trace", {}).get("owners", []) if o.get("pid") == app2.pid]
-    got = rows[0]["resets_received"] if rows else 0
+    resets_got = rows[0]["resets_received"] if rows else 0
     named = [f for f in doc.get("findings", []) if f.get("id") == "timeout-mismatch"
              and any(e.get("what") == "idle_resets_received" for e in f.get("evidence", []))]
-    ctx.fact(trace_resets_received=got, trace_middlebox_named=bool(named))
+    ctx.fact(trace_resets_received=resets_got, trace_middlebox_named=bool(named))
     ctx.check("cure", "variant: the trace shows the resets the server received",
-              got == VARIANT_CONNS, f"doctor --trace {TRACE_S:g}: {got} resets received by pid {app2.pid}")
+              resets_got == VARIANT_CONNS, f"doctor --trace {TRACE_S:g}: {resets_got} resets received by pid {app2.pid}")
     detail = named[0].get("title", "") if named else "no timeout-mismatch with idle_resets_received"
     ctx.check("cure", "variant: the doctor names the middlebox from the resets after idle", bool(named),
               detail)
