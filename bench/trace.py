@@ -76,8 +76,11 @@ def _run(reader: list[str], port: int, rate: float, seconds: float, env: dict) -
     return info, out, err
 
 
+SRC = os.path.join(ROOT, "src")  # --src: another checkout's, to compare two readers
+
+
 def run_halfopen(port: int, rate: float, seconds: float) -> dict:
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src"))
+    env = dict(os.environ, PYTHONPATH=SRC)
     info, out, err = _run([sys.executable, "-m", "halfopen", "trace", "--port", str(port),
                            "--summary", "--json"], port, rate, seconds, env)
     doc = json.loads(out)
@@ -115,7 +118,10 @@ def main() -> None:
     ap.add_argument("--with-trace-cmd", action="store_true",
                     help="also trace-cmd record (fails on hosts where it may not write "
                          "/proc/sys/kernel/ftrace_enabled or set_ftrace_filter: BENCHMARKS.md)")
+    ap.add_argument("--src", help="halfopen's source tree to run (default: this checkout's src)")
     args = ap.parse_args()
+    global SRC
+    SRC = args.src or SRC
     readers = [("halfopen", run_halfopen)]
     if args.with_trace_cmd:
         readers.append(("trace-cmd", run_trace_cmd))

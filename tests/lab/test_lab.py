@@ -40,6 +40,14 @@ EXPECT = {
     "orphans": [("orphan-pressure", {})],
 }
 
+# scenario -> what its trace (doctor --trace, run while the scenario acted) must have read
+TRACED = {
+    # every CLOSE_WAIT socket's FIN seen, and not one close() by the leaker
+    "leaky-server": lambda f: f["trace_fins_received"] >= 40 and f["trace_closes_called"] == 0,
+    # the router's two resets after idle, received by the server, and the middlebox named
+    "middlebox-timeout": lambda f: f["trace_resets_received"] == 2 and f["trace_middlebox_named"],
+}
+
 # scenario -> the finding whose automatic fixes `halfopen fix --apply --netns` applies
 FIXED_BY_FIX = {"syn-flood": "syn-flood", "time-wait-storm": "time-wait-pressure",
                 "orphans": "orphan-pressure"}
@@ -105,6 +113,8 @@ def test_scenario(scenario: str) -> None:
         hits = [f for f in result["findings"] if f["id"] == rule
                 and all(f["subject"].get(k) == v for k, v in want.items())]
         assert hits, f"doctor did not name {rule} {want}: {[f['id'] for f in result['findings']]}"
+    if scenario in TRACED:
+        assert TRACED[scenario](result["facts"]), result["facts"]
     if scenario in FIXED_BY_FIX:  # the doctor's own fix, applied with `halfopen fix`
         assert any(f.startswith(f"halfopen fix {FIXED_BY_FIX[scenario]}")
                    for f in result["fixed_by"]), result["fixed_by"]

@@ -25,9 +25,10 @@ def tracefs_restored() -> Iterator[list[int]]:
         where = trace_mount()
         if where is not None:
             for pid in pids:
-                try:
-                    os.rmdir(f"{where}/instances/{tracefs.PREFIX}{pid}")
-                except FileNotFoundError:
-                    pass
+                for suffix in (tracefs.CLOSE_SUFFIX, ""):
+                    try:
+                        os.rmdir(f"{where}/instances/{tracefs.PREFIX}{pid}{suffix}")
+                    except FileNotFoundError:
+                        pass
             if before is None:
                 tracefs.unmount(where)

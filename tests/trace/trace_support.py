@@ -37,6 +37,11 @@ class Tracing:
     def instance(self) -> str:
         return f"{tracefs.PREFIX}{self.proc.pid}"
 
+    @property
+    def instances(self) -> list[str]:
+        """Both of its instances, as `leftover` lists them."""
+        return sorted([self.instance, self.instance + tracefs.CLOSE_SUFFIX])
+
     def stop(self, sig: int = signal.SIGINT, timeout: float = 60) -> tuple[int, str, str]:
         self.proc.send_signal(sig)
         out, err = self.proc.communicate(timeout=timeout)
@@ -66,9 +71,54 @@ def stop_server(p: subprocess.Popen) -> None:
 
 
 def leftover(pids: Iterator[int] | list[int]) -> list[str]:
-    """Instances named for these pids that still exist."""
+    """Instances named for these pids that still exist (a reader's two: its events'
+    and its close() instance)."""
     where = trace_mount()
     if where is None:
         return []
     names = set(os.listdir(f"{where}/instances"))
-    return sorted(n for n in (f"{tracefs.PREFIX}{p}" for p in pids) if n in names)
+    return sorted(n for p in pids for n in (f"{tracefs.PREFIX}{p}", f"{tracefs.PREFIX}{p}{tracefs.CLOSE_SUFFIX}")
+                  if n in names)
+
+
+# A process of the host's, not followed by any trace: close() on /dev/null as fast as
+# it can for at most `seconds` (the load that used to overflow the buffer).
+_NOISE = """
+import os, sys, time
+end = time.monotonic() + float(sys.argv[1])
+n = 0
+try:
+    while time.monotonic() < end:
+        for _ in range(1000):
+            os.close(os.open("/dev/null", os.O_RDONLY))
+        n += 1000
+except KeyboardInterrupt:  # the test is done: say how many
+    pass
+print(n, flush=True)
+"""
+
+
+class Noise:
+    """`with Noise(seconds) as noise:` a close() loop runs; noise.closes after the block."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.closes = 0
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> Noise:
+        self.proc = subprocess.Popen([sys.executable, "-c", _NOISE, str(self.seconds)],
+                                     stdout=subprocess.PIPE, text=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = self.proc.communicate(timeout=30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.communicate(timeout=30)
+        self.closes = int(out) if out.strip() else 0

@@ -10,11 +10,13 @@ import socket
 import threading
 
 import click
+from prometheus_client import CollectorRegistry
 
 from ..errors import UsageError
 from ..watch import serve, webconfig
 from ..watch.exporter import registry as build_registry
 from ..watch.sampler import Sampler, Settings
+from ..watch.trace_counts import TraceCounts
 from .options import PATH, Integer, Seconds, namespace_options, resolve_namespaces
 
 _HOST = re.compile(r"[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}(%[A-Za-z0-9_.-]{1,15})?\]|")
@@ -69,9 +71,13 @@ def _max_connections(wanted: int) -> int:
               help="Time a client has from connecting to the end of its request.")
 @click.option("--web.workers", "workers", default=4, show_default=True, type=Integer(1, 64),
               help="Threads that render and send responses.")
+@click.option("--trace", "trace", is_flag=True,
+              help="Keep a tracer running (tracefs, root): count peers' FINs, close-wait "
+                   "exits and resets by reason per process (halfopen_trace_*).")
 @namespace_options
 def exporter(listen: str, top: int, no_doctor: bool, web_config: str | None,
              max_connections: int, max_per_source: int, read_timeout: float, workers: int,
+             trace: bool,
              netns_name: str | None, netns_pid: int | None, all_netns: bool) -> int:
     """Serve Prometheus metrics: sockets by state, per-process CLOSE_WAIT, fds, findings.
 
@@ -100,6 +106,7 @@ def exporter(listen: str, top: int, no_doctor: bool, web_config: str | None,
         raise UsageError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
     limits = serve.Limits(workers=workers, max_connections=_max_connections(max_connections),
                           max_per_source=max_per_source, read_timeout_s=read_timeout)
+    tracer = _tracer(top, registry) if trace else None  # after the listener: none left if it failed
     server = serve.Server(listener, serve.metrics_render(registry), limits, access)
     server.start()
     scheme = "https" if access.tls is not None else "http"
@@ -113,4 +120,17 @@ def exporter(listen: str, top: int, no_doctor: bool, web_config: str | None,
     except KeyboardInterrupt:
         pass
     server.shutdown()
+    if tracer is not None:
+        tracer.stop()  # its instances removed
+        if tracer.error:
+            click.echo(f"halfopen: note: {tracer.error}", err=True)
     return 0
+
+
+def _tracer(top: int, registry: CollectorRegistry) -> TraceCounts:
+    """`--trace`: the tracer started and its counters registered (a note if it cannot trace)."""
+    tracer = TraceCounts.start(top)
+    if tracer.note:
+        click.echo(f"halfopen: note: {tracer.note}", err=True)
+    registry.register(tracer)
+    return tracer

@@ -31,13 +31,6 @@ def _on_term(_sig: int, _frame: FrameType | None) -> None:
     raise _Stop
 
 
-def _threads(pid: int) -> tuple[int, ...]:
-    try:
-        return tuple(sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if t.isdigit()))
-    except FileNotFoundError:
-        raise UsageError(f"--pid {pid}: no such process") from None
-
-
 def _port_of(endpoint: str | None) -> int | None:
     return int(endpoint.rsplit(":", 1)[1]) if endpoint else None
 
@@ -79,9 +72,10 @@ def trace(filter_words: tuple[str, ...], port: int | None, pid: int | None, cont
     flt = trace_filter.compile_filter(filter_words)
     wanted = trace_filter.matcher(flt)
     kport = port if port is not None else trace_filter.kernel_port(flt)
-    tids = _threads(pid) if pid is not None else ()
+    if pid is not None and not os.path.isdir(f"/proc/{pid}"):
+        raise UsageError(f"--pid {pid}: no such process")
     try:
-        reader = TraceReader.open(TraceOptions(port=kport, tids=tids))
+        reader = TraceReader.open(TraceOptions(port=kport, pids=(pid,) if pid is not None else ()))
     except PermissionError as exc:
         raise NotPermitted(f"cannot trace: {exc.strerror or exc} (tracefs needs root)") from None
     except OSError as exc:
@@ -118,7 +112,7 @@ def trace(filter_words: tuple[str, ...], port: int | None, pid: int | None, cont
             click.echo(f"halfopen: note: removed the trace instance {name} a killed halfopen left", err=True)
         for note in reader.notes:
             click.echo(f"halfopen: note: {note}", err=True)
-        joiner = Joiner(reader.epoch, OwnerLookup(port=kport), reader.saved_tgids)
+        joiner = Joiner(reader.epoch, OwnerLookup(port=kport), reader.saved_tgids, reader.follow)
         try:  # Ctrl-C or SIGTERM from here on is how a trace ends: report what was read
             joiner.learn()
             click.echo(f"halfopen: tracing {', '.join(reader.enabled)} "

@@ -163,8 +163,12 @@ class Joiner:
     """Decoded events in, TraceEvents with owners out (see the module docstring)."""
 
     def __init__(self, epoch: Callable[[int], float], lookup: OwnerLookup,
-                 saved_tgids: Callable[[], dict[int, int]] = dict) -> None:
+                 saved_tgids: Callable[[], dict[int, int]] = dict,
+                 follow: Callable[[set[int]], None] | None = None) -> None:
         self.epoch = epoch
+        # told the owners of the sockets followed after each lookup: the reader then
+        # reads close() from those processes only (trace_read.TraceReader.follow)
+        self.follow = follow
         self.saved_tgids = saved_tgids  # the kernel's tid -> tgid, for threads already gone
         self.lookup = lookup
         self.flows: dict[int, Flow] = {}  # skaddr -> flow
@@ -181,6 +185,7 @@ class Joiner:
         """Run a lookup: owners, inodes and cookies of the flows that need one, and
         the CLOSE_WAIT sockets that exist now (a close() on one is then seen)."""
         found = self.lookup.run()
+        owners: set[int] = set()
         for key, (state, inode, cookie, owner) in found.items():
             flow = self.by_tuple.get(key)
             if flow is None:
@@ -197,10 +202,13 @@ class Joiner:
             flow.netns = "host"
             if owner is not None:
                 flow.owner = owner
+                owners.add(owner.pid)
             active = self.lookup.active_at.get(key)
             if active is not None:
                 flow.active_at = active
         self._new = []
+        if self.follow is not None and owners:
+            self.follow(owners)
 
     def _flow(self, skaddr: int, src: str, dst: str) -> Flow:
         flow = self.flows.get(skaddr)

@@ -22,6 +22,19 @@ Events (include/trace/events/sock.h, tcp.h; syscalls from the syscall table):
 | tcp:tcp_retransmit_skb | 4.15 | skaddr, state, addresses |
 | tcp:tcp_destroy_sock | 4.15 | skaddr, sock_cookie (5.6): the socket's end |
 | syscalls:sys_enter_close | | common_pid (a thread id) and fd: the owner's own call |
+
+close() is read in a second instance, `instances/halfopen-<pid>-close`, whose
+`set_event_pid` holds the threads of the processes that own the sockets followed
+(`follow`), with `options/event-fork` so their new threads are added (and
+exited ones dropped) by the kernel itself. Without it every close() of the host
+reaches the buffer: on a busy host that alone overflows it (tens of thousands
+of events lost a second). A filter on `common_pid` could not do this: it is the
+thread id (the kernel's filters have no tgid field), a thread made after the
+filter was written would be missed, and the filter text is bounded by a page.
+`set_event_pid` cannot go on the main instance: the state changes fire in
+softirq context on whatever task was running, and would be filtered by it.
+The close() event is enabled only once some process is followed (an empty
+`set_event_pid` means every task).
 """
 
 from __future__ import annotations
@@ -178,26 +191,23 @@ def make_decoder(kind: int, fmt: tracefs.EventFormat, addrs: _Addresses) -> Call
     return generic
 
 
-def close_filter(tids: tuple[int, ...], exclude: tuple[int, ...]) -> str | None:
-    """The kernel filter of sys_enter_close: only `tids` (if any), never `exclude`.
+MAX_FOLLOWED = 1024  # owner processes whose close() is read; past it, a note
 
-    >>> close_filter((5, 6), (9,))
-    '(common_pid == 5 || common_pid == 6) && common_pid != 9'
-    """
-    parts = []
-    if tids:
-        parts.append("(" + " || ".join(f"common_pid == {t}" for t in tids) + ")")
-    parts += [f"common_pid != {t}" for t in exclude]
-    return " && ".join(parts) or None
+
+def thread_ids(pid: int, proc: str = "/proc") -> list[int]:
+    """The thread ids of `pid` now (empty if it is gone)."""
+    try:
+        return [int(t) for t in os.listdir(f"{proc}/{pid}/task") if t.isdigit()]
+    except OSError:
+        return []
 
 
 @record
 class TraceOptions:
     port: int | None = None  # kept in the kernel: either end's port
-    tids: tuple[int, ...] = ()  # close() only from these threads (empty: every thread)
-    # close() never from these threads: a tracer that also reads /proc (the doctor)
-    # would otherwise fill the buffer with its own close() calls
-    exclude_tids: tuple[int, ...] = ()
+    # close() only from these processes (their threads, and threads they make later);
+    # empty: from the owners of the sockets followed, as `follow` learns them
+    pids: tuple[int, ...] = ()
     tracefs: str = tracefs.TRACEFS  # where to mount it when it is nowhere
 
 
@@ -219,6 +229,11 @@ class TraceReader:
         self.mono_to_epoch = time.time() - time.monotonic()
         self.clock_ok = False
         self.record_tgid = False
+        self.closes: tracefs.Instance | None = None  # the close() instance (module docstring)
+        self.followed: set[int] = set()  # processes whose close() calls are read
+        self.fixed = False  # options.pids given: follow() adds nothing
+        self.close_enabled = False
+        self.capped = False  # MAX_FOLLOWED reached
 
     @classmethod
     def open(cls, options: TraceOptions) -> TraceReader:
@@ -233,6 +248,7 @@ class TraceReader:
         reader = cls(root, mounted, instance)
         reader.stale_removed = stale
         try:
+            reader.closes = tracefs.Instance.create(root, f"{tracefs.PREFIX}{os.getpid()}{tracefs.CLOSE_SUFFIX}")
             reader._setup(options)
         except BaseException:
             reader.close()
@@ -243,8 +259,11 @@ class TraceReader:
         inst = self.instance
         with open(f"{self.root}/events/header_page", encoding="utf-8") as f:
             self.layout = tracefs.parse_header_page(f.read())
+        closes = self.closes
+        assert closes is not None
         try:
-            inst.write("trace_clock", "mono")  # CLOCK_MONOTONIC: to wall time by one offset
+            for i in (inst, closes):  # one clock for both: their events are merged by time
+                i.write("trace_clock", "mono")  # CLOCK_MONOTONIC: to wall time by one offset
             self.clock_ok = True
         except OSError:
             self.notes.append("trace clock 'mono' not offered: event times are approximate")
@@ -252,7 +271,7 @@ class TraceReader:
             # the kernel notes each traced thread's process (tgid_map, read back from
             # saved_tgids): a close() from a thread gone by the time it is read still
             # finds its process
-            inst.write("options/record-tgid", "1")
+            closes.write("options/record-tgid", "1")
             self.record_tgid = True
         except OSError:
             self.notes.append("no record-tgid option: close() by threads that exit at once is not seen")
@@ -269,14 +288,51 @@ class TraceReader:
                 filt = STATE_FILTER + (f" && {ports}" if ports else "")
             elif kind in (RESET_RECEIVED, RETRANSMIT, DESTROY) and ports and "sport" in fmt.fields:
                 filt = ports
-            elif kind == CLOSE:
-                filt = close_filter(options.tids, options.exclude_tids)
             if kind == RESET_SENT and "reason" not in fmt.fields:
                 self.notes.append("tcp_send_reset has no reason field (before 6.10): reasons are null")
             self.decoders[fmt.id] = make_decoder(kind, fmt, addrs)
+            if kind == CLOSE:
+                self._close_setup(options)
+                continue
             inst.enable(system, event, filt)
             self.enabled.append(f"{system}:{event}")
-        self.fds = [inst.open_raw(cpu) for cpu in inst.cpus()]
+        self.fds = [i.open_raw(cpu) for i in (inst, closes) for cpu in i.cpus()]
+        if options.pids:
+            self.follow(options.pids)
+            self.fixed = True
+
+    def _close_setup(self, options: TraceOptions) -> None:
+        """The close() instance: event-fork on, the event enabled by the first follow()."""
+        assert self.closes is not None
+        try:
+            self.closes.write("options/event-fork", "1")
+        except OSError:
+            self.notes.append("no event-fork option: close() by threads made after a process "
+                              "was followed is not seen")
+        self.enabled.append("syscalls:sys_enter_close")
+
+    def follow(self, pids: set[int] | tuple[int, ...]) -> None:
+        """Read close() from these processes too: their threads are added to the close()
+        instance's set_event_pid (the kernel adds the threads they make later)."""
+        if self.fixed or self.closes is None or "syscalls:sys_enter_close" not in self.enabled:
+            return
+        new = [p for p in pids if p not in self.followed]
+        if not new:
+            return
+        room = MAX_FOLLOWED - len(self.followed)
+        if len(new) > room:
+            if not self.capped:
+                self.capped = True
+                self.notes.append(f"close() read from the first {MAX_FOLLOWED} owner processes only")
+            new = new[:room]
+        tids = [t for p in new for t in thread_ids(p)]
+        self.followed.update(new)
+        if not tids:
+            return
+        self.closes.append("set_event_pid", " ".join(map(str, tids)))
+        if not self.close_enabled:
+            self.closes.write("events/syscalls/sys_enter_close/enable", "1")
+            self.close_enabled = True
 
     def poll(self) -> list[tuple]:
         """Every event the buffers hold now, decoded, oldest first (merged across CPUs)."""
@@ -301,12 +357,6 @@ class TraceReader:
             out.sort(key=lambda e: e[0])
         return out
 
-    def filter_close(self, tids: tuple[int, ...], exclude: tuple[int, ...]) -> None:
-        """Set sys_enter_close's kernel filter again (a thread made after open())."""
-        if "syscalls:sys_enter_close" in self.enabled:
-            self.instance.write("events/syscalls/sys_enter_close/filter",
-                                close_filter(tids, exclude) or "0")
-
     def saved_tgids(self) -> dict[int, int]:
         """tid -> tgid as the kernel recorded them (record-tgid); empty without it."""
         if not self.record_tgid:
@@ -320,8 +370,8 @@ class TraceReader:
         return ts_ns / 1e9 + self.mono_to_epoch
 
     def lost(self) -> int:
-        """The kernel's count of events lost (overrun + dropped) in this instance."""
-        return self.instance.lost()
+        """The kernel's count of events lost (overrun + dropped) in both instances."""
+        return self.instance.lost() + (self.closes.lost() if self.closes is not None else 0)
 
     def close(self) -> None:
         """Close the pipes, remove the instance, unmount what open() mounted."""
@@ -331,10 +381,15 @@ class TraceReader:
         try:
             for name in self.enabled:  # not needed by rmdir, but stops the writers at once
                 system, event = name.split(":")
-                self.instance.write(f"events/{system}/{event}/enable", "0")
+                owner = self.closes if event == "sys_enter_close" else self.instance
+                if owner is not None:
+                    owner.write(f"events/{system}/{event}/enable", "0")
         except OSError:
             pass
         self.enabled = []
+        if self.closes is not None:
+            self.closes.remove()
+            self.closes = None
         self.instance.remove()
         if self.mounted:
             self.mounted = False

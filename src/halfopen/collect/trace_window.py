@@ -26,7 +26,6 @@ changes). The fold (`Fold`):
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -112,14 +111,6 @@ class Fold:
         return TraceFacts(window_s, lost, list(self.rows.values()), notes)
 
 
-def _threads(pid: int) -> tuple[int, ...]:
-    """The thread ids of `pid` now (empty if it is gone: then every close() is read)."""
-    try:
-        return tuple(sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if t.isdigit()))
-    except OSError:
-        return ()
-
-
 class TraceWindow:
     """A tracer reading in a thread for `seconds` (see the module docstring)."""
 
@@ -133,30 +124,26 @@ class TraceWindow:
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.tids: tuple[int, ...] = ()
-        self.me: tuple[int, ...] = ()
 
     @classmethod
     def start(cls, seconds: float, port: int | None = None, pid: int | None = None) -> TraceWindow:
         """`port`: connections with it at either end (a kernel filter); `pid`: close()
-        only from that process's threads. The doctor's own threads' close() calls (its
-        /proc scans) are filtered out in the kernel."""
-        tids = _threads(pid) if pid is not None else ()
-        me = (threading.get_native_id(),)
+        only from that process (its threads, and those it makes later); without it,
+        close() only from the owners of the sockets followed (so never the doctor's
+        own /proc scans)."""
         try:
-            reader = TraceReader.open(TraceOptions(port=port, tids=tids, exclude_tids=me))
+            reader = TraceReader.open(TraceOptions(port=port, pids=(pid,) if pid is not None else ()))
         except PermissionError as exc:
             return cls(seconds, None, f"--trace: not traced: {exc.strerror or exc} (tracefs needs root)")
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""
             return cls(seconds, None, f"--trace: not traced: {exc.strerror or exc}{where}")
         window = cls(seconds, reader)
-        window.tids, window.me = tids, me
         if not reader.enabled:
             return window  # finish() says so
         try:
             window.joiner = Joiner(reader.epoch, OwnerLookup(port=port, activity=True, share=LOOKUP_SHARE),
-                                   reader.saved_tgids)
+                                   reader.saved_tgids, reader.follow)
             window.joiner.learn()
         except BaseException:
             reader.close()
@@ -168,7 +155,6 @@ class TraceWindow:
     def _run(self) -> None:
         assert self.reader is not None and self.joiner is not None
         try:
-            self.reader.filter_close(self.tids, (*self.me, threading.get_native_id()))
             while not self._stop.is_set():
                 raw = self.reader.poll()
                 self.joiner.feed(raw)

@@ -34,6 +34,7 @@ from ..records import record
 
 TRACEFS = "/sys/kernel/tracing"
 PREFIX = "halfopen-"  # our instances: PREFIX + pid of the halfopen that made it
+CLOSE_SUFFIX = "-close"  # its second instance, for close() (collect.trace_read)
 
 
 def mounted_at(mounts: str = "/proc/self/mounts") -> str | None:
@@ -289,6 +290,14 @@ class Instance:
         finally:
             os.close(fd)
 
+    def append(self, rel: str, text: str) -> None:
+        """Write without truncating (set_event_pid: the pids are added to the list)."""
+        fd = os.open(f"{self.path}/{rel}", os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+
     def read(self, rel: str) -> str:
         with open(f"{self.path}/{rel}", encoding="utf-8", errors="replace") as f:
             return f.read()
@@ -323,14 +332,19 @@ class Instance:
 
 
 def instance_pid(name: str) -> int | None:
-    """The pid in an instance name of ours ("halfopen-4711" -> 4711), else None.
+    """The pid in an instance name of ours ("halfopen-4711", "halfopen-4711-close"
+    -> 4711), else None.
 
-    >>> instance_pid("halfopen-4711"), instance_pid("halfopen-x"), instance_pid("other-1")
-    (4711, None, None)
+    >>> instance_pid("halfopen-4711"), instance_pid("halfopen-4711-close")
+    (4711, 4711)
+    >>> instance_pid("halfopen-x"), instance_pid("other-1"), instance_pid("halfopen-1-x")
+    (None, None, None)
     """
     if not name.startswith(PREFIX):
         return None
     tail = name[len(PREFIX):]
+    if tail.endswith(CLOSE_SUFFIX):
+        tail = tail[:-len(CLOSE_SUFFIX)]
     return int(tail) if tail.isdigit() else None
 
 

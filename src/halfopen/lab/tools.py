@@ -10,9 +10,12 @@ the lab proves these commands, so it never works around them.
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from typing import Any
 
 from ..collect import owners
@@ -44,14 +47,14 @@ def _json(proc: subprocess.CompletedProcess, what: str) -> dict[str, Any]:
         raise LabError(f"{what} printed no JSON: {proc.stdout[:200]!r} {proc.stderr[-300:]!r}") from None
 
 
-def _doctor_words(lab: Lab) -> list[str]:
+def doctor_words(lab: Lab) -> list[str]:
     lab.shrunk["doctor: --min-age (age thresholds, s)"] = str(DOCTOR_MIN_AGE)
     return ["--window", str(DOCTOR_WINDOW), "--min-age", str(DOCTOR_MIN_AGE)]
 
 
 def doctor(lab: Lab, role: str, extra: list[str] | None = None) -> dict[str, Any]:
     """`halfopen doctor --json` for a lab namespace (exit 0-3 are verdicts, not failures)."""
-    words = ["doctor", "--json", *_doctor_words(lab), *(extra or []), "--netns", lab.ns(role)]
+    words = ["doctor", "--json", *doctor_words(lab), *(extra or []), "--netns", lab.ns(role)]
     report = _json(_halfopen(lab, words, ok=(0, 1, 2, 3)), "halfopen doctor")
     for f in report.get("findings", []):
         lab.say.note(f"finding {f.get('id')} [{f.get('severity')}]: {f.get('title')}")
@@ -88,7 +91,7 @@ def fix(lab: Lab, role: str, finding: str, extra: list[str] | None = None) -> li
     the journal is checked again after --apply, and teardown rolls back any host entry.
     """
     ns = lab.ns(role)
-    common = [finding, *_doctor_words(lab), *(extra or []), "--netns", ns]
+    common = [finding, *doctor_words(lab), *(extra or []), "--netns", ns]
     plan = _json(_halfopen(lab, ["fix", *common, "--json"]), "halfopen fix (plan)")
     changes = [s for s in plan.get("steps", []) if s.get("status") == "change"]
     for s in (s for s in plan.get("steps", []) if s.get("status") != "manual"):
@@ -145,3 +148,68 @@ def socket_fds(pid: int) -> int:
     """How many socket fds `pid` holds (collect.owners' fd scan)."""
     scans, _ = owners.scan_fds(pids=[pid])
     return len(scans[0].socket_fds) if scans else 0
+
+
+class Traced:
+    """`halfopen WORDS` run in the background inside a lab namespace while a scenario
+    acts (`doctor --trace S`, `trace --jsonl`): inside, so its owner lookups (sock_diag)
+    see the namespace's sockets. `ip netns exec` gives it a mount namespace with a fresh
+    /sys: it mounts tracefs there, and its instances are gone with it.
+
+        with Traced(lab, "srv", ["trace", "--port", "80", "--jsonl"]) as t:
+            ...                     # the trace is reading
+        t.out                       # what it printed, once ended (SIGINT, or its own end)
+    """
+
+    def __init__(self, lab: Lab, role: str, words: list[str], ready_s: float = 30.0) -> None:
+        self.lab = lab
+        self.words = words
+        self.ready_s = ready_s
+        self.out = ""
+        self.err = ""
+        self.proc: subprocess.Popen | None = None
+        self.argv = ["ip", "netns", "exec", lab.ns(role), *_HALFOPEN, *words]
+
+    def __enter__(self) -> Traced:
+        self.lab.say.cmd(shlex.join(["ip", "netns", "exec", self.argv[3], "halfopen", *self.words]) + " &")
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # reading has begun once its instance exists (seen through its own root: its /sys)
+        pid = self.proc.pid
+        where = f"/proc/{pid}/root/sys/kernel/tracing/instances/halfopen-{pid}"
+        deadline = time.monotonic() + self.ready_s
+        while not os.path.isdir(where):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self._end(signal.SIGKILL)
+                raise LabError(f"halfopen {self.words[0]} did not start tracing: {self.err.strip()[-300:]}")
+            time.sleep(0.05)
+        time.sleep(0.5)  # its events enabled and its first owner lookup run
+        return self
+
+    def _end(self, sig: int, timeout: float = 90.0) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is None and sig:
+            self.proc.send_signal(sig)
+        try:
+            self.out, self.err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.out, self.err = self.proc.communicate(timeout=30)
+
+    def __exit__(self, exc_type: object, *_rest: object) -> None:
+        # on the scenario's failure (Ctrl-C too): interrupted as a person would (its
+        # instances removed on the way out; killed only if it does not end); else a trace
+        # is asked to end and a doctor left to finish its window
+        if exc_type is not None:
+            self._end(signal.SIGINT, timeout=30.0)
+        else:
+            self._end(signal.SIGINT if self.words[0] == "trace" else 0)
+
+    def json(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.out)
+        except json.JSONDecodeError:
+            raise LabError(f"halfopen {self.words[0]} printed no JSON: {self.out[:200]!r} "
+                           f"{self.err[-300:]!r}") from None
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.out.splitlines() if line.startswith("{")]

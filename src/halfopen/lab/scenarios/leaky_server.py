@@ -14,6 +14,7 @@ SUMMARY = "a server reads EOF but never calls close(): CLOSE_WAIT piles up until
 PORT = 8080
 NOFILE = 64
 CLIENTS = 60
+TRACE_S = 4.0  # the doctor's trace window, begun before the clients close
 
 
 def owned(ctx: Ctx, pid: int, state: str, show: bool = True) -> int:
@@ -42,10 +43,15 @@ def run(ctx: Ctx) -> None:
                 break
             socks.append(s)
     accepted_err = app.wait_event("accept_error", 5.0)
-    for s in socks:
-        s.close()
-    closed_at = time.monotonic()
-    wait_until(lambda: owned(ctx, app.pid, "close-wait", show=False) >= len(socks) - 12, 5.0)
+    ctx.say.note("the doctor traces the kernel's events while the clients close (the strace check, "
+                 "without ptrace)")
+    words = ["doctor", "--json", "--trace", str(TRACE_S), *tools.doctor_words(lab),
+             "--pid", str(app.pid), "--port", str(PORT)]
+    with tools.Traced(lab, "srv", words) as traced:
+        for s in socks:
+            s.close()
+        closed_at = time.monotonic()
+        wait_until(lambda: owned(ctx, app.pid, "close-wait", show=False) >= len(socks) - 12, 5.0)
 
     ctx.say.step("symptom, seen directly")
     cw = owned(ctx, app.pid, "close-wait")
@@ -56,6 +62,14 @@ def run(ctx: Ctx) -> None:
     ctx.check("symptom", "server near its fd limit", fds >= NOFILE - 10,
               f"{fds} socket fds, soft limit {NOFILE}" +
               (f"; accept() failed with {accepted_err['errno']}" if accepted_err else ""))
+    rows = [o for o in traced.json().get("trace", {}).get("owners", []) if o.get("pid") == app.pid]
+    fins = rows[0]["fins_received"] if rows else 0
+    closes = rows[0]["closes_called"] if rows else None
+    ctx.fact(trace_fins_received=fins, trace_closes_called=closes)
+    ctx.check("symptom", "the trace: FIN received on every CLOSE_WAIT socket, close() called on none",
+              fins == cw and closes == 0,
+              f"doctor --trace {TRACE_S:g}: received FIN on {fins} connections, called close() on "
+              f"{closes}; {cw} in CLOSE_WAIT")
     lab.sh(["grep", "Max open files", f"/proc/{app.pid}/limits"], echo=True)
 
     # a CLOSE_WAIT socket's age is the time since the peer's FIN (tcp_info last_ack_recv);

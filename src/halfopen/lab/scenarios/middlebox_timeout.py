@@ -19,6 +19,8 @@ NEEDS = ("nft", "conntrack")
 PORT = 8082
 CT_TIMEOUT = 8  # router's nf_conntrack_tcp_timeout_established: issue 22's 8 s firewall
 IDLE_FOR = CT_TIMEOUT + 2
+VARIANT_CONNS = 2
+TRACE_S = IDLE_FOR + 8.0  # the variant's doctor --trace: the connections, the idle gap, the resets
 
 RULES = """
 table inet lab {
@@ -154,27 +156,47 @@ def run(ctx: Ctx) -> None:
     lab.sh(["nft", "flush", "ruleset"], ns="rtr")
     lab.nft("rtr", RULES % "reject with tcp reset")
     app2 = lab.spawn("srv", PORT + 1, "hold")
-    with lab.inside("cli"):
-        s3 = connect(srv_ip, PORT + 1, timeout=2.0)
-    if isinstance(s3, int):
-        ctx.check("cure", "variant: client connects", False, errname(s3))
-        return
-    s3.sendall(b"hello\n")
-    s3.settimeout(2.0)
-    s3.recv(16)
-    ctx.say.note(f"idle for {IDLE_FOR}s without keepalive ...")
-    time.sleep(IDLE_FOR)
-    t0 = time.monotonic()
-    app2.send("write news")
-    err = app2.wait_event("conn_error", 3.0)
-    took = time.monotonic() - t0
+    # the doctor traces from before the connections (the lookup that names their owner
+    # also reads when they last carried data: the idle time before each reset)
+    words = ["doctor", "--json", "--trace", str(TRACE_S), *tools.doctor_words(lab),
+             "--pid", str(app2.pid), "--port", str(PORT + 1)]
+    with tools.Traced(lab, "srv", words) as traced:
+        conns = []
+        for _ in range(VARIANT_CONNS):  # two: one reset after idle could be anything
+            with lab.inside("cli"):
+                s3 = connect(srv_ip, PORT + 1, timeout=2.0)
+            if isinstance(s3, int):
+                ctx.check("cure", "variant: client connects", False, errname(s3))
+                return
+            s3.sendall(b"hello\n")
+            s3.settimeout(2.0)
+            s3.recv(16)
+            conns.append(s3)
+        ctx.say.note(f"idle for {IDLE_FOR}s without keepalive ...")
+        time.sleep(IDLE_FOR)
+        t0 = time.monotonic()
+        app2.send("write news")
+        err = app2.wait_event("conn_error", 3.0)
+        took = time.monotonic() - t0
     ctx.check("cure", "variant: the server learns at once (RST from the router)",
               err is not None and err.get("errno") == "ECONNRESET",
               f"{err.get('errno') if err else 'nothing'} after {took:.1f}s")
+    doc = traced.json()
+    rows = [o for o in doc.get("trace", {}).get("owners", []) if o.get("pid") == app2.pid]
+    resets_got = rows[0]["resets_received"] if rows else 0
+    named = [f for f in doc.get("findings", []) if f.get("id") == "timeout-mismatch"
+             and any(e.get("what") == "idle_resets_received" for e in f.get("evidence", []))]
+    ctx.fact(trace_resets_received=resets_got, trace_middlebox_named=bool(named))
+    ctx.check("cure", "variant: the trace shows the resets the server received",
+              resets_got == VARIANT_CONNS, f"doctor --trace {TRACE_S:g}: {resets_got} resets received by pid {app2.pid}")
+    detail = named[0].get("title", "") if named else "no timeout-mismatch with idle_resets_received"
+    ctx.check("cure", "variant: the doctor names the middlebox from the resets after idle", bool(named),
+              detail)
     ok, _ = wait_until(lambda: tools.ss_count(lab, "srv", ["state", "established", "sport", "=",
                                                             f":{PORT + 1}"], show=False) == 0, 2.0)
     ctx.check("cure", "variant: no half-open socket left on the server", ok)
     ctx.say.note("A silent drop leaves both ends half-open until a write times out (tcp_retries2, "
                  "~15 min by default); an RST ends it in one round trip. Keepalive below the "
                  "middlebox's idle timeout avoids both.")
-    s3.close()
+    for s3 in conns:
+        s3.close()
