@@ -119,7 +119,7 @@ def test_watch_shows_the_container(cgroup2, leakers, node_root):
     r = halfopen("watch", "--once", "--no-doctor", "--netns-pid", str(leaker.pid),
                  root=node_root)
     assert r.returncode == 0, r.stderr
-    line = next(x for x in r.stdout.splitlines() if f" {leaker.pid} " in x)
+    line = next(x for x in r.stdout.splitlines() if str(leaker.pid) in x.split())
     assert "leaker" in line and "shop/web-7f9/nginx" in line
 
 

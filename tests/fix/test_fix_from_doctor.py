@@ -69,7 +69,7 @@ if mode in ("leak", "idle"):
         else:
             kept.append(c)
     lst.close()
-elif mode == "leak-on":  # leak `count`, then one more every 50 ms (at most 600, 30 s)
+elif mode == "leak-on":  # leak `count`, then one more every 50 ms (at most 3000, 150 s)
     lst = socket.socket()
     lst.bind((sys.argv[3], 0))
     lst.listen(64)
@@ -83,7 +83,7 @@ elif mode == "leak-on":  # leak `count`, then one more every 50 ms (at most 600,
     for _ in range(count):
         leak_one()
     print(json.dumps({"pid": os.getpid(), "port": port}), flush=True)
-    for _ in range(600):
+    for _ in range(3000):
         time.sleep(0.05)
         leak_one()
 else:
