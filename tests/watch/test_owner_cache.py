@@ -262,3 +262,24 @@ def test_the_table_updated_per_process_holds_what_a_scan_finds_under_churn():
     finally:
         for c in children + [ballast]:
             c.stop()
+
+
+def test_the_doctors_sample_fills_the_cache_its_next_sample_reads_new_fds_only(child):
+    """The doctor's fd scan is the cache's full one: the streamed sample after it
+    reads the links of the fds opened since, not every link again; both samples
+    own the child's sockets."""
+    for _ in range(3):
+        child.conn()
+    s = Sampler(Settings(doctor=True, host_every_s=3600, owners_full_every_s=3600))
+    first = s.take()
+    assert s.owners.full_scans == 1 and s.owners.links_by_pid.get(child.pid, 0) >= 7
+    assert first.findings is not None
+    assert first.processes[child.pid].states.get("established") == 6
+    table = s.owners.owner_map.owners.table
+    child.conn()
+    second = s.take()
+    assert "findings from the doctor's run" in " ".join(second.notes)  # streamed
+    assert s.owners.full_scans == 0
+    assert s.owners.links_by_pid.get(child.pid) == 2  # the two new fds
+    assert s.owners.owner_map.owners.table is table
+    assert second.processes[child.pid].states.get("established") == 8

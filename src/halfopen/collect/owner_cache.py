@@ -38,7 +38,7 @@ from ..model.socket import Owner, Socket
 from ..records import record
 from .containers import Resolver
 from .inode_table import InodeTable
-from .owners import HolderArrays, Holders, OwnerMap
+from .owners import FdScan, HolderArrays, Holders, OwnerMap, SocketFds
 
 
 @record
@@ -185,6 +185,32 @@ class OwnerCache:
         full = self._full_at is None or now - self._full_at >= self.full_every_s
         self._scan(full)
         return self._build()
+
+    def full_scan(self) -> tuple[list[FdScan], int]:
+        """A full scan (every link read again, as refresh() does every
+        `full_every_s`), in the doctor's terms: owners.scan_fds()'s (scans,
+        processes not readable), the sockets' arrays shared, not copied.
+        owner_map is then this scan's, every inode unfound (stale fds)."""
+        self.links_read = 0
+        self.links_by_pid = {}
+        self.full_scans = 0
+        self._scan(full=True)
+        self._build()
+        scans = []
+        for pid, c in self._procs.items():
+            try:
+                ns_inode = procfs.ns_inode(pid, self.proc)
+            except OSError:
+                ns_inode = 0
+            scans.append(FdScan(pid, c.comm, ns_inode, len(c.sock_fds) + len(c.other_fds),
+                                SocketFds.of(c.sock_fds, c.sock_inodes)))
+        return scans, self.denied
+
+    def matched(self, hits: dict[int, int]) -> None:
+        """pid -> sockets matched to it by a dump that did not go through
+        attach() or recover() (the doctor's, on full_scan's map): the next
+        sample's suspects are the pids whose count drops from these."""
+        self._last_hits = hits
 
     def _scan(self, full: bool) -> None:
         self.denied = 0
