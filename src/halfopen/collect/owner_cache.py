@@ -20,6 +20,10 @@ its other fd numbers, and on each sample:
   until then (never with a stale one, unless the stale fd's old socket is
   still alive through another fd, until that rescan: docs/metrics.md).
 
+The doctor's scrape reads every link anyway (stale fds, limits): its fd scan
+is the cache's full one (full_scan), not a second pass. The inode table is
+kept for the cache's life and changed per process (_update_table).
+
 A socket with inode 0 (TIME_WAIT, SYN_RECV, orphans after close(): sock_i_ino
 of a socket without a struct socket) has no holder and is not looked up.
 """
