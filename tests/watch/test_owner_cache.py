@@ -6,6 +6,7 @@ sample, never a stale one."""
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -210,3 +211,75 @@ def test_socket_fds_of_other_families_do_not_make_suspects():
     finally:
         a.close()
         b.close()
+
+
+def test_the_table_updated_per_process_holds_what_a_scan_finds_under_churn():
+    """Twelve samples while three real processes open and close connections,
+    one exits and new ones start (a pid may come back): the cache's table,
+    changed per process and never rebuilt, holds for each of them what a full
+    scan finds, and the same as a table built at once from the cache's records
+    (the order of a shared socket's holders aside)."""
+    rng = random.Random(25)
+    children = [Child() for _ in range(3)]
+    ballast = Child()  # 600 sockets that stay: the changes are a small part of the table
+    try:
+        for _ in range(300):
+            ballast.conn()
+        cache = OwnerCache(full_every_s=3600, clock=Clock())
+        cache.refresh()
+        table = cache.owner_map.owners.table
+        open_fds: dict[int, list[int]] = {c.pid: [] for c in children}
+        for round_ in range(12):
+            for c in children:
+                for _ in range(rng.randrange(1, 6)):
+                    client, _port, server = c.conn()
+                    open_fds[c.pid] += [client, server]
+                shut = rng.sample(open_fds[c.pid], k=len(open_fds[c.pid]) // 3)
+                if shut:
+                    assert c.ask("close " + " ".join(map(str, shut))) == ["ok"]
+                    open_fds[c.pid] = [fd for fd in open_fds[c.pid] if fd not in shut]
+            if round_ % 4 == 3:  # one exits, a new one takes its place
+                gone = children.pop(0)
+                gone.stop()
+                children.append(Child())
+                open_fds[children[-1].pid] = []
+            owner_map = cache.refresh()
+            assert cache.full_scans == 0
+            mine = {c.pid for c in children}
+            got = owner_map.owners.table
+            assert got is table  # the same table, changed in place
+            scanned = owners.scan(pids=sorted(mine)).owners
+            assert len(scanned) >= 2 * len(mine)
+            for inode in scanned:
+                assert sorted(o for o in got.holders(inode) if o >> 32 in mine) == \
+                    sorted(o.pid << 32 | o.fd for o in scanned[inode]), (round_, inode)
+            held = owners.HolderArrays()
+            for pid, c in cache._procs.items():
+                held.add(pid, c.sock_fds, c.sock_inodes)
+            whole = held.table()
+            assert len(got) == len(whole) and sorted(got) == sorted(whole)
+            assert all(sorted(got.holders(i)) == sorted(whole.holders(i)) for i in whole)
+    finally:
+        for c in children + [ballast]:
+            c.stop()
+
+
+def test_the_doctors_sample_fills_the_cache_its_next_sample_reads_new_fds_only(child):
+    """The doctor's fd scan is the cache's full one: the streamed sample after it
+    reads the links of the fds opened since, not every link again; both samples
+    own the child's sockets."""
+    for _ in range(3):
+        child.conn()
+    s = Sampler(Settings(doctor=True, host_every_s=3600, owners_full_every_s=3600))
+    first = s.take()
+    assert s.owners.full_scans == 1 and s.owners.links_by_pid.get(child.pid, 0) >= 7
+    assert first.findings is not None
+    assert first.processes[child.pid].states.get("established") == 6
+    table = s.owners.owner_map.owners.table
+    child.conn()
+    second = s.take()
+    assert "findings from the doctor's run" in " ".join(second.notes)  # streamed
+    assert s.owners.full_scans == 0
+    assert s.owners.links_by_pid.get(child.pid) == 2  # the two new fds
+    assert s.owners.owner_map.owners.table is table
+    assert second.processes[child.pid].states.get("established") == 8

@@ -23,7 +23,7 @@ def test_full_host_run_and_doctor_throttled(monkeypatch):
     calls = []
     real_take = sampler_mod.snapshots.take
 
-    def take(query, host=False, window=3.0, timings=None, sink=None):
+    def take(query, host=False, window=3.0, timings=None, sink=None, cache=None):
         calls.append(host)
         snap = real_take(query, sink=sink)  # the real sockets, without the slow host pass
         snap.host_facts = FakeFacts() if host else None

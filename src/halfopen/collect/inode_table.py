@@ -18,7 +18,7 @@ only a recorded /proc tree has them) are kept in `odd`.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import compress
 
 _GOLDEN = 0x9E3779B97F4A7C15  # 2**64 / the golden ratio
@@ -61,19 +61,118 @@ class InodeTable:
             self._insert(inode, holder, i)
         self.count = size - keys.count(0) + len(self.odd)
 
-    def _insert(self, inode: int, holder: int, i: int) -> None:
+    def add(self, pid: int, fds: Iterable[int], inodes: Iterable[int]) -> None:
+        """Insert the holders pid << 32 | fd of one process's sockets."""
+        high = pid << 32
+        golden, mask64 = _GOLDEN, _MASK64
+        for fd, inode in zip(fds, inodes):
+            if 2 * (self.count + 1) > len(self.keys):
+                self._resize(2 * len(self.keys))
+            keys = self.keys
+            i = ((inode * golden) & mask64) >> self.shift
+            if keys[i] == 0 and 0 < inode <= mask64:
+                keys[i] = inode
+                self.values[i] = high | fd
+                self.left[i] = 1
+                self.count += 1
+                continue
+            self.count += self._insert(inode, high | fd, i)
+
+    def discard(self, pid: int, fds: Iterable[int], inodes: Iterable[int]) -> None:
+        """Remove the holders pid << 32 | fd of one process's sockets (those
+        the table does not hold are skipped)."""
+        high = pid << 32
+        for fd, inode in zip(fds, inodes):
+            self._remove(inode, high | fd)
+        if len(self.keys) > 16 and 8 * self.count < len(self.keys):
+            self._resize(len(self.keys) // 2)
+
+    def reset_found(self) -> None:
+        """Every inode unfound again (before the next dump's lookups)."""
+        self.left = bytearray(b"\x01") * len(self.keys)
+
+    def _remove(self, inode: int, holder: int) -> None:
         if not 0 < inode <= _MASK64:
-            self.odd[inode] = self.odd.get(inode, ()) + (holder,)
+            held = self.odd.get(inode, ())
+            if holder in held:
+                rest = tuple(h for h in held if h != holder)
+                if rest:
+                    self.odd[inode] = rest
+                else:
+                    del self.odd[inode]
+                    self.count -= 1
             return
+        keys, values, mask = self.keys, self.values, self.mask
+        i = ((inode * _GOLDEN) & _MASK64) >> self.shift
+        while True:
+            key = keys[i]
+            if key == inode:
+                break
+            if key == 0:
+                return
+            i = (i + 1) & mask
+        value = values[i]
+        if value == SHARED:
+            rest = tuple(h for h in self.shared[inode] if h != holder)
+            if len(rest) == 1:
+                del self.shared[inode]
+                values[i] = rest[0]
+            else:
+                self.shared[inode] = rest
+            return
+        if value != holder:
+            return
+        # Algorithm R: move each later entry of the run whose home slot is not
+        # cyclically in (i, j] into the hole, until an empty slot ends the run
+        left, shift = self.left, self.shift
+        j = i
+        while True:
+            j = (j + 1) & mask
+            key = keys[j]
+            if key == 0:
+                break
+            home = ((key * _GOLDEN) & _MASK64) >> shift
+            if (j - home) & mask >= (j - i) & mask:
+                keys[i], values[i], left[i] = key, values[j], left[j]
+                i = j
+        keys[i] = values[i] = 0
+        left[i] = 1
+        self.count -= 1
+
+    def _resize(self, size: int) -> None:
+        """Rehash into `size` slots (a power of two); shared and odd stay."""
+        old_keys, old_values, old_left = self.keys, self.values, self.left
+        bits = size.bit_length() - 1
+        self.keys = keys = array("Q", bytes(8 * size))
+        self.values = values = array("Q", bytes(8 * size))
+        self.left = left = bytearray(b"\x01") * size
+        self.shift = shift = 64 - bits
+        self.mask = mask = size - 1
+        golden, mask64 = _GOLDEN, _MASK64
+        for k, v, f in zip(compress(old_keys, old_keys), compress(old_values, old_keys),
+                           compress(old_left, old_keys)):
+            i = ((k * golden) & mask64) >> shift
+            while keys[i]:
+                i = (i + 1) & mask
+            keys[i], values[i], left[i] = k, v, f
+
+    def _insert(self, inode: int, holder: int, i: int) -> bool:
+        """Insert from slot i on; True when the inode was not in the table."""
+        if not 0 < inode <= _MASK64:
+            held = self.odd.get(inode, ())
+            self.odd[inode] = held + (holder,)
+            return not held
         keys, values = self.keys, self.values
         while keys[i] not in (0, inode):
             i = (i + 1) & self.mask
         if keys[i] == 0:
             keys[i], values[i] = inode, holder
-            return
-        held = values[i]
-        self.shared[inode] = self.shared[inode] + (holder,) if held == SHARED else (held, holder)
+            self.left[i] = 1
+            return True
+        value = values[i]
+        self.shared[inode] = self.shared[inode] + (holder,) if value == SHARED else (value, holder)
         values[i] = SHARED
+        return False
 
     def holders(self, inode: int) -> tuple[int, ...]:
         """The inode's holders, () if none; marks it found."""

@@ -20,6 +20,10 @@ its other fd numbers, and on each sample:
   until then (never with a stale one, unless the stale fd's old socket is
   still alive through another fd, until that rescan: docs/metrics.md).
 
+The doctor's scrape reads every link anyway (stale fds, limits): its fd scan
+is the cache's full one (full_scan), not a second pass. The inode table is
+kept for the cache's life and changed per process (_update_table).
+
 A socket with inode 0 (TIME_WAIT, SYN_RECV, orphans after close(): sock_i_ino
 of a socket without a struct socket) has no holder and is not looked up.
 """
@@ -29,7 +33,7 @@ from __future__ import annotations
 import os
 import time
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from ..kernel import proc as procfs
 from ..model.container import Container
@@ -38,7 +42,7 @@ from ..model.socket import Owner, Socket
 from ..records import record
 from .containers import Resolver
 from .inode_table import InodeTable
-from .owners import HolderArrays, Holders, OwnerMap
+from .owners import FdScan, HolderArrays, Holders, OwnerMap, SocketFds
 
 
 @record
@@ -74,8 +78,9 @@ class OwnerCache:
         self._full_at: float | None = None
         self._last_hits: dict[int, int] = {}  # pid -> holders matched in the last sample
         self.owner_map: OwnerMap | None = None
-        self._table: InodeTable | None = None  # the last map's, and the records it was built from
-        self._table_of: dict[int, _Cached] = {}
+        self._table: InodeTable | None = None  # kept for the cache's life (_update_table)
+        self._table_of: dict[int, _Cached] = {}  # the records it holds the sockets of
+        self.table_changes = 0  # sockets discarded and added by the last build
         self.denied = 0
         # what the last sample cost, for tests and the benchmark
         self.links_read = 0
@@ -185,6 +190,32 @@ class OwnerCache:
         self._scan(full)
         return self._build()
 
+    def full_scan(self) -> tuple[list[FdScan], int]:
+        """A full scan (every link read again, as refresh() does every
+        `full_every_s`), in the doctor's terms: owners.scan_fds()'s (scans,
+        processes not readable), the sockets' arrays shared, not copied.
+        owner_map is then this scan's, every inode unfound (stale fds)."""
+        self.links_read = 0
+        self.links_by_pid = {}
+        self.full_scans = 0
+        self._scan(full=True)
+        self._build()
+        scans = []
+        for pid, c in self._procs.items():
+            try:
+                ns_inode = procfs.ns_inode(pid, self.proc)
+            except OSError:
+                ns_inode = 0
+            scans.append(FdScan(pid, c.comm, ns_inode, len(c.sock_fds) + len(c.other_fds),
+                                SocketFds.of(c.sock_fds, c.sock_inodes)))
+        return scans, self.denied
+
+    def matched(self, hits: dict[int, int]) -> None:
+        """pid -> sockets matched to it by a dump that did not go through
+        attach() or recover() (the doctor's, on full_scan's map): the next
+        sample's suspects are the pids whose count drops from these."""
+        self._last_hits = hits
+
     def _scan(self, full: bool) -> None:
         self.denied = 0
         if full:
@@ -198,17 +229,9 @@ class OwnerCache:
         self._procs = procs
 
     def _build(self) -> OwnerMap:
-        # The table is kept when no process's sockets changed (the same _Cached
-        # records: _read_process returns the old one for an unchanged listing);
-        # otherwise the last map goes before the next is built: not two at once.
         procs = self._procs
-        last = self._table_of
-        table = self._table if (self._table is not None and len(last) == len(procs) and all(
-            last.get(pid) is c or (last.get(pid) is not None and last[pid].sock_inodes
-                                   is c.sock_inodes) for pid, c in procs.items())) else None
         self.owner_map = None
-        self._table = None
-        held = HolderArrays()
+        table = self._update_table(procs)
         comms: dict[int, str] = {}
         # One dict for the cache's life, refilled in place: a sample built from
         # an earlier map sees the processes read again while it was matched.
@@ -216,17 +239,61 @@ class OwnerCache:
         processes.clear()
         containers: dict[int, Container] = {}
         for pid, c in procs.items():
-            if table is None:
-                held.add(pid, c.sock_fds, c.sock_inodes)
             comms[pid] = c.comm
             if c.container is not None:
                 containers[pid] = c.container
             processes[pid] = Process(pid, c.comm, len(c.sock_fds) + len(c.other_fds),
                                      c.sock_inodes, c.container)
-        self._table = table if table is not None else held.table()
         self._table_of = dict(procs)
-        self.owner_map = OwnerMap(Holders(self._table, comms, containers), processes, self.denied)
+        self.owner_map = OwnerMap(Holders(table, comms, containers), processes, self.denied)
         return self.owner_map
+
+    def _update_table(self, procs: dict[int, _Cached]) -> InodeTable:
+        """The inode table brought to `procs`: the sockets of each process gone
+        or changed since the last build discarded, those of each new or
+        changed one added (a process whose listing did not change keeps its
+        _Cached record, or at least its arrays: nothing to do). Built afresh
+        the first time, or when most sockets changed (a build at once is
+        about twice as fast an entry as an update). One table for the cache's
+        life: never two at once, and a shared host's processes that come and
+        go between scrapes cost their own sockets, not the table."""
+        table, last = self._table, self._table_of
+        if table is not None:
+            drops: list[tuple[int, Sequence[int], Sequence[int]]] = []  # pid, fds, inodes
+            puts: list[tuple[int, Sequence[int], Sequence[int]]] = []
+            for pid, old in last.items():
+                c = procs.get(pid)
+                if c is None:
+                    drops.append((pid, old.sock_fds, old.sock_inodes))
+                elif c.sock_inodes is not old.sock_inodes:
+                    # only the pairs that changed: a worker of 18,000 sockets
+                    # that opened one costs one insert, not 36,000 steps
+                    was = set(zip(old.sock_fds, old.sock_inodes))
+                    now = set(zip(c.sock_fds, c.sock_inodes))
+                    drop, put = was - now, now - was
+                    drops.append((pid, [fd for fd, _i in drop], [i for _fd, i in drop]))
+                    puts.append((pid, [fd for fd, _i in put], [i for _fd, i in put]))
+            for pid, c in procs.items():
+                if pid not in last:
+                    puts.append((pid, c.sock_fds, c.sock_inodes))
+            self.table_changes = sum(len(fds) for _pid, fds, _i in drops + puts)
+            if 2 * self.table_changes > len(table):
+                table = None  # most of it changed: build it at once
+            else:
+                for pid, fds, inodes in drops:
+                    table.discard(pid, fds, inodes)
+                for pid, fds, inodes in puts:
+                    table.add(pid, fds, inodes)
+                table.reset_found()
+        if table is None:
+            self._table = None  # the last table goes before the next is built
+            self.table_changes = sum(len(c.sock_inodes) for c in procs.values())
+            held = HolderArrays()
+            for pid, c in procs.items():
+                held.add(pid, c.sock_fds, c.sock_inodes)
+            table = held.table()
+        self._table = table
+        return table
 
     # -- matching a dump ----------------------------------------------------
 

@@ -139,6 +139,13 @@ class SocketFds:
         for fd, inode in pairs:
             self.add(fd, inode)
 
+    @classmethod
+    def of(cls, fds: array, inodes: array) -> SocketFds:
+        """The two arrays as they are, not copied (the owner cache's)."""
+        out = cls()
+        out.fds, out.inodes = fds, inodes
+        return out
+
     def add(self, fd: int, inode: int) -> None:
         self.fds.append(fd)
         self.inodes.append(inode)

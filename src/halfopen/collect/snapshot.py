@@ -14,21 +14,31 @@ import gc
 import os
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from ..model.snapshot import Snapshot
 from ..model.socket import Socket
 from . import netns, owners, sockets
 
+if TYPE_CHECKING:
+    from .owner_cache import OwnerCache
+
 
 def take(query: sockets.Query, host: bool = False, window: float = 3.0,
          timings: dict[str, float] | None = None,
-         sink: Callable[[Socket], None] | None = None) -> Snapshot:
+         sink: Callable[[Socket], None] | None = None,
+         cache: OwnerCache | None = None) -> Snapshot:
     """One snapshot; `timings`, when given, gets the seconds spent on "sockets"
     (the dump with its owners) and "host" (the host collectors, window included).
 
     With a `sink` each socket is handed to it as the dump streams and none is
     kept: Snapshot.sockets stays empty (the doctor's Tally, diagnose.tally).
-    Without one, Snapshot.sockets holds them all (--save-snapshot, watch)."""
+    Without one, Snapshot.sockets holds them all (--save-snapshot, watch).
+
+    With a `cache` (the exporter's and the watch's owner cache) the host run's
+    fd scan is the cache's full one (OwnerCache.full_scan) and its map gives
+    the owners: one readlink pass fills both, where the cache's next refresh
+    would have read every link again."""
     hostrun = owner_map = None
     start = time.perf_counter()
     if host:
@@ -38,9 +48,10 @@ def take(query: sockets.Query, host: bool = False, window: float = 3.0,
         from .host import HostRun  # noqa: PLC0415 - only the doctor pays for the import
         spaces = query.namespaces or (netns.current(query.proc),)
         hostrun = HostRun.begin(spaces, window, proc=query.proc)
-        scanned = hostrun.scan_fds()
+        scanned = hostrun.scan_fds(cache.full_scan if cache is not None else None)
         if scanned is not None and (query.owners or query.filter.needs_owners):
-            owner_map = owners.from_scans(*scanned, proc=query.proc)
+            owner_map = cache.owner_map if cache is not None else \
+                owners.from_scans(*scanned, proc=query.proc)
     dump_start = time.perf_counter()
     collection = sockets.collect(query, owner_map)
     seen = _Seen()

@@ -105,7 +105,10 @@ class Sampler:
             def sink(s: Socket) -> None:
                 fold.add(s)
                 table.add(s)
-        snap = snapshots.take(query, host=True, window=0, timings=timings, sink=sink)
+        # the host run's fd scan is the owner cache's full one: the streamed
+        # samples after it start from it (no second readlink pass)
+        snap = snapshots.take(query, host=True, window=0, timings=timings, sink=sink,
+                              cache=self.owners)
         t = time.time()
         model = snap.host_facts
         if model is not None:
@@ -115,6 +118,7 @@ class Sampler:
         sample = fold.sample(t, snap.host, snap.processes, facts, self._fd_limit(model),
                              snap.notes)
         self.ages.update(sample)
+        self.owners.matched({pid: sum(p.states.values()) for pid, p in sample.processes.items()})
         start = time.perf_counter()
         self._findings = sample.findings = self.doctor.findings(snap, table)
         self._findings_t = t

@@ -178,9 +178,15 @@ class HostRun:
             except (HalfopenError, OSError) as exc:  # OSError: it vanished (setns EINVAL)
                 self.run.unavailable[f"netns@{ns.name}"] = str(exc)
 
-    def scan_fds(self) -> tuple[list[owners.FdScan], int] | None:
-        """Every process's fds, read once: (scans, processes not readable), None if failed."""
-        self.fd_scan = self.run("limits", owners.scan_fds, self.proc)
+    def scan_fds(self, scanner: Callable[[], tuple[list[owners.FdScan], int]] | None = None
+                 ) -> tuple[list[owners.FdScan], int] | None:
+        """Every process's fds, read once: (scans, processes not readable), None if
+        failed. `scanner` reads them instead of owners.scan_fds (the exporter's
+        owner cache, OwnerCache.full_scan: one scan fills both)."""
+        if scanner is None:
+            self.fd_scan = self.run("limits", owners.scan_fds, self.proc)
+        else:
+            self.fd_scan = self.run("limits", scanner)
         return self.fd_scan
 
     def finish(self, pids: Iterable[int] | None = None,
