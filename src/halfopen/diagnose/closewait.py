@@ -403,7 +403,7 @@ def _client_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pil
     if eta is not None:
         title += f"; RLIMIT_NOFILE in ~{seconds(eta)}"
 
-    first = min(known, key=lambda s: s.keepalive_timeout_s or 0, default=None)
+    closest = min(known, key=lambda s: s.keepalive_timeout_s or 0, default=None)
     fixes = []
     if pid is not None:
         only = sides.dst_filter(list(dests), KILL_TERMS)
@@ -412,8 +412,8 @@ def _client_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pil
                               "harmless); the pool's next use of each finds it dead and "
                               "reconnects; the fds stay open until the pool closes them"))
         fixes += _prlimit(pid, pressure.limits)
-    fixes += _client_fixes(first.keepalive_timeout_s if first else None,
-                           first.says() if first else "")
+    fixes += _client_fixes(closest.keepalive_timeout_s if closest else None,
+                           closest.says() if closest else "")
     return Finding(
         id="close-wait-leak", severity=severity, cause=CAUSE, title=title,
         subject=subject(netns, pid, comm, pile.rport.single,
