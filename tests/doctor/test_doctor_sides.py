@@ -68,7 +68,7 @@ def test_pool_keeping_connections_nginx_closed_is_the_clients_close_wait(lab, tm
     kill = [x for x in f["fixes"] if x["action"] == "kill"][0]
     assert kill["params"]["filter"] == f"state close-wait pid {client.pid} and ( dst {SERVICE} )"
     code = " ".join(x["command"] for x in f["fixes"] if x["action"] == "code")
-    assert "below the server's keepalive timeout (1.0s)" in code
+    assert "below the server's keepalive timeout (1s `keepalive_timeout` (nginx))" in code
     assert "validate a connection on checkout" in code and "close idle connections" in code
     assert "pool" in f["why"] and "keep-alive timeout" in f["why"]
     # the server closed properly: no close-wait-leak for nginx
