@@ -187,6 +187,15 @@ frontend web
         assert f"closed after its {IDLE_S}s `timeout client` (haproxy)" in f["title"], f["title"]
         server = _evidence(f, "server_keepalive_timeout_s")
         assert server["value"] == IDLE_S and server["source"] == f"{cfg}:8"
+        # a saved snapshot carries haproxy's timeouts: the doctor on the file says the same
+        snap = tmp_path / "snap.json"
+        p = halfopen("doctor", "--netns", netns, "--window", "0", "--save-snapshot", str(snap),
+                     timeout=120)
+        assert p.returncode in (0, 1, 2), p.stderr
+        p = halfopen("doctor", "--json", "--snapshot", str(snap), "--min-age", "0", timeout=120)
+        again = [x for x in json.loads(p.stdout)["findings"] if x["id"] == "close-wait-leak"
+                 and x["subject"].get("pid") == client.pid]
+        assert again and f"closed after its {IDLE_S}s `timeout client` (haproxy)" in again[0]["title"]
     finally:
         _stop(haproxy)
 
