@@ -87,12 +87,13 @@ def test_outbound_case_names_the_service_and_the_servers_timeout():
     f = [x for x in _run(_case("close-wait-outbound-nginx-timeout")).findings
          if x.id == "close-wait-leak"][0]
     assert f.title.startswith("java (pid 901) is the client: 4 CLOSE_WAIT connections to "
-                              "10.0.0.1:80 that the server closed after its 15s keepalive "
-                              "timeout (nginx)")
+                              "10.0.0.1:80 that the server closed after its 15s "
+                              "`keepalive_timeout` (nginx)")
     ev = {e.what: (e.value, e.source) for e in f.evidence}
-    assert ev["server_keepalive_timeout_s"] == (15.0, "nginx configuration")
+    assert ev["server_keepalive_timeout_s"] == (15.0, "nginx configuration (http)")
     assert ev["destinations"][0] == [["10.0.0.1:80", 4]]
-    assert "below the server's keepalive timeout (15s), e.g. 12s" in f.fixes[1].command
+    assert ("below the server's keepalive timeout (15s `keepalive_timeout` (nginx)), e.g. 12s"
+            in f.fixes[1].command)
     assert "keep-alive timeout" in f.why and "pool" in f.why
 
 

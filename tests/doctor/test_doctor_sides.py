@@ -56,18 +56,19 @@ def test_pool_keeping_connections_nginx_closed_is_the_clients_close_wait(lab, tm
     assert f["subject"]["direction"] == "out"
     assert f["subject"]["peer"] == SERVICE and f["subject"]["port"] == NGINX_PORT
     assert "is the client" in f["title"] and SERVICE in f["title"]
-    assert "1.0s keepalive timeout (nginx)" in f["title"]
+    assert "closed after its 1s `keepalive_timeout` (nginx)" in f["title"]
     e = ev(f)
     assert e["close_wait_sockets"] == POOL
     assert e["destinations"] == [[SERVICE, POOL]]
     assert e["recv_q_ge_1"] == POOL  # the pool never read the server's FIN
     assert e["server_keepalive_timeout_s"] == 1.0
+    # where it was read: nginx's own file (its -c) and the context
     assert [x for x in f["evidence"] if x["what"] == "server_keepalive_timeout_s"][0][
-        "source"] == "nginx configuration"
+        "source"].endswith("nginx.conf (http)")
     kill = [x for x in f["fixes"] if x["action"] == "kill"][0]
     assert kill["params"]["filter"] == f"state close-wait pid {client.pid} and ( dst {SERVICE} )"
     code = " ".join(x["command"] for x in f["fixes"] if x["action"] == "code")
-    assert "below the server's keepalive timeout (1.0s)" in code
+    assert "below the server's keepalive timeout (1s `keepalive_timeout` (nginx))" in code
     assert "validate a connection on checkout" in code and "close idle connections" in code
     assert "pool" in f["why"] and "keep-alive timeout" in f["why"]
     # the server closed properly: no close-wait-leak for nginx

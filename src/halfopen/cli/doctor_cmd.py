@@ -219,7 +219,7 @@ def _run(*, pid: int | None, port: int | None, container: str | None, window: fl
         if any((netns_name, netns_pid, all_netns)) or nginx_config is not None or trace_s:
             raise UsageError("--snapshot reads nothing live: drop --netns/--netns-pid/"
                              "--all-netns/--nginx-config/--trace")
-        snap, nginx = store.load_snapshot(snapshot_file)
+        snap, nginx, servers = store.load_snapshot(snapshot_file)
         note = ""
         trace = None
         table = None  # diagnose() tallies the file's sockets
@@ -233,12 +233,12 @@ def _run(*, pid: int | None, port: int | None, container: str | None, window: fl
         what = f"sampling counters over a {window:g} s window" if window else "reading sockets"
         with traced(trace_s, port, pid) as tracer, \
                 progress(what, window or None, enabled=not nagios):
-            snap, nginx, note = live.take_live(spaces, window, nginx_config=nginx_config,
-                                               sink=_sink(table, focus, options))
+            snap, nginx, note, servers = live.take_live(spaces, window, nginx_config=nginx_config,
+                                                        sink=_sink(table, focus, options))
             trace = tracer.finish() if tracer is not None else None
     if save_snapshot is not None:
         try:
-            store.save_snapshot(save_snapshot, snap, nginx)
+            store.save_snapshot(save_snapshot, snap, nginx, servers)
         except OSError as exc:
             raise HalfopenError(f"cannot write --save-snapshot {save_snapshot}: "
                                 f"{exc.strerror or exc}") from None
@@ -247,7 +247,8 @@ def _run(*, pid: int | None, port: int | None, container: str | None, window: fl
         history = watch_history.load_history(history_file, sorted(snap.processes))
     if table is None:
         table = rep.tally_of(snap, options)
-    report = rep.diagnose(snap, options, history, nginx, note, table=table, trace=trace)
+    report = rep.diagnose(snap, options, history, nginx, note, table=table, trace=trace,
+                          servers=servers)
     if snapshot_file is None:
         stamp.stamp(report.findings, snap.taken_at)
     if nagios:

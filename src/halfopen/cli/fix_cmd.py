@@ -140,9 +140,10 @@ def _findings(path: str | None, spaces: tuple, window: float,
     table = report.new_tally(options)  # fed as the dump streams: no socket list kept
     what = f"sampling counters over a {window:g} s window" if window else "reading sockets"
     with progress(what, window or None):
-        snap, nginx, note = live.take_live(spaces, window, nginx_config=nginx_config,
-                                           sink=table.add)
-    findings = report.diagnose(snap, options, nginx=nginx, nginx_note=note, table=table).findings
+        snap, nginx, note, servers = live.take_live(spaces, window, nginx_config=nginx_config,
+                                                    sink=table.add)
+    findings = report.diagnose(snap, options, nginx=nginx, nginx_note=note, table=table,
+                               servers=servers).findings
     stamp.stamp(findings, snap.taken_at)
     return findings
 

@@ -1,7 +1,8 @@
 """Another server's configuration files, read as root without being turned against root.
 
-A server's configuration is read where the server runs (nginx's today; the
-reader knows nothing of nginx, so haproxy's or redis's can use it). Three rules:
+A server's configuration is read where the server runs (nginx's in
+collect.nginx_conf; haproxy's, redis's and Apache httpd's in collect.server_conf;
+the reader knows nothing of any of them). Three rules:
 
 - **Whose server.** Only a process that runs as root (real, effective, saved
   and filesystem uid 0) from a root-owned binary no one else may write is
@@ -11,7 +12,10 @@ reader knows nothing of nginx, so haproxy's or redis's can use it). Three rules:
 - **Which files.** `ConfigFiles` opens a path inside the server's root
   (/proc/PID/root, openat2 RESOLVE_IN_ROOT), the last component O_NOFOLLOW |
   O_NONBLOCK, and reads it only if `fstat` on that fd shows a regular file
-  owned by an allowed uid (root) and not writable by group or others.
+  owned by an allowed uid (root) and not writable by group or others. With
+  `links` (httpd's reader: Debian's mods-enabled/ and sites-enabled/ are links),
+  a last-component symlink owned by an allowed uid is followed one hop, inside
+  the root, to a file that must pass the same checks.
 - **How much.** One configuration, includes and all, spends at most a
   `Budget`: bytes read from disk in all, CPU and wall time, files opened,
   directives kept. Past it the walk stops (`OverBudget`) and keeps what it
@@ -28,6 +32,7 @@ reader knows nothing of nginx, so haproxy's or redis's can use it). Three rules:
 from __future__ import annotations
 
 import errno
+import fnmatch
 import os
 import stat
 import time
@@ -148,14 +153,16 @@ class ConfigFiles:
     owner and mode; cache: shared by every walk of one run."""
 
     def __init__(self, root_fd: int, budget: Budget, cache: dict[Any, Any],
-                 owners: frozenset[int] = frozenset({0}), explicit: str | None = None) -> None:
+                 owners: frozenset[int] = frozenset({0}), explicit: str | None = None,
+                 links: bool = False) -> None:
         self.root_fd = root_fd
         self.budget = budget
         self.cache = cache
         self.owners = owners
         self.explicit = explicit
+        self.links = links  # follow a symlink one hop when root owns it (Debian's *-enabled/)
 
-    def load(self, path: str, derive: Callable[[str, Budget], T]) -> T:
+    def load(self, path: str, derive: Callable[[str, Budget], T], hops: int = 1) -> T:
         """derive(text, budget) of the file at `path`, from the cache when the same
         file (device, inode, size, mtime, ctime) was read before this run."""
         self.budget.take_file(path)
@@ -164,6 +171,8 @@ class ConfigFiles:
                                       os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
+                if self.links and hops > 0:
+                    return self.load(self._link(path), derive, hops - 1)
                 raise Refused(f"{shown(path)} is a symlink; not followed") from None
             raise Refused(f"cannot open {shown(path)}: {exc.strerror}") from None
         try:
@@ -178,6 +187,26 @@ class ConfigFiles:
         value = derive(text, self.budget)
         self.cache[key] = value
         return value
+
+    def _link(self, path: str) -> str:
+        """Where the symlink at `path` points (inside the root), if an allowed owner made
+        it: a symlink is only as trusted as whoever could create it (Debian's
+        sites-enabled/ and mods-enabled/ hold root's links to *-available/)."""
+        head, name = os.path.split(path)
+        try:
+            parent = openat2.open_in_root(self.root_fd, head or "/", os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise Refused(f"cannot open {shown(head)}: {exc.strerror}") from None
+        try:
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+            if not stat.S_ISLNK(st.st_mode) or st.st_uid not in self.owners:
+                raise Refused(f"{shown(path)} is a symlink owned by uid {st.st_uid}; not followed")
+            target = os.readlink(name, dir_fd=parent)
+        except OSError as exc:
+            raise Refused(f"cannot read the symlink {shown(path)}: {exc.strerror}") from None
+        finally:
+            os.close(parent)
+        return os.path.normpath(os.path.join(head, target))
 
     def _check(self, path: str, st: os.stat_result) -> None:
         if not stat.S_ISREG(st.st_mode):
@@ -213,3 +242,45 @@ class ConfigFiles:
         finally:
             os.close(fd)
             self.budget.tick()
+
+    def glob(self, pattern: str) -> list[str]:
+        """The paths `pattern` names inside the root, as glob(3) would: sorted, a
+        wildcard in any component, hidden names only for a pattern starting with a
+        dot; a pattern without wildcards is itself. At most `limits.files` paths."""
+        if not any(c in pattern for c in "*?["):
+            return [pattern]
+        found = ["/"]
+        for part in (p for p in pattern.split("/") if p):
+            nxt = []
+            for prefix in found:
+                if not any(c in part for c in "*?["):
+                    nxt.append(os.path.join(prefix, part))
+                    continue
+                for name in sorted(self.listdir(prefix)):
+                    if fnmatch.fnmatchcase(name, part) and (part.startswith(".") or
+                                                            not name.startswith(".")):
+                        nxt.append(os.path.join(prefix, name))
+            found = nxt[:self.budget.limits.files]
+        return found
+
+    def is_dir(self, path: str) -> bool:
+        """Is `path` a directory inside the root (not through a last-component symlink)?"""
+        try:
+            fd = openat2.open_in_root(self.root_fd, path,
+                                      os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            return False
+        os.close(fd)
+        return True
+
+
+def server_root(pid: int, pid_dir: int, proc: str, kind: str) -> int:
+    """A server's root directory (an fd), or ours when it shares our mount namespace
+    and its /proc/PID/root cannot be opened; Refused otherwise."""
+    try:
+        return os.open("root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=pid_dir)
+    except OSError:
+        if procfs.ns_inode(pid, proc, "mnt") != procfs.ns_inode("self", proc, "mnt"):
+            raise Refused(f"may not open /proc/{pid}/root and {kind} runs in another mount "
+                          "namespace") from None
+        return os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

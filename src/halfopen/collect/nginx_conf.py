@@ -34,7 +34,6 @@ and the directives the doctor uses (keepalive_timeout, listen, include):
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 import sys
@@ -46,7 +45,16 @@ from ..kernel import proc as procfs
 from ..model.nginx import NGINX_DEFAULT_CONF, NginxConf, NginxListen
 from ..model.snapshot import Snapshot
 from ..model.text import shown
-from .config_files import LIMITS, Budget, ConfigFiles, Limits, OverBudget, Refused, untrusted
+from .config_files import (
+    LIMITS,
+    Budget,
+    ConfigFiles,
+    Limits,
+    OverBudget,
+    Refused,
+    server_root,
+    untrusted,
+)
 
 MAX_DEPTH = 16
 MAX_WORDS = 16  # words kept of one directive: nginx's take at most a few
@@ -228,21 +236,7 @@ class _Walk:
                                                                      pattern)
 
     def _glob(self, pattern: str) -> list[str]:
-        if not any(c in pattern for c in "*?["):
-            return [pattern]
-        found = ["/"]
-        for part in (p for p in pattern.split("/") if p):
-            nxt = []
-            for prefix in found:
-                if not any(c in part for c in "*?["):
-                    nxt.append(os.path.join(prefix, part))
-                    continue
-                for name in sorted(self.files.listdir(prefix)):
-                    if fnmatch.fnmatchcase(name, part) and (part.startswith(".") or
-                                                            not name.startswith(".")):
-                        nxt.append(os.path.join(prefix, name))
-            found = nxt[:self.files.budget.limits.files]
-        return found
+        return self.files.glob(pattern)
 
 
 def _masters(pids: list[int], proc: str) -> list[int]:
@@ -259,14 +253,7 @@ def _masters(pids: list[int], proc: str) -> list[int]:
 
 
 def _root_fd(pid: int, pid_dir: int, proc: str) -> int:
-    """The master's root directory, or ours when the master shares our mount namespace."""
-    try:
-        return os.open("root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=pid_dir)
-    except OSError:
-        if procfs.ns_inode(pid, proc, "mnt") != procfs.ns_inode("self", proc, "mnt"):
-            raise Refused(f"may not open /proc/{pid}/root and nginx runs in another mount "
-                          "namespace") from None
-        return os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    return server_root(pid, pid_dir, proc, "nginx")
 
 
 def _walk(root: int, main: str, cache: dict[Any, Any], limits: Limits,

@@ -23,7 +23,9 @@ close-wait-leak, per process (and namespace) and side:
 
   outbound (client: a pool keeps connections the server closed after its
   keep-alive timeout), named by remote service ip:port, with the server's
-  timeout when the server listens on this host (nginx: its configuration)
+  timeout when the server listens on this host and its configuration was read
+  (nginx keepalive_timeout, haproxy timeout client/http-keep-alive/tunnel,
+  redis timeout, Apache KeepAliveTimeout: diagnose.servers)
   critical   growth (least squares over --history), any stuck socket older
              than OLD_AGE_S, RLIMIT_NOFILE within CRITICAL_ETA_S, or fds >=
              FD_CRITICAL_RATIO of RLIMIT_NOFILE
@@ -117,8 +119,9 @@ WHY_CLOSE_WAIT_CLIENT = (
     "them - its FIN arrived - while this process has not called close(). That is how a "
     "connection pool looks after the server's idle timeout: the pool keeps idle "
     "connections for reuse; the server closes any connection idle longer than its "
-    "keep-alive timeout (nginx keepalive_timeout, default 75 s; Apache KeepAliveTimeout, "
-    "5 s; Node.js keepAliveTimeout, 5 s); the pool does not look at an idle connection "
+    "keep-alive timeout (nginx keepalive_timeout, default 75 s; haproxy timeout "
+    "http-keep-alive or timeout client; redis timeout; Apache KeepAliveTimeout, 5 s; Node.js "
+    "keepAliveTimeout, 5 s); the pool does not look at an idle connection "
     "until it takes it out again, so each one stays in CLOSE_WAIT holding a file "
     "descriptor (Recv-Q 1: the FIN not yet read). No kernel timer ends CLOSE_WAIT unless "
     "the client set SO_KEEPALIVE. A bounded pool holds at most its size in such sockets and "
@@ -370,9 +373,15 @@ def _client_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pil
     evidence.append(ev("destinations", top(dests, 10), SOCK_DIAG,
                        "remote service ip:port, CLOSE_WAIT connections to it"))
     for srv in servers.values():
+        said = srv.says()
         evidence.append(ev("server_keepalive_timeout_s", srv.keepalive_timeout_s, srv.source,
                            f"{srv.service} is served on this host by {who(srv.pid, srv.comm)}; "
-                           "it closes connections idle this long"))
+                           + (f"it closes connections idle this long: {said}" if said else
+                              "it closes connections idle this long")))
+        if srv.timeouts is not None and srv.timeouts.idle is None:
+            evidence.append(ev("server_idle_timeout", "none", srv.timeouts.config,
+                               f"{srv.timeouts.kind} sets no idle timeout: it closed these "
+                               "connections for another reason (a restart, a kill, a limit)"))
     evidence += pressure.evidence
 
     if grows or (oldest is not None and oldest >= old_age) \
@@ -386,16 +395,15 @@ def _client_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pil
     to = first if len(dests) == 1 else f"{plural(len(dests), 'service')} (most to {first})"
     title = (f"{who(pid, comm)} is the client: {plural(count, 'CLOSE_WAIT connection')} "
              f"to {to} that the server closed")
-    known = [(s.keepalive_timeout_s, s.comm) for s in servers.values()
-             if s.keepalive_timeout_s is not None]
+    known = [s for s in servers.values() if s.keepalive_timeout_s is not None]
     if known and len(dests) == 1:
-        title += f" after its {_age_text(known[0][0])} keepalive timeout ({known[0][1]})"
+        title += " " + _closed_after(known[0])
     if oldest is not None:
         title += f"; oldest {seconds(oldest)}"
     if eta is not None:
         title += f"; RLIMIT_NOFILE in ~{seconds(eta)}"
 
-    timeout = min((t for t, _comm in known), default=None)
+    closest = min(known, key=lambda s: s.keepalive_timeout_s or 0, default=None)
     fixes = []
     if pid is not None:
         only = sides.dst_filter(list(dests), KILL_TERMS)
@@ -404,7 +412,8 @@ def _client_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pil
                               "harmless); the pool's next use of each finds it dead and "
                               "reconnects; the fds stay open until the pool closes them"))
         fixes += _prlimit(pid, pressure.limits)
-    fixes += _client_fixes(timeout)
+    fixes += _client_fixes(closest.keepalive_timeout_s if closest else None,
+                           closest.says() if closest else "")
     return Finding(
         id="close-wait-leak", severity=severity, cause=CAUSE, title=title,
         subject=subject(netns, pid, comm, pile.rport.single,
@@ -412,19 +421,35 @@ def _client_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pil
         evidence=evidence, fixes=fixes, why=WHY_CLOSE_WAIT_CLIENT)
 
 
-def _client_fixes(timeout: float | None) -> list[Fix]:
-    if timeout is not None:
+def _closed_after(srv) -> str:
+    """'after its 2s `timeout client` (haproxy)', 'after each response: `KeepAlive Off`
+    (Apache)', 'after its 17s keepalive timeout (nginx)'."""
+    said = srv.says()
+    if not said:
+        return f"after its {_age_text(srv.keepalive_timeout_s or 0)} keepalive timeout ({srv.comm})"
+    return f"after each response: {said}" if srv.keepalive_timeout_s == 0 else f"after its {said}"
+
+
+def _client_fixes(timeout: float | None, said: str = "") -> list[Fix]:
+    """The pool advice; `said`: how the server's own setting is named ('2s `timeout
+    client` (haproxy)'), when its configuration was read."""
+    if timeout == 0:
+        below = (f"shorter than nothing: the server closes after each response ({said}); "
+                 "pooling gains nothing until keep-alive is on in the server")
+    elif timeout is not None:
         target = timeout * 0.8
-        below = (f"below the server's keepalive timeout ({_age_text(timeout)}), e.g. "
+        below = (f"below the server's keepalive timeout ({said or _age_text(timeout)}), e.g. "
                  + (seconds(int(target)) if target >= 2 else f"{int(target * 1000)}ms"))
     else:
-        below = ("below the server's keep-alive timeout (nginx keepalive_timeout, default "
-                 "75 s; Apache KeepAliveTimeout, 5 s; Node.js server.keepAliveTimeout, 5 s)")
+        below = ("below the server's idle timeout (nginx keepalive_timeout, default 75 s; "
+                 "haproxy timeout http-keep-alive, else timeout client; redis timeout, default "
+                 "0: never; Apache KeepAliveTimeout, 5 s; Node.js server.keepAliveTimeout, 5 s)")
     return [
         code_fix(f"let the pool close idle connections before the server does: its idle "
                  f"timeout / max idle time {below} (Go http.Transport.IdleConnTimeout, "
                  "HikariCP idleTimeout and maxLifetime, Apache HttpClient "
-                 "evictIdleConnections, OkHttp ConnectionPool keepAliveDuration)"),
+                 "evictIdleConnections, OkHttp ConnectionPool keepAliveDuration, redis-py "
+                 "health_check_interval)"),
         code_fix("validate a connection on checkout and discard it when the server has "
                  "closed it (HikariCP does by default; Apache HttpClient "
                  "validateAfterInactivity; urllib3 checks on checkout), and retry an "

@@ -17,6 +17,7 @@ from halfopen.records import record
 from ..model.history import History
 from ..model.host import HostFacts, NamespaceHost, Tunables
 from ..model.nginx import NginxConf
+from ..model.servers import ServerFacts, ServerTimeouts, of_nginx
 from ..model.snapshot import Snapshot
 from ..model.trace import TraceFacts
 from .middlebox import Middlebox
@@ -51,7 +52,17 @@ class Context:
     # `doctor --trace`: the window's connection-end events folded per owner (collected
     # by collect.trace_window); None: not asked. Rules add its figures as evidence.
     trace: TraceFacts | None = None
+    # haproxy's, redis's and httpd's idle timeouts from their files (collect.server_conf)
+    servers: ServerFacts | None = None
     _now: float | None = field(default=None, repr=False)
+
+    def server_timeouts(self) -> list[ServerTimeouts]:
+        """Every server's idle timeouts in one shape: haproxy's, redis's, httpd's, and
+        nginx's mapped into it (model.servers.of_nginx)."""
+        found = list(self.servers.timeouts) if self.servers is not None else []
+        if self.nginx is not None:
+            found.append(of_nginx(self.nginx))
+        return found
 
     def traced(self) -> TraceFacts | None:
         """The trace facts when a trace ran (not when it was asked for and could not)."""

@@ -18,6 +18,7 @@ from ..model.container import Container
 from ..model.finding import REPORT_ORDER, SEVERITY_RANK, Finding
 from ..model.history import History
 from ..model.nginx import NginxConf
+from ..model.servers import ServerFacts
 from ..model.snapshot import Snapshot
 from ..model.trace import TraceFacts
 from . import closewait, deadpeer, registry
@@ -107,13 +108,15 @@ def tally_of(snapshot: Snapshot, options: Options = Options()) -> Tally:
 def diagnose(snapshot: Snapshot, options: Options = Options(), history: History | None = None,
              nginx: NginxConf | None = None, nginx_note: str = "",
              only: tuple[str, ...] = (), table: Tally | None = None,
-             trace: TraceFacts | None = None) -> Report:
+             trace: TraceFacts | None = None, servers: ServerFacts | None = None) -> Report:
     """The report on a snapshot. `table`: its sockets, tallied while they were dumped
     (new_tally); without it the snapshot's socket list is tallied here. `trace`: a
-    trace window's facts (doctor --trace), evidence for the rules."""
+    trace window's facts (doctor --trace), evidence for the rules. `servers`: haproxy's,
+    redis's and httpd's timeouts from their files (collect.server_conf)."""
     if table is None:
         table = tally_of(snapshot, options)
-    ctx = Context(snapshot, options, history, nginx, nginx_note, table, trace)
+    ctx = Context(snapshot, options, history, nginx, nginx_note, table, trace,
+                  servers=servers)
     findings, checked, unknown = registry.run(ctx, only)
     attribute(findings, snapshot.processes)
     findings = _focus(findings, options)
@@ -124,6 +127,8 @@ def diagnose(snapshot: Snapshot, options: Options = Options(), history: History 
     notes = list(snapshot.notes) + table.notes()
     if nginx_note:
         notes.append(nginx_note)
+    if servers is not None:
+        notes += servers.notes
     if trace is not None:
         notes += trace.notes + ([trace.note] if trace.note else [])
     return Report(snapshot.host, snapshot.kernel, snapshot.taken_at, window,

@@ -20,8 +20,10 @@ Checks, per namespace with TCP sysctls:
   finding of its own (warning) with the keepalive that beats its shortest idle time.
   3. each declared *proxy* middlebox (aws-alb, gcp-lb): the backend must keep
      idle connections *longer* than the proxy's idle timeout, or the proxy reuses
-     a connection the backend is closing (HTTP 502). nginx keepalive_timeout
-     is checked; without nginx an info finding says what to check. warning.
+     a connection the backend is closing (HTTP 502). Whichever server's
+     configuration was read in the namespace is checked (nginx keepalive_timeout,
+     haproxy's frontend idle timeout, redis timeout, Apache KeepAliveTimeout:
+     model.servers); without one an info finding says what to check. warning.
 """
 
 from __future__ import annotations
@@ -180,32 +182,7 @@ def check_timeouts(ctx: Context) -> list[Finding]:
                     if kt >= mb.idle_timeout_s and no_ka:
                         findings.append(_nginx_flow(ns.netns, mb, kt, no_ka, nginx))
             elif mb.kind == PROXY:
-                if nginx is not None:
-                    kt = nginx.min_keepalive_timeout_s
-                    if kt < mb.idle_timeout_s + PROXY_MARGIN_S:
-                        keep = mb.idle_timeout_s + max(PROXY_MARGIN_S, 10)
-                        findings.append(Finding(
-                            id="timeout-mismatch", severity="warning", cause=CAUSE,
-                            title=f"nginx closes idle connections after {seconds(kt)}, before "
-                                  f"{mb.name} does ({seconds(mb.idle_timeout_s)}): expect 502s",
-                            subject=subject(ns.netns, nginx.pids[0] if nginx.pids else None,
-                                            "nginx", middlebox=mb.name),
-                            evidence=[ev("nginx_keepalive_timeout_s", kt, nginx.source,
-                                         "the shortest keepalive_timeout (default 75 s)"),
-                                      mb_ev],
-                            fixes=[config_fix(nginx.fix_path,
-                                              f"keepalive_timeout {keep}s;   # in http {{}}",
-                                              f"keep idle connections longer than {mb.name}")],
-                            why=WHY_PROXY))
-                else:
-                    findings.append(Finding(
-                        id="timeout-mismatch", severity="info", cause=CAUSE,
-                        title=f"behind {mb.name}: check that the backend keeps idle "
-                              f"connections longer than {seconds(mb.idle_timeout_s)}",
-                        subject=subject(ns.netns, middlebox=mb.name),
-                        evidence=[mb_ev] + ([ev("nginx", ctx.nginx_note, "nginx configuration")]
-                                            if ctx.nginx_note else []),
-                        fixes=[], why=WHY_PROXY))
+                findings += _proxy(ctx, ns.netns, mb, mb_ev, nginx)
     if not checked_any:
         raise Unavailable(ctx.unavailable("tunables", "host") or "TCP keepalive sysctls not read")
     trace = ctx.traced()
@@ -257,6 +234,64 @@ def _idle_resets(ctx: Context, trace, findings: list[Finding]) -> list[Finding]:
             subject=subject(ns.netns if ns is not None else "host", middlebox=f"resets from {g.peer}"),
             evidence=traced.resetter_evidence(g, trace.window_s), fixes=fixes,
             why=WHY_IDLE_RESET))
+    return out
+
+
+def _proxy(ctx: Context, netns: str, mb, mb_ev, nginx) -> list[Finding]:
+    """The servers behind a proxy middlebox must keep idle connections longer than it:
+    whichever server's configuration was read in this namespace (nginx, haproxy, redis,
+    Apache httpd); without one, an info finding says what to check."""
+    found = []
+    behind = _servers_in(ctx, netns, nginx)
+    for t in behind:
+        kt = t.idle_timeout_s
+        if kt is None or kt >= mb.idle_timeout_s + PROXY_MARGIN_S:
+            continue
+        keep = int(mb.idle_timeout_s + max(PROXY_MARGIN_S, 10))
+        nginx_one = t.kind == "nginx" and nginx is not None
+        name = t.kind if t.kind != "apache2" else "Apache"
+        idle = t.idle.text() if t.idle is not None else ""
+        found.append(Finding(
+            id="timeout-mismatch", severity="warning", cause=CAUSE,
+            title=f"{name} closes idle connections after {seconds(kt)}"
+                  + ("" if nginx_one else f" (`{idle}`)")
+                  + f", before {mb.name} does ({seconds(mb.idle_timeout_s)}): expect 502s",
+            subject=subject(netns, t.pids[0] if t.pids else None, t.kind, middlebox=mb.name),
+            evidence=[ev("nginx_keepalive_timeout_s", kt, nginx.source,
+                         "the shortest keepalive_timeout (default 75 s)") if nginx_one else
+                      ev(f"{t.kind}_idle_timeout_s", kt, t.idle.where if t.idle else t.config,
+                         f"{idle}{' in ' + t.section if t.section else ''}; ports "
+                         f"{', '.join(map(str, t.ports)) or 'all'}"),
+                      mb_ev],
+            fixes=[config_fix(nginx.fix_path if nginx_one else t.config, t.snippet(keep),
+                              f"keep idle connections longer than {mb.name}")],
+            why=WHY_PROXY))
+    if not behind:
+        evidence = [mb_ev]
+        if ctx.nginx_note:
+            evidence.append(ev("nginx", ctx.nginx_note, "nginx configuration"))
+        if ctx.servers is not None and ctx.servers.notes:
+            evidence.append(ev("servers", "; ".join(ctx.servers.notes), "server configuration"))
+        found.append(Finding(
+            id="timeout-mismatch", severity="info", cause=CAUSE,
+            title=f"behind {mb.name}: check that the backend keeps idle "
+                  f"connections longer than {seconds(mb.idle_timeout_s)}",
+            subject=subject(netns, middlebox=mb.name), evidence=evidence,
+            fixes=[], why=WHY_PROXY))
+    return found
+
+
+def _servers_in(ctx: Context, netns: str, nginx) -> list:
+    """The servers whose configuration was read that run in `netns` (own a socket
+    there); nginx where _nginx_namespaces puts it (`nginx` is None elsewhere)."""
+    space = ctx.table.spaces.get(netns)
+    out = []
+    for t in ctx.server_timeouts():
+        if t.kind == "nginx":
+            if nginx is not None:
+                out.append(t)
+        elif space is not None and any(pid in space.pids for pid in t.pids):
+            out.append(t)
     return out
 
 

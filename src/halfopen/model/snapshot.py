@@ -18,6 +18,7 @@ from . import files, schema
 from .host import HostFacts, NamespaceHost, ProcessLimits
 from .nginx import NginxConf
 from .process import Process
+from .servers import ServerFacts
 from .socket import DIRECTIONS, TIMER_NAMES, Socket
 from .states import STATE_BY_KEY
 
@@ -87,7 +88,8 @@ def document_shape() -> schema.Obj:
         "taken_at": when,
         "namespaces": schema.List(schema.of_record(NamespaceHost)),
         "processes": schema.List(schema.of_record(ProcessLimits))})
-    doctor = schema.Obj({"nginx": schema.Opt(schema.of_record(NginxConf))}, (), "doctor")
+    doctor = schema.Obj({"nginx": schema.Opt(schema.of_record(NginxConf)),
+                         "servers": schema.Opt(schema.of_record(ServerFacts))}, (), "doctor")
     return schema.of_record(Snapshot, overrides={
         "taken_at": when,
         "processes": schema.List(schema.of_record(Process)),
