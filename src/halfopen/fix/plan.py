@@ -27,19 +27,20 @@ this module only chooses the action by the fix's name and merges duplicates.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from ..errors import UsageError
 from ..model.finding import Finding, Fix
 from ..model.rules import RULE_IDS
 from . import safety
-from .actions import FIXES, Host, Step
+from .actions import FIXES, FindingAction, Host, Step
 from .actions.base import join, manual
 from .errors import AccessDenied, NotSupported, ProcessGone
 from .sysctl import PROC_SYS
 
 AUTOMATIC = tuple(FIXES)
 
-__all__ = ["AUTOMATIC", "Step", "build", "select"]
+__all__ = ["AUTOMATIC", "Step", "build", "proposal", "select", "step_of"]
 
 
 def select(findings: Iterable[Finding], ids: Iterable[str]) -> tuple[list[Finding], list[str]]:
@@ -87,15 +88,20 @@ def build(findings: Iterable[Finding], proc: str = "/proc",
     return steps
 
 
-def step_of(finding: Finding, fix: Fix, host: Host) -> Step:
-    """The Step of one fix: its action's plan, or a manual step."""
-    action = FIXES.get(fix.action) if fix.automatic else None
-    if action is None:
-        return manual(finding, fix)
+def proposal(finding: Finding, fix: Fix) -> tuple[FindingAction, Any]:
+    """The action an automatic fix names and its typed change; UsageError on bad params."""
+    action = FIXES[fix.action]
     try:
-        change = action.proposal.from_params(dict(fix.params or {}), finding.subject)
+        return action, action.proposal.from_params(dict(fix.params or {}), finding.subject)
     except ValueError as exc:
         raise UsageError(f"{finding.id}: {exc}") from None
+
+
+def step_of(finding: Finding, fix: Fix, host: Host) -> Step:
+    """The Step of one fix: its action's plan, or a manual step."""
+    if not fix.automatic or fix.action not in FIXES:
+        return manual(finding, fix)
+    action, change = proposal(finding, fix)
     try:
         return action.plan(finding, change, host)
     except (ProcessGone, AccessDenied, NotSupported) as exc:

@@ -3,6 +3,7 @@
 An action (one class per module beside this one) is pyinfra's shape:
 
     read(finding, change, host) -> Facts    the I/O: what is there now
+    facts_from_dict(d) -> Facts             the same facts given as JSON (test cases)
     compare(finding, change, facts) -> Step  pure: current -> wanted, or "already set"
     apply(step, journal, host) -> Done      identity re-checked, intent journaled, changed
     undo(entry, host) -> (outcome, detail)  from the journal line the action wrote
@@ -93,6 +94,10 @@ class FindingAction(Action):
         raise NotImplementedError
 
     def compare(self, finding: Finding, change: Any, facts: Any) -> Step:
+        raise NotImplementedError
+
+    def facts_from_dict(self, d: Any) -> Any:
+        """The facts `read` returns, from JSON (tests/fix/cases)."""
         raise NotImplementedError
 
     def plan(self, finding: Finding, change: Any, host: Host) -> Step:

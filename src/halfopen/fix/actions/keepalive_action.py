@@ -98,6 +98,11 @@ class TurnOnKeepalive(FindingAction):
         return KeepaliveFacts(facts.comm, now,
                               tuple(SocketSeen(r.fd, r.sock, r.result) for r in results))
 
+    def facts_from_dict(self, d: dict[str, Any]) -> KeepaliveFacts:
+        return KeepaliveFacts(d.get("comm", "?"), who.process_of(d.get("process")), tuple(
+            SocketSeen(s["fd"], Socket.from_dict(s["socket"]), s["result"])
+            for s in d.get("sockets", ())))
+
     def compare(self, finding: Finding, change: KeepaliveChange, facts: KeepaliveFacts) -> Step:
         pid, settings = _checked(finding, change)
         want = f"keepalive {settings.idle}s/{settings.interval}s x{settings.count}"

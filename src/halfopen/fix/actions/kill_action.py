@@ -69,6 +69,12 @@ class KillSockets(FindingAction):
         socks = kill_targets.matching(change.filter, (space,), host.proc)
         return KillFacts(tuple(processes), now_ns, tuple(socks))
 
+    def facts_from_dict(self, d: dict[str, Any]) -> KillFacts:
+        netns = d.get("netns")
+        return KillFacts(tuple((int(pid), who.process_of(p)) for pid, p in d.get("processes", ())),
+                         None if netns is None else who.netns_of(netns),
+                         tuple(Socket.from_dict(s) for s in d.get("sockets", ())))
+
     def compare(self, finding: Finding, change: KillChange, facts: KillFacts) -> Step:
         _checked(finding, change)
         recorded = _recorded(finding, change)

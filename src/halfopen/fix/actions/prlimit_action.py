@@ -73,6 +73,13 @@ class RaiseNofile(FindingAction):
         lasting = rlimit.lasting_text(pid, soft, max(hard or 0, soft), host.proc) if note else ""
         return NofileFacts(facts.comm, now, limits, may, ceiling, lasting)
 
+    def facts_from_dict(self, d: dict[str, Any]) -> NofileFacts:
+        limits = d.get("limits")
+        return NofileFacts(d.get("comm", "?"), who.process_of(d.get("process")),
+                           None if limits is None else Limits(*limits),
+                           bool(d.get("may_raise_hard")), int(d.get("nr_open", 1048576)),
+                           d.get("lasting", ""))
+
     def compare(self, finding: Finding, change: RlimitChange, facts: NofileFacts) -> Step:
         pid, soft, hard = _checked(finding, change), change.soft, change.hard
         step = step_for(finding, self.name, f"pid {pid} ({facts.comm}) RLIMIT_NOFILE")

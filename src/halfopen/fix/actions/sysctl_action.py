@@ -65,6 +65,9 @@ class SetSysctl(FindingAction):
             return SysctlFacts(now)
         return SysctlFacts(now, sysctl.read(change.key, space, host.sys_root))
 
+    def facts_from_dict(self, d: Optional[dict[str, Any]]) -> Optional[SysctlFacts]:
+        return None if d is None else SysctlFacts(who.netns_of(d["netns"]), d.get("value"))
+
     def compare(self, finding: Finding, change: SysctlChange,
                 facts: Optional[SysctlFacts]) -> Step:
         key, where = change.key, change.netns

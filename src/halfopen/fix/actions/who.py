@@ -108,6 +108,16 @@ def _int(v: Any) -> Optional[int]:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
+def process_of(d: Optional[dict[str, Any]]) -> Optional[ProcessIdentity]:
+    """A process as facts in JSON give it ({"pid", "start_time", "comm"}); None: none runs."""
+    return None if d is None else ProcessIdentity(int(d["pid"]), d.get("start_time"), d.get("comm"))
+
+
+def netns_of(d: dict[str, Any]) -> NetnsIdentity:
+    """A namespace as facts in JSON give it ({"name", "inode", "cookie"})."""
+    return NetnsIdentity(str(d["name"]), _int(d.get("inode")), _int(d.get("cookie")))
+
+
 def process_fields(p: ProcessIdentity) -> dict[str, Any]:
     """A process as a journal line records it (start and comm: the names since the first
     journals)."""
