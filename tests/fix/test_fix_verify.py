@@ -7,9 +7,9 @@ from __future__ import annotations
 from halfopen.fix.actions.keepalive_action import KeepaliveSet
 from halfopen.fix.plan import Step
 from halfopen.fix.retrofit import Settings
-from halfopen.model.identity import ProcessIdentity
 from halfopen.fix.verify import CURED, NOT_CURED, NOT_YET, Verdict, verdicts
 from halfopen.model.finding import Finding
+from halfopen.model.identity import ProcessIdentity
 
 
 def finding(fid: str, **subject) -> Finding:
