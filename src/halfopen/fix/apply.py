@@ -74,30 +74,34 @@ def rollback(path: str, jnl: journal.Journal, proc: str = "/proc",
 
     An intent not marked done may or may not have been carried out: each undo
     compares the current value with the old and the new one, so both cases
-    come out right ("never made" when the old value is still there).
+    come out right ("never made" when the old value is still there). A line
+    that failed stays pending, to be tried again.
     """
     host = Host(proc, sys_root)
     done = []
     for entry in journal.pending(path):
-        try:
-            outcome, detail = BY_KIND[entry["kind"]].undo(entry, host)
-        except KeyError as exc:
-            done.append(Done(str(entry.get("target", entry["id"])), "failed",
-                             f"journal line {entry['id']} lacks {exc}"))
-            continue
-        except ProcessGone as exc:
-            outcome, detail = "gone", f"{exc}; left alone"
-        except (fsio.UnsafePath, fsio.WriteFailed) as exc:  # kept pending: try again later
-            done.append(Done(entry["target"], "failed", str(exc)))
-            continue
-        except OSError as exc:
-            done.append(Done(entry["target"], "failed", _oserror(exc)))
-            continue
-        except HalfopenError as exc:
-            outcome, detail = "gone", str(exc)
-        if outcome == "already set" and not entry["_done"]:
-            outcome = "never made"  # the run stopped between the intent and the change
-        if outcome != "left alone":
-            jnl.record("undo", undoes=entry["id"], target=entry["target"], outcome=outcome)
-        done.append(Done(entry["target"], outcome, detail))
+        result = _undo(entry, host)
+        if result.outcome == "already set" and not entry["_done"]:
+            result.outcome = "never made"  # the run stopped between the intent and the change
+        if result.outcome not in ("left alone", "failed"):
+            jnl.record("undo", undoes=entry["id"], target=entry["target"], outcome=result.outcome)
+        done.append(result)
     return done
+
+
+def _undo(entry: dict, host: Host) -> Done:
+    """The undo of one journal line by the action its "kind" names."""
+    try:
+        outcome, detail = BY_KIND[entry["kind"]].undo(entry, host)
+    except KeyError as exc:
+        return Done(str(entry.get("target", entry["id"])), "failed",
+                    f"journal line {entry['id']} lacks {exc}")
+    except ProcessGone as exc:
+        outcome, detail = "gone", f"{exc}; left alone"
+    except (fsio.UnsafePath, fsio.WriteFailed) as exc:
+        return Done(entry["target"], "failed", str(exc))
+    except OSError as exc:
+        return Done(entry["target"], "failed", _oserror(exc))
+    except HalfopenError as exc:
+        outcome, detail = "gone", str(exc)
+    return Done(entry["target"], outcome, detail)

@@ -16,7 +16,7 @@ to_dict/from_dict: the JSON the CLI prints, and the journal's lines.
 from __future__ import annotations
 
 from dataclasses import asdict, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Optional, Protocol
 
 from halfopen.records import record
 
@@ -32,7 +32,10 @@ class Host:
     sys_root: str = PROC_SYS
 
 
-STATUSES = ("change", "already set", "manual", "skipped")
+class Record(Protocol):
+    """An action's typed record: what a Step will change; to_dict is its journal line."""
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 @record
@@ -47,7 +50,7 @@ class Step:
     new: Any = None
     note: str = ""
     text: str = ""  # manual steps: the snippet or command for a person
-    change: Any = None  # the action's typed record (change, already set); None otherwise
+    change: Optional[Record] = None  # the action's typed record (change, already set)
     subject: dict[str, Any] = field(default_factory=dict)  # the finding's, to verify against
 
     def to_dict(self) -> dict[str, Any]:

@@ -123,7 +123,8 @@ class TurnOnKeepalive(FindingAction):
         return step
 
     def apply(self, step: Step, jnl: Any, host: Host) -> Done:
-        rec: KeepaliveSet = step.change
+        rec = step.change
+        assert isinstance(rec, KeepaliveSet), step  # planned by this action
         pid = rec.process.pid
         why = who.process_changed(rec.process, who.process_now(pid, host.proc))
         if why:
@@ -156,6 +157,7 @@ class TurnOnKeepalive(FindingAction):
             rec.old.text()
 
     def settles_in_s(self, step: Step) -> float:
+        assert isinstance(step.change, KeepaliveSet), step
         s = step.change.settings
         return s.idle + s.interval * s.count  # a dead peer is reset after the last probe
 

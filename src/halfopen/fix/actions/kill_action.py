@@ -106,7 +106,8 @@ class KillSockets(FindingAction):
         return step
 
     def apply(self, step: Step, jnl: Any, host: Host) -> Done:
-        rec: KillSet = step.change
+        rec = step.change
+        assert isinstance(rec, KillSet), step  # planned by this action
         for holder in rec.holders:  # the processes the finding was about
             why = who.process_changed(holder, who.process_now(holder.pid, host.proc))
             if why:

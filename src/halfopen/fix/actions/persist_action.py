@@ -50,7 +50,7 @@ class PersistSysctls(Action):
         values = persist.parse(old_text or "")
         reasons = {}
         for s in chosen:
-            values[s.target] = s.change.new
+            values[s.target] = s.new  # sysctl.check()'s text, as the record holds it
             reasons[s.target] = f"{s.finding}: {s.reason}"
         step = Step("", "", self.name, path, "change", current=f"{len(values)} keys",
                     new=f"{len(chosen)} keys written")
@@ -64,7 +64,8 @@ class PersistSysctls(Action):
     def apply(self, step: Step, jnl: Any, host: Host) -> Done:
         if step.status == "already set":
             return Done(step.target, "already set", step.current)
-        rec: FileWrite = step.change
+        rec = step.change
+        assert isinstance(rec, FileWrite), step  # planned by this action
         intent = jnl.intent(self.kind, **rec.to_dict())
         persist.write(rec.path, rec.new)
         jnl.done(intent)

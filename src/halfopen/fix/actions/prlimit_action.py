@@ -101,7 +101,8 @@ class RaiseNofile(FindingAction):
         return step
 
     def apply(self, step: Step, jnl: Any, host: Host) -> Done:
-        rec: NofileSet = step.change
+        rec = step.change
+        assert isinstance(rec, NofileSet), step  # planned by this action
         pid = rec.process.pid
         why = who.process_changed(rec.process, who.process_now(pid, host.proc))
         if why:

@@ -94,7 +94,8 @@ class SetSysctl(FindingAction):
         return not sysctl.knob(change.key).per_netns and change.netns != "host"
 
     def apply(self, step: Step, jnl: Any, host: Host) -> Done:
-        rec: SysctlSet = step.change
+        rec = step.change
+        assert isinstance(rec, SysctlSet), step  # planned by this action
         with netns.pinned(who.find_netns(step.netns, host.proc)) as space:
             now = who.netns_now(space, host.proc)
             why = who.netns_changed(rec.netns, now)
