@@ -4,9 +4,12 @@ else not-cured. Findings built as the doctor builds them (model records)."""
 
 from __future__ import annotations
 
+from halfopen.fix.actions.keepalive_action import KeepaliveSet
 from halfopen.fix.plan import Step
+from halfopen.fix.retrofit import Settings
 from halfopen.fix.verify import CURED, NOT_CURED, NOT_YET, Verdict, verdicts
 from halfopen.model.finding import Finding
+from halfopen.model.identity import ProcessIdentity
 
 
 def finding(fid: str, **subject) -> Finding:
@@ -14,14 +17,13 @@ def finding(fid: str, **subject) -> Finding:
                    evidence=[], fixes=[], why="")
 
 
-def step(fid: str, action: str, target: str, subject: dict, **params) -> Step:
-    return Step(fid, "t", action, target, "change", new=params.pop("new", None),
-                params=params, subject=subject)
+def step(fid: str, action: str, target: str, subject: dict, new=None, change=None) -> Step:
+    return Step(fid, "t", action, target, "change", new=new, change=change, subject=subject)
 
 
 def test_each_verdict():
     ka = step("dead-peer", "keepalive", "pid 9 (redis) TCP sockets", {"netns": "host", "pid": 9},
-              idle=3, interval=1, count=3)
+              change=KeepaliveSet(ProcessIdentity(9, 100, "redis"), Settings(3, 1, 3), ()))
     kill = step("close-wait-leak", "kill", "state close-wait pid 7", {"netns": "host", "pid": 7})
     tuning = step("kernel-tuning", "sysctl", "net.ipv4.tcp_syncookies",
                   {"netns": "host", "sysctl": "net.ipv4.tcp_syncookies"}, new="1")

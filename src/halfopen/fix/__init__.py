@@ -2,7 +2,6 @@
 
     errors.py     FixError tree and the exit code each maps to
     pidfd.py      pidfd_open / pidfd_getfd: a second fd on another process's socket
-    sockopt.py    keepalive options of one socket fd: read, set, release (shutdown)
     retrofit.py   keepalive across a process's TCP sockets: plan, apply, undo
     destroy.py    SOCK_DESTROY of sockets a filter named, with per-socket results
     sysctl.py     the sysctls halfopen may set: catalog, validation, read, write
@@ -11,6 +10,12 @@
                   systemd / limits.conf lines when the hard limit must move
     journal.py    /var/lib/halfopen/journal.jsonl: write-ahead intent, done, undo
     persist.py    /etc/sysctl.d/60-halfopen.conf: backup and write via halfopen.fsio
-    plan.py       Findings' fixes -> Steps (pure compare of current and wanted)
-    apply.py      carry Steps out with a journal, identity re-checked; roll back
+    actions/      one class per action (sysctl, prlimit, keepalive, kill, persist):
+                  read facts, compare -> Step (its typed record), apply, undo,
+                  settles_in_s; FIXES / BY_KIND: the one registry
+    plan.py       Findings' fixes -> Steps: each fix's action plans it
+    apply.py      carry Steps out with a journal (each step's action); roll back
+    verify.py     after apply: cured, not-yet (settles_in_s), not-cured
+    safety.py     what kill, keepalive and fix leave alone
+    targets.py    the sockets a kill's filter matches
 """

@@ -22,9 +22,8 @@ from typing import Any, Optional
 
 from halfopen.records import record
 
-from ..diagnose.deadpeer import retries_timeout_s
 from ..model.finding import Finding
-from .plan import Step
+from .actions import FIXES, Step
 
 CURED, NOT_YET, NOT_CURED = "cured", "not-yet", "not-cured"
 SUBJECT_KEYS = ("netns", "pid", "port", "middlebox", "peer", "direction", "sysctl")
@@ -43,25 +42,15 @@ class Verdict:
 
 def settles_in_s(step: Step) -> float:
     """Seconds before an applied step can show in the sockets the rule reads; 0 when
-    it shows at once.
+    it shows at once. Each action knows its own (fix.actions).
 
-    >>> settles_in_s(Step("dead-peer", "", "keepalive", "pid 1", "change",
-    ...                   params={"idle": 3, "interval": 1, "count": 3}))
-    6
     >>> settles_in_s(Step("dead-peer", "", "sysctl", "net.ipv4.tcp_retries2", "change", new="8"))
     102.2
     >>> settles_in_s(Step("kernel-tuning", "", "sysctl", "net.ipv4.tcp_retries2", "change", new="8"))
     0
     """
-    p = step.params
-    if step.action == "keepalive":
-        return p.get("idle", 0) + p.get("interval", 0) * p.get("count", 0)
-    if step.action == "sysctl" and step.target == "net.ipv4.tcp_retries2" \
-            and step.finding == "dead-peer":
-        return round(retries_timeout_s(int(step.new)), 1)  # the next backoff runs to it
-    if step.action == "sysctl" and step.target == "net.ipv4.tcp_fin_timeout":
-        return float(step.new)  # orphans in FIN_WAIT2 go at their old timeout
-    return 0
+    action = FIXES.get(step.action)
+    return action.settles_in_s(step) if action is not None else 0
 
 
 def same_problem(subject: dict[str, Any], finding: Finding) -> bool:

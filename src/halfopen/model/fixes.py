@@ -39,6 +39,28 @@ def in_netns(netns: str, argv: str) -> str:
     return f"ip netns exec {shlex.quote(netns)} {argv}"
 
 
+def _pid(action: str, params: dict[str, Any], subject: dict[str, Any]) -> int:
+    pid = params.get("pid", subject.get("pid"))
+    if pid is None:
+        raise ValueError(f"the {action} fix names no pid")
+    try:
+        return int(pid)
+    except (TypeError, ValueError):
+        raise ValueError(f"bad pid {pid!r}") from None
+
+
+def _int(params: dict[str, Any], name: str, default: Any = None) -> Any:
+    v = params.get(name, default)
+    if v is None:
+        if default is None:
+            return None  # optional and absent
+        raise ValueError(f"bad {name} {v!r}: a number")
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"bad {name} {v!r}: a number") from None
+
+
 @record(frozen=True)
 class SysctlChange:
     key: str  # dotted name, as sysctl(8) spells it
@@ -49,6 +71,15 @@ class SysctlChange:
 
     def params(self) -> dict[str, Any]:
         return {"key": self.key, "value": self.value, "netns": self.netns}
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], subject: dict[str, Any]) -> SysctlChange:
+        if not params.get("key"):
+            raise ValueError("sysctl fix without a key")
+        value = params.get("value")
+        text = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        return cls(str(params["key"]), text,
+                   str(params.get("netns") or subject.get("netns") or "host"))
 
     def command(self) -> str:
         return in_netns(self.netns, f"sysctl -w {self.key}={shlex.quote(self.value)}")
@@ -68,6 +99,17 @@ class RlimitChange:
         if self.hard is not None:
             d["hard"] = self.hard
         return d
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], subject: dict[str, Any]) -> RlimitChange:
+        pid = _pid(cls.action, params, subject)
+        soft, hard = params.get("soft"), params.get("hard")
+        for name, v in (("soft", soft), ("hard", hard)):
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise ValueError(f"bad {name} limit {v!r}: a positive number")
+        if soft is None:
+            raise ValueError("prlimit fix without a soft limit")
+        return cls(pid, soft, hard, str(params.get("resource", "nofile")))
 
     def command(self) -> str:
         limits = f"{self.soft}:{self.hard}" if self.hard is not None else f"{self.soft}"
@@ -104,6 +146,18 @@ class KeepaliveChange:
             d["filter"] = self.filter.text
         return d
 
+    @classmethod
+    def from_params(cls, params: dict[str, Any], subject: dict[str, Any]) -> KeepaliveChange:
+        pid = _pid(cls.action, params, subject)
+        try:
+            settings = KeepaliveSettings(
+                _int(params, "idle", 60), _int(params, "interval", 10), _int(params, "count", 6),
+                _int(params, "user_timeout_ms", params.get("user_timeout")))
+        except ValueError:
+            raise ValueError(f"bad keepalive values {params!r}") from None
+        return cls(recorded_process(subject, pid), settings,
+                   parse_filter(str(params.get("filter", ""))))
+
     def command(self) -> str:
         s = self.settings
         cmd = (f"halfopen keepalive --pid {self.pid} --idle {s.idle} "
@@ -127,6 +181,12 @@ class KillChange:
         if self.netns is not None:
             d["netns"] = self.netns.name
         return d
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], subject: dict[str, Any]) -> KillChange:
+        netns = params.get("netns") or subject.get("netns")
+        return cls(parse_filter(str(params.get("filter", ""))),
+                   None if netns is None else recorded_netns(subject, str(netns)))
 
     def command(self) -> str:
         return f"halfopen kill {shlex.quote(self.filter.text)} --yes"
@@ -154,54 +214,10 @@ Change = Union[SysctlChange, RlimitChange, KeepaliveChange, KillChange]
 ACTIONS = {c.action: c for c in (SysctlChange, RlimitChange, KeepaliveChange, KillChange)}
 
 
-def _int(params: dict[str, Any], name: str, default: Any = None) -> Any:
-    v = params.get(name, default)
-    if v is None:
-        if default is None:
-            return None  # optional and absent
-        raise ValueError(f"bad {name} {v!r}: a number")
-    try:
-        return int(v)
-    except (TypeError, ValueError):
-        raise ValueError(f"bad {name} {v!r}: a number") from None
-
-
 def change(action: str, params: dict[str, Any], subject: Optional[dict[str, Any]] = None) -> Change:
     """The typed change of an automatic fix; the finding's subject fills pid and netns."""
-    subject = subject or {}
-    if action == "sysctl":
-        if not params.get("key"):
-            raise ValueError("sysctl fix without a key")
-        value = params.get("value")
-        text = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-        return SysctlChange(str(params["key"]), text,
-                            str(params.get("netns") or subject.get("netns") or "host"))
-    if action == "kill":
-        netns = params.get("netns") or subject.get("netns")
-        return KillChange(parse_filter(str(params.get("filter", ""))),
-                          None if netns is None else recorded_netns(subject, str(netns)))
-    pid = params.get("pid", subject.get("pid"))
-    if pid is None:
-        raise ValueError(f"the {action} fix names no pid")
     try:
-        pid = int(pid)
-    except (TypeError, ValueError):
-        raise ValueError(f"bad pid {pid!r}") from None
-    if action == "prlimit":
-        soft, hard = params.get("soft"), params.get("hard")
-        for name, v in (("soft", soft), ("hard", hard)):
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                raise ValueError(f"bad {name} limit {v!r}: a positive number")
-        if soft is None:
-            raise ValueError("prlimit fix without a soft limit")
-        return RlimitChange(pid, soft, hard, str(params.get("resource", "nofile")))
-    if action == "keepalive":
-        try:
-            settings = KeepaliveSettings(
-                _int(params, "idle", 60), _int(params, "interval", 10), _int(params, "count", 6),
-                _int(params, "user_timeout_ms", params.get("user_timeout")))
-        except ValueError:
-            raise ValueError(f"bad keepalive values {params!r}") from None
-        return KeepaliveChange(recorded_process(subject, pid), settings,
-                               parse_filter(str(params.get("filter", ""))))
-    raise ValueError(f"no automatic fix {action!r}; valid: {', '.join(ACTIONS)}")
+        kind = ACTIONS[action]
+    except KeyError:
+        raise ValueError(f"no automatic fix {action!r}; valid: {', '.join(ACTIONS)}") from None
+    return kind.from_params(params, subject or {})
