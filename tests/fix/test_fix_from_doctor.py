@@ -45,7 +45,7 @@ pytestmark = [pytest.mark.netns, pytest.mark.timeout(60),
 #   leak N   the clients send a byte and close: the server ends sit in CLOSE_WAIT
 #   idle N   the connections stay open and idle, no SO_KEEPALIVE
 #   fds N    a listener (the doctor looks at socket owners) and N extra open files
-#   leak-on N as leak, then it goes on leaking one more every 50 ms (bounded)
+#   leak-on N as leak, then it goes on leaking one more every 5 ms (bounded)
 # Prints {"pid", "port"} once ready, then sleeps until killed.
 PROC = r"""
 import json, os, socket, sys, time
@@ -69,7 +69,7 @@ if mode in ("leak", "idle"):
         else:
             kept.append(c)
     lst.close()
-elif mode == "leak-on":  # leak `count`, then one more every 50 ms (at most 3000, 150 s)
+elif mode == "leak-on":  # leak `count`, then one more every 5 ms (at most 3000: 15 s, 3000 fds)
     lst = socket.socket()
     lst.bind((sys.argv[3], 0))
     lst.listen(64)
@@ -84,7 +84,7 @@ elif mode == "leak-on":  # leak `count`, then one more every 50 ms (at most 3000
         leak_one()
     print(json.dumps({"pid": os.getpid(), "port": port}), flush=True)
     for _ in range(3000):
-        time.sleep(0.05)
+        time.sleep(0.005)
         leak_one()
 else:
     lst = socket.socket()
