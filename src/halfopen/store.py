@@ -6,7 +6,7 @@ servers' timeouts), so
 `doctor --snapshot FILE` sees what `doctor --save-snapshot FILE` saw. A
 findings file is `halfopen doctor --json` output, read by `fix --findings`.
 Both are read through fsio.read_file (no symlink, FIFO or device; capped) and
-checked as pure data by the model (files.parse_json, schema).
+checked as pure data by the model (file_text.parse_json, schema).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from . import fsio
 from .errors import UsageError
-from .model import files, schema
+from .model import file_text, schema
 from .model.finding import MAX_BYTES as FINDINGS_MAX_BYTES
 from .model.finding import Finding, findings_shape
 from .model.nginx import NginxConf
@@ -26,8 +26,8 @@ from .model.snapshot import MAX_BYTES, Snapshot
 
 def read_json(path: str, what: str, max_bytes: int) -> Any:
     """A JSON file a user names: fsio.read_text (refused unless a regular file under
-    max_bytes, strict UTF-8), then parsed strictly (files.parse_json)."""
-    return files.parse_json(fsio.read_text(path, what, max_bytes), f"{what} {path}")
+    max_bytes, strict UTF-8), then parsed strictly (file_text.parse_json)."""
+    return file_text.parse_json(fsio.read_text(path, what, max_bytes), f"{what} {path}")
 
 
 def save_snapshot(path: str, snapshot: Snapshot, nginx: NginxConf | None = None,

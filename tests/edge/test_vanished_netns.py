@@ -8,7 +8,7 @@ import sys
 import pytest
 from tests.helpers import make_netns, remove_netns, sh
 
-from halfopen.collect import netns, snapshot, sockets
+from halfopen.collect import netns, sockets, take
 from halfopen.diagnose import report
 from halfopen.errors import NamespaceError
 
@@ -32,7 +32,7 @@ def test_vanished_namespace_becomes_a_note_and_the_others_are_read():
         assert not any(s.netns == gone for s in socks)
         assert any(f"network namespace {gone} vanished" in n for n in found.notes), found.notes
         # The doctor's full snapshot too: host facts of the gone one are "unavailable".
-        snap = snapshot.take_full(sockets.Query(tcp_info=True, owners=True, namespaces=spaces),
+        snap = take.take_full(sockets.Query(tcp_info=True, owners=True, namespaces=spaces),
                                   window=0)
         assert any(s.netns == keep and s.local_port == 4471 for s in snap.sockets)
         rep = report.diagnose(snap)

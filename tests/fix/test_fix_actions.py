@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from halfopen.fix import errors, rlimit
-from halfopen.kernel import identity
+from halfopen.fix import failures, rlimit
+from halfopen.kernel import current_identity
 from halfopen.model.finding import Finding, Fix
 
 
@@ -38,7 +38,7 @@ def child():
 def write_findings(tmp_path, fixes: list[Fix], rule: str, subject: dict) -> str:
     """A findings file as the doctor writes it: a live subject pid has its identity
     (start_time, comm), without which fix refuses to act on the pid."""
-    now = identity.process(subject["pid"]) if "pid" in subject else None
+    now = current_identity.process(subject["pid"]) if "pid" in subject else None
     if now is not None:
         subject = {"start_time": now.start_time, "comm": now.comm, **subject}
     finding = Finding(rule, "critical", "cause", f"{rule} title", subject, [], fixes, "why")
@@ -73,7 +73,7 @@ def test_prlimit_hard_raise_needs_cap_sys_resource(child, state_dir, run, tmp_pa
     assert "needs CAP_SYS_RESOURCE" in out
     assert "LimitNOFILE=65536" in out and "soft nofile 65536" in out
     # asked directly, the kernel refuses, and says so in one line
-    with pytest.raises(errors.AccessDenied, match="CAP_SYS_RESOURCE"):
+    with pytest.raises(failures.AccessDenied, match="CAP_SYS_RESOURCE"):
         rlimit.write(child.pid, rlimit.Limits(8192, 8192))
     assert limits_line(child.pid) == ["4096", "4096"]
 

@@ -78,13 +78,13 @@ def test_release_close_wait(netns, start_peer, run):
 
 
 def test_gone_process_is_one_line(run):
-    from halfopen.fix import errors, retrofit
+    from halfopen.fix import failures, retrofit
 
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait(timeout=10)
     code, _out, err = run("keepalive", "--pid", str(child.pid), "--yes")
     assert code == 64 and err.strip() == f"halfopen: no process with pid {child.pid}"
-    with pytest.raises(errors.ProcessGone, match=r"gone \(ESRCH\)"):
+    with pytest.raises(failures.ProcessGone, match=r"gone \(ESRCH\)"):
         retrofit.retrofit(child.pid, [], retrofit.Settings(60, 10, 6), apply=True)
 
 
@@ -99,11 +99,11 @@ def test_not_permitted_is_one_line(netns, start_peer):
                          capture_output=True, text=True, env=env, timeout=30)
     assert cli.returncode == 3
     assert len(cli.stderr.strip().splitlines()) == 1 and "ptrace" in cli.stderr
-    code = ("from halfopen.fix import pidfd, errors\n"
-            f"pfd = pidfd.pidfd_open({peer.pid})\n"
+    code = ("from halfopen.fix import borrowed_fds, failures\n"
+            f"pfd = borrowed_fds.pidfd_open({peer.pid})\n"
             "try:\n"
-            f"    pidfd.pidfd_getfd(pfd, {peer.pid}, {peer.fds[0]})\n"
-            "except errors.AccessDenied as exc:\n"
+            f"    borrowed_fds.pidfd_getfd(pfd, {peer.pid}, {peer.fds[0]})\n"
+            "except failures.AccessDenied as exc:\n"
             "    print(exc)\n")
     lib = subprocess.run(drop + [sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, timeout=30)

@@ -54,12 +54,12 @@ def test_kill_refuses_empty_filter_and_listeners(netns, start_peer, run):
 
 
 def test_destroy_twice_is_already_gone(netns, start_peer):
-    from halfopen.collect import netns as nsmod
+    from halfopen.collect import netns as netns_mod
     from halfopen.fix import destroy, targets
     from halfopen.model import filter as filters
 
     peer = start_peer(1, close=True)
-    space = nsmod.named(netns)
+    space = netns_mod.named(netns)
     socks = targets.matching(filters.parse(["state", "close-wait"]), (space,))
     assert len(socks) == 1
     first = destroy.destroy(socks, {netns: space})

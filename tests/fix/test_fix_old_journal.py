@@ -11,7 +11,7 @@ import sys
 
 from tests.helpers import sh
 
-from halfopen.kernel import identity
+from halfopen.kernel import current_identity
 
 KA = "net.ipv4.tcp_keepalive_time"
 
@@ -35,7 +35,7 @@ def test_an_old_journal_rolls_back_line_by_line(netns, run, tmp_path):
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
                              preexec_fn=limit)
     try:
-        now = identity.process(child.pid)
+        now = current_identity.process(child.pid)
         assert now is not None
         lines = [
             {"id": "old:1", "time": "2025-01-01T00:00:00+00:00", "kind": "sysctl", "target": KA,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from harness import CASES
 
-from halfopen.watch import history
+from halfopen.watch import history_db
 
 
 def small_cases(limit_bytes: int = 12000) -> list[dict]:
@@ -46,7 +46,7 @@ def build(root: Path) -> dict[str, list[str]]:
     (root / "findings-bad.json").write_text(json.dumps({"findings": [{"id": 1}]}))
     db = root / "history.db"
     if not db.exists():
-        rec = history.Recorder.open(str(db))
+        rec = history_db.Recorder.open(str(db))
         rec.close()
     (root / "garbage.db").write_bytes(b"SQLite format 3\x00" + os.urandom(4000))
     (root / "boxes.txt").write_text("aws-nlb\ncorp 1800 flow\nhaproxy 30 proxy\n")

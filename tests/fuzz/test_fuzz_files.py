@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from halfopen.diagnose import report
 from halfopen.errors import HalfopenError
 from halfopen.model.snapshot import Snapshot
-from halfopen.watch import history, webconfig
+from halfopen.watch import history_db, webconfig
 
 pytestmark = pytest.mark.timeout(TARGET_TIMEOUT_S)
 
@@ -117,7 +117,7 @@ def test_fuzz_findings_files(work):
 
 def _history_seed(path: Path) -> bytes:
     from watch.samples import finding, make  # noqa: PLC0415 - tests/watch helpers
-    rec = history.Recorder.open(str(path))
+    rec = history_db.Recorder.open(str(path))
     try:
         for i in range(6):
             rec.append(make(1000.0 + 10 * i, close_wait=5 * i, findings=[finding()],
@@ -191,7 +191,7 @@ def test_fuzz_history_files(work):
         else:  # watch --record: refuse a damaged file before writing, or append to it
             before = path.read_bytes()
             try:
-                rec = history.Recorder.open(str(path))
+                rec = history_db.Recorder.open(str(path))
             except HalfopenError:
                 assert path.read_bytes() == before, "a refused history was changed"
                 return

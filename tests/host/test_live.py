@@ -14,7 +14,7 @@ import uuid
 import pytest
 from tests.helpers import sh
 
-from halfopen.collect import netns as nsmod
+from halfopen.collect import netns as netns_mod
 from halfopen.collect.host import collect_host
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -97,7 +97,7 @@ def test_per_namespace_counters_and_tunables(netns):
     # one TCP connection inside the namespace
     sh(sys.executable, "-c", "import socket; l=socket.create_server(('127.0.0.1',0)); "
        "c=socket.create_connection(l.getsockname()); a,_=l.accept()", netns=netns)
-    facts = collect_host([nsmod.current(), nsmod.named(netns)], window=0, stale_fds=False,
+    facts = collect_host([netns_mod.current(), netns_mod.named(netns)], window=0, stale_fds=False,
                          kmsg_patterns={})
     host, inner = facts.namespaces["host"], facts.namespaces[netns]
     assert inner.tunables.tcp_keepalive_time == 321
@@ -126,7 +126,7 @@ def test_stale_socket_fd_after_ss_kill(netns):
     try:
         port, afd, cfd, freshfd = (int(w) for w in proc.stdout.readline().split())
         sh("ss", "-K", "state", "established", "sport", "=", f":{port}", netns=netns)
-        facts = collect_host([nsmod.named(netns)], window=0, kmsg_patterns={})
+        facts = collect_host([netns_mod.named(netns)], window=0, kmsg_patterns={})
         mine = [s for s in facts.stale_socket_fds if s.pid == proc.pid]
         assert len(mine) == 1 and mine[0].netns == netns and mine[0].comm.startswith("python")
         by_fd = {f.fd: f for f in mine[0].fds}
@@ -141,14 +141,14 @@ def test_stale_socket_fd_after_ss_kill(netns):
 
 
 def test_take_full_fills_host_facts(netns):
-    from halfopen.collect import snapshot, sockets
+    from halfopen.collect import sockets, take
     from halfopen.model.snapshot import Snapshot
-    query = sockets.Query(owners=True, namespaces=(nsmod.named(netns),))
-    snap = snapshot.take_full(query, window=0.2)
+    query = sockets.Query(owners=True, namespaces=(netns_mod.named(netns),))
+    snap = take.take_full(query, window=0.2)
     assert set(snap.host_facts.namespaces) == {netns}
     assert snap.host_facts.namespaces[netns].rates is not None
     assert Snapshot.from_dict(snap.to_dict()) == snap
-    assert snapshot.take(query).host_facts is None
+    assert take.take(query).host_facts is None
 
 
 SETNS_CLIENT = r"""
@@ -176,7 +176,7 @@ def test_sockets_of_another_namespace_are_not_stale(netns):
                             stdout=subprocess.PIPE, text=True)
     try:
         port, lfd, afd, cfd = (int(w) for w in proc.stdout.readline().split())
-        assert os.stat(f"/proc/{proc.pid}/ns/net").st_ino == nsmod.current().inode
+        assert os.stat(f"/proc/{proc.pid}/ns/net").st_ino == netns_mod.current().inode
 
         def stale_fds() -> dict[int, object]:
             facts = collect_host(window=0, kmsg_patterns={})  # the host namespace only

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from halfopen.watch import history, svg
+from halfopen.watch import history_db, svg
 from watch.conftest import ARTIFACTS, run_halfopen
 from watch.samples import finding, make
 
@@ -23,7 +23,7 @@ T0 = 1_700_000_000.0
 
 
 def record(path: str) -> None:
-    rec = history.Recorder.open(path)
+    rec = history_db.Recorder.open(path)
     for i in range(120):  # 20 minutes at 10 s; the fd use is ~0.1 % of the table
         found = [finding(severity="warning")] if 30 <= i < 90 else []
         rec.append(make(T0 + 10 * i, close_wait=2 * i + 3, counter=3 * i * i, findings=found))

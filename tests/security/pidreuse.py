@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from halfopen.kernel import identity
+from halfopen.kernel import current_identity
 from halfopen.kernel import proc as procfs
 
 # A server that holds one ESTABLISHED connection to itself, with keepalive off
@@ -41,7 +41,7 @@ def halfopen(*argv: str) -> subprocess.CompletedProcess:
 
 def main(findings_path: str, journal: str) -> None:
     a, _port_a = spawn(1024, 4096)
-    me = identity.process(a.pid)
+    me = current_identity.process(a.pid)
     fixes = [
         {"action": "prlimit", "command": "", "automatic": True,
          "params": {"pid": a.pid, "resource": "nofile", "soft": 4096}},

@@ -12,9 +12,9 @@ import sys
 from tests.helpers import sh
 from tests.security.conftest import halfopen, ns_sysctl, set_ns_sysctl
 
-from halfopen.collect import netns as nsmod
+from halfopen.collect import netns as netns_mod
 from halfopen.collect import stamp
-from halfopen.kernel import identity
+from halfopen.kernel import current_identity
 from halfopen.model.finding import Finding, Fix
 
 SYN = "net.ipv4.tcp_syncookies"
@@ -32,10 +32,10 @@ def _findings(tmp_path, ns: str, subject_extra: dict | None = None) -> str:
 
 def _recreate(ns: str) -> tuple[int, int]:
     """Delete `ns` and create another under its name: (old cookie, new cookie)."""
-    old = nsmod.cookie(nsmod.named(ns))
+    old = netns_mod.cookie(netns_mod.named(ns))
     sh("ip", "netns", "del", ns)
     sh("ip", "netns", "add", ns)
-    return old, nsmod.cookie(nsmod.named(ns))
+    return old, netns_mod.cookie(netns_mod.named(ns))
 
 
 def test_rollback_refuses_a_namespace_recreated_under_its_name(tmp_path, netns):
@@ -57,8 +57,8 @@ def test_rollback_refuses_a_namespace_recreated_under_its_name(tmp_path, netns):
 
 def test_apply_skips_a_finding_about_a_namespace_since_recreated(tmp_path, netns):
     set_ns_sysctl(netns, SYN, "0")
-    space = nsmod.named(netns)
-    recorded = {"netns_inode": space.inode, "netns_cookie": nsmod.cookie(space)}
+    space = netns_mod.named(netns)
+    recorded = {"netns_inode": space.inode, "netns_cookie": netns_mod.cookie(space)}
     path = _findings(tmp_path, netns, recorded)
     _recreate(netns)
     set_ns_sysctl(netns, SYN, "0")
@@ -89,16 +89,16 @@ def test_fix_and_rollback_skip_a_reused_pid(tmp_path, netns):
 
 
 def test_doctor_stamps_process_and_namespace_identity(netns):
-    me = identity.process(os.getpid())
+    me = current_identity.process(os.getpid())
     now = datetime.datetime.now(datetime.timezone.utc).isoformat()
     findings = [Finding("fd-exhaustion", "warning", "c", "t", {"pid": os.getpid(), "netns": "host"}),
                 Finding("syn-flood", "warning", "c", "t", {"netns": netns})]
     stamp.stamp(findings, now)
     assert findings[0].subject["start_time"] == me.start_time
-    assert findings[0].subject["netns_cookie"] == nsmod.cookie(nsmod.current())
-    space = nsmod.named(netns)
+    assert findings[0].subject["netns_cookie"] == netns_mod.cookie(netns_mod.current())
+    space = netns_mod.named(netns)
     assert findings[1].subject["netns_inode"] == space.inode
-    assert findings[1].subject["netns_cookie"] == nsmod.cookie(space)
+    assert findings[1].subject["netns_cookie"] == netns_mod.cookie(space)
     # a snapshot taken before this process started cannot be about it: not vouched for
     old = [Finding("fd-exhaustion", "warning", "c", "t", {"pid": os.getpid()})]
     stamp.stamp(old, "2000-01-01T00:00:00+00:00")

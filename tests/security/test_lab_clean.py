@@ -17,7 +17,7 @@ import uuid
 
 from tests.helpers import remove_netns, sh
 
-from halfopen.collect import netns as nsmod
+from halfopen.collect import netns as netns_mod
 from halfopen.lab import runner
 from halfopen.lab.state import StateFile
 
@@ -48,8 +48,8 @@ def test_clean_leaves_what_it_did_not_create(tmp_path):
         record.begin("leaky-server")
         for name in (recreated, ours):
             record.add_netns(name)
-            space = nsmod.named(name)
-            record.mark_netns(name, space.inode, nsmod.cookie(space))
+            space = netns_mod.named(name)
+            record.mark_netns(name, space.inode, netns_mod.cookie(space))
         with state.edit() as data:  # the run crashed: its owner is gone
             data["runs"][tag]["owner"], data["runs"][tag]["owner_start"] = 0, None
         sh("ip", "netns", "del", recreated)
@@ -60,12 +60,12 @@ def test_clean_leaves_what_it_did_not_create(tmp_path):
         lines = runner.clean(out=out, state=state)
 
         assert f"netns {ours}" in lines
-        assert ours not in nsmod.list_named()
+        assert ours not in netns_mod.list_named()
         assert any(x.startswith(f"left alone netns {foreign}: no lab run recorded it")
                    for x in lines), lines
         assert any(x.startswith(f"left alone netns {recreated}: the namespace with that name "
                                 "is not the one the run created") for x in lines), lines
-        assert {foreign, recreated} <= set(nsmod.list_named())
+        assert {foreign, recreated} <= set(netns_mod.list_named())
         assert sleepers[0].poll() is None and sleepers[1].poll() is None  # never signalled
         assert sleepers[2].wait(timeout=10) != 0  # the recorded namespace's process was ended
         assert tag not in state.read()["runs"]

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from tests.security.conftest import halfopen, one_line
 
-from halfopen.kernel import identity
+from halfopen.kernel import current_identity
 from halfopen.model.finding import Finding, Fix
 
 KEY = "net.ipv4.tcp_keepalive_time"
@@ -267,7 +267,7 @@ def test_a_finding_without_start_time_is_not_acted_on(attacker, tmp_path, action
         assert _journal_lines(journal) == []  # nothing was even about to change
         assert _ss_close_wait(port) == 1
         if action == "kill":  # the control: the doctor's identity makes the same fix act
-            now = identity.process(holder.pid)
+            now = current_identity.process(holder.pid)
             assert now is not None
             result = run({**subject, "start_time": now.start_time})
             assert result["outcome"] == "set", result

@@ -29,8 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from sockets_support import DATA, build_zoo, make_netns, parse_ss, remove_netns, run  # noqa: E402
 
 from halfopen.collect import netns  # noqa: E402
-from halfopen.kernel import netlink  # noqa: E402
-from halfopen.kernel import sock_diag as requests  # noqa: E402
+from halfopen.kernel import netlink, sock_diag  # noqa: E402
 
 # include/uapi/linux/inet_diag.h: struct inet_diag_msg (72 bytes after nlmsghdr)
 NLMSGHDR_LEN = 16
@@ -128,14 +127,14 @@ def decode_plain(msg: bytes, netns_name: str) -> dict:
 
 def dump_raw(ns_name: str) -> list[bytes]:
     """The raw reply messages of one dump per family, INFO and SKMEMINFO asked for."""
-    from halfopen.collect import sock_diag  # the request builder only
+    from halfopen.collect import diag_replies  # the request builder only
     with netns.entered(netns.named(ns_name)):
         nl = netlink.open_sock_diag()
     messages = []
     try:
         for family in (socket.AF_INET, socket.AF_INET6):
-            request = requests.build_dump_request(
-                family, ext=sock_diag.EXT_INFO | sock_diag.EXT_SKMEMINFO)
+            request = sock_diag.build_dump_request(
+                family, ext=diag_replies.EXT_INFO | diag_replies.EXT_SKMEMINFO)
             for buf, offset, length in netlink.dump(nl, request):
                 messages.append(bytes(buf[offset:offset + length]))
     finally:

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from halfopen.collect import bytecode, filter_names, netns, sock_diag
+from halfopen.collect import bytecode, diag_replies, filter_names, netns
 from halfopen.errors import UsageError
 from halfopen.kernel import netlink
 from halfopen.model.filter import JOIN_WORDS, MAX_DEPTH, OPERATORS, WORDS, AutoBound, Filter, parse
@@ -171,7 +171,7 @@ class Kernel:
              families: tuple[int, ...] = (4, 6)) -> dict[tuple, Socket]:
         fams = [f for f, n in ((socket.AF_INET, 4), (socket.AF_INET6, 6)) if n in families]
         return {_key(s): s for fam in fams
-                for s in sock_diag.dump_sockets(self.nl, fam, states, 0, code)}
+                for s in diag_replies.dump_sockets(self.nl, fam, states, 0, code)}
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import socket
 
 import pytest
 
-from halfopen.collect import bytecode, filter_names, netns, sock_diag
+from halfopen.collect import bytecode, diag_replies, filter_names, netns
 from halfopen.collect import sockets as collector
 from halfopen.errors import UsageError
 from halfopen.kernel import netlink
@@ -227,7 +227,7 @@ def _kernel_dump(zoo, states: int, code: bytes) -> set[tuple]:
         nl = netlink.open_sock_diag()
     try:
         return {_key(s) for fam in (socket.AF_INET, socket.AF_INET6)
-                for s in sock_diag.dump_sockets(nl, fam, states, 0, code)}
+                for s in diag_replies.dump_sockets(nl, fam, states, 0, code)}
     finally:
         nl.close()
 
@@ -237,7 +237,7 @@ def _unfiltered(zoo) -> list[Socket]:
         nl = netlink.open_sock_diag()
     try:
         return [s for fam in (socket.AF_INET, socket.AF_INET6)
-                for s in sock_diag.dump_sockets(nl, fam)]
+                for s in diag_replies.dump_sockets(nl, fam)]
     finally:
         nl.close()
 
@@ -248,7 +248,7 @@ def everything(zoo):
         nl = netlink.open_sock_diag()
     try:
         return [s for fam in (socket.AF_INET, socket.AF_INET6)
-                for s in sock_diag.dump_sockets(nl, fam)]
+                for s in diag_replies.dump_sockets(nl, fam)]
     finally:
         nl.close()
 

@@ -15,7 +15,7 @@ import pytest
 from record_golden import TCP_INFO_LAYOUT
 from sockets_support import DATA, parse_ss
 
-from halfopen.collect import sock_diag
+from halfopen.collect import diag_replies
 from halfopen.model.socket import SKMEM_FIELDS, TCP_INFO_FIELDS, TcpInfo
 
 GOLDEN = json.loads((DATA / "golden_dump.json").read_text())
@@ -28,7 +28,7 @@ ATTRS_AT = 16 + 72  # nlmsghdr + struct inet_diag_msg
 
 def decode(messages: list[bytes]) -> list[dict]:
     return [s.to_dict() for s in
-            sock_diag.decode_messages(iter((m, 0, len(m)) for m in messages), "golden")]
+            diag_replies.decode_messages(iter((m, 0, len(m)) for m in messages), "golden")]
 
 
 def attrs(msg: bytes) -> list[tuple[int, int, int]]:
@@ -76,7 +76,7 @@ def test_decode_from_one_shared_buffer():
     for m in MESSAGES:
         chunks.append((len(buf), len(m)))
         buf += m + bytes(-len(m) % 4)
-    got = [s.to_dict() for s in sock_diag.decode_messages(
+    got = [s.to_dict() for s in diag_replies.decode_messages(
         iter((buf, off, n) for off, n in chunks), "golden")]
     assert got == GOLDEN["sockets"]
 
@@ -105,7 +105,7 @@ def test_kernel_tcp_info_covers_the_model():
 
 
 def _with_info(messages):
-    return [m for m in messages if any(t == sock_diag.INET_DIAG_INFO for t, _p, _l in attrs(m))]
+    return [m for m in messages if any(t == diag_replies.INET_DIAG_INFO for t, _p, _l in attrs(m))]
 
 
 @pytest.mark.parametrize("cut,last_present,first_absent", [
@@ -118,7 +118,7 @@ def test_older_shorter_tcp_info(cut, last_present, first_absent):
     msgs = _with_info(MESSAGES)
     assert len(msgs) >= 10
     full = decode(msgs)
-    short = decode([shorten_attr(m, sock_diag.INET_DIAG_INFO, cut) for m in msgs])
+    short = decode([shorten_attr(m, diag_replies.INET_DIAG_INFO, cut) for m in msgs])
     names = list(TCP_INFO_FIELDS)
     keep = names[:names.index(last_present) + 1]
     for f, s in zip(full, short):
@@ -126,24 +126,24 @@ def test_older_shorter_tcp_info(cut, last_present, first_absent):
                {k: v for k, v in s.items() if k != "tcp_info"}
         assert s["tcp_info"] == {k: f["tcp_info"][k] for k in keep}
     if first_absent is not None:
-        info = next(sock_diag.decode_messages(iter([(
-            shorten_attr(msgs[0], sock_diag.INET_DIAG_INFO, cut), 0,
-            len(shorten_attr(msgs[0], sock_diag.INET_DIAG_INFO, cut)))]))).tcp_info
+        info = next(diag_replies.decode_messages(iter([(
+            shorten_attr(msgs[0], diag_replies.INET_DIAG_INFO, cut), 0,
+            len(shorten_attr(msgs[0], diag_replies.INET_DIAG_INFO, cut)))]))).tcp_info
         assert getattr(info, first_absent) is None
         assert all(getattr(info, k) is None for k in names[names.index(first_absent):])
 
 
 def test_tcp_info_shorter_than_the_first_group_is_dropped():
     msg = _with_info(MESSAGES)[0]
-    (sock,) = sock_diag.decode_messages(iter([(m := shorten_attr(
-        msg, sock_diag.INET_DIAG_INFO, 100), 0, len(m))]))
+    (sock,) = diag_replies.decode_messages(iter([(m := shorten_attr(
+        msg, diag_replies.INET_DIAG_INFO, 100), 0, len(m))]))
     assert sock.tcp_info is None
 
 
 def test_old_skmeminfo_without_drops():
     msg = _with_info(MESSAGES)[0]
     full = decode([msg])[0]["meminfo"]
-    short = decode([shorten_attr(msg, sock_diag.INET_DIAG_SKMEMINFO, 32)])[0]["meminfo"]
+    short = decode([shorten_attr(msg, diag_replies.INET_DIAG_SKMEMINFO, 32)])[0]["meminfo"]
     assert "drops" in full and short == {k: v for k, v in full.items() if k != "drops"}
 
 
@@ -189,7 +189,7 @@ def test_each_tcp_info_field_read_from_its_header_offset():
             struct.pack_into("=" + code, buf, offset, value)
             want[name] = value
     buf[7] = 0xFF  # the app-limited bitfield byte must not leak into anything
-    info = sock_diag.decode_tcp_info(bytes(buf))
+    info = diag_replies.decode_tcp_info(bytes(buf))
     assert isinstance(info, TcpInfo)
     assert {k: getattr(info, k) for k in TCP_INFO_FIELDS} == want
 
@@ -242,7 +242,7 @@ def test_jsonl_lines_are_byte_for_byte_json_dumps_of_to_dict():
     box = Container("docker", "ab" * 32, name='web"1', pod="p%d")
     holders = ((), (Owner(1, "nginx", 3),), (Owner(2, 'we"ird\n%s', 4, box), Owner(3, "ünï", 5)))
     for netns in ("golden", 'odd "ns"\\', "100%d"):
-        sockets = list(sock_diag.decode_messages(iter((m, 0, len(m)) for m in MESSAGES), netns))
+        sockets = list(diag_replies.decode_messages(iter((m, 0, len(m)) for m in MESSAGES), netns))
         for i, s in enumerate(sockets):
             s.owners = holders[i % len(holders)]
             s.direction = (None, "in", "out")[i % 3]

@@ -9,7 +9,7 @@ import re
 from sockets_support import DATA
 
 from halfopen.cli import sockets_out
-from halfopen.collect import sock_diag
+from halfopen.collect import diag_replies
 from halfopen.model.socket import Owner
 
 MESSAGES = [bytes.fromhex(line) for line in (DATA / "golden_dump.hex").read_text().splitlines()
@@ -19,7 +19,7 @@ MESSAGES = [bytes.fromhex(line) for line in (DATA / "golden_dump.hex").read_text
 def golden_sockets(odd: str = "a\tb\nc"):
     """The recorded dump, with owners given (one with a comm a process may set:
     prctl(PR_SET_NAME) takes any bytes but NUL, newlines and tabs included)."""
-    socks = list(sock_diag.decode_messages(iter((m, 0, len(m)) for m in MESSAGES), "golden"))
+    socks = list(diag_replies.decode_messages(iter((m, 0, len(m)) for m in MESSAGES), "golden"))
     for i, s in enumerate(socks):
         if s.inode:
             s.owners = (Owner(1000 + i, odd if i % 3 == 0 else "srv", 3 + i),)

@@ -5,7 +5,7 @@ import socket
 
 from halfopen.cli.sockets_out import encode_socket
 from halfopen.collect import sockets
-from halfopen.collect.sock_diag import decode_tcp_info
+from halfopen.collect.diag_replies import decode_tcp_info
 from halfopen.model.socket import Owner, Socket
 
 
@@ -35,7 +35,7 @@ def test_short_tcp_info_and_odd_names_encode_like_to_dict():
 
 def test_every_shape_of_line_encodes_like_to_dict():
     """tcp_info and meminfo each present or not, full or short; one owner or none."""
-    from halfopen.collect.sock_diag import decode_meminfo
+    from halfopen.collect.diag_replies import decode_meminfo
 
     for ti in (None, decode_tcp_info(bytes(104)), decode_tcp_info(bytes(248))):
         for mi in (None, decode_meminfo(bytes(32)), decode_meminfo(bytes(36))):

@@ -13,7 +13,7 @@ from tests.helpers import wait_for
 
 from halfopen.model.finding import Finding
 from halfopen.watch import exporter
-from halfopen.watch.identity import Identity
+from halfopen.watch.process_labels import Identity
 from halfopen.watch.sample import CollectorRun, Listener
 
 from .conftest import ROOT, free_port, run_halfopen, stop

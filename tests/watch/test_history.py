@@ -15,7 +15,7 @@ import pytest
 from tests.helpers import wait_for
 
 from halfopen.errors import UsageError
-from halfopen.watch import history
+from halfopen.watch import history_db
 
 from .conftest import ROOT, run_halfopen, stop
 from .samples import finding, make
@@ -37,34 +37,34 @@ def digest(path) -> str:
 
 def test_appends_across_restarts_and_fits_growth(tmp_path):
     path = str(tmp_path / "h.db")
-    rec = history.Recorder.open(path)
+    rec = history_db.Recorder.open(path)
     for i in range(5):  # 12 CLOSE_WAIT more per 30 s: 24 per minute
         rec.append(make(1000.0 + 30 * i, close_wait=100 + 12 * i,
                         cookies={i + 1: (4242, 5.0)}, findings=[finding()]))
     rec.close()
-    rec = history.Recorder.open(path)
+    rec = history_db.Recorder.open(path)
     rec.append(make(1150.0, close_wait=160, cookies={1: (4242, 0.0)}))
     rec.close()
     assert count(path) == 6
-    with history.closing_reader(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == history.SCHEMA_VERSION
+    with history_db.closing_reader(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == history_db.SCHEMA_VERSION
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert history.growth_per_minute(db, 4242) == pytest.approx(24.0)
-        assert history.growth_per_minute(db, 4242, "fds") == pytest.approx(24.0)
-        assert history.growth_per_minute(db, 99999) is None
+        assert history_db.growth_per_minute(db, 4242) == pytest.approx(24.0)
+        assert history_db.growth_per_minute(db, 4242, "fds") == pytest.approx(24.0)
+        assert history_db.growth_per_minute(db, 99999) is None
         # cookie 1 was first seen at t=1000 with a FIN 5 s before: 155 s at t=1150
-        assert history.oldest_close_wait_age(db, 4242) == pytest.approx(155.0)
+        assert history_db.oldest_close_wait_age(db, 4242) == pytest.approx(155.0)
         assert db.execute("SELECT count(*) FROM findings").fetchone()[0] == 5
 
 
 def test_retention_drops_old_samples_only(tmp_path):
     path = str(tmp_path / "h.db")
-    rec = history.Recorder.open(path, retention_s=100)
+    rec = history_db.Recorder.open(path, retention_s=100)
     for i in range(20):
         rec.append(make(10_000.0 + 10 * i, close_wait=i))
     rec.prune(10_190.0)
     rec.close()
-    with history.closing_reader(path) as db:
+    with history_db.closing_reader(path) as db:
         t_min, n = db.execute("SELECT min(t), count(*) FROM samples").fetchone()
         assert t_min >= 10_090.0 and n == 11
         orphans = db.execute("SELECT count(*) FROM proc_states WHERE sample_id NOT IN"
@@ -90,7 +90,7 @@ def test_foreign_and_junk_files_are_refused_untouched(tmp_path):
         r = run_halfopen("report", str(path), "--html", str(tmp_path / "o.html"))
         assert r.returncode == 64 and digest(path) == before
     with pytest.raises(UsageError):
-        history.open_reader(str(tmp_path / "missing.db"))
+        history_db.open_reader(str(tmp_path / "missing.db"))
 
 
 def test_second_writer_gets_a_clear_error(tmp_path):
@@ -118,9 +118,9 @@ def test_second_writer_gets_a_clear_error(tmp_path):
 WRITER = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {tests!r})
-    from halfopen.watch import history
+    from halfopen.watch import history_db
     from watch.samples import make
-    rec = history.Recorder.open({path!r})
+    rec = history_db.Recorder.open({path!r})
     i = 0
     while True:
         sid = rec.append(make(time.time(), close_wait=i, cookies={{j: (4242, 1.0) for j in range(1, i + 2)}}))
@@ -144,7 +144,7 @@ def test_writer_killed_mid_run_loses_at_most_the_sample_in_flight(tmp_path):
             acked += [int(x) for x in proc.stdout.read().split()]  # printed before it died
         finally:
             stop(proc)
-        with history.closing_reader(path) as db:
+        with history_db.closing_reader(path) as db:
             assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
             ids = {r[0] for r in db.execute("SELECT id FROM samples")}
         assert set(acked) <= ids  # every acknowledged sample survived

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from halfopen.watch import history, svg
+from halfopen.watch import history_db, svg
 
 from .conftest import ARTIFACTS, run_halfopen
 from .samples import finding, make
@@ -18,7 +18,7 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 def record(path: str) -> None:
-    rec = history.Recorder.open(path)
+    rec = history_db.Recorder.open(path)
     t0 = 1_700_000_000.0
     for i in range(120):  # 20 minutes at 10 s: a leak that grows, a finding that comes and goes
         found = [finding()] if 30 <= i < 90 else []
@@ -72,7 +72,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
 
 def test_report_of_an_empty_history_says_so(tmp_path):
     db = str(tmp_path / "h.db")
-    history.Recorder.open(db).close()
+    history_db.Recorder.open(db).close()
     r = run_halfopen("report", db)
     assert r.returncode == 0 and "holds no samples" in r.stdout
 

@@ -21,7 +21,7 @@ class FakeFacts:
 
 def test_full_host_run_and_doctor_throttled(monkeypatch):
     calls = []
-    real_take = sampler_mod.snapshots.take
+    real_take = sampler_mod.take.take
 
     def take(query, host=False, window=3.0, timings=None, sink=None, cache=None):
         calls.append(host)
@@ -30,7 +30,7 @@ def test_full_host_run_and_doctor_throttled(monkeypatch):
         return snap
 
     seen = []
-    monkeypatch.setattr(sampler_mod.snapshots, "take", take)
+    monkeypatch.setattr(sampler_mod.take, "take", take)
     monkeypatch.setattr(sampler_mod.hostfacts, "from_model", lambda m: sampler_mod.hostfacts.HostStats())
     now = [0.0]
     s = Sampler(Settings(host_every_s=30), clock=lambda: now[0])
@@ -56,7 +56,7 @@ def test_no_doctor_never_keeps_a_snapshot(monkeypatch):
         return Snapshot(host="h", kernel="k", taken_at="t", source="sock_diag",
                         namespaces=[], sockets=[], processes={}, notes=[])
 
-    monkeypatch.setattr(sampler_mod.snapshots, "take", take)
+    monkeypatch.setattr(sampler_mod.take, "take", take)
     s = Sampler(Settings(doctor=False))
     a, b = s.take(), s.take()
     assert calls == []

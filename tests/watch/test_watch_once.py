@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from halfopen.watch import history
+from halfopen.watch import history_db
 
 from .conftest import run_halfopen
 
@@ -28,9 +28,9 @@ def test_recorded_once_runs_give_growth_per_minute(start_leaker, tmp_path):
     for _ in range(4):
         r = run_halfopen("watch", "--once", "--no-doctor", "--record", db)
         assert r.returncode == 0, r.stderr
-    growth = history.growth_per_minute(db, leak.pid)
+    growth = history_db.growth_per_minute(db, leak.pid)
     assert growth is not None and 300 < growth < 2400, growth  # 20/s = 1200/min, loosely
-    assert history.oldest_close_wait_age(db, leak.pid) > 0
+    assert history_db.oldest_close_wait_age(db, leak.pid) > 0
     r = run_halfopen("watch", "--once", "--no-doctor", "--record", db, "--top", "50")
     row = next(line for line in r.stdout.splitlines() if str(leak.pid) in line and "leaker" in line)
     assert "+" in row  # growth per minute shown with its sign

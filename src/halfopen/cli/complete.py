@@ -26,16 +26,16 @@ def filter_words(ctx: click.Context, _param: click.Parameter, incomplete: str) -
     >>> filter_words(click.Context(click.Command("x")), None, "clo")
     []
     """
-    from ..model import filter as flt  # noqa: PLC0415 - only completion pays
+    from ..model import filter as filters  # noqa: PLC0415 - only completion pays
     from ..model.states import STATE_WORD_NAMES  # noqa: PLC0415
 
     typed: Any = ctx.params.get("filter_words") or ()
     previous = typed[-1].lower() if typed else ""
-    if previous in flt.STATE_RUN_WORDS:
+    if previous in filters.STATE_RUN_WORDS:
         return _starting(list(STATE_WORD_NAMES), incomplete)
-    if previous in flt.WORDS and previous not in ("autobound",) or previous in flt.OPERATORS:
+    if previous in filters.WORDS and previous not in ("autobound",) or previous in filters.OPERATORS:
         return []  # a value comes next: a port, an address, a pid, a name
-    return _starting([*flt.WORDS, "and", "or", "not"], incomplete)
+    return _starting([*filters.WORDS, "and", "or", "not"], incomplete)
 
 
 def rule_ids(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:

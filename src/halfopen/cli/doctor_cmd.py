@@ -10,16 +10,16 @@ from contextlib import contextmanager
 import click
 
 from .. import __version__, fsio, store
-from ..collect import live, stamp
+from ..collect import doctor_input, stamp
 from ..collect.trace_window import TraceWindow
 from ..diagnose import middlebox, ranges
 from ..diagnose import report as rep
 from ..diagnose.context import Options
 from ..diagnose.tally import Tally
 from ..errors import EXIT_UNKNOWN, HalfopenError, UsageError
-from ..model import files
+from ..model import file_text
 from ..model.socket import Socket
-from ..watch import history as watch_history
+from ..watch import history_db
 from . import complete, doctor_out
 from .options import PATH, PID, PORT, Seconds, namespace_options, resolve_namespaces
 from .progress import progress
@@ -118,7 +118,7 @@ def traced(seconds: float | None, port: int | None, pid: int | None) -> Iterator
 def _middleboxes(words: tuple[str, ...], file: str | None) -> tuple[middlebox.Middlebox, ...]:
     found = [middlebox.parse(w) for w in words]
     if file is not None:
-        text = fsio.read_text(file, "--middlebox-file", files.MiB)
+        text = fsio.read_text(file, "--middlebox-file", file_text.MiB)
         found += middlebox.parse_file(text, file)
     return tuple(found)
 
@@ -233,7 +233,7 @@ def _run(*, pid: int | None, port: int | None, container: str | None, window: fl
         what = f"sampling counters over a {window:g} s window" if window else "reading sockets"
         with traced(trace_s, port, pid) as tracer, \
                 progress(what, window or None, enabled=not nagios):
-            snap, nginx, note, servers = live.take_live(spaces, window, nginx_config=nginx_config,
+            snap, nginx, note, servers = doctor_input.take_live(spaces, window, nginx_config=nginx_config,
                                                         sink=_sink(table, focus, options))
             trace = tracer.finish() if tracer is not None else None
     if save_snapshot is not None:
@@ -244,7 +244,7 @@ def _run(*, pid: int | None, port: int | None, container: str | None, window: fl
                                 f"{exc.strerror or exc}") from None
     history = None
     if history_file is not None:
-        history = watch_history.load_history(history_file, sorted(snap.processes))
+        history = history_db.load_history(history_file, sorted(snap.processes))
     if table is None:
         table = rep.tally_of(snap, options)
     report = rep.diagnose(snap, options, history, nginx, note, table=table, trace=trace,
@@ -252,15 +252,15 @@ def _run(*, pid: int | None, port: int | None, container: str | None, window: fl
     if snapshot_file is None:
         stamp.stamp(report.findings, snap.taken_at)
     if nagios:
-        from ..diagnose import perfdata as pd  # noqa: PLC0415 - only plugins pay for it
-        focused = pd.in_focus(options)
+        from ..diagnose.perfdata import focus_pids, in_focus, judge, perfdata  # noqa: PLC0415 - only plugins pay for it
+        focused = in_focus(options)
         if focused is not None and (snapshot_file is not None or save_snapshot is not None):
             focus = rep.new_tally(options)
             for s in snap.sockets:
                 if focused(s):
                     focus.add(s)
-        pids = pd.focus_pids(snap, options, focus) if focus is not None else None
-        items, breaches, missing = pd.judge(pd.perfdata(snap, table, focus, pids), *thresholds)
+        pids = focus_pids(snap, options, focus) if focus is not None else None
+        items, breaches, missing = judge(perfdata(snap, table, focus, pids), *thresholds)
         status = doctor_out.write_nagios(report, items, sys.stdout, verbose, breaches, missing)
         sys.stdout.flush()
         return rep.EXIT_BY_STATUS[status]

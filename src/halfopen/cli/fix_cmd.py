@@ -9,14 +9,14 @@ from typing import Any
 import click
 
 from .. import store
-from ..collect import live, stamp
+from ..collect import doctor_input, stamp
 from ..diagnose import middlebox, report
 from ..diagnose.context import Options
 from ..errors import EXIT_WARNING, UsageError
 from ..fix import apply as applier
 from ..fix import journal, plan, safety, verify
 from ..fix import persist as persist_file
-from ..fix.errors import PartialFailure
+from ..fix.failures import PartialFailure
 from ..model.finding import Finding
 from ..model.text import shown
 from . import complete
@@ -140,7 +140,7 @@ def _findings(path: str | None, spaces: tuple, window: float,
     table = report.new_tally(options)  # fed as the dump streams: no socket list kept
     what = f"sampling counters over a {window:g} s window" if window else "reading sockets"
     with progress(what, window or None):
-        snap, nginx, note, servers = live.take_live(spaces, window, nginx_config=nginx_config,
+        snap, nginx, note, servers = doctor_input.take_live(spaces, window, nginx_config=nginx_config,
                                                     sink=table.add)
     findings = report.diagnose(snap, options, nginx=nginx, nginx_note=note, table=table,
                                servers=servers).findings

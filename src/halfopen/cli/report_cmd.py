@@ -7,8 +7,7 @@ import sys
 import click
 
 from .. import fsio
-from ..watch import history
-from ..watch import report as reports
+from ..watch import history_db, html_report
 from .options import PATH
 
 
@@ -22,9 +21,9 @@ def report(db_path: str, out: str | None) -> int:
     Example:
       halfopen report /var/lib/halfopen/history.db --html incident-4711.html
     """
-    with history.closing_reader(db_path) as db:
-        history.verify(db, db_path)
-        page = reports.render(db, db_path)
+    with history_db.closing_reader(db_path) as db:
+        history_db.verify(db, db_path)
+        page = html_report.render(db, db_path)
     if out is None:
         sys.stdout.write(page)
         return 0

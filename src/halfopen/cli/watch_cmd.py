@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..watch import duration
-from ..watch.live import WatchOptions, run
+from ..watch.loop import WatchOptions, run
 from ..watch.sampler import Settings
 from .options import PATH, Integer, namespace_options, resolve_namespaces
 

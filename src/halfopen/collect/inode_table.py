@@ -31,7 +31,7 @@ class InodeTable:
 
     `left` marks the inodes no lookup has found yet: after a dump of every
     socket looked each one up, they are the scanned sockets the dump did not
-    hold (the doctor's stale-fd candidates, collect.snapshot).
+    hold (the doctor's stale-fd candidates, collect.take).
     """
 
     __slots__ = ("keys", "values", "left", "shift", "mask", "shared", "odd", "count")

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from halfopen.records import record
 
 from ..errors import NamespaceError, NotPermitted
-from ..kernel import identity
+from ..kernel import current_identity
 from ..kernel import proc as procfs
 from .containers import Resolver
 
@@ -164,7 +164,7 @@ def entered(ns: Namespace, proc: str = "/proc") -> Iterator[None]:
 def cookie(ns: Namespace, proc: str = "/proc") -> int | None:
     """The namespace's SO_NETNS_COOKIE (never reused), None on kernels before 5.14."""
     with entered(ns, proc):
-        return identity.netns_cookie()
+        return current_identity.netns_cookie()
 
 
 @contextlib.contextmanager

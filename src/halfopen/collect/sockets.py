@@ -23,7 +23,7 @@ from ..model.filter_values import device_number
 from ..model.socket import OUTBOUND, Socket
 from ..model.states import ALL_STATES, TcpState
 from ..model.sysctls import DEFAULT_PORT_RANGE
-from . import bytecode, direction, filter_names, netns, owners, procfs_tcp, sock_diag
+from . import bytecode, diag_replies, direction, filter_names, netns, owners, procfs_tcp
 
 LISTEN = int(TcpState.LISTEN)
 
@@ -188,14 +188,14 @@ def _listening(source, reader, families, netns_name, addresses) -> direction.Lis
         return direction.from_procfs(reader)
     return direction.Listening.of(
         s for family, number in ((socket.AF_INET, 4), (socket.AF_INET6, 6)) if number in families
-        for s in sock_diag.dump_sockets(reader, family, direction.LISTEN_MASK, 0, b"",
+        for s in diag_replies.dump_sockets(reader, family, direction.LISTEN_MASK, 0, b"",
                                         netns_name, addresses))
 
 
 def _stream(source, readers, query, owner_map) -> Iterator[Socket]:
-    ext = sock_diag.EXT_INFO | sock_diag.EXT_SKMEMINFO if query.tcp_info else 0
+    ext = diag_replies.EXT_INFO | diag_replies.EXT_SKMEMINFO if query.tcp_info else 0
     owners_of = owner_map.owners.getter() if owner_map is not None else None
-    addresses = sock_diag.AddressCache()
+    addresses = diag_replies.AddressCache()
     try:
         for ns, reader, flt in readers:
             kernel = bytecode.compile_filter(flt)
@@ -205,7 +205,7 @@ def _stream(source, readers, query, owner_map) -> Iterator[Socket]:
             listening = _listening(source, reader, query.families, ns.name, addresses)
             ports, direction_of = listening.ports, listening.direction
             if source == "sock_diag":
-                parts = [sock_diag.dump_sockets(reader, family, states, ext, kernel.bytecode,
+                parts = [diag_replies.dump_sockets(reader, family, states, ext, kernel.bytecode,
                                                 ns.name, addresses)
                          for family, number in ((socket.AF_INET, 4), (socket.AF_INET6, 6))
                          if number in query.families and number in kernel.families]

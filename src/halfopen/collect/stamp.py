@@ -15,7 +15,7 @@ import datetime
 from typing import Any, Optional
 
 from ..errors import HalfopenError
-from ..kernel import identity
+from ..kernel import current_identity
 from ..kernel import proc as procfs
 from ..model.finding import Finding
 from . import netns
@@ -36,7 +36,7 @@ def stamp(findings: list[Finding], taken_at: str, proc: str = "/proc") -> None:
         subject = f.subject
         pid = subject.get("pid")
         if isinstance(pid, int) and not isinstance(pid, bool) and "start_time" not in subject:
-            now = identity.process(pid, proc)
+            now = current_identity.process(pid, proc)
             # one clock tick of slack: starttime is rounded down to a tick
             started = now.start_time if now is not None else None
             if now is not None and started is not None and (

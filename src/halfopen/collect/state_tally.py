@@ -10,8 +10,8 @@ per namespace and family ask the kernel only for what each state needs:
   the receive buffer;
 - CLOSE_WAIT with INET_DIAG_INFO: the cookie, the inode and tcp_info's
   last_ack_recv (the age estimate, watch/sample.py), one unpack_from each
-  from a layout learnt per message length (as collect.sock_diag does);
-- LISTEN, without extensions, decoded in full (collect.sock_diag): few
+  from a layout learnt per message length (as collect.diag_replies does);
+- LISTEN, without extensions, decoded in full (collect.diag_replies): few
   sockets, and a listener's series want its address and queues.
 
 Holders come from the owner cache's InodeTable, probed inline (the same
@@ -42,7 +42,7 @@ from ..kernel.sock_diag import build_dump_request
 from ..model.socket import Owner, Socket
 from ..model.states import ALL_STATES, TcpState
 from ..records import record
-from . import sock_diag
+from . import diag_replies
 from .inode_table import _GOLDEN, _MASK64, SHARED, InodeTable
 from .netns import Namespace
 from .owner_cache import OwnerCache
@@ -58,7 +58,7 @@ _COUNTED = struct.Struct("=IH11xB2xH62xI")
 _BY_FAMILY = netlink.SOCK_DIAG_BY_FAMILY
 _PAD = 4096  # room after a recv for one unpack past its end (a message is < 1 KiB)
 _TCPI_LAST_ACK_RECV = 56
-_TCP_INFO_MIN = 104  # the first group (collect.sock_diag): older is not decoded there either
+_TCP_INFO_MIN = 104  # the first group (collect.diag_replies): older is not decoded there either
 _BASE = "=IH11xB42xII16xI"  # len, type, state, cookie lo, cookie hi, inode (88 bytes)
 
 
@@ -186,7 +186,7 @@ class _Counter:
         for st, count in enumerate(per_state):
             if count:
                 states[netns, st] = states.get((netns, st), 0) + count
-        ntohs = sock_diag._NTOHS
+        ntohs = diag_replies._NTOHS
         syn_recv = self.tally.syn_recv
         for port, count in syn.items():
             key = (netns, ntohs[port])
@@ -215,9 +215,9 @@ class _Counter:
         if length in self._cw_layouts:
             return self._cw_layouts[length]
         layout = None
-        for nla_type, start, size in sock_diag._attributes(self.buf, off + 88,
+        for nla_type, start, size in diag_replies._attributes(self.buf, off + 88,
                                                            off + length):
-            if nla_type == sock_diag.INET_DIAG_INFO and size >= _TCP_INFO_MIN:
+            if nla_type == diag_replies.INET_DIAG_INFO and size >= _TCP_INFO_MIN:
                 header = start - 4 - off
                 st = struct.Struct(f"{_BASE}{header - 88}xHH{_TCPI_LAST_ACK_RECV}xI")
                 if st.size <= _PAD:  # it may read past the last message of a recv
@@ -229,7 +229,7 @@ class _Counter:
     def close_wait(self, sock: socket.socket, family: int, netns: str) -> None:
         """CLOSE_WAIT with tcp_info: cookie, inode, the age estimate of each."""
         read = _messages(sock, build_dump_request(family, 1 << CLOSE_WAIT,
-                                                  sock_diag.EXT_INFO), self.buf)
+                                                  diag_replies.EXT_INFO), self.buf)
         buf = self.buf
         base = struct.Struct(_BASE).unpack_from
         t = self.tally
@@ -238,7 +238,7 @@ class _Counter:
         table = self.table
         keys, values, shift, mask = table.keys, table.values, table.shift, table.mask
         golden, mask64 = _GOLDEN, _MASK64
-        info = sock_diag.INET_DIAG_INFO
+        info = diag_replies.INET_DIAG_INFO
         nan = float("nan")
         count = 0
         last = -1  # the length whose layout `fast` reads, and the nla_len it expects
@@ -311,19 +311,19 @@ class _Counter:
 
     def _age_slow(self, off: int, length: int) -> float | None:
         """A message whose attributes are not where its length's layout says."""
-        for nla_type, start, size in sock_diag._attributes(self.buf, off + 88,
+        for nla_type, start, size in diag_replies._attributes(self.buf, off + 88,
                                                            off + length):
-            if nla_type == sock_diag.INET_DIAG_INFO and size >= _TCP_INFO_MIN:
+            if nla_type == diag_replies.INET_DIAG_INFO and size >= _TCP_INFO_MIN:
                 return struct.unpack_from("=I", self.buf, start + _TCPI_LAST_ACK_RECV)[0] / 1000
         return None
 
     def listen(self, sock: socket.socket, family: int, netns: str,
-               addresses: sock_diag.AddressCache) -> None:
+               addresses: diag_replies.AddressCache) -> None:
         """LISTEN sockets in full (few); their holders as Owners."""
         getter = self.owners_of
         hits = self.listen_hits
         t = self.tally
-        for s in sock_diag.dump_sockets(sock, family, 1 << LISTEN, 0, b"", netns, addresses):
+        for s in diag_replies.dump_sockets(sock, family, 1 << LISTEN, 0, b"", netns, addresses):
             if s.inode:
                 s.owners = getter(s.inode)
                 if not s.owners:
@@ -371,7 +371,7 @@ def take(readers: Sequence[tuple[Namespace, socket.socket]], cache: OwnerCache) 
     holders = owner_map.owners
     tally = Tally()
     counter = _Counter(tally, holders.table, holders.getter())
-    addresses = sock_diag.AddressCache()
+    addresses = diag_replies.AddressCache()
     for ns, sock in readers:
         for family in (socket.AF_INET, socket.AF_INET6):
             counter.counted(sock, family, ns.name)

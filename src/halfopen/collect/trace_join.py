@@ -35,8 +35,8 @@ from ..model.states import TcpState
 from ..model.trace import GAVE_UP_KEEPALIVE, GAVE_UP_RETRANSMIT, TraceEvent, endpoint, state_word
 from ..records import record
 from . import trace_read as tr
+from .diag_replies import EXT_INFO, AddressCache, dump_sockets
 from .owner_cache import OwnerCache
-from .sock_diag import EXT_INFO, AddressCache, dump_sockets
 
 _ESTABLISHED = int(TcpState.ESTABLISHED)
 _CLOSE_WAIT = int(TcpState.CLOSE_WAIT)

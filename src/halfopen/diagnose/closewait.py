@@ -25,7 +25,7 @@ close-wait-leak, per process (and namespace) and side:
   keep-alive timeout), named by remote service ip:port, with the server's
   timeout when the server listens on this host and its configuration was read
   (nginx keepalive_timeout, haproxy timeout client/http-keep-alive/tunnel,
-  redis timeout, Apache KeepAliveTimeout: diagnose.servers)
+  redis timeout, Apache KeepAliveTimeout: diagnose.local_servers)
   critical   growth (least squares over --history), any stuck socket older
              than OLD_AGE_S, RLIMIT_NOFILE within CRITICAL_ETA_S, or fds >=
              FD_CRITICAL_RATIO of RLIMIT_NOFILE
@@ -82,7 +82,7 @@ from .common import (
     who,
 )
 from .context import Context, Unavailable
-from .servers import local_servers
+from .local_servers import local_servers
 from .tally import Pile
 
 STUCK_AGE_S = 30  # a live application closes within milliseconds of reading EOF
@@ -521,7 +521,7 @@ def check_fd_leak(ctx: Context) -> list[Finding]:
         unchecked = sum(1 for f in tcp_all if f.hup is None)
         if not tcp:
             continue
-        # no growth here: the history records no stale-fd series (watch.history)
+        # no growth here: the history records no stale-fd series (watch.history_db)
         severity = "warning" if len(tcp) >= FD_LEAK_WARN else "info"
         limits = hf.processes.get(entry.pid)
         evidence = [ev("stale_tcp_socket_fds", len(tcp), "/proc/PID/fd",

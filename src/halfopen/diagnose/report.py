@@ -2,8 +2,8 @@
 
 `diagnose()` is pure (a Snapshot in, a Report out) so `fix`, `watch` and the
 exporter reuse it on any snapshot. Reading the live system is
-collect.live.take_live; snapshot files are halfopen.store; history files
-watch.history.load_history.
+collect.doctor_input.take_live; snapshot files are halfopen.store; history files
+watch.history_db.load_history.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def marks(options: Options = Options()) -> Marks:
 
 
 def new_tally(options: Options = Options()) -> Tally:
-    """An empty Tally for these options: feed it the dump (collect.snapshot.take's sink),
+    """An empty Tally for these options: feed it the dump (collect.take.take's sink),
     then pass it to diagnose()."""
     return Tally(marks(options))
 

@@ -6,7 +6,7 @@ client; "out", this host connected out, so it is the client and the peer's
 address and port are the service it uses. None (a saved snapshot from before
 direction was recorded) is treated as before: the server's side.
 
-The server at the other end, when it is on this host too: diagnose.servers.
+The server at the other end, when it is on this host too: diagnose.local_servers.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One pass over the socket table: what every rule reads, without keeping the sockets.
 
 `Tally.add(sock)` is called once per socket while the sock_diag dump streams
-(collect.snapshot.take's sink), or over a loaded snapshot's list: the rules
+(collect.take.take's sink), or over a loaded snapshot's list: the rules
 have one code path either way. It keeps, per group, the figures the findings
 quote (counts, ages, the top peers and ports, the first socket's side) and
 lets each Socket go; only listeners are kept whole (a few per namespace).

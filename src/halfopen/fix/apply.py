@@ -18,7 +18,7 @@ from .. import fsio
 from ..errors import HalfopenError
 from . import journal
 from .actions import BY_KIND, FIXES, PERSIST, Done, Host, Step
-from .errors import ProcessGone
+from .failures import ProcessGone
 from .sysctl import PROC_SYS
 
 __all__ = ["Done", "Failed", "apply", "persist_steps", "rollback"]

@@ -35,7 +35,7 @@ from ..model.rules import RULE_IDS
 from . import safety
 from .actions import FIXES, FindingAction, Host, Step
 from .actions.base import join, manual
-from .errors import AccessDenied, NotSupported, ProcessGone
+from .failures import AccessDenied, NotSupported, ProcessGone
 from .sysctl import PROC_SYS
 
 AUTOMATIC = tuple(FIXES)

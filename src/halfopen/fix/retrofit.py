@@ -21,13 +21,13 @@ from halfopen.records import record
 from ..collect import netns, owners
 from ..collect import sockets as collector
 from ..errors import NotPermitted, UsageError
-from ..kernel import identity, sockopt
+from ..kernel import current_identity, sockopt
 from ..kernel.sockopt import Keepalive
 from ..model.filter import Filter
 from ..model.socket import Socket
 from ..model.states import TcpState
-from . import pidfd
-from .errors import AccessDenied, ProcessGone
+from . import borrowed_fds
+from .failures import AccessDenied, ProcessGone
 
 # TIME_WAIT and SYN_RECV have no fd; LAST_ACK and later are already closing.
 _HELD_STATES = {TcpState.ESTABLISHED, TcpState.CLOSE_WAIT, TcpState.LISTEN,
@@ -109,7 +109,7 @@ def _denied_fds(pid: int) -> Exception:
 
 @contextlib.contextmanager
 def borrowed_socket(pfd: int, pid: int, fd: int) -> Iterator[socket.socket]:
-    dup = pidfd.pidfd_getfd(pfd, pid, fd)
+    dup = borrowed_fds.pidfd_getfd(pfd, pid, fd)
     try:
         sock = socket.socket(fileno=dup)
     except OSError:
@@ -134,9 +134,9 @@ def retrofit(pid: int, targets: list[tuple[int, Socket]], settings: Settings, *,
     every socket of the process.
     """
     results = []
-    with pidfd.opened(pid) as pfd:
+    with borrowed_fds.opened(pid) as pfd:
         if start is not None:
-            why = identity.differs(pid, start)
+            why = current_identity.differs(pid, start)
             if why:
                 return [SocketResult(fd, sock, "skipped", note=why) for fd, sock in targets]
         for fd, sock in targets:
@@ -188,9 +188,9 @@ def _one(pfd: int, pid: int, fd: int, sock: Socket, settings: Settings,
 
 def restore(pid: int, fd: int, inode: int, old: Keepalive, start: int | None = None) -> str:
     """Put back the options a retrofit changed; the outcome in a few words."""
-    with pidfd.opened(pid) as pfd:
-        if start is not None and identity.differs(pid, start):
-            raise ProcessGone(pid, identity.differs(pid, start))
+    with borrowed_fds.opened(pid) as pfd:
+        if start is not None and current_identity.differs(pid, start):
+            raise ProcessGone(pid, current_identity.differs(pid, start))
         try:
             with borrowed_socket(pfd, pid, fd) as s:
                 if os.fstat(s.fileno()).st_ino != inode:

@@ -18,7 +18,7 @@ from halfopen.records import record
 
 from ..collect.unit import read_system_unit
 from ..kernel import proc as procfs
-from .errors import AccessDenied, ProcessGone
+from .failures import AccessDenied, ProcessGone
 
 RESOURCES = {"nofile": resource.RLIMIT_NOFILE}
 CAP_SYS_RESOURCE = 24  # include/uapi/linux/capability.h

@@ -1,14 +1,14 @@
 """kernel: policy-free kernel access, below collect (docs/design.md, "Pieces").
 
-    netlink.py    the netlink socket: requests, multipart replies, errors
-    sock_diag.py  inet_diag requests: the dump and SOCK_DESTROY (uapi inet_diag.h)
-    proc.py       /proc readers: pids, comm, stat's start time, status, cgroup, ns
-    identity.py   a process's and a namespace's identity (start time, SO_NETNS_COOKIE)
-    openat2.py    openat2(2) with RESOLVE_IN_ROOT, for files inside a process's root
-    pidfd.py      pidfd_open / pidfd_getfd: a duplicate of another process's fd
-    sockopt.py    a TCP socket's keepalive options: read, set, release
-    cgroupfs.py   a path's cgroup id under a private cgroup2 mount
-    tracefs.py    tracefs: mount, private instances, event formats, ring-buffer pages
+    netlink.py           the netlink socket: requests, multipart replies, errors
+    sock_diag.py         inet_diag requests: the dump and SOCK_DESTROY (uapi inet_diag.h)
+    proc.py              /proc readers: pids, comm, stat's start time, status, cgroup, ns
+    current_identity.py  a process's and a namespace's identity now (start time, SO_NETNS_COOKIE)
+    openat2.py           openat2(2) with RESOLVE_IN_ROOT, for files inside a process's root
+    pidfd.py             pidfd_open / pidfd_getfd: a duplicate of another process's fd
+    sockopt.py           a TCP socket's keepalive options: read, set, release
+    cgroupfs.py          a path's cgroup id under a private cgroup2 mount
+    tracefs.py           tracefs: mount, private instances, event formats, ring-buffer pages
 
 Failures are OSError with the kernel's errno; the caller says what they mean.
 """

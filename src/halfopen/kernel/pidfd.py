@@ -5,7 +5,7 @@ the same real uid and a dumpable target, or CAP_SYS_PTRACE, and Yama's
 ptrace_scope allowing it. The duplicate shares the open file description:
 setsockopt on it changes the target's socket; closing it leaves theirs open;
 poll() on it only looks. Failures are OSError with the kernel's errno; what
-they mean to a user is the caller's to say (fix.pidfd).
+they mean to a user is the caller's to say (fix.borrowed_fds).
 """
 
 from __future__ import annotations

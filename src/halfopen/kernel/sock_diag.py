@@ -3,7 +3,7 @@
 Layouts from include/uapi/linux/inet_diag.h (struct inet_diag_req_v2,
 struct inet_diag_sockid). Building a request changes nothing; collect sends
 dumps only, fix sends SOCK_DESTROY. The replies are decoded in
-collect.sock_diag.
+collect.diag_replies.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import time
 import traceback
 from typing import TextIO
 
-from ..collect import netns as nsmod
+from ..collect import netns as netns_mod
 from . import scenarios
 from .scenario import Ctx, Result
 from .state import NETNS_PREFIX, STATE_DIR, StateFile, run_dir, start_time
@@ -46,7 +46,7 @@ def preflight(needs: tuple[str, ...] = ()) -> str | None:
 
 
 def _new_run_id() -> str:
-    taken = set(nsmod.list_named())
+    taken = set(netns_mod.list_named())
     while True:
         rid = secrets.token_hex(2)
         if not any(n.startswith(f"{NETNS_PREFIX}{rid}-") for n in taken):
@@ -158,7 +158,7 @@ def clean(out: TextIO = sys.stdout, state: StateFile | None = None) -> list[str]
                     removed.append(f"process {pid}")
             ids = run.get("netns_ids", {})
             for ns in run.get("netns", []):
-                if not os.path.exists(os.path.join(nsmod.NETNS_RUN_DIR, ns)):
+                if not os.path.exists(os.path.join(netns_mod.NETNS_RUN_DIR, ns)):
                     continue
                 why = _not_ours(ns, ids.get(ns))
                 if why:
@@ -193,8 +193,8 @@ def _not_ours(name: str, recorded: list | None) -> str:
     if not recorded:
         return ""  # recorded by name just before `ip netns add`, which did not finish
     inode, cookie = recorded
-    space = nsmod.named(name)
-    now = nsmod.cookie(space)
+    space = netns_mod.named(name)
+    now = netns_mod.cookie(space)
     if (cookie is not None and now is not None and now != cookie) or \
             (cookie is None and space.inode != inode):
         return "the namespace with that name is not the one the run created (recreated since)"
@@ -209,7 +209,7 @@ def _foreign(recorded: set[str], directory: str) -> list[str]:
 
 
 def _lab_namespaces() -> list[str]:
-    return sorted(n for n in nsmod.list_named() if n.startswith(NETNS_PREFIX))
+    return sorted(n for n in netns_mod.list_named() if n.startswith(NETNS_PREFIX))
 
 
 __all__ = ["run", "clean", "preflight", "STATE_DIR"]

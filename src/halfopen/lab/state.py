@@ -28,7 +28,7 @@ from typing import Any
 from .. import fsio, store
 from ..errors import HalfopenError, UsageError
 from ..kernel import proc as procfs
-from ..model import files
+from ..model import file_text
 
 STATE_DIR = "/run/halfopen-lab"
 STATE_FILE = "state.json"
@@ -101,7 +101,7 @@ class StateFile:
             return {"runs": {}}
         advice = "remove it after checking `ip netns list` for ho-* namespaces"
         try:  # size-capped, UTF-8, strict JSON: a damaged file is one line, exit 3
-            data = store.read_json(self.path, "lab state file", 16 * files.MiB)
+            data = store.read_json(self.path, "lab state file", 16 * file_text.MiB)
         except UsageError as exc:
             raise LabStateError(f"{exc}; {advice}") from None
         runs = data.get("runs", {}) if isinstance(data, dict) else None

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from ..collect import netns as nsmod
+from ..collect import netns as netns_mod
 from .state import JOURNAL, NETNS_PREFIX, RunRecord, pending_host_entries, run_dir, start_time
 
 
@@ -168,8 +168,8 @@ class Lab:
         self.record.add_netns(name)  # before it exists: a crash in between is still cleaned
         self.namespaces[role] = name
         self.sh(["ip", "netns", "add", name])
-        space = nsmod.named(name)
-        self.record.mark_netns(name, space.inode, nsmod.cookie(space))
+        space = netns_mod.named(name)
+        self.record.mark_netns(name, space.inode, netns_mod.cookie(space))
         self.sh(["ip", "-n", name, "link", "set", "lo", "up"])
         return name
 
@@ -290,7 +290,7 @@ class Lab:
     @contextlib.contextmanager
     def inside(self, role: str) -> Iterator[None]:
         """This thread inside a lab namespace: sockets opened here live there."""
-        with nsmod.entered(nsmod.named(self.ns(role))):
+        with netns_mod.entered(netns_mod.named(self.ns(role))):
             yield
 
     # -- teardown ---------------------------------------------------------------
@@ -354,7 +354,7 @@ def stop_pid(pid: int, started: int | None = None) -> None:
 
 def remove_netns(name: str, say: Narrator | None = None) -> list[str]:
     """Kill what runs inside `name`, then `ip netns del` it."""
-    if not os.path.exists(os.path.join(nsmod.NETNS_RUN_DIR, name)):
+    if not os.path.exists(os.path.join(netns_mod.NETNS_RUN_DIR, name)):
         return []
     pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
     for pid in pids:

@@ -18,7 +18,7 @@ from typing import Any
 
 from halfopen.records import record
 
-from . import files, schema
+from . import file_text, schema
 
 # The one severity table, in the order a report lists findings: a known critical
 # problem before a check that could not run ("unknown" is "could not check", not
@@ -73,7 +73,7 @@ class Finding:
         )
 
 
-MAX_BYTES = 64 * files.MiB  # a findings file's cap (store.load_findings)
+MAX_BYTES = 64 * file_text.MiB  # a findings file's cap (store.load_findings)
 
 
 def findings_shape() -> schema.Shape:

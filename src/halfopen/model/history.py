@@ -1,7 +1,7 @@
 """Earlier samples the rules may use for growth: per-process counts over time.
 
 A record and one fit; reading them from a `watch --record` file is
-watch.history.load_history. The doctor works without history (growth is then estimated from socket ages,
+watch.history_db.load_history. The doctor works without history (growth is then estimated from socket ages,
 and said so). With history (`--history FILE.db`, written by `halfopen
 watch --record`), close-wait and fd growth come from a least-squares fit over
 the recorded samples.

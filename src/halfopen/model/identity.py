@@ -2,7 +2,7 @@
 
 Pids and namespace inodes are reused: a process is (pid, start time), a
 network namespace its cookie (net/core/net_namespace.c, net->net_cookie,
-never handed out twice), else its nsfs inode. kernel.identity reads them
+never handed out twice), else its nsfs inode. kernel.current_identity reads them
 now; a finding's subject records them (halfopen doctor, collect.stamp), and
 fix compares the two before any change.
 

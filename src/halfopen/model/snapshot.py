@@ -14,7 +14,7 @@ from typing import Any
 from halfopen.records import record
 
 from ..errors import UsageError
-from . import files, schema
+from . import file_text, schema
 from .host import HostFacts, NamespaceHost, ProcessLimits
 from .nginx import NginxConf
 from .process import Process
@@ -23,7 +23,7 @@ from .socket import DIRECTIONS, TIMER_NAMES, Socket
 from .states import STATE_BY_KEY
 
 SCHEMA = "halfopen.snapshot/1"
-MAX_BYTES = 256 * files.MiB  # a file's cap: 100,000 sockets with tcp_info are about 60 MiB
+MAX_BYTES = 256 * file_text.MiB  # a file's cap: 100,000 sockets with tcp_info are about 60 MiB
 
 
 @record

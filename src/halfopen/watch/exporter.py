@@ -1,7 +1,7 @@
 """The Prometheus collector: a fresh snapshot and fresh metric families per scrape.
 
 Metric names and labels are listed in docs/metrics.md. Series are keyed by
-what survives a restart (identity.py): per-process series by comm, systemd
+what survives a restart (process_labels.py): per-process series by comm, systemd
 unit and container/pod, with the pids in `halfopen_process_info`; findings by
 rule id and subject, with the severity as the value, so a finding that
 escalates from warning to critical stays one series (one alert).
@@ -26,8 +26,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from .. import __version__
 from ..model.finding import SEVERITY_RANK
-from .identity import LABELS as IDENTITY_LABELS
-from .identity import OTHER_IDENTITY, Identity
+from .process_labels import LABELS as IDENTITY_LABELS
+from .process_labels import OTHER_IDENTITY, Identity
 from .sample import ProcSample, Sample
 from .sampler import Sampler
 

@@ -10,7 +10,7 @@ since the last ACK from the peer. The peer's FIN carries an ACK and, while our
 application neither writes nor probes, nothing else arrives in CLOSE_WAIT, so
 last_ack_recv dates the FIN. Any later ACK (keepalive probe answers, data we
 sent) resets it: the value is a lower bound on the socket's time in CLOSE_WAIT.
-The history (history.py) dates each socket from its first sighting and so
+The history (history_db.py) dates each socket from its first sighting and so
 keeps the bound from shrinking.
 """
 
@@ -30,7 +30,7 @@ from ..model.process import Process
 from ..model.socket import Socket
 from ..model.states import TcpState, state_name
 from .hostfacts import HostStats
-from .identity import Identity
+from .process_labels import Identity
 
 CLOSE_WAIT = int(TcpState.CLOSE_WAIT)
 LISTEN = int(TcpState.LISTEN)

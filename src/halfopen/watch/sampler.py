@@ -8,9 +8,8 @@ import time
 
 from halfopen.records import record
 
-from ..collect import snapshot as snapshots
 from ..collect import sockets as collector
-from ..collect import state_tally
+from ..collect import state_tally, take
 from ..collect.netns import Namespace
 from ..collect.owner_cache import OwnerCache
 from ..collect.owners import denied_note
@@ -21,7 +20,7 @@ from ..model.host import SOURCES, HostFacts
 from ..model.process import Process
 from ..model.socket import Socket
 from ..model.states import ALL_STATES, TcpState
-from . import hostfacts, identity
+from . import hostfacts, process_labels
 from .ages import CloseWaitAges
 from .findings import Doctor
 from .sample import CollectorRun, Fold, Sample
@@ -107,7 +106,7 @@ class Sampler:
                 table.add(s)
         # the host run's fd scan is the owner cache's full one: the streamed
         # samples after it start from it (no second readlink pass)
-        snap = snapshots.take(query, host=True, window=0, timings=timings, sink=sink,
+        snap = take.take(query, host=True, window=0, timings=timings, sink=sink,
                               cache=self.owners)
         t = time.time()
         model = snap.host_facts
@@ -192,7 +191,7 @@ class Sampler:
         return fd_limit
 
     def _identities(self, sample: Sample, processes: dict[int, Process]
-                    ) -> dict[int, identity.Identity]:
+                    ) -> dict[int, process_labels.Identity]:
         """What survives a restart, for every TCP socket owner and every pid a finding
         names: comm, the systemd unit, and the container when the owner record carries
         one. The unit is read from /proc/PID/cgroup once per (pid, comm) while the pid
@@ -211,7 +210,7 @@ class Sampler:
         out = {}
         for pid, comm in comms.items():
             owner = sample.processes.get(pid) or processes.get(pid)
-            out[pid] = identity.of(comm, units[pid, comm],
+            out[pid] = process_labels.of(comm, units[pid, comm],
                                    owner.container if owner is not None else None)
         return out
 

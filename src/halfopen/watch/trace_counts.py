@@ -3,7 +3,7 @@ ends per process identity (docs/metrics.md, "Trace counters").
 
 A thread reads the trace (collect.trace_read, joined to owners by
 collect.trace_join as `halfopen trace` does) and counts, per identity
-(identity.py: comm, systemd unit, container, pod):
+(process_labels.py: comm, systemd unit, container, pod):
 
 - state changes that matter: from established (to close_wait: the peer's FIN;
   to fin_wait1: this side's; to close: a reset or an abort) and from close_wait
@@ -35,9 +35,9 @@ from ..collect.trace_read import TraceOptions, TraceReader
 from ..collect.unit import read_unit
 from ..model.states import state_name
 from ..model.trace import STATE_WORD, TraceEvent
-from . import identity
-from .identity import LABELS as IDENTITY_LABELS
-from .identity import OTHER_IDENTITY, Identity
+from . import process_labels
+from .process_labels import LABELS as IDENTITY_LABELS
+from .process_labels import OTHER_IDENTITY, Identity
 
 TICK_S = 0.2  # as `halfopen trace`: how often quiet pipes are read
 BUSY_EVENTS = 500  # a read that brought this many: read again at once
@@ -119,7 +119,7 @@ class TraceCounts:
                 self._units.clear()
             unit = self._units[key] = read_unit(ev.pid, self.proc)
         owner = flow.owner if flow is not None else None
-        ident = identity.of(comm, unit, owner.container if owner is not None else None)
+        ident = process_labels.of(comm, unit, owner.container if owner is not None else None)
         if ident in self._named or ident == OTHER_IDENTITY:
             return ident
         if len(self._named) < self.budget:

@@ -63,11 +63,11 @@ def test_the_live_doctor_keeps_no_socket_list(lab):
     time.sleep(0.3)
     code = (
         "import sys\n"
-        "from halfopen.collect import live, netns\n"
+        "from halfopen.collect import doctor_input, netns\n"
         "from halfopen.diagnose import report\n"
         "t = report.new_tally()\n"
         "ns = netns.named(sys.argv[1])\n"
-        "snap, _n, _note, _s = live.take_live((ns,), 0, read_nginx=False, sink=t.add)\n"
+        "snap, _n, _note, _s = doctor_input.take_live((ns,), 0, read_nginx=False, sink=t.add)\n"
         "print(len(snap.sockets), t.spaces[sys.argv[1]].states[8], t.count)\n")
     out = subprocess.run([sys.executable, "-c", code, lab.netns], capture_output=True,
                          text=True, timeout=60)

@@ -1,6 +1,6 @@
 """Host collectors: counters, sockstat, tunables, conntrack, limits, kernel log.
 
-`HostRun` is what the doctor uses (collect.snapshot.take_full): the steps
+`HostRun` is what the doctor uses (collect.take.take_full): the steps
 apart, so the socket dump and the fd scan run inside the counter window;
 `collect_host` runs them at once (the recorded /proc trees replay through it
 in tests/host). Each source that fails
@@ -106,7 +106,7 @@ class HostRun:
     HostRun.begin(...) takes the first counter sample; scan_fds() reads every
     process's fds once (its result also serves as the socket owner map);
     finish(pids) reads the rest, waits out the window and takes the second
-    sample. snapshot.take dumps the sockets between scan_fds() and finish(),
+    sample. collect.take.take dumps the sockets between scan_fds() and finish(),
     so the window's two samples bracket the socket dump. The constructor only
     holds the state; live is False for a recorded /proc tree, which replays
     the host namespace only.

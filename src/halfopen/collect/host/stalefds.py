@@ -144,7 +144,7 @@ def _readers(namespaces, scans: list[FdScan], proc: str, notes: list[str]):
 
 @record
 class DumpedTcp:
-    """What a socket dump taken *after* the fd scan (snapshot.take) tells the check.
+    """What a socket dump taken *after* the fd scan (collect.take.take) tells the check.
 
     namespaces: inodes of the namespaces whose every TCP socket was dumped;
     undumped: the scanned fds' inodes the dump did not hold. A socket fd open at

@@ -25,7 +25,7 @@ from ...model.fixes import KeepaliveChange
 from ...model.identity import ProcessIdentity
 from ...model.socket import Socket
 from .. import retrofit, safety
-from ..errors import ProcessGone
+from ..failures import ProcessGone
 from ..retrofit import Settings
 from . import who
 from .base import Done, FindingAction, Host, Step, skip, skipped, step_for

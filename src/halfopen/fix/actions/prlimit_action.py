@@ -22,7 +22,7 @@ from ...model.finding import Finding
 from ...model.fixes import RlimitChange
 from ...model.identity import ProcessIdentity, recorded_process
 from .. import rlimit, safety
-from ..errors import ProcessGone
+from ..failures import ProcessGone
 from ..rlimit import Limits
 from . import who
 from .base import Done, FindingAction, Host, Step, skip, skipped, step_for

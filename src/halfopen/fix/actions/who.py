@@ -19,18 +19,18 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ...collect import netns
-from ...kernel import identity
+from ...kernel import current_identity
 from ...model.finding import Finding
 from ...model.identity import NetnsIdentity, ProcessIdentity
 from .. import namespace
 
 
 def process_now(pid: int, proc: str) -> Optional[ProcessIdentity]:
-    return identity.process(pid, proc)
+    return current_identity.process(pid, proc)
 
 
 def process_changed(want: ProcessIdentity, now: Optional[ProcessIdentity]) -> str:
-    """'' when `now` is the process `want` records (as kernel.identity.differs says)."""
+    """'' when `now` is the process `want` records (as kernel.current_identity.differs says)."""
     if now is None:
         return f"pid {want.pid} has exited"
     if want.start_time is not None and now.start_time != want.start_time:

@@ -15,8 +15,7 @@ from ..model.nginx import NginxConf
 from ..model.servers import ServerFacts
 from ..model.snapshot import Snapshot
 from ..model.socket import Socket
-from . import keepalive_sample, nginx_conf, server_conf, sockets
-from . import snapshot as snapshots
+from . import keepalive_sample, nginx_conf, server_conf, sockets, take
 from .netns import Namespace
 
 
@@ -27,10 +26,10 @@ def take_live(namespaces: tuple[Namespace, ...] = (), window_s: float = 3.0, rea
     `nginx_config` names nginx's file to read; read_nginx False reads no server's.
 
     `sink`: each socket goes to it as the dump streams, the snapshot keeps none
-    (collect.snapshot.take)."""
+    (collect.take.take)."""
     query = sockets.Query(tcp_info=True, owners=True, namespaces=namespaces)
     picker = keepalive_sample.Picker()
-    snap = snapshots.take_full(query, window=window_s,
+    snap = take.take_full(query, window=window_s,
                                sink=picker.wrap(sink) if sink is not None else None)
     if sink is None:  # the snapshot kept its list
         for s in snap.sockets:

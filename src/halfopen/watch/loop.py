@@ -11,7 +11,7 @@ from rich.rule import Rule
 
 from halfopen.records import record
 
-from . import history
+from . import history_db
 from .sampler import Sampler, Settings
 from .view import FindingLog, render
 from .window import Window
@@ -22,7 +22,7 @@ class WatchOptions:
     interval_s: float = 2.0
     window_s: float = 300.0
     record: str | None = None
-    retention_s: float = history.DEFAULT_RETENTION_S
+    retention_s: float = history_db.DEFAULT_RETENTION_S
     once: bool = False
     top: int = 10
     settings: Settings = Settings()
@@ -38,7 +38,7 @@ def _on_term(_signo, _frame):
 
 def run(opts: WatchOptions, console: Console | None = None) -> int:
     console = console or Console()
-    recorder = history.Recorder.open(opts.record, opts.retention_s) if opts.record else None
+    recorder = history_db.Recorder.open(opts.record, opts.retention_s) if opts.record else None
     sampler = Sampler(opts.settings)
     window = Window(opts.window_s)
     log = FindingLog()
@@ -46,7 +46,7 @@ def run(opts: WatchOptions, console: Console | None = None) -> int:
     def growth(pid: int, what: str) -> float | None:
         g = window.growth_per_minute(pid, what)
         if g is None and recorder is not None:  # first frames: the recording knows more
-            g = history.growth_per_minute(recorder.db, pid, what, opts.window_s)
+            g = history_db.growth_per_minute(recorder.db, pid, what, opts.window_s)
         return g
 
     def step(height: int | None = None) -> RenderableType:

@@ -10,8 +10,8 @@ import contextlib
 import errno
 import os
 
-from ..kernel import pidfd as kpidfd
-from .errors import AccessDenied, NotSupported, ProcessGone
+from ..kernel import pidfd
+from .failures import AccessDenied, NotSupported, ProcessGone
 
 
 def _ptrace_scope() -> str:
@@ -37,16 +37,16 @@ def _raise(err: int, pid: int, what: str) -> None:
 
 def pidfd_open(pid: int) -> int:
     try:
-        return kpidfd.pidfd_open(pid)
+        return pidfd.pidfd_open(pid)
     except OSError as exc:
         _raise(exc.errno or 0, pid, "pidfd_open")
         raise
 
 
-def pidfd_getfd(pidfd: int, pid: int, target_fd: int) -> int:
+def pidfd_getfd(pfd: int, pid: int, target_fd: int) -> int:
     """Our duplicate of `target_fd` in the process; OSError(EBADF) if it closed it."""
     try:
-        return kpidfd.pidfd_getfd(pidfd, target_fd)
+        return pidfd.pidfd_getfd(pfd, target_fd)
     except OSError as exc:
         if exc.errno == errno.EBADF:
             raise OSError(exc.errno, f"pid {pid} closed fd {target_fd}") from None
@@ -56,4 +56,4 @@ def pidfd_getfd(pidfd: int, pid: int, target_fd: int) -> int:
 
 def opened(pid: int) -> contextlib.AbstractContextManager[int]:
     """A pidfd for `pid`, closed afterwards."""
-    return kpidfd.closing_fd(pidfd_open(pid))
+    return pidfd.closing_fd(pidfd_open(pid))

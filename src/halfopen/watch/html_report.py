@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from .. import units
 from ..model.finding import SEVERITY_RANK, UNKNOWN_RANK
-from . import history, svg
+from . import history_db, svg
 
 MAX_POINTS = 600
 TOP = 6
@@ -172,8 +172,8 @@ def render(db: sqlite3.Connection, path: str) -> str:
                      "<th>max CLOSE_WAIT</th><th>growth/min (last 10 min)</th>"
                      "<th>oldest CLOSE_WAIT</th></tr>")
         for pid, comm, m in tops:
-            g = history.growth_per_minute(db, pid)
-            age = history.oldest_close_wait_age(db, pid)
+            g = history_db.growth_per_minute(db, pid)
+            age = history_db.oldest_close_wait_age(db, pid)
             parts.append(f"<tr><td class=n>{pid}</td><td>{esc(comm)}</td><td class=n>{m}</td>"
                          f"<td class=n>{'-' if g is None else f'{g:+.1f}'}</td>"
                          f"<td class=n>{units.seconds(age)}</td></tr>")
@@ -182,7 +182,7 @@ def render(db: sqlite3.Connection, path: str) -> str:
     parts.append("<h2>Sockets by state</h2>")
     parts.append(svg.line_chart("TCP sockets by state", state_series(db), unit="sockets"))
     parts.append("<h2>Top processes' CLOSE_WAIT</h2>")
-    cw = [(f"{comm} ({pid})", downsample(history.proc_points(db, pid, "close_wait", None)))
+    cw = [(f"{comm} ({pid})", downsample(history_db.proc_points(db, pid, "close_wait", None)))
           for pid, comm, _m in tops]
     parts.append(svg.line_chart("CLOSE_WAIT sockets per process", cw, unit="sockets"))
     parts.append("<h2>File descriptors vs limit</h2>")
