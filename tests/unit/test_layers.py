@@ -152,9 +152,8 @@ def test_no_import_cycles():
 
 # what reads or changes the system; model records and diagnose's rules use none of it
 IO_MODULES = {"os", "io", "pathlib", "shutil", "socket", "sqlite3", "subprocess", "fcntl", "ctypes"}
-# the filter parser names ports as ss does: getservbyname() reads /etc/services;
-# model.file_text: bounded reads of the files a user names (--snapshot, --findings, web config)
-IO_ALLOWED = {("halfopen.model.filter_values", "socket"), ("halfopen.model.file_text", "os")}
+# the filter parser names ports as ss does: getservbyname() reads /etc/services
+IO_ALLOWED = {("halfopen.model.filter_values", "socket")}
 
 
 def test_model_and_rules_do_no_io():
