@@ -18,12 +18,20 @@ def trace_mount() -> str | None:
     return tracefs.mounted_at()
 
 
+def default_sigint() -> None:
+    """In the child: SIGINT as at a terminal. A suite started in the background (`make
+    test &`, CI) has it ignored, and an ignored SIGINT stays ignored across exec: the
+    Ctrl-C these tests send would then do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Tracing:
     """A `halfopen trace ... --jsonl` process, started and ready (its instance made)."""
 
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "halfopen", "trace", *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=default_sigint)
         self.first_err = []
         assert self.proc.stderr is not None
         for line in self.proc.stderr:  # notes may come first; "tracing" says it is reading
@@ -108,7 +116,7 @@ class Noise:
 
     def __enter__(self) -> Noise:
         self.proc = subprocess.Popen([sys.executable, "-c", _NOISE, str(self.seconds)],
-                                     stdout=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, text=True, preexec_fn=default_sigint)
         return self
 
     def __exit__(self, *exc: object) -> None:

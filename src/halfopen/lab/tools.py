@@ -176,7 +176,10 @@ class Traced:
 
     def __enter__(self) -> Traced:
         self.lab.say.cmd(shlex.join(["ip", "netns", "exec", self.argv[3], "halfopen", *self.words]) + " &")
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # SIGINT as at a terminal: the lab runner ignores it while it cleans up, and an
+        # ignored SIGINT would stay ignored in the trace, which then could not be asked to end
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         # reading has begun once its instance exists (seen through its own root: its /sys)
         pid = self.proc.pid
         where = f"/proc/{pid}/root/sys/kernel/tracing/instances/halfopen-{pid}"
