@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import struct
+import subprocess
 import time
 import uuid
 
@@ -296,3 +297,77 @@ def test_host_close_calls_do_not_drown_the_owners(tracefs_restored):
     assert noise.closes > 100_000, noise.closes
     assert (leak["fins_received"], leak["closes_called"], leak["close_events"]) == (4, 0, 0)
     assert (healthy["fins_received"], healthy["closes_called"], healthy["close_events"]) == (4, 4, 4)
+
+
+NGINX_CONF = """daemon off;
+master_process on;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ return 200 "ok\\n"; }}
+    }}
+}}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_real_nginx_closing_is_named_with_its_worker(tracefs_restored, tmp_path):
+    """A real server: nginx answers `Connection: close` and closes first. Its side goes
+    established -> fin-wait-1 under the worker's own pid and comm (the event fires in
+    the kernel, not in nginx: the owner comes from the join), the client's -> close-wait."""
+    port = _free_port()
+    (tmp_path / "nginx.conf").write_text(NGINX_CONF.format(dir=tmp_path, port=port))
+    master = subprocess.Popen(["/usr/sbin/nginx", "-c", str(tmp_path / "nginx.conf"),
+                               "-p", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    t = None
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and master.poll() is None, "nginx did not start"
+                time.sleep(0.1)
+        with open(f"/proc/{master.pid}/task/{master.pid}/children") as f:
+            workers = [int(p) for p in f.read().split()]
+        t = Tracing("--port", str(port), "--jsonl")
+        tracefs_restored.append(t.proc.pid)
+        clients = _connect(port, 4)
+        time.sleep(LOOKUP_S)  # the owner lookup sees the connections
+        for c in clients:
+            c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        for c in clients:
+            c.settimeout(5)
+            while c.recv(4096):
+                pass
+        time.sleep(0.5)
+        rc, out, err = t.stop()
+        for c in clients:
+            c.close()
+    finally:
+        if t is not None:
+            t.kill()
+        master.terminate()
+        master.wait(timeout=30)
+    assert rc == 0, err
+    evs = events(out)
+    mine = f"127.0.0.1:{port}"
+    ours = [e for e in evs if e["event"] == "state" and e["src"] == mine
+            and e["from"] == "established" and e["to"] == "fin-wait-1"]
+    assert len(ours) == 4, evs
+    assert {(e["pid"], e["comm"]) for e in ours} == {(workers[0], "nginx")}, ours
+    peers = [e for e in evs if e["event"] == "state" and e["dst"] == mine
+             and e["from"] == "established" and e["to"] == "close-wait"]
+    assert len(peers) == 4 and {e["pid"] for e in peers} == {os.getpid()}, peers
