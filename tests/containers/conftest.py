@@ -92,9 +92,9 @@ class Leakers:
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, initial: int = 5) -> subprocess.Popen:
+    def start(self, initial: int = 5, rate: float = 0.0) -> subprocess.Popen:
         # unshare and sh exec: the pid Popen returns is the leaker's
-        script = f'ip link set lo up && exec "$0" {LEAKER} --initial {initial}'
+        script = f'ip link set lo up && exec "$0" {LEAKER} --initial {initial} --rate {rate}'
         p = subprocess.Popen(["unshare", "--net", "sh", "-c", script, sys.executable],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.procs.append(p)

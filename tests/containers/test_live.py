@@ -166,3 +166,22 @@ def test_keepalive_by_container(cgroup2, leakers, node_root):
     r = halfopen("keepalive", "--container", "shop/nothing", root=node_root)
     assert r.returncode == 64 and "no process holding sockets" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_trace_names_the_pod_of_each_event(cgroup2, leakers, node_root, tracefs_restored):
+    """`halfopen trace` in the pod's network namespace: the leaks it sees while tracing
+    (the peer's FIN: established -> close-wait) are joined to the leaker's pid and its
+    container, and `--container` keeps exactly them."""
+    install(node_root, f"{containers.CONTAINERD_TASKS}/{POD_ID}/config.json",
+            "containerd-config.json")
+    leaker = leakers.start(initial=2, rate=4)  # 4 new CLOSE_WAIT a second, in its own netns
+    cgroup2.move(leaker.pid, cgroup2.make(POD_SLICE))
+    r = helpers.halfopen("trace", "--container", "shop/web-7f9", "--duration", "4", "--jsonl",
+                         prefix=("nsenter", f"--net=/proc/{leaker.pid}/ns/net", "--"),
+                         env={containers.HOST_ROOT_ENV: node_root}, timeout=60)
+    assert r.returncode == 0, r.stderr
+    evs = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+    fins = [e for e in evs if e["event"] == "state" and e["to"] == "close-wait"]
+    assert len(fins) >= 4, evs  # about 16 in 4 s; the first second's owner lookups may miss some
+    assert {(e["pid"], e["comm"], e.get("container")) for e in fins} == \
+        {(leaker.pid, "leaker", "shop/web-7f9/nginx")}, fins

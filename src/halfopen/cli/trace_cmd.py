@@ -93,10 +93,9 @@ def trace(filter_words: tuple[str, ...], port: int | None, pid: int | None, cont
             return  # tcp_send_reset has no port fields for the kernel to filter on
         if not wanted(ev, flow):
             return
-        if container is not None and not (ev.container and (ev.container == container or
-                                                            (flow and flow.owner and flow.owner.container
-                                                             and flow.owner.container.id.startswith(container)))):
-            return
+        if container is not None and not (flow and flow.owner and flow.owner.container
+                                          and flow.owner.container.matches(container)):
+            return  # the `container WORD` filter's rule: name, pod, namespace/pod, id prefix
         fold.add(ev, flow)
         if summary:
             return

@@ -154,9 +154,10 @@ class OwnerLookup:
 
 
 def _container_name(owner: Owner | None) -> str | None:
+    """As `sockets -p` names it: 'shop/web-7f9/nginx' in a pod, 'docker:redis'."""
     if owner is None or owner.container is None:
         return None
-    return owner.container.name or owner.container.short_id
+    return owner.container.text()
 
 
 class Joiner:
