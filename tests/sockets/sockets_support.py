@@ -232,7 +232,7 @@ def build_zoo(name: str) -> Zoo:
             if e.family == 4 and e.state == "listen":
                 e.recv_q = 2
         try:
-            wait_for("the zoo's sockets to reach their states", lambda: not _unsettled(z), timeout=5)
+            wait_for("the zoo's sockets to reach their states", lambda: not _unsettled(z), timeout=15)
         except AssertionError as exc:
             raise AssertionError(f"{exc}: {_unsettled(z)}") from None
         return z
