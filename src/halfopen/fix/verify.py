@@ -28,6 +28,7 @@ from .actions import FIXES, Step
 CURED, NOT_YET, NOT_CURED = "cured", "not-yet", "not-cured"
 SUBJECT_KEYS = ("netns", "pid", "port", "middlebox", "peer", "direction", "sysctl")
 
+
 @record(frozen=True)
 class Verdict:
     verified: str  # CURED, NOT_YET or NOT_CURED
