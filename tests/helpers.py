@@ -6,13 +6,17 @@ fixtures built on these are in tests/conftest.py.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import resource
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+import pytest
 
 HALFOPEN = [sys.executable, "-m", "halfopen"]
 
@@ -86,3 +90,18 @@ def halfopen(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
     """
     return subprocess.run([*prefix, python, "-m", "halfopen", *args], capture_output=True,
                           text=True, timeout=timeout, env=dict(os.environ, **(env or {})), **kw)
+
+
+@contextlib.contextmanager
+def nofile_at_least(least: int, why: str) -> Iterator[None]:
+    """RLIMIT_NOFILE soft raised to 8192 (or the hard limit) for a test with many
+    sockets, restored after; skipped when the hard limit leaves less than `least`."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 8192 if hard == resource.RLIM_INFINITY else min(hard, 8192)
+    if want < least:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is too low for {why}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

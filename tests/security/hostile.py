@@ -69,6 +69,22 @@ class Attacker:
             p.wait()
 
 
+def _kill_processes_of(uid: int) -> None:
+    """SIGKILL, by pid, every process whose real uid is `uid`: the user this fixture
+    made moments ago, so all it runs was started by the tests (nginx workers forked by
+    its nginx too). Nothing is matched by name."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                real = next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
+            if real == uid:
+                os.kill(int(entry), 9)
+        except (OSError, StopIteration, ValueError):
+            continue  # gone meanwhile
+
+
 @contextmanager
 def make_attacker(base: str) -> Iterator[Attacker]:
     """useradd a fresh user with a home under `base` (mode 0755); userdel it after."""
@@ -77,12 +93,12 @@ def make_attacker(base: str) -> Iterator[Attacker]:
     os.makedirs(home)
     subprocess.run(["useradd", "--no-create-home", "--home-dir", home, "--shell", "/usr/sbin/nologin",
                     "--user-group", name], check=True, capture_output=True)
+    pw = pwd.getpwnam(name)
     try:
-        pw = pwd.getpwnam(name)
         os.chown(home, pw.pw_uid, pw.pw_gid)
         os.chmod(home, 0o755)
         yield Attacker(name, pw.pw_uid, pw.pw_gid, home)
     finally:
-        subprocess.run(["pkill", "-9", "-u", name], capture_output=True)
+        _kill_processes_of(pw.pw_uid)
         subprocess.run(["userdel", name], capture_output=True)
         subprocess.run(["rm", "-rf", home])

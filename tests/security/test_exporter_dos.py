@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import os
-import resource
 import socket
 import statistics
 import subprocess
@@ -24,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 import pytest
-from tests.helpers import wait_for
+from tests.helpers import nofile_at_least, wait_for
 from tests.security.flood import flood_result, idle_flood, scrape, sources
 from tests.watch.conftest import ROOT, free_port, stop
 
@@ -58,15 +57,8 @@ def exporter(*extra: str, ready: int = 200) -> Iterator[tuple[int, int]]:
 @pytest.fixture
 def room_for_floods():
     """2,000 client sockets in the attacker's process (it inherits this soft limit)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = 8192 if hard == resource.RLIM_INFINITY else min(hard, 8192)
-    if want < 4096:
-        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is too low for 2,000 connections")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    try:
+    with nofile_at_least(4096, "2,000 connections"):
         yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def scrapes_under(port: int, n: int, budget_s: float) -> list[tuple[int, float]]:

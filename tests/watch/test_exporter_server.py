@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import resource
 import socket
 import ssl
 import subprocess
@@ -22,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 
 import pytest
-from tests.helpers import wait_for
+from tests.helpers import nofile_at_least, wait_for
 
 from halfopen.watch import serve, webconfig
 
@@ -69,15 +68,8 @@ def fds(pid: int) -> int:
 @pytest.fixture
 def many_fds():
     """Room for 1,700 client sockets here and 1,700 accepted ones in the exporter."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = 8192 if hard == resource.RLIM_INFINITY else min(hard, 8192)
-    if want < 4000:
-        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is too low for 1,700 connections")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    try:
+    with nofile_at_least(4000, "1,700 connections"):
         yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def server_ends(port: int) -> int:
