@@ -216,16 +216,19 @@ def _time_wait(zoo: Zoo, family: int, local: str, lfd: int, lport: int) -> Expec
         srv.do("close", a3)
         want = Expected(family, "time_wait", local, cp3, local, lport, None, 0, "timewait")
         try:
-            wait_for("a TIME_WAIT", lambda: any(
-                s.state_name == "time_wait" and (s.local_addr, s.local_port, s.peer_addr,
-                                                s.peer_port) == want.key
-                for s in zoo.dump()), timeout=5)
+            wait_for("a TIME_WAIT", functools.partial(_in_state, zoo, want), timeout=5)
             return want
         except AssertionError:
             continue
     counters = run("nstat", "-az", "TcpExtTCPTimeWaitOverflow", "TcpExtTW*",
                    netns=zoo.netns, check=False).stdout
     raise AssertionError(f"no TIME_WAIT appeared in three tries; {counters}")
+
+
+def _in_state(zoo: Zoo, want: Expected) -> bool:
+    return any(s.state_name == want.state
+               and (s.local_addr, s.local_port, s.peer_addr, s.peer_port) == want.key
+               for s in zoo.dump())
 
 
 def _unsettled(zoo: Zoo) -> list[str]:

@@ -58,6 +58,7 @@ fd-leak, per process (in the namespaces being checked, or owning sockets there):
 from __future__ import annotations
 
 import statistics
+from array import array
 from collections.abc import Sequence
 
 from halfopen.records import record
@@ -65,9 +66,9 @@ from halfopen.records import record
 from ..model.finding import SEVERITY_RANK, Finding, Fix
 from ..model.history import slope_per_s
 from ..model.host import UNLIMITED, ProcessLimits
-from ..model.socket import OUTBOUND
-from ..model.states import TcpState
+from ..model.socket import OUTBOUND, Socket
 from . import sides, traced
+from .bounded import Distinct, Keys
 from .common import (
     SOCK_DIAG,
     TCP_INFO,
@@ -81,9 +82,9 @@ from .common import (
     top,
     who,
 )
-from .context import Context, Unavailable
+from .context import Context, Options, Unavailable
 from .local_servers import local_servers
-from .tally import Pile
+from .tally import CLOSE_WAIT, OwnerGroups
 
 STUCK_AGE_S = 30  # a live application closes within milliseconds of reading EOF
 OLD_AGE_S = 3600  # even one socket this old in CLOSE_WAIT is a bug, not a slow close
@@ -96,7 +97,6 @@ KILL_TERMS = 5  # at most this many ports or services named in a kill filter
 FD_LEAK_WARN = 10  # as close-wait-leak's WARN_COUNT: dead connections still held
 
 CAUSE = "application does not close"
-CLOSE_WAIT = int(TcpState.CLOSE_WAIT)
 
 WHY_CLOSE_WAIT = (
     "CLOSE_WAIT means the peer's FIN arrived and this process has not called close() on "
@@ -141,6 +141,102 @@ class Pressure:
     eta: float | None  # seconds to RLIMIT_NOFILE at that rate
     fd_ratio: float
     evidence: list
+
+
+class CloseWaitState(OwnerGroups):
+    """What close-wait-leak keeps of the dump: each owner's CLOSE_WAIT sockets per
+    side, stuck (STUCK_AGE_S, or --min-age) or young (Pile)."""
+
+    states = (CLOSE_WAIT,)
+
+    def __init__(self, options: Options) -> None:
+        super().__init__()
+        self.stuck_age_s = options.age(STUCK_AGE_S)
+
+    def add(self, s: Socket) -> None:
+        self.group(s, Pile).add(s, s.direction == OUTBOUND, self.stuck_age_s)
+
+    def notes(self) -> list[str]:
+        return self.overflow_notes("close-wait-leak")
+
+
+class Pile:
+    """One process's CLOSE_WAIT sockets on one side: the stuck (old or undated) and
+    the young ones. Counters over the stuck ones, the young ones' where/ports."""
+
+    __slots__ = ("count", "direction", "stuck", "stuck_direction", "undated", "lows", "high",
+                 "unread", "peers", "ports", "dests", "wanted", "rport", "young",
+                 "young_max", "where", "young_service", "young_rport", "young_lport")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.direction: str | None = None
+        self.stuck = 0
+        self.stuck_direction: str | None = None
+        self.undated = 0
+        # every dated stuck socket's age lower bound: the median needs them all
+        # (8 bytes a socket, a float array, not a list of objects)
+        self.lows = array("d")
+        self.high = 0.0
+        self.unread = 0
+        self.peers = Keys()  # server side: peer address
+        self.ports = Keys()  # server side: local port
+        self.dests = Keys()  # client side: remote service ip:port
+        self.wanted: dict[str, tuple[str, int]] = {}  # service -> (addr, port), as dests
+        self.rport = Distinct()  # client side: remote port
+        self.young = 0
+        self.young_max = 0.0
+        self.where = Keys()  # young: service (client) or local port (server)
+        self.young_service = Distinct()
+        self.young_rport = Distinct()
+        self.young_lport = Distinct()
+
+    def add(self, s: Socket, client: bool, stuck_age: float) -> None:
+        self.count += 1
+        if self.count == 1:
+            self.direction = s.direction
+        ages = s.fin_age_s
+        if ages is None or ages[0] >= stuck_age:
+            if self.stuck == 0:
+                self.stuck_direction = s.direction
+            self.stuck += 1
+            if ages is None:
+                self.undated += 1  # no tcp_info: counted, age unknown
+            else:
+                self.lows.append(ages[0])
+                if len(self.lows) == 1 or ages[1] > self.high:
+                    self.high = ages[1]
+            if s.recv_q >= 1:
+                self.unread += 1
+            if client:
+                svc = sides.service(s)
+                self.dests.add(svc)
+                if svc in self.dests.counts and svc not in self.wanted:
+                    self.wanted[svc] = (s.peer_addr, s.peer_port)
+                self.rport.add(s.peer_port)
+            else:
+                self.peers.add(s.peer_addr)
+                self.ports.add(s.local_port)
+            return
+        if self.young == 0 or ages[0] > self.young_max:
+            self.young_max = ages[0]
+        self.young += 1
+        if client:
+            svc = sides.service(s)
+            self.where.add(svc)
+            self.young_service.add(svc)
+            self.young_rport.add(s.peer_port)
+        else:
+            self.where.add(s.local_port)
+            self.young_lport.add(s.local_port)
+
+    @property
+    def oldest(self) -> float | None:
+        return max(self.lows) if self.lows else None
+
+    def overflowed(self) -> bool:
+        return any(k.overflowed for k in (self.peers, self.ports, self.dests, self.where))
+
 
 
 def _pressure(ctx: Context, pid: int | None, held: int, lows: Sequence[float],
@@ -215,11 +311,11 @@ def _prlimit(pid: int, limits: ProcessLimits | None) -> list[Fix]:
 
 
 def check_close_wait(ctx: Context) -> list[Finding]:
-    stuck_age = ctx.age(STUCK_AGE_S)
+    state: CloseWaitState = ctx.table.rule("close-wait-leak")
+    stuck_age = state.stuck_age_s
     old_age = max(OLD_AGE_S, stuck_age)
     findings = []
-    table = ctx.table
-    for (netns, pid, comm), group in table.by_size(table.close_wait):
+    for (netns, pid, comm), group in state.by_size():
         for side, pile in group.sides():
             assert isinstance(pile, Pile)
             if not pile.stuck:

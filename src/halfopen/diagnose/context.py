@@ -38,6 +38,10 @@ class Options:
     middleboxes: tuple[Middlebox, ...] = ()
     min_age_s: float | None = None
 
+    def age(self, default_s: float) -> float:
+        """An age threshold in seconds: the rule's default unless --min-age overrides it."""
+        return default_s if self.min_age_s is None else self.min_age_s
+
 
 @record
 class Context:
@@ -99,10 +103,6 @@ class Context:
         if self._now is None:
             self._now = datetime.datetime.fromisoformat(self.snapshot.taken_at).timestamp()
         return self._now
-
-    def age(self, default_s: float) -> float:
-        """An age threshold in seconds: the rule's default unless --min-age overrides it."""
-        return default_s if self.options.min_age_s is None else self.options.min_age_s
 
     # ---------------------------------------------------------------- host facts
 

@@ -23,14 +23,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..model.finding import Finding, Fix
-from ..model.socket import INBOUND, OUTBOUND, Socket
-from ..model.states import TcpState
+from ..model.socket import INBOUND, OUTBOUND, TIMER_KEEPALIVE, TIMER_OFF, TIMER_ON, Socket
 from . import keepalive_target, sides, traced
+from .bounded import Distinct, Keys
 from .common import (
     SOCK_DIAG,
     TCP_INFO,
     code_fix,
     ev,
+    is_local_peer,
     keepalive_fix,
     kill_fix,
     plural,
@@ -40,10 +41,10 @@ from .common import (
     top,
     who,
 )
-from .context import Context
+from .context import Context, Options
 from .keepalive_target import Probing, SocketsProbing, summarize
 from .middlebox import FLOW
-from .tally import TIMER_KEEPALIVE, TIMER_OFF, TIMER_ON, Hits, idle_ms
+from .tally import ESTABLISHED, OwnerGroups, idle_ms
 
 MIN_RETRANS = 3  # three RTO backoffs in a row without an ACK
 NO_ACK_S = 30
@@ -53,7 +54,6 @@ IDLE_S = 600
 WARN_COUNT = 10
 
 RETRIES2_SUGGESTED = 8  # ~100 s: RFC 1122's minimum R2 for data, and far below 15's ~15 min
-ESTABLISHED = int(TcpState.ESTABLISHED)
 CAUSE = "client vanished"
 
 TCP_RTO_MIN_S = 0.2
@@ -149,26 +149,97 @@ def _probes_unanswered(s) -> bool:
     return probes >= MIN_PROBES
 
 
-def dead_peer_mark(no_ack_s: float) -> Callable[[Socket], bool]:
-    """The Tally's test for a dead-peer socket (remote ESTABLISHED ones are asked)."""
-    return lambda s: _retransmitting(s, no_ack_s) or _probes_unanswered(s)
+def _idle_without_keepalive(s: Socket, idle_s: float) -> bool:
+    if s.timer != TIMER_OFF:
+        return False
+    idle = idle_ms(s)
+    return idle is not None and idle / 1000 >= idle_s
 
 
-def keepalive_off_mark(idle_s: float) -> Callable[[Socket], bool]:
-    """The Tally's test for a keepalive-off socket (remote ESTABLISHED ones are asked)."""
-    def hit(s: Socket) -> bool:
-        if s.timer != TIMER_OFF:
-            return False
-        idle = idle_ms(s)
-        return idle is not None and idle / 1000 >= idle_s
-    return hit
+class PeerState(OwnerGroups):
+    """What dead-peer or keepalive-off keeps of the dump: each owner's ESTABLISHED
+    sockets to a peer off this host that `hit` picks, per side (Hits)."""
+
+    states = (ESTABLISHED,)
+
+    def __init__(self, rule_id: str, age_s: float, hit: Callable[[Socket, float], bool]) -> None:
+        super().__init__()
+        self.rule_id, self.age_s, self._hit = rule_id, age_s, hit
+
+    def add(self, s: Socket) -> None:
+        # the peer on this host cannot vanish unseen
+        if self._hit(s, self.age_s) and not is_local_peer(s):
+            self.group(s, Hits).add(s, s.direction == OUTBOUND)
+
+    def notes(self) -> list[str]:
+        return self.overflow_notes(self.rule_id)
+
+
+def dead_peer_state(options: Options) -> PeerState:
+    return PeerState("dead-peer", options.age(NO_ACK_S),
+                     lambda s, no_ack_s: _retransmitting(s, no_ack_s) or _probes_unanswered(s))
+
+
+def keepalive_off_state(options: Options) -> PeerState:
+    return PeerState("keepalive-off", options.age(IDLE_S), _idle_without_keepalive)
+
+
+class Hits:
+    """One process's dead-peer or keepalive-off sockets on one side."""
+
+    __slots__ = ("count", "direction", "inbound", "retrans", "probing", "infos",
+                 "max_retransmits", "max_ack_ms", "max_idle_s", "unacked", "peers", "ports",
+                 "port")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.direction: str | None = None
+        self.inbound = True  # every socket INBOUND
+        self.retrans = 0  # timer on (retransmitting)
+        self.probing = 0  # keepalive timer
+        self.infos = 0  # with tcp_info
+        self.max_retransmits = 0
+        self.max_ack_ms = 0
+        self.max_idle_s = 0.0
+        self.unacked = 0
+        self.peers = Keys()  # remote service (client) or peer address (server)
+        self.ports = Keys()  # local port
+        self.port = Distinct()  # remote port (client) or local port (server)
+
+    def add(self, s: Socket, client: bool) -> None:
+        self.count += 1
+        if self.count == 1:
+            self.direction = s.direction
+        if s.direction != INBOUND:
+            self.inbound = False
+        if s.timer == TIMER_ON:
+            self.retrans += 1
+        elif s.timer == TIMER_KEEPALIVE:
+            self.probing += 1
+        ti = s.tcp_info
+        if ti is not None:
+            if self.infos == 0 or ti.retransmits > self.max_retransmits:
+                self.max_retransmits = ti.retransmits
+            if self.infos == 0 or ti.last_ack_recv > self.max_ack_ms:
+                self.max_ack_ms = ti.last_ack_recv
+            self.infos += 1
+        idle = (idle_ms(s) or 0) / 1000
+        if self.count == 1 or idle > self.max_idle_s:
+            self.max_idle_s = idle
+        self.unacked += s.send_q
+        self.peers.add(sides.service(s) if client else s.peer_addr)
+        self.ports.add(s.local_port)
+        self.port.add(s.peer_port if client else s.local_port)
+
+    def overflowed(self) -> bool:
+        return self.peers.overflowed or self.ports.overflowed
 
 
 def check_dead_peer(ctx: Context) -> list[Finding]:
-    no_ack = ctx.age(NO_ACK_S)
-    table = ctx.table
+    state: PeerState = ctx.table.rule("dead-peer")
+    no_ack = state.age_s
     findings = []
-    for (netns, pid, comm), group in table.by_size(table.dead_peer):
+    for (netns, pid, comm), group in state.by_size():
         for side, part in group.sides():
             assert isinstance(part, Hits)
             findings.append(_dead_peer(ctx, netns, pid, comm, side, part, no_ack))
@@ -331,10 +402,10 @@ def _subject(netns: str, pid: int | None, comm: str, client: bool, group: Hits,
 
 
 def check_keepalive_off(ctx: Context) -> list[Finding]:
-    idle_s = ctx.age(IDLE_S)
-    table = ctx.table
+    state: PeerState = ctx.table.rule("keepalive-off")
+    idle_s = state.age_s
     findings = []
-    for (netns, pid, comm), group in table.by_size(table.keepalive_off):
+    for (netns, pid, comm), group in state.by_size():
         for side, part in group.sides():
             assert isinstance(part, Hits)
             findings.append(_keepalive_off(ctx, netns, pid, comm, side, part, idle_s))

@@ -10,7 +10,8 @@ from ..model.finding import Finding
 from ..model.rules import CAUSES
 from ..model.rules import RULE_IDS as RULE_IDS  # re-exported: one check per id, in its order
 from . import closewait, deadpeer, kernel, listen, resources, timeouts, timewait
-from .context import Context, Unavailable
+from .context import Context, Options, Unavailable
+from .tally import RuleState
 
 
 @record(frozen=True)
@@ -19,18 +20,21 @@ class Rule:
     cause: str
     check: Callable[[Context], list[Finding]]
     doc: str  # docs/rules/<id>.md
+    # what the rule keeps of each socket as the dump streams (tally.RuleState), made
+    # from the doctor's options; None: it reads only the shared figures
+    state: Callable[[Options], RuleState | None] | None = None
 
 
-def _rule(rid: str, check) -> Rule:
-    return Rule(rid, CAUSES[rid], check, f"docs/rules/{rid}.md")
+def _rule(rid: str, check, state=None) -> Rule:
+    return Rule(rid, CAUSES[rid], check, f"docs/rules/{rid}.md", state)
 
 
 RULES: tuple[Rule, ...] = (
-    _rule("close-wait-leak", closewait.check_close_wait),
+    _rule("close-wait-leak", closewait.check_close_wait, closewait.CloseWaitState),
     _rule("fd-leak", closewait.check_fd_leak),
-    _rule("dead-peer", deadpeer.check_dead_peer),
-    _rule("keepalive-off", deadpeer.check_keepalive_off),
-    _rule("timeout-mismatch", timeouts.check_timeouts),
+    _rule("dead-peer", deadpeer.check_dead_peer, deadpeer.dead_peer_state),
+    _rule("keepalive-off", deadpeer.check_keepalive_off, deadpeer.keepalive_off_state),
+    _rule("timeout-mismatch", timeouts.check_timeouts, timeouts.flow_idle_state),
     _rule("syn-flood", listen.check_syn_flood),
     _rule("accept-queue-overflow", listen.check_accept_queue),
     _rule("fd-exhaustion", resources.check_fds),
@@ -43,6 +47,12 @@ RULES: tuple[Rule, ...] = (
     _rule("kernel-tuning", kernel.check_tuning),
 )
 BY_ID = {r.id: r for r in RULES}
+
+
+def rule_states(options: Options) -> dict[str, RuleState]:
+    """Each rule's own state for one dump, by rule id (the rules that keep one)."""
+    made = {r.id: r.state(options) for r in RULES if r.state is not None}
+    return {rid: state for rid, state in made.items() if state is not None}
 
 
 def run(ctx: Context, only: tuple[str, ...] = ()) -> tuple[list[Finding], list[str], list[str]]:

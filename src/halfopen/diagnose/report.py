@@ -21,11 +21,10 @@ from ..model.nginx import NginxConf
 from ..model.servers import ServerFacts
 from ..model.snapshot import Snapshot
 from ..model.trace import TraceFacts
-from . import closewait, deadpeer, registry
+from . import registry
 from .common import attribute
 from .context import Context, Options
-from .middlebox import FLOW
-from .tally import Marks, Tally
+from .tally import Tally
 
 SCHEMA = "halfopen.doctor/1"
 EXIT_BY_STATUS = {"ok": EXIT_OK, "warning": EXIT_WARNING, "critical": EXIT_CRITICAL,
@@ -82,27 +81,15 @@ def status_of(findings: list[Finding], checked: list[str]) -> str:
     return {0: "ok", 1: "warning", 2: "critical"}[worst]
 
 
-def marks(options: Options = Options()) -> Marks:
-    """The thresholds a Tally groups sockets by, from the rules and the doctor's options."""
-    def age(default_s: float) -> float:
-        return default_s if options.min_age_s is None else options.min_age_s
-    flows = tuple(dict.fromkeys(mb.idle_timeout_s for mb in options.middleboxes
-                                if mb.kind == FLOW))
-    return Marks(stuck_age_s=age(closewait.STUCK_AGE_S),
-                 dead_peer=deadpeer.dead_peer_mark(age(deadpeer.NO_ACK_S)),
-                 keepalive_off=deadpeer.keepalive_off_mark(age(deadpeer.IDLE_S)),
-                 flow_idle_s=flows)
-
-
 def new_tally(options: Options = Options()) -> Tally:
-    """An empty Tally for these options: feed it the dump (collect.take.take's sink),
-    then pass it to diagnose()."""
-    return Tally(marks(options))
+    """An empty Tally for these options, each rule's state in it (registry.rule_states):
+    feed it the dump (collect.take.take's sink), then pass it to diagnose()."""
+    return Tally(registry.rule_states(options))
 
 
 def tally_of(snapshot: Snapshot, options: Options = Options()) -> Tally:
     """The Tally of a snapshot that holds its sockets (a file, --save-snapshot)."""
-    return Tally.of(snapshot.sockets, marks(options))
+    return Tally.of(snapshot.sockets, registry.rule_states(options))
 
 
 def diagnose(snapshot: Snapshot, options: Options = Options(), history: History | None = None,

@@ -29,10 +29,12 @@ Checks, per namespace with TCP sysctls:
 from __future__ import annotations
 
 from ..model.finding import Finding, Fix
+from ..model.socket import TIMER_OFF, Socket
 from . import keepalive_target, traced
 from .common import code_fix, config_fix, ev, plural, seconds, subject, sysctl_fix
-from .context import Context, Unavailable
+from .context import Context, Options, Unavailable
 from .middlebox import FLOW, PROXY
+from .tally import ESTABLISHED
 
 PROXY_MARGIN_S = 5  # backend idle timeout at least this much above the proxy's
 IDLE_RESET_S = 60  # a reset after this much idle time is a flow forgotten, not an abort
@@ -68,6 +70,44 @@ WHY_CT = (
     "connection is half-open."
 )
 
+
+
+class FlowIdleState:
+    """What timeout-mismatch keeps of the dump: per namespace, the ESTABLISHED sockets
+    with no timer idle (data both ways) past each declared flow middlebox's timeout."""
+
+    states = (ESTABLISHED,)
+
+    def __init__(self, idle_timeouts_s: tuple[float, ...]) -> None:
+        self.timeouts_s = idle_timeouts_s
+        self._marks_ms = tuple(t * 1000 for t in idle_timeouts_s)
+        self.idle: dict[str, list[int]] = {}  # netns -> sockets past each timeout
+
+    def add(self, s: Socket) -> None:
+        ti = s.tcp_info
+        if s.timer != TIMER_OFF or ti is None:
+            return
+        idle = min(ti.last_data_recv, ti.last_data_sent)
+        counts = self.idle.get(s.netns)
+        if counts is None:
+            counts = self.idle[s.netns] = [0] * len(self._marks_ms)
+        for i, mark in enumerate(self._marks_ms):
+            if idle >= mark:
+                counts[i] += 1
+
+    def past(self, netns: str, idle_timeout_s: float) -> int:
+        counts = self.idle.get(netns)
+        return counts[self.timeouts_s.index(idle_timeout_s)] if counts else 0
+
+    def notes(self) -> list[str]:
+        return []
+
+
+def flow_idle_state(options: Options) -> FlowIdleState | None:
+    """The state to keep when a flow middlebox is declared (--middlebox), else None."""
+    timeouts = tuple(dict.fromkeys(mb.idle_timeout_s for mb in options.middleboxes
+                                   if mb.kind == FLOW))
+    return FlowIdleState(timeouts) if timeouts else None
 
 def _namespace_probing(ctx: Context, space, host: keepalive_target.Probing
                        ) -> keepalive_target.SocketsProbing | None:
@@ -149,7 +189,8 @@ def check_timeouts(ctx: Context) -> list[Finding]:
                     # the first probe after the flow is gone: warning; before it, the
                     # flow is kept and only a dead peer is found late: info
                     # ESTABLISHED, no timer, idle (data both ways) past the timeout
-                    lost = space.flow_idle[ctx.table.flow_mark(mb.idle_timeout_s)] if space else 0
+                    flows: FlowIdleState = ctx.table.rule("timeout-mismatch")
+                    lost = flows.past(ns.netns, mb.idle_timeout_s)
                     evidence = [ka_src, mb_ev]
                     if lost:
                         evidence.append(ev("idle_without_keepalive_past_timeout", lost,
@@ -205,7 +246,7 @@ WHY_IDLE_RESET = (
 def _idle_resets(ctx: Context, trace, findings: list[Finding]) -> list[Finding]:
     """The middleboxes the trace's resets name: evidence on a declared flow middlebox's
     findings (in the host namespace), else one finding each."""
-    groups = traced.idle_resetters(trace, ctx.age(IDLE_RESET_S))
+    groups = traced.idle_resetters(trace, ctx.options.age(IDLE_RESET_S))
     if not groups:
         return []
     declared = [f for f in findings if f.subject.get("middlebox") not in (None, "conntrack")]

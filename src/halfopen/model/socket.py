@@ -15,7 +15,9 @@ from .container import Container
 from .states import STATE_BY_KEY, state_name
 
 # idiag_timer values (net/ipv4/inet_diag.c inet_sk_diag_fill, inet_twsk_diag_fill).
-TIMER_NAMES = {0: "off", 1: "on", 2: "keepalive", 3: "timewait", 4: "persist"}
+TIMER_OFF, TIMER_ON, TIMER_KEEPALIVE, TIMER_TIMEWAIT, TIMER_PERSIST = range(5)
+TIMER_NAMES = {TIMER_OFF: "off", TIMER_ON: "on", TIMER_KEEPALIVE: "keepalive",
+               TIMER_TIMEWAIT: "timewait", TIMER_PERSIST: "persist"}
 
 # Socket.direction: the connection was accepted by a listener of its namespace, or this
 # host connected out.

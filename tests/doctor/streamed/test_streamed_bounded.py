@@ -12,8 +12,9 @@ from __future__ import annotations
 import gc
 
 from halfopen.diagnose import bounded
+from halfopen.diagnose.closewait import Pile
+from halfopen.diagnose.deadpeer import Hits
 from halfopen.diagnose.report import new_tally
-from halfopen.diagnose.tally import Hits, Pile
 from halfopen.model.socket import INBOUND, OUTBOUND, Owner, Socket, TcpInfo
 
 COUNT = 200_000
@@ -57,7 +58,7 @@ def test_200k_sockets_keep_only_bounded_state():
     # only the listener is kept whole
     assert _alive_sockets() - before == len(table.listeners) == 1
 
-    (key, cw), = table.close_wait.items()
+    (key, cw), = table.rule("close-wait-leak").groups.items()
     assert key == ("host", 4242, "leaky") and cw.total == COUNT // 4
     pile = cw.server
     assert isinstance(pile, Pile) and cw.client is None
@@ -66,7 +67,7 @@ def test_200k_sockets_keep_only_bounded_state():
     assert pile.peers.total == COUNT // 4
     assert len(pile.lows) == COUNT // 4 and pile.lows.itemsize == 8  # floats, not objects
 
-    (ka,) = table.keepalive_off.values()
+    (ka,) = table.rule("keepalive-off").groups.values()
     hits = ka.client
     assert isinstance(hits, Hits) and hits.count == COUNT // 4
     assert len(hits.peers) == bounded.KEYS_PER_GROUP and len(hits.ports) <= bounded.KEYS_PER_GROUP
