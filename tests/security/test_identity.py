@@ -3,17 +3,18 @@ under its name, and a pid reused by another process, are never acted on."""
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
+import socket
 import subprocess
 import sys
 
 from tests.helpers import sh
 from tests.security.conftest import halfopen, ns_sysctl, set_ns_sysctl
 
+from halfopen.collect import doctor_input
 from halfopen.collect import netns as netns_mod
-from halfopen.collect import stamp
+from halfopen.diagnose.common import identify
 from halfopen.kernel import current_identity
 from halfopen.model.finding import Finding, Fix
 
@@ -88,18 +89,24 @@ def test_fix_and_rollback_skip_a_reused_pid(tmp_path, netns):
     assert r["b_limits"] == [4096, 4096]  # not lowered to a's old 1024 by the rollback
 
 
-def test_doctor_stamps_process_and_namespace_identity(netns):
+def test_doctor_records_identity_as_it_reads(netns):
+    """The identity in a live finding's subject is the one read with the process's fds
+    and the namespace's facts (no second look at /proc after the rules)."""
     me = current_identity.process(os.getpid())
-    now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    space = netns_mod.named(netns)
+    with socket.socket() as held:  # this process owns a socket: the owner scan reads it
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        snap, _nginx, _note, _servers = doctor_input.take_live(
+            (netns_mod.current(), space), window_s=0, read_nginx=False)
+    assert snap.processes[os.getpid()].start_time == me.start_time
     findings = [Finding("fd-exhaustion", "warning", "c", "t", {"pid": os.getpid(), "netns": "host"}),
-                Finding("syn-flood", "warning", "c", "t", {"netns": netns})]
-    stamp.stamp(findings, now)
+                Finding("syn-flood", "warning", "c", "t", {"netns": netns}),
+                Finding("fd-exhaustion", "warning", "c", "t", {"pid": 2 ** 22 + 1})]
+    identify(findings, snap)
     assert findings[0].subject["start_time"] == me.start_time
     assert findings[0].subject["netns_cookie"] == netns_mod.cookie(netns_mod.current())
-    space = netns_mod.named(netns)
     assert findings[1].subject["netns_inode"] == space.inode
     assert findings[1].subject["netns_cookie"] == netns_mod.cookie(space)
-    # a snapshot taken before this process started cannot be about it: not vouched for
-    old = [Finding("fd-exhaustion", "warning", "c", "t", {"pid": os.getpid()})]
-    stamp.stamp(old, "2000-01-01T00:00:00+00:00")
-    assert old[0].subject["start_time"] is None
+    # a pid the read did not see is not vouched for: fix refuses it
+    assert "start_time" not in findings[2].subject

@@ -1,7 +1,7 @@
 """The import layers of docs/design.md, checked on the installed package's source.
 
     units / errors / records  <-  model  <-  store / kernel  <-  collect  <-  diagnose
-        <-  fix / watch / lab  <-  cli
+        <-  doctor / fix / watch / lab  <-  cli
 
 A module may import its own piece and any piece of a lower layer, never one of
 its own layer or above; diagnose, whose rules are pure, imports neither kernel
@@ -29,6 +29,7 @@ LAYERS = {
     "kernel": 2,
     "collect": 3,
     "diagnose": 4,
+    "doctor": 5,  # the live run: collect then diagnose (halfopen.doctor.examine)
     "fix": 5,
     "watch": 5,
     "lab": 5,

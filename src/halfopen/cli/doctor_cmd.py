@@ -10,14 +10,16 @@ from contextlib import contextmanager
 import click
 
 from .. import __version__, fsio, store
-from ..collect import doctor_input, stamp
 from ..collect.trace_window import TraceWindow
 from ..diagnose import middlebox, ranges
 from ..diagnose import report as rep
 from ..diagnose.context import Options
 from ..diagnose.tally import Tally
+from ..doctor import Look, examine
 from ..errors import EXIT_UNKNOWN, HalfopenError, UsageError
 from ..model import file_text
+from ..model.history import History
+from ..model.snapshot import Snapshot
 from ..model.socket import Socket
 from ..watch import history_db
 from . import complete, doctor_out
@@ -220,50 +222,30 @@ def _run(*, pid: int | None, port: int | None, container: str | None, window: fl
             raise UsageError("--snapshot reads nothing live: drop --netns/--netns-pid/"
                              "--all-netns/--nginx-config/--trace")
         snap, nginx, servers = store.load_snapshot(snapshot_file)
-        note = ""
-        trace = None
-        table = None  # diagnose() tallies the file's sockets
+        table = rep.tally_of(snap, options)
+        report = rep.diagnose(snap, options, _history(history_file, snap), nginx, table=table,
+                              servers=servers)
         focus = None
     else:
-        spaces = resolve_namespaces(netns_name, netns_pid, all_netns)
-        # the rules read a Tally fed as the dump streams; --save-snapshot writes every
-        # socket, so then the snapshot keeps its list and diagnose() tallies that
-        table = rep.new_tally(options) if save_snapshot is None else None
-        focus = _focus_tally(options) if nagios and table is not None else None
+        look = Look(resolve_namespaces(netns_name, netns_pid, all_netns), window, nginx_config)
+        # --save-snapshot writes every socket: then the snapshot keeps its list
+        focus = _focus_tally(options) if nagios and save_snapshot is None else None
         what = f"sampling counters over a {window:g} s window" if window else "reading sockets"
         with traced(trace_s, port, pid) as tracer, \
                 progress(what, window or None, enabled=not nagios):
-            snap, nginx, note, servers = doctor_input.take_live(spaces, window, nginx_config=nginx_config,
-                                                        sink=_sink(table, focus, options))
-            trace = tracer.finish() if tracer is not None else None
+            examined = examine(look, options, history=lambda s: _history(history_file, s),
+                               keep_sockets=save_snapshot is not None,
+                               also=_focus_sink(focus, options), tracer=tracer)
+        snap, report, table = examined.snapshot, examined.report, examined.table
+        nginx, servers = examined.nginx, examined.servers
     if save_snapshot is not None:
         try:
             store.save_snapshot(save_snapshot, snap, nginx, servers)
         except OSError as exc:
             raise HalfopenError(f"cannot write --save-snapshot {save_snapshot}: "
                                 f"{exc.strerror or exc}") from None
-    history = None
-    if history_file is not None:
-        history = history_db.load_history(history_file, sorted(snap.processes))
-    if table is None:
-        table = rep.tally_of(snap, options)
-    report = rep.diagnose(snap, options, history, nginx, note, table=table, trace=trace,
-                          servers=servers)
-    if snapshot_file is None:
-        stamp.stamp(report.findings, snap.taken_at)
     if nagios:
-        from ..diagnose.perfdata import focus_pids, in_focus, judge, perfdata  # noqa: PLC0415 - only plugins pay for it
-        focused = in_focus(options)
-        if focused is not None and (snapshot_file is not None or save_snapshot is not None):
-            focus = rep.new_tally(options)
-            for s in snap.sockets:
-                if focused(s):
-                    focus.add(s)
-        pids = focus_pids(snap, options, focus) if focus is not None else None
-        items, breaches, missing = judge(perfdata(snap, table, focus, pids), *thresholds)
-        status = doctor_out.write_nagios(report, items, sys.stdout, verbose, breaches, missing)
-        sys.stdout.flush()
-        return rep.EXIT_BY_STATUS[status]
+        return _nagios(report, snap, table, focus, options, verbose, thresholds)
     if as_json:
         doctor_out.write_json(report, sys.stdout)
     else:
@@ -279,17 +261,41 @@ def _focus_tally(options: Options) -> Tally | None:
     return rep.new_tally(options) if in_focus(options) is not None else None
 
 
-def _sink(table: Tally | None, focus: Tally | None, options: Options
-          ) -> Callable[[Socket], None] | None:
-    """Where the streamed dump goes: the rules' Tally, and the focus's when there is one."""
-    if table is None or focus is None:
-        return table.add if table is not None else None
+def _history(path: str | None, snap: Snapshot) -> History | None:
+    """--history: the recorded samples of the processes read."""
+    return history_db.load_history(path, sorted(snap.processes)) if path is not None else None
+
+
+def _focus_sink(focus: Tally | None, options: Options) -> Callable[[Socket], None] | None:
+    """The focus's share of the streamed dump: the --pid/--port/--container sockets."""
+    if focus is None:
+        return None
     from ..diagnose.perfdata import in_focus  # noqa: PLC0415 - only plugins pay for it
     focused = in_focus(options)
-    add, add_focus = table.add, focus.add
+    if focused is None:
+        return None
+    add = focus.add
 
-    def both(s: Socket) -> None:
-        add(s)
-        if focused is not None and focused(s):
-            add_focus(s)
-    return both
+    def maybe(s: Socket) -> None:
+        if focused(s):
+            add(s)
+    return maybe
+
+
+def _nagios(report: rep.Report, snap: Snapshot, table: Tally, focus: Tally | None,
+            options: Options, verbose: bool,
+            thresholds: tuple[dict[str, ranges.Range], dict[str, ranges.Range]]) -> int:
+    """The plugin's status line and perfdata; its exit code. The focus's Tally, when
+    the dump did not stream (a file, --save-snapshot), is made from the socket list."""
+    from ..diagnose.perfdata import focus_pids, in_focus, judge, perfdata  # noqa: PLC0415 - only plugins pay for it
+    focused = in_focus(options)
+    if focused is not None and focus is None:
+        focus = rep.new_tally(options)
+        for s in snap.sockets:
+            if focused(s):
+                focus.add(s)
+    pids = focus_pids(snap, options, focus) if focus is not None else None
+    items, breaches, missing = judge(perfdata(snap, table, focus, pids), *thresholds)
+    status = doctor_out.write_nagios(report, items, sys.stdout, verbose, breaches, missing)
+    sys.stdout.flush()
+    return rep.EXIT_BY_STATUS[status]

@@ -9,9 +9,9 @@ from typing import Any
 import click
 
 from .. import store
-from ..collect import doctor_input, stamp
-from ..diagnose import middlebox, report
+from ..diagnose import middlebox
 from ..diagnose.context import Options
+from ..doctor import Look, examine
 from ..errors import EXIT_WARNING, UsageError
 from ..fix import apply as applier
 from ..fix import journal, plan, safety, verify
@@ -137,15 +137,9 @@ def _findings(path: str | None, spaces: tuple, window: float,
               options: Options = Options(), nginx_config: str | None = None) -> list[Finding]:
     if path is not None:
         return store.load_findings(path)
-    table = report.new_tally(options)  # fed as the dump streams: no socket list kept
     what = f"sampling counters over a {window:g} s window" if window else "reading sockets"
     with progress(what, window or None):
-        snap, nginx, note, servers = doctor_input.take_live(spaces, window, nginx_config=nginx_config,
-                                                    sink=table.add)
-    findings = report.diagnose(snap, options, nginx=nginx, nginx_note=note, table=table,
-                               servers=servers).findings
-    stamp.stamp(findings, snap.taken_at)
-    return findings
+        return examine(Look(spaces, window, nginx_config), options).report.findings
 
 
 def _arrow(step: plan.Step) -> str:

@@ -22,11 +22,11 @@ from halfopen.records import record
 from ..errors import NamespaceError, NotPermitted
 from ..kernel import current_identity
 from ..kernel import proc as procfs
+from ..model.host import HOST as HOST  # re-exported: the host namespace's label
 from .containers import Resolver
 
 CLONE_NEWNET = 0x40000000  # include/uapi/linux/sched.h
 NETNS_RUN_DIR = "/run/netns"
-HOST = "host"
 POD_PREFIX = "pod:"
 
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -243,7 +243,7 @@ class OwnerCache:
             if c.container is not None:
                 containers[pid] = c.container
             processes[pid] = Process(pid, c.comm, len(c.sock_fds) + len(c.other_fds),
-                                     c.sock_inodes, c.container)
+                                     c.sock_inodes, c.container, start_time=c.start)
         self._table_of = dict(procs)
         self.owner_map = OwnerMap(Holders(table, comms, containers), processes, self.denied)
         return self.owner_map

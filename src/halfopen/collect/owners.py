@@ -173,6 +173,7 @@ class FdScan:
     netns_inode: int  # inode of /proc/PID/ns/net, 0 if unreadable
     fd_count: int
     socket_fds: SocketFds = field(default_factory=SocketFds)
+    start_time: int | None = None  # /proc/PID/stat field 22, read with the comm
 
 
 def scan_fds(proc: str = "/proc", pids: Iterable[int] | None = None) -> tuple[list[FdScan], int]:
@@ -182,14 +183,13 @@ def scan_fds(proc: str = "/proc", pids: Iterable[int] | None = None) -> tuple[li
     doctor also takes fd counts and stale fds from the same pass.
     """
     denied: list[int] = [0]
-    scans = [FdScan(pid, comm, ns_inode, fd_count, socks)
-             for pid, comm, ns_inode, fd_count, socks in _each_process(proc, pids, denied)]
+    scans = list(_each_process(proc, pids, denied))
     return scans, denied[0]
 
 
 def _each_process(proc: str, pids: Iterable[int] | None,
-                  denied: list[int]) -> Iterator[tuple[int, str, int, int, SocketFds]]:
-    """(pid, comm, netns inode, fd count, fd -> socket inode) of each readable
+                  denied: list[int]) -> Iterator[FdScan]:
+    """The FdScan of each readable
     process, one at a time; denied[0] counts the processes we may not read."""
     readlink = os.readlink
     for pid in (procfs.pids(proc) if pids is None else pids):
@@ -211,7 +211,7 @@ def _each_process(proc: str, pids: Iterable[int] | None,
                     continue
                 if link.startswith("socket:["):
                     add(int(name), int(link[8:-1]))
-            comm = procfs.read_comm(pid, proc)
+            comm, started = procfs.read_stat(pid, proc)
             try:
                 ns_inode = procfs.ns_inode(pid, proc)
             except OSError:
@@ -223,7 +223,7 @@ def _each_process(proc: str, pids: Iterable[int] | None,
             continue
         finally:
             os.close(dir_fd)
-        yield pid, comm, ns_inode, len(names), socks
+        yield FdScan(pid, comm, ns_inode, len(names), socks, started)
 
 
 def scan(proc: str = "/proc", pids: Iterable[int] | None = None) -> OwnerMap:
@@ -233,9 +233,7 @@ def scan(proc: str = "/proc", pids: Iterable[int] | None = None) -> OwnerMap:
     is kept beside the map (at a million sockets that copy was 100 MiB).
     """
     denied: list[int] = [0]
-    owner_map = from_scans((FdScan(pid, comm, ns_inode, fd_count, socks)
-                            for pid, comm, ns_inode, fd_count, socks
-                            in _each_process(proc, pids, denied)), proc=proc)
+    owner_map = from_scans(_each_process(proc, pids, denied), proc=proc)
     owner_map.denied = denied[0]
     return owner_map
 
@@ -259,5 +257,6 @@ def from_scans(scans: Iterable, denied: int = 0, proc: str = "/proc",
         box = resolver.of_pid(pid) if scan.socket_fds else None
         if box is not None:
             containers[pid] = box
-        processes[pid] = Process(pid, scan.comm, scan.fd_count, scan.socket_fds.inodes, box)
+        processes[pid] = Process(pid, scan.comm, scan.fd_count, scan.socket_fds.inodes, box,
+                                 start_time=scan.start_time)
     return OwnerMap(Holders(held.table(), comms, containers), processes, denied)

@@ -12,8 +12,10 @@ from collections.abc import Iterable
 from ..model.container import Container
 from ..model.finding import Evidence, Finding, Fix
 from ..model.fixes import KeepaliveChange, KeepaliveSettings, KillChange, RlimitChange, SysctlChange, proposed_filter
+from ..model.host import HOST
 from ..model.identity import ProcessIdentity
 from ..model.process import Process
+from ..model.snapshot import Snapshot
 from ..model.socket import Socket
 from ..units import seconds  # noqa: F401  (the rules format durations with it)
 from .bounded import Keys
@@ -109,6 +111,28 @@ def attribute(findings: list[Finding], processes: dict[int, Process]) -> None:
         comm = f.subject.get("comm", proc.comm)
         f.subject["container"] = proc.container.to_dict()
         f.title = f.title.replace(who(pid, comm), who(pid, comm, proc.container), 1)
+
+
+def identify(findings: list[Finding], snapshot: Snapshot) -> None:
+    """Record in each finding's subject who it is about, as the collector read it:
+    the process's start time beside its pid (Process/ProcessLimits.start_time, read
+    with its fds) and the namespace's inode and cookie beside its name
+    (NamespaceHost); `halfopen fix` compares them before acting (model.identity).
+    Nothing is added where nothing was recorded (a snapshot from before)."""
+    hf = snapshot.host_facts
+    limits = hf.processes if hf is not None else {}
+    spaces = hf.namespaces if hf is not None else {}
+    for f in findings:
+        subj = f.subject
+        pid = subj.get("pid")
+        if isinstance(pid, int) and "start_time" not in subj:
+            seen = snapshot.processes.get(pid) or limits.get(pid)
+            if seen is not None and seen.start_time is not None:
+                subj["start_time"] = seen.start_time
+                subj.setdefault("comm", seen.comm)
+        space = spaces.get(str(subj.get("netns", HOST)))
+        if space is not None and space.inode is not None and "netns_cookie" not in subj:
+            subj["netns_inode"], subj["netns_cookie"] = space.inode, space.cookie
 
 
 def subject(netns: str, pid: int | None = None, comm: str = "", port: int | None = None,

@@ -1,8 +1,8 @@
 """The doctor's report: run every rule on a snapshot, order, focus, status, JSON.
 
 `diagnose()` is pure (a Snapshot in, a Report out) so `fix`, `watch` and the
-exporter reuse it on any snapshot. Reading the live system is
-collect.doctor_input.take_live; snapshot files are halfopen.store; history files
+exporter reuse it on any snapshot. A live run reads and diagnoses in one place,
+halfopen.doctor.run; snapshot files are halfopen.store; history files
 watch.history_db.load_history.
 """
 
@@ -22,7 +22,7 @@ from ..model.servers import ServerFacts
 from ..model.snapshot import Snapshot
 from ..model.trace import TraceFacts
 from . import registry
-from .common import attribute
+from .common import attribute, identify
 from .context import Context, Options
 from .tally import Tally
 
@@ -106,6 +106,7 @@ def diagnose(snapshot: Snapshot, options: Options = Options(), history: History 
                   servers=servers)
     findings, checked, unknown = registry.run(ctx, only)
     attribute(findings, snapshot.processes)
+    identify(findings, snapshot)
     findings = _focus(findings, options)
     findings.sort(key=lambda f: (REPORT_ORDER.get(f.severity, 9), registry.RULE_IDS.index(f.id)
                                  if f.id in registry.RULE_IDS else 99, f.title))

@@ -56,6 +56,19 @@ def parse_start_time(stat: bytes) -> int:
     return int(stat[stat.rindex(b")") + 2:].split()[19])
 
 
+def read_stat(pid: int, proc: str = "/proc") -> tuple[str, int]:
+    """(comm, start time) from one read of /proc/PID/stat; raises if `pid` is gone.
+
+    The comm is the task name as /proc/PID/comm has it (do_task_stat prints it raw
+    between the first '(' and the last ')'); the start time is field 22, so the
+    name and the identity come from the same instant.
+    """
+    with open(f"{proc}/{pid}/stat", "rb") as f:
+        stat = f.read()
+    name = stat[stat.index(b"(") + 1:stat.rindex(b")")].decode("utf-8", "replace")
+    return name, parse_start_time(stat)
+
+
 def start_time(pid: int, proc: str = "/proc") -> Optional[int]:
     """The start time of `pid`, or None when no such process exists."""
     try:

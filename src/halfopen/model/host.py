@@ -41,6 +41,8 @@ SOURCES = (
     "kernel-log",     # /dev/kmsg, else dmesg
 )
 
+HOST = "host"  # the label of the host's own network namespace (collect.netns names the others)
+
 
 # ---------------------------------------------------------------- counters
 
@@ -201,6 +203,7 @@ class ProcessLimits:
     # the system service its cgroup names (collect.unit.read_system_unit), '' if none:
     # the only unit a fix may name; never derived from comm, which the process chooses
     unit: str = ""
+    start_time: int | None = None  # clock ticks after boot, read with its fds; None: not recorded
 
 
 # ---------------------------------------------------------------- conntrack
@@ -300,6 +303,10 @@ class NamespaceHost:
     sockstat: SockStat | None = None
     tunables: Tunables | None = None
     conntrack: Conntrack | None = None
+    # who the namespace is (model.identity): its nsfs inode and SO_NETNS_COOKIE, read
+    # when its facts were; None: not recorded (a snapshot from before, a kernel < 5.14)
+    inode: int | None = None
+    cookie: int | None = None
 
 
 @record
@@ -375,4 +382,5 @@ def _namespace(d: dict[str, Any]) -> NamespaceHost:
         sockstat=_opt(SockStat, d.get("sockstat")),
         tunables=_tunables(d.get("tunables")),
         conntrack=_opt(Conntrack, d.get("conntrack")),
+        inode=d.get("inode"), cookie=d.get("cookie"),
     )

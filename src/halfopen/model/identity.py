@@ -3,7 +3,8 @@
 Pids and namespace inodes are reused: a process is (pid, start time), a
 network namespace its cookie (net/core/net_namespace.c, net->net_cookie,
 never handed out twice), else its nsfs inode. kernel.current_identity reads them
-now; a finding's subject records them (halfopen doctor, collect.stamp), and
+now; a finding's subject records them as the collector read them
+(diagnose.common.identify), and
 fix compares the two before any change.
 
     >>> subject = {"pid": 812, "comm": "nginx", "start_time": 98123, "netns": "blue",

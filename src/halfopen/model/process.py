@@ -47,12 +47,16 @@ class Process:
     # a sample of its ESTABLISHED sockets' keepalive, one entry per distinct setting;
     # empty when not read (not root, no such socket, a snapshot from before)
     keepalive: list[KeepaliveSeen] = field(default_factory=list)
+    # clock ticks after boot (/proc/PID/stat field 22), read with the comm as its fds
+    # were: with the pid, who the process is (model.identity); None: not recorded
+    start_time: Optional[int] = None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Process):
             return NotImplemented
-        return (self.pid, self.comm, self.fd_count, self.container, self.keepalive) == \
-            (other.pid, other.comm, other.fd_count, other.container, other.keepalive) and \
+        return (self.pid, self.comm, self.fd_count, self.container, self.keepalive,
+                self.start_time) == (other.pid, other.comm, other.fd_count, other.container,
+                                     other.keepalive, other.start_time) and \
             list(self.socket_inodes) == list(other.socket_inodes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -62,6 +66,8 @@ class Process:
             d["container"] = self.container.to_dict()
         if self.keepalive:
             d["keepalive"] = [k.to_dict() for k in self.keepalive]
+        if self.start_time is not None:
+            d["start_time"] = self.start_time
         return d
 
     @classmethod
@@ -69,4 +75,5 @@ class Process:
         c = d.get("container")
         return cls(d["pid"], d["comm"], d["fd_count"], list(d.get("socket_inodes", [])),
                    Container.from_dict(c) if c else None,
-                   [KeepaliveSeen.from_dict(k) for k in d.get("keepalive", [])])
+                   [KeepaliveSeen.from_dict(k) for k in d.get("keepalive", [])],
+                   d.get("start_time"))

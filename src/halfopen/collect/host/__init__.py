@@ -33,6 +33,7 @@ from dataclasses import field
 from halfopen.records import record
 
 from ...errors import HalfopenError
+from ...kernel import current_identity
 from ...kernel import proc as procfs
 from ...model.host import HostFacts, NamespaceHost, NetCounters, ProcessLimits, Tunables
 from ...model.sysctls import SYSCTLS
@@ -153,7 +154,7 @@ class HostRun:
         btime = run("boot-time", procfs.boot_time, proc)
         facts = HostFacts(taken_at=taken_at, kernel=os.uname().release,
                           boot_time=float(btime) if btime is not None else 0.0, window_s=window)
-        hosts = {ns.name: NamespaceHost(ns.name) for ns in spaces} if live \
+        hosts = {ns.name: NamespaceHost(ns.name, inode=ns.inode) for ns in spaces} if live \
             else {"host": NamespaceHost("host")}
         self = cls(spaces, window, facts, btime, live, proc, kmsg_path, top, kmsg_patterns,
                    stale_fds, clock, sleep, run, hosts)
@@ -163,6 +164,8 @@ class HostRun:
             self.firsts[nh.netns] = run(f"counters@{nh.netns}", counters.read_counters,
                                         net_root, clock)
             nh.counters = self.firsts[nh.netns]
+            if self.live:  # inside it now: who it is, beside its name (model.identity)
+                nh.cookie = run(f"netns-cookie@{nh.netns}", current_identity.netns_cookie)
         self._in_ns(first)
         self.started = clock()
         return self
@@ -315,4 +318,4 @@ def _processes(run: _Run, facts: HostFacts, got, pids: Iterable[int] | None, top
         facts.processes[pid] = ProcessLimits(
             pid=pid, comm=scan.comm, netns=label(scan.netns_inode), fd_count=scan.fd_count,
             socket_fds=len(scan.socket_fds), nofile_soft=nofile[0], nofile_hard=nofile[1],
-            unit=read_system_unit(pid, proc))
+            unit=read_system_unit(pid, proc), start_time=scan.start_time)

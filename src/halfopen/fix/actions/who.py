@@ -46,7 +46,7 @@ def not_the_finding_s(finding: Finding, want: ProcessIdentity,
     """Why `now` may not be acted on for `finding`; '' when it may.
 
     A pid is acted on only when the finding recorded its start time (halfopen
-    doctor does, collect.stamp): a pid alone, from a findings file without
+    doctor does, diagnose.common.identify): a pid alone, from a findings file without
     `start_time` (hand-written, or older than identity) or named only in a
     kill filter, may since belong to any process, so it is skipped like a
     pid whose start time changed.
