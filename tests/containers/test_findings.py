@@ -34,8 +34,8 @@ def close_wait(report):
 def test_title_and_subject_name_the_pod():
     f = close_wait(diagnose(snapshot(POD)))
     assert f.title.startswith("nginx (pid 812, pod shop/web-7f9) holds 150 CLOSE_WAIT sockets")
-    assert f.subject["container"] == POD.to_dict()
-    assert f.subject["pid"] == 812  # the rest of the subject as before
+    assert f.subject.container == POD
+    assert f.subject.pid == 812  # the rest of the subject as before
 
 
 def test_docker_container_by_name_and_host_process_unchanged():
@@ -43,7 +43,7 @@ def test_docker_container_by_name_and_host_process_unchanged():
     assert close_wait(diagnose(snapshot(docker))).title.startswith(
         "nginx (pid 812, docker cache-redis-1) holds")
     plain = close_wait(diagnose(snapshot(None)))
-    assert plain.title.startswith("nginx (pid 812) holds") and "container" not in plain.subject
+    assert plain.title.startswith("nginx (pid 812) holds") and plain.subject.container is None
 
 
 def test_doctor_focus_on_a_container():

@@ -35,7 +35,7 @@ def test_case(path):
     with open(path) as f:
         case = json.load(f)
     report = _run(case)
-    got = [(f.id, f.severity, f.subject, f.to_dict()["fixes"])
+    got = [(f.id, f.severity, f.subject.to_dict(), f.to_dict()["fixes"])
            for f in report.findings]
     for want in case["expect"]:
         # "fix": params one of the finding's fixes must have (e.g. a sysctl's netns)
@@ -123,6 +123,6 @@ def test_outbound_pool_that_grows_is_critical():
     for history, want in ((grown, "critical"), (flat, "warning")):
         report = diagnose(snap, Options(), history, nginx=nginx)
         f = [x for x in report.findings if x.id == "close-wait-leak"][0]
-        assert f.severity == want and f.subject["direction"] == "out", (want, f.title)
+        assert f.severity == want and f.subject.direction == "out", (want, f.title)
     ev = {e.what: e.value for e in f.evidence}
     assert ev["close_wait_growth_per_hour"] == 0.0  # the flat one: measured, not guessed

@@ -30,7 +30,7 @@ def test_a_syn_flood_line_alone_is_not_pinned_to_the_namespaces_with_that_port()
     assert not [f for f in report.findings if f.id == "syn-flood"], \
         [(f.id, f.subject) for f in report.findings]
     (klog,) = [f for f in report.findings if f.id == "kernel-warning"]
-    assert klog.subject["netns"] == "host" and klog.subject["port"] == 443
+    assert klog.subject.netns == "host" and klog.subject.port == 443
     note = next(e.note for e in klog.evidence if e.what == "last_line")
     assert "any of them" in note
 

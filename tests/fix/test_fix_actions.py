@@ -13,6 +13,7 @@ import pytest
 from halfopen.fix import failures, rlimit
 from halfopen.kernel import current_identity
 from halfopen.model.finding import Finding, Fix
+from halfopen.model.subject import Subject
 
 
 def limits_line(pid: int) -> list[str]:
@@ -41,7 +42,8 @@ def write_findings(tmp_path, fixes: list[Fix], rule: str, subject: dict) -> str:
     now = current_identity.process(subject["pid"]) if "pid" in subject else None
     if now is not None:
         subject = {"start_time": now.start_time, "comm": now.comm, **subject}
-    finding = Finding(rule, "critical", "cause", f"{rule} title", subject, [], fixes, "why")
+    finding = Finding(rule, "critical", "cause", f"{rule} title", Subject.from_dict(subject), [], fixes,
+                      "why")
     path = tmp_path / "doctor.json"
     path.write_text(json.dumps({"findings": [finding.to_dict()]}))
     return str(path)

@@ -22,6 +22,7 @@ from halfopen.errors import UsageError
 from halfopen.fix import plan
 from halfopen.fix.actions import FIXES
 from halfopen.model.finding import Finding, Fix
+from halfopen.model.subject import Subject
 
 CASES = sorted((pathlib.Path(__file__).parent / "cases").glob("*.json"))
 
@@ -35,7 +36,7 @@ def load(path: pathlib.Path) -> dict:
 
 def planned(case: dict):
     f, x = case["finding"], case["fix"]
-    finding = Finding(f["id"], "warning", "cause", f["title"], f["subject"], [],
+    finding = Finding(f["id"], "warning", "cause", f["title"], Subject.from_dict(f["subject"]), [],
                       [Fix(x["action"], "", True, x["params"])], "why")
     action, change = plan.proposal(finding, finding.fixes[0])
     return action.compare(finding, change, action.facts_from_dict(case["facts"]))

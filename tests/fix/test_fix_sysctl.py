@@ -9,6 +9,7 @@ import os
 from tests.helpers import sh
 
 from halfopen.model.finding import Finding, Fix
+from halfopen.model.subject import Subject
 
 KEYS = {"net.ipv4.tcp_keepalive_time": "7200", "net.ipv4.tcp_keepalive_intvl": "75",
         "net.core.somaxconn": "4096", "net.ipv4.ip_local_port_range": "32768 60999"}
@@ -22,7 +23,7 @@ def sysctl_fix(key: str, value: str, netns: str) -> Fix:
 def findings_file(tmp_path, netns: str, fixes: list[Fix], rule: str = "keepalive-off",
                   extra: list[Finding] = ()) -> str:
     finding = Finding(rule, "warning", "client vanished", f"{rule} in {netns}",
-                      {"netns": netns}, [], fixes, "why")
+                      Subject(netns), [], fixes, "why")
     path = tmp_path / "doctor.json"
     path.write_text(json.dumps({"schema": "halfopen.doctor/1",
                                 "findings": [finding.to_dict()] + [f.to_dict() for f in extra]}))

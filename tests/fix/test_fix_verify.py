@@ -10,15 +10,17 @@ from halfopen.fix.retrofit import Settings
 from halfopen.fix.verify import CURED, NOT_CURED, NOT_YET, Verdict, verdicts
 from halfopen.model.finding import Finding
 from halfopen.model.identity import ProcessIdentity
+from halfopen.model.subject import Subject
 
 
 def finding(fid: str, **subject) -> Finding:
-    return Finding(id=fid, severity="warning", cause="c", title="t", subject=subject,
+    return Finding(id=fid, severity="warning", cause="c", title="t", subject=Subject.from_dict(subject),
                    evidence=[], fixes=[], why="")
 
 
 def step(fid: str, action: str, target: str, subject: dict, new=None, change=None) -> Step:
-    return Step(fid, "t", action, target, "change", new=new, change=change, subject=subject)
+    return Step(fid, "t", action, target, "change", new=new, change=change,
+                subject=Subject.from_dict(subject))
 
 
 def test_each_verdict():

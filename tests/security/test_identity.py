@@ -17,6 +17,7 @@ from halfopen.collect import netns as netns_mod
 from halfopen.diagnose.common import identify
 from halfopen.kernel import current_identity
 from halfopen.model.finding import Finding, Fix
+from halfopen.model.subject import Subject
 
 SYN = "net.ipv4.tcp_syncookies"
 PIDREUSE = os.path.join(os.path.dirname(__file__), "pidreuse.py")
@@ -24,7 +25,7 @@ PIDREUSE = os.path.join(os.path.dirname(__file__), "pidreuse.py")
 
 def _findings(tmp_path, ns: str, subject_extra: dict | None = None) -> str:
     fix = Fix("sysctl", "", True, {"key": SYN, "value": "1", "netns": ns})
-    subject = {"netns": ns, **(subject_extra or {})}
+    subject = Subject.from_dict({"netns": ns, **(subject_extra or {})})
     finding = Finding("syn-flood", "critical", "SYN flood", "t", subject, [], [fix], "why")
     path = tmp_path / "doctor.json"
     path.write_text(json.dumps({"schema": "halfopen.doctor/1", "findings": [finding.to_dict()]}))
@@ -100,13 +101,13 @@ def test_doctor_records_identity_as_it_reads(netns):
         snap, _nginx, _note, _servers = doctor_input.take_live(
             (netns_mod.current(), space), window_s=0, read_nginx=False)
     assert snap.processes[os.getpid()].start_time == me.start_time
-    findings = [Finding("fd-exhaustion", "warning", "c", "t", {"pid": os.getpid(), "netns": "host"}),
-                Finding("syn-flood", "warning", "c", "t", {"netns": netns}),
-                Finding("fd-exhaustion", "warning", "c", "t", {"pid": 2 ** 22 + 1})]
+    findings = [Finding("fd-exhaustion", "warning", "c", "t", Subject("host", os.getpid())),
+                Finding("syn-flood", "warning", "c", "t", Subject(netns)),
+                Finding("fd-exhaustion", "warning", "c", "t", Subject(pid=2 ** 22 + 1))]
     identify(findings, snap)
-    assert findings[0].subject["start_time"] == me.start_time
-    assert findings[0].subject["netns_cookie"] == netns_mod.cookie(netns_mod.current())
-    assert findings[1].subject["netns_inode"] == space.inode
-    assert findings[1].subject["netns_cookie"] == netns_mod.cookie(space)
+    assert findings[0].subject.start_time == me.start_time
+    assert findings[0].subject.netns_cookie == netns_mod.cookie(netns_mod.current())
+    assert findings[1].subject.netns_inode == space.inode
+    assert findings[1].subject.netns_cookie == netns_mod.cookie(space)
     # a pid the read did not see is not vouched for: fix refuses it
-    assert "start_time" not in findings[2].subject
+    assert findings[2].subject.start_time is None

@@ -18,6 +18,7 @@ from tests.helpers import HALFOPEN
 from tests.security.conftest import halfopen, ns_sysctl, one_line, set_ns_sysctl
 
 from halfopen.model.finding import Finding, Fix
+from halfopen.model.subject import Subject
 
 KA, SOMAX = "net.ipv4.tcp_keepalive_time", "net.core.somaxconn"
 
@@ -25,7 +26,7 @@ KA, SOMAX = "net.ipv4.tcp_keepalive_time", "net.core.somaxconn"
 def _findings(tmp_path, ns: str) -> str:
     fixes = [Fix("sysctl", "", True, {"key": KA, "value": "300", "netns": ns}),
              Fix("sysctl", "", True, {"key": SOMAX, "value": "8192", "netns": ns})]
-    finding = Finding("keepalive-off", "warning", "c", "t", {"netns": ns}, [], fixes, "why")
+    finding = Finding("keepalive-off", "warning", "c", "t", Subject(ns), [], fixes, "why")
     path = tmp_path / "doctor.json"
     path.write_text(json.dumps({"schema": "halfopen.doctor/1", "findings": [finding.to_dict()]}))
     return str(path)

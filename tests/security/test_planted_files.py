@@ -27,6 +27,7 @@ from tests.security.conftest import halfopen, one_line
 
 from halfopen.kernel import current_identity
 from halfopen.model.finding import Finding, Fix
+from halfopen.model.subject import Subject
 
 KEY = "net.ipv4.tcp_keepalive_time"
 CASES = Path(__file__).parent.parent / "doctor" / "cases"
@@ -54,7 +55,7 @@ def _host_findings(tmp_path) -> str:
     with open("/proc/sys/" + KEY.replace(".", "/")) as f:
         now = f.read().strip()
     fix = Fix("sysctl", "", True, {"key": KEY, "value": now, "netns": "host"})
-    finding = Finding("keepalive-off", "warning", "c", "t", {"netns": "host"}, [], [fix], "why")
+    finding = Finding("keepalive-off", "warning", "c", "t", Subject("host"), [], [fix], "why")
     path = tmp_path / "doctor.json"
     path.write_text(json.dumps({"schema": "halfopen.doctor/1", "findings": [finding.to_dict()]}))
     return str(path)
@@ -251,7 +252,7 @@ def test_a_finding_without_start_time_is_not_acted_on(attacker, tmp_path, action
         journal = str(tmp_path / "journal.jsonl")
 
         def run(subj: dict) -> dict:
-            finding = Finding("close-wait-leak", "warning", "c", "t", subj, [],
+            finding = Finding("close-wait-leak", "warning", "c", "t", Subject.from_dict(subj), [],
                               [_fix_for(action, holder.pid)], "why")
             path = tmp_path / "doctor.json"
             path.write_text(json.dumps({"findings": [finding.to_dict()]}))

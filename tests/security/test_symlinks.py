@@ -19,6 +19,7 @@ from tests.security.conftest import halfopen, ns_sysctl, one_line
 
 from halfopen.cli.main import main
 from halfopen.model.finding import Finding, Fix
+from halfopen.model.subject import Subject
 
 KEY = "net.ipv4.tcp_keepalive_time"
 
@@ -55,7 +56,7 @@ def _host_findings(tmp_path) -> str:
     with open("/proc/sys/" + KEY.replace(".", "/")) as f:
         now = f.read().strip()
     fix = Fix("sysctl", "", True, {"key": KEY, "value": now, "netns": "host"})
-    finding = Finding("keepalive-off", "warning", "client vanished", "t", {"netns": "host"},
+    finding = Finding("keepalive-off", "warning", "client vanished", "t", Subject("host"),
                       [], [fix], "why")
     path = tmp_path / "doctor.json"
     path.write_text(json.dumps({"schema": "halfopen.doctor/1", "findings": [finding.to_dict()]}))
@@ -135,7 +136,7 @@ def test_watch_record_creates_a_private_file(tmp_path):
 
 def _ns_findings(tmp_path, ns: str) -> str:
     fix = Fix("sysctl", "", True, {"key": KEY, "value": "300", "netns": ns})
-    finding = Finding("keepalive-off", "warning", "client vanished", "t", {"netns": ns},
+    finding = Finding("keepalive-off", "warning", "client vanished", "t", Subject(ns),
                       [], [fix], "why")
     path = tmp_path / "doctor.json"
     path.write_text(json.dumps({"schema": "halfopen.doctor/1", "findings": [finding.to_dict()]}))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from halfopen.model import fixes, identity
+from halfopen.model.subject import Subject
 
 
 def test_fix_records_carry_the_identity_the_finding_recorded():
-    subject = {"pid": 812, "comm": "nginx", "start_time": 98123, "netns": "blue",
-               "netns_inode": 4026532000, "netns_cookie": 7}
+    subject = Subject("blue", 812, "nginx", start_time=98123, netns_inode=4026532000,
+                      netns_cookie=7)
     ka = fixes.change("keepalive", {"idle": 30, "filter": "dport = :5432"}, subject)
     assert isinstance(ka, fixes.KeepaliveChange)
     assert ka.process == identity.ProcessIdentity(812, 98123, "nginx")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from halfopen.diagnose import registry
 from halfopen.model.rules import CAUSES, RULE_IDS
+from halfopen.model.subject import Subject
 
 
 def test_registry_checks_every_rule_id_in_order():
@@ -43,6 +44,6 @@ def test_fix_params_that_are_wrong_say_what_in_one_line():
         with pytest.raises(ValueError, match=why):
             fixes.change(action, params)
     # the finding's subject names the pid and the namespace when the params do not
-    c = fixes.change("kill", {"filter": "state close-wait"}, {"netns": "blue", "pid": 9})
+    c = fixes.change("kill", {"filter": "state close-wait"}, Subject("blue", 9))
     assert c.netns is not None and c.netns.name == "blue"
-    assert fixes.change("prlimit", {"soft": 10}, {"pid": 9}).pid == 9
+    assert fixes.change("prlimit", {"soft": 10}, Subject(pid=9)).pid == 9

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from halfopen.model.finding import Evidence, Finding
+from halfopen.model.subject import Subject
 from halfopen.watch.hostfacts import HostStats
 from halfopen.watch.sample import Listener, ProcSample, Sample
 
@@ -27,5 +28,5 @@ def make(t: float, close_wait: int = 0, fds: int | None = None, fd_limit: int = 
 def finding(pid: int = 4242, severity: str = "critical") -> Finding:
     return Finding("close-wait-leak", severity, "application does not close",
                    f"leaky (pid {pid}) holds CLOSE_WAIT sockets",
-                   {"pid": pid, "comm": "leaky", "netns": "host", "port": 8080},
+                   Subject("host", pid, "leaky", 8080),
                    [Evidence("close_wait_sockets", 10, "sock_diag")])

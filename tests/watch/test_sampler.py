@@ -42,7 +42,7 @@ def test_full_host_run_and_doctor_throttled(monkeypatch):
         samples.append(s.take())
     assert calls == [True, True]  # only the full samples keep a Snapshot
     assert len(seen) == 2 and all(f is not None for f in seen)  # with host facts
-    got = [[f.subject["pid"] for f in x.findings] for x in samples]
+    got = [[f.subject.pid for f in x.findings] for x in samples]
     # the samples between carry the last findings, saying how old they are
     assert got == [[1], [1], [1], [2], [2]]
     assert any("findings from the doctor's run" in n for n in samples[2].notes)

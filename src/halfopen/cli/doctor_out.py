@@ -57,7 +57,7 @@ def write_text(report: Report, out: IO[str], verbose: bool = False) -> None:
                              (f"{shown(f.id):<22}", "bold"), shown(f.title))
         con.print(head)
         pad = " " * 9
-        subj = f.subject
+        subj = f.subject.to_dict()
         if verbose and subj:
             con.print(Text(pad + shown(", ".join(f"{k} {v}" for k, v in subj.items())),
                            style="dim"))

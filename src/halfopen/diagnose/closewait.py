@@ -339,7 +339,7 @@ def _with_trace(trace, findings: list[Finding], stuck_age: float) -> list[Findin
     read at the window's start, before those FINs)."""
     named = set()
     for f in findings:
-        pid = f.subject.get("pid")
+        pid = f.subject.pid
         row = trace.owner(pid) if pid is not None else None
         if row is None or not (row.fins_received or row.earlier_close_wait):
             continue

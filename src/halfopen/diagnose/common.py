@@ -8,6 +8,7 @@ import shlex
 import statistics
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import replace
 
 from ..model.container import Container
 from ..model.finding import Evidence, Finding, Fix
@@ -17,6 +18,7 @@ from ..model.identity import ProcessIdentity
 from ..model.process import Process
 from ..model.snapshot import Snapshot
 from ..model.socket import Socket
+from ..model.subject import Subject
 from ..units import seconds  # noqa: F401  (the rules format durations with it)
 from .bounded import Keys
 
@@ -104,12 +106,12 @@ def attribute(findings: list[Finding], processes: dict[int, Process]) -> None:
     once for all of them, from the snapshot's processes.
     """
     for f in findings:
-        pid = f.subject.get("pid")
-        proc = processes.get(pid) if isinstance(pid, int) else None
-        if proc is None or proc.container is None:
+        pid = f.subject.pid
+        proc = processes.get(pid) if pid is not None else None
+        if pid is None or proc is None or proc.container is None:
             continue
-        comm = f.subject.get("comm", proc.comm)
-        f.subject["container"] = proc.container.to_dict()
+        comm = f.subject.comm if f.subject.comm is not None else proc.comm
+        f.subject = replace(f.subject, container=proc.container)
         f.title = f.title.replace(who(pid, comm), who(pid, comm, proc.container), 1)
 
 
@@ -124,27 +126,22 @@ def identify(findings: list[Finding], snapshot: Snapshot) -> None:
     spaces = hf.namespaces if hf is not None else {}
     for f in findings:
         subj = f.subject
-        pid = subj.get("pid")
-        if isinstance(pid, int) and "start_time" not in subj:
+        pid = subj.pid
+        if pid is not None and subj.start_time is None:
             seen = snapshot.processes.get(pid) or limits.get(pid)
             if seen is not None and seen.start_time is not None:
-                subj["start_time"] = seen.start_time
-                subj.setdefault("comm", seen.comm)
-        space = spaces.get(str(subj.get("netns", HOST)))
-        if space is not None and space.inode is not None and "netns_cookie" not in subj:
-            subj["netns_inode"], subj["netns_cookie"] = space.inode, space.cookie
+                subj = replace(subj, start_time=seen.start_time,
+                               comm=seen.comm if subj.comm is None else subj.comm)
+        space = spaces.get(subj.netns or HOST)
+        if space is not None and space.inode is not None and subj.netns_inode is None:
+            subj = replace(subj, netns_inode=space.inode, netns_cookie=space.cookie)
+        f.subject = subj
 
 
 def subject(netns: str, pid: int | None = None, comm: str = "", port: int | None = None,
-            **more) -> dict:
-    d: dict = {"netns": netns}
-    if pid is not None:
-        d["pid"] = pid
-        d["comm"] = comm
-    if port is not None:
-        d["port"] = port
-    d.update({k: v for k, v in more.items() if v is not None})
-    return d
+            **more) -> Subject:
+    """A finding's Subject: the process's comm goes with its pid."""
+    return Subject(netns, pid, comm if pid is not None else None, port, **more)
 
 
 def ev(what: str, value, source: str, note: str = "") -> Evidence:

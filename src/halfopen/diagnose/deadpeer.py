@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from ..model.finding import Finding, Fix
 from ..model.socket import INBOUND, OUTBOUND, TIMER_KEEPALIVE, TIMER_OFF, TIMER_ON, Socket
+from ..model.subject import Subject
 from . import keepalive_target, sides, traced
 from .bounded import Distinct, Keys
 from .common import (
@@ -264,7 +265,7 @@ def _with_trace(trace, findings: list[Finding]) -> list[Finding]:
     one of its own: info for keepalive, warning for retransmission give-ups."""
     named = set()
     for f in findings:
-        pid = f.subject.get("pid")
+        pid = f.subject.pid
         row = trace.owner(pid) if pid is not None else None
         if row is not None and traced.giveups(row):
             named.add(pid)
@@ -394,7 +395,7 @@ def _side_note(group: Hits) -> str:
 
 
 def _subject(netns: str, pid: int | None, comm: str, client: bool, group: Hits,
-             one: str | None) -> dict:
+             one: str | None) -> Subject:
     # group.port: the remote port on the client's side, the local port on the server's
     return subject(netns, pid, comm, group.port.single,
                    direction=OUTBOUND if client else (INBOUND if _inbound(group) else None),

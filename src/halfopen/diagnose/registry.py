@@ -9,6 +9,7 @@ from halfopen.records import record
 from ..model.finding import Finding
 from ..model.rules import CAUSES
 from ..model.rules import RULE_IDS as RULE_IDS  # re-exported: one check per id, in its order
+from ..model.subject import Subject
 from . import closewait, deadpeer, kernel, listen, resources, timeouts, timewait
 from .context import Context, Options, Unavailable
 from .tally import RuleState
@@ -73,7 +74,7 @@ def run(ctx: Context, only: tuple[str, ...] = ()) -> tuple[list[Finding], list[s
             unknown.append(rule.id)
             findings.append(Finding(
                 id=rule.id, severity="unknown", cause=rule.cause,
-                title=f"{rule.id}: could not check ({exc})", subject={},
+                title=f"{rule.id}: could not check ({exc})", subject=Subject(),
                 evidence=[], fixes=[], why=str(exc)))
             continue
         checked.append(rule.id)

@@ -14,7 +14,6 @@ from typing import Any
 from halfopen.records import record
 
 from ..errors import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING
-from ..model.container import Container
 from ..model.finding import REPORT_ORDER, SEVERITY_RANK, Finding
 from ..model.history import History
 from ..model.nginx import NginxConf
@@ -63,12 +62,11 @@ def _focus(findings: list[Finding], options: Options) -> list[Finding]:
         return findings
     kept = []
     for f in findings:
-        pid, port = f.subject.get("pid"), f.subject.get("port")
-        box = f.subject.get("container")
+        pid, port, box = f.subject.pid, f.subject.port, f.subject.container
         if pid is None and port is None:
             kept.append(f)  # host- or namespace-wide: affects the focus too
         elif options.pid is not None and pid == options.pid or options.port is not None and port == options.port or (options.container is not None and box is not None
-              and Container.from_dict(box).matches(options.container)):
+              and box.matches(options.container)):
             kept.append(f)
     return kept
 

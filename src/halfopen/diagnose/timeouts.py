@@ -249,7 +249,7 @@ def _idle_resets(ctx: Context, trace, findings: list[Finding]) -> list[Finding]:
     groups = traced.idle_resetters(trace, ctx.options.age(IDLE_RESET_S))
     if not groups:
         return []
-    declared = [f for f in findings if f.subject.get("middlebox") not in (None, "conntrack")]
+    declared = [f for f in findings if f.subject.middlebox not in (None, "conntrack")]
     if declared:
         for f in declared:
             for g in groups:

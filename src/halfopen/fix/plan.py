@@ -72,7 +72,7 @@ def build(findings: Iterable[Finding], proc: str = "/proc",
     for finding in findings:
         for fix in finding.fixes:
             step = step_of(finding, fix, host)
-            step.subject = dict(finding.subject)
+            step.subject = finding.subject
             why = safety.outside(step.netns, only_netns)
             if why and step.action in AUTOMATIC and step.status != "manual":
                 step.status, step.note = "manual", join(step.note, why)

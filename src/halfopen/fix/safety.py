@@ -17,6 +17,7 @@ from collections.abc import Iterable
 
 from ..model import filter as filters
 from ..model.finding import Finding
+from ..model.host import HOST
 from ..model.socket import Socket
 from ..model.states import TcpState
 
@@ -73,7 +74,7 @@ def in_namespaces(findings: list[Finding], names: set[str] | None) -> tuple[list
     """
     if names is None:
         return findings, []
-    kept = [f for f in findings if str(f.subject.get("netns", "host")) in names]
+    kept = [f for f in findings if (f.subject.netns or HOST) in names]
     left = len(findings) - len(kept)
     return kept, ([f"{left} finding(s) about other namespaces or the host left out: {OUTSIDE}"]
                   if left else [])

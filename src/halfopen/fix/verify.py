@@ -23,6 +23,7 @@ from typing import Any, Optional
 from halfopen.records import record
 
 from ..model.finding import Finding
+from ..model.subject import Subject
 from .actions import FIXES, Step
 
 CURED, NOT_YET, NOT_CURED = "cured", "not-yet", "not-cured"
@@ -54,9 +55,10 @@ def settles_in_s(step: Step) -> float:
     return action.settles_in_s(step) if action is not None else 0
 
 
-def same_problem(subject: dict[str, Any], finding: Finding) -> bool:
+def same_problem(subject: Subject, finding: Finding) -> bool:
     got = finding.subject
-    return all(subject.get(k) == got.get(k) for k in SUBJECT_KEYS if k in subject)
+    return all(getattr(subject, k) == getattr(got, k) for k in SUBJECT_KEYS
+               if getattr(subject, k) is not None)
 
 
 def verdicts(steps: Iterable[Step], outcomes: Iterable[str], after: list[Finding]

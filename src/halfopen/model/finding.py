@@ -19,6 +19,7 @@ from typing import Any
 from halfopen.records import record
 
 from . import file_text, schema
+from .subject import Subject
 
 # The one severity table, in the order a report lists findings: a known critical
 # problem before a check that could not run ("unknown" is "could not check", not
@@ -54,19 +55,21 @@ class Finding:
     severity: str  # "info", "warning", "critical", "unknown"
     cause: str
     title: str
-    subject: dict[str, Any] = field(default_factory=dict)  # pid, comm, netns, port ...
+    subject: Subject = field(default_factory=Subject)  # netns, pid, comm, port ...
     evidence: list[Evidence] = field(default_factory=list)
     fixes: list[Fix] = field(default_factory=list)
     why: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["subject"] = self.subject.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Finding:
         return cls(
             id=d["id"], severity=d["severity"], cause=d["cause"], title=d["title"],
-            subject=dict(d.get("subject", {})),
+            subject=Subject.from_dict(d.get("subject", {})),
             evidence=[Evidence(**e) for e in d.get("evidence", [])],
             fixes=[Fix(**f) for f in d.get("fixes", [])],
             why=d.get("why", ""),
@@ -90,8 +93,7 @@ def findings_shape() -> schema.Shape:
          **{k: text for k in ("key", "file", "snippet", "filter", "resource", "netns", "comm")}},
         (), "params", rest=schema.JSON)
     fix = schema.of_record(Fix, overrides={"params": params})
-    subject = schema.Obj({k: count for k in ("pid", "port", "start_time", "netns_inode",
-                                             "netns_cookie")},
-                         (), "subject", rest=schema.JSON)
+    # typed where a Subject field is; other keys (a hand-written file's) any JSON, left out
+    subject = schema.Obj(schema.of_record(Subject).fields, (), "subject", rest=schema.JSON)
     return schema.List(schema.of_record(Finding, overrides={
         "fixes": schema.List(fix), "subject": subject}))

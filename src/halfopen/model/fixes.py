@@ -25,7 +25,9 @@ from halfopen.records import record
 from ..errors import UsageError
 from . import filter as filters
 from .filter import Filter
+from .host import HOST
 from .identity import NetnsIdentity, ProcessIdentity, recorded_netns, recorded_process
+from .subject import Subject
 
 EVERY_SOCKET = Filter(None, "")
 
@@ -39,8 +41,8 @@ def in_netns(netns: str, argv: str) -> str:
     return f"ip netns exec {shlex.quote(netns)} {argv}"
 
 
-def _pid(action: str, params: dict[str, Any], subject: dict[str, Any]) -> int:
-    pid = params.get("pid", subject.get("pid"))
+def _pid(action: str, params: dict[str, Any], subject: Subject) -> int:
+    pid = params.get("pid", subject.pid)
     if pid is None:
         raise ValueError(f"the {action} fix names no pid")
     try:
@@ -73,13 +75,13 @@ class SysctlChange:
         return {"key": self.key, "value": self.value, "netns": self.netns}
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], subject: dict[str, Any]) -> SysctlChange:
+    def from_params(cls, params: dict[str, Any], subject: Subject) -> SysctlChange:
         if not params.get("key"):
             raise ValueError("sysctl fix without a key")
         value = params.get("value")
         text = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
         return cls(str(params["key"]), text,
-                   str(params.get("netns") or subject.get("netns") or "host"))
+                   str(params.get("netns") or subject.netns or HOST))
 
     def command(self) -> str:
         return in_netns(self.netns, f"sysctl -w {self.key}={shlex.quote(self.value)}")
@@ -101,7 +103,7 @@ class RlimitChange:
         return d
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], subject: dict[str, Any]) -> RlimitChange:
+    def from_params(cls, params: dict[str, Any], subject: Subject) -> RlimitChange:
         pid = _pid(cls.action, params, subject)
         soft, hard = params.get("soft"), params.get("hard")
         for name, v in (("soft", soft), ("hard", hard)):
@@ -147,7 +149,7 @@ class KeepaliveChange:
         return d
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], subject: dict[str, Any]) -> KeepaliveChange:
+    def from_params(cls, params: dict[str, Any], subject: Subject) -> KeepaliveChange:
         pid = _pid(cls.action, params, subject)
         try:
             settings = KeepaliveSettings(
@@ -183,8 +185,8 @@ class KillChange:
         return d
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], subject: dict[str, Any]) -> KillChange:
-        netns = params.get("netns") or subject.get("netns")
+    def from_params(cls, params: dict[str, Any], subject: Subject) -> KillChange:
+        netns = params.get("netns") or subject.netns
         return cls(parse_filter(str(params.get("filter", ""))),
                    None if netns is None else recorded_netns(subject, str(netns)))
 
@@ -214,10 +216,10 @@ Change = Union[SysctlChange, RlimitChange, KeepaliveChange, KillChange]
 ACTIONS = {c.action: c for c in (SysctlChange, RlimitChange, KeepaliveChange, KillChange)}
 
 
-def change(action: str, params: dict[str, Any], subject: Optional[dict[str, Any]] = None) -> Change:
+def change(action: str, params: dict[str, Any], subject: Optional[Subject] = None) -> Change:
     """The typed change of an automatic fix; the finding's subject fills pid and netns."""
     try:
         kind = ACTIONS[action]
     except KeyError:
         raise ValueError(f"no automatic fix {action!r}; valid: {', '.join(ACTIONS)}") from None
-    return kind.from_params(params, subject or {})
+    return kind.from_params(params, subject if subject is not None else Subject())

@@ -7,8 +7,8 @@ now; a finding's subject records them as the collector read them
 (diagnose.common.identify), and
 fix compares the two before any change.
 
-    >>> subject = {"pid": 812, "comm": "nginx", "start_time": 98123, "netns": "blue",
-    ...            "netns_inode": 4026532000, "netns_cookie": 7}
+    >>> subject = Subject("blue", 812, "nginx", start_time=98123, netns_inode=4026532000,
+    ...                   netns_cookie=7)
     >>> recorded_process(subject, 812)
     ProcessIdentity(pid=812, start_time=98123, comm='nginx')
     >>> recorded_process(subject, 813)
@@ -21,9 +21,12 @@ fix compares the two before any change.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 from halfopen.records import record
+
+from .host import HOST
+from .subject import Subject
 
 
 @record(frozen=True)
@@ -48,23 +51,17 @@ class NetnsIdentity:
         return self.inode is not None or self.cookie is not None
 
 
-def _int(v: Any) -> Optional[int]:
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
-
-
-def recorded_process(subject: dict[str, Any], pid: int) -> ProcessIdentity:
+def recorded_process(subject: Subject, pid: int) -> ProcessIdentity:
     """The identity a finding's subject recorded for `pid`; only the pid when it is
     about another process or recorded no start time (an older findings file)."""
-    if subject.get("pid") != pid:
+    if subject.pid != pid or subject.start_time is None:
         return ProcessIdentity(pid)
-    start = _int(subject.get("start_time"))
-    comm = subject.get("comm") if start is not None else None
-    return ProcessIdentity(pid, start, comm if isinstance(comm, str) else None)
+    return ProcessIdentity(pid, subject.start_time, subject.comm)
 
 
-def recorded_netns(subject: dict[str, Any], name: str) -> NetnsIdentity:
+def recorded_netns(subject: Subject, name: str) -> NetnsIdentity:
     """The identity a finding's subject recorded for namespace `name`; only the
     name when the finding is about another one or recorded neither number."""
-    if str(subject.get("netns", "host")) != name:
+    if (subject.netns or HOST) != name:
         return NetnsIdentity(name)
-    return NetnsIdentity(name, _int(subject.get("netns_inode")), _int(subject.get("netns_cookie")))
+    return NetnsIdentity(name, subject.netns_inode, subject.netns_cookie)

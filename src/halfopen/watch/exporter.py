@@ -197,9 +197,9 @@ def finding_families(s: Sample) -> Iterator[Metric]:
             unknown_ids.add(x.id)
             continue
         subj = x.subject
-        pid = subj.get("pid")
-        ident = identity_of(s, pid if isinstance(pid, int) else None, str(subj.get("comm", "")))
-        key = (x.id, x.cause, *ident.labels(), str(subj.get("netns", "")), str(subj.get("port", "")))
+        ident = identity_of(s, subj.pid, subj.comm or "")
+        key = (x.id, x.cause, *ident.labels(), subj.netns or "",
+               "" if subj.port is None else str(subj.port))
         # one series per subject: the worst of the findings that share it (two workers)
         worst[key] = max(worst.get(key, 0), SEVERITY_VALUE[x.severity])
     for key, value in sorted(worst.items()):

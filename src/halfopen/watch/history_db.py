@@ -239,7 +239,7 @@ class Recorder:
                            [(sid, k, v) for k, v in f.counters.items()])
             if s.findings:
                 db.executemany("INSERT INTO findings VALUES (?,?,?,?,?)",
-                               [(sid, x.id, x.severity, x.title, json.dumps(x.subject))
+                               [(sid, x.id, x.severity, x.title, json.dumps(x.subject.to_dict()))
                                 for x in s.findings])
             db.executemany(
                 "INSERT INTO close_wait_seen VALUES (?,?,?,?,?) ON CONFLICT(cookie) DO UPDATE"

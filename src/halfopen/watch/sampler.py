@@ -199,9 +199,9 @@ class Sampler:
         or a reused pid has a new comm, so it is read again)."""
         comms = {pid: p.comm for pid, p in sample.processes.items()}
         for f in sample.findings or ():
-            pid = f.subject.get("pid")
-            if isinstance(pid, int):
-                comms.setdefault(pid, str(f.subject.get("comm", "")))
+            pid = f.subject.pid
+            if pid is not None:
+                comms.setdefault(pid, f.subject.comm or "")
         units = {}
         for key in comms.items():
             cached = self._units.get(key)

@@ -73,7 +73,7 @@ class FindingLog:
 
     @staticmethod
     def key(f: Finding) -> tuple:
-        return (f.id, tuple(sorted((k, str(v)) for k, v in f.subject.items())))
+        return (f.id, tuple(sorted((k, str(v)) for k, v in f.subject.to_dict().items())))
 
     def update(self, t: float, findings: list[Finding] | None) -> None:
         if findings is None:

@@ -21,6 +21,8 @@ from typing import Any, ClassVar, Optional, Protocol
 from halfopen.records import record
 
 from ...model.finding import Finding, Fix
+from ...model.host import HOST
+from ...model.subject import Subject
 from ..sysctl import PROC_SYS
 
 
@@ -51,7 +53,7 @@ class Step:
     note: str = ""
     text: str = ""  # manual steps: the snippet or command for a person
     change: Optional[Record] = None  # the action's typed record (change, already set)
-    subject: dict[str, Any] = field(default_factory=dict)  # the finding's, to verify against
+    subject: Subject = field(default_factory=Subject)  # the finding's, to verify against
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in ("finding", "reason", "action", "target", "status",
@@ -110,7 +112,7 @@ class FindingAction(Action):
 def step_for(finding: Finding, action: str, target: str, status: str = "change",
              **fields: Any) -> Step:
     """A Step about `finding`, in the finding's namespace unless `netns` says otherwise."""
-    fields.setdefault("netns", str(finding.subject.get("netns", "host")))
+    fields.setdefault("netns", finding.subject.netns or HOST)
     return Step(finding.id, finding.title, action, target, status, **fields)
 
 

@@ -21,6 +21,7 @@ from ...collect import netns
 from ...errors import UsageError
 from ...model.finding import Finding
 from ...model.fixes import KillChange
+from ...model.host import HOST
 from ...model.identity import NetnsIdentity, ProcessIdentity, recorded_netns, recorded_process
 from ...model.socket import Socket
 from .. import destroy, safety
@@ -140,11 +141,11 @@ def _checked(finding: Finding, change: KillChange) -> None:
 
 
 def _recorded(finding: Finding, change: KillChange) -> NetnsIdentity:
-    return change.netns or recorded_netns(finding.subject, "host")
+    return change.netns or recorded_netns(finding.subject, HOST)
 
 
 def _pids(finding: Finding, change: KillChange) -> list[int]:
     """The pids the filter names and the finding's own: each must still be the one diagnosed."""
-    pid = finding.subject.get("pid")
-    own = {pid} if isinstance(pid, int) and not isinstance(pid, bool) else set()
+    pid = finding.subject.pid
+    own = {pid} if pid is not None else set()
     return sorted(safety.named_pids(change.filter.expr) | own)

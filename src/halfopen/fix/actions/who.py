@@ -51,10 +51,7 @@ def not_the_finding_s(finding: Finding, want: ProcessIdentity,
     kill filter, may since belong to any process, so it is skipped like a
     pid whose start time changed.
     """
-    pid, subject = want.pid, finding.subject
-    if subject.get("pid") == pid and "start_time" in subject and subject["start_time"] is None:
-        return (f"pid {pid}: the doctor could not vouch that it is the process it "
-                "diagnosed (it started after the snapshot, or exited)")
+    pid = want.pid
     if want.start_time is None:
         return (f"pid {pid}: the finding records no start_time for it, so it cannot be "
                 "told from a later process that reused the pid; run `halfopen doctor "
