@@ -18,8 +18,11 @@ def test_schema_names_the_first_wrong_place():
             (dict(good, evidence=[{"what": "n", "value": 1}]), "$[0].evidence[0]: want the key 'source'"),
             (dict(good, id=7), "$[0].id: want a string"),
             (dict(good, extra=1), "$[0].extra: want no such key"),
-            (dict(good, subject={"pid": float("inf")}), "$[0].subject.pid: want a finite number"),
-            (dict(good, subject={"pid": True, "x": 2**65}), "$[0].subject.x: want a finite number"),
+            (dict(good, subject={"pid": float("inf")}), "$[0].subject.pid: want a 64-bit integer"),
+            (dict(good, subject={"pid": True}), "$[0].subject.pid: want a 64-bit integer"),
+            (dict(good, subject={"port": 80, "x": 2**65}), "$[0].subject.x: want no such key"),
+            (dict(good, evidence=[{"what": "n", "value": 2**65, "source": "s"}]),
+             "$[0].evidence[0].value: want a finite number"),
     ]:
         with pytest.raises(schema.SchemaError) as info:
             schema.check([bad], shape)

@@ -17,14 +17,12 @@ from pathlib import Path
 import pytest
 from tests.helpers import nobody_cannot_run_halfopen
 
+from halfopen.model.rules import RULE_IDS
+
 from .conftest import ROOT
 
 DEPLOY = ROOT / "deploy"
 RULES = DEPLOY / "prometheus" / "halfopen-alerts.yml"
-RULE_IDS = ("close-wait-leak", "fd-leak", "dead-peer", "keepalive-off", "timeout-mismatch",
-            "syn-flood", "accept-queue-overflow", "fd-exhaustion", "conntrack-exhaustion",
-            "tcp-memory-pressure", "orphan-pressure", "memory-exhaustion", "time-wait-pressure",
-            "kernel-warning", "kernel-tuning")
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess:

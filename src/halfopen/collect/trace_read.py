@@ -39,6 +39,7 @@ The close() event is enabled only once some process is followed (an empty
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -243,7 +244,7 @@ class TraceReader:
             instance = tracefs.Instance.create(root, f"{tracefs.PREFIX}{os.getpid()}")
         except BaseException:
             if mounted:
-                tracefs.unmount(root)
+                _unmount_ours(root)
             raise
         reader = cls(root, mounted, instance)
         reader.stale_removed = stale
@@ -393,4 +394,15 @@ class TraceReader:
         self.instance.remove()
         if self.mounted:
             self.mounted = False
-            tracefs.unmount(self.root)
+            _unmount_ours(self.root)
+
+
+def _unmount_ours(root: str) -> None:
+    """Unmount the tracefs we mounted, unless someone took it up meanwhile: EBUSY is
+    another tracer (a second halfopen, trace-cmd) with a file of it open, and the
+    mount stays theirs."""
+    try:
+        tracefs.unmount(root)
+    except OSError as exc:
+        if exc.errno != errno.EBUSY:
+            raise

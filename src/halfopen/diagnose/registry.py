@@ -10,7 +10,7 @@ from ..model.finding import Finding
 from ..model.rules import CAUSES
 from ..model.rules import RULE_IDS as RULE_IDS  # re-exported: one check per id, in its order
 from ..model.subject import Subject
-from . import closewait, deadpeer, kernel, listen, resources, timeouts, timewait
+from . import closewait, deadpeer, kernel, listen, resets, resources, timeouts, timewait
 from .context import Context, Options, Unavailable
 from .tally import RuleState
 
@@ -46,6 +46,7 @@ RULES: tuple[Rule, ...] = (
     _rule("time-wait-pressure", timewait.check_time_wait),
     _rule("kernel-warning", kernel.check_kernel_log),
     _rule("kernel-tuning", kernel.check_tuning),
+    _rule("reset-on-close", resets.check_reset_on_close),
 )
 BY_ID = {r.id: r for r in RULES}
 

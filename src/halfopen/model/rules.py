@@ -22,5 +22,6 @@ CAUSES: dict[str, str] = {
     "time-wait-pressure": "after the fix: TIME_WAIT",
     "kernel-warning": "kernel",
     "kernel-tuning": "kernel",
+    "reset-on-close": "application resets its connections",
 }
 RULE_IDS: tuple[str, ...] = tuple(CAUSES)

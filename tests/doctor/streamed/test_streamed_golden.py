@@ -13,7 +13,10 @@ three keepalive sysctls, and info when the first probe already beats it):
 the four timeout-mismatch goldens were re-recorded for that finding alone;
 and dead-peer proposes TCP_USER_TIMEOUT and tcp_retries2 only where data is in
 flight (retransmitting or Send-Q): its goldens re-recorded for that alone;
-kernel log evidence says the log is host-wide (four goldens: that note alone).
+kernel log evidence says the log is host-wide (four goldens: that note alone);
+a new rule, reset-on-close (issue 21's example of adding one): every golden's
+`checked` gained its id and the five without host facts its "could not check"
+finding, nothing else (re-recorded by a script that refused any other difference).
 """
 
 from __future__ import annotations
