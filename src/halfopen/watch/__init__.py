@@ -1,8 +1,8 @@
 """watch: repeated samples of the kernel, and their history.
 
-This package samples and keeps; what shows the samples and what serves them
-stand apart, in two subpackages that build on the modules here (never the
-reverse, nor on each other: tests/unit/test_layers.py).
+This package samples and keeps. What shows the samples and what serves them
+stand apart, in two subpackages that build on the modules here and not on
+each other; nothing here imports them (tests/unit/test_layers.py).
 
 Sampling
     sampler.py         one Sample from the live kernel: sockets, owners, host facts, findings
@@ -15,6 +15,7 @@ History
     history_db.py      SQLite history: one writer, many readers, retention
     window.py          the last samples in memory, for sparklines and growth fits
     trend.py           least-squares growth and time to a limit (pure)
-presentation/          the live view and the HTML report, with its charts
-serving/               the Prometheus exporter and its HTTP server
+Shown and served (subpackages)
+    presentation/      the live view and the HTML report, with its charts
+    serving/           the Prometheus exporter, its HTTP server, TLS and basic auth
 """
