@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from halfopen.diagnose import report
 from halfopen.errors import HalfopenError
 from halfopen.model.snapshot import Snapshot
-from halfopen.watch import history_db, webconfig
+from halfopen.watch import history_db
+from halfopen.watch.serving import webconfig
 
 pytestmark = pytest.mark.timeout(TARGET_TIMEOUT_S)
 

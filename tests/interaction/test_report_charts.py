@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from halfopen.watch import history_db, svg
+from halfopen.watch import history_db
+from halfopen.watch.presentation import svg
 from watch.conftest import ARTIFACTS, run_halfopen
 from watch.samples import finding, make
 

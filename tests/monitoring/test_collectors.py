@@ -15,7 +15,7 @@ from tests.helpers import nobody_cannot_run_halfopen
 
 SCRAPE = """
 from prometheus_client import generate_latest
-from halfopen.watch.exporter import registry
+from halfopen.watch.serving.exporter import registry
 from halfopen.watch.sampler import Sampler
 print(generate_latest(registry(Sampler())).decode())
 """

@@ -5,7 +5,9 @@
 
 A module may import its own piece and any piece of a lower layer, never one of
 its own layer or above; diagnose, whose rules are pure, imports neither kernel
-nor collect. Imports inside functions count like any other: a
+nor collect. Inside watch, its presentation/ and serving/ subpackages build
+on its sampling and history modules, never the reverse, nor on each other.
+Imports inside functions count like any other: a
 function-level import is not a way around a layer, nor around a cycle.
 """
 
@@ -107,6 +109,29 @@ def test_imports_run_one_way():
                     lines.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {src_piece} imports {target}")
     assert lines == [], "imports against the layers:\n" + "\n".join(lines)
     assert KNOWN - breaches == set(), "fixed breaches still listed in KNOWN"
+
+
+# watch's subpackages that stand apart from its sampling and history (and each other)
+APART = ("halfopen.watch.presentation", "halfopen.watch.serving")
+
+
+def _apart(module: str) -> str | None:
+    """The subpackage of APART that holds `module`, if any."""
+    return next((p for p in APART if module == p or module.startswith(p + ".")), None)
+
+
+def test_watch_sampling_stands_apart():
+    modules = _known_modules()
+    lines = []
+    for path in _sources():
+        src = _module_name(path)
+        if _piece(src) != "watch":
+            continue
+        for line, name in _imports(path):
+            dst = _apart(_resolve(name, modules) or name)
+            if dst is not None and dst != _apart(src):
+                lines.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {src} imports {dst}")
+    assert lines == [], "watch's sampling and history import what shows or serves them:\n" + "\n".join(lines)
 
 
 def _known_modules() -> set[str]:

@@ -166,7 +166,7 @@ def test_systemd_analyze_verify_accepts_the_units(tmp_path):
 def test_every_exported_metric_is_documented():
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from halfopen.watch import exporter
+    from halfopen.watch.serving import exporter
 
     from .samples import finding, make
 

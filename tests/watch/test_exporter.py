@@ -12,9 +12,9 @@ import pytest
 from tests.helpers import wait_for
 
 from halfopen.model.finding import Finding
-from halfopen.watch import exporter
 from halfopen.watch.process_labels import Identity
 from halfopen.watch.sample import CollectorRun, Listener
+from halfopen.watch.serving import exporter
 
 from .conftest import ROOT, free_port, run_halfopen, stop
 from .samples import finding, make

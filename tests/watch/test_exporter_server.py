@@ -23,7 +23,7 @@ from contextlib import ExitStack, contextmanager
 import pytest
 from tests.helpers import nofile_at_least, wait_for
 
-from halfopen.watch import serve, webconfig
+from halfopen.watch.serving import serve, webconfig
 
 from .conftest import ROOT, free_port, run_halfopen, stop
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from halfopen.watch import history_db, svg
+from halfopen.watch import history_db
+from halfopen.watch.presentation import svg
 
 from .conftest import ARTIFACTS, run_halfopen
 from .samples import finding, make

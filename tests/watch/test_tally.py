@@ -17,9 +17,9 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 
 from halfopen.collect import netns as netns_mod
-from halfopen.watch.exporter import families
 from halfopen.watch.sample import Sample
 from halfopen.watch.sampler import Sampler, Settings
+from halfopen.watch.serving.exporter import families
 
 HOLDER = Path(__file__).parent / "mixed_holder.py"
 # the families a streamed sample builds from the dump (host counters and

@@ -16,7 +16,7 @@ def test_once_shows_the_leaking_process(start_leaker):
     out = r.stdout
     assert "sockets by state" in out and "close_wait" in out
     row = next(line for line in out.splitlines() if re.search(rf"\b{leak.pid}\b.*leaker", line))
-    cells = row.split()  # borderless columns (watch.view)
+    cells = row.split()  # borderless columns (watch.presentation.view)
     assert cells[:3] == [str(leak.pid), "leaker", "37"], row
     assert "listeners" in out and f":{leak.port}" in out
     assert "conntrack" in out and "file handles" in out

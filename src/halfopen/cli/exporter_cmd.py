@@ -13,10 +13,10 @@ import click
 from prometheus_client import CollectorRegistry
 
 from ..errors import UsageError
-from ..watch import serve, webconfig
-from ..watch.exporter import registry as build_registry
 from ..watch.sampler import Sampler, Settings
-from ..watch.trace_counts import TraceCounts
+from ..watch.serving import serve, webconfig
+from ..watch.serving.exporter import registry as build_registry
+from ..watch.serving.trace_counts import TraceCounts
 from .options import PATH, Integer, Seconds, namespace_options, resolve_namespaces
 
 _HOST = re.compile(r"[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}(%[A-Za-z0-9_.-]{1,15})?\]|")

@@ -7,7 +7,8 @@ import sys
 import click
 
 from .. import fsio
-from ..watch import history_db, html_report
+from ..watch import history_db
+from ..watch.presentation import html_report
 from .options import PATH
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..watch import duration
-from ..watch.loop import WatchOptions, run
+from ..watch.presentation.loop import WatchOptions, run
 from ..watch.sampler import Settings
+from . import duration
 from .options import PATH, Integer, namespace_options, resolve_namespaces
 
 

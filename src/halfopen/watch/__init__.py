@@ -1,4 +1,8 @@
-"""watch: repeated samples turned into trends, history, reports and metrics.
+"""watch: repeated samples of the kernel, and their history.
+
+This package samples and keeps. What shows the samples and what serves them
+stand apart, in two subpackages that build on the modules here and not on
+each other; nothing here imports them (tests/unit/test_layers.py).
 
 Sampling
     sampler.py         one Sample from the live kernel: sockets, owners, host facts, findings
@@ -7,18 +11,11 @@ Sampling
     ages.py            CLOSE_WAIT ages that only grow: each socket dated at its first sighting
     process_labels.py  who a process is across restarts: comm, systemd unit, container, pod
     findings.py        the doctor on each sample, unless it is switched off
-Storage
+History
     history_db.py      SQLite history: one writer, many readers, retention
     window.py          the last samples in memory, for sparklines and growth fits
     trend.py           least-squares growth and time to a limit (pure)
-Presentation
-    loop.py            the watch loop: sample, record, draw
-    view.py            one rich frame of the live view
-    html_report.py     the self-contained HTML report
-    svg.py             inline SVG line charts
-    duration.py        durations on the command line ('90s', '15m', '7d')
-Serving
-    exporter.py        the Prometheus collector
-    serve.py           the /metrics HTTP server (bounded, idle clients cut first)
-    webconfig.py       --web.config.file: TLS and basic auth (exporter-toolkit format)
+Shown and served (subpackages)
+    presentation/      the live view and the HTML report, with its charts
+    serving/           the Prometheus exporter, its HTTP server, TLS and basic auth
 """

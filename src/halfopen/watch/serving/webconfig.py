@@ -31,8 +31,8 @@ from typing import Any, Optional
 
 from halfopen.records import record
 
-from .. import fsio
-from ..errors import UsageError
+from ... import fsio
+from ...errors import UsageError
 
 MAX_BYTES = 1 << 20
 BCRYPT_HASH = re.compile(r"\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}")

@@ -14,6 +14,8 @@ import math
 import time
 from collections.abc import Sequence
 
+from halfopen.records import record
+
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf")
 
@@ -92,25 +94,38 @@ def time_ticks(t0: float, t1: float, most: int = 6) -> tuple[list[float], str]:
     return out, fmt
 
 
-def line_chart(title: str, series: Sequence[tuple[str, Sequence[tuple[float, float]]]],
-               width: int = 720, height: int = 260, dashed: Sequence[str] = (),
-               unit: str = "", y_range: tuple[float, float] | None = None) -> str:
-    """One SVG chart; series with a name in `dashed` are drawn dashed (limits).
-    `y_range`: the value axis at least this span (a percentage: 0-100, so that 0.07 %
-    of a table looks empty, not full)."""
-    ml, mr, mt, mb = 56, 170, 28, 28
-    pw, ph = width - ml - mr, height - mt - mb
-    pts = [p for _n, s in series for p in s]
-    esc = html.escape
-    out = [f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" '
-           f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
-           f'aria-label="{esc(title)}">',
-           f'<text x="{ml}" y="16" font-size="13" font-weight="bold">{esc(title)}'
-           f'{esc(" (" + unit + ")") if unit else ""}</text>']
-    if not pts:
-        out.append(f'<text class="empty" x="{ml}" y="{mt + ph / 2}" font-size="12" '
-                   'fill="#888">no data recorded</text></svg>')
-        return "".join(out)
+def _svg(title: str, width: int, height: int) -> str:
+    """The opening <svg> tag of a chart, its title as its accessible name."""
+    return (f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+            f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
+            f'aria-label="{html.escape(title)}">')
+
+
+@record(frozen=True)
+class _Plot:
+    """A line chart's plot area (left, top, width, height) and its scales: the span of
+    times across (t0..t1) and of values up (v0..v1)."""
+
+    left: int
+    top: int
+    width: int
+    height: int
+    t0: float
+    t1: float
+    v0: float
+    v1: float
+
+    def x(self, t: float) -> float:
+        return self.left + (t - self.t0) / (self.t1 - self.t0) * self.width
+
+    def y(self, v: float) -> float:
+        return self.top + self.height - (v - self.v0) / (self.v1 - self.v0) * self.height
+
+
+def _spans(pts: Sequence[tuple[float, float]], y_range: tuple[float, float] | None
+           ) -> tuple[float, float, float, float, list[float]]:
+    """t0, t1, v0, v1 of the points (values from 0 at least, and over `y_range`) and the
+    value ticks; the value axis runs from the first round tick to the last."""
     t0, t1 = min(p[0] for p in pts), max(p[0] for p in pts)
     v0, v1 = min(0.0, min(p[1] for p in pts)), max(p[1] for p in pts)
     if y_range is not None:
@@ -121,43 +136,76 @@ def line_chart(title: str, series: Sequence[tuple[str, Sequence[tuple[float, flo
     if not v1 > v0:
         v1 = v0 + max(1.0, abs(v0))
     marks = ticks(v0, v1)
-    if marks[-1] > marks[0]:  # the axis from the first round tick to the last
+    if marks[-1] > marks[0]:
         v0, v1 = marks[0], marks[-1]
-    times, fmt = time_ticks(t0, t1)
+    return t0, t1, v0, v1, marks
 
-    def x(t: float) -> float:
-        return ml + (t - t0) / (t1 - t0) * pw
 
-    def y(v: float) -> float:
-        return mt + ph - (v - v0) / (v1 - v0) * ph
-
-    out.append(f'<rect x="{ml}" y="{mt}" width="{pw}" height="{ph}" fill="none" stroke="#ccc"/>')
+def _axes(plot: _Plot, marks: Sequence[float], height: int) -> list[str]:
+    """The frame, a grid line and label per value tick, a label per time tick."""
+    ml, pw = plot.left, plot.width
+    out = [f'<rect x="{ml}" y="{plot.top}" width="{pw}" height="{plot.height}" fill="none" '
+           'stroke="#ccc"/>']
     for v in marks:
-        out.append(f'<line x1="{ml}" x2="{ml + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
-                   'stroke="#eee"/>')
-        out.append(f'<text class="ytick" x="{ml - 4}" y="{y(v) + 4:.1f}" font-size="10" '
+        y = plot.y(v)
+        out.append(f'<line x1="{ml}" x2="{ml + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>')
+        out.append(f'<text class="ytick" x="{ml - 4}" y="{y + 4:.1f}" font-size="10" '
                    f'text-anchor="end">{_tick(v)}</text>')
+    times, fmt = time_ticks(plot.t0, plot.t1)
     for t in times:
-        out.append(f'<text class="xtick" x="{x(t):.1f}" y="{height - 10}" font-size="10" '
+        out.append(f'<text class="xtick" x="{plot.x(t):.1f}" y="{height - 10}" font-size="10" '
                    f'text-anchor="middle">'
                    f'{datetime.datetime.fromtimestamp(t).strftime(fmt)}</text>')
+    return out
+
+
+def _lines(plot: _Plot, series: Sequence[tuple[str, Sequence[tuple[float, float]]]],
+           dashed: Sequence[str]) -> list[str]:
+    """Each series: a polyline (a dot when it has one point), and its legend entry right
+    of the plot."""
+    out = []
+    lx = plot.left + plot.width
     for i, (name, s) in enumerate(series):
         color = PALETTE[i % len(PALETTE)]
         dash = ' stroke-dasharray="6 3"' if name in dashed else ""
         if len(s) == 1:
-            out.append(f'<circle class="series" cx="{x(s[0][0]):.1f}" cy="{y(s[0][1]):.1f}" '
-                       f'r="3" fill="{color}"/>')
+            out.append(f'<circle class="series" cx="{plot.x(s[0][0]):.1f}" '
+                       f'cy="{plot.y(s[0][1]):.1f}" r="3" fill="{color}"/>')
         elif s:
-            d = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in s)
+            d = " ".join(f"{plot.x(t):.1f},{plot.y(v):.1f}" for t, v in s)
             out.append(f'<polyline class="series" fill="none" stroke="{color}" '
                        f'stroke-width="1.8"{dash} points="{d}"/>')
-        ly = mt + 14 * i + 8
-        out.append(f'<line x1="{ml + pw + 10}" x2="{ml + pw + 26}" y1="{ly}" y2="{ly}" '
+        ly = plot.top + 14 * i + 8
+        out.append(f'<line x1="{lx + 10}" x2="{lx + 26}" y1="{ly}" y2="{ly}" '
                    f'stroke="{color}" stroke-width="3"{dash}/>')
-        out.append(f'<text x="{ml + pw + 30}" y="{ly + 4}" font-size="11">'
-                   f'{esc(name[:24])}</text>')
-    out.append("</svg>")
-    return "".join(out)
+        out.append(f'<text x="{lx + 30}" y="{ly + 4}" font-size="11">'
+                   f'{html.escape(name[:24])}</text>')
+    return out
+
+
+# a line chart's margins around the plot (left, right, top, bottom): the legend takes the right one
+MARGINS = (56, 170, 28, 28)
+
+
+def line_chart(title: str, series: Sequence[tuple[str, Sequence[tuple[float, float]]]],
+               width: int = 720, height: int = 260, dashed: Sequence[str] = (),
+               unit: str = "", y_range: tuple[float, float] | None = None) -> str:
+    """One SVG chart; series with a name in `dashed` are drawn dashed (limits).
+    `y_range`: the value axis at least this span (a percentage: 0-100, so that 0.07 %
+    of a table looks empty, not full)."""
+    ml, mr, mt, mb = MARGINS
+    pw, ph = width - ml - mr, height - mt - mb
+    pts = [p for _n, s in series for p in s]
+    out = [_svg(title, width, height),
+           f'<text x="{ml}" y="16" font-size="13" font-weight="bold">{html.escape(title)}'
+           f'{html.escape(" (" + unit + ")") if unit else ""}</text>']
+    if not pts:
+        out.append(f'<text class="empty" x="{ml}" y="{mt + ph / 2}" font-size="12" '
+                   'fill="#888">no data recorded</text></svg>')
+        return "".join(out)
+    t0, t1, v0, v1, marks = _spans(pts, y_range)
+    plot = _Plot(ml, mt, pw, ph, t0, t1, v0, v1)
+    return "".join(out + _axes(plot, marks, height) + _lines(plot, series, dashed) + ["</svg>"])
 
 
 SEVERITY_COLORS = {"critical": "#d62728", "warning": "#ff7f0e", "info": "#1f77b4"}
@@ -173,9 +221,7 @@ def timeline(title: str, rows: Sequence[tuple[str, str, Sequence[tuple[float, fl
     pw = width - ml - mr
     span = (t1 - t0) or 1.0
     esc = html.escape
-    out = [f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" '
-           f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
-           f'aria-label="{esc(title)}">',
+    out = [_svg(title, width, height),
            f'<text x="4" y="16" font-size="13" font-weight="bold">{esc(title)}</text>']
     lx = width - mr - 3 * 80
     for i, (sev, color) in enumerate(colors.items()):

@@ -24,12 +24,12 @@ from typing import Optional
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from .. import __version__
-from ..model.finding import SEVERITY_RANK
-from .process_labels import LABELS as IDENTITY_LABELS
-from .process_labels import OTHER_IDENTITY, Identity
-from .sample import ProcSample, Sample
-from .sampler import Sampler
+from ... import __version__
+from ...model.finding import SEVERITY_RANK
+from ..process_labels import LABELS as IDENTITY_LABELS
+from ..process_labels import OTHER_IDENTITY, Identity
+from ..sample import ProcSample, Sample
+from ..sampler import Sampler
 
 FINDING_LABELS = ("id", "cause", *IDENTITY_LABELS, "netns", "port")
 # The value of halfopen_finding: the severity, so escalation changes a value, not a series.

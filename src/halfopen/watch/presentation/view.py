@@ -24,12 +24,12 @@ from rich.console import Group, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
-from .. import units
-from ..model.finding import Finding
-from ..model.text import shown
-from . import trend
-from .sample import Sample
-from .window import Window
+from ... import units
+from ...model.finding import Finding
+from ...model.text import shown
+from .. import trend
+from ..sample import Sample
+from ..window import Window
 
 BARS = "▁▂▃▄▅▆▇█"
 STATE_ORDER = ("established", "syn_sent", "syn_recv", "new_syn_recv", "fin_wait1", "fin_wait2",

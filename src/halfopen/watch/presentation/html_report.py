@@ -14,9 +14,10 @@ import sqlite3
 from collections import defaultdict
 from collections.abc import Sequence
 
-from .. import units
-from ..model.finding import SEVERITY_RANK, UNKNOWN_RANK
-from . import history_db, svg
+from ... import units
+from ...model.finding import SEVERITY_RANK, UNKNOWN_RANK
+from .. import history_db
+from . import svg
 
 MAX_POINTS = 600
 TOP = 6

@@ -56,7 +56,7 @@ from prometheus_client.exposition import choose_encoder
 
 from halfopen.records import record
 
-from ..model.text import shown
+from ...model.text import shown
 from .webconfig import Access
 
 Render = Callable[[str, str], tuple[str, bytes, Optional[str]]]

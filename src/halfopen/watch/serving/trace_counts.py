@@ -30,14 +30,14 @@ from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from ..collect.trace_join import Flow, Joiner, OwnerLookup
-from ..collect.trace_read import TraceOptions, TraceReader
-from ..collect.unit import read_unit
-from ..model.states import state_name
-from ..model.trace import STATE_WORD, TraceEvent
-from . import process_labels
-from .process_labels import LABELS as IDENTITY_LABELS
-from .process_labels import OTHER_IDENTITY, Identity
+from ...collect.trace_join import Flow, Joiner, OwnerLookup
+from ...collect.trace_read import TraceOptions, TraceReader
+from ...collect.unit import read_unit
+from ...model.states import state_name
+from ...model.trace import STATE_WORD, TraceEvent
+from .. import process_labels
+from ..process_labels import LABELS as IDENTITY_LABELS
+from ..process_labels import OTHER_IDENTITY, Identity
 
 TICK_S = 0.2  # as `halfopen trace`: how often quiet pipes are read
 BUSY_EVENTS = 500  # a read that brought this many: read again at once

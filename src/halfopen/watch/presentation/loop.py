@@ -11,10 +11,10 @@ from rich.rule import Rule
 
 from halfopen.records import record
 
-from . import history_db
-from .sampler import Sampler, Settings
+from .. import history_db
+from ..sampler import Sampler, Settings
+from ..window import Window
 from .view import FindingLog, render
-from .window import Window
 
 
 @record(frozen=True)
