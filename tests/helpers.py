@@ -2,12 +2,21 @@
 
 Imported as `tests.helpers` (pytest puts the checkout on sys.path); the
 fixtures built on these are in tests/conftest.py.
+
+The CLI in a subprocess is run through `run_halfopen` (waits for it),
+`start_halfopen` (a Popen) or `halfopen_argv` (the words, for a shell line or a
+command definition), so it is found one way: `python -m halfopen` with this
+interpreter, which imports what this process imports (the checkout in
+development, the installed wheel under scripts/test). Only tests of another way
+in bypass them: tests/install (the console script), the pyz, code injected with
+`python -c`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import resource
 import subprocess
@@ -18,7 +27,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-HALFOPEN = [sys.executable, "-m", "halfopen"]
+# the prefix that runs a command as user nobody (uid and gid 65534, no groups)
+AS_NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--")
 
 
 def sh(*cmd: str, check: bool = True, netns: str | None = None, **kw) -> subprocess.CompletedProcess:
@@ -58,8 +68,7 @@ def nobody_cannot_run_halfopen() -> str:
     keeps the Debian run's venv in a directory every user can enter, so the tests that
     run halfopen as nobody run there.
     """
-    probe = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
-                            sys.executable, "-c", "import halfopen, prometheus_client"],
+    probe = subprocess.run([*AS_NOBODY, sys.executable, "-c", "import halfopen, prometheus_client"],
                            capture_output=True, text=True, timeout=60, cwd="/")
     if probe.returncode == 0:
         return ""
@@ -80,16 +89,45 @@ def wait_for(what: str, check: Callable[[], object], timeout: float = 20.0,
         time.sleep(step)
 
 
-def halfopen(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
-             prefix: tuple[str, ...] = (), python: str = sys.executable,
-             **kw) -> subprocess.CompletedProcess:
-    """Run the CLI the way a user does: exit code, stdout, stderr.
+def halfopen_argv(*args: str, netns: str | None = None, prefix: tuple[str, ...] = (),
+                  python: str = sys.executable) -> list[str]:
+    """The command line that runs `halfopen ARGS`: inside `netns` when given, then
+    through `prefix` (setpriv, unshare, prlimit...), with `python` (another interpreter)."""
+    outer = ("ip", "netns", "exec", netns) if netns is not None else ()
+    return [*outer, *prefix, python, "-m", "halfopen", *args]
 
-    env: variables added to this process's environment; prefix: what runs it
-    (ip netns exec, setpriv); python: another interpreter (3.9).
-    """
-    return subprocess.run([*prefix, python, "-m", "halfopen", *args], capture_output=True,
-                          text=True, timeout=timeout, env=dict(os.environ, **(env or {})), **kw)
+
+def _environ(env: dict[str, str] | None) -> dict[str, str]:
+    return dict(os.environ, **(env or {}))
+
+
+def run_halfopen(*args: str, check: bool = False, netns: str | None = None,
+                 prefix: tuple[str, ...] = (), python: str = sys.executable,
+                 env: dict[str, str] | None = None, timeout: float = 60,
+                 **kw) -> subprocess.CompletedProcess:
+    """Run the CLI the way a user does and wait: exit code, stdout, stderr (text unless
+    text=False). check: fail the test on a non-zero exit, with its stderr. env:
+    variables added to this process's environment. netns, prefix, python: as
+    `halfopen_argv`. Other keywords (cwd, input, stdin) go to subprocess.run."""
+    kw.setdefault("text", True)
+    proc = subprocess.run(halfopen_argv(*args, netns=netns, prefix=prefix, python=python),
+                          capture_output=True, timeout=timeout, env=_environ(env), **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"halfopen {' '.join(args)} -> {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+def halfopen_json(*args: str, **kw) -> dict:
+    """`halfopen ARGS --json`, which must exit 0, parsed."""
+    return json.loads(run_halfopen(*args, "--json", check=True, **kw).stdout)
+
+
+def start_halfopen(*args: str, netns: str | None = None, prefix: tuple[str, ...] = (),
+                   env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+    """The CLI started in the background (the caller stops it). netns, prefix: as
+    `halfopen_argv`; env: variables added to this process's environment; other
+    keywords (stdout, stderr, text, cwd, preexec_fn) go to Popen."""
+    return subprocess.Popen(halfopen_argv(*args, netns=netns, prefix=prefix), env=_environ(env), **kw)
 
 
 @contextlib.contextmanager

@@ -28,9 +28,9 @@ POD_SLICE = (f"kubepods.slice/kubepods-burstable.slice/"
              f"cri-containerd-{POD_ID}.scope")
 
 
-def halfopen(*args: str, root: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return helpers.halfopen(*args, env={"COLUMNS": "250", containers.HOST_ROOT_ENV: root},
-                            timeout=timeout)
+def run_halfopen(*args: str, root: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return helpers.run_halfopen(*args, env={"COLUMNS": "250", containers.HOST_ROOT_ENV: root},
+                                timeout=timeout)
 
 
 def owned_by(doc: dict, pid: int) -> list[dict]:
@@ -49,7 +49,7 @@ def test_sockets_show_the_pod(cgroup2, leakers, node_root):
     leaker = in_pod(cgroup2, leakers, node_root)
     with open(f"/proc/{leaker.pid}/cgroup") as f:
         assert f"/{POD_SLICE}\n" in f.read()  # the kernel's own line, as a kubelet leaves it
-    r = halfopen("sockets", "-p", "--json", "--netns-pid", str(leaker.pid), root=node_root)
+    r = run_halfopen("sockets", "-p", "--json", "--netns-pid", str(leaker.pid), root=node_root)
     assert r.returncode == 0, r.stderr
     mine = owned_by(json.loads(r.stdout), leaker.pid)
     assert len(mine) == 13  # the listener and 12 CLOSE_WAIT
@@ -60,15 +60,15 @@ def test_sockets_show_the_pod(cgroup2, leakers, node_root):
                                       "pod_uid": POD_UID}
         assert s["netns"] == "pod:shop/web-7f9"  # unnamed namespace, named after its pod
 
-    by_name = halfopen("sockets", "--json", "--netns", "pod:shop/web-7f9", root=node_root)
+    by_name = run_halfopen("sockets", "--json", "--netns", "pod:shop/web-7f9", root=node_root)
     assert by_name.returncode == 0, by_name.stderr
     assert {s["inode"] for s in json.loads(by_name.stdout)["sockets"]} >= \
         {s["inode"] for s in mine}
-    gone = halfopen("sockets", "--netns", "pod:shop/nothing", root=node_root)
+    gone = run_halfopen("sockets", "--netns", "pod:shop/nothing", root=node_root)
     assert gone.returncode == 64 and len(gone.stderr.strip().splitlines()) == 1
 
-    table = halfopen("sockets", "-p", "--netns-pid", str(leaker.pid), "state", "close-wait",
-                     root=node_root)
+    table = run_halfopen("sockets", "-p", "--netns-pid", str(leaker.pid), "state", "close-wait",
+                         root=node_root)
     assert table.returncode == 0, table.stderr
     header, *rows = table.stdout.splitlines()
     assert header.split()[-1] == "Container"
@@ -81,13 +81,13 @@ def test_container_filter_word(cgroup2, leakers, node_root):
     for word, pid, want in (("web-7f9", leaker.pid, 13), ("shop/web-7f9", leaker.pid, 13),
                             (POD_ID[:12], leaker.pid, 13), ("nginx", leaker.pid, 13),
                             ("web-7f9", other.pid, 0), ("shop/other", leaker.pid, 0)):
-        r = halfopen("sockets", "--json", "--netns-pid", str(pid), "container", word,
-                     root=node_root)
+        r = run_halfopen("sockets", "--json", "--netns-pid", str(pid), "container", word,
+                         root=node_root)
         assert r.returncode == 0, r.stderr
         assert len(owned_by(json.loads(r.stdout), pid)) == want, word
     for pid, want in ((leaker.pid, 0), (other.pid, 3)):
-        r = halfopen("sockets", "--netns-pid", str(pid), "not", "container", "web-7f9",
-                     "--json", root=node_root)
+        r = run_halfopen("sockets", "--netns-pid", str(pid), "not", "container", "web-7f9",
+                         "--json", root=node_root)
         assert len(owned_by(json.loads(r.stdout), pid)) == want
 
 
@@ -95,7 +95,7 @@ def test_doctor_names_the_pod(cgroup2, leakers, node_root):
     leaker = in_pod(cgroup2, leakers, node_root)
     base = ("doctor", "--json", "--netns-pid", str(leaker.pid), "--window", "0",
             "--min-age", "0")
-    r = halfopen(*base, root=node_root)
+    r = run_halfopen(*base, root=node_root)
     assert r.returncode in (1, 2), r.stderr
     found = [f for f in json.loads(r.stdout)["findings"]
              if f["id"] == "close-wait-leak" and f["subject"].get("pid") == leaker.pid]
@@ -106,7 +106,7 @@ def test_doctor_names_the_pod(cgroup2, leakers, node_root):
     assert f["subject"]["netns"] == "pod:shop/web-7f9"
 
     def close_wait_pids(*more: str) -> set:
-        r = halfopen(*base, *more, root=node_root)
+        r = run_halfopen(*base, *more, root=node_root)
         return {f["subject"].get("pid") for f in json.loads(r.stdout)["findings"]
                 if f["id"] == "close-wait-leak"}
 
@@ -116,8 +116,8 @@ def test_doctor_names_the_pod(cgroup2, leakers, node_root):
 
 def test_watch_shows_the_container(cgroup2, leakers, node_root):
     leaker = in_pod(cgroup2, leakers, node_root)
-    r = halfopen("watch", "--once", "--no-doctor", "--netns-pid", str(leaker.pid),
-                 root=node_root)
+    r = run_halfopen("watch", "--once", "--no-doctor", "--netns-pid", str(leaker.pid),
+                     root=node_root)
     assert r.returncode == 0, r.stderr
     line = next(x for x in r.stdout.splitlines() if str(leaker.pid) in x.split())
     assert "leaker" in line and "shop/web-7f9/nginx" in line
@@ -128,15 +128,15 @@ def test_docker_systemd_scope(cgroup2, leakers, node_root):
             "docker-config.v2.json")
     leaker = leakers.start(initial=3)
     cgroup2.move(leaker.pid, cgroup2.make(f"system.slice/docker-{DOCKER_ID}.scope"))
-    r = halfopen("sockets", "-p", "--json", "--netns-pid", str(leaker.pid), root=node_root)
+    r = run_halfopen("sockets", "-p", "--json", "--netns-pid", str(leaker.pid), root=node_root)
     mine = owned_by(json.loads(r.stdout), leaker.pid)
     assert len(mine) == 4
     box = mine[0]["owners"][0]["container"]
     assert (box["runtime"], box["id"], box["name"], box["pod"]) == \
         ("docker", DOCKER_ID, "cache-redis-1", "")
     assert mine[0]["netns"].startswith("net:[")  # not a pod: the namespace keeps its inode name
-    r = halfopen("doctor", "--json", "--netns-pid", str(leaker.pid), "--window", "0",
-                 "--min-age", "0", root=node_root)
+    r = run_halfopen("doctor", "--json", "--netns-pid", str(leaker.pid), "--window", "0",
+                     "--min-age", "0", root=node_root)
     titles = [f["title"] for f in json.loads(r.stdout)["findings"] if f["id"] == "close-wait-leak"]
     assert len(titles) == 1
     assert titles[0].startswith(f"leaker (pid {leaker.pid}, docker cache-redis-1) holds 3 CLOSE_WAIT")
@@ -147,23 +147,23 @@ def test_docker_cgroupfs_v1(cgroup1, leakers, node_root):
     no runtime files readable: the container is still named by its id."""
     leaker = leakers.start(initial=2)
     cgroup1.move(leaker.pid, cgroup1.make(f"docker/{DOCKER_ID}"))
-    r = halfopen("sockets", "-p", "--json", "--netns-pid", str(leaker.pid), root=node_root)
+    r = run_halfopen("sockets", "-p", "--json", "--netns-pid", str(leaker.pid), root=node_root)
     mine = owned_by(json.loads(r.stdout), leaker.pid)
     assert len(mine) == 3
     assert mine[0]["owners"][0]["container"] == {
         "runtime": "docker", "id": DOCKER_ID, "name": "", "pod": "", "pod_namespace": "",
         "pod_uid": ""}
-    table = halfopen("sockets", "-p", "--netns-pid", str(leaker.pid), root=node_root)
+    table = run_halfopen("sockets", "-p", "--netns-pid", str(leaker.pid), root=node_root)
     assert f"docker:{DOCKER_ID[:12]}" in table.stdout
 
 
 def test_keepalive_by_container(cgroup2, leakers, node_root):
     leaker = in_pod(cgroup2, leakers, node_root)
-    r = halfopen("keepalive", "--container", "shop/web-7f9", "--json", root=node_root)
+    r = run_halfopen("keepalive", "--container", "shop/web-7f9", "--json", root=node_root)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["pid"] == leaker.pid and doc["dry_run"] and len(doc["sockets"]) == 13
-    r = halfopen("keepalive", "--container", "shop/nothing", root=node_root)
+    r = run_halfopen("keepalive", "--container", "shop/nothing", root=node_root)
     assert r.returncode == 64 and "no process holding sockets" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
@@ -176,9 +176,9 @@ def test_trace_names_the_pod_of_each_event(cgroup2, leakers, node_root, tracefs_
             "containerd-config.json")
     leaker = leakers.start(initial=2, rate=4)  # 4 new CLOSE_WAIT a second, in its own netns
     cgroup2.move(leaker.pid, cgroup2.make(POD_SLICE))
-    r = helpers.halfopen("trace", "--container", "shop/web-7f9", "--duration", "4", "--jsonl",
-                         prefix=("nsenter", f"--net=/proc/{leaker.pid}/ns/net", "--"),
-                         env={containers.HOST_ROOT_ENV: node_root}, timeout=60)
+    r = helpers.run_halfopen("trace", "--container", "shop/web-7f9", "--duration", "4", "--jsonl",
+                             prefix=("nsenter", f"--net=/proc/{leaker.pid}/ns/net", "--"),
+                             env={containers.HOST_ROOT_ENV: node_root}, timeout=60)
     assert r.returncode == 0, r.stderr
     evs = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
     fins = [e for e in evs if e["event"] == "state" and e["to"] == "close-wait"]

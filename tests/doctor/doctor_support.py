@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from tests.helpers import sh
+from tests.helpers import run_halfopen, sh
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROCS = os.path.join(HERE, "procs.py")
@@ -127,8 +127,7 @@ class Lab:
 
 def doctor(*args: str, timeout: float = 60) -> tuple[int, dict]:
     """Run `halfopen doctor --json ARGS`; (exit code, parsed JSON)."""
-    proc = subprocess.run([sys.executable, "-m", "halfopen.cli.main", "doctor", "--json", *args],
-                          capture_output=True, text=True, timeout=timeout)
+    proc = run_halfopen("doctor", "--json", *args, timeout=timeout)
     try:
         data = json.loads(proc.stdout)
     except json.JSONDecodeError:

@@ -15,6 +15,7 @@ import time
 
 import pytest
 from doctor_support import CLIENT, PROCS, SERVER, doctor, doctor_until, finding, ids
+from tests.helpers import run_halfopen
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
@@ -101,9 +102,8 @@ def test_destroyed_socket_kept_open_is_fd_leak_fresh_socket_is_not(lab):
     time.sleep(0.3)
     # SOCK_DESTROY the server's accepted sockets: the kernel frees the TCP state, the
     # server never touches them again, so its two fds stay open on dead sockets
-    kill = subprocess.run([sys.executable, "-m", "halfopen.cli.main", "kill",
-                           f"state established pid {server.pid}", "--yes", "--netns", lab.netns],
-                          capture_output=True, text=True, timeout=30)
+    kill = run_halfopen("kill", f"state established pid {server.pid}", "--yes", "--netns", lab.netns,
+                        timeout=30)
     assert kill.returncode == 0, kill.stderr
     rc, data = doctor("--netns", lab.netns, "--window", "0")
     f = finding(data, "fd-leak", pid=server.pid)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
+from tests.helpers import run_halfopen
 
 from halfopen.collect.nginx_conf import parse, parse_time
 from halfopen.diagnose import middlebox
@@ -61,13 +60,8 @@ def test_status():
     assert status_of([f("critical"), f("warning")], ["x"]) == "critical"
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "halfopen.cli.main", "doctor", *args],
-                          capture_output=True, text=True, timeout=60)
-
-
 def test_bad_middlebox_is_one_line_and_exit_64():
-    p = _cli("--middlebox", "cloudflare")
+    p = run_halfopen("doctor", "--middlebox", "cloudflare")
     assert p.returncode == 64 and p.stdout == ""
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "aws-nlb, aws-alb, gcp-lb, azure-lb" in lines[0]
@@ -75,8 +69,8 @@ def test_bad_middlebox_is_one_line_and_exit_64():
 
 def test_saved_snapshot_gives_the_same_report(tmp_path):
     saved = tmp_path / "snap.json"
-    p1 = _cli("--json", "--window", "0", "--save-snapshot", str(saved))
-    p2 = _cli("--json", "--snapshot", str(saved))
+    p1 = run_halfopen("doctor", "--json", "--window", "0", "--save-snapshot", str(saved))
+    p2 = run_halfopen("doctor", "--json", "--snapshot", str(saved))
     a, b = json.loads(p1.stdout), json.loads(p2.stdout)
     assert p1.returncode == p2.returncode
     assert [f["id"] for f in a["findings"]] == [f["id"] for f in b["findings"]]
@@ -89,7 +83,7 @@ def test_snapshot_from_a_case_and_nagios_exit(tmp_path):
         case = json.load(f)
     path = tmp_path / "s.json"
     path.write_text(json.dumps(case["snapshot"]))
-    p = _cli("--snapshot", str(path))
+    p = run_halfopen("doctor", "--snapshot", str(path))
     assert p.returncode == 2 and "close-wait-leak" in p.stdout and "nginx (pid 812)" in p.stdout
-    p = _cli("--snapshot", str(path), "--pid", "1", "--json")
+    p = run_halfopen("doctor", "--snapshot", str(path), "--pid", "1", "--json")
     assert p.returncode == 0 and json.loads(p.stdout)["findings"] == []

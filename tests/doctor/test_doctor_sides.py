@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 
 import pytest
 from doctor_support import CLIENT, SERVER, doctor, doctor_until, finding
+from tests.helpers import run_halfopen
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 needs_nginx = pytest.mark.skipif(shutil.which("nginx") is None,
@@ -32,8 +31,7 @@ def ev(f: dict) -> dict:
 
 
 def sockets_json(netns: str, *words: str) -> list[dict]:
-    p = subprocess.run([sys.executable, "-m", "halfopen", "sockets", "-p", "--json",
-                        "--netns", netns, *words], capture_output=True, text=True, timeout=60)
+    p = run_halfopen("sockets", "-p", "--json", "--netns", netns, *words)
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout)["sockets"]
 
@@ -139,8 +137,7 @@ def test_sockets_show_the_direction_whatever_the_filter(lab):
         listeners = [s for s in socks if s["state"] == "listen"]
         assert len(listeners) == (0 if words else 1)
         assert all(s["direction"] is None for s in listeners)
-    table = subprocess.run([sys.executable, "-m", "halfopen", "sockets", "--netns", lab.netns,
-                            "state", "established"], capture_output=True, text=True, timeout=60)
+    table = run_halfopen("sockets", "--netns", lab.netns, "state", "established")
     lines = table.stdout.splitlines()
     assert "Dir" in lines[0].split()
     col = lines[0].split().index("Dir")

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from tests.helpers import halfopen, sh
+from tests.helpers import run_halfopen, sh
 
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
@@ -128,8 +128,8 @@ def _pool_finding(netns: str, client_pid: int) -> dict:
         if len(ss.strip().splitlines()) >= POOL or time.monotonic() > deadline:
             break
         time.sleep(0.25)
-    p = halfopen("doctor", "--json", "--netns", netns, "--window", "0", "--min-age", "0",
-                 timeout=120)
+    p = run_halfopen("doctor", "--json", "--netns", netns, "--window", "0", "--min-age", "0",
+                     timeout=120)
     assert p.returncode in (0, 1, 2), p.stderr
     data = json.loads(p.stdout)
     found = [f for f in data["findings"] if f["id"] == "close-wait-leak"
@@ -189,10 +189,10 @@ frontend web
         assert server["value"] == IDLE_S and server["source"] == f"{cfg}:8"
         # a saved snapshot carries haproxy's timeouts: the doctor on the file says the same
         snap = tmp_path / "snap.json"
-        p = halfopen("doctor", "--netns", netns, "--window", "0", "--save-snapshot", str(snap),
-                     timeout=120)
+        p = run_halfopen("doctor", "--netns", netns, "--window", "0", "--save-snapshot", str(snap),
+                         timeout=120)
         assert p.returncode in (0, 1, 2), p.stderr
-        p = halfopen("doctor", "--json", "--snapshot", str(snap), "--min-age", "0", timeout=120)
+        p = run_halfopen("doctor", "--json", "--snapshot", str(snap), "--min-age", "0", timeout=120)
         again = [x for x in json.loads(p.stdout)["findings"] if x["id"] == "close-wait-leak"
                  and x["subject"].get("pid") == client.pid]
         assert again and f"closed after its {IDLE_S}s `timeout client` (haproxy)" in again[0]["title"]
@@ -250,8 +250,8 @@ def test_a_proxy_middlebox_is_checked_against_haproxy(netns, tmp_path):
                  f"  bind 127.0.0.1:{PORT}\n  http-request return status 200\n")
     haproxy = _started(netns, ["/usr/sbin/haproxy", "-db", "-f", cfg], "haproxy")
     try:
-        p = halfopen("doctor", "--json", "--netns", netns, "--window", "0", "--middlebox",
-                     "gcp-lb", timeout=120)
+        p = run_halfopen("doctor", "--json", "--netns", netns, "--window", "0", "--middlebox",
+                         "gcp-lb", timeout=120)
         assert p.returncode in (0, 1, 2), p.stderr
         found = [f for f in json.loads(p.stdout)["findings"] if f["id"] == "timeout-mismatch"
                  and f["subject"].get("comm") == "haproxy"]

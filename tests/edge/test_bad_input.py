@@ -22,7 +22,7 @@ from halfopen.lab.state import LabStateError, StateFile
 CASES = Path(__file__).parent.parent / "doctor" / "cases"
 
 
-halfopen = functools.partial(helpers.halfopen, env={"COLUMNS": "200"})
+run_halfopen = functools.partial(helpers.run_halfopen, env={"COLUMNS": "200"})
 
 
 def one_line(r: subprocess.CompletedProcess, code: int, *words: str) -> str:
@@ -60,7 +60,7 @@ def one_line(r: subprocess.CompletedProcess, code: int, *words: str) -> str:
     (["sockets", "--netns", "../../etc"], ["bad --netns"]),
 ])
 def test_bad_values_are_one_line_exit_64(args, words):
-    one_line(halfopen(*args), 64, *words)
+    one_line(run_halfopen(*args), 64, *words)
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def seed() -> dict:
 def test_snapshot_files_that_are_not_snapshots(tmp_path, content, words):
     path = tmp_path / "s.json"
     path.write_bytes(content)
-    one_line(halfopen("doctor", "--snapshot", str(path)), 64, str(path), *words)
+    one_line(run_halfopen("doctor", "--snapshot", str(path)), 64, str(path), *words)
 
 
 @pytest.mark.parametrize("edit, where", [
@@ -97,11 +97,11 @@ def test_mistyped_snapshots_are_refused_before_any_rule(tmp_path, seed, edit, wh
     edit(seed)
     path = tmp_path / "s.json"
     path.write_text(json.dumps(seed))
-    one_line(halfopen("doctor", "--snapshot", str(path)), 64, where)
+    one_line(run_halfopen("doctor", "--snapshot", str(path)), 64, where)
 
 
 def test_dev_zero_is_refused_at_once():
-    one_line(halfopen("doctor", "--snapshot", "/dev/zero", timeout=20), 64,
+    one_line(run_halfopen("doctor", "--snapshot", "/dev/zero", timeout=20), 64,
              "a character device, not a regular file")
 
 
@@ -111,7 +111,7 @@ def test_a_pipe_is_refused_without_reading_it(tmp_path):
     os.mkfifo(fifo)
     with subprocess.Popen(["sh", "-c", f"exec yes > {fifo}"]) as yes:
         try:
-            one_line(halfopen("doctor", "--snapshot", str(fifo), timeout=20), 64,
+            one_line(run_halfopen("doctor", "--snapshot", str(fifo), timeout=20), 64,
                      "a FIFO, not a regular file")
         finally:
             yes.kill()
@@ -121,11 +121,11 @@ def test_findings_file_mistyped(tmp_path):
     path = tmp_path / "f.json"
     path.write_text(json.dumps({"findings": [{"id": "fd-leak", "severity": "critical",
                                               "cause": "x", "title": "t", "fixes": "all"}]}))
-    one_line(halfopen("fix", "--findings", str(path)), 64, "$.findings[0].fixes: want a list")
+    one_line(run_halfopen("fix", "--findings", str(path)), 64, "$.findings[0].fixes: want a list")
 
 
 def _history(path: Path) -> None:
-    r = halfopen("watch", "--once", "--no-doctor", "--record", str(path), timeout=120)
+    r = run_halfopen("watch", "--once", "--no-doctor", "--record", str(path), timeout=120)
     assert r.returncode == 0, r.stderr
     db = sqlite3.connect(str(path))
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -140,8 +140,8 @@ def test_damaged_history_is_one_line_and_watch_record_refuses_before_writing(tmp
     data[page:page + 64] = b"\xff" * 64
     path.write_bytes(bytes(data))
     before = path.read_bytes()
-    one_line(halfopen("report", str(path)), 3, str(path), "damaged")
-    r = halfopen("watch", "--once", "--no-doctor", "--record", str(path), timeout=120)
+    one_line(run_halfopen("report", str(path)), 3, str(path), "damaged")
+    r = run_halfopen("watch", "--once", "--no-doctor", "--record", str(path), timeout=120)
     one_line(r, 3, "damaged")
     assert path.read_bytes() == before
     assert not Path(str(path) + "-wal").exists() or Path(str(path) + "-wal").stat().st_size == 0
@@ -160,7 +160,7 @@ def test_mistyped_history_cell_is_one_line(tmp_path, column, value):
     db.execute(f"UPDATE samples SET {column} = ?", (value,))
     db.commit()
     db.close()
-    one_line(halfopen("report", str(path)), 3, "table samples holds a value of the wrong type")
+    one_line(run_halfopen("report", str(path)), 3, "table samples holds a value of the wrong type")
 
 
 @pytest.mark.parametrize("content", [b"{", b"\xff", b"[1]", b'{"runs": []}',
@@ -174,7 +174,7 @@ def test_corrupt_lab_state_file_is_one_line(tmp_path, content):
 
 def test_error_lines_escape_control_characters(tmp_path):
     name = tmp_path / "evil\r\x1b[2Jname.json"
-    r = halfopen("doctor", "--snapshot", str(name))
+    r = run_halfopen("doctor", "--snapshot", str(name))
     line = one_line(r, 64)
     assert "\x1b" not in line and "\\x1b[2J" in line and "\\r" in line
 

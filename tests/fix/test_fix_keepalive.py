@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from tests.helpers import sh
+from tests.helpers import run_halfopen, sh
 
 
 def ss_lines(netns: str, port: int) -> list[str]:
@@ -92,11 +92,9 @@ def test_not_permitted_is_one_line(netns, start_peer):
     peer = start_peer(1)
     assert peer.ask("nodump")["ok"]
     # without CAP_SYS_PTRACE a non-dumpable process's fds are out of reach
-    drop = ["setpriv", "--bounding-set", "-sys_ptrace", "--inh-caps", "-sys_ptrace"]
+    drop = ("setpriv", "--bounding-set", "-sys_ptrace", "--inh-caps", "-sys_ptrace")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    cli = subprocess.run(drop + [sys.executable, "-m", "halfopen.cli.main", "keepalive",
-                                 "--pid", str(peer.pid), "--yes"],
-                         capture_output=True, text=True, env=env, timeout=30)
+    cli = run_halfopen("keepalive", "--pid", str(peer.pid), "--yes", prefix=drop, env=env, timeout=30)
     assert cli.returncode == 3
     assert len(cli.stderr.strip().splitlines()) == 1 and "ptrace" in cli.stderr
     code = ("from halfopen.fix import borrowed_fds, failures\n"
@@ -105,6 +103,6 @@ def test_not_permitted_is_one_line(netns, start_peer):
             f"    borrowed_fds.pidfd_getfd(pfd, {peer.pid}, {peer.fds[0]})\n"
             "except failures.AccessDenied as exc:\n"
             "    print(exc)\n")
-    lib = subprocess.run(drop + [sys.executable, "-c", code], capture_output=True, text=True,
+    lib = subprocess.run([*drop, sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, timeout=30)
     assert "EPERM" in lib.stdout and "PTRACE_MODE_ATTACH_REALCREDS" in lib.stdout, lib.stderr

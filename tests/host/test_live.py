@@ -12,7 +12,7 @@ import time
 import uuid
 
 import pytest
-from tests.helpers import sh
+from tests.helpers import run_halfopen, sh
 
 from halfopen.collect import netns as netns_mod
 from halfopen.collect.host import collect_host
@@ -196,7 +196,7 @@ def test_sockets_of_another_namespace_are_not_stale(netns):
 def test_doctor_inside_a_namespace_reads_host_wide_tunables(netns):
     """tcp_mem and tcp_max_orphans live only in the initial namespace: read from there."""
     import json
-    out = sh("halfopen", "doctor", "--window", "0", "--json", netns=netns, check=False)
+    out = run_halfopen("doctor", "--window", "0", "--json", netns=netns)
     report = json.loads(out.stdout)
     assert {"tcp-memory-pressure", "orphan-pressure"} <= set(report["checked"])
     assert not [f for f in report["findings"] if f["severity"] == "unknown"

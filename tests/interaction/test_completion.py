@@ -3,11 +3,8 @@ filter words, state names, rule ids, scenario names, perfdata labels, middlebox 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
+from tests.helpers import run_halfopen
 
 from halfopen.diagnose.registry import RULE_IDS
 from halfopen.lab.scenarios import SCENARIOS
@@ -16,10 +13,8 @@ from halfopen.lab.scenarios import SCENARIOS
 def complete(line: str) -> list[str]:
     """What bash's completion function would get for the cursor at the end of `line`."""
     words = line.split(" ")
-    env = dict(os.environ, _HALFOPEN_COMPLETE="bash_complete", COMP_WORDS=line,
-               COMP_CWORD=str(len(words) - 1))
-    r = subprocess.run([sys.executable, "-m", "halfopen"], env=env, capture_output=True,
-                       text=True, timeout=60)
+    r = run_halfopen(env={"_HALFOPEN_COMPLETE": "bash_complete", "COMP_WORDS": line,
+                          "COMP_CWORD": str(len(words) - 1)})
     assert r.returncode == 0 and r.stderr == "", r.stderr
     items = [row.split(",", 1) for row in r.stdout.splitlines() if row]
     assert all(kind == "plain" for kind, _ in items), items

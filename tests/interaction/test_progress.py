@@ -7,12 +7,13 @@ import os
 import pty
 import select
 import subprocess
-import sys
 import time
+
+from tests.helpers import run_halfopen, start_halfopen
 
 from halfopen.cli import progress
 
-DOCTOR = [sys.executable, "-m", "halfopen", "doctor", "--window", "2"]
+DOCTOR = ("doctor", "--window", "2")
 ERASE = b"\r\x1b[K"
 
 
@@ -36,7 +37,7 @@ def read_all(fd: int, proc: subprocess.Popen, timeout: float = 120) -> bytes:
 def test_the_doctor_window_shows_a_line_on_a_terminal():
     master, slave = pty.openpty()
     try:
-        proc = subprocess.Popen(DOCTOR, stdout=subprocess.PIPE, stderr=slave)
+        proc = start_halfopen(*DOCTOR, stdout=subprocess.PIPE, stderr=slave)
         os.close(slave)
         slave = -1
         shown = read_all(master, proc)
@@ -53,10 +54,10 @@ def test_the_doctor_window_shows_a_line_on_a_terminal():
 
 
 def test_nothing_on_a_piped_stderr():
-    r = subprocess.run(DOCTOR, capture_output=True, timeout=120)
+    r = run_halfopen(*DOCTOR, text=False, timeout=120)
     assert r.stderr == b"", r.stderr
     assert r.stdout.startswith(b"halfopen doctor")
-    nagios = subprocess.run([*DOCTOR, "--nagios"], capture_output=True, timeout=120)
+    nagios = run_halfopen(*DOCTOR, "--nagios", text=False, timeout=120)
     assert nagios.stderr == b""
 
 

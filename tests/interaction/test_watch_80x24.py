@@ -11,7 +11,7 @@ import sys
 import uuid
 
 import pytest
-from tests.helpers import wait_for
+from tests.helpers import halfopen_argv, wait_for
 
 from .conftest import LEAKER
 
@@ -22,7 +22,7 @@ def test_watch_is_readable_at_80x24(netns):
     server = f"hoP-{uuid.uuid4().hex[:8]}"  # our own tmux server: no one else's sessions
     tmux = ["tmux", "-L", server]
     leak = f"ip netns exec {netns} {sys.executable} {LEAKER} --initial 40 >/dev/null"
-    watch = f"{sys.executable} -m halfopen watch --netns {netns} --interval 1"
+    watch = shlex.join(halfopen_argv("watch", "--netns", netns, "--interval", "1"))
     script = f"{leak} & sleep 1; {watch}; kill %1"
     subprocess.run([*tmux, "new-session", "-d", "-s", "w", "-x", "80", "-y", "24",
                     "sh -c " + shlex.quote(script)], check=True, timeout=30)

@@ -11,15 +11,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
+from tests.helpers import run_halfopen, start_halfopen
 
 pytestmark = [pytest.mark.netns,
               pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")]
 
-HALFOPEN = [sys.executable, "-m", "halfopen.cli.main"]
 STATE = "/run/halfopen-lab/state.json"
 HOST_KEYS = ("net/netfilter/nf_conntrack_max", "net/ipv4/tcp_syncookies", "net/ipv4/tcp_tw_reuse",
              "net/ipv4/ip_local_port_range", "net/ipv4/tcp_fin_timeout",
@@ -97,8 +96,7 @@ def assert_nothing_left(result: dict, before: dict[str, str]) -> None:
 @pytest.mark.parametrize("scenario", list(EXPECT))
 def test_scenario(scenario: str) -> None:
     before = host_sysctls()
-    proc = subprocess.run([*HALFOPEN, "lab", "run", scenario, "--json"], capture_output=True,
-                          text=True, timeout=150)
+    proc = run_halfopen("lab", "run", scenario, "--json", timeout=150)
     result = json.loads(proc.stdout)
     failed = [c for c in result["checks"] if c["ok"] is False]
     assert result["verdict"] == "cured", (result["error"], failed, proc.stderr[-3000:])
@@ -123,14 +121,14 @@ def test_scenario(scenario: str) -> None:
 
 
 def test_unknown_scenario_is_a_usage_error() -> None:
-    proc = subprocess.run([*HALFOPEN, "lab", "run", "no-such"], capture_output=True, text=True)
+    proc = run_halfopen("lab", "run", "no-such")
     assert proc.returncode == 64
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "leaky-server" in proc.stderr and "orphans" in proc.stderr
 
 
 def test_list_names_every_scenario() -> None:
-    proc = subprocess.run([*HALFOPEN, "lab", "list", "--json"], capture_output=True, text=True, check=True)
+    proc = run_halfopen("lab", "list", "--json", check=True)
     names = [s["name"] for s in json.loads(proc.stdout)["scenarios"]]
     assert names == list(EXPECT)
 
@@ -149,9 +147,9 @@ def test_ctrl_c_removes_everything() -> None:
     before = host_sysctls()
     # SIGINT as at a terminal: a suite started in the background (`make test &`) has it
     # ignored, and Python keeps an ignored SIGINT ignored
-    p = subprocess.Popen([*HALFOPEN, "lab", "run", "middlebox-timeout", "--json"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    p = start_halfopen("lab", "run", "middlebox-timeout", "--json",
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and len(lab_namespaces()) < 3:
         time.sleep(0.2)
@@ -164,13 +162,12 @@ def test_ctrl_c_removes_everything() -> None:
 
 
 def test_keep_then_clean() -> None:
-    proc = subprocess.run([*HALFOPEN, "lab", "run", "leaky-server", "--keep", "--json"],
-                          capture_output=True, text=True, timeout=120)
+    proc = run_halfopen("lab", "run", "leaky-server", "--keep", "--json", timeout=120)
     result = json.loads(proc.stdout)
     rid = result["run_id"]
     assert sorted(lab_namespaces(rid + "-")) == [f"ho-{rid}-cli", f"ho-{rid}-srv"]
     assert os.path.exists(f"/proc/{result['facts']['server_pid']}")
-    clean = subprocess.run([*HALFOPEN, "lab", "clean"], capture_output=True, text=True, timeout=60)
+    clean = run_halfopen("lab", "clean")
     assert clean.returncode == 0, clean.stderr
     assert f"netns ho-{rid}-srv" in clean.stdout
     assert lab_namespaces(rid + "-") == []
@@ -199,7 +196,7 @@ def test_clean_restores_a_crashed_runs_host_sysctl(tmp_path) -> None:
     try:
         with open(f"/proc/sys/{key}", "w") as f:
             f.write(str(int(original) - 1))
-        clean = subprocess.run([*HALFOPEN, "lab", "clean"], capture_output=True, text=True, timeout=60)
+        clean = run_halfopen("lab", "clean")
         assert clean.returncode == 0, clean.stderr
         with open(f"/proc/sys/{key}") as f:
             assert f.read().strip() == original
@@ -232,7 +229,7 @@ def test_clean_rolls_back_a_crashed_runs_host_fix() -> None:
     try:
         with open(f"/proc/sys/{key}", "w") as f:
             f.write(changed)
-        clean = subprocess.run([*HALFOPEN, "lab", "clean"], capture_output=True, text=True, timeout=60)
+        clean = run_halfopen("lab", "clean")
         assert clean.returncode == 0, clean.stderr
         assert "fix --rollback" in clean.stdout + clean.stderr or "run directory" in clean.stdout
         with open(f"/proc/sys/{key}") as f:

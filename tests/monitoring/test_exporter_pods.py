@@ -12,7 +12,7 @@ import subprocess
 import sys
 import urllib.request
 
-from tests.helpers import wait_for
+from tests.helpers import start_halfopen, wait_for
 
 from containers.conftest import Cgroups, install
 from containers.test_live import POD_ID, POD_SLICE
@@ -61,10 +61,9 @@ def test_a_container_restart_in_its_pod_keeps_the_series(cgroup2: Cgroups, node_
     second_cg = cgroup2.make(POD_SLICE.replace(POD_ID, SECOND_ID))
     leakers = [start_in(netns, first_cg, 12)]
     port = free_port()
-    exporter = subprocess.Popen([sys.executable, "-m", "halfopen", "exporter", "--listen",
-                                 f"127.0.0.1:{port}", "--netns", netns, "--no-doctor"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                env=dict(os.environ, **{containers.HOST_ROOT_ENV: node_root}))
+    exporter = start_halfopen("exporter", "--listen", f"127.0.0.1:{port}", "--netns", netns,
+                              "--no-doctor", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env={containers.HOST_ROOT_ENV: node_root})
     try:
         def serving() -> str | None:
             try:

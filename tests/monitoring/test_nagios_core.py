@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.helpers import wait_for
+from tests.helpers import halfopen_argv, wait_for
 
 import halfopen
 from halfopen.diagnose import closewait
@@ -146,8 +146,8 @@ def test_nagios_records_the_leak_then_the_recovery(netns, tmp_path):
         # the halfopen under test, as an operator's command definition would run it
         # (Nagios clears the environment: the package's directory is passed on)
         where = Path(halfopen.__file__).resolve().parent.parent
-        plugin = (f"/usr/bin/env PYTHONPATH={where} {sys.executable} -m halfopen doctor "
-                  f"--nagios --netns {netns} --window 0")
+        plugin = " ".join(halfopen_argv("doctor", "--nagios", "--netns", netns, "--window", "0",
+                                        prefix=("/usr/bin/env", f"PYTHONPATH={where}")))
         checks = {
             "halfopen": f"{plugin} --min-age 0 --timeout 200",
             # no rule fires (the sockets are younger than --min-age): the -c range alone

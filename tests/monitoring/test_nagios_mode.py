@@ -13,13 +13,13 @@ import sys
 import time
 
 import pytest
+from tests.helpers import run_halfopen
 
 from halfopen.diagnose import closewait, listen, resources, timewait
 from halfopen.diagnose.perfdata import Perf
 
 from .conftest import LEAKER
 
-PLUGIN = [sys.executable, "-m", "halfopen", "doctor", "--nagios"]
 EXIT = {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
 # Nagios Plugin Development Guidelines: 'label'=value[UOM];[warn];[crit];[min];[max],
 # warn and crit in the range format (10, 10:, ~:10, @10:20)
@@ -29,8 +29,7 @@ STATUS_LINE = re.compile(r"HALFOPEN (OK|WARNING|CRITICAL|UNKNOWN) - ([^|]+?)(?: 
 
 
 def plugin(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([*PLUGIN, *args], capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, COLUMNS="200"))
+    return run_halfopen("doctor", "--nagios", *args, timeout=timeout, env={"COLUMNS": "200"})
 
 
 def parse(out: str) -> tuple[str, str, dict[str, list[str]], list[str]]:
@@ -116,8 +115,7 @@ def test_usage_errors_are_unknown_exit_3_in_one_line(args, says):
     if args == ["--json"]:
         return  # valid without --nagios
     # without --nagios the same mistake is a usage error (64) on stderr
-    plain = subprocess.run([sys.executable, "-m", "halfopen", "doctor", *args],
-                           capture_output=True, text=True, timeout=120)
+    plain = run_halfopen("doctor", *args, timeout=120)
     assert plain.returncode == 64 and plain.stdout == ""
 
 
@@ -134,8 +132,7 @@ def test_a_mistyped_snapshot_and_an_internal_error_are_unknown_exit_3(tmp_path):
     in a rule (injected: the doctor raises TypeError) still speaks the plugin's
     language, and --debug shows its traceback."""
     saved = tmp_path / "saved.json"
-    r = subprocess.run([sys.executable, "-m", "halfopen", "doctor", "--window", "0",
-                        "--save-snapshot", str(saved)], capture_output=True, text=True, timeout=120)
+    r = run_halfopen("doctor", "--window", "0", "--save-snapshot", str(saved), timeout=120)
     assert saved.exists(), r.stderr
     data = json.loads(saved.read_text())
     assert data["host_facts"]["files"], "this host has no fs.file-nr?"
@@ -222,8 +219,7 @@ def test_bad_ranges_are_unknown_in_one_line(args, says):
     r = plugin(*args)
     assert r.returncode == 3 and r.stdout.count("\n") == 1, r.stdout + r.stderr
     assert r.stdout.startswith("HALFOPEN UNKNOWN - ") and says in r.stdout, r.stdout
-    plain = subprocess.run([sys.executable, "-m", "halfopen", "doctor", *args],
-                           capture_output=True, text=True, timeout=120)
+    plain = run_halfopen("doctor", *args, timeout=120)
     assert plain.returncode == 64 and plain.stdout == "", plain.stdout + plain.stderr
 
 
@@ -254,7 +250,7 @@ def test_focus_scopes_the_perfdata(close_wait_pile):
 def test_version_and_timeout_short_options():
     from halfopen import __version__
     for flag in ("-V", "--version"):
-        r = subprocess.run([*PLUGIN, flag], capture_output=True, text=True, timeout=60)
+        r = run_halfopen("doctor", "--nagios", flag)
         assert (r.returncode, r.stdout) == (0, f"halfopen {__version__}\n")
     start = time.monotonic()
     r = plugin("--window", "30", "-t", "1")

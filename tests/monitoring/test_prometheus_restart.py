@@ -8,13 +8,12 @@ import json
 import math
 import shutil
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
 
 import pytest
-from tests.helpers import wait_for
+from tests.helpers import start_halfopen, wait_for
 
 from .conftest import free_port, start_process, stop, stop_group
 
@@ -46,9 +45,8 @@ class Prometheus:
 def test_a_restart_keeps_the_per_process_series(service, tmp_path):
     first, _ = service.start_leaker(initial=20)
     port, prom_port = free_port(), free_port()
-    exporter = subprocess.Popen([sys.executable, "-m", "halfopen", "exporter", "--listen",
-                                 f"127.0.0.1:{port}", "--no-doctor"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    exporter = start_halfopen("exporter", "--listen", f"127.0.0.1:{port}", "--no-doctor",
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     p = Prometheus(f"http://127.0.0.1:{prom_port}/api/v1")
     unit = service.unit
     sockets = f'halfopen_process_sockets{{unit="{unit}",state="close_wait"}}'

@@ -15,7 +15,7 @@ from tests.helpers import make_netns, remove_netns
 from tests.security.hostile import Attacker, make_attacker
 
 # the CLI as root would run it, nothing on stdin
-halfopen = functools.partial(helpers.halfopen, timeout=120, stdin=subprocess.DEVNULL)
+run_halfopen = functools.partial(helpers.run_halfopen, timeout=120, stdin=subprocess.DEVNULL)
 
 
 def one_line(text: str) -> str:

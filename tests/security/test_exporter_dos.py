@@ -17,13 +17,12 @@ import os
 import socket
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 import pytest
-from tests.helpers import nofile_at_least, wait_for
+from tests.helpers import nofile_at_least, start_halfopen, wait_for
 from tests.security.flood import flood_result, idle_flood, scrape, sources
 from tests.watch.conftest import ROOT, free_port, stop
 
@@ -37,10 +36,9 @@ def exporter(*extra: str, ready: int = 200) -> Iterator[tuple[int, int]]:
     reads its own process only: what is measured is its server, not the cost of the
     host's other processes' fds (seconds on a shared machine, and changing)."""
     port = free_port()
-    proc = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
-                             sys.executable, "-m", "halfopen", "exporter", "--listen",
-                             f"127.0.0.1:{port}", "--no-doctor", *extra], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = start_halfopen("exporter", "--listen", f"127.0.0.1:{port}", "--no-doctor", *extra,
+                          prefix=("unshare", "--pid", "--fork", "--mount-proc", "--kill-child"),
+                          cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_for("the exporter to serve", lambda: scrape(port, timeout=5)[0] == ready,
                  timeout=60)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
+from tests.helpers import run_halfopen
 from tests.security.conftest import one_line
 
 from halfopen.collect import filter_names
@@ -21,9 +21,8 @@ SRC = os.path.join(os.path.dirname(__file__), "..", "..", "src")
 
 
 def _halfopen(cwd: str, *words: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.path.abspath(SRC))
-    return subprocess.run([sys.executable, "-m", "halfopen", "sockets", "--json", "--", *words],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+    return run_halfopen("sockets", "--json", "--", *words, cwd=cwd,
+                        env={"PYTHONPATH": os.path.abspath(SRC)})
 
 
 def test_a_planted_directory_in_the_working_directory_is_not_a_cgroup(attacker):

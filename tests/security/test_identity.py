@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 from tests.helpers import sh
-from tests.security.conftest import halfopen, ns_sysctl, set_ns_sysctl
+from tests.security.conftest import ns_sysctl, run_halfopen, set_ns_sysctl
 
 from halfopen.collect import doctor_input
 from halfopen.collect import netns as netns_mod
@@ -43,17 +43,17 @@ def _recreate(ns: str) -> tuple[int, int]:
 def test_rollback_refuses_a_namespace_recreated_under_its_name(tmp_path, netns):
     journal = str(tmp_path / "journal.jsonl")
     set_ns_sysctl(netns, SYN, "0")  # a lab had turned syncookies off; the fix turns them on
-    proc = halfopen("fix", "--findings", _findings(tmp_path, netns), "--apply",
-                    "--journal", journal)
+    proc = run_halfopen("fix", "--findings", _findings(tmp_path, netns), "--apply",
+                        "--journal", journal)
     assert proc.returncode == 0, proc.stderr
     assert ns_sysctl(netns, SYN) == "1"
     old, new = _recreate(netns)
     assert old != new and ns_sysctl(netns, SYN) == "1"  # a fresh namespace's default
-    proc = halfopen("fix", "--rollback", "--journal", journal)
+    proc = run_halfopen("fix", "--rollback", "--journal", journal)
     assert proc.returncode == 0, proc.stderr
     assert "not the one recorded" in proc.stdout and "left alone" in proc.stdout
     assert ns_sysctl(netns, SYN) == "1"  # the old code wrote 0 here: syncookies off
-    again = halfopen("fix", "--rollback", "--journal", journal)  # nothing left pending
+    again = run_halfopen("fix", "--rollback", "--journal", journal)  # nothing left pending
     assert "nothing to roll back" in again.stdout
 
 
@@ -64,8 +64,8 @@ def test_apply_skips_a_finding_about_a_namespace_since_recreated(tmp_path, netns
     path = _findings(tmp_path, netns, recorded)
     _recreate(netns)
     set_ns_sysctl(netns, SYN, "0")
-    proc = halfopen("fix", "--findings", path, "--apply", "--json",
-                    "--journal", str(tmp_path / "j.jsonl"))
+    proc = run_halfopen("fix", "--findings", path, "--apply", "--json",
+                        "--journal", str(tmp_path / "j.jsonl"))
     assert proc.returncode == 0, proc.stderr
     (result,) = json.loads(proc.stdout)["results"]
     assert result["outcome"] == "skipped" and "not the one recorded" in result["detail"]

@@ -14,8 +14,8 @@ import signal
 import subprocess
 import time
 
-from tests.helpers import HALFOPEN
-from tests.security.conftest import halfopen, ns_sysctl, one_line, set_ns_sysctl
+from tests.helpers import start_halfopen
+from tests.security.conftest import ns_sysctl, one_line, run_halfopen, set_ns_sysctl
 
 from halfopen.model.finding import Finding, Fix
 from halfopen.model.subject import Subject
@@ -41,10 +41,9 @@ def _lines(path: str) -> list[dict]:
 
 
 def _kill_at_second_intent(tmp_path, ns: str, journal: str) -> None:
-    env = dict(os.environ, HALFOPEN_TEST_PAUSE_AFTER_INTENT="5")
-    p = subprocess.Popen([*HALFOPEN, "fix", "--findings", _findings(tmp_path, ns), "--apply",
-                          "--journal", journal], env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+    p = start_halfopen("fix", "--findings", _findings(tmp_path, ns), "--apply", "--journal", journal,
+                       env={"HALFOPEN_TEST_PAUSE_AFTER_INTENT": "5"}, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and \
@@ -62,7 +61,7 @@ def test_sigkill_between_intent_and_change_then_rollback(tmp_path, netns):
     journal = str(tmp_path / "journal.jsonl")
     _kill_at_second_intent(tmp_path, netns, journal)
     assert (ns_sysctl(netns, KA), ns_sysctl(netns, SOMAX)) == ("300", "4096")
-    proc = halfopen("fix", "--rollback", "--journal", journal)
+    proc = run_halfopen("fix", "--rollback", "--journal", journal)
     assert proc.returncode == 0, proc.stderr
     assert "restored" in proc.stdout and "never made" in proc.stdout
     assert (ns_sysctl(netns, KA), ns_sysctl(netns, SOMAX)) == ("7200", "4096")
@@ -72,7 +71,7 @@ def test_rollback_of_an_intent_whose_change_did_happen(tmp_path, netns):
     journal = str(tmp_path / "journal.jsonl")
     _kill_at_second_intent(tmp_path, netns, journal)
     set_ns_sysctl(netns, SOMAX, "8192")  # as if the write landed just before the kill
-    proc = halfopen("fix", "--rollback", "--journal", journal)
+    proc = run_halfopen("fix", "--rollback", "--journal", journal)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("restored") == 2, proc.stdout
     assert (ns_sysctl(netns, KA), ns_sysctl(netns, SOMAX)) == ("7200", "4096")
@@ -96,10 +95,10 @@ def test_full_journal_disk_stops_before_any_change(tmp_path, netns):
     full.mkdir()
     journal = str(full / "journal.jsonl")
     # a private mount namespace: the 64k tmpfs goes away with it, the host never sees it
-    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                           FULL_DISK, "sh", str(full), *HALFOPEN, "fix", "--findings",
-                           _findings(tmp_path, netns), "--apply", "--journal", journal],
-                          capture_output=True, text=True, timeout=120)
+    on_full_disk = ("unshare", "--mount", "--propagation", "private", "sh", "-c", FULL_DISK, "sh",
+                    str(full))
+    proc = run_halfopen("fix", "--findings", _findings(tmp_path, netns), "--apply",
+                        "--journal", journal, prefix=on_full_disk)
     assert "exit=2" in proc.stdout, proc.stdout + proc.stderr
     line = one_line(proc.stderr)
     assert "cannot write the journal" in line and "No space left" in line, line

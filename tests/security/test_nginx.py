@@ -21,6 +21,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -28,8 +29,8 @@ from collections.abc import Callable, Iterator
 from functools import partial
 
 import pytest
-from tests.helpers import HALFOPEN
-from tests.security.conftest import halfopen, one_line
+from tests.helpers import start_halfopen
+from tests.security.conftest import one_line, run_halfopen
 
 from halfopen.collect import config_files, nginx_conf
 from halfopen.collect.nginx_conf import parse
@@ -108,8 +109,8 @@ def test_a_users_binary_named_nginx_is_never_run(public_dir, tmp_path):
 
 
 def _started(*argv: str) -> subprocess.Popen:
-    return subprocess.Popen([*HALFOPEN, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True)
+    return start_halfopen(*argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          stdin=subprocess.DEVNULL, text=True)
 
 
 def _ran_by(marker) -> set[int]:
@@ -166,8 +167,8 @@ def nginx(nginx_dir, netns) -> Iterator[subprocess.Popen]:
 
 def _nginx_facts(netns: str, tmp_path, *extra: str) -> dict:
     snap = tmp_path / "snap.json"
-    proc = halfopen("doctor", "--window", "0", "--netns", netns, "--save-snapshot", str(snap),
-                    *extra)
+    proc = run_halfopen("doctor", "--window", "0", "--netns", netns, "--save-snapshot", str(snap),
+                        *extra)
     assert proc.returncode in (0, 1, 2), proc.stderr
     return json.loads(snap.read_text())["doctor"]["nginx"] or {}
 
@@ -185,7 +186,7 @@ def test_debian_nginx_keepalive_read_from_its_files(nginx, nginx_dir, netns, tmp
 def test_a_group_writable_include_is_refused_unless_named(nginx, nginx_dir, netns, tmp_path):
     include = os.path.join(nginx_dir, "conf.d", "ka.conf")
     os.chmod(include, 0o666)
-    proc = halfopen("doctor", "--window", "0", "--netns", netns)
+    proc = run_halfopen("doctor", "--window", "0", "--netns", netns)
     assert f"{include} is writable by group or others (mode 666)" in proc.stdout, proc.stdout
     os.chmod(include, 0o644)
     os.chown(include, NOBODY, NOBODY)  # neither root nor the master's uid
@@ -199,7 +200,7 @@ def test_a_group_writable_include_is_refused_unless_named(nginx, nginx_dir, netn
 
 
 def test_nginx_config_that_cannot_be_read_is_a_usage_error(tmp_path):
-    proc = halfopen("doctor", "--window", "0", "--nginx-config", str(tmp_path / "none.conf"))
+    proc = run_halfopen("doctor", "--window", "0", "--nginx-config", str(tmp_path / "none.conf"))
     assert proc.returncode == 64
     assert "No such file" in one_line(proc.stderr)
 
@@ -221,8 +222,7 @@ def _timed(*argv: str, timeout: float = 120) -> tuple[int, str, str, float, floa
     past `timeout` fails the test; it is killed whatever happens."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t0 = time.monotonic()
-        p = subprocess.Popen([*HALFOPEN, *argv], stdout=out, stderr=err,
-                             stdin=subprocess.DEVNULL, text=True)
+        p = start_halfopen(*argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, text=True)
         done = 0
         try:
             while True:
@@ -262,7 +262,7 @@ print(json.dumps({"ms": (time.monotonic() - t) * 1000, "cpu_ms": (time.thread_ti
 
 
 def _read_cost(config: str = "") -> dict:
-    p = subprocess.run([HALFOPEN[0], "-c", READ_COST, config], capture_output=True, text=True,
+    p = subprocess.run([sys.executable, "-c", READ_COST, config], capture_output=True, text=True,
                        timeout=120, stdin=subprocess.DEVNULL)
     assert p.returncode == 0, p.stderr
     cost = json.loads(p.stdout)

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from tests.security.conftest import halfopen, one_line
+from tests.security.conftest import one_line, run_halfopen
 
 from halfopen.kernel import current_identity
 from halfopen.model.finding import Finding, Fix
@@ -84,8 +84,8 @@ def _is_root_setuid(path: str) -> bool:
 # ------------------------------------------------------------ fix --persist and its backup
 
 def _persist(tmp_path, target: str) -> subprocess.CompletedProcess:
-    return halfopen("fix", "--findings", _host_findings(tmp_path), "--apply", "--persist",
-                    "--sysctl-file", target, "--journal", str(tmp_path / "j" / "journal.jsonl"))
+    return run_halfopen("fix", "--findings", _host_findings(tmp_path), "--apply", "--persist",
+                        "--sysctl-file", target, "--journal", str(tmp_path / "j" / "journal.jsonl"))
 
 
 def test_persist_refuses_a_users_setuid_copy_and_makes_no_root_setuid_backup(
@@ -189,7 +189,7 @@ def test_a_planted_fifo_is_one_line_not_a_hang(attacker, lair, tmp_path, argv):
              "J": str(tmp_path / "journal.jsonl")}
     args = [words.get(a, a).replace("PORT", str(_free_port())) for a in argv]
     started = time.monotonic()
-    proc = halfopen(*args, timeout=HANG_S)  # TimeoutExpired (the old hang) fails the test
+    proc = run_halfopen(*args, timeout=HANG_S)  # TimeoutExpired (the old hang) fails the test
     took = time.monotonic() - started
     assert proc.returncode == 64, (proc.returncode, proc.stderr)
     line = one_line(proc.stderr)
@@ -221,7 +221,7 @@ def test_a_symlinked_journal_in_a_sticky_directory_is_exit_64(attacker, sticky, 
     _as(attacker, "ln", "-s", victim, journal)
     args = ["--findings", _host_findings(tmp_path), "--apply"] if mode == "--apply" \
         else ["--rollback"]
-    proc = halfopen("fix", *args, "--journal", journal, timeout=HANG_S)
+    proc = run_halfopen("fix", *args, "--journal", journal, timeout=HANG_S)
     assert proc.returncode == 64, proc.stderr
     line = one_line(proc.stderr)
     assert "it is a symlink" in line and journal in line, line
@@ -256,8 +256,8 @@ def test_a_finding_without_start_time_is_not_acted_on(attacker, tmp_path, action
                               [_fix_for(action, holder.pid)], "why")
             path = tmp_path / "doctor.json"
             path.write_text(json.dumps({"findings": [finding.to_dict()]}))
-            proc = halfopen("fix", "--findings", str(path), "--apply", "--json",
-                            "--journal", journal)
+            proc = run_halfopen("fix", "--findings", str(path), "--apply", "--json",
+                                "--journal", journal)
             assert proc.returncode == 0 and not proc.stderr, proc.stderr
             (result,) = json.loads(proc.stdout)["results"]
             return result
@@ -299,7 +299,7 @@ def test_a_secret_file_named_by_mistake_is_refused_without_a_byte_of_it(tmp_path
     os.chmod(secret, 0o600)
     words = {"X": str(secret), "S": _snapshot(tmp_path)}
     args = [words.get(a, a).replace("PORT", str(_free_port())) for a in argv]
-    proc = halfopen(*args, timeout=HANG_S)
+    proc = run_halfopen(*args, timeout=HANG_S)
     assert proc.returncode == 64, (proc.returncode, proc.stderr)
     line = one_line(proc.stderr)
     assert where.replace("X", str(secret)) in line, line

@@ -15,7 +15,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from tests.security.conftest import halfopen, ns_sysctl, one_line
+from tests.security.conftest import ns_sysctl, one_line, run_halfopen
 
 from halfopen.cli.main import main
 from halfopen.model.finding import Finding, Fix
@@ -27,7 +27,7 @@ KEY = "net.ipv4.tcp_keepalive_time"
 @pytest.fixture(scope="module")
 def history_db(tmp_path_factory) -> str:
     path = str(tmp_path_factory.mktemp("hist") / "h.db")
-    proc = halfopen("watch", "--once", "--no-doctor", "--record", path)
+    proc = run_halfopen("watch", "--once", "--no-doctor", "--record", path)
     assert proc.returncode == 0, proc.stderr
     return path
 
@@ -35,7 +35,7 @@ def history_db(tmp_path_factory) -> str:
 def test_report_html_refuses_a_symlink(history_db, victim, tmp_path):
     out = tmp_path / "page.html"
     out.symlink_to(victim)
-    proc = halfopen("report", history_db, "--html", str(out))
+    proc = run_halfopen("report", history_db, "--html", str(out))
     assert proc.returncode == 64
     assert "symlink" in one_line(proc.stderr)
     assert out.is_symlink()
@@ -76,7 +76,7 @@ def persist_env(tmp_path, monkeypatch) -> dict:
 def test_persist_refuses_a_symlink_before_any_change(persist_env, victim, tmp_path):
     target = persist_env["HALFOPEN_SYSCTL_FILE"]
     os.symlink(victim, target)
-    proc = halfopen("fix", "--findings", _host_findings(tmp_path), "--apply", "--persist")
+    proc = run_halfopen("fix", "--findings", _host_findings(tmp_path), "--apply", "--persist")
     assert proc.returncode == 64
     assert "symlink" in one_line(proc.stderr)
     assert not os.path.exists(persist_env["HALFOPEN_JOURNAL"])  # stopped before the journal
@@ -87,7 +87,7 @@ def test_persist_refuses_a_symlink_at_the_backup(persist_env, victim, tmp_path):
     with open(target, "w") as f:
         f.write("net.core.somaxconn = 4096\n")
     os.symlink(victim, target + ".bak")  # the old code's shutil.copy2 wrote through it
-    proc = halfopen("fix", "--findings", _host_findings(tmp_path), "--apply", "--persist")
+    proc = run_halfopen("fix", "--findings", _host_findings(tmp_path), "--apply", "--persist")
     assert proc.returncode == 64 and "symlink" in one_line(proc.stderr)
     assert Path(target).read_text() == "net.core.somaxconn = 4096\n"
 
@@ -111,7 +111,7 @@ def test_persist_ignores_the_old_temp_name_and_backs_up_safely(persist_env, vict
 def test_save_snapshot_refuses_a_symlink(victim, tmp_path, netns):
     out = tmp_path / "snap.json"
     out.symlink_to(victim)
-    proc = halfopen("doctor", "--window", "0", "--netns", netns, "--save-snapshot", str(out))
+    proc = run_halfopen("doctor", "--window", "0", "--netns", netns, "--save-snapshot", str(out))
     assert proc.returncode == 64
     assert "symlink" in proc.stderr and "Traceback" not in proc.stderr
     assert out.is_symlink()
@@ -121,14 +121,14 @@ def test_save_snapshot_refuses_a_symlink(victim, tmp_path, netns):
 def test_watch_record_refuses_a_symlink(victim, tmp_path, where):
     db = tmp_path / "h.db"
     os.symlink(victim, str(db) + where)
-    proc = halfopen("watch", "--once", "--no-doctor", "--record", str(db))
+    proc = run_halfopen("watch", "--once", "--no-doctor", "--record", str(db))
     assert proc.returncode == 64, proc.stderr
     assert "symlink" in one_line(proc.stderr)
 
 
 def test_watch_record_creates_a_private_file(tmp_path):
     db = tmp_path / "new" / "h.db"
-    proc = halfopen("watch", "--once", "--no-doctor", "--record", str(db))
+    proc = run_halfopen("watch", "--once", "--no-doctor", "--record", str(db))
     assert proc.returncode == 0, proc.stderr
     assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(db.parent).st_mode) == 0o700
@@ -147,8 +147,8 @@ def _ns_findings(tmp_path, ns: str) -> str:
 def test_journal_refuses_a_planted_link_and_changes_nothing(victim, tmp_path, netns, link):
     journal = tmp_path / "journal.jsonl"
     (os.symlink if link == "symlink" else os.link)(victim, journal)
-    proc = halfopen("fix", "--findings", _ns_findings(tmp_path, netns), "--apply",
-                    "--journal", str(journal))
+    proc = run_halfopen("fix", "--findings", _ns_findings(tmp_path, netns), "--apply",
+                        "--journal", str(journal))
     assert proc.returncode == 64
     assert ("symlink" if link == "symlink" else "hard links") in one_line(proc.stderr)
     assert ns_sysctl(netns, KEY) == "7200"
@@ -156,8 +156,8 @@ def test_journal_refuses_a_planted_link_and_changes_nothing(victim, tmp_path, ne
 
 def test_journal_is_private(tmp_path, netns):
     journal = tmp_path / "var" / "journal.jsonl"
-    proc = halfopen("fix", "--findings", _ns_findings(tmp_path, netns), "--apply",
-                    "--journal", str(journal))
+    proc = run_halfopen("fix", "--findings", _ns_findings(tmp_path, netns), "--apply",
+                        "--journal", str(journal))
     assert proc.returncode == 0, proc.stderr
     assert stat.S_IMODE(os.stat(journal).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(journal.parent).st_mode) == 0o700

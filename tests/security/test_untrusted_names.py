@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 
 import pytest
-from tests.security.conftest import halfopen
+from tests.security.conftest import run_halfopen
 from tests.security.hostile import Attacker
 
 from halfopen.collect.unit import read_system_unit
@@ -71,7 +71,7 @@ def check_clean(proc, what: str) -> str:
 
 
 def test_sockets_table_shows_each_name_escaped_one_row_each(holders, attacker):
-    out = check_clean(halfopen("sockets", "-p", "uid", str(attacker.uid)), "sockets -p")
+    out = check_clean(run_halfopen("sockets", "-p", "uid", str(attacker.uid)), "sockets -p")
     lines = out.splitlines()
     assert lines[0].startswith("State")
     for line in lines[1:]:  # a newline in a name would start a row with its second half
@@ -82,14 +82,14 @@ def test_sockets_table_shows_each_name_escaped_one_row_each(holders, attacker):
 
 
 def test_sockets_summary_shows_each_name_escaped(holders, attacker):
-    out = check_clean(halfopen("sockets", "-p", "--summary", "uid", str(attacker.uid)),
+    out = check_clean(run_halfopen("sockets", "-p", "--summary", "uid", str(attacker.uid)),
                       "sockets --summary")
     for comm, pid in holders.items():
         assert f"{shown(comm)}({pid})" in out, (comm, out)
 
 
 def test_json_keeps_the_exact_names(holders, attacker):
-    proc = halfopen("sockets", "-p", "--json", "uid", str(attacker.uid))
+    proc = run_halfopen("sockets", "-p", "--json", "uid", str(attacker.uid))
     assert proc.returncode == 0, proc.stderr
     seen = {o["comm"]: o["pid"] for s in json.loads(proc.stdout)["sockets"] for o in s.get("owners", [])}
     for comm, pid in holders.items():
@@ -97,7 +97,7 @@ def test_json_keeps_the_exact_names(holders, attacker):
 
 
 def test_kill_dry_run_shows_names_escaped(holders, attacker):
-    out = check_clean(halfopen("kill", "state", "close-wait", "uid", str(attacker.uid)), "kill (dry run)")
+    out = check_clean(run_halfopen("kill", "state", "close-wait", "uid", str(attacker.uid)), "kill (dry run)")
     assert "dry run:" in out
     for comm in holders:
         assert f"{shown(comm)}(" in out
@@ -106,7 +106,7 @@ def test_kill_dry_run_shows_names_escaped(holders, attacker):
 @pytest.fixture(scope="module")
 def doctor_json(holders, tmp_path_factory) -> str:
     """`doctor --json` with the holders near their fd limit; the findings file for `fix`."""
-    proc = halfopen("doctor", "--json", "--window", "0.2")
+    proc = run_halfopen("doctor", "--json", "--window", "0.2")
     assert proc.returncode in EXITS and "Traceback" not in proc.stderr, proc.stderr
     path = tmp_path_factory.mktemp("names") / "findings.json"
     path.write_text(proc.stdout)
@@ -135,7 +135,7 @@ def test_doctor_json_names_each_holder_exactly_with_no_command_from_its_name(doc
 
 
 def test_doctor_verbose_text_shows_names_escaped(holders):
-    out = check_clean(halfopen("doctor", "-v", "--window", "0.2"), "doctor -v")
+    out = check_clean(run_halfopen("doctor", "-v", "--window", "0.2"), "doctor -v")
     for comm, pid in holders.items():
         assert f"{shown(comm)} (pid {pid}) uses " in out, (comm, out[-3000:])
         assert f"comm {shown(comm)}" in out  # the -v subject line
@@ -146,11 +146,11 @@ def test_doctor_verbose_text_shows_names_escaped(holders):
 
 
 def test_doctor_plugin_lines_show_names_escaped(holders):
-    check_clean(halfopen("doctor", "--nagios", "-v", "--window", "0.2"), "doctor --nagios")
+    check_clean(run_halfopen("doctor", "--nagios", "-v", "--window", "0.2"), "doctor --nagios")
 
 
 def test_fix_plan_from_the_doctor_findings_suggests_no_command_from_a_name(doctor_json, holders):
-    out = check_clean(halfopen("fix", "fd-exhaustion", "--findings", doctor_json), "fix (plan)")
+    out = check_clean(run_halfopen("fix", "fd-exhaustion", "--findings", doctor_json), "fix (plan)")
     assert "nothing was changed" in out or "by hand" in out, out
     for comm, pid in holders.items():
         # the lasting fix in words: the holders run in no system service
@@ -173,12 +173,12 @@ def _watch_check(proc, holders: dict[str, int], what: str) -> None:
 
 
 def test_watch_once_draws_names_as_text(holders):
-    _watch_check(halfopen("watch", "--once", "--top", "1000"), holders, "watch --once")
+    _watch_check(run_halfopen("watch", "--once", "--top", "1000"), holders, "watch --once")
 
 
 def test_watch_record_keeps_recording_and_the_exact_names(holders, tmp_path):
     db = tmp_path / "history.db"
-    proc = halfopen("watch", "--once", "--top", "1000", "--record", str(db))
+    proc = run_halfopen("watch", "--once", "--top", "1000", "--record", str(db))
     _watch_check(proc, holders, "watch --record --once")
     with sqlite3.connect(db) as con:
         text = "\n".join(str(v) for table, in con.execute(

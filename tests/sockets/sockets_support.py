@@ -7,7 +7,6 @@ has a matching stopper that the fixtures call in `finally`.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import select
@@ -373,18 +372,3 @@ def parse_ss(text: str) -> list[SsRow]:
 
 def ss(netns: str | None = None, *extra: str) -> list[SsRow]:
     return parse_ss(run("ss", "-tanpeio", *extra, netns=netns).stdout)
-
-
-def halfopen(*args: str, check: bool = True, prefix: tuple[str, ...] = (),
-             python: str = sys.executable, env: dict | None = None,
-             timeout: float = 30) -> subprocess.CompletedProcess:
-    """Run the CLI the way a user does (`prefix`: e.g. ip netns exec + setpriv); with
-    check, fail the test on a non-zero exit."""
-    proc = helpers.halfopen(*args, prefix=prefix, python=python, env=env, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"halfopen {' '.join(args)} -> {proc.returncode}: {proc.stderr}")
-    return proc
-
-
-def halfopen_json(*args: str) -> dict:
-    return json.loads(halfopen(*args, "--json").stdout)

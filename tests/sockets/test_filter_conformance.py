@@ -14,11 +14,11 @@ import ipaddress
 import json
 import os
 import shutil
-import sys
 
 import filter_conformance as fc
 import pytest
 from sockets_support import run
+from tests.helpers import run_halfopen
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +69,8 @@ def test_corpus_agrees_with_ss(socket_set):
 ])
 def test_the_installed_cli_gives_the_same_answer(socket_set, expr):
     """The corpus runs main() in-process for speed; a few run the real CLI."""
-    proc = run(sys.executable, "-m", "halfopen", "sockets", "--json", "--netns",
-               socket_set.netns, "--", *expr.split(), check=False)
+    proc = run_halfopen("sockets", "--json", "--netns", socket_set.netns, "--", *expr.split(),
+                        timeout=20)
     code, rows, _err = fc.run_halfopen(socket_set.netns, expr)
     assert proc.returncode == code
     if code == 0:
@@ -104,8 +104,7 @@ def test_cgroup_works_under_ip_netns_exec(socket_set, template):
     assert ss_code == 0
     if template == "cgroup {cg}":
         assert len(ss_rows) == 3  # the child's listener, client and accepted socket
-    proc = run("ip", "netns", "exec", ns, sys.executable, "-m", "halfopen", "sockets", "--json",
-               "--", *expr.split(), check=False)
+    proc = run_halfopen("sockets", "--json", "--", *expr.split(), netns=ns, timeout=20)
     assert proc.returncode == 0, proc.stderr
     got = {(str(ipaddress.ip_address(s["local_addr"])), s["local_port"],
             str(ipaddress.ip_address(s["peer_addr"])), s["peer_port"])

@@ -13,7 +13,8 @@ from collections import Counter
 
 import click
 import pytest
-from sockets_support import LOCAL4, Puppet, halfopen, halfopen_json
+from sockets_support import LOCAL4, Puppet
+from tests.helpers import halfopen_json, run_halfopen
 
 from halfopen import __version__
 from halfopen.cli.sockets_out import CSV_COLUMNS, CSV_INFO_COLUMNS
@@ -22,14 +23,14 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 
 
 def test_version():
-    proc = halfopen("--version")
+    proc = run_halfopen("--version", check=True)
     assert proc.stdout.strip() == f"halfopen, version {__version__}"
 
 
 def test_help_lists_sockets_and_exit_codes():
-    out = halfopen("--help").stdout
+    out = run_halfopen("--help", check=True).stdout
     assert "sockets" in out and "64 usage error" in out
-    sub = halfopen("sockets", "--help").stdout
+    sub = run_halfopen("sockets", "--help", check=True).stdout
     for word in ("--json", "--jsonl", "--csv", "--summary", "--netns", "--all-netns",
                  "--source", "close-wait", "synchronized", "dport"):
         assert word in sub, word
@@ -42,7 +43,7 @@ def test_json(zoo):
 
 
 def test_jsonl_streams_one_object_per_line(zoo):
-    out = halfopen("sockets", "-p", "--netns", zoo.netns, "--jsonl").stdout
+    out = run_halfopen("sockets", "-p", "--netns", zoo.netns, "--jsonl", check=True).stdout
     lines = out.splitlines()
     assert len(lines) == len(zoo.expected)
     objs = [json.loads(line) for line in lines]
@@ -53,7 +54,7 @@ def test_jsonl_streams_one_object_per_line(zoo):
 @pytest.mark.parametrize("info", [False, True])
 def test_csv(zoo, info):
     args = ["sockets", "-p", "--netns", zoo.netns, "--csv"] + (["-i"] if info else [])
-    rows = list(csv.reader(io.StringIO(halfopen(*args).stdout)))
+    rows = list(csv.reader(io.StringIO(run_halfopen(*args, check=True).stdout)))
     assert rows[0] == CSV_COLUMNS + (CSV_INFO_COLUMNS if info else [])
     body = [dict(zip(rows[0], r)) for r in rows[1:]]
     assert len(body) == len(zoo.expected)
@@ -72,13 +73,13 @@ def test_summary_json_and_text(zoo):
     procs = {(p["comm"], p["state"]): p["count"] for p in summ["by_process"]}
     want = Counter((e.owner, e.state) for e in zoo.expected if e.owner)
     assert procs == dict(want)
-    text = halfopen("sockets", "--netns", zoo.netns, "--summary").stdout
+    text = run_halfopen("sockets", "--netns", zoo.netns, "--summary", check=True).stdout
     assert text.startswith(f"Total: {len(zoo.expected)} TCP sockets")
     assert "Top processes" in text and "ho-srv" in text
 
 
 def test_table_like_ss(zoo):
-    lines = halfopen("sockets", "-p", "-i", "--netns", zoo.netns).stdout.splitlines()
+    lines = run_halfopen("sockets", "-p", "-i", "--netns", zoo.netns, check=True).stdout.splitlines()
     assert lines[0].split()[:3] == ["State", "Recv-Q", "Send-Q"]
     assert len(lines) == 1 + len(zoo.expected)
     states = Counter(line.split()[0] for line in lines[1:])
@@ -89,7 +90,7 @@ def test_table_like_ss(zoo):
 
 def test_a_port_past_65535_is_read_as_ss_reads_it_with_a_note():
     """sport <= :70000: ss's matcher compares 70000, the kernel its low 16 bits (4464)."""
-    proc = halfopen("sockets", "--json", "sport", "<=", ":70000", check=False)
+    proc = run_halfopen("sockets", "--json", "sport", "<=", ":70000")
     assert proc.returncode == 0, proc.stderr
     note = [line for line in proc.stderr.splitlines() if "70000" in line]
     assert len(note) == 1 and "4464" in note[0] and note[0].startswith("halfopen: note: ")
@@ -113,7 +114,7 @@ def test_a_port_past_65535_is_read_as_ss_reads_it_with_a_note():
     (["sockets", "pid", "x"], ["'x'"]),
 ])
 def test_bad_input_exits_64_with_one_line(args, names):
-    proc = halfopen(*args, check=False)
+    proc = run_halfopen(*args)
     assert proc.returncode == 64, (proc.returncode, proc.stderr)
     assert proc.stdout == ""
     lines = proc.stderr.splitlines()
@@ -189,9 +190,8 @@ def test_not_root_still_lists_sockets_and_notes_once(zoo, nobody_python):
     mine = Puppet("ho-nobody", zoo.netns, wrap=NOBODY, python=SYSTEM_PYTHON)
     try:
         (_fd, port) = mine.ints("listen", LOCAL4)
-        proc = halfopen("sockets", "-p", "--json", prefix=("ip", "netns", "exec", zoo.netns,
-                                                          *NOBODY),
-                        python=SYSTEM_PYTHON, env=env, check=False)
+        proc = run_halfopen("sockets", "-p", "--json", netns=zoo.netns, prefix=NOBODY,
+                            python=SYSTEM_PYTHON, env=env)
     finally:
         mine.stop()
     assert proc.returncode == 0, proc.stderr

@@ -12,6 +12,7 @@ import ipaddress
 import socket
 
 import pytest
+from tests.helpers import run_halfopen
 
 from halfopen.collect import bytecode, diag_replies, filter_names, netns
 from halfopen.collect import sockets as collector
@@ -399,9 +400,7 @@ def test_mixed_and_or_is_flagged_with_both_readings():
 
 
 def test_kill_refuses_an_ambiguous_filter():
-    from sockets_support import halfopen
-    proc = halfopen("kill", "sport", "=", ":1", "or", "sport", "=", ":2", "and", "dport",
-                    "=", ":3", check=False)
+    proc = run_halfopen("kill", "sport", "=", ":1", "or", "sport", "=", ":2", "and", "dport", "=", ":3")
     assert proc.returncode == 64 and proc.stderr.count("\n") == 1, proc.stderr
     assert "ss reads it as" in proc.stderr and "parentheses" in proc.stderr
 

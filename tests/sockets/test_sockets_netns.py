@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from sockets_support import LOCAL4, Puppet, halfopen, halfopen_json, make_netns, remove_netns
+from sockets_support import LOCAL4, Puppet, make_netns, remove_netns
+from tests.helpers import halfopen_json, run_halfopen
 
 from halfopen.collect import netns
 from halfopen.errors import NamespaceError
@@ -64,8 +65,8 @@ def test_all_netns_labels_every_socket(zoo, other):
 
 
 def test_all_netns_table_has_a_netns_column(zoo):
-    out = halfopen("sockets", "--all-netns", "src", "198.18.0.0/15", "or", "src",
-                   "2001:2::/48").stdout.splitlines()
+    out = run_halfopen("sockets", "--all-netns", "src", "198.18.0.0/15", "or", "src",
+                       "2001:2::/48", check=True).stdout.splitlines()
     assert out[0].split()[0] == "Netns"
     assert sum(line.startswith(zoo.netns) for line in out) == len(zoo.expected)
 
@@ -87,7 +88,7 @@ def test_all_netns_summary_counts_ours_too(zoo):
     (["--netns", "a", "--all-netns"], "--all-netns"),
 ])
 def test_unknown_or_conflicting_netns_is_usage_error(args, word):
-    proc = halfopen("sockets", *args, check=False)
+    proc = run_halfopen("sockets", *args)
     assert proc.returncode == 64, proc.stderr
     assert proc.stdout == ""
     lines = proc.stderr.splitlines()

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import pytest
-from sockets_support import DATA, halfopen_json
+from sockets_support import DATA
 from test_sockets_golden import MESSAGES, decode
+from tests.helpers import halfopen_json
 
 from halfopen.collect import procfs_tcp
 

@@ -9,7 +9,8 @@ with `ss -tanpeio` socket by socket, matched by the kernel's cookie.
 from __future__ import annotations
 
 import pytest
-from sockets_support import halfopen_json, ss
+from sockets_support import ss
+from tests.helpers import halfopen_json
 
 SS_STATE = {"ESTAB": "established", "SYN-SENT": "syn_sent", "SYN-RECV": "syn_recv",
             "FIN-WAIT-1": "fin_wait1", "FIN-WAIT-2": "fin_wait2", "TIME-WAIT": "time_wait",

@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from tests.helpers import HALFOPEN, halfopen, nobody_cannot_run_halfopen
+from tests.helpers import AS_NOBODY, nobody_cannot_run_halfopen, run_halfopen, start_halfopen
 from tests.trace.trace_support import leftover, server, stop_server
 
 TRACE_S = 7.0
@@ -25,9 +25,9 @@ def _doctor_during(mode: str, n: int, tracefs_restored) -> tuple[subprocess.Pope
     srv, port = server(n, mode)
     d = None
     try:
-        d = subprocess.Popen([*HALFOPEN, "doctor", "--trace", str(TRACE_S), "--window", "0",
-                              "--min-age", "1", "--json", "--pid", str(srv.pid), "--port", str(port)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        d = start_halfopen("doctor", "--trace", str(TRACE_S), "--window", "0", "--min-age", "1",
+                           "--json", "--pid", str(srv.pid), "--port", str(port),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         tracefs_restored.append(d.pid)
         deadline = time.monotonic() + 30
         while not leftover([d.pid]):  # its instance exists: the trace has begun
@@ -90,21 +90,21 @@ def test_doctor_trace_without_permission_is_one_note(tracefs_restored):
     unreachable = nobody_cannot_run_halfopen()
     if unreachable:
         pytest.skip(unreachable)
-    nobody = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--")
-    with_trace = halfopen("doctor", "--trace", "0.5", "--window", "0", prefix=nobody, timeout=120, cwd="/")
+    with_trace = run_halfopen("doctor", "--trace", "0.5", "--window", "0", prefix=AS_NOBODY,
+                              timeout=120, cwd="/")
     assert with_trace.returncode in (0, 1, 2), with_trace.stderr
     notes = [line for line in with_trace.stdout.splitlines() if "--trace: not traced" in line]
     assert len(notes) == 1 and "tracefs needs root" in notes[0], with_trace.stdout
-    as_json = halfopen("doctor", "--trace", "0.5", "--window", "0", "--json", prefix=nobody,
-                       timeout=120, cwd="/")
+    as_json = run_halfopen("doctor", "--trace", "0.5", "--window", "0", "--json", prefix=AS_NOBODY,
+                           timeout=120, cwd="/")
     doc = json.loads(as_json.stdout)
     assert doc["trace"]["traced"] is False and doc["trace"]["owners"] == []
     assert doc["checked"], doc  # the rules ran
 
 
 def test_doctor_trace_bad_input_and_snapshot():
-    bad = halfopen("doctor", "--trace", "-1", timeout=60)
+    bad = run_halfopen("doctor", "--trace", "-1", timeout=60)
     assert bad.returncode == 64 and bad.stderr.count("\n") == 1, bad.stderr
     if os.geteuid() == 0:
-        snap = halfopen("doctor", "--trace", "1", "--snapshot", sys.executable, timeout=60)
+        snap = run_halfopen("doctor", "--trace", "1", "--snapshot", sys.executable, timeout=60)
         assert snap.returncode == 64 and "--trace" in snap.stderr, snap.stderr

@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from tests.helpers import HALFOPEN, nobody_cannot_run_halfopen, wait_for
+from tests.helpers import AS_NOBODY, nobody_cannot_run_halfopen, start_halfopen, wait_for
 from tests.trace.trace_support import HERE, leftover
 
 N = 3  # connections the client closes with a FIN
@@ -52,9 +52,9 @@ def test_exporter_trace_counts_exactly_what_was_done(tracefs_restored):
     tag = uuid.uuid4().hex[:6]
     srv_comm, cli_comm = f"hoexps{tag}", f"hoexpc{tag}"
     port = _free_port()
-    exp = subprocess.Popen([*HALFOPEN, "exporter", "--listen", f"127.0.0.1:{port}", "--no-doctor",
-                            "--trace", "--top", "10000"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    exp = start_halfopen("exporter", "--listen", f"127.0.0.1:{port}", "--no-doctor",
+                         "--trace", "--top", "10000",
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     tracefs_restored.append(exp.pid)
     peers: list[subprocess.Popen] = []
     try:
@@ -110,10 +110,9 @@ def test_exporter_trace_without_permission_exports_up_0(tracefs_restored):
     if unreachable:
         pytest.skip(unreachable)
     port = _free_port()
-    exp = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
-                            *HALFOPEN, "exporter", "--listen", f"127.0.0.1:{port}", "--no-doctor",
-                            "--trace"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                           cwd="/", env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
+    exp = start_halfopen("exporter", "--listen", f"127.0.0.1:{port}", "--no-doctor", "--trace",
+                         prefix=AS_NOBODY, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         text=True, cwd="/")
     try:
         assert exp.stderr is not None
         first = exp.stderr.readline()

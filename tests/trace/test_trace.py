@@ -12,7 +12,7 @@ import subprocess
 import time
 import uuid
 
-from tests.helpers import halfopen
+from tests.helpers import run_halfopen
 from tests.trace.trace_support import Noise, Tracing, events, leftover, server, stop_server, trace_mount
 
 from halfopen.kernel import tracefs
@@ -235,13 +235,13 @@ def test_sigterm_removes_instance_and_unmounts_what_it_mounted(tracefs_restored)
 
 
 def test_duration_ends_cleanly_and_bad_input_is_one_line(tracefs_restored):
-    r = halfopen("trace", "--duration", "0.5", "--json", timeout=60)
+    r = run_halfopen("trace", "--duration", "0.5", "--json", timeout=60)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["schema"] == "halfopen.trace/1" and doc["lost_events"] == 0 and isinstance(doc["events"], list)
-    bad = halfopen("trace", "--pid", "2147483647", timeout=60)
+    bad = run_halfopen("trace", "--pid", "2147483647", timeout=60)
     assert bad.returncode == 64 and bad.stderr.count("\n") == 1 and "no such process" in bad.stderr
-    both = halfopen("trace", "--json", "--jsonl", timeout=60)
+    both = run_halfopen("trace", "--json", "--jsonl", timeout=60)
     assert both.returncode == 64 and "choose one" in both.stderr
 
 
@@ -282,7 +282,7 @@ def test_filter_words_state_and_port(tracefs_restored):
 
 def test_filter_words_refused_in_one_line():
     for words in (("dev", "lo"), ("uid", "0"), ("state", "bogus")):
-        r = halfopen("trace", *words, "--duration", "0.1", timeout=60)
+        r = run_halfopen("trace", *words, "--duration", "0.1", timeout=60)
         assert r.returncode == 64 and r.stderr.count("\n") == 1, (words, r.stderr)
 
 

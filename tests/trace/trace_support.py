@@ -9,6 +9,8 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+from tests.helpers import start_halfopen
+
 from halfopen.kernel import tracefs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,9 +31,8 @@ class Tracing:
     """A `halfopen trace ... --jsonl` process, started and ready (its instance made)."""
 
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "halfopen", "trace", *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     preexec_fn=default_sigint)
+        self.proc = start_halfopen("trace", *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, preexec_fn=default_sigint)
         self.first_err = []
         assert self.proc.stderr is not None
         for line in self.proc.stderr:  # notes may come first; "tracing" says it is reading

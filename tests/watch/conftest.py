@@ -5,7 +5,7 @@ Everything started here is stopped in a finally, also when the test fails.
 
 from __future__ import annotations
 
-import os
+import functools
 import socket
 import subprocess
 import sys
@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from tests import helpers
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-HALFOPEN = [sys.executable, "-m", "halfopen.cli.main"]
 
 
 def free_port() -> int:
@@ -63,7 +63,6 @@ def start_leaker() -> Iterator[Callable[..., Leaker]]:
             stop(p)
 
 
-def run_halfopen(*args: str, timeout: float = 30.0, **kw) -> subprocess.CompletedProcess:
-    env = dict(os.environ, COLUMNS="220", TERM="dumb")
-    return subprocess.run([*HALFOPEN, *args], capture_output=True, text=True, timeout=timeout,
-                          env=env, cwd=ROOT, **kw)
+# the CLI from the checkout, its tables 220 columns wide, no colours
+run_halfopen = functools.partial(helpers.run_halfopen, env={"COLUMNS": "220", "TERM": "dumb"},
+                                 timeout=30.0, cwd=ROOT)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.helpers import nobody_cannot_run_halfopen
+from tests.helpers import nobody_cannot_run_halfopen, run_halfopen
 
 from halfopen.model.rules import RULE_IDS
 
@@ -297,8 +297,9 @@ def as_unit_user(unit: str, *args: str, extra_caps: tuple[str, ...] = (), caps: 
 
 
 def as_root(*args: str, code: str | None = None) -> subprocess.CompletedProcess:
-    head = ["-c", code] if code is not None else ["-m", "halfopen"]
-    return subprocess.run([sys.executable, *head, *args], capture_output=True, text=True,
+    if code is None:
+        return run_halfopen(*args, timeout=120, cwd="/")
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                           timeout=120, cwd="/")
 
 

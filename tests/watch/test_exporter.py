@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from tests.helpers import wait_for
+from tests.helpers import start_halfopen, wait_for
 
 from halfopen.model.finding import Finding
 from halfopen.watch.process_labels import Identity
@@ -21,9 +21,8 @@ from .samples import finding, make
 
 
 def start_exporter(port: int, *extra: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "halfopen.cli.main", "exporter", "--listen",
-                             f"127.0.0.1:{port}", *extra], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = start_halfopen("exporter", "--listen", f"127.0.0.1:{port}", *extra, cwd=ROOT,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     return proc
 
 

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 
 import pytest
-from tests.helpers import nofile_at_least, wait_for
+from tests.helpers import nofile_at_least, start_halfopen, wait_for
 
 from halfopen.watch.serving import serve, webconfig
 
@@ -31,9 +31,8 @@ SCRAPE = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
 def start(port: int, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "halfopen.cli.main", "exporter", "--listen",
-                             f"127.0.0.1:{port}", "--no-doctor", *extra], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return start_halfopen("exporter", "--listen", f"127.0.0.1:{port}", "--no-doctor", *extra,
+                          cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def raw_request(port: int, data: bytes = SCRAPE, timeout: float = 30.0,

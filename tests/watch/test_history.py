@@ -12,7 +12,7 @@ import textwrap
 import time
 
 import pytest
-from tests.helpers import wait_for
+from tests.helpers import start_halfopen, wait_for
 
 from halfopen.errors import UsageError
 from halfopen.watch import history_db
@@ -95,9 +95,8 @@ def test_foreign_and_junk_files_are_refused_untouched(tmp_path):
 
 def test_second_writer_gets_a_clear_error(tmp_path):
     path = str(tmp_path / "h.db")
-    first = subprocess.Popen([sys.executable, "-m", "halfopen.cli.main", "watch", "--no-doctor",
-                              "--interval", "0.3", "--record", path],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    first = start_halfopen("watch", "--no-doctor", "--interval", "0.3", "--record", path,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
     try:
         wait_for("first writer's samples", lambda: os.path.exists(path) and count(path) >= 2)
         r = run_halfopen("watch", "--once", "--no-doctor", "--record", path)
