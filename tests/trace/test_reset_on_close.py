@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import threading
 import time
 
 import pytest
-from tests.helpers import HALFOPEN
+from tests.helpers import run_halfopen
 from tests.trace.peers import HOLD_S
 from tests.trace.trace_support import server, stop_server
 
@@ -54,8 +53,7 @@ class Resets:
 
 
 def _doctor(*args: str) -> dict:
-    out = subprocess.run([*HALFOPEN, "doctor", "--json", *args], capture_output=True,
-                         text=True, timeout=120)
+    out = run_halfopen("doctor", "--json", *args, timeout=120)
     assert out.returncode in (0, 1, 2), out.stderr
     return json.loads(out.stdout)
 
