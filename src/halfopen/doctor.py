@@ -17,12 +17,12 @@ diagnose() on each full sample (watch.findings): the same rules and identity.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from halfopen.records import record
 
 from .collect import doctor_input
 from .collect.netns import Namespace
-from .collect.trace_window import TraceWindow
 from .diagnose import report
 from .diagnose.context import Options
 from .diagnose.tally import Tally
@@ -31,6 +31,9 @@ from .model.nginx import NginxConf
 from .model.servers import ServerFacts
 from .model.snapshot import Snapshot
 from .model.socket import Socket
+
+if TYPE_CHECKING:  # a run with a trace window made it: one without need not import it
+    from .collect.trace_window import TraceWindow
 
 
 @record(frozen=True)

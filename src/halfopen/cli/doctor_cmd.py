@@ -6,11 +6,11 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import click
 
 from .. import __version__, fsio, store
-from ..collect.trace_window import TraceWindow
 from ..diagnose import middlebox, ranges
 from ..diagnose import report as rep
 from ..diagnose.context import Options
@@ -21,10 +21,12 @@ from ..model import file_text
 from ..model.history import History
 from ..model.snapshot import Snapshot
 from ..model.socket import Socket
-from ..watch import history_db
 from . import complete, doctor_out
 from .options import PATH, PID, PORT, Seconds, namespace_options, resolve_namespaces
 from .progress import progress
+
+if TYPE_CHECKING:  # imported where used: --trace and --history pay for them, not every run
+    from ..collect.trace_window import TraceWindow
 
 
 class TimedOut(HalfopenError):
@@ -107,6 +109,8 @@ def traced(seconds: float | None, port: int | None, pid: int | None) -> Iterator
 
     def term(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
+
+    from ..collect.trace_window import TraceWindow  # noqa: PLC0415 - only --trace pays
 
     previous = signal.signal(signal.SIGTERM, term)
     window = TraceWindow.start(seconds, port, pid)
@@ -263,7 +267,10 @@ def _focus_tally(options: Options) -> Tally | None:
 
 def _history(path: str | None, snap: Snapshot) -> History | None:
     """--history: the recorded samples of the processes read."""
-    return history_db.load_history(path, sorted(snap.processes)) if path is not None else None
+    if path is None:
+        return None
+    from ..watch import history_db  # noqa: PLC0415 - sqlite3 and the watch's modules: --history pays
+    return history_db.load_history(path, sorted(snap.processes))
 
 
 def _focus_sink(focus: Tally | None, options: Options) -> Callable[[Socket], None] | None:

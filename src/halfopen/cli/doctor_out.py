@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import IO, Any
-
-from rich.console import Console
-from rich.text import Text
+from typing import IO, TYPE_CHECKING, Any
 
 from ..diagnose.perfdata import Breach
 from ..diagnose.report import Report
 from ..model.text import shown
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 STYLE = {"critical": "bold red", "warning": "yellow", "unknown": "magenta", "info": "cyan",
          "ok": "green"}
@@ -42,6 +42,10 @@ def _value(v: Any) -> str:
 
 
 def write_text(report: Report, out: IO[str], verbose: bool = False) -> None:
+    # rich only here: --json, --nagios and the watch's writers do not draw
+    from rich.console import Console  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415
+
     con = Console(file=out, highlight=False, soft_wrap=not out.isatty(),
                   width=None if out.isatty() else 100)
     con.print(Text.assemble(("halfopen doctor", "bold"),
@@ -96,6 +100,8 @@ def write_text(report: Report, out: IO[str], verbose: bool = False) -> None:
 
 
 def _para(con: Console, pad: str, text: str, width: int = 88) -> None:
+    from rich.text import Text  # noqa: PLC0415 - as write_text
+
     words, line = text.split(), ""
     for w in words:
         if len(line) + len(w) + 1 > width:

@@ -203,14 +203,16 @@ def _each_process(proc: str, pids: Iterable[int] | None,
         try:
             names = os.listdir(dir_fd)
             socks = SocketFds()
-            add = socks.add
+            # SocketFds.add inlined: one Python call less for each of 100k fds
+            add_fd, add_inode = socks.fds.append, socks.inodes.append
             for name in names:
                 try:
                     link = readlink(name, dir_fd=dir_fd)
                 except OSError:  # fd closed between listdir and readlink
                     continue
                 if link.startswith("socket:["):
-                    add(int(name), int(link[8:-1]))
+                    add_fd(int(name))
+                    add_inode(int(link[8:-1]))
             comm, started = procfs.read_stat(pid, proc)
             try:
                 ns_inode = procfs.ns_inode(pid, proc)

@@ -208,21 +208,33 @@ class Tally:
         return self.rules.get(rule_id)
 
     def add(self, s: Socket) -> None:
+        # The doctor's per-socket path (100k calls a run): the common cases are
+        # tested inline (a member already in a Capped set, one owner, a known
+        # destination) and the bounded counters' add() called only past them.
         self.count += 1
-        space = self.spaces.get(s.netns)
+        netns = s.netns
+        space = self.spaces.get(netns)
         if space is None:
-            space = self.spaces[s.netns] = Space()
+            space = self.spaces[netns] = Space()
         state = s.state
         space.states[state] += 1
-        space.local_addrs.add(s.local_addr)
+        addr = s.local_addr
+        if addr not in space.local_addrs.members:
+            space.local_addrs.add(addr)
         owners = s.owners
-        for o in owners or ():
-            self.pids.add(o.pid)
-            space.pids.add(o.pid)
+        if owners:
+            space_pids = space.pids
+            for o in owners:
+                pid = o.pid
+                self.pids.add(pid)
+                if pid not in space_pids.members:
+                    space_pids.add(pid)
         if s.send_q > 0:
             self._top_send_q(s)
-        for add in self._fan.get(state, ()):
-            add(s)
+        fan = self._fan.get(state)
+        if fan is not None:
+            for add in fan:
+                add(s)
         if state == LISTEN:
             space.listening.add(s.local_port)
             if len(self.listeners) < LISTENERS:
@@ -230,14 +242,15 @@ class Tally:
             else:
                 self.listeners_overflowed = True
             return
-        self._dest(space, s)
+        if s.local_port not in space.listening:
+            self._dest(space, s, owners)
         if state == CLOSE_WAIT:
             if owners:
                 space.cw_pids.add(owners[0].pid)
         elif state in SYN_RECV_STATES:
-            g = self.syn_recv.get((s.netns, s.local_port))
+            g = self.syn_recv.get((netns, s.local_port))
             if g is None:
-                g = self.syn_recv[(s.netns, s.local_port)] = SynGroup()
+                g = self.syn_recv[(netns, s.local_port)] = SynGroup()
             g.count += 1
             g.sources.add(s.peer_addr)
         if not owners and state in ORPHAN_STATES:
@@ -247,11 +260,10 @@ class Tally:
 
     # ---------------------------------------------------------------- the groups
 
-    def _dest(self, space: Space, s: Socket) -> None:
+    def _dest(self, space: Space, s: Socket, owners: tuple) -> None:
         """time-wait-pressure's destinations: a socket on a port known to listen is
-        left out now; the ephemeral range and later listeners are applied by dest_groups."""
-        if s.local_port in space.listening:
-            return
+        left out (by add); the ephemeral range and later listeners are applied by
+        dest_groups."""
         key = (s.local_addr, s.peer_addr, s.peer_port)
         d = space.dests.get(key)
         if d is None:
@@ -259,7 +271,11 @@ class Tally:
                 space.dests_overflowed = True
                 return
             d = space.dests[key] = Dest()
-        who = owner(s)
+        if len(owners) == 1:  # common.owner() without the call
+            o = owners[0]
+            who: tuple[int, str] | None = (o.pid, o.comm)
+        else:
+            who = owner(s)
         oid = self.owner_ids.get(who)
         if oid is None:
             oid = self.owner_ids[who] = len(self.owner_ids)
