@@ -184,8 +184,8 @@ class MiddleboxTimeout(Scenario):
         named = [f for f in doc.get("findings", []) if f.get("id") == "timeout-mismatch"
                  and any(e.get("what") == "idle_resets_received" for e in f.get("evidence", []))]
         self.fact(trace_resets_received=resets_got, trace_middlebox_named=bool(named))
-        self.check("cure", "variant: the trace shows the resets the server received",
-                   resets_got == VARIANT_CONNS, f"doctor --trace {TRACE_S:g}: {resets_got} resets received by pid {pid}")
+        self.check("cure", "variant: the trace shows the resets the server received", resets_got == VARIANT_CONNS,
+                   f"doctor --trace {TRACE_S:g}: {resets_got} resets received by pid {pid}")
         detail = named[0].get("title", "") if named else "no timeout-mismatch with idle_resets_received"
         self.check("cure", "variant: the doctor names the middlebox from the resets after idle", bool(named),
                    detail)
