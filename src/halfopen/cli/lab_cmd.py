@@ -33,8 +33,8 @@ def lab() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
 def list_(as_json: bool) -> int:
     """The scenarios, the finding each must produce, and what it shows."""
-    rows = [{"name": m.NAME, "findings": list(m.FINDINGS), "summary": m.SUMMARY}
-            for m in scenarios.all_modules()]
+    rows = [{"name": s.NAME, "findings": list(s.FINDINGS), "summary": s.SUMMARY}
+            for s in scenarios.all_scenarios()]
     if as_json:
         json.dump({"schema": "halfopen.lab.list/1", "scenarios": rows}, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -55,8 +55,7 @@ def run(scenario: str, keep: bool, as_json: bool) -> int:
     """Build, break, diagnose, fix and verify one SCENARIO (exit 0 when cured)."""
     if scenario not in scenarios.SCENARIOS:
         raise UsageError(f"unknown scenario {scenario!r}; scenarios: {', '.join(scenarios.SCENARIOS)}")
-    module = scenarios.load(scenario)
-    missing = runner.preflight(getattr(module, "NEEDS", ()))
+    missing = runner.preflight(scenarios.load(scenario).NEEDS)
     if missing:
         raise LabUnavailable(missing)
     result = runner.run(scenario, keep=keep, out=sys.stderr if as_json else sys.stdout)

@@ -165,8 +165,7 @@ def state_text(state: int) -> str:
 SPILL_ROWS = 10_000
 
 
-def write_table(sockets: Iterable[Socket], out: IO[str], info: bool, show_netns: bool,
-                spill_rows: int = SPILL_ROWS) -> int:
+def _table_header(info: bool, show_netns: bool) -> list[str]:
     header = ["State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port", "Dir",
               "Timer"]
     if info:
@@ -174,7 +173,13 @@ def write_table(sockets: Iterable[Socket], out: IO[str], info: bool, show_netns:
     header.append("Process")
     if show_netns:
         header.insert(0, "Netns")
-    header.append("Container")  # dropped below when no row has one
+    header.append("Container")  # dropped when no row has one
+    return header
+
+
+def write_table(sockets: Iterable[Socket], out: IO[str], info: bool, show_netns: bool,
+                spill_rows: int = SPILL_ROWS) -> int:
+    header = _table_header(info, show_netns)
     widths = [len(h) for h in header]
     rows: list[list[str]] = []
     spill = None
@@ -214,25 +219,31 @@ def write_table(sockets: Iterable[Socket], out: IO[str], info: bool, show_netns:
                 for r in rows:
                     marshal.dump(r, spill)
                 rows = []
-        right = {1, 2} if not show_netns else {2, 3}
         # a host without containers: no empty Container column
         cells = len(header) if boxes else len(header) - 1
-        write = out.write
-
-        def line(row: list[str]) -> str:
-            return " ".join([row[i].rjust(widths[i]) if i in right else row[i].ljust(widths[i])
-                             for i in range(cells)]).rstrip()
-
-        write(line(header))
-        for row in rows:
-            write("\n" + line(row))
-        if spill is not None:
+        rows_in: Iterator[list[str]] = iter(rows)
+        if spill is not None:  # every row is there
             spill.seek(0)
-            load = marshal.load
-            for _ in range(n):
-                write("\n" + line(load(spill)))
-        write("\n")
+            rows_in = (marshal.load(spill) for _ in range(n))
+        _write_aligned(out, header, rows_in, widths[:cells], {1, 2} if not show_netns else {2, 3})
     return n
+
+
+def _write_aligned(out: IO[str], header: list[str], rows: Iterator[list[str]], widths: list[int],
+                   right: set[int]) -> None:
+    """The header and the rows, each cell padded to its column's width (numbers to the
+    right), as many cells a row as `widths` has."""
+    write = out.write
+    cells = range(len(widths))
+
+    def line(row: list[str]) -> str:
+        return " ".join([row[i].rjust(widths[i]) if i in right else row[i].ljust(widths[i])
+                         for i in cells]).rstrip()
+
+    write(line(header))
+    for row in rows:
+        write("\n" + line(row))
+    write("\n")
 
 
 JSONL_BATCH = 512  # lines joined per write: a text write per line cost a tenth of the run

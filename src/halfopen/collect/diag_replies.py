@@ -12,7 +12,7 @@ import socket
 import struct
 import sys
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from ..kernel import netlink
 from ..kernel.sock_diag import build_dump_request
@@ -231,9 +231,53 @@ def _learn_layout(buf: bytes, offset: int, length: int) -> _Layout | None:
                    shutdown, mark, cgroup_id, meminfo, tcp_info)
 
 
+_ATTRS_AT = NLMSGHDR_SIZE + DIAG_MSG.size  # where a reply message's attributes begin
+# what decode_messages keeps in locals of the layout of the messages' current length:
+# (layout, headers unpack, what it must read, values unpack, shutdown, mark, cgroup_id,
+# meminfo, tcp_info); no layout: headers and values read the fixed message only
+_NO_LAYOUT: tuple = (None, DIAG_MSG.unpack_from, (), DIAG_MSG.unpack_from, -1, -1, -1, (), ())
+
+
+def _layout_locals(layouts: dict[int, _Layout | None], buf: bytes, offset: int,
+                   length: int) -> tuple:
+    """The layout of messages of this length (learnt from this one the first time),
+    unpacked for decode_messages' locals."""
+    try:
+        lay = layouts[length]
+    except KeyError:
+        lay = layouts[length] = _learn_layout(buf, offset, length)
+    if lay is None:
+        return _NO_LAYOUT
+    return (lay, lay.headers.unpack_from, lay.expect, lay.values.unpack_from,
+            lay.shutdown, lay.mark, lay.cgroup_id, lay.meminfo, lay.tcp_info)
+
+
+def _extensions(buf: bytes, start: int, end: int) -> tuple:
+    """(shutdown, tcp_info, meminfo, mark, cgroup_id) read attribute by attribute from
+    buf[start:end]: a message whose attributes are not where its length's layout says."""
+    shutdown = tcp_info = meminfo = mark = cgroup_id = None
+    for nla_type, at, size in _attributes(buf, start, end):
+        if nla_type == INET_DIAG_INFO:
+            tcp_info = decode_tcp_info(buf[at:at + size])
+        elif nla_type == INET_DIAG_SKMEMINFO:
+            meminfo = decode_meminfo(buf[at:at + size])
+        elif nla_type == INET_DIAG_SHUTDOWN and size >= 1:
+            shutdown = buf[at]
+        elif nla_type == INET_DIAG_MARK and size >= 4:
+            mark = U32.unpack_from(buf, at)[0]
+        elif nla_type == INET_DIAG_CGROUP_ID and size >= 8:
+            cgroup_id = U64.unpack_from(buf, at)[0]
+    return shutdown, tcp_info, meminfo, mark, cgroup_id
+
+
 def decode_messages(chunks: Iterator[tuple[bytes, int, int]], netns: str = "host",
                     addresses: AddressCache | None = None) -> Iterator[Socket]:
-    """Turn (buffer, offset, length) reply messages into Socket records."""
+    """Turn (buffer, offset, length) reply messages into Socket records.
+
+    The messages of a dump come in long runs of one length: a message whose
+    attributes sit where its length's layout says is read with one unpack
+    (the layout's, kept in locals for the run); any other attribute by attribute.
+    """
     addresses = addresses or AddressCache()
     text = addresses.text
     v4, v6 = addresses.memo()
@@ -243,39 +287,21 @@ def decode_messages(chunks: Iterator[tuple[bytes, int, int]], netns: str = "host
     af_inet = socket.AF_INET
     new = tuple.__new__
     layouts: dict[int, _Layout | None] = {}
-    # the layout of the last message's length, unpacked into locals: the
-    # messages of a dump come in long runs of one length
     last = -1
-    lay: _Layout | None = None
-    headers: Callable[[bytes, int], tuple] = DIAG_MSG.unpack_from  # set with `lay`
-    values = headers
-    expect: tuple = ()
-    i_shut = i_mark = i_cgroup = -1
-    mem = info = ()
+    lay, headers, expect, values, i_shut, i_mark, i_cgroup, mem, info = _NO_LAYOUT
     for buf, offset, length in chunks:
         if length != last:
-            try:
-                lay = layouts[length]
-            except KeyError:
-                lay = layouts[length] = _learn_layout(buf, offset, length)
             last = length
-            if lay is not None:
-                headers, expect = lay.headers.unpack_from, lay.expect
-                values = lay.values.unpack_from
-                i_shut, i_mark, i_cgroup = lay.shutdown, lay.mark, lay.cgroup_id
-                mem, info = lay.meminfo, lay.tcp_info
+            (lay, headers, expect, values, i_shut, i_mark, i_cgroup, mem,
+             info) = _layout_locals(layouts, buf, offset, length)
         if lay is not None and headers(buf, offset) == expect:
             v = values(buf, offset + body)
             # v: family, state, timer, retrans, sport, dport, src, dst, if,
             # cookie lo, cookie hi, expires, rqueue, wqueue, uid, inode, ...
-            if v[0] == af_inet:
-                family = 4
-                local = v4.get(v[6]) or text(af_inet, v[6])
-                peer = v4.get(v[7]) or text(af_inet, v[7])
-            else:
-                family = 6
-                local = v6.get(v[6]) or text(v[0], v[6])
-                peer = v6.get(v[7]) or text(v[0], v[7])
+            shutdown = v[i_shut] if i_shut >= 0 else None
+            mark = v[i_mark] if i_mark >= 0 else None
+            cgroup_id = v[i_cgroup] if i_cgroup >= 0 else None
+            meminfo = new(SkMemInfo, v[mem[0]:mem[1]] + mem[2]) if mem else None
             if info:
                 a, b, padding = info
                 wscale = v[a + 6]  # see decode_tcp_info
@@ -283,40 +309,24 @@ def decode_messages(chunks: Iterator[tuple[bytes, int, int]], netns: str = "host
                                + v[a + 7:b] + padding)
             else:
                 tcp_info = None
-            yield Socket(
-                family, v[1], local, ntohs[v[4]], peer, ntohs[v[5]],
-                v[12], v[13], v[2], v[11], v[3], v[14], v[15], v[10] << 32 | v[9], netns,
-                v[i_shut] if i_shut >= 0 else None, tcp_info,
-                new(SkMemInfo, v[mem[0]:mem[1]] + mem[2]) if mem else None,
-                (), None, v[8],
-                v[i_mark] if i_mark >= 0 else None,
-                v[i_cgroup] if i_cgroup >= 0 else None)
-            continue
-        (family, state, timer, retrans, sport, dport, src, dst, _if, cookie_lo,
-         cookie_hi, expires, rqueue, wqueue, uid, inode) = diag_unpack(buf, offset + body)
-        sock = Socket(
-            4 if family == af_inet else 6, state,
-            text(family, src), ntohs[sport],
-            text(family, dst), ntohs[dport],
-            rqueue, wqueue, timer, expires, retrans, uid, inode,
-            cookie_hi << 32 | cookie_lo, netns)
-        if _if:
-            sock.ifindex = _if
-        # Attributes follow the fixed message; TIME_WAIT and SYN_RECV mini
-        # sockets carry none (inet_twsk_diag_fill, inet_req_diag_fill).
-        for nla_type, start, size in _attributes(buf, offset + body + DIAG_MSG.size,
-                                                 offset + length):
-            if nla_type == INET_DIAG_INFO:
-                sock.tcp_info = decode_tcp_info(buf[start:start + size])
-            elif nla_type == INET_DIAG_SKMEMINFO:
-                sock.meminfo = decode_meminfo(buf[start:start + size])
-            elif nla_type == INET_DIAG_SHUTDOWN and size >= 1:
-                sock.shutdown = buf[start]
-            elif nla_type == INET_DIAG_MARK and size >= 4:
-                sock.mark = U32.unpack_from(buf, start)[0]
-            elif nla_type == INET_DIAG_CGROUP_ID and size >= 8:
-                sock.cgroup_id = U64.unpack_from(buf, start)[0]
-        yield sock
+        else:
+            v = diag_unpack(buf, offset + body)  # the same first 16 values
+            if length > _ATTRS_AT:
+                shutdown, tcp_info, meminfo, mark, cgroup_id = _extensions(buf, offset + _ATTRS_AT,
+                                                                           offset + length)
+            else:  # TIME_WAIT and SYN_RECV mini sockets carry none (inet_twsk_diag_fill, inet_req_diag_fill)
+                shutdown = tcp_info = meminfo = mark = cgroup_id = None
+        if v[0] == af_inet:
+            family = 4
+            local = v4.get(v[6]) or text(af_inet, v[6])
+            peer = v4.get(v[7]) or text(af_inet, v[7])
+        else:
+            family = 6
+            local = v6.get(v[6]) or text(v[0], v[6])
+            peer = v6.get(v[7]) or text(v[0], v[7])
+        yield Socket(family, v[1], local, ntohs[v[4]], peer, ntohs[v[5]],
+                     v[12], v[13], v[2], v[11], v[3], v[14], v[15], v[10] << 32 | v[9], netns,
+                     shutdown, tcp_info, meminfo, (), None, v[8], mark, cgroup_id)
 
 
 def dump_sockets(sock: socket.socket, family: int, states: int = ALL_STATES,

@@ -60,6 +60,7 @@ _PAD = 4096  # room after a recv for one unpack past its end (a message is < 1 K
 _TCPI_LAST_ACK_RECV = 56
 _TCP_INFO_MIN = 104  # the first group (collect.diag_replies): older is not decoded there either
 _BASE = "=IH11xB42xII16xI"  # len, type, state, cookie lo, cookie hi, inode (88 bytes)
+_BASE_STRUCT = struct.Struct(_BASE)
 
 
 @record
@@ -192,14 +193,17 @@ class _Counter:
             key = (netns, ntohs[port])
             syn_recv[key] = syn_recv.get(key, 0) + count
 
-    def _count_shared(self, holders: Sequence[int], state: int) -> int:
-        """Count a socket once for each pid among several holders; returns the
-        first holder's pid. Every holder counts as a hit (as attach does)."""
-        by_pid = self.tally.pid_states
+    def _count_shared(self, holders: Sequence[int], state: int, age: float | None = None) -> int:
+        """Count a socket once for each pid among several holders, and (CLOSE_WAIT)
+        its `age` towards each one's oldest; returns the first holder's pid. Every
+        holder counts as a hit (as attach does)."""
+        by_pid, oldest = self.tally.pid_states, self.tally.oldest
         seen: set[int] = set()
         extra = self.shared_hits  # hits beyond the one per pid that pid_states holds
         for h in holders:
             pid = h >> 32
+            if age is not None and (pid not in oldest or age > oldest[pid]):
+                oldest[pid] = age
             if pid in seen:
                 extra[pid] = extra.get(pid, 0) + 1
                 continue
@@ -228,48 +232,34 @@ class _Counter:
 
     def close_wait(self, sock: socket.socket, family: int, netns: str) -> None:
         """CLOSE_WAIT with tcp_info: cookie, inode, the age estimate of each."""
-        read = _messages(sock, build_dump_request(family, 1 << CLOSE_WAIT,
-                                                  diag_replies.EXT_INFO), self.buf)
+        read = _messages(sock, build_dump_request(family, 1 << CLOSE_WAIT, diag_replies.EXT_INFO), self.buf)
         buf = self.buf
-        base = struct.Struct(_BASE).unpack_from
-        t = self.tally
-        by_pid, oldest = t.pid_states, t.oldest
-        cookies, pids, ages = t.cw_cookies, t.cw_pids, t.cw_ages
+        by_pid, oldest = self.tally.pid_states, self.tally.oldest
+        cookies, pids, ages = self.tally.cw_cookies, self.tally.cw_pids, self.tally.cw_ages
         table = self.table
         keys, values, shift, mask = table.keys, table.values, table.shift, table.mask
         golden, mask64 = _GOLDEN, _MASK64
-        info = diag_replies.INET_DIAG_INFO
-        nan = float("nan")
-        count = 0
-        last = -1  # the length whose layout `fast` reads, and the nla_len it expects
+        info, nan = diag_replies.INET_DIAG_INFO, float("nan")
+        count, last, want = 0, -1, 0  # last, want: the length whose layout `fast` reads, its nla_len
         fast: Callable | None = None
-        want = 0
         while True:
-            n = read()
-            off = 0
+            n, off = read(), 0
             while off < n:
                 v = fast(buf, off) if fast is not None else None
                 if v is not None and v[0] == last and v[1] == _BY_FAMILY and v[6] == want \
                         and v[7] == info:  # the common case: one unpack a socket
                     length, state, lo, hi, inode, age = last, v[2], v[3], v[4], v[5], v[8] / 1000
                 else:
-                    length, mtype, state, lo, hi, inode = base(buf, off)
-                    if length < 16:
-                        raise netlink.NetlinkError(errno.EBADMSG,
-                                                   f"netlink message of {length} bytes")
-                    if mtype != _BY_FAMILY:
-                        if _control(buf, off, mtype):
-                            if count:
-                                key = (netns, CLOSE_WAIT)
-                                t.states[key] = t.states.get(key, 0) + count
-                            return
+                    other = self._cw_other(off)
+                    if other is None:  # the end of the dump
+                        self._fold_close_wait(netns, count)
+                        return
+                    length, state, lo, hi, inode, age = other
+                    if state < 0:  # not a socket
                         off += (length + 3) & ~3
                         continue
-                    if length != last:
-                        layout = self._cw_layout(length, off)
-                        fast, want = layout if layout is not None else (None, 0)
-                        last = length
-                    age = self._age_slow(off, length)  # another layout, or no tcp_info
+                    fast, want = self._cw_layout(length, off) or (None, 0)
+                    last = length
                 off += (length + 3) & ~3
                 count += 1
                 cookie = hi << 32 | lo
@@ -294,15 +284,27 @@ class _Counter:
                         if age is not None and (pid not in oldest or age > oldest[pid]):
                             oldest[pid] = age
                     else:
-                        shared = table.shared[inode]
-                        pid = self._count_shared(shared, state)
-                        if age is not None:
-                            for h in shared:
-                                self._older(h >> 32, age)
+                        pid = self._count_shared(table.shared[inode], state, age)
                 if cookie:
                     cookies.append(cookie)
                     pids.append(pid)
                     ages.append(nan if age is None else age)
+
+    def _cw_other(self, off: int) -> tuple[int, int, int, int, int, float | None] | None:
+        """A message close_wait's fast layout did not read (the first of its length,
+        another layout, or no tcp_info): (length, state, cookie lo, hi, inode, age);
+        state -1: not a socket; None at the end of the dump."""
+        length, mtype, state, lo, hi, inode = _BASE_STRUCT.unpack_from(self.buf, off)
+        if length < 16:
+            raise netlink.NetlinkError(errno.EBADMSG, f"netlink message of {length} bytes")
+        if mtype != _BY_FAMILY:
+            return None if _control(self.buf, off, mtype) else (length, -1, 0, 0, 0, None)
+        return length, state, lo, hi, inode, self._age_slow(off, length)
+
+    def _fold_close_wait(self, netns: str, count: int) -> None:
+        if count:
+            states = self.tally.states
+            states[netns, CLOSE_WAIT] = states.get((netns, CLOSE_WAIT), 0) + count
 
     def _older(self, pid: int, age: float) -> None:
         oldest = self.tally.oldest

@@ -4,7 +4,8 @@
     topo        namespaces, veth links, sysctls, nft, lab servers; prints each command
     apps        the small misbehaving servers run inside the namespaces
     tools       halfopen's own doctor, fix, kill, keepalive (run as commands), ss, nstat
-    scenario    result record, checks, client helpers
-    scenarios/  one module per failure
+    scenario    Scenario: the phases in order (build, break_, diagnose, fix, verify),
+                cleanup on every exit path, checks, the verdict; result record, client helpers
+    scenarios/  one Scenario class per failure
     state       /run/halfopen-lab/state.json: what a run created, for `lab clean`
 """

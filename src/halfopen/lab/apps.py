@@ -46,6 +46,104 @@ def fd_count() -> int:
         return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+class Server:
+    """One lab server: its listening socket, its connections, its commands on stdin."""
+
+    def __init__(self, lsock: socket.socket, mode: str) -> None:
+        self.lsock = lsock
+        self.mode = mode
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(lsock, selectors.EVENT_READ, "listen")
+        self.sel.register(sys.stdin, selectors.EVENT_READ, "stdin")
+        self.conns: dict[int, socket.socket] = {}
+        self.accepting = mode != "slow"  # slow: one accept every 2 s until `fast`
+        self.next_slow = time.monotonic() + 2.0
+        self.emfile_said = False
+
+    def serve(self) -> int:
+        """Until `quit` or the end of stdin; returns the exit code."""
+        while True:
+            slow = self.mode == "slow" and not self.accepting
+            timeout = max(0.0, self.next_slow - time.monotonic()) if slow else 1.0
+            for key, _mask in self.sel.select(timeout):
+                if key.data == "listen":
+                    self.accept()
+                elif key.data == "stdin":
+                    if not self.command(sys.stdin.readline()):
+                        return 0
+                else:  # a connection is readable
+                    self.read(cast(socket.socket, key.fileobj))  # only sockets are registered
+            if self.mode == "slow" and not self.accepting and time.monotonic() >= self.next_slow \
+                    and not _registered(self.sel, self.lsock):
+                self.sel.register(self.lsock, selectors.EVENT_READ, "listen")
+
+    def accept(self) -> None:
+        try:
+            c, _peer = self.lsock.accept()
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+            if not self.emfile_said:
+                say(event="accept_error", errno=errno.errorcode[exc.errno], fds=fd_count())
+                self.emfile_said = True
+            self.sel.unregister(self.lsock)  # stop spinning; a real server would too
+            return
+        if self.mode == "slow" and not self.accepting:
+            self.sel.unregister(self.lsock)
+            self.next_slow = time.monotonic() + 2.0
+        c.setblocking(False)
+        self.conns[c.fileno()] = c
+        if self.mode != "never-read":
+            self.sel.register(c, selectors.EVENT_READ, "conn")
+        # no event per accept: nobody reads the pipe meanwhile, and a full pipe
+        # would block this server (the lab asks with `count` instead)
+
+    def command(self, line: str) -> bool:
+        """Obey one line of stdin; False on `quit` or the end of stdin."""
+        if not line or line.strip() == "quit":
+            return False
+        word, _, rest = line.strip().partition(" ")
+        if word == "write":
+            sent, errors = 0, []
+            for c in list(self.conns.values()):
+                try:
+                    c.send((rest + "\n").encode())
+                    sent += 1
+                except OSError as exc:
+                    errors.append(errno.errorcode.get(exc.errno or 0, str(exc.errno)))
+            say(event="wrote", sent=sent, errors=errors)
+        elif word == "fast":
+            self.lsock.listen(1024)
+            self.accepting = True
+            if not _registered(self.sel, self.lsock):
+                self.sel.register(self.lsock, selectors.EVENT_READ, "listen")
+            say(event="fast", backlog=1024)
+        elif word == "count":
+            say(event="count", open=len(self.conns), fds=fd_count())
+        return True
+
+    def read(self, c: socket.socket) -> None:
+        try:
+            data = c.recv(65536)
+        except OSError as exc:
+            say(event="conn_error", errno=errno.errorcode.get(exc.errno or 0, str(exc.errno)))
+            self.sel.unregister(c)
+            if self.mode != "leak":
+                self.conns.pop(c.fileno(), None)
+                c.close()
+            return
+        if data:
+            if self.mode == "hold" and data.startswith(b"hello"):
+                c.send(b"hi\n")
+            return
+        self.sel.unregister(c)  # EOF
+        if self.mode in ("drain", "hold"):
+            self.conns.pop(c.fileno(), None)
+            c.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="halfopen.lab.apps")
     p.add_argument("--port", type=int, required=True)
@@ -64,83 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     lsock.bind(("0.0.0.0", a.port))
     lsock.listen(a.backlog)
     lsock.setblocking(False)
-    sel = selectors.DefaultSelector()
-    sel.register(lsock, selectors.EVENT_READ, "listen")
-    sel.register(sys.stdin, selectors.EVENT_READ, "stdin")
-    conns: dict[int, socket.socket] = {}
-    accepting = a.mode != "slow"
-    next_slow = time.monotonic() + 2.0
-    emfile_said = False
+    server = Server(lsock, a.mode)
     say(event="ready", pid=os.getpid(), port=a.port, mode=a.mode, backlog=a.backlog)
-    while True:
-        timeout = max(0.0, next_slow - time.monotonic()) if a.mode == "slow" and not accepting else 1.0
-        for key, _mask in sel.select(timeout):
-            if key.data == "listen":
-                try:
-                    c, _peer = lsock.accept()
-                except BlockingIOError:
-                    continue
-                except OSError as exc:
-                    if exc.errno in (errno.EMFILE, errno.ENFILE):
-                        if not emfile_said:
-                            say(event="accept_error", errno=errno.errorcode[exc.errno], fds=fd_count())
-                            emfile_said = True
-                        sel.unregister(lsock)  # stop spinning; a real server would too
-                        continue
-                    raise
-                if a.mode == "slow" and not accepting:
-                    sel.unregister(lsock)
-                    next_slow = time.monotonic() + 2.0
-                c.setblocking(False)
-                conns[c.fileno()] = c
-                if a.mode != "never-read":
-                    sel.register(c, selectors.EVENT_READ, "conn")
-                # no event per accept: nobody reads the pipe meanwhile, and a full pipe
-                # would block this server (the lab asks with `count` instead)
-            elif key.data == "stdin":
-                line = sys.stdin.readline()
-                if not line or line.strip() == "quit":
-                    return 0
-                word, _, rest = line.strip().partition(" ")
-                if word == "write":
-                    sent, errors = 0, []
-                    for c in list(conns.values()):
-                        try:
-                            c.send((rest + "\n").encode())
-                            sent += 1
-                        except OSError as exc:
-                            errors.append(errno.errorcode.get(exc.errno or 0, str(exc.errno)))
-                    say(event="wrote", sent=sent, errors=errors)
-                elif word == "fast":
-                    lsock.listen(1024)
-                    accepting = True
-                    if not _registered(sel, lsock):
-                        sel.register(lsock, selectors.EVENT_READ, "listen")
-                    say(event="fast", backlog=1024)
-                elif word == "count":
-                    say(event="count", open=len(conns), fds=fd_count())
-            else:  # a connection is readable
-                c = cast(socket.socket, key.fileobj)  # only sockets are registered
-                try:
-                    data = c.recv(65536)
-                except OSError as exc:
-                    say(event="conn_error", errno=errno.errorcode.get(exc.errno or 0, str(exc.errno)))
-                    sel.unregister(c)
-                    if a.mode != "leak":
-                        conns.pop(c.fileno(), None)
-                        c.close()
-                    continue
-                if data:
-                    if a.mode == "hold" and data.startswith(b"hello"):
-                        c.send(b"hi\n")
-                    continue
-                sel.unregister(c)  # EOF
-                if a.mode in ("drain", "hold"):
-                    conns.pop(c.fileno(), None)
-                    c.close()
-        if a.mode == "slow" and not accepting and time.monotonic() >= next_slow \
-                and not _registered(sel, lsock):
-            sel.register(lsock, selectors.EVENT_READ, "listen")
+    return server.serve()
 
 
 def _registered(sel: selectors.BaseSelector, obj: socket.socket) -> bool:

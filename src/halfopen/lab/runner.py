@@ -18,7 +18,7 @@ from typing import TextIO
 
 from ..collect import netns as netns_mod
 from . import scenarios
-from .scenario import Ctx, Result
+from .scenario import Result
 from .state import NETNS_PREFIX, STATE_DIR, StateFile, run_dir, start_time
 from .topo import Lab, LabError, Narrator, remove_netns, stop_pid, undo_fixes
 
@@ -59,22 +59,20 @@ def _raise_interrupt(signum: int, _frame: object) -> None:
 
 def run(name: str, keep: bool = False, out: TextIO = sys.stdout,
         state: StateFile | None = None) -> Result:
-    module = scenarios.load(name)
+    scenario = scenarios.load(name)
     state = state or StateFile()
     run_id = _new_run_id()
     say = Narrator(out)
-    result = Result(scenario=name, run_id=run_id, expect=list(module.FINDINGS))
+    result = Result(scenario=name, run_id=run_id, expect=list(scenario.FINDINGS))
     record = state.run(run_id)
     record.begin(name)
     lab = Lab(run_id, record, say)
     old = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
     t0 = time.monotonic()
-    say.step(f"lab {name} (run {run_id}): {module.SUMMARY}")
-    say.note(f"expected finding(s): {', '.join(module.FINDINGS)}")
+    say.step(f"lab {name} (run {run_id}): {scenario.SUMMARY}")
+    say.note(f"expected finding(s): {', '.join(scenario.FINDINGS)}")
     try:
-        module.run(Ctx(lab, result))
-        bad = [c for c in result.checks if c.ok is False]
-        result.verdict = "not cured" if bad else "cured"
+        scenario(lab, result).run()  # sets the verdict from its checks
     except KeyboardInterrupt as exc:
         result.verdict = "interrupted"
         result.error = f"interrupted ({exc or 'SIGINT'})"

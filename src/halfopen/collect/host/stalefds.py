@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import select
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ...errors import HalfopenError, NotPermitted
 from ...kernel import pidfd
@@ -182,35 +182,15 @@ def find_stale(scans: Iterable[FdScan], label, proc: str = "/proc",
     if namespaces is None:
         namespaces = netns_mod.all_namespaces(proc) if proc == "/proc" else []
     readers = _readers(namespaces, scans, proc, notes)
-    # which protocol, per candidate fd (fds closed since the scan drop out)
-    by_proto: dict[str, list[tuple[FdScan, int, int]]] = {}
-    for scan, fd, inode in candidates:
-        try:
-            name = protocol(proc, scan.pid, fd)
-        except OSError:
-            continue
-        if name in TABLES:
-            by_proto.setdefault(name, []).append((scan, fd, inode))
+    by_proto = _by_protocol(candidates, proc)
     if not by_proto:
         return []
     files = sorted({f for name in by_proto for f in TABLES[name][0]})
-    tcp_files = {"tcp", "tcp6"}
-    known: set[int] = set()
-    for ns_inode, read_tables in readers.items():
-        wanted = [f for f in files if not (f in tcp_files and ns_inode in dumped_ns)]
-        if wanted:
-            got = read_tables(wanted)
-            if got is not None:
-                known |= got
+    known = _known_inodes(readers, files, dumped_ns)
     stale_by_pid: dict[int, tuple[FdScan, list[StaleSocketFd]]] = {}
     for name, group in by_proto.items():
         for scan, fd, inode in group:
-            if inode in known:
-                continue
-            try:  # the fd still holds that socket (not closed and reused since the scan)
-                if os.stat(f"{proc}/{scan.pid}/fd/{fd}").st_ino != inode:
-                    continue
-            except OSError:
+            if inode in known or not _still_holds(proc, scan.pid, fd, inode):
                 continue
             hup = shut_down(scan.pid, fd) if check_hup else None
             stale_by_pid.setdefault(scan.pid, (scan, []))[1].append(
@@ -221,3 +201,41 @@ def find_stale(scans: Iterable[FdScan], label, proc: str = "/proc",
         stale.sort(key=lambda f: f.fd)
         out.append(StaleSocketFds(scan.pid, scan.comm, label(scan.netns_inode), stale))
     return out
+
+
+def _by_protocol(candidates: list[tuple[FdScan, int, int]], proc: str
+                 ) -> dict[str, list[tuple[FdScan, int, int]]]:
+    """The candidate fds (scan, fd, inode) of each checked protocol; fds closed since
+    the scan drop out."""
+    by_proto: dict[str, list[tuple[FdScan, int, int]]] = {}
+    for scan, fd, inode in candidates:
+        try:
+            name = protocol(proc, scan.pid, fd)
+        except OSError:
+            continue
+        if name in TABLES:
+            by_proto.setdefault(name, []).append((scan, fd, inode))
+    return by_proto
+
+
+def _known_inodes(readers: dict[int, Callable[[list[str]], set[int] | None]], files: list[str],
+                  dumped_ns: frozenset[int]) -> set[int]:
+    """Every inode in the tables `files` of every namespace (tcp and tcp6 not read again
+    where the dump had every TCP socket: DumpedTcp)."""
+    tcp_files = {"tcp", "tcp6"}
+    known: set[int] = set()
+    for ns_inode, read_tables in readers.items():
+        wanted = [f for f in files if not (f in tcp_files and ns_inode in dumped_ns)]
+        if wanted:
+            got = read_tables(wanted)
+            if got is not None:
+                known |= got
+    return known
+
+
+def _still_holds(proc: str, pid: int, fd: int, inode: int) -> bool:
+    """The fd still holds that socket (not closed and reused since the scan)."""
+    try:
+        return os.stat(f"{proc}/{pid}/fd/{fd}").st_ino == inode
+    except OSError:
+        return False
