@@ -7,7 +7,7 @@ import os
 import pytest
 
 from halfopen.collect.host import collect_host, conntrack, counters, files, kmsg, limits, sockstat, stalefds, tunables
-from halfopen.kernel import proc as procfs
+from halfopen.kernel import procfs as procfs
 from halfopen.model.host import UNLIMITED, NetCounters
 
 DATA = os.path.join(os.path.dirname(__file__), "data")

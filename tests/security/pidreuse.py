@@ -13,7 +13,7 @@ import sys
 import time
 
 from halfopen.kernel import current_identity
-from halfopen.kernel import proc as procfs
+from halfopen.kernel import procfs as procfs
 
 # A server that holds one ESTABLISHED connection to itself, with keepalive off
 # and RLIMIT_NOFILE soft/hard from argv: every step of the findings would change it.

@@ -11,8 +11,7 @@ import click
 from ..collect import owners
 from ..errors import EXIT_CRITICAL, UsageError
 from ..fix import retrofit
-from ..kernel import proc as procfs
-from ..kernel import sockopt
+from ..kernel import procfs, sockopt
 from ..model import filter as filters
 from ..model.text import shown
 from .format import endpoint, table

@@ -40,8 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..kernel import openat2
-from ..kernel import proc as procfs
+from ..kernel import openat2, procfs
 from ..model.text import shown
 
 T = TypeVar("T")

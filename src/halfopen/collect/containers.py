@@ -50,7 +50,7 @@ from typing import Any, Optional
 
 from .. import fsio
 from ..errors import HalfopenError
-from ..kernel import proc as procfs
+from ..kernel import procfs
 from ..model.container import Container
 
 HOST_ROOT_ENV = "HALFOPEN_HOST_ROOT"

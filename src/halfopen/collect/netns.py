@@ -20,8 +20,7 @@ from collections.abc import Iterator
 from halfopen.records import record
 
 from ..errors import NamespaceError, NotPermitted
-from ..kernel import current_identity
-from ..kernel import proc as procfs
+from ..kernel import current_identity, procfs
 from ..model.host import HOST as HOST  # re-exported: the host namespace's label
 from .containers import Resolver
 

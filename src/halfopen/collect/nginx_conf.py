@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UsageError
-from ..kernel import proc as procfs
+from ..kernel import procfs
 from ..model.nginx import NGINX_DEFAULT_CONF, NginxConf, NginxListen
 from ..model.snapshot import Snapshot
 from ..model.text import shown

@@ -35,7 +35,7 @@ import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from ..kernel import proc as procfs
+from ..kernel import procfs
 from ..model.container import Container
 from ..model.process import Process
 from ..model.socket import Owner, Socket

@@ -15,7 +15,7 @@ from dataclasses import field
 
 from halfopen.records import record
 
-from ..kernel import proc as procfs
+from ..kernel import procfs
 from ..model.container import Container
 from ..model.process import Process
 from ..model.socket import Owner

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..kernel import proc as procfs
+from ..kernel import procfs
 from ..model.servers import ServerFacts, ServerTimeouts
 from . import apache_conf, haproxy_conf, redis_conf
 from .config_files import (

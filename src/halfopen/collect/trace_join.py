@@ -28,8 +28,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from ..kernel import netlink
-from ..kernel import proc as procfs
+from ..kernel import netlink, procfs
 from ..model.socket import Owner
 from ..model.states import TcpState
 from ..model.trace import GAVE_UP_KEEPALIVE, GAVE_UP_RETRANSMIT, TraceEvent, endpoint, state_word

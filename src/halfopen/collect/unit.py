@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from ..kernel import proc as procfs
+from ..kernel import procfs
 
 V1_SYSTEMD = "name=systemd"
 

@@ -17,7 +17,7 @@ import shlex
 from halfopen.records import record
 
 from ..collect.unit import read_system_unit
-from ..kernel import proc as procfs
+from ..kernel import procfs
 from .failures import AccessDenied, ProcessGone
 
 RESOURCES = {"nofile": resource.RLIMIT_NOFILE}

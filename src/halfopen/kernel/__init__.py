@@ -2,7 +2,7 @@
 
     netlink.py           the netlink socket: requests, multipart replies, errors
     sock_diag.py         inet_diag requests: the dump and SOCK_DESTROY (uapi inet_diag.h)
-    proc.py              /proc readers: pids, comm, stat's start time, status, cgroup, ns
+    procfs.py            /proc readers: pids, comm and start time (one stat read), status, cgroup, ns
     current_identity.py  a process's and a namespace's identity now (start time, SO_NETNS_COOKIE)
     openat2.py           openat2(2) with RESOLVE_IN_ROOT, for files inside a process's root
     pidfd.py             pidfd_open / pidfd_getfd: a duplicate of another process's fd

@@ -15,7 +15,7 @@ import struct
 from typing import Optional
 
 from ..model.identity import ProcessIdentity
-from .proc import comm, start_time
+from .procfs import comm, start_time
 
 SO_NETNS_COOKIE = 71  # include/uapi/asm-generic/socket.h
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from .. import fsio, store
 from ..errors import HalfopenError, UsageError
-from ..kernel import proc as procfs
+from ..kernel import procfs
 from ..model import file_text
 
 STATE_DIR = "/run/halfopen-lab"

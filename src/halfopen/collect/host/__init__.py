@@ -33,8 +33,7 @@ from dataclasses import field
 from halfopen.records import record
 
 from ...errors import HalfopenError
-from ...kernel import current_identity
-from ...kernel import proc as procfs
+from ...kernel import current_identity, procfs
 from ...model.host import HostFacts, NamespaceHost, NetCounters, ProcessLimits, Tunables
 from ...model.sysctls import SYSCTLS
 from .. import netns as netns_mod

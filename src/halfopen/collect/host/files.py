@@ -1,9 +1,9 @@
 """Host-wide file and memory facts: fs.file-nr, file-max, nr_open, meminfo, btime
-(the last two read by kernel.proc)."""
+(the last two read by kernel.procfs)."""
 
 from __future__ import annotations
 
-from ...kernel import proc as procfs
+from ...kernel import procfs
 from ...model.host import FileLimits, Memory
 from ._text import bad, read, to_int
 

@@ -17,7 +17,7 @@ from typing import Any, Optional
 from halfopen.records import record
 
 from ...errors import UsageError
-from ...kernel import proc as procfs
+from ...kernel import procfs
 from ...model.finding import Finding
 from ...model.fixes import RlimitChange
 from ...model.identity import ProcessIdentity, recorded_process

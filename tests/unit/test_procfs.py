@@ -1,4 +1,4 @@
-"""kernel.proc: the /proc readers, on this test's own process and a child it starts."""
+"""kernel.procfs: the /proc readers, on this test's own process and a child it starts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from halfopen.kernel import proc as procfs
+from halfopen.kernel import procfs as procfs
 
 
 def test_reads_a_child_it_started():
