@@ -76,16 +76,13 @@ def fix(finding_ids: tuple[str, ...], do_apply: bool, persist: bool, rollback: b
             raise UsageError("--rollback takes no finding ids, --apply or --persist")
         return _rollback(jpath, as_json)
     spaces = resolve_namespaces(netns_name, netns_pid, all_netns)
-    if findings_file is not None and (min_age is not None or middleboxes or nginx_config):
-        raise UsageError("--min-age, --middlebox and --nginx-config are the doctor's: drop "
-                         "them with --findings")
-    options = Options(middleboxes=tuple(middlebox.parse(w) for w in middleboxes),
-                      min_age_s=min_age)
+    names = {s.name for s in spaces} if spaces else None
+    options = _doctor_options(findings_file is not None, min_age, middleboxes, nginx_config)
     findings = _findings(findings_file, spaces, window, options, nginx_config)
-    findings, outside = safety.in_namespaces(findings, {s.name for s in spaces} if spaces else None)
+    findings, outside = safety.in_namespaces(findings, names)
     chosen, notes = plan.select(findings, finding_ids)
     notes += outside
-    steps = plan.build(chosen, only_netns={s.name for s in spaces} if spaces else None)
+    steps = plan.build(chosen, only_netns=names)
     spath = sysctl_file or persist_file.default_path()
     if persist:  # refuse a planted file or symlink before anything changes
         persist_file.check(spath)
@@ -98,12 +95,7 @@ def fix(finding_ids: tuple[str, ...], do_apply: bool, persist: bool, rollback: b
             checked = _verify(steps, done, jnl, findings_file is None, spaces, window, options,
                               nginx_config)
             if persist:
-                try:
-                    done.append(applier.persist_steps(steps, spath, jnl))
-                except journal.JournalError as exc:
-                    if not any(d.outcome == "set" for d in done):
-                        raise
-                    raise applier.Failed(str(exc), done) from None
+                _persist(steps, spath, jnl, done)
         except applier.Failed as exc:
             _show_done(exc.done, steps, notes, jpath, as_json, failure=exc.reason)
             raise PartialFailure(f"{exc.reason}; the journal {jpath} holds what changed "
@@ -114,6 +106,28 @@ def fix(finding_ids: tuple[str, ...], do_apply: bool, persist: bool, rollback: b
     _show_done(done, steps, notes, jpath, as_json, checked=checked)
     return EXIT_WARNING if any(v is not None and v.verified == verify.NOT_CURED
                                for v in checked) else 0
+
+
+def _doctor_options(from_file: bool, min_age: float | None, middleboxes: tuple[str, ...],
+                    nginx_config: str | None) -> Options:
+    """The options passed to the doctor (the plan's run and the verifying one); with
+    --findings the doctor does not run, so they are refused rather than ignored."""
+    if from_file and (min_age is not None or middleboxes or nginx_config):
+        raise UsageError("--min-age, --middlebox and --nginx-config are the doctor's: drop "
+                         "them with --findings")
+    return Options(middleboxes=tuple(middlebox.parse(w) for w in middleboxes), min_age_s=min_age)
+
+
+def _persist(steps: list[plan.Step], spath: str, jnl: journal.Journal,
+             done: list[applier.Done]) -> None:
+    """Write the host's sysctls to the --persist file (onto `done`). A failure after a
+    change was set is applier.Failed, so what changed is shown with the reason."""
+    try:
+        done.append(applier.persist_steps(steps, spath, jnl))
+    except journal.JournalError as exc:
+        if not any(d.outcome == "set" for d in done):
+            raise
+        raise applier.Failed(str(exc), done) from None
 
 
 def _verify(steps: list[plan.Step], done: list[applier.Done], jnl: journal.Journal, live_run: bool,

@@ -63,7 +63,7 @@ from collections.abc import Sequence
 
 from halfopen.records import record
 
-from ..model.finding import SEVERITY_RANK, Finding, Fix
+from ..model.finding import SEVERITY_RANK, Evidence, Finding, Fix
 from ..model.history import slope_per_s
 from ..model.host import UNLIMITED, ProcessLimits
 from ..model.socket import OUTBOUND, Socket
@@ -83,7 +83,7 @@ from .common import (
     who,
 )
 from .context import Context, Options, Unavailable
-from .local_servers import local_servers
+from .local_servers import LocalServer, local_servers
 from .tally import CLOSE_WAIT, OwnerGroups
 
 STUCK_AGE_S = 30  # a live application closes within milliseconds of reading EOF
@@ -462,30 +462,13 @@ def _client_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pil
     servers = local_servers(ctx, netns, pile.wanted)
     pressure = _pressure(ctx, pid, process_total, pile.lows, from_ages=False)
     eta = pressure.eta
-    grows = pressure.rate is not None and pressure.rate > 0
 
     evidence = _age_evidence(pile, stuck_age, "this process is the client (it connected out: "
                                               "its local ports are not listening ports); ")
     evidence.append(ev("destinations", top(dests, 10), SOCK_DIAG,
                        "remote service ip:port, CLOSE_WAIT connections to it"))
-    for srv in servers.values():
-        said = srv.says()
-        evidence.append(ev("server_keepalive_timeout_s", srv.keepalive_timeout_s, srv.source,
-                           f"{srv.service} is served on this host by {who(srv.pid, srv.comm)}; "
-                           + (f"it closes connections idle this long: {said}" if said else
-                              "it closes connections idle this long")))
-        if srv.timeouts is not None and srv.timeouts.idle is None:
-            evidence.append(ev("server_idle_timeout", "none", srv.timeouts.config,
-                               f"{srv.timeouts.kind} sets no idle timeout: it closed these "
-                               "connections for another reason (a restart, a kill, a limit)"))
+    evidence += _local_server_evidence(servers)
     evidence += pressure.evidence
-
-    if grows or (oldest is not None and oldest >= old_age) \
-            or (eta is not None and eta < CRITICAL_ETA_S) \
-            or pressure.fd_ratio >= FD_CRITICAL_RATIO:
-        severity = "critical"
-    else:
-        severity = "warning"
 
     (first, _n), = dests.most_common(1)
     to = first if len(dests) == 1 else f"{plural(len(dests), 'service')} (most to {first})"
@@ -498,24 +481,57 @@ def _client_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pil
         title += f"; oldest {seconds(oldest)}"
     if eta is not None:
         title += f"; RLIMIT_NOFILE in ~{seconds(eta)}"
+    return Finding(
+        id="close-wait-leak", severity=_client_severity(pile, pressure, old_age), cause=CAUSE,
+        title=title,
+        subject=subject(netns, pid, comm, pile.rport.single,
+                        direction=OUTBOUND, peer=first if len(dests) == 1 else None),
+        evidence=evidence, fixes=_client_pile_fixes(pid, pile, pressure, known),
+        why=WHY_CLOSE_WAIT_CLIENT)
 
-    closest = min(known, key=lambda s: s.keepalive_timeout_s or 0, default=None)
+
+def _local_server_evidence(servers: dict[str, LocalServer]) -> list[Evidence]:
+    """The servers on this host that serve the pile's destinations: their idle timeout,
+    or that they set none."""
+    evidence = []
+    for srv in servers.values():
+        said = srv.says()
+        evidence.append(ev("server_keepalive_timeout_s", srv.keepalive_timeout_s, srv.source,
+                           f"{srv.service} is served on this host by {who(srv.pid, srv.comm)}; "
+                           + (f"it closes connections idle this long: {said}" if said else
+                              "it closes connections idle this long")))
+        if srv.timeouts is not None and srv.timeouts.idle is None:
+            evidence.append(ev("server_idle_timeout", "none", srv.timeouts.config,
+                               f"{srv.timeouts.kind} sets no idle timeout: it closed these "
+                               "connections for another reason (a restart, a kill, a limit)"))
+    return evidence
+
+
+def _client_severity(pile: Pile, pressure: Pressure, old_age: float) -> str:
+    oldest, eta = pile.oldest, pressure.eta
+    grows = pressure.rate is not None and pressure.rate > 0
+    if grows or (oldest is not None and oldest >= old_age) \
+            or (eta is not None and eta < CRITICAL_ETA_S) \
+            or pressure.fd_ratio >= FD_CRITICAL_RATIO:
+        return "critical"
+    return "warning"
+
+
+def _client_pile_fixes(pid: int | None, pile: Pile, pressure: Pressure,
+                       known: list[LocalServer]) -> list[Fix]:
+    """Free the TCP state now and buy fds; then the pool advice, against the shortest
+    idle timeout of the `known` servers."""
     fixes = []
     if pid is not None:
-        only = sides.dst_filter(list(dests), KILL_TERMS)
+        only = sides.dst_filter(list(pile.dests), KILL_TERMS)
         fixes.append(kill_fix(f"state close-wait pid {pid}" + (f" and ( {only} )" if only else ""),
                               "frees the TCP state now (RST to a server that already closed: "
                               "harmless); the pool's next use of each finds it dead and "
                               "reconnects; the fds stay open until the pool closes them"))
         fixes += _prlimit(pid, pressure.limits)
-    fixes += _client_fixes(closest.keepalive_timeout_s if closest else None,
-                           closest.says() if closest else "")
-    return Finding(
-        id="close-wait-leak", severity=severity, cause=CAUSE, title=title,
-        subject=subject(netns, pid, comm, pile.rport.single,
-                        direction=OUTBOUND, peer=first if len(dests) == 1 else None),
-        evidence=evidence, fixes=fixes, why=WHY_CLOSE_WAIT_CLIENT)
-
+    closest = min(known, key=lambda s: s.keepalive_timeout_s or 0, default=None)
+    return fixes + _client_fixes(closest.keepalive_timeout_s if closest else None,
+                                 closest.says() if closest else "")
 
 def _closed_after(srv) -> str:
     """'after its 2s `timeout client` (haproxy)', 'after each response: `KeepAlive Off`

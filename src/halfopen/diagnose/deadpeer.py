@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..model.finding import Finding, Fix
+from ..model.finding import Evidence, Finding, Fix
 from ..model.socket import INBOUND, OUTBOUND, TIMER_KEEPALIVE, TIMER_OFF, TIMER_ON, Socket
 from ..model.subject import Subject
 from . import keepalive_target, sides, traced
@@ -232,6 +232,11 @@ class Hits:
         self.ports.add(s.local_port)
         self.port.add(s.peer_port if client else s.local_port)
 
+    @property
+    def in_flight(self) -> bool:
+        """Data is unacknowledged: retransmission, not keepalive, finds the dead peer."""
+        return self.retrans > 0 or self.unacked > 0
+
     def overflowed(self) -> bool:
         return self.peers.overflowed or self.ports.overflowed
 
@@ -294,9 +299,37 @@ def _with_trace(trace, findings: list[Finding]) -> list[Finding]:
 def _dead_peer(ctx: Context, netns: str, pid: int | None, comm: str, side: str,
                group: Hits, no_ack: float) -> Finding:
     client = side == sides.CLIENT
-    peers = group.peers
     tun = ctx.tunables(netns) if ctx.snapshot.host_facts is not None else None
     retries2 = tun.tcp_retries2 if tun is not None and tun.tcp_retries2 is not None else 15
+    host = host_probing(ctx, netns)
+    seen = sockets_probing(ctx, pid, host)
+    evidence = _dead_peer_evidence(group, client, no_ack, retries2)
+    if seen is not None:
+        evidence.append(ev("keepalive_read", seen.text(host), "getsockopt (pidfd_getfd)",
+                           "TCP_KEEPIDLE/INTVL/CNT read from the process's sockets"))
+    one = next(iter(group.peers)) if len(group.peers) == 1 else None
+    title = _dead_peer_title(pid, comm, client, group, one)
+    if seen is not None:
+        title += f"; keepalive {seen.text(host)}"
+    fixes = _end_and_cure(ctx, pid, client, group, seen) if pid is not None else []
+    if retries2 > RETRIES2_SUGGESTED and group.in_flight:
+        fixes.append(sysctl_fix("net.ipv4.tcp_retries2", RETRIES2_SUGGESTED, netns,
+                                f"give up on unacknowledged data after ~"
+                                f"{seconds(retries_timeout_s(RETRIES2_SUGGESTED))} instead "
+                                f"of ~{seconds(retries_timeout_s(retries2))}, host-wide"))
+    if seen is not None and seen.off == 0 and not client:
+        fixes.append(code_fix(SERVER_KEEPALIVE_SET_FIX))
+    else:
+        fixes.append(code_fix(CLIENT_DEAD_PEER_FIX if client else SERVER_DEAD_PEER_FIX))
+    return Finding(
+        id="dead-peer", severity="critical" if group.count >= CRITICAL_COUNT else "warning",
+        cause=CAUSE, title=title, subject=_subject(netns, pid, comm, client, group, one),
+        evidence=evidence, fixes=fixes,
+        why=WHY_DEAD_PEER + (WHY_CLIENT_SIDE if client else ""))
+
+
+def _dead_peer_evidence(group: Hits, client: bool, no_ack: float, retries2: int
+                        ) -> list[Evidence]:
     evidence = [ev("dead_peer_sockets", group.count, SOCK_DIAG, _side_note(group)),
                 ev("retransmitting", group.retrans, SOCK_DIAG,
                    f">= {MIN_RETRANS} retransmissions, no ACK for >= {seconds(no_ack)}"),
@@ -308,57 +341,42 @@ def _dead_peer(ctx: Context, netns: str, pid: int | None, comm: str, side: str,
             ev("oldest_no_ack_s", round(group.max_ack_ms / 1000), TCP_INFO,
                "last_ack_recv: time since the peer last acknowledged anything"),
         ]
-    unacked = group.unacked
-    evidence += [ev("unacked_bytes", unacked, SOCK_DIAG, "Send-Q summed"),
-                 ev("services" if client else "peers", top(peers), SOCK_DIAG,
-                    "remote service ip:port, count" if client else ""),
-                 ev("tcp_retries2", retries2, "/proc/sys/net/ipv4/tcp_retries2",
-                    f"gives up after ~{seconds(retries_timeout_s(retries2))} of retransmission")]
-    host = host_probing(ctx, netns)
-    seen = sockets_probing(ctx, pid, host)
-    if seen is not None:
-        evidence.append(ev("keepalive_read", seen.text(host), "getsockopt (pidfd_getfd)",
-                           "TCP_KEEPIDLE/INTVL/CNT read from the process's sockets"))
-    in_flight = group.retrans > 0 or unacked > 0  # retransmission, not keepalive, applies
-    severity = "critical" if group.count >= CRITICAL_COUNT else "warning"
-    one = next(iter(peers)) if len(peers) == 1 else None
-    if client:
-        title = (f"{who(pid, comm)} is the client: {plural(group.count, 'connection')} to "
-                 f"{one or plural(len(peers), 'service')} that stopped answering")
-    else:
-        title = (f"{who(pid, comm)}{_server_word(group)}: "
-                 f"{plural(group.count, 'ESTABLISHED socket')} to a "
-                 f"{'client' if _inbound(group) else 'peer'} that stopped answering"
-                 + (f" ({one})" if one else ""))
-    fixes = []
-    if pid is not None:
-        dsts = sides.dst_filter(list(peers))
-        flt = f"state established pid {pid}" + (f" and ( {dsts} )" if dsts else "")
-        fixes.append(kill_fix(flt, "end them now: RST to the dead peer (harmless), the "
-                                   "process's next read fails with ECONNABORTED"))
-        fixes += keepalive_cure(
-            ctx, pid, flow_limit_s(ctx), seen, "state established",
-            user_timeout_ms=30000 if in_flight else None,
-            why="keepalive for idle sockets" + (" and TCP_USER_TIMEOUT 30 s for sockets with "
-                                               "unacknowledged data" if in_flight else "")
-                + f", on this {'client' if client else 'server'}'s sockets")
-    if retries2 > RETRIES2_SUGGESTED and in_flight:
-        fixes.append(sysctl_fix("net.ipv4.tcp_retries2", RETRIES2_SUGGESTED, netns,
-                                f"give up on unacknowledged data after ~"
-                                f"{seconds(retries_timeout_s(RETRIES2_SUGGESTED))} instead "
-                                f"of ~{seconds(retries_timeout_s(retries2))}, host-wide"))
-    if seen is not None and seen.off == 0 and not client:
-        fixes.append(code_fix(SERVER_KEEPALIVE_SET_FIX))
-    else:
-        fixes.append(code_fix(CLIENT_DEAD_PEER_FIX if client else SERVER_DEAD_PEER_FIX))
-    if seen is not None:
-        title += f"; keepalive {seen.text(host)}"
-    return Finding(
-        id="dead-peer", severity=severity, cause=CAUSE, title=title,
-        subject=_subject(netns, pid, comm, client, group, one),
-        evidence=evidence, fixes=fixes,
-        why=WHY_DEAD_PEER + (WHY_CLIENT_SIDE if client else ""))
+    return evidence + [
+        ev("unacked_bytes", group.unacked, SOCK_DIAG, "Send-Q summed"),
+        ev("services" if client else "peers", top(group.peers), SOCK_DIAG,
+           "remote service ip:port, count" if client else ""),
+        ev("tcp_retries2", retries2, "/proc/sys/net/ipv4/tcp_retries2",
+           f"gives up after ~{seconds(retries_timeout_s(retries2))} of retransmission")]
 
+
+def _dead_peer_title(pid: int | None, comm: str, client: bool, group: Hits,
+                     one: str | None) -> str:
+    """Who stopped answering: the services this client connected to, or the server's
+    clients (`one`: the only peer, when there is one)."""
+    if client:
+        return (f"{who(pid, comm)} is the client: {plural(group.count, 'connection')} to "
+                f"{one or plural(len(group.peers), 'service')} that stopped answering")
+    return (f"{who(pid, comm)}{_server_word(group)}: "
+            f"{plural(group.count, 'ESTABLISHED socket')} to a "
+            f"{'client' if _inbound(group) else 'peer'} that stopped answering"
+            + (f" ({one})" if one else ""))
+
+
+def _end_and_cure(ctx: Context, pid: int, client: bool, group: Hits,
+                  seen: SocketsProbing | None) -> list[Fix]:
+    """Kill the sockets to the dead peers now; retrofit keepalive (and TCP_USER_TIMEOUT
+    where data is unacknowledged) onto the process's sockets."""
+    dsts = sides.dst_filter(list(group.peers))
+    flt = f"state established pid {pid}" + (f" and ( {dsts} )" if dsts else "")
+    in_flight = group.in_flight
+    return [kill_fix(flt, "end them now: RST to the dead peer (harmless), the "
+                          "process's next read fails with ECONNABORTED"),
+            *keepalive_cure(
+                ctx, pid, flow_limit_s(ctx), seen, "state established",
+                user_timeout_ms=30000 if in_flight else None,
+                why="keepalive for idle sockets" + (" and TCP_USER_TIMEOUT 30 s for sockets with "
+                                                   "unacknowledged data" if in_flight else "")
+                    + f", on this {'client' if client else 'server'}'s sockets")]
 
 CLIENT_DEAD_PEER_FIX = (
     "this process is the client: bound every request with a timeout, set TCP_USER_TIMEOUT "

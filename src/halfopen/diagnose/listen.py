@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from halfopen.records import record
 
-from ..model.finding import Finding
+from ..model.finding import Finding, Fix
 from ..model.nginx import NGINX_DEFAULT_CONF
 from ..model.socket import INBOUND, Socket
 from ..model.states import TcpState
@@ -124,73 +124,89 @@ def _klog_ports(ctx: Context) -> dict[int, list]:
 
 
 def check_accept_queue(ctx: Context) -> list[Finding]:
-    findings = []
     syn_recv = _syn_recv_by_port(ctx)
     klog = _klog_ports(ctx)
-    seen_full_ns = set()
-    for s in _listeners(ctx):
-        if not _near_full(s):
-            continue
-        seen_full_ns.add(s.netns)
-        who_ = owner(s)
-        pid, comm = who_ if who_ else (None, "")
-        overflows = ctx.delta(s.netns, "TcpExt.ListenOverflows") if _has_rates(ctx) else None
-        window = ctx.window_s(s.netns) if _has_rates(ctx) else None
-        full = _full(s)
-        severity = "critical" if full and overflows else "warning"
-        evidence = [ev("accept_queue", s.recv_q, SOCK_DIAG, "Recv-Q of the LISTEN socket"),
-                    ev("backlog", s.send_q, SOCK_DIAG,
-                       "Send-Q of the LISTEN socket: min(listen() backlog, somaxconn)")]
-        if overflows is not None:
-            evidence.append(ev("listen_overflows", overflows, "/proc/net/netstat",
-                               f"TcpExt.ListenOverflows over the {window:.1f} s window"
-                               if window else "TcpExt.ListenOverflows over the window"))
-        sr = syn_recv.get((s.netns, s.local_port), NO_SYN_RECV)
-        if sr:
-            evidence.append(ev("syn_recv", len(sr), SOCK_DIAG,
-                               "half-open handshakes held because the accept queue is full"))
-        if s.local_port in klog:
-            evidence.append(ev("kernel_log", klog[s.local_port][-1].text, "kernel log",
-                               f"{KLOG_HOST_WIDE}; a side effect of a full accept queue, "
-                               "not a SYN flood"))
-        fixes = [code_fix("accept faster: more workers/threads, never block the accept loop, "
-                          "check what the process is stuck on (py-spy, jstack, gdb, strace -p)")]
-        tun = ctx.tunables(s.netns) if _has_rates(ctx) else None
-        somaxconn = tun.somaxconn if tun is not None else None
-        want = max(4096, s.send_q * 4)
-        if somaxconn is not None and s.send_q >= somaxconn:
-            fixes.append(sysctl_fix("net.core.somaxconn", want, s.netns,
-                                    "the backlog is capped by somaxconn; raise it, then restart "
-                                    "or re-listen with a larger backlog"))
-        if comm.startswith("nginx"):
-            fixes.append(config_fix(ctx.nginx.fix_path if ctx.nginx else NGINX_DEFAULT_CONF,
-                                    f"listen {s.local_port} backlog={want};",
-                                    "nginx's listen backlog (default 511 on Linux)"))
-        else:
-            fixes.append(code_fix(f"pass a larger backlog to listen() (now {s.send_q}); "
-                                  "it only absorbs bursts"))
-        findings.append(Finding(
-            id="accept-queue-overflow", severity=severity, cause="resource exhaustion",
-            title=(f"port {s.local_port}: accept queue {'full' if full else 'nearly full'} "
-                   f"({s.recv_q}/{s.send_q}), {who(pid, comm)} is not accepting fast enough"),
-            subject=subject(s.netns, pid, comm, s.local_port, addr=s.local_addr),
-            evidence=evidence, fixes=fixes, why=WHY_ACCEPT))
+    full = [s for s in _listeners(ctx) if _near_full(s)]
+    findings = [_accept_queue_full(ctx, s, syn_recv.get((s.netns, s.local_port), NO_SYN_RECV),
+                                   klog.get(s.local_port, []))
+                for s in full]
     if _has_rates(ctx):
-        for ns in ctx.namespaces():
-            if ns.netns in seen_full_ns:
-                continue
-            rate = ctx.rate(ns.netns, "TcpExt.ListenOverflows")
-            if rate is not None and rate * 60 > OVERFLOWS_PER_MIN:
-                findings.append(Finding(
-                    id="accept-queue-overflow", severity="warning", cause="resource exhaustion",
-                    title=f"accept queues overflowed {rate * 60:.1f}/min in netns {ns.netns}; "
-                          "no listener is full right now",
-                    subject=subject(ns.netns),
-                    evidence=[ev("listen_overflows_per_min", round(rate * 60, 2),
-                                 "/proc/net/netstat", "TcpExt.ListenOverflows")],
-                    fixes=[code_fix("run `halfopen doctor --window 30` during the next burst "
-                                    "to catch the listener while it is full")],
-                    why=WHY_ACCEPT))
+        findings += _overflowed_unseen(ctx, {s.netns for s in full})
+    return findings
+
+
+def _accept_queue_full(ctx: Context, s: Socket, sr: SynGroup, lines: list) -> Finding:
+    """One listener whose accept queue is full or nearly: critical when it is full and
+    ListenOverflows grew during the window."""
+    who_ = owner(s)
+    pid, comm = who_ if who_ else (None, "")
+    overflows = ctx.delta(s.netns, "TcpExt.ListenOverflows") if _has_rates(ctx) else None
+    full = _full(s)
+    evidence = [ev("accept_queue", s.recv_q, SOCK_DIAG, "Recv-Q of the LISTEN socket"),
+                ev("backlog", s.send_q, SOCK_DIAG,
+                   "Send-Q of the LISTEN socket: min(listen() backlog, somaxconn)")]
+    if overflows is not None:
+        window = ctx.window_s(s.netns)
+        evidence.append(ev("listen_overflows", overflows, "/proc/net/netstat",
+                           f"TcpExt.ListenOverflows over the {window:.1f} s window"
+                           if window else "TcpExt.ListenOverflows over the window"))
+    if sr:
+        evidence.append(ev("syn_recv", len(sr), SOCK_DIAG,
+                           "half-open handshakes held because the accept queue is full"))
+    if lines:
+        evidence.append(ev("kernel_log", lines[-1].text, "kernel log",
+                           f"{KLOG_HOST_WIDE}; a side effect of a full accept queue, "
+                           "not a SYN flood"))
+    return Finding(
+        id="accept-queue-overflow", severity="critical" if full and overflows else "warning",
+        cause="resource exhaustion",
+        title=(f"port {s.local_port}: accept queue {'full' if full else 'nearly full'} "
+               f"({s.recv_q}/{s.send_q}), {who(pid, comm)} is not accepting fast enough"),
+        subject=subject(s.netns, pid, comm, s.local_port, addr=s.local_addr),
+        evidence=evidence, fixes=_accept_fixes(ctx, s, comm), why=WHY_ACCEPT)
+
+
+def _accept_fixes(ctx: Context, s: Socket, comm: str) -> list[Fix]:
+    """Accept faster first; then a larger backlog (somaxconn when it caps the listener's,
+    nginx's listen backlog, else the application's listen())."""
+    fixes = [code_fix("accept faster: more workers/threads, never block the accept loop, "
+                      "check what the process is stuck on (py-spy, jstack, gdb, strace -p)")]
+    tun = ctx.tunables(s.netns) if _has_rates(ctx) else None
+    somaxconn = tun.somaxconn if tun is not None else None
+    want = max(4096, s.send_q * 4)
+    if somaxconn is not None and s.send_q >= somaxconn:
+        fixes.append(sysctl_fix("net.core.somaxconn", want, s.netns,
+                                "the backlog is capped by somaxconn; raise it, then restart "
+                                "or re-listen with a larger backlog"))
+    if comm.startswith("nginx"):
+        fixes.append(config_fix(ctx.nginx.fix_path if ctx.nginx else NGINX_DEFAULT_CONF,
+                                f"listen {s.local_port} backlog={want};",
+                                "nginx's listen backlog (default 511 on Linux)"))
+    else:
+        fixes.append(code_fix(f"pass a larger backlog to listen() (now {s.send_q}); "
+                              "it only absorbs bursts"))
+    return fixes
+
+
+def _overflowed_unseen(ctx: Context, full_ns: set[str]) -> list[Finding]:
+    """Namespaces whose accept queues overflowed during the window with no listener full
+    now (outside `full_ns`): not attributable to a listener."""
+    findings = []
+    for ns in ctx.namespaces():
+        if ns.netns in full_ns:
+            continue
+        rate = ctx.rate(ns.netns, "TcpExt.ListenOverflows")
+        if rate is not None and rate * 60 > OVERFLOWS_PER_MIN:
+            findings.append(Finding(
+                id="accept-queue-overflow", severity="warning", cause="resource exhaustion",
+                title=f"accept queues overflowed {rate * 60:.1f}/min in netns {ns.netns}; "
+                      "no listener is full right now",
+                subject=subject(ns.netns),
+                evidence=[ev("listen_overflows_per_min", round(rate * 60, 2),
+                             "/proc/net/netstat", "TcpExt.ListenOverflows")],
+                fixes=[code_fix("run `halfopen doctor --window 30` during the next burst "
+                                "to catch the listener while it is full")],
+                why=WHY_ACCEPT))
     return findings
 
 

@@ -24,14 +24,14 @@ from typing import Optional, Union
 
 from halfopen.records import record
 
-from ..model.host import UNLIMITED
+from ..model.host import UNLIMITED, HostFacts, NamespaceHost
 from ..model.snapshot import Snapshot
 from ..model.socket import Socket
 from ..model.states import TcpState
 from . import closewait, listen, resources, timewait
 from .context import Options
 from .ranges import Range
-from .tally import Tally
+from .tally import Space, Tally
 
 Number = Union[int, float]
 Threshold = Union[int, float, str]  # a rule's number, or an operator's range as written
@@ -167,41 +167,62 @@ def perfdata(snap: Snapshot, table: Tally | None = None, focus: Tally | None = N
     if table is None:
         table = Tally.of(snap.sockets)
     sockets = focus if focus is not None else table
+    queue_pct = _accept_queue_pct(sockets)
+    spaces = list(snap.namespaces) or sorted(table.spaces)
+    per_ns: list[Perf] = []
+    for ns in spaces:
+        nsh = hf.namespaces.get(ns) if hf is not None else None
+        per_ns += _socket_perf(sockets.spaces.get(ns), queue_pct.get(ns, 0.0))
+        per_ns += _namespace_perf(table.spaces.get(ns), nsh)
+    out = merged(per_ns)
+    if hf is None:
+        return out
+    return out + _host_perf(hf, spaces, pids)
+
+
+def _accept_queue_pct(sockets: Tally) -> dict[str, float]:
+    """Per namespace, the fullest accept queue (percent of its backlog) of the listeners
+    whose backlog accept-queue-overflow judges (MIN_BACKLOG)."""
     queue_pct: dict[str, float] = {}
     for s in sockets.listeners:
         if s.send_q >= listen.MIN_BACKLOG:
             pct = 100.0 * s.recv_q / s.send_q
             queue_pct[s.netns] = max(queue_pct.get(s.netns, 0.0), pct)
-    spaces = list(snap.namespaces) or sorted(table.spaces)
-    per_ns: list[Perf] = []
-    for ns in spaces:
-        whole = table.spaces.get(ns)
-        space = sockets.spaces.get(ns)
-        states = space.states if space is not None else Counter()
-        nsh = hf.namespaces.get(ns) if hf is not None else None
-        tun = nsh.tunables if nsh is not None else None
-        per_ns += [Perf("close_wait", states[CLOSE_WAIT], min=0),
-                Perf("close_wait_process_max",
-                     space.cw_pids.max() if space is not None else 0, "",
-                     closewait.WARN_COUNT, closewait.CRITICAL_COUNT, 0),
-                Perf("syn_recv", sum(states[st] for st in SYN_RECV_STATES), min=0),
-                Perf("established", states[ESTABLISHED], min=0),
-                Perf("accept_queue_max", round(queue_pct.get(ns, 0.0), 1), "%",
-                     round(100 * listen.FULL_RATIO, 1), 100, 0, 100)]
-        # TIME_WAIT pressure is the namespace's (its buckets), focused or not
-        tw = whole.states[TIME_WAIT] if whole is not None else 0
-        if nsh is not None and nsh.sockstat is not None:
-            tw = max(tw, nsh.sockstat.tcp_tw)
-        buckets = tun.tcp_max_tw_buckets if tun is not None else None
-        per_ns.append(Perf("time_wait", tw, "", _of(timewait.TW_WARN, buckets), None, 0,
-                        buckets or None))
-        ct = nsh.conntrack if nsh is not None else None
-        if ct is not None and ct.loaded and ct.count is not None and ct.max:
-            per_ns.append(Perf("conntrack", ct.count, "", _of(resources.CT_WARN, ct.max),
-                            _of(resources.CT_CRITICAL, ct.max), 0, ct.max))
-    out = merged(per_ns)
-    if hf is None:
-        return out
+    return queue_pct
+
+
+def _socket_perf(space: Optional[Space], queue_pct: float) -> list[Perf]:
+    """The figures of one namespace's sockets (the focus's, when there is one)."""
+    states = space.states if space is not None else Counter()
+    return [Perf("close_wait", states[CLOSE_WAIT], min=0),
+            Perf("close_wait_process_max", space.cw_pids.max() if space is not None else 0, "",
+                 closewait.WARN_COUNT, closewait.CRITICAL_COUNT, 0),
+            Perf("syn_recv", sum(states[st] for st in SYN_RECV_STATES), min=0),
+            Perf("established", states[ESTABLISHED], min=0),
+            Perf("accept_queue_max", round(queue_pct, 1), "%",
+                 round(100 * listen.FULL_RATIO, 1), 100, 0, 100)]
+
+
+def _namespace_perf(whole: Optional[Space], nsh: Optional[NamespaceHost]) -> list[Perf]:
+    """The namespace's own limits, focused or not: TIME_WAIT against its buckets, and
+    conntrack when loaded."""
+    tun = nsh.tunables if nsh is not None else None
+    tw = whole.states[TIME_WAIT] if whole is not None else 0
+    if nsh is not None and nsh.sockstat is not None:
+        tw = max(tw, nsh.sockstat.tcp_tw)
+    buckets = tun.tcp_max_tw_buckets if tun is not None else None
+    out = [Perf("time_wait", tw, "", _of(timewait.TW_WARN, buckets), None, 0, buckets or None)]
+    ct = nsh.conntrack if nsh is not None else None
+    if ct is not None and ct.loaded and ct.count is not None and ct.max:
+        out.append(Perf("conntrack", ct.count, "", _of(resources.CT_WARN, ct.max),
+                        _of(resources.CT_CRITICAL, ct.max), 0, ct.max))
+    return out
+
+
+def _host_perf(hf: HostFacts, spaces: list[str], pids: Optional[set[int]]) -> list[Perf]:
+    """Host-wide: file handles, the process (of `spaces`, of `pids`) nearest its fd
+    limit, orphans."""
+    out = []
     if hf.files is not None and hf.files.file_max > 0:
         fm = hf.files.file_max
         out.append(Perf("file_handles", hf.files.allocated, "", _of(resources.FD_WARN, fm),
@@ -220,7 +241,6 @@ def perfdata(snap: Snapshot, table: Tally | None = None, focus: Tally | None = N
         out.append(Perf("orphans", host.sockstat.tcp_orphan, "", _of(resources.ORPHAN_WARN, mo),
                         _of(resources.ORPHAN_CRITICAL, mo), 0, mo))
     return out
-
 
 @record(frozen=True)
 class Breach:

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+from halfopen.records import record
+
 from ..model.finding import Evidence, Finding, Fix
 from ..model.history import slope_per_s
-from ..model.host import UNLIMITED
+from ..model.host import UNLIMITED, FileLimits, HostFacts, ProcessLimits
 from ..model.states import state_name
 from .common import (
     SOCK_DIAG,
@@ -41,7 +43,7 @@ from .common import (
     who,
 )
 from .context import Context, Unavailable
-from .tally import FIN_WAIT2, ORPHAN_STATES
+from .tally import FIN_WAIT2, ORPHAN_STATES, Space
 
 FD_WARN = 0.8
 FD_CRITICAL = 0.95
@@ -94,71 +96,92 @@ def check_fds(ctx: Context) -> list[Finding]:
     for p in sorted(hf.processes.values(), key=lambda p: -p.fd_count):
         if p.nofile_soft in (UNLIMITED, 0) or not ctx.in_scope(p.pid, p.netns):
             continue  # unlimited, or a process outside the namespaces being checked
-        ratio = p.fd_count / p.nofile_soft
-        eta = None
-        if ctx.history is not None:
-            rate = slope_per_s(ctx.history.points(p.pid, "fds") + [(ctx.now, p.fd_count)])
-            if rate and rate > 0:
-                eta = (p.nofile_soft - p.fd_count) / rate
-        if ratio >= FD_CRITICAL or (eta is not None and eta < FD_ETA_S):
-            severity = "critical"
-        elif ratio >= FD_WARN:
-            severity = "warning"
-        else:
-            continue
-        evidence = [ev("fds_open", p.fd_count, "/proc/PID/fd"),
-                    ev("socket_fds", p.socket_fds, "/proc/PID/fd"),
-                    ev("rlimit_nofile_soft", p.nofile_soft, "/proc/PID/limits"),
-                    ev("rlimit_nofile_hard", p.nofile_hard, "/proc/PID/limits"),
-                    ev("used_ratio", round(ratio, 3), "computed")]
-        if eta is not None:
-            evidence.append(ev("seconds_to_limit", round(eta), "history"))
-        hard = p.nofile_hard
-        target = max(p.nofile_soft * 4, 65536)
-        if hard != UNLIMITED:
-            target = min(target, hard) if hard > p.nofile_soft else target
-        fixes = []
-        if hard == UNLIMITED or target <= hard:
-            fixes.append(prlimit_fix(p.pid, target))
-        else:
-            fixes.append(prlimit_fix(p.pid, target, target,
-                                     "soft and hard above the current hard limit: needs "
-                                     "CAP_SYS_RESOURCE"))
-        fixes.append(systemd_limit_fix(p.pid, p.unit, target))
-        fixes.append(code_fix("if the count grows steadily, find what is not closed "
-                              "(ls -l /proc/PID/fd | sort | uniq -c) before raising limits"))
-        findings.append(Finding(
-            id="fd-exhaustion", severity=severity, cause=RESOURCE,
-            title=f"{who(p.pid, p.comm)} uses {p.fd_count:,} of {p.nofile_soft:,} file "
-                  f"descriptors ({_pct(ratio)})" + (f"; limit in ~{seconds(eta)}" if eta else ""),
-            subject=subject(p.netns, p.pid, p.comm),
-            evidence=evidence, fixes=fixes, why=WHY_FD))
+        found = _process_fds(ctx, p)
+        if found is not None:
+            findings.append(found)
     files = hf.files
     if files is not None and files.file_max > 0:
-        ratio = files.allocated / files.file_max
-        if ratio >= FD_WARN:
-            top_users = [[f"{hf.processes[x].comm} ({x})", hf.processes[x].fd_count]
-                         for x in hf.top_fd_pids[:5] if x in hf.processes]
-            findings.append(Finding(
-                id="fd-exhaustion", severity="critical" if ratio >= FD_CRITICAL else "warning",
-                cause=RESOURCE,
-                title=f"host-wide: {files.allocated:,} of {files.file_max:,} file handles in "
-                      f"use ({_pct(ratio)}), all namespaces",
-                subject=subject("host", scope="host-wide"),
-                evidence=[ev("file_nr", files.allocated, "/proc/sys/fs/file-nr",
-                             "host-wide: every namespace's files"),
-                          ev("file_max", files.file_max, "/proc/sys/fs/file-max"),
-                          ev("top_fd_users", top_users, "/proc/PID/fd",
-                             "host-wide, any namespace")],
-                fixes=[sysctl_fix("fs.file-max", files.file_max * 2, "host",
-                                  "fs.file-max is one host-wide limit (not per namespace): "
-                                  "set it on the host")],
-                why=WHY_FD))
+        findings += _host_files(hf, files)
     elif files is None and not findings:
         reason = ctx.unavailable("files")
         if reason:
             raise Unavailable(f"fs.file-nr not read: {reason}")
     return findings
+
+
+def _process_fds(ctx: Context, p: ProcessLimits) -> Finding | None:
+    """A process at FD_WARN of its soft RLIMIT_NOFILE, or (with history) that reaches it
+    within FD_ETA_S; None below."""
+    ratio = p.fd_count / p.nofile_soft
+    eta = _fd_eta(ctx, p)
+    if ratio >= FD_CRITICAL or (eta is not None and eta < FD_ETA_S):
+        severity = "critical"
+    elif ratio >= FD_WARN:
+        severity = "warning"
+    else:
+        return None
+    evidence = [ev("fds_open", p.fd_count, "/proc/PID/fd"),
+                ev("socket_fds", p.socket_fds, "/proc/PID/fd"),
+                ev("rlimit_nofile_soft", p.nofile_soft, "/proc/PID/limits"),
+                ev("rlimit_nofile_hard", p.nofile_hard, "/proc/PID/limits"),
+                ev("used_ratio", round(ratio, 3), "computed")]
+    if eta is not None:
+        evidence.append(ev("seconds_to_limit", round(eta), "history"))
+    return Finding(
+        id="fd-exhaustion", severity=severity, cause=RESOURCE,
+        title=f"{who(p.pid, p.comm)} uses {p.fd_count:,} of {p.nofile_soft:,} file "
+              f"descriptors ({_pct(ratio)})" + (f"; limit in ~{seconds(eta)}" if eta else ""),
+        subject=subject(p.netns, p.pid, p.comm),
+        evidence=evidence, fixes=_nofile_fixes(p), why=WHY_FD)
+
+
+def _fd_eta(ctx: Context, p: ProcessLimits) -> float | None:
+    """Seconds until the fd count reaches the soft limit at its recorded rate; None
+    without history or growth."""
+    if ctx.history is None:
+        return None
+    rate = slope_per_s(ctx.history.points(p.pid, "fds") + [(ctx.now, p.fd_count)])
+    return (p.nofile_soft - p.fd_count) / rate if rate and rate > 0 else None
+
+
+def _nofile_fixes(p: ProcessLimits) -> list[Fix]:
+    """A limit 4x the soft one (at least 65536), within the hard limit unless that is
+    lower than the soft one: now (prlimit), for good (the unit), and the leak check."""
+    hard = p.nofile_hard
+    target = max(p.nofile_soft * 4, 65536)
+    if hard != UNLIMITED:
+        target = min(target, hard) if hard > p.nofile_soft else target
+    if hard == UNLIMITED or target <= hard:
+        now = prlimit_fix(p.pid, target)
+    else:
+        now = prlimit_fix(p.pid, target, target,
+                          "soft and hard above the current hard limit: needs CAP_SYS_RESOURCE")
+    return [now, systemd_limit_fix(p.pid, p.unit, target),
+            code_fix("if the count grows steadily, find what is not closed "
+                     "(ls -l /proc/PID/fd | sort | uniq -c) before raising limits")]
+
+
+def _host_files(hf: HostFacts, files: FileLimits) -> list[Finding]:
+    """fs.file-nr against fs.file-max: one host-wide limit, every namespace's files."""
+    ratio = files.allocated / files.file_max
+    if ratio < FD_WARN:
+        return []
+    top_users = [[f"{hf.processes[x].comm} ({x})", hf.processes[x].fd_count]
+                 for x in hf.top_fd_pids[:5] if x in hf.processes]
+    return [Finding(
+        id="fd-exhaustion", severity="critical" if ratio >= FD_CRITICAL else "warning",
+        cause=RESOURCE,
+        title=f"host-wide: {files.allocated:,} of {files.file_max:,} file handles in "
+              f"use ({_pct(ratio)}), all namespaces",
+        subject=subject("host", scope="host-wide"),
+        evidence=[ev("file_nr", files.allocated, "/proc/sys/fs/file-nr",
+                     "host-wide: every namespace's files"),
+                  ev("file_max", files.file_max, "/proc/sys/fs/file-max"),
+                  ev("top_fd_users", top_users, "/proc/PID/fd", "host-wide, any namespace")],
+        fixes=[sysctl_fix("fs.file-max", files.file_max * 2, "host",
+                          "fs.file-max is one host-wide limit (not per namespace): "
+                          "set it on the host")],
+        why=WHY_FD)]
 
 
 # ---------------------------------------------------------------- conntrack
@@ -333,6 +356,30 @@ def _fin_wait2_limit(ctx: Context, netns: str, max_orphans: int) -> tuple[str, i
     return "tcp_max_orphans", max_orphans
 
 
+@record(frozen=True)
+class _Pile:
+    """A namespace's unowned FIN_WAIT2 sockets, past their share of the limit that holds them."""
+
+    count: int
+    limit_name: str  # _fin_wait2_limit
+    limit: int
+    threshold: int  # FIN_WAIT2_SHARE of the limit, at least FIN_WAIT2_MIN
+
+
+def _fin_wait2_piles(ctx: Context, max_orphans: int) -> dict[str, _Pile]:
+    """The namespaces whose unowned FIN_WAIT2 sockets reach their threshold."""
+    piles = {}
+    for netns, sp in ctx.table.spaces.items():
+        count = sp.orphans[FIN_WAIT2]
+        if not count:
+            continue
+        name, limit = _fin_wait2_limit(ctx, netns, max_orphans)
+        threshold = max(FIN_WAIT2_MIN, int(limit * FIN_WAIT2_SHARE))
+        if count >= threshold:
+            piles[netns] = _Pile(count, name, limit, threshold)
+    return piles
+
+
 def check_orphans(ctx: Context) -> list[Finding]:
     hf = ctx.facts
     tun = ctx.global_tunables()
@@ -341,66 +388,73 @@ def check_orphans(ctx: Context) -> list[Finding]:
     if ns_host is None or st is None or tun is None or not tun.tcp_max_orphans:
         raise Unavailable(ctx.unavailable("sockstat", "host") or ctx.unavailable("global-tunables")
                           or "sockstat or tcp_max_orphans not read")
-    ratio = st.tcp_orphan / tun.tcp_max_orphans
-    spaces = ctx.table.spaces
-    fw2_by_ns = {netns: sp.orphans[FIN_WAIT2] for netns, sp in spaces.items()
-                 if sp.orphans[FIN_WAIT2]}  # unowned FIN_WAIT2 sockets
-    piles = {}  # netns -> (sockets, limit name, limit, threshold)
-    for netns, count in fw2_by_ns.items():
-        name, limit = _fin_wait2_limit(ctx, netns, tun.tcp_max_orphans)
-        threshold = max(FIN_WAIT2_MIN, int(limit * FIN_WAIT2_SHARE))
-        if count >= threshold:
-            piles[netns] = (count, name, limit, threshold)
+    max_orphans = tun.tcp_max_orphans
+    ratio = st.tcp_orphan / max_orphans
+    piles = _fin_wait2_piles(ctx, max_orphans)
     lines = _recent(ctx, "orphans")
     host_label = ns_host.netns
     findings = []
     if ratio >= ORPHAN_CRITICAL or lines or ratio >= ORPHAN_WARN or host_label in piles:
-        severity = "critical" if ratio >= ORPHAN_CRITICAL or lines else "warning"
-        fw2 = fw2_by_ns.get(host_label, 0)
-        host_space = spaces.get(host_label)
-        states = Counter({state_name(st): host_space.orphans[st] for st in ORPHAN_STATES
-                          if host_space is not None and host_space.orphans[st]})
-        evidence = [ev("orphans", st.tcp_orphan, "/proc/net/sockstat"),
-                    ev("tcp_max_orphans", tun.tcp_max_orphans,
-                       "/proc/sys/net/ipv4/tcp_max_orphans", "host-wide"),
-                    ev("used_ratio", round(ratio, 3), "computed"),
-                    ev("orphan_states", top(states), SOCK_DIAG),
-                    ev("fin_wait2_peers", top(host_space.fw2_peers) if host_space else [],
-                       SOCK_DIAG)]
+        host_space = ctx.table.spaces.get(host_label)
+        fw2 = host_space.orphans[FIN_WAIT2] if host_space is not None else 0
+        pile = piles.get(host_label)
+        evidence = _orphan_evidence(st.tcp_orphan, max_orphans, host_space)
         if lines:
             evidence.append(ev("kernel_log", lines[-1].text, "kernel log"))
-        fixes = []
-        pile = piles.get(host_label)
         if pile is not None:
             evidence.append(_pile_evidence(pile))
-            fixes += _fin_timeout_fix(ctx, host_label)
-        # raising tcp_max_orphans helps only when orphans count against it: not for a
-        # FIN_WAIT2 pile held by the namespace's tcp_max_tw_buckets
-        if ratio >= ORPHAN_WARN or lines or (pile is not None and pile[1] == "tcp_max_orphans"):
-            fixes.append(sysctl_fix("net.ipv4.tcp_max_orphans", tun.tcp_max_orphans * 2, "host",
-                                    "one host-wide limit (set in the initial namespace only); "
-                                    "each orphan may use up to ~64 KB of unswappable memory"))
-        if pile is not None:
-            fixes.append(_peers_fix())
         findings.append(Finding(
-            id="orphan-pressure", severity=severity, cause=RESOURCE,
+            id="orphan-pressure", cause=RESOURCE,
+            severity="critical" if ratio >= ORPHAN_CRITICAL or lines else "warning",
             title=f"{st.tcp_orphan:,} orphaned TCP sockets ({_pct(ratio)} of tcp_max_orphans)"
                   + (f", {plural(fw2, 'in FIN_WAIT2', 'in FIN_WAIT2')}" if fw2 else ""),
-            subject=subject(host_label), evidence=evidence, fixes=fixes, why=WHY_ORPHAN))
+            subject=subject(host_label), evidence=evidence,
+            fixes=_orphan_fixes(ctx, host_label, max_orphans,
+                                ratio >= ORPHAN_WARN or bool(lines), pile),
+            why=WHY_ORPHAN))
     for netns, pile in sorted(piles.items()):
         if netns == host_label and findings:
             continue
-        count, name, limit, _ = pile
-        findings.append(Finding(
-            id="orphan-pressure", severity="warning", cause=RESOURCE,
-            title=f"netns {netns}: {plural(count, 'orphaned socket')} in FIN_WAIT2 "
-                  f"({_pct(count / limit)} of {name}): peers do not finish closing",
-            subject=subject(netns),
-            evidence=[_pile_evidence(pile),
-                      ev("fin_wait2_peers", top(spaces[netns].fw2_peers), SOCK_DIAG)],
-            fixes=_fin_timeout_fix(ctx, netns) + [_peers_fix()],
-            why=WHY_ORPHAN))
+        findings.append(_pile_finding(ctx, netns, pile))
     return findings
+
+
+def _orphan_evidence(orphans: int, max_orphans: int, host_space: Space | None) -> list[Evidence]:
+    states = Counter({state_name(st): host_space.orphans[st] for st in ORPHAN_STATES
+                      if host_space is not None and host_space.orphans[st]})
+    return [ev("orphans", orphans, "/proc/net/sockstat"),
+            ev("tcp_max_orphans", max_orphans, "/proc/sys/net/ipv4/tcp_max_orphans", "host-wide"),
+            ev("used_ratio", round(orphans / max_orphans, 3), "computed"),
+            ev("orphan_states", top(states), SOCK_DIAG),
+            ev("fin_wait2_peers", top(host_space.fw2_peers) if host_space else [], SOCK_DIAG)]
+
+
+def _orphan_fixes(ctx: Context, netns: str, max_orphans: int, over: bool,
+                  pile: _Pile | None) -> list[Fix]:
+    """`over`: the orphans (or the kernel log) press on tcp_max_orphans itself."""
+    fixes = _fin_timeout_fix(ctx, netns) if pile is not None else []
+    # raising tcp_max_orphans helps only when orphans count against it: not for a
+    # FIN_WAIT2 pile held by the namespace's tcp_max_tw_buckets
+    if over or (pile is not None and pile.limit_name == "tcp_max_orphans"):
+        fixes.append(sysctl_fix("net.ipv4.tcp_max_orphans", max_orphans * 2, "host",
+                                "one host-wide limit (set in the initial namespace only); "
+                                "each orphan may use up to ~64 KB of unswappable memory"))
+    if pile is not None:
+        fixes.append(_peers_fix())
+    return fixes
+
+
+def _pile_finding(ctx: Context, netns: str, pile: _Pile) -> Finding:
+    return Finding(
+        id="orphan-pressure", severity="warning", cause=RESOURCE,
+        title=f"netns {netns}: {plural(pile.count, 'orphaned socket')} in FIN_WAIT2 "
+              f"({_pct(pile.count / pile.limit)} of {pile.limit_name}): peers do not finish "
+              "closing",
+        subject=subject(netns),
+        evidence=[_pile_evidence(pile),
+                  ev("fin_wait2_peers", top(ctx.table.spaces[netns].fw2_peers), SOCK_DIAG)],
+        fixes=_fin_timeout_fix(ctx, netns) + [_peers_fix()],
+        why=WHY_ORPHAN)
 
 
 def _peers_fix() -> object:
@@ -408,11 +462,10 @@ def _peers_fix() -> object:
                     "half-closed proxies)")
 
 
-def _pile_evidence(pile) -> Evidence:
-    count, name, limit, threshold = pile
-    return ev("fin_wait2_orphans", count, SOCK_DIAG,
-              f"threshold {threshold:,} = {_pct(FIN_WAIT2_SHARE)} of {name} ({limit:,}), "
-              "the limit that holds them")
+def _pile_evidence(pile: _Pile) -> Evidence:
+    return ev("fin_wait2_orphans", pile.count, SOCK_DIAG,
+              f"threshold {pile.threshold:,} = {_pct(FIN_WAIT2_SHARE)} of {pile.limit_name} "
+              f"({pile.limit:,}), the limit that holds them")
 
 
 def _fin_timeout_fix(ctx: Context, netns: str) -> list:

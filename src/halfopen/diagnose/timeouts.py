@@ -28,7 +28,7 @@ Checks, per namespace with TCP sysctls:
 
 from __future__ import annotations
 
-from ..model.finding import Finding, Fix
+from ..model.finding import Evidence, Finding, Fix
 from ..model.socket import TIMER_OFF, Socket
 from . import keepalive_target, traced
 from .common import code_fix, config_fix, ev, plural, seconds, subject, sysctl_fix
@@ -144,92 +144,118 @@ def _probing_fixes(have: keepalive_target.Probing, want: keepalive_target.Probin
 
 
 def check_timeouts(ctx: Context) -> list[Finding]:
-    hf = ctx.facts
-    findings = []
+    findings: list[Finding] = []
     checked_any = False
     nginx_ns = _nginx_namespaces(ctx)
-    for ns in hf.namespaces.values():
-        nginx = ctx.nginx
+    for ns in ctx.facts.namespaces.values():
         t = ns.tunables
         if t is None or t.tcp_keepalive_time is None:
             continue
         checked_any = True
-        ka = t.tcp_keepalive_time
-        ka_src = ev("tcp_keepalive_time", ka, "/proc/sys/net/ipv4/tcp_keepalive_time",
-                    "default TCP_KEEPIDLE for sockets with SO_KEEPALIVE")
-        space = ctx.table.spaces.get(ns.netns)
-        ct = ns.conntrack
-        est = ct.tcp_timeouts.get("established") if ct is not None and ct.loaded else None
-        if est is not None and est <= ka:
-            findings.append(Finding(
-                id="timeout-mismatch", severity="warning", cause=CAUSE,
-                title=f"netns {ns.netns}: conntrack forgets idle flows after {seconds(est)}, "
-                      f"before the first keepalive probe at {seconds(ka)}",
-                subject=subject(ns.netns, middlebox="conntrack"),
-                evidence=[ka_src, ev("conntrack_tcp_timeout_established", est,
-                                     "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established")],
-                fixes=[sysctl_fix("net.netfilter.nf_conntrack_tcp_timeout_established",
-                                  max(432000, ka * 2), ns.netns),
-                       *_probing_fixes(keepalive_target.host_default(t), keepalive_target.wanted(est, keepalive_target.host_default(t)),
-                                       ns.netns, "conntrack", est)],
-                why=WHY_CT))
+        have = keepalive_target.host_default(t)  # its idle is tcp_keepalive_time
+        findings += _conntrack(ns.netns, ns.conntrack, have)
         # Declared middleboxes sit on the path of the sockets asked about: they apply to
         # every namespace being checked (the host by default, --netns NAME, --all-netns).
         # nginx is checked in the namespace(s) where it owns sockets.
-        if nginx is not None and ns.netns not in nginx_ns:
-            nginx = None
+        nginx = ctx.nginx if ns.netns in nginx_ns else None
         for mb in ctx.options.middleboxes:
-            mb_ev = ev("middlebox_idle_timeout_s", mb.idle_timeout_s, mb.source or "--middlebox",
-                       f"{mb.name} ({mb.kind})")
             if mb.kind == FLOW:
-                have = keepalive_target.host_default(t)
-                want = keepalive_target.wanted(mb.idle_timeout_s, have)
-                seen = _namespace_probing(ctx, space, have)
-                if want is not None or keepalive_target.within(mb.idle_timeout_s) is None:
-                    # the first probe after the flow is gone: warning; before it, the
-                    # flow is kept and only a dead peer is found late: info
-                    # ESTABLISHED, no timer, idle (data both ways) past the timeout
-                    flows: FlowIdleState = ctx.table.rule("timeout-mismatch")
-                    lost = flows.past(ns.netns, mb.idle_timeout_s)
-                    evidence = [ka_src, mb_ev]
-                    if lost:
-                        evidence.append(ev("idle_without_keepalive_past_timeout", lost,
-                                           "tcp_info", "ESTABLISHED, no keepalive timer, idle "
-                                           "longer than the middlebox remembers"))
-                    if seen is not None:
-                        evidence.append(ev("keepalive_read", seen.text(have), "getsockopt (pidfd_getfd)",
-                                           "TCP_KEEPIDLE/INTVL/CNT of the namespace's connections: "
-                                           "the sysctls apply only to those that set nothing"))
-                    findings.append(Finding(
-                        id="timeout-mismatch", cause=CAUSE,
-                        severity="warning" if ka >= mb.idle_timeout_s and not _all_own_inside(
-                            seen, mb.idle_timeout_s) else "info",
-                        title=f"{mb.name} forgets idle flows after {seconds(mb.idle_timeout_s)}; "
-                              + (f"keepalive probes start after {seconds(ka)}"
-                                 if ka >= mb.idle_timeout_s else
-                                 f"keepalive finds a dead peer only after {seconds(have.detect_s)}")
-                              + (" for sockets that set nothing" if seen is not None else "")
-                              + (f"; {seen.text(have)}" if seen is not None else ""),
-                        subject=subject(ns.netns, middlebox=mb.name),
-                        evidence=evidence + [ev("keepalive_detects_dead_peer_s", have.detect_s,
-                                                "/proc/sys/net/ipv4/tcp_keepalive_*",
-                                                "tcp_keepalive_time + intvl x probes")],
-                        fixes=_probing_fixes(have, want, ns.netns, mb.name, mb.idle_timeout_s),
-                        why=WHY_FLOW))
-                if nginx is not None:
-                    kt = nginx.max_keepalive_timeout_s
-                    no_ka = [x for x in nginx.listens if not x.so_keepalive
-                             or x.so_keepalive == "off"]
-                    if kt >= mb.idle_timeout_s and no_ka:
-                        findings.append(_nginx_flow(ns.netns, mb, kt, no_ka, nginx))
+                findings += _flow(ctx, ns.netns, have, mb, nginx)
             elif mb.kind == PROXY:
-                findings += _proxy(ctx, ns.netns, mb, mb_ev, nginx)
+                findings += _proxy(ctx, ns.netns, mb, _middlebox_ev(mb), nginx)
     if not checked_any:
         raise Unavailable(ctx.unavailable("tunables", "host") or "TCP keepalive sysctls not read")
     trace = ctx.traced()
     if trace is not None:
         findings += _idle_resets(ctx, trace, findings)
     return findings
+
+
+def _keepalive_time_ev(have: keepalive_target.Probing) -> Evidence:
+    return ev("tcp_keepalive_time", have.idle, "/proc/sys/net/ipv4/tcp_keepalive_time",
+              "default TCP_KEEPIDLE for sockets with SO_KEEPALIVE")
+
+
+def _middlebox_ev(mb) -> Evidence:
+    return ev("middlebox_idle_timeout_s", mb.idle_timeout_s, mb.source or "--middlebox",
+              f"{mb.name} ({mb.kind})")
+
+
+def _conntrack(netns: str, ct, have: keepalive_target.Probing) -> list[Finding]:
+    """conntrack (loaded) must remember an idle flow until the first keepalive probe."""
+    est = ct.tcp_timeouts.get("established") if ct is not None and ct.loaded else None
+    if est is None or est > have.idle:
+        return []
+    return [Finding(
+        id="timeout-mismatch", severity="warning", cause=CAUSE,
+        title=f"netns {netns}: conntrack forgets idle flows after {seconds(est)}, "
+              f"before the first keepalive probe at {seconds(have.idle)}",
+        subject=subject(netns, middlebox="conntrack"),
+        evidence=[_keepalive_time_ev(have),
+                  ev("conntrack_tcp_timeout_established", est,
+                     "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established")],
+        fixes=[sysctl_fix("net.netfilter.nf_conntrack_tcp_timeout_established",
+                          max(432000, have.idle * 2), netns),
+               *_probing_fixes(have, keepalive_target.wanted(est, have), netns, "conntrack", est)],
+        why=WHY_CT)]
+
+
+def _flow(ctx: Context, netns: str, have: keepalive_target.Probing, mb, nginx) -> list[Finding]:
+    """A flow middlebox must see keepalive before it forgets an idle flow; nginx, where it
+    runs, must close its idle clients (or probe them) before that too."""
+    found = []
+    want = keepalive_target.wanted(mb.idle_timeout_s, have)
+    if want is not None or keepalive_target.within(mb.idle_timeout_s) is None:
+        found.append(_flow_keepalive(ctx, netns, have, want, mb))
+    if nginx is not None:
+        kt = nginx.max_keepalive_timeout_s
+        no_ka = [x for x in nginx.listens if not x.so_keepalive or x.so_keepalive == "off"]
+        if kt >= mb.idle_timeout_s and no_ka:
+            found.append(_nginx_flow(netns, mb, kt, no_ka, nginx))
+    return found
+
+
+def _flow_keepalive(ctx: Context, netns: str, have: keepalive_target.Probing,
+                    want: keepalive_target.Probing | None, mb) -> Finding:
+    """The namespace's default keepalive against a flow middlebox: a first probe after
+    the flow is gone is a warning (unless every connection read probes in time on its
+    own); before it, the flow is kept and only a dead peer is found late: info."""
+    limit_s = mb.idle_timeout_s
+    late = have.idle >= limit_s  # the first probe comes after the flow is gone
+    seen = _namespace_probing(ctx, ctx.table.spaces.get(netns), have)
+    title = (f"{mb.name} forgets idle flows after {seconds(limit_s)}; "
+             + (f"keepalive probes start after {seconds(have.idle)}" if late else
+                f"keepalive finds a dead peer only after {seconds(have.detect_s)}"))
+    if seen is not None:
+        title += f" for sockets that set nothing; {seen.text(have)}"
+    return Finding(
+        id="timeout-mismatch", cause=CAUSE,
+        severity="warning" if late and not _all_own_inside(seen, limit_s) else "info",
+        title=title, subject=subject(netns, middlebox=mb.name),
+        evidence=_flow_evidence(ctx, netns, have, mb, seen),
+        fixes=_probing_fixes(have, want, netns, mb.name, limit_s),
+        why=WHY_FLOW)
+
+
+def _flow_evidence(ctx: Context, netns: str, have: keepalive_target.Probing, mb,
+                   seen: keepalive_target.SocketsProbing | None) -> list[Evidence]:
+    """The host's keepalive and the middlebox's timeout; the sockets idle past it
+    (ESTABLISHED, no timer, no data either way: FlowIdleState); what the namespace's
+    connections probe with, when read."""
+    flows: FlowIdleState = ctx.table.rule("timeout-mismatch")
+    lost = flows.past(netns, mb.idle_timeout_s)
+    evidence = [_keepalive_time_ev(have), _middlebox_ev(mb)]
+    if lost:
+        evidence.append(ev("idle_without_keepalive_past_timeout", lost, "tcp_info",
+                           "ESTABLISHED, no keepalive timer, idle longer than the "
+                           "middlebox remembers"))
+    if seen is not None:
+        evidence.append(ev("keepalive_read", seen.text(have), "getsockopt (pidfd_getfd)",
+                           "TCP_KEEPIDLE/INTVL/CNT of the namespace's connections: "
+                           "the sysctls apply only to those that set nothing"))
+    evidence.append(ev("keepalive_detects_dead_peer_s", have.detect_s,
+                       "/proc/sys/net/ipv4/tcp_keepalive_*", "tcp_keepalive_time + intvl x probes"))
+    return evidence
 
 
 WHY_IDLE_RESET = (
