@@ -145,7 +145,7 @@ class Pressure:
 
 class CloseWaitState(OwnerGroups):
     """What close-wait-leak keeps of the dump: each owner's CLOSE_WAIT sockets per
-    side, stuck (STUCK_AGE_S, or --min-age) or young (Pile)."""
+    side, stuck (STUCK_AGE_S, or --min-age) or young (CloseWaitGroup)."""
 
     states = (CLOSE_WAIT,)
 
@@ -154,13 +154,13 @@ class CloseWaitState(OwnerGroups):
         self.stuck_age_s = options.age(STUCK_AGE_S)
 
     def add(self, s: Socket) -> None:
-        self.group(s, Pile).add(s, s.direction == OUTBOUND, self.stuck_age_s)
+        self.group(s, CloseWaitGroup).add(s, s.direction == OUTBOUND, self.stuck_age_s)
 
     def notes(self) -> list[str]:
         return self.overflow_notes("close-wait-leak")
 
 
-class Pile:
+class CloseWaitGroup:
     """One process's CLOSE_WAIT sockets on one side: the stuck (old or undated) and
     the young ones. Counters over the stuck ones, the young ones' where/ports."""
 
@@ -275,7 +275,7 @@ def _pressure(ctx: Context, pid: int | None, held: int, lows: Sequence[float],
     return Pressure(rate, note, limits, eta, fd_ratio, evidence)
 
 
-def _age_evidence(pile: Pile, stuck_age: float, note: str) -> list:
+def _age_evidence(pile: CloseWaitGroup, stuck_age: float, note: str) -> list:
     count = pile.stuck
     evidence = [
         ev("close_wait_sockets", count, SOCK_DIAG,
@@ -317,7 +317,7 @@ def check_close_wait(ctx: Context) -> list[Finding]:
     findings = []
     for (netns, pid, comm), group in state.by_size():
         for side, pile in group.sides():
-            assert isinstance(pile, Pile)
+            assert isinstance(pile, CloseWaitGroup)
             if not pile.stuck:
                 findings.append(_young(netns, pid, comm, side, pile, stuck_age))
             elif side == sides.CLIENT:
@@ -395,7 +395,7 @@ def _traced_pile(row, window_s: float, stuck_age: float) -> Finding:
         evidence=traced.close_wait_evidence(row, window_s), fixes=fixes, why=WHY_CLOSE_WAIT)
 
 
-def _server_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pile,
+def _server_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: CloseWaitGroup,
                  process_total: int, stuck_age: float, old_age: float) -> Finding:
     """The peers closed, this process (the server, or unknown) does not: a code bug.
 
@@ -449,7 +449,7 @@ def _server_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pil
         evidence=evidence, fixes=fixes, why=WHY_CLOSE_WAIT)
 
 
-def _client_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: Pile,
+def _client_pile(ctx: Context, netns: str, pid: int | None, comm: str, pile: CloseWaitGroup,
                  process_total: int, stuck_age: float, old_age: float) -> Finding:
     """This process connected out and the servers closed: a pool keeping dead connections.
 
@@ -507,7 +507,7 @@ def _local_server_evidence(servers: dict[str, LocalServer]) -> list[Evidence]:
     return evidence
 
 
-def _client_severity(pile: Pile, pressure: Pressure, old_age: float) -> str:
+def _client_severity(pile: CloseWaitGroup, pressure: Pressure, old_age: float) -> str:
     oldest, eta = pile.oldest, pressure.eta
     grows = pressure.rate is not None and pressure.rate > 0
     if grows or (oldest is not None and oldest >= old_age) \
@@ -517,7 +517,7 @@ def _client_severity(pile: Pile, pressure: Pressure, old_age: float) -> str:
     return "warning"
 
 
-def _client_pile_fixes(pid: int | None, pile: Pile, pressure: Pressure,
+def _client_pile_fixes(pid: int | None, pile: CloseWaitGroup, pressure: Pressure,
                        known: list[LocalServer]) -> list[Fix]:
     """Free the TCP state now and buy fds; then the pool advice, against the shortest
     idle timeout of the `known` servers."""
@@ -578,7 +578,7 @@ def _age_text(s: float) -> str:
     return f"{s:.1f}s" if s < 10 else seconds(s)
 
 
-def _young(netns: str, pid: int | None, comm: str, side: str, pile: Pile,
+def _young(netns: str, pid: int | None, comm: str, side: str, pile: CloseWaitGroup,
            stuck_age: float) -> Finding:
     """CLOSE_WAIT too young to judge: said, not silent (info)."""
     oldest = pile.young_max

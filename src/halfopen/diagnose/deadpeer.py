@@ -159,7 +159,7 @@ def _idle_without_keepalive(s: Socket, idle_s: float) -> bool:
 
 class PeerState(OwnerGroups):
     """What dead-peer or keepalive-off keeps of the dump: each owner's ESTABLISHED
-    sockets to a peer off this host that `hit` picks, per side (Hits)."""
+    sockets to a peer off this host that `hit` picks, per side (PeerGroup)."""
 
     states = (ESTABLISHED,)
 
@@ -170,7 +170,7 @@ class PeerState(OwnerGroups):
     def add(self, s: Socket) -> None:
         # the peer on this host cannot vanish unseen
         if self._hit(s, self.age_s) and not is_local_peer(s):
-            self.group(s, Hits).add(s, s.direction == OUTBOUND)
+            self.group(s, PeerGroup).add(s, s.direction == OUTBOUND)
 
     def notes(self) -> list[str]:
         return self.overflow_notes(self.rule_id)
@@ -185,7 +185,7 @@ def keepalive_off_state(options: Options) -> PeerState:
     return PeerState("keepalive-off", options.age(IDLE_S), _idle_without_keepalive)
 
 
-class Hits:
+class PeerGroup:
     """One process's dead-peer or keepalive-off sockets on one side."""
 
     __slots__ = ("count", "direction", "inbound", "retrans", "probing", "infos",
@@ -247,7 +247,7 @@ def check_dead_peer(ctx: Context) -> list[Finding]:
     findings = []
     for (netns, pid, comm), group in state.by_size():
         for side, part in group.sides():
-            assert isinstance(part, Hits)
+            assert isinstance(part, PeerGroup)
             findings.append(_dead_peer(ctx, netns, pid, comm, side, part, no_ack))
     trace = ctx.traced()
     if trace is not None:
@@ -297,7 +297,7 @@ def _with_trace(trace, findings: list[Finding]) -> list[Finding]:
 
 
 def _dead_peer(ctx: Context, netns: str, pid: int | None, comm: str, side: str,
-               group: Hits, no_ack: float) -> Finding:
+               group: PeerGroup, no_ack: float) -> Finding:
     client = side == sides.CLIENT
     tun = ctx.tunables(netns) if ctx.snapshot.host_facts is not None else None
     retries2 = tun.tcp_retries2 if tun is not None and tun.tcp_retries2 is not None else 15
@@ -328,7 +328,7 @@ def _dead_peer(ctx: Context, netns: str, pid: int | None, comm: str, side: str,
         why=WHY_DEAD_PEER + (WHY_CLIENT_SIDE if client else ""))
 
 
-def _dead_peer_evidence(group: Hits, client: bool, no_ack: float, retries2: int
+def _dead_peer_evidence(group: PeerGroup, client: bool, no_ack: float, retries2: int
                         ) -> list[Evidence]:
     evidence = [ev("dead_peer_sockets", group.count, SOCK_DIAG, _side_note(group)),
                 ev("retransmitting", group.retrans, SOCK_DIAG,
@@ -349,7 +349,7 @@ def _dead_peer_evidence(group: Hits, client: bool, no_ack: float, retries2: int
            f"gives up after ~{seconds(retries_timeout_s(retries2))} of retransmission")]
 
 
-def _dead_peer_title(pid: int | None, comm: str, client: bool, group: Hits,
+def _dead_peer_title(pid: int | None, comm: str, client: bool, group: PeerGroup,
                      one: str | None) -> str:
     """Who stopped answering: the services this client connected to, or the server's
     clients (`one`: the only peer, when there is one)."""
@@ -362,7 +362,7 @@ def _dead_peer_title(pid: int | None, comm: str, client: bool, group: Hits,
             + (f" ({one})" if one else ""))
 
 
-def _end_and_cure(ctx: Context, pid: int, client: bool, group: Hits,
+def _end_and_cure(ctx: Context, pid: int, client: bool, group: PeerGroup,
                   seen: SocketsProbing | None) -> list[Fix]:
     """Kill the sockets to the dead peers now; retrofit keepalive (and TCP_USER_TIMEOUT
     where data is unacknowledged) onto the process's sockets."""
@@ -397,22 +397,22 @@ WHY_CLIENT_SIDE = (
     "fix belongs in the client and its connection pool, not in the server.")
 
 
-def _inbound(group: Hits) -> bool:
+def _inbound(group: PeerGroup) -> bool:
     return group.inbound
 
 
-def _server_word(group: Hits) -> str:
+def _server_word(group: PeerGroup) -> str:
     """', the server' when every socket is inbound; nothing when the direction is unknown."""
     return ", the server" if _inbound(group) else ""
 
 
-def _side_note(group: Hits) -> str:
+def _side_note(group: PeerGroup) -> str:
     if group.direction == OUTBOUND:
         return "this host is the client: it connected out"
     return "this host is the server: accepted connections" if _inbound(group) else ""
 
 
-def _subject(netns: str, pid: int | None, comm: str, client: bool, group: Hits,
+def _subject(netns: str, pid: int | None, comm: str, client: bool, group: PeerGroup,
              one: str | None) -> Subject:
     # group.port: the remote port on the client's side, the local port on the server's
     return subject(netns, pid, comm, group.port.single,
@@ -426,12 +426,12 @@ def check_keepalive_off(ctx: Context) -> list[Finding]:
     findings = []
     for (netns, pid, comm), group in state.by_size():
         for side, part in group.sides():
-            assert isinstance(part, Hits)
+            assert isinstance(part, PeerGroup)
             findings.append(_keepalive_off(ctx, netns, pid, comm, side, part, idle_s))
     return findings
 
 
-def _keepalive_off(ctx: Context, netns: str, pid: int | None, comm: str, side: str, group: Hits,
+def _keepalive_off(ctx: Context, netns: str, pid: int | None, comm: str, side: str, group: PeerGroup,
                    idle_s: float) -> Finding:
     client = side == sides.CLIENT
     host = host_probing(ctx, netns)

@@ -31,7 +31,7 @@ from ..model.states import TcpState
 from . import closewait, listen, resources, timewait
 from .context import Options
 from .ranges import Range
-from .tally import Space, Tally
+from .tally import NamespaceFigures, Tally
 
 Number = Union[int, float]
 Threshold = Union[int, float, str]  # a rule's number, or an operator's range as written
@@ -191,7 +191,7 @@ def _accept_queue_pct(sockets: Tally) -> dict[str, float]:
     return queue_pct
 
 
-def _socket_perf(space: Optional[Space], queue_pct: float) -> list[Perf]:
+def _socket_perf(space: Optional[NamespaceFigures], queue_pct: float) -> list[Perf]:
     """The figures of one namespace's sockets (the focus's, when there is one)."""
     states = space.states if space is not None else Counter()
     return [Perf("close_wait", states[CLOSE_WAIT], min=0),
@@ -203,7 +203,7 @@ def _socket_perf(space: Optional[Space], queue_pct: float) -> list[Perf]:
                  round(100 * listen.FULL_RATIO, 1), 100, 0, 100)]
 
 
-def _namespace_perf(whole: Optional[Space], nsh: Optional[NamespaceHost]) -> list[Perf]:
+def _namespace_perf(whole: Optional[NamespaceFigures], nsh: Optional[NamespaceHost]) -> list[Perf]:
     """The namespace's own limits, focused or not: TIME_WAIT against its buckets, and
     conntrack when loaded."""
     tun = nsh.tunables if nsh is not None else None

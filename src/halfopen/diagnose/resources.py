@@ -43,7 +43,7 @@ from .common import (
     who,
 )
 from .context import Context, Unavailable
-from .tally import FIN_WAIT2, ORPHAN_STATES, Space
+from .tally import FIN_WAIT2, ORPHAN_STATES, NamespaceFigures
 
 FD_WARN = 0.8
 FD_CRITICAL = 0.95
@@ -419,7 +419,7 @@ def check_orphans(ctx: Context) -> list[Finding]:
     return findings
 
 
-def _orphan_evidence(orphans: int, max_orphans: int, host_space: Space | None) -> list[Evidence]:
+def _orphan_evidence(orphans: int, max_orphans: int, host_space: NamespaceFigures | None) -> list[Evidence]:
     states = Counter({state_name(st): host_space.orphans[st] for st in ORPHAN_STATES
                       if host_space is not None and host_space.orphans[st]})
     return [ev("orphans", orphans, "/proc/net/sockstat"),

@@ -15,7 +15,7 @@ same sockets would have, so findings and their ties come out as before):
   the tally hands each socket only to the rules that asked for its state
 - syn-flood: SYN_RECV by (netns, local port) -> SynGroup
 - orphan-pressure: unowned FIN_WAIT2 (and the other orphan states) per netns
-- time-wait-pressure: per netns and destination -> Dest (local port, state
+- time-wait-pressure: per netns and destination -> Destination (local port, state
   and owner of each socket to it, 7 bytes a socket: a destination holds at
   most one socket per local port)
 - per netns: sockets by state, owner pids, local addresses; the five largest
@@ -85,14 +85,14 @@ class RuleState(Protocol):
     def notes(self) -> list[str]: ...
 
 
-class Sided:
+class BySide:
     """One owner's groups: the total over both sides and a group per side."""
 
     __slots__ = ("total", "server", "client")
 
     def __init__(self) -> None:
         self.total = 0
-        self.server: Any = None  # a Pile or Hits, as the group's kind
+        self.server: Any = None  # a CloseWaitGroup or PeerGroup, as the group's kind
         self.client: Any = None
 
     def sides(self) -> list[tuple[str, Any]]:
@@ -106,14 +106,14 @@ class OwnerGroups:
     order: close-wait-leak's, dead-peer's and keepalive-off's state is one of these."""
 
     def __init__(self) -> None:
-        self.groups: dict[OwnerKey, Sided] = {}
+        self.groups: dict[OwnerKey, BySide] = {}
 
     def group(self, s: Socket, kind: Callable[[], Any]) -> Any:
         """The group `s` counts in (made with kind() on first use), its owner's total counted."""
         key = owner_key(s)
         sided = self.groups.get(key)
         if sided is None:
-            sided = self.groups[key] = Sided()
+            sided = self.groups[key] = BySide()
         sided.total += 1
         if s.direction == OUTBOUND:
             if sided.client is None:
@@ -123,7 +123,7 @@ class OwnerGroups:
             sided.server = kind()
         return sided.server
 
-    def by_size(self) -> list[tuple[OwnerKey, Sided]]:
+    def by_size(self) -> list[tuple[OwnerKey, BySide]]:
         """Owners by their sockets, most first (ties: first seen)."""
         return sorted(self.groups.items(), key=lambda kv: -kv[1].total)
 
@@ -147,7 +147,7 @@ class SynGroup:
         return self.count
 
 
-class Dest:
+class Destination:
     """The sockets of one namespace to one (local address, peer address, peer port)."""
 
     __slots__ = ("ports", "states", "owners")
@@ -158,7 +158,7 @@ class Dest:
         self.owners = array("I")  # Tally.owner_ids index; 0: no owner
 
 
-class Space:
+class NamespaceFigures:
     """One namespace's figures."""
 
     __slots__ = ("states", "cw_pids", "local_addrs", "pids", "listening", "dests",
@@ -170,7 +170,7 @@ class Space:
         self.local_addrs = Capped()  # every local address (addresses of this host)
         self.pids = Capped()  # every owner's pid
         self.listening: set[int] = set()  # listening ports
-        self.dests: dict[tuple[str, str, int], Dest] = {}
+        self.dests: dict[tuple[str, str, int], Destination] = {}
         self.dests_overflowed = False
         self.orphans: Counter = Counter()  # unowned sockets in ORPHAN_STATES, by state
         self.fw2_peers = Keys()  # unowned FIN_WAIT2 by peer address
@@ -183,7 +183,7 @@ class Tally:
     def __init__(self, rules: Mapping[str, RuleState] | None = None) -> None:
         self.rules: dict[str, RuleState] = dict(rules or {})
         self.count = 0
-        self.spaces: dict[str, Space] = {}
+        self.spaces: dict[str, NamespaceFigures] = {}
         self.listeners: list[Socket] = []
         self.listeners_overflowed = False
         self.syn_recv: dict[tuple[str, int], SynGroup] = {}
@@ -215,7 +215,7 @@ class Tally:
         netns = s.netns
         space = self.spaces.get(netns)
         if space is None:
-            space = self.spaces[netns] = Space()
+            space = self.spaces[netns] = NamespaceFigures()
         state = s.state
         space.states[state] += 1
         addr = s.local_addr
@@ -260,7 +260,7 @@ class Tally:
 
     # ---------------------------------------------------------------- the groups
 
-    def _dest(self, space: Space, s: Socket, owners: tuple) -> None:
+    def _dest(self, space: NamespaceFigures, s: Socket, owners: tuple) -> None:
         """time-wait-pressure's destinations: a socket on a port known to listen is
         left out (by add); the ephemeral range and later listeners are applied by
         dest_groups."""
@@ -270,7 +270,7 @@ class Tally:
             if len(space.dests) >= bounded.DESTINATIONS:
                 space.dests_overflowed = True
                 return
-            d = space.dests[key] = Dest()
+            d = space.dests[key] = Destination()
         if len(owners) == 1:  # common.owner() without the call
             o = owners[0]
             who: tuple[int, str] | None = (o.pid, o.comm)

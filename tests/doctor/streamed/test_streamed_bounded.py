@@ -12,8 +12,8 @@ from __future__ import annotations
 import gc
 
 from halfopen.diagnose import bounded
-from halfopen.diagnose.closewait import Pile
-from halfopen.diagnose.deadpeer import Hits
+from halfopen.diagnose.closewait import CloseWaitGroup
+from halfopen.diagnose.deadpeer import PeerGroup
 from halfopen.diagnose.report import new_tally
 from halfopen.model.socket import INBOUND, OUTBOUND, Owner, Socket, TcpInfo
 
@@ -61,7 +61,7 @@ def test_200k_sockets_keep_only_bounded_state():
     (key, cw), = table.rule("close-wait-leak").groups.items()
     assert key == ("host", 4242, "leaky") and cw.total == COUNT // 4
     pile = cw.server
-    assert isinstance(pile, Pile) and cw.client is None
+    assert isinstance(pile, CloseWaitGroup) and cw.client is None
     assert pile.stuck == COUNT // 4  # the counts stay exact past the bounds
     assert len(pile.peers) == bounded.KEYS_PER_GROUP and pile.peers.overflowed
     assert pile.peers.total == COUNT // 4
@@ -69,7 +69,7 @@ def test_200k_sockets_keep_only_bounded_state():
 
     (ka,) = table.rule("keepalive-off").groups.values()
     hits = ka.client
-    assert isinstance(hits, Hits) and hits.count == COUNT // 4
+    assert isinstance(hits, PeerGroup) and hits.count == COUNT // 4
     assert len(hits.peers) == bounded.KEYS_PER_GROUP and len(hits.ports) <= bounded.KEYS_PER_GROUP
 
     (syn,) = table.syn_recv.values()
