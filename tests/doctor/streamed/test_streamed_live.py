@@ -51,7 +51,7 @@ def test_3000_close_wait_named_and_counted(lab, tmp_path):
     got = _evidence(g)
     for what in ("close_wait_sockets", "peers", "local_ports", "recv_q_ge_1", "recv_q_0"):
         assert got[what] == ev[what], what
-    # (a live finding's subject also carries the process identity: collect.stamp)
+    # (a live finding's subject also carries the identity read with the data: diagnose.common.identify)
     assert g["subject"] == {k: v for k, v in f["subject"].items() if k in g["subject"]}
     assert g["severity"] == f["severity"]
 
