@@ -86,6 +86,9 @@ def open_idle(stack: ExitStack, port: int, n: int) -> list[socket.socket]:
     return socks
 
 
+THREADS = 8  # the exporter's threads however many clients it holds
+
+
 def test_1700_idle_clients_hold_no_threads_and_a_scrape_still_works(many_fds):
     port = free_port()
     proc = start(port, "--web.max-connections", "2000", "--web.max-connections-per-source",
@@ -97,14 +100,16 @@ def test_1700_idle_clients_hold_no_threads_and_a_scrape_still_works(many_fds):
             open_idle(stack, port, 1700)
             wait_for("1,700 connections accepted", lambda: fds(proc.pid) >= 1700, timeout=20)
             held = threads(proc.pid)
-            # The old server: 1,702 threads. Now the same few as before the clients came.
-            assert held <= base_threads <= 8, (held, base_threads)
+            # The old server: 1,702 threads. Now the fixed few: main, the I/O thread, 4
+            # workers and the sampler's (started lazily: it may start meanwhile; CI saw 5
+            # before the clients and 7 with them)
+            assert base_threads <= THREADS and held <= THREADS, (held, base_threads)
             t0 = time.monotonic()
             reply = raw_request(port)
             assert reply.startswith(b"HTTP/1.1 200 OK"), reply[:200]
             assert b"halfopen_sockets{" in reply
             assert time.monotonic() - t0 < 20  # a scrape reads every process's fds
-            assert threads(proc.pid) == held
+            assert threads(proc.pid) <= THREADS
     finally:
         stop(proc)
 
